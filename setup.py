@@ -27,6 +27,9 @@ setup(
             "pytest>=9",
             "pytest-timeout>=2.4",
             "hypothesis>=6.170",
+            # tests/ops/test_k8s.py validates k8s/*.yaml offline: the package ships the
+            # Kubernetes JSON schemas, so no cluster and no network are needed.
+            "kubernetes-validate>=1.30",
         ],
     },
     entry_points={
