@@ -1,0 +1,211 @@
+"""The logging pipeline: every thread logs into a queue, one listener thread writes the lines.
+
+Logging calls never block on the output stream (a slow terminal or a full journald pipe would
+otherwise stall request threads and ticks while they hold locks). The cost is that records sit
+in a queue until the listener writes them, so `LogPipeline.stop()` must run before the process
+exits: it drains the queue and joins the listener (records still queued are lost on `sys.exit`
+and `os._exit`).
+
+Formats:
+- text: `2026-11-27T19:02:12.345Z INFO mmserver.service: message key=value`, then the traceback
+  on the following lines when there is one;
+- json: one object per line with `ts`, `level`, `logger`, `message`, `thread`, every `extra`
+  field, and `exc` (the traceback text) when there is one.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+logger = logging.getLogger(__name__)
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", (), None))
+) | {"message", "asctime", "taskName"}
+
+# Libraries that log once per request or per job run at INFO: at INFO their lines would drown
+# ours, so they only speak from WARNING unless the operator asked for DEBUG.
+#  - waitress: "Client disconnected while serving ..." for every aborted request (and the
+#    "Serving on" banner, which mmserver's own HTTP module replaces);
+#  - apscheduler executors: "Running job ..." and "Job ... executed successfully" every tick.
+_NOISY_LOGGERS = ("waitress", "apscheduler.executors")
+
+
+def _timestamp(created: float) -> str:
+    seconds = int(created)
+    millis = int((created - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS}
+
+
+def _traceback_text(record: logging.LogRecord) -> str | None:
+    parts = [part for part in (record.exc_text, record.stack_info) if part]
+    return "\n".join(parts) if parts else None
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        for key, value in _extras(record).items():
+            line += f" {key}={_text_value(value)}"
+        trace = _traceback_text(record)
+        return f"{line}\n{trace}" if trace else line
+
+
+def _text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    # Quote only when needed, so `key=value` pairs stay splittable on spaces.
+    if not text or any(ch.isspace() or ch in "\"=" for ch in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = _extras(record)
+        # The fixed fields win over an `extra` of the same name, so every line has the same shape.
+        document.update(
+            ts=_timestamp(record.created),
+            level=record.levelname,
+            logger=record.name,
+            message=record.getMessage(),
+            thread=record.threadName,
+        )
+        trace = _traceback_text(record)
+        if trace:
+            document["exc"] = trace
+        return json.dumps(document, ensure_ascii=False, default=str)
+
+
+class _PreparingQueueHandler(logging.handlers.QueueHandler):
+    """Freezes a record in the logging thread before it crosses to the listener.
+
+    The stock `prepare()` formats the whole record into `msg` (traceback included), which would
+    fold the traceback into the JSON `message`. Here the message is merged with its arguments and
+    the traceback rendered to text (the arguments and the frames may change or die once the
+    calling thread moves on), while extras stay separate fields for the formatter.
+    """
+
+    def __init__(self, q: queue.SimpleQueue) -> None:
+        super().__init__(q)
+        self._traceback_formatter = logging.Formatter()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        prepared = copy.copy(record)  # other handlers may still see the original
+        prepared.msg = record.getMessage()
+        prepared.args = None
+        if record.exc_info:
+            prepared.exc_text = record.exc_text or self._traceback_formatter.formatException(record.exc_info)
+        prepared.exc_info = None
+        return prepared
+
+
+class _NamedQueueListener(logging.handlers.QueueListener):
+    """QueueListener whose thread carries a name (the stock one is an anonymous Thread-N)."""
+
+    def start(self) -> None:
+        self._thread = thread = threading.Thread(target=self._monitor, name="log-writer", daemon=True)
+        thread.start()
+
+
+class LogPipeline:
+    def __init__(
+        self,
+        *,
+        root: logging.Logger,
+        queue_: queue.SimpleQueue,
+        queue_handler: logging.Handler,
+        output: logging.Handler,
+        listener: _NamedQueueListener,
+        saved_handlers: list[logging.Handler],
+        saved_level: int,
+        saved_noisy_levels: dict[str, int],
+    ) -> None:
+        self._root = root
+        self._queue = queue_
+        self._queue_handler = queue_handler
+        self._output = output
+        self._listener = listener
+        self._saved_handlers = saved_handlers
+        self._saved_level = saved_level
+        self._saved_noisy_levels = saved_noisy_levels
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @classmethod
+    def start(cls, *, fmt: str, level: str, stream: TextIO | None = None) -> "LogPipeline":
+        """Route every record of the process through a queue to `stream` (default: stderr)."""
+        if fmt not in ("text", "json"):
+            raise ValueError(f"unknown log format {fmt!r}")
+        numeric_level = logging.getLevelName(level.upper())
+        if not isinstance(numeric_level, int):
+            raise ValueError(f"unknown log level {level!r}")
+        output = logging.StreamHandler(sys.stderr if stream is None else stream)
+        output.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+        # Unbounded on purpose: a bounded queue would either block the logging thread or drop
+        # records, and the listener only ever falls behind for short bursts.
+        records: queue.SimpleQueue = queue.SimpleQueue()
+        queue_handler = _PreparingQueueHandler(records)
+        listener = _NamedQueueListener(records, output, respect_handler_level=False)
+
+        root = logging.getLogger()
+        saved_handlers, saved_level = list(root.handlers), root.level
+        saved_noisy_levels: dict[str, int] = {}
+        if numeric_level >= logging.INFO:
+            for name in _NOISY_LOGGERS:
+                noisy = logging.getLogger(name)
+                saved_noisy_levels[name] = noisy.level
+                noisy.setLevel(max(logging.WARNING, numeric_level))
+
+        listener.start()
+        root.handlers = [queue_handler]
+        root.setLevel(numeric_level)
+        return cls(
+            root=root,
+            queue_=records,
+            queue_handler=queue_handler,
+            output=output,
+            listener=listener,
+            saved_handlers=saved_handlers,
+            saved_level=saved_level,
+            saved_noisy_levels=saved_noisy_levels,
+        )
+
+    def stop(self) -> None:
+        """Write every queued record, stop the listener and give the root logger back. Idempotent."""
+        with self._lock:
+            if self._stopped:
+                return  # QueueListener.stop() twice fails on 3.11 (its thread is None)
+            self._stopped = True
+            # Detach first so new records go to the previous handlers instead of a queue that
+            # nobody reads any more.
+            self._root.handlers = self._saved_handlers
+            self._root.setLevel(self._saved_level)
+            for name, saved in self._saved_noisy_levels.items():
+                logging.getLogger(name).setLevel(saved)
+            self._listener.stop()  # drains up to its sentinel, then joins
+            # A thread that fetched the root's handler list just before the swap can enqueue
+            # after the sentinel: write those stragglers here rather than lose them.
+            while True:
+                try:
+                    record = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if record is not None:  # None is QueueListener's stop sentinel
+                    self._output.handle(record)
+            self._output.flush()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped

@@ -1,0 +1,156 @@
+import io
+import json
+import logging
+import re
+import threading
+
+import pytest
+
+from mmserver.logs import LogPipeline
+
+
+@pytest.fixture
+def start_pipeline():
+    """Start pipelines on a StringIO; whatever a test leaves running is stopped afterwards."""
+    started: list[LogPipeline] = []
+
+    def start(fmt: str = "json", level: str = "INFO") -> tuple[LogPipeline, io.StringIO]:
+        stream = io.StringIO()
+        pipeline = LogPipeline.start(fmt=fmt, level=level, stream=stream)
+        started.append(pipeline)
+        return pipeline, stream
+
+    yield start
+    for pipeline in reversed(started):
+        pipeline.stop()
+
+
+def json_lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_lines_carry_fields_extras_and_exceptions(start_pipeline):
+    pipeline, stream = start_pipeline("json")
+    log = logging.getLogger("mmserver.service")
+    log.info("tick %s done", 7, extra={"mode": "duel", "matched": 4})
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        log.exception("tick failed", extra={"mode": "duel"})
+    pipeline.stop()
+
+    first, second = json_lines(stream)
+    assert first["message"] == "tick 7 done"
+    assert first["level"] == "INFO"
+    assert first["logger"] == "mmserver.service"
+    assert first["thread"] == threading.current_thread().name
+    assert first["mode"] == "duel" and first["matched"] == 4
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
+    assert "exc" not in first
+
+    assert second["level"] == "ERROR"
+    assert second["message"] == "tick failed"  # the traceback stays out of the message
+    assert "Traceback (most recent call last)" in second["exc"]
+    assert "RuntimeError: boom" in second["exc"]
+
+
+def test_json_serialises_values_it_does_not_know(start_pipeline):
+    pipeline, stream = start_pipeline("json")
+    logging.getLogger("x").warning("odd", extra={"obj": object(), "items": {1, 2}})
+    pipeline.stop()
+    (line,) = json_lines(stream)
+    assert line["obj"].startswith("<object object")
+    assert line["message"] == "odd"
+
+
+def test_text_format(start_pipeline):
+    pipeline, stream = start_pipeline("text")
+    log = logging.getLogger("mmserver.service")
+    log.info("stopping", extra={"reason": "admin shutdown", "exit_status": 1})
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        log.error("failed", exc_info=True)
+    pipeline.stop()
+
+    lines = stream.getvalue().splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO mmserver\.service: stopping "
+        r'reason="admin shutdown" exit_status=1',
+        lines[0],
+    ), lines[0]
+    assert re.fullmatch(r"\S+Z ERROR mmserver\.service: failed", lines[1]), lines[1]
+    assert lines[2] == "Traceback (most recent call last):"
+    assert lines[-1] == "ZeroDivisionError: division by zero"
+
+
+def test_level_filters_and_noisy_libraries_are_quiet_at_info(start_pipeline):
+    pipeline, stream = start_pipeline("json", "INFO")
+    logging.getLogger("mmserver.x").debug("hidden")
+    logging.getLogger("apscheduler.executors.default").info('Running job "tick"')
+    logging.getLogger("waitress").info("Client disconnected while serving /v1/tickets")
+    logging.getLogger("apscheduler.executors.default").warning("maximum number of running instances reached")
+    pipeline.stop()
+    assert [line["message"] for line in json_lines(stream)] == ["maximum number of running instances reached"]
+    # the library loggers get their own levels back
+    assert logging.getLogger("waitress").level == logging.NOTSET
+
+
+def test_debug_lets_library_lines_through(start_pipeline):
+    pipeline, stream = start_pipeline("text", "DEBUG")
+    logging.getLogger("apscheduler.executors.default").info('Job "tick" executed successfully')
+    pipeline.stop()
+    assert 'Job "tick" executed successfully' in stream.getvalue()
+
+
+def test_stop_writes_every_record_from_every_thread(start_pipeline):
+    pipeline, stream = start_pipeline("json")
+    threads_count, per_thread = 8, 500
+    barrier = threading.Barrier(threads_count)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        log = logging.getLogger(f"worker.{n}")
+        for i in range(per_thread):
+            log.info("record", extra={"n": n, "i": i})
+
+    threads = [threading.Thread(target=work, args=(n,), name=f"w{n}") for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pipeline.stop()  # no sleep before: stop() itself must drain the queue
+
+    lines = json_lines(stream)
+    assert len(lines) == threads_count * per_thread
+    assert {(line["n"], line["i"]) for line in lines} == {
+        (n, i) for n in range(threads_count) for i in range(per_thread)
+    }
+    assert {line["thread"] for line in lines} == {f"w{n}" for n in range(threads_count)}
+
+
+def test_listener_thread_is_named_and_ends_on_stop(start_pipeline):
+    pipeline, _ = start_pipeline()
+    assert any(t.name == "log-writer" for t in threading.enumerate())
+    pipeline.stop()
+    assert not any(t.name == "log-writer" for t in threading.enumerate())
+
+
+def test_stop_twice_is_fine_and_restores_root_handlers(start_pipeline):
+    root = logging.getLogger()
+    before = list(root.handlers)
+    pipeline, stream = start_pipeline("text")
+    assert root.handlers != before
+    logging.getLogger("a").warning("one")
+    pipeline.stop()
+    pipeline.stop()
+    assert root.handlers == before
+    logging.getLogger("a").warning("after stop")  # goes to the old handlers, not our stream
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_rejects_unknown_format_and_level():
+    with pytest.raises(ValueError):
+        LogPipeline.start(fmt="xml", level="INFO", stream=io.StringIO())
+    with pytest.raises(ValueError):
+        LogPipeline.start(fmt="text", level="LOUD", stream=io.StringIO())
