@@ -1,0 +1,363 @@
+"""The HTTP listeners (waitress) and their graceful drain.
+
+Both listeners (the public app and the admin app) share one waitress socket map, one loop thread
+("http-loop") and one task dispatcher (`threads` workers named waitress-N). Response bytes are
+written by the loop thread, so the loop keeps running until the last answer is out.
+
+waitress has no public way to stop a server from code, and its own `close()` methods either
+leave the loop running forever (`BaseWSGIServer.close`) or cut requests longer than the
+dispatcher's 5 s timeout and close channels from a foreign thread (`MultiSocketServer.close`).
+So this module runs the loop itself, one `wasyncore.loop(count=1)` pass at a time, and makes
+every change to waitress's objects in the loop thread, between two passes.
+
+Drain sequence:
+1. `stop_accepting()`: the loop thread marks every listener not accepting and closes its
+   listening socket with `wasyncore.dispatcher.close` (not the server's `close()`, which would
+   also close the trigger the drain still needs to wake the loop). New connections are refused.
+   The caller waits (bounded) until this is done.
+2. `drain(deadline)`: after every loop pass, the loop thread marks each connection that has no
+   request in progress (nothing queued, running or half received) `close_when_flushed`, so
+   whatever output is pending is written before the socket closes. A connection with a request
+   in progress is left alone: marking it would close it before its answer is written. When it
+   finishes, its pending output is flushed and the next pass closes it.
+3. When no connection is left (or the deadline passed), the loop thread shuts the task
+   dispatcher down (waiting at most until the deadline), closes everything left in the socket
+   map (the triggers and, after a cut, the connections still busy) and the loop exits because
+   its map is empty. `drain()` joins the loop thread and returns True only if nothing was cut.
+
+Everything that touches waitress internals lives in this module; it is written against
+waitress 3.0 (setup.py pins `waitress==3.0.*`) and tests/process/test_http_drain.py fails if an
+upgrade breaks the drain.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
+
+from mmserver.config import Address
+
+logger = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_LOOP_PASS_S = 1.0  # poll timeout of one loop pass while serving (waitress's own default)
+_DRAIN_PASS_S = 0.1  # while draining: re-check idle connections and the deadline this often
+_LOOP_ANSWER_S = 5.0  # how long stop_accepting() waits for the loop thread to close listeners
+_CUT_GRACE_S = 2.0  # how long drain() waits past its deadline for the loop thread to exit
+_QUEUE_WARNING_INTERVAL_S = 10.0
+
+
+class HttpServer:
+    def __init__(
+        self,
+        listeners: Sequence[tuple[Address, WSGIApp]],
+        *,
+        threads: int,
+        max_request_body_size: int,
+        channel_timeout: float = 120.0,
+        ident: str = "mmserver",
+        connection_limit: int = 1000,
+        backlog: int = 1024,
+        loop_stall_timeout: float = 5.0,
+    ) -> None:
+        if not listeners:
+            raise ValueError("HttpServer needs at least one listener")
+        self._listeners = list(listeners)
+        self._threads = threads
+        self._loop_stall_timeout = loop_stall_timeout
+        self._adj = Adjustments(
+            threads=threads,
+            max_request_body_size=max_request_body_size,
+            # waitress's converter is int(); keep at least one second
+            channel_timeout=max(1, round(channel_timeout)),
+            ident=ident,
+            # connections beyond this wait in the listen backlog instead of being accepted
+            connection_limit=connection_limit,
+            backlog=backlog,
+            # poll() instead of select(): select() cannot watch descriptors above 1023
+            asyncore_use_poll=True,
+            # a client that resets its connection is normal traffic, not a logged traceback
+            log_socket_errors=False,
+            expose_tracebacks=False,
+        )
+        self._map: dict[int, Any] = {}
+        self._servers: list[TcpWSGIServer] = []
+        self._dispatcher: ThreadedTaskDispatcher | None = None
+        self._thread: threading.Thread | None = None
+        # `_lock` guards pulling the trigger against the loop thread closing it: a write to a
+        # closed pipe descriptor could land in whatever file reuses that number.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stop_accepting_requested = False
+        self._listeners_closed = threading.Event()
+        self._drain_deadline: float | None = None
+        self._clean = False
+        # monotonic time the pending liveness probe was queued; None: no probe pending
+        self._probe_sent_at: float | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        """Create, bind and listen on every socket now: a busy port raises OSError here."""
+        if self._servers:
+            raise RuntimeError("HttpServer.bind() called twice")
+        dispatcher = ThreadedTaskDispatcher()
+        # waitress warns "Task queue depth is N" once per queued request when every worker is
+        # busy: keep the signal but at most one line per interval (instance attribute shadows
+        # the class-level logger waitress uses).
+        dispatcher.queue_logger = _ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S)
+        try:
+            for address, app in self._listeners:
+                # Built by hand like waitress.server.create_server does, but each server gets
+                # its own app while all share one map and one dispatcher. Each server also
+                # adds its own trigger (a pipe) to the map. _start=True listens right away so
+                # that bind() fails on a port another process is listening on.
+                server = TcpWSGIServer(
+                    app,
+                    map=self._map,
+                    _start=True,
+                    dispatcher=dispatcher,
+                    adj=self._adj,
+                    sockinfo=_sockinfo(address),
+                )
+                self._servers.append(server)
+        except BaseException:
+            # a half-built server left its socket and trigger in the map
+            wasyncore.close_all(self._map, ignore_all=True)
+            self._servers = []
+            raise
+        self._dispatcher = dispatcher
+
+    @property
+    def addresses(self) -> list[Address]:
+        """The bound addresses (real ports when 0 was asked), in the order of the listeners."""
+        return [Address(str(s.effective_host), int(s.effective_port)) for s in self._servers]
+
+    def start(self) -> None:
+        """Start the worker threads and the loop thread ("http-loop")."""
+        if self._thread is not None:
+            raise RuntimeError("HttpServer.start() called twice")
+        if not self._servers:
+            self.bind()
+        assert self._dispatcher is not None
+        self._dispatcher.set_thread_count(self._threads)
+        # daemon: a loop stuck in a way the drain cannot end must not block the process exit
+        self._thread = threading.Thread(target=self._run, name="http-loop", daemon=True)
+        self._thread.start()
+        logger.info("HTTP listening on %s", ", ".join(str(a) for a in self.addresses))
+
+    def is_alive(self) -> bool:
+        """True while the loop thread runs and answers: a probe queued on the trigger runs
+        within `loop_stall_timeout` seconds. Each call queues a probe if none is pending, so
+        a stall is seen by the first call made more than `loop_stall_timeout` after it began."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        now = time.monotonic()
+        sent_at = self._probe_sent_at
+        if sent_at is None:
+            self._probe_sent_at = now
+            if not self._pull_trigger(self._answer_probe):
+                return False
+            return True
+        return now - sent_at < self._loop_stall_timeout
+
+    def in_flight(self) -> int:
+        """Requests queued, being processed, or whose answer is still being written."""
+        count = 0
+        for server in self._servers:
+            # read from another thread without a lock: a snapshot, good enough for a gauge
+            for channel in list(server.active_channels.values()):
+                if channel.requests:
+                    count += len(channel.requests)
+                elif channel.total_outbufs_len:
+                    count += 1
+        return count
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets (in the loop thread): new connections are refused."""
+        if not self._servers:
+            return
+        self._stop_accepting_requested = True
+        if self._loop_running():
+            self._pull_trigger()
+            if not self._listeners_closed.wait(_LOOP_ANSWER_S):
+                logger.warning("HTTP loop did not close the listeners within %.0f s", _LOOP_ANSWER_S)
+        else:
+            # no loop thread: nothing else touches the map
+            self._close_listeners()
+
+    def drain(self, deadline: float) -> bool:
+        """Finish the requests in flight, close every connection, stop the workers and the
+        loop thread. `deadline` is a time.monotonic() value. True if nothing had to be cut;
+        returns by the deadline plus a short bound whatever happens."""
+        if not self._servers:
+            return True
+        if self._thread is not None and not self._thread.is_alive() and not self._map:
+            return self._clean  # drained before
+        if not self._loop_running():
+            return self._close_without_loop()
+        self._stop_accepting_requested = True
+        self._drain_deadline = deadline
+        self._pull_trigger()
+        thread = self._thread
+        assert thread is not None
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            # the loop thread cuts by itself once past the deadline; wake it to do so now
+            self._pull_trigger()
+            thread.join(_CUT_GRACE_S)
+        if thread.is_alive():
+            logger.error("HTTP loop thread did not exit %.0f s after the drain deadline", _CUT_GRACE_S)
+            return False
+        if self._map:
+            # the loop thread died on an error: close what it left, nobody else uses it now
+            self._close_without_loop()
+            return False
+        return self._clean
+
+    # --- loop thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._map:
+                draining = self._drain_deadline is not None
+                # one pass of waitress's own loop; `loop` leaves when the map is empty
+                wasyncore.loop(
+                    timeout=_DRAIN_PASS_S if draining else _LOOP_PASS_S,
+                    use_poll=True,
+                    map=self._map,
+                    count=1,
+                )
+                self._after_pass()
+        except Exception:
+            logger.exception("HTTP loop failed")
+        logger.debug("HTTP loop thread exits")
+
+    def _after_pass(self) -> None:
+        if self._stop_accepting_requested and not self._listeners_closed.is_set():
+            self._close_listeners()
+        deadline = self._drain_deadline
+        if deadline is None:
+            return
+        cut = time.monotonic() >= deadline
+        if self._close_idle_channels() and not cut:
+            return
+        self._finish(deadline, cut)
+
+    def _close_listeners(self) -> None:
+        if self._listeners_closed.is_set():
+            return
+        for server in self._servers:
+            # dispatcher.close, not server.close(): the latter also closes the trigger, which
+            # the drain still needs to wake the loop. It removes the listener from the map.
+            server.accepting = False
+            wasyncore.dispatcher.close(server)
+        self._listeners_closed.set()
+        logger.info("HTTP listeners closed")
+
+    def _close_idle_channels(self) -> int:
+        """Mark every connection without a request in progress to close once its output is
+        flushed. Returns how many connections are still open."""
+        remaining = 0
+        for server in self._servers:
+            for channel in list(server.active_channels.values()):
+                remaining += 1
+                # `requests`: queued or running; `request`: partly received. Such a channel
+                # must not be marked: close_when_flushed would close it as soon as its (still
+                # empty) output buffer is flushed, before the answer is written.
+                busy = bool(channel.requests) or channel.request is not None
+                if not busy and not channel.will_close:
+                    # readable() is False from now on, so no new request is read on it
+                    channel.close_when_flushed = True
+        return remaining
+
+    def _finish(self, deadline: float, cut: bool) -> None:
+        assert self._dispatcher is not None
+        remaining = 0.0 if cut else max(0.0, deadline - time.monotonic())
+        if cut:
+            busy = self.in_flight()
+            logger.warning("HTTP drain deadline passed: cutting %d request(s) in flight", busy)
+            for server in self._servers:
+                for channel in list(server.active_channels.values()):
+                    # handle_close (not close) also wakes a worker blocked on the output
+                    # buffer; the worker then sees connected=False and stops writing
+                    channel.handle_close()
+        # Workers are idle unless a client went away while its request still runs: give such
+        # a request until the deadline. set_thread_count(0) inside makes every worker exit.
+        self._dispatcher.shutdown(cancel_pending=True, timeout=remaining)
+        workers_left = len(self._dispatcher.threads)
+        with self._lock:
+            self._closed = True
+            # closes both triggers (and anything else left); the loop leaves on an empty map
+            wasyncore.close_all(self._map, ignore_all=True)
+        self._clean = not cut and workers_left == 0
+        logger.info("HTTP drain %s", "complete" if self._clean else "cut at the deadline")
+
+    def _answer_probe(self) -> None:
+        # runs in the loop thread from the trigger (under the trigger's lock: take no other)
+        self._probe_sent_at = None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _loop_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _pull_trigger(self, thunk: Callable[[], None] | None = None) -> bool:
+        """Wake the loop thread (and run `thunk` there). False once the trigger is closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            # the first server's trigger; every trigger in the map is read by the same loop
+            self._servers[0].trigger.pull_trigger(thunk)
+            return True
+
+    def _close_without_loop(self) -> bool:
+        """Close everything from the calling thread: only when no loop thread runs."""
+        self._close_listeners()
+        if self._dispatcher is not None:
+            self._dispatcher.shutdown(cancel_pending=True, timeout=0)
+        with self._lock:
+            self._closed = True
+            wasyncore.close_all(self._map, ignore_all=True)
+        # never started: nothing could be in flight; a loop that died may have cut requests
+        self._clean = self._thread is None
+        return self._clean
+
+
+def _sockinfo(address: Address) -> tuple[int, int, int, Any]:
+    """waitress's (family, type, proto, sockaddr) for one listener; first resolved address."""
+    infos = socket.getaddrinfo(
+        address.host or None, address.port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+        socket.IPPROTO_TCP, socket.AI_PASSIVE,
+    )
+    family, socktype, proto, _canonname, sockaddr = infos[0]
+    return family, socktype, proto, sockaddr
+
+
+class _ThrottledWarnings:
+    """Stands in for waitress's queue logger: at most one warning per interval."""
+
+    def __init__(self, target: logging.Logger, interval: float) -> None:
+        self._target = target
+        self._interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + self._interval
+        suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
+        self._suppressed = 0
+        self._target.warning("all HTTP workers busy: " + message + suffix, *args)
