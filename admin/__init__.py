@@ -1,0 +1,1 @@
+"""The mmserver control plane (installed as mmserver_admin): admin HTTP app and the mmadmin CLI."""

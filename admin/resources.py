@@ -45,8 +45,9 @@ def send_json(resp: falcon.Response, data: Any, status: int = 200) -> None:
 
 def read_json_object(req: falcon.Request, max_body_bytes: int) -> dict:
     """The request body as a JSON object; 400 if absent or malformed, 413 if over the limit."""
-    # BodyLimit has already refused a declared Content-Length over the limit; reading one byte
-    # more than the limit also catches a chunked body that never declared its length.
+    # BodyLimit has already refused a declared Content-Length over the limit (waitress declares
+    # one for chunked bodies too, after de-chunking); the bounded read is a second guard so a
+    # body is never read past the limit whatever the server in front does.
     raw = req.bounded_stream.read(max_body_bytes + 1)
     if len(raw) > max_body_bytes:
         raise falcon.HTTPContentTooLarge(
