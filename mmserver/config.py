@@ -126,7 +126,18 @@ def _redis_url(raw: str) -> str:
     if parsed.scheme == "unix":
         if not parsed.path:
             raise ConfigError("a unix:// URL needs a socket path")
-    elif not parsed.hostname:
+        return raw
+    if parsed.scheme == "redis+sentinel":
+        # redis+sentinel://[password@]host:port[,host:port...]/service_name[/db]
+        hosts = parsed.netloc.rpartition("@")[2]
+        if not hosts:
+            raise ConfigError(f"no sentinel host in {raw!r}")
+        for host in hosts.split(","):
+            _address(host if ":" in host else f"{host}:26379")
+        if not parsed.path.strip("/"):
+            raise ConfigError(f"no service name in {raw!r} (redis+sentinel://host:port/service_name)")
+        return raw
+    if not parsed.hostname:
         raise ConfigError(f"no host in {raw!r}")
     try:
         parsed.port  # raises on a bad port

@@ -1,0 +1,163 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmserver.config import Address, Config, ConfigError, load
+
+
+def write(tmp_path: Path, text: str, name: str = "mm.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_spec():
+    config = load([], {})
+    assert config == Config()
+    assert config.redis_url is None and config.embedded_redis
+    assert config.listen == Address("127.0.0.1", 8080)
+    assert config.admin_listen == Address("127.0.0.1", 8081)
+    assert config.tick_interval_ms == 500
+    assert (config.redis_reconnect_attempts, config.redis_backoff_initial_ms, config.redis_backoff_max_ms) == (10, 1000, 60000)
+    assert config.drain_delay_s == 0 and config.shutdown_timeout_s == 20
+    assert config.log_format == "text" and config.log_level == "INFO"
+    duel = config.modes["duel"]
+    assert (duel.team_size, duel.teams, duel.accept_timeout_s, duel.mmr_window) == (1, 2, 10, 100)
+    assert (duel.mmr_window_growth_per_s, duel.mmr_window_max, duel.ticket_ttl_s) == (20, 1000, 300)
+    assert config.servers.token is None and config.servers.static == ()
+
+
+def test_environment_is_read_and_flags_win():
+    env = {"MMSERVER_LISTEN": "0.0.0.0:9000", "MMSERVER_TICK_INTERVAL_MS": "250",
+           "MMSERVER_ADMIN_TOKEN": "s3cret", "MMSERVER_LOG_FORMAT": "JSON"}
+    config = load(["--tick-interval-ms", "100"], env)
+    assert config.listen == Address("0.0.0.0", 9000)
+    assert config.tick_interval_ms == 100
+    assert config.log_format == "json"
+    assert config.admin_token == "s3cret"
+
+
+def test_empty_variable_counts_as_unset():
+    assert load([], {"MMSERVER_REDIS_URL": ""}).redis_url is None
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380", "unix:///tmp/r.sock",
+                                 "redis+sentinel://s1:26379,s2:26379/mymaster"])
+def test_redis_urls_accepted(url):
+    assert load([], {"MMSERVER_REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"MMSERVER_REDIS_URL": "http://x"}, "unsupported scheme"),
+        ({"MMSERVER_REDIS_URL": "redis://"}, "no host"),
+        ({"MMSERVER_REDIS_URL": "redis://h:99999"}, "bad port"),
+        ({"MMSERVER_LISTEN": "8080"}, "HOST:PORT"),
+        ({"MMSERVER_LISTEN": "h:x"}, "port must be a number"),
+        ({"MMSERVER_TICK_INTERVAL_MS": "fast"}, "integer"),
+        ({"MMSERVER_TICK_INTERVAL_MS": "0"}, "at least"),
+        ({"MMSERVER_SHUTDOWN_TIMEOUT_S": "0"}, "greater than 0"),
+        ({"MMSERVER_DRAIN_DELAY_S": "-1"}, ">= 0"),
+        ({"MMSERVER_DRAIN_DELAY_S": "nan"}, ">= 0"),
+        ({"MMSERVER_LOG_FORMAT": "xml"}, "one of"),
+        ({"MMSERVER_ADMIN_LISTEN": "0.0.0.0:8081"}, "not a loopback"),
+        ({"MMSERVER_REDIS_BACKOFF_INITIAL_MS": "5000", "MMSERVER_REDIS_BACKOFF_MAX_MS": "100"}, "below"),
+        ({"MMSERVER_ADMIN_TOKEN_FILE": "/nonexistent/token"}, "cannot read"),
+        ({"MMSERVER_CONFIG": "/nonexistent/mm.toml"}, "cannot read"),
+        ({"MMSERVER_HTTP_THREADS": "8", "MMSERVER_MAX_LONGPOLLS": "7"}, "free for other requests"),
+    ],
+)
+def test_invalid_settings_are_refused_with_the_variable_named(env, fragment):
+    with pytest.raises(ConfigError) as caught:
+        load([], env)
+    message = str(caught.value)
+    assert fragment in message
+    assert "\n" not in message
+    assert any(name in message for name in env)
+
+
+def test_admin_listener_off_loopback_is_fine_with_a_token_file(tmp_path):
+    token = write(tmp_path, "  tok-123\n", "token")
+    config = load([], {"MMSERVER_ADMIN_LISTEN": "0.0.0.0:8081", "MMSERVER_ADMIN_TOKEN_FILE": str(token)})
+    assert config.admin_token == "tok-123"
+
+
+def test_config_file_modes_and_servers(tmp_path):
+    path = write(tmp_path, """
+[modes.duel]
+team_size = 1
+teams = 2
+accept_timeout_s = 0
+
+[modes.squad]
+team_size = 5
+teams = 2
+mmr_window = 50
+mmr_window_growth_per_s = 5.5
+mmr_window_max = 400
+ticket_ttl_s = 60
+
+[servers]
+token = "change-me"
+static = ["10.0.0.5:7777", "10.0.0.6:7777"]
+heartbeat_ttl_s = 15
+allocation_timeout_s = 30
+""")
+    config = load(["--config", str(path)], {})
+    assert set(config.modes) == {"duel", "squad"}
+    assert config.modes["duel"].accept_timeout_s == 0
+    squad = config.modes["squad"]
+    assert (squad.team_size, squad.mmr_window_growth_per_s, squad.players_per_match) == (5, 5.5, 10)
+    assert config.servers.token == "change-me"
+    assert config.servers.static == ("10.0.0.5:7777", "10.0.0.6:7777")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[modes.duel]\nteams = 1\n", "at least 2"),
+        ("[modes.duel]\nteam_size = 0\n", "at least 1"),
+        ("[modes.duel]\naccept_timeout_s = -1\n", "negative"),
+        ("[modes.duel]\nmmr_window = 200\nmmr_window_max = 100\n", "below mmr_window"),
+        ("[modes.duel]\ncolour = 'red'\n", "unknown option 'colour'"),
+        ("[modes.duel]\nteams = '2'\n", "integer"),
+        ("[modes.duel]\nteams = true\n", "integer"),
+        ("[modes]\n", "at least one"),
+        ("[modes.'bad name']\n", "mode name"),
+        ("[matchmaking]\n", "unknown section"),
+        ("[servers]\nstatic = ['nohost']\n", "HOST:PORT"),
+        ("[servers]\nstatic = ['a:1', 'a:1']\n", "twice"),
+        ("[servers]\nheartbeat_ttl_s = 0\n", "greater than 0"),
+        ("[servers]\ntoken = ''\n", "non-empty"),
+        ("not toml at all [", "not valid TOML"),
+    ],
+)
+def test_bad_config_files_are_refused(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load([], {"MMSERVER_CONFIG": str(path)})
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_command_exits_2_with_one_line_and_no_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSERVER_")}
+    env["MMSERVER_REDIS_URL"] = "http://nope"
+    result = subprocess.run([sys.executable, "-m", "mmserver"], env=env, capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mmserver: error: MMSERVER_REDIS_URL:")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_flag_is_a_usage_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mmserver", "--no-such-flag"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unrecognized arguments" in result.stderr
