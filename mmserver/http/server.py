@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-_LOOP_PASS_S = 1.0  # poll timeout of one loop pass while serving (waitress's own default)
+_LOOP_PASS_S = 1.0  # longest poll timeout of one loop pass while serving (waitress's default)
 _DRAIN_PASS_S = 0.1  # while draining: re-check idle connections and the deadline this often
 _LOOP_ANSWER_S = 5.0  # how long stop_accepting() waits for the loop thread to close listeners
 _CUT_GRACE_S = 2.0  # how long drain() waits past its deadline for the loop thread to exit
@@ -100,8 +100,10 @@ class HttpServer:
         self._listeners_closed = threading.Event()
         self._drain_deadline: float | None = None
         self._clean = False
-        # monotonic time the pending liveness probe was queued; None: no probe pending
-        self._probe_sent_at: float | None = None
+        # monotonic time the loop thread last finished a pass (is_alive)
+        self._last_pass = 0.0
+        # an idle pass must end well within the stall timeout, or is_alive() would flap
+        self._pass_timeout = min(_LOOP_PASS_S, loop_stall_timeout / 4)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -155,20 +157,13 @@ class HttpServer:
         logger.info("HTTP listening on %s", ", ".join(str(a) for a in self.addresses))
 
     def is_alive(self) -> bool:
-        """True while the loop thread runs and answers: a probe queued on the trigger runs
-        within `loop_stall_timeout` seconds. Each call queues a probe if none is pending, so
-        a stall is seen by the first call made more than `loop_stall_timeout` after it began."""
+        """True while the loop thread runs and completes loop passes: a pass ends at least
+        every second even with no traffic, so a pass older than `loop_stall_timeout` means the
+        loop is stuck. Reads two values and never waits: safe to gate a watchdog on."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return False
-        now = time.monotonic()
-        sent_at = self._probe_sent_at
-        if sent_at is None:
-            self._probe_sent_at = now
-            if not self._pull_trigger(self._answer_probe):
-                return False
-            return True
-        return now - sent_at < self._loop_stall_timeout
+        return time.monotonic() - self._last_pass < self._loop_stall_timeout
 
     def in_flight(self) -> int:
         """Requests queued, being processed, or whose answer is still being written."""
@@ -227,17 +222,19 @@ class HttpServer:
     # --- loop thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._last_pass = time.monotonic()
         try:
             while self._map:
                 draining = self._drain_deadline is not None
                 # one pass of waitress's own loop; `loop` leaves when the map is empty
                 wasyncore.loop(
-                    timeout=_DRAIN_PASS_S if draining else _LOOP_PASS_S,
+                    timeout=min(_DRAIN_PASS_S, self._pass_timeout) if draining else self._pass_timeout,
                     use_poll=True,
                     map=self._map,
                     count=1,
                 )
                 self._after_pass()
+                self._last_pass = time.monotonic()
         except Exception:
             logger.exception("HTTP loop failed")
         logger.debug("HTTP loop thread exits")
@@ -302,16 +299,12 @@ class HttpServer:
         self._clean = not cut and workers_left == 0
         logger.info("HTTP drain %s", "complete" if self._clean else "cut at the deadline")
 
-    def _answer_probe(self) -> None:
-        # runs in the loop thread from the trigger (under the trigger's lock: take no other)
-        self._probe_sent_at = None
-
     # --- helpers ---------------------------------------------------------------------------
 
     def _loop_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _pull_trigger(self, thunk: Callable[[], None] | None = None) -> bool:
+    def _pull_trigger(self, thunk: Callable[[], None] | None = None) -> bool:  # thunk: test seam
         """Wake the loop thread (and run `thunk` there). False once the trigger is closed."""
         with self._lock:
             if self._closed:

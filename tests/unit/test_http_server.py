@@ -1,0 +1,167 @@
+"""HttpServer against real sockets and threads: binding, two apps, liveness, in-flight count."""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+
+from mmserver.config import Address
+from mmserver.http.server import HttpServer
+
+
+def text_app(body: bytes):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def get(address: Address, path: str = "/") -> tuple[int, bytes, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection(address.host, address.port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read(), response
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def servers():
+    """Every HttpServer a test makes is drained at the end, even when the test fails."""
+    made: list[HttpServer] = []
+
+    def make(listeners, **kw) -> HttpServer:
+        kw.setdefault("threads", 4)
+        kw.setdefault("max_request_body_size", 1024)
+        server = HttpServer(listeners, **kw)
+        made.append(server)
+        return server
+
+    yield make
+    for server in made:
+        server.drain(time.monotonic() + 2)
+
+
+def local(port: int = 0) -> Address:
+    return Address("127.0.0.1", port)
+
+
+def test_bind_port_zero_reports_the_real_addresses_in_listener_order(servers):
+    server = servers([(local(), text_app(b"public")), (local(), text_app(b"admin"))])
+    server.bind()
+    public, admin = server.addresses
+    assert public.host == admin.host == "127.0.0.1"
+    assert public.port != 0 and admin.port != 0 and public.port != admin.port
+    # bound and listening right after bind(): the kernel completes the handshake
+    with socket.create_connection((public.host, public.port), timeout=2):
+        pass
+
+
+def test_two_listeners_serve_two_different_apps(servers):
+    server = servers([(local(), text_app(b"public")), (local(), text_app(b"admin"))], ident="mmtest")
+    server.bind()
+    server.start()
+    public, admin = server.addresses
+    status, body, response = get(public)
+    assert (status, body) == (200, b"public")
+    assert response.getheader("Server") == "mmtest"
+    assert get(admin)[:2] == (200, b"admin")
+    # one loop thread for both listeners
+    assert [t.name for t in threading.enumerate()].count("http-loop") == 1
+
+
+def test_busy_port_raises_oserror_at_bind_and_releases_the_other_sockets(servers):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first_port = probe.getsockname()[1]
+        server = servers([(local(first_port), text_app(b"a")), (local(taken), text_app(b"b"))])
+        with pytest.raises(OSError):
+            server.bind()
+    # the first listener, bound before the failure, was closed again
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", first_port))
+
+
+def test_request_body_over_the_limit_is_refused(servers):
+    server = servers([(local(), text_app(b"ok"))], max_request_body_size=16)
+    server.start()  # binds when bind() was not called
+    address = server.addresses[0]
+    conn = http.client.HTTPConnection(address.host, address.port, timeout=5)
+    conn.request("POST", "/", body=b"x" * 100)
+    assert conn.getresponse().status == 413
+    conn.close()
+
+
+def test_is_alive_true_while_running_false_after_drain(servers):
+    server = servers([(local(), text_app(b"ok"))])
+    server.bind()
+    assert not server.is_alive()  # not started
+    server.start()
+    assert server.is_alive()
+    time.sleep(0.6)  # idle: the loop still completes passes
+    assert server.is_alive()
+    assert server.drain(time.monotonic() + 5) is True
+    assert not server.is_alive()
+    assert "http-loop" not in [t.name for t in threading.enumerate()]
+
+
+def test_is_alive_false_when_the_loop_thread_stalls(servers):
+    server = servers([(local(), text_app(b"ok"))], loop_stall_timeout=0.3)
+    server.start()
+    release = threading.Event()
+    assert server.is_alive()
+    # block the loop thread itself, as a stuck loop would be (test seam: the trigger queue)
+    assert server._pull_trigger(lambda: release.wait(5))
+    try:
+        deadline = time.monotonic() + 2
+        while server.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not server.is_alive()
+        assert server._thread.is_alive()  # the thread runs: only its progress stopped
+    finally:
+        release.set()
+    deadline = time.monotonic() + 2
+    while not server.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.is_alive()
+
+
+def test_in_flight_counts_running_requests(servers):
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(environ, start_response):
+        entered.set()
+        release.wait(5)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = servers([(local(), slow)])
+    server.start()
+    assert server.in_flight() == 0
+    result: list = []
+    client = threading.Thread(target=lambda: result.append(get(server.addresses[0])[:2]))
+    client.start()
+    assert entered.wait(5)
+    assert server.in_flight() == 1
+    release.set()
+    client.join(5)
+    assert result == [(200, b"ok")]
+    assert server.in_flight() == 0
+
+
+def test_drain_of_a_server_never_started_closes_its_sockets(servers):
+    server = servers([(local(), text_app(b"ok"))])
+    server.bind()
+    port = server.addresses[0].port
+    assert server.drain(time.monotonic() + 1) is True
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
