@@ -1,0 +1,246 @@
+"""The pub/sub thread: listens on `mm:events` and `mm:control` and hands messages on.
+
+It owns its reconnect loop. redis-py's built-in retries sleep in `time.sleep`, which a shutdown
+cannot interrupt, so the client it is given should not retry (see
+`redis_client.connect_subscriber`); every wait here is `shutdown.wait(delay)`.
+
+Pub/sub does not buffer: whatever was published while the connection was down is gone. After
+every (re)connect `on_connect()` is called so the caller can make every waiter re-read state.
+
+A hung server (SIGSTOP, a frozen VM) raises nothing: the kernel still ACKs, so TCP keepalive and
+socket reads just wait. The thread therefore sends its own PING on the subscribed connection
+every `health_interval_s` and treats the connection as lost when the PONG is
+`HUNG_AFTER_INTERVALS` intervals late.
+
+Error policy: connection errors are retried with `Backoff`; after `backoff.attempts` failed
+reconnects the replica asks to stop ("redis unreachable", status 1) so its supervisor restarts
+it. Anything else (a bug, or `on_message` raising) is logged with its traceback and also stops
+the replica: a listener that died silently would leave every long-poll waiting for nothing.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Callable, Sequence
+
+import redis
+
+from mmserver.backoff import Backoff
+from mmserver.readiness import Readiness
+from mmserver.shutdown import EXIT_RESTART, Shutdown
+
+logger = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+HUNG_AFTER_INTERVALS = 3
+# How long one get_message() may block: bounds how late a shutdown or a due PING is noticed.
+POLL_S = 0.1
+
+
+class CallbackFailed(Exception):
+    """`on_message` or `on_connect` raised: a bug to report, never a lost connection (even when
+    the callback's own error happens to be an OSError)."""
+
+
+class Subscriber:
+    def __init__(self, *, connect: Callable[[], redis.Redis], channels: Sequence[str],
+                 on_message: Callable[[str, str], None], on_connect: Callable[[], None],
+                 readiness: Readiness, shutdown: Shutdown, backoff: Backoff,
+                 health_interval_s: float = 1.0) -> None:
+        if not channels:
+            raise ValueError("at least one channel is needed")
+        if health_interval_s <= 0:
+            raise ValueError(f"health_interval_s must be positive, got {health_interval_s}")
+        self._connect = connect
+        self._channels = list(channels)
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._readiness = readiness
+        self._shutdown = shutdown
+        self._backoff = backoff
+        self._health_interval_s = health_interval_s
+        self._thread: threading.Thread | None = None
+        self._ping_tokens = itertools.count()
+        # Status fields: written by the subscriber thread only, read by status(); plain
+        # attribute reads and writes need no lock.
+        self._connected = False
+        self._reconnect_attempts = 0
+        self._reconnects_total = 0
+        self._last_error: str | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the subscriber was already started")
+        # A daemon: if it ever hangs in a socket call, it must not keep the process alive
+        # (sys.exit joins non-daemon threads). The stop sequence joins it with a bound.
+        self._thread = threading.Thread(target=self._run, name="subscriber", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the thread to end (after a shutdown request)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def status(self) -> dict:
+        return {
+            "alive": self._thread is not None and self._thread.is_alive(),
+            "connected": self._connected,
+            "reconnect_attempts": self._reconnect_attempts,
+            "reconnects_total": self._reconnects_total,
+            "last_error": self._last_error,
+        }
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:
+            if isinstance(exc, CallbackFailed) and exc.__cause__ is not None:
+                exc = exc.__cause__
+            logger.error("subscriber thread died", exc_info=exc)
+            self._shutdown.request(f"subscriber thread died: {exc!r}", EXIT_RESTART)
+        finally:
+            self._set_connected(False)
+
+    def _loop(self) -> None:
+        lost = False  # a connection failed or was lost: back off before the next try
+        connected_before = False
+        failures = 0  # failed reconnects since the connection was lost
+        while not self._shutdown.is_set():
+            if lost:
+                if failures >= self._backoff.attempts:
+                    logger.error("Redis unreachable after %d reconnect attempts; giving up",
+                                 failures)
+                    self._shutdown.request("redis unreachable", EXIT_RESTART)
+                    return
+                delay = self._backoff.delay(failures)
+                logger.info("reconnecting to Redis in %.2fs (attempt %d of %d)",
+                            delay, failures + 1, self._backoff.attempts)
+                if self._shutdown.wait(delay):
+                    return
+            try:
+                client, pubsub = self._subscribe()
+            except CONNECTION_ERRORS as exc:
+                if lost:
+                    failures += 1
+                    self._reconnect_attempts = failures
+                lost = True
+                self._last_error = repr(exc)
+                logger.warning("Redis pub/sub connection failed: %r", exc)
+                continue
+            if pubsub is None:  # shutdown while subscribing
+                _close(client, None)
+                return
+            if connected_before:
+                self._reconnects_total += 1
+            connected_before = True
+            lost = True  # from here the loop only goes round again after a loss
+            failures = 0
+            self._reconnect_attempts = 0
+            self._set_connected(True)
+            logger.info("subscribed to %s", ", ".join(self._channels))
+            try:
+                # Messages published while disconnected were missed: let the caller re-read.
+                self._call(self._on_connect)
+                self._listen(pubsub)
+            except CONNECTION_ERRORS as exc:
+                self._set_connected(False)
+                self._last_error = repr(exc)
+                logger.warning("Redis pub/sub connection lost: %r", exc)
+            finally:
+                # Closing the socket drops the subscriptions on the server side; an UNSUBSCRIBE
+                # round trip would only add a wait on a server that may be hung.
+                _close(client, pubsub)
+
+    def _subscribe(self) -> tuple[redis.Redis, redis.client.PubSub | None]:
+        """Connect and subscribe; return once the server confirmed every channel (so
+        "connected" means messages will arrive), or (client, None) on shutdown."""
+        client = self._connect()
+        pubsub = client.pubsub()
+        try:
+            pubsub.subscribe(*self._channels)
+            pending = set(self._channels)
+            deadline = time.monotonic() + HUNG_AFTER_INTERVALS * self._health_interval_s
+            while pending:
+                if self._shutdown.is_set():
+                    _close(None, pubsub)
+                    return client, None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise redis.exceptions.TimeoutError(
+                        f"no SUBSCRIBE confirmation within "
+                        f"{HUNG_AFTER_INTERVALS * self._health_interval_s:.1f}s"
+                    )
+                message = pubsub.get_message(timeout=min(remaining, POLL_S))
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    pending.discard(_text(message["channel"]))
+                elif message["type"] == "message":
+                    self._deliver(message)
+        except BaseException:
+            _close(client, pubsub)
+            raise
+        return client, pubsub
+
+    def _listen(self, pubsub: redis.client.PubSub) -> None:
+        """Deliver messages until a shutdown (returns) or a lost connection (raises)."""
+        interval = self._health_interval_s
+        next_ping = time.monotonic() + interval
+        waiting_for: str | None = None  # the token of the PING in flight
+        ping_sent_at = 0.0
+        while not self._shutdown.is_set():
+            now = time.monotonic()
+            if waiting_for is None and now >= next_ping:
+                waiting_for = f"mm-subscriber-{next(self._ping_tokens)}"
+                ping_sent_at = now
+                pubsub.ping(waiting_for)
+            elif waiting_for is not None and now - ping_sent_at > HUNG_AFTER_INTERVALS * interval:
+                raise redis.exceptions.TimeoutError(
+                    f"no answer to PING for {now - ping_sent_at:.1f}s: Redis is hung"
+                )
+            message = pubsub.get_message(timeout=min(POLL_S, interval))
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "message":
+                self._deliver(message)
+            elif kind == "pong" and _text(message["data"]) == waiting_for:
+                waiting_for = None
+                next_ping = ping_sent_at + interval
+
+    def _deliver(self, message: dict) -> None:
+        self._call(self._on_message, _text(message["channel"]), _text(message["data"]))
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: str) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:
+            raise CallbackFailed(f"{callback!r} raised {exc!r}") from exc
+
+    def _set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        self._readiness.set_redis_connected(connected)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _close(client: redis.Redis | None, pubsub: redis.client.PubSub | None) -> None:
+    """Close without waiting on the server; errors here only mean it is already gone."""
+    for closeable in (pubsub, client):
+        if closeable is None:
+            continue
+        try:
+            closeable.close()
+        except Exception:  # already broken: nothing left to release
+            logger.debug("error while closing a Redis connection", exc_info=True)
