@@ -1,0 +1,212 @@
+"""mmadmin as a real subprocess against the admin app served on a real socket."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+
+from mmserver_admin.app import create_admin_app
+from tests.admin.controls import TOKEN, RecordingControl, write_token
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("mmadmin")
+MMADMIN = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "mmserver_admin.cli"]
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # keep the test output clean
+        pass
+
+
+class QuietServer(WSGIServer):
+    def handle_error(self, request, client_address):  # a client that hung up is not a failure
+        pass
+
+
+class AdminServer:
+    def __init__(self, control: RecordingControl, token: str = TOKEN) -> None:
+        self.control = control
+        self._httpd = make_server("127.0.0.1", 0, create_admin_app(control, token=token),
+                                  server_class=QuietServer, handler_class=QuietHandler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_port}"
+        self.listen = f"127.0.0.1:{self._httpd.server_port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="test-admin-server", daemon=True)
+
+    def __enter__(self) -> "AdminServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def server():
+    with AdminServer(RecordingControl()) as running:
+        yield running
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    # A clean environment: nothing from the developer's shell (proxies, tokens) leaks in.
+    base = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(MMADMIN + args, cwd=cwd, env={**base, **env}, capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_status_human_readable(server, tmp_path):
+    result = run(["status"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "state:     running" in out
+    assert "uptime:    1h 2m 5s" in out
+    assert "subscriber" in out and "DOWN" in out and "reconnect_attempts=3" in out
+    assert "duel" in out and "queued=4" in out
+    assert "replicas (2):" in out and "replica-b2" in out
+    assert "free=2" in out and "accepting=1" in out
+    assert result.stderr == ""
+    assert server.control.calls == [("status",)]
+
+
+def test_status_json_is_the_raw_answer(server, tmp_path):
+    result = run(["--json", "status"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == server.control.status()
+
+
+def test_shutdown_with_reason(server, tmp_path):
+    result = run(["shutdown", "--reason", "rolling out v2"], tmp_path,
+                 MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert "stopping" in result.stdout and "rolling out v2" in result.stdout
+    assert server.control.calls == [("request_shutdown", "rolling out v2")]
+
+
+def test_shutdown_with_a_reason_the_server_refuses_exits_2(server, tmp_path):
+    result = run(["shutdown", "--reason", "x" * 201], tmp_path,
+                 MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "longer than 200 characters" in result.stderr
+    assert server.control.calls == []
+
+
+def test_shutdown_without_reason_is_a_usage_error(server, tmp_path):
+    result = run(["shutdown"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "--reason" in result.stderr
+    assert server.control.calls == []
+
+
+def test_drain(server, tmp_path):
+    result = run(["--json", "drain"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "draining"
+    assert server.control.calls == [("drain",)]
+
+
+def test_drain_wait_returns_once_nothing_is_pending(tmp_path):
+    idle = RecordingControl(status={"state": "draining", "workers": {"http": {"in_flight": 0}},
+                                    "queues": {"duel": {"queued": 0, "matched": 0}}})
+    with AdminServer(idle) as server:
+        result = run(["drain", "--wait", "--interval", "0.1"], tmp_path,
+                     MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert "drained: queued=0 matched=0 in_flight=0" in result.stdout
+    assert idle.calls == [("drain",), ("status",)]
+
+
+def test_drain_wait_times_out_with_status_1(server, tmp_path):
+    result = run(["drain", "--wait", "--wait-timeout", "0.5", "--interval", "0.1"], tmp_path,
+                 MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 1
+    assert "waiting: queued=4 matched=2 in_flight=0" in result.stdout
+    assert "still busy after 0.5 s" in result.stderr
+    assert server.control.calls.count(("status",)) >= 2
+
+
+def test_wrong_token_exits_2_without_echoing_it(server, tmp_path):
+    wrong = TOKEN[:-1] + "Z"
+    result = run(["status"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=wrong)
+    assert result.returncode == 2
+    assert result.stderr == "mmadmin: the admin token was refused\n"
+    assert wrong not in result.stdout + result.stderr
+    assert server.control.calls == []
+
+
+def test_unreachable_exits_1_with_one_line(tmp_path):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run(["status"], tmp_path, MMADMIN_URL=f"http://127.0.0.1:{port}", MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mmadmin: cannot reach") and str(port) in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_url_from_admin_listen_and_token_from_token_file(server, tmp_path):
+    token_file = write_token(tmp_path / "secret.token")
+    result = run(["--json", "status"], tmp_path, MMSERVER_ADMIN_LISTEN=server.listen,
+                 MMSERVER_ADMIN_TOKEN_FILE=str(token_file))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "running"
+
+
+def test_token_from_the_generated_file_in_the_data_dir(server, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_token(data_dir / "admin.token")
+    result = run(["--json", "status"], tmp_path, MMSERVER_ADMIN_LISTEN=server.listen,
+                 MMSERVER_DATA_DIR=str(data_dir))
+    assert result.returncode == 0, result.stderr
+
+
+def test_token_from_the_default_data_dir(server, tmp_path):
+    (tmp_path / "var").mkdir()
+    write_token(tmp_path / "var" / "admin.token")
+    result = run(["--json", "status"], tmp_path, MMSERVER_ADMIN_LISTEN=server.listen)
+    assert result.returncode == 0, result.stderr
+
+
+def test_flags_win_over_the_environment(server, tmp_path):
+    token_file = write_token(tmp_path / "good.token")
+    result = run(["--url", server.url, "--token-file", str(token_file), "--json", "status"], tmp_path,
+                 MMADMIN_URL="http://127.0.0.1:9", MMSERVER_ADMIN_TOKEN="wrong")
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_token_anywhere_exits_2(server, tmp_path):
+    result = run(["status"], tmp_path, MMADMIN_URL=server.url)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mmadmin: no admin token")
+    assert server.control.calls == []
+
+
+def test_unreadable_token_file_exits_2(server, tmp_path):
+    result = run(["--token-file", str(tmp_path / "missing"), "status"], tmp_path, MMADMIN_URL=server.url)
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "missing" in result.stderr
+
+
+def test_pointed_at_the_wrong_service_exits_2(server, tmp_path):
+    # The URL of something that is not the admin listener (here: an unknown prefix) answers 404.
+    result = run(["status"], tmp_path, MMADMIN_URL=server.url + "/v1", MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "404 Not Found" in result.stderr
+
+
+def test_server_error_exits_1(tmp_path):
+    failing = RecordingControl(fail_status=RuntimeError("boom"))
+    with AdminServer(failing) as server:
+        result = run(["status"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 1
+    assert "500 Internal Server Error" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
