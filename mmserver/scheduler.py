@@ -1,0 +1,164 @@
+"""Periodic jobs on an APScheduler BackgroundScheduler, watched.
+
+APScheduler logs a job that raises and goes on, so a job could fail forever unnoticed; and its
+shutdown(wait=True) has no timeout. This wrapper records every run of every job (last success,
+last error, consecutive failures), reports a job that has not completed a run for a while as
+stalled (which gates the systemd watchdog and shows in /admin/status), and bounds the stop.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class JobRecord:
+    name: str
+    interval_s: float
+    runs: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_started: float | None = None  # monotonic
+    last_finished: float | None = None  # monotonic
+    last_success: float | None = None  # monotonic
+    last_success_wall: float | None = None  # Unix time, for status
+    last_duration_s: float | None = None
+    last_error: str | None = None
+    last_result: object = None
+    running: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Scheduler:
+    def __init__(self, *, stall_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stall_after_s = stall_after_s
+        self._clock = clock
+        self._started_at: float | None = None
+        self._jobs: dict[str, JobRecord] = {}
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            # One instance of a job at a time; a late run is folded into the next one.
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5},
+            timezone="UTC",
+        )
+
+    def add_job(self, name: str, func: Callable[[], object], interval_s: float) -> None:
+        record = JobRecord(name=name, interval_s=interval_s)
+        self._jobs[name] = record
+        self._scheduler.add_job(
+            self._run, "interval", args=(record, func), seconds=interval_s, id=name, name=name,
+            next_run_time=datetime.now(timezone.utc),  # first run at once, not one interval late
+        )
+
+    def _run(self, record: JobRecord, func: Callable[[], object]) -> None:
+        started = self._clock()
+        with record.lock:
+            record.running = True
+            record.last_started = started
+        try:
+            result = func()
+        except Exception as error:
+            finished = self._clock()
+            with record.lock:
+                record.runs += 1
+                record.failures += 1
+                record.consecutive_failures += 1
+                record.last_error = f"{type(error).__name__}: {error}"
+                record.last_finished = finished
+                record.last_duration_s = finished - started
+                record.running = False
+                repeated = record.consecutive_failures
+            # Logged with a traceback the first time and then every 20th time, so a job that
+            # fails each tick while Redis is away does not flood the logs; Sentry's logging
+            # integration turns the first one into an event.
+            if repeated == 1 or repeated % 20 == 0:
+                logger.exception("job %s failed (%d in a row)", record.name, repeated)
+            return
+        finished = self._clock()
+        with record.lock:
+            record.runs += 1
+            if record.consecutive_failures:
+                logger.info("job %s recovered after %d failures", record.name, record.consecutive_failures)
+            record.consecutive_failures = 0
+            record.last_finished = finished
+            record.last_success = finished
+            record.last_success_wall = time.time()
+            record.last_duration_s = finished - started
+            record.last_result = result
+            record.running = False
+
+    def start(self) -> None:
+        self._started_at = self._clock()
+        self._scheduler.start()
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler.running
+
+    def stalled_jobs(self) -> list[str]:
+        """Jobs that have not finished a run (success or failure) for too long.
+
+        A run that fails still counts as alive: failures are Redis being away, which the
+        subscriber's reconnect budget governs. Stalled means hung or never scheduled.
+        """
+        if self._started_at is None:
+            return []
+        now = self._clock()
+        stalled = []
+        for record in self._jobs.values():
+            limit = max(self._stall_after_s, 10 * record.interval_s)
+            reference = record.last_finished or self._started_at
+            if now - reference > limit:
+                stalled.append(record.name)
+        return stalled
+
+    def is_alive(self) -> bool:
+        return self._scheduler.running and not self.stalled_jobs()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop scheduling and wait up to `timeout` for running jobs; True if they all ended.
+
+        shutdown(wait=True) never times out, so it runs in a helper thread that is joined
+        with the timeout. Jobs check the shutdown event between units of work, so they end
+        quickly; a job stuck in I/O is abandoned (its thread is a daemon).
+        """
+        if not self._scheduler.running:
+            return True
+        waiter = threading.Thread(target=self._scheduler.shutdown, kwargs={"wait": True},
+                                  name="scheduler-stop", daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        return not waiter.is_alive()
+
+    def status(self) -> dict:
+        now = self._clock()
+        jobs = {}
+        for record in self._jobs.values():
+            with record.lock:
+                jobs[record.name] = {
+                    "interval_s": record.interval_s,
+                    "runs": record.runs,
+                    "failures": record.failures,
+                    "consecutive_failures": record.consecutive_failures,
+                    "running": record.running,
+                    "last_success_age_s": None if record.last_success is None
+                    else round(now - record.last_success, 3),
+                    "last_duration_s": None if record.last_duration_s is None
+                    else round(record.last_duration_s, 4),
+                    "last_error": record.last_error,
+                    "last_result": record.last_result if isinstance(record.last_result, dict) else None,
+                }
+        return {"alive": self.is_alive(), "running": self.running, "stalled": self.stalled_jobs(), "jobs": jobs}
+
+    def last_success_wall(self, name: str) -> float | None:
+        record = self._jobs.get(name)
+        return record.last_success_wall if record else None
