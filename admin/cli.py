@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from . import render
 from .client import EXIT_FAILURE, EXIT_USAGE, AdminClient, AdminError
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace, client: AdminClient, out: TextIO) -> int:
     return 0
 
 
-def _print(out: TextIO, answer: dict, as_json: bool, human) -> None:
+def _print(out: TextIO, answer: dict, as_json: bool, human: Callable[[dict], str]) -> None:
     print(json.dumps(answer, indent=2, sort_keys=True) if as_json else human(answer), file=out,
           flush=True)
 
