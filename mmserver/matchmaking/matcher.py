@@ -1,0 +1,327 @@
+"""Forming match proposals from the queued tickets of one mode in one region.
+
+The tickets are sorted once by MMR into a doubly linked list (arrays of neighbour positions,
+with -inf/+inf sentinels at both ends); a ticket leaves the list when it is matched, so an
+anchor finds its nearest unmatched neighbours in O(1) each. Anchors are taken oldest first
+(ties by ticket id). An anchor that cannot be matched now is skipped: its window widens with
+time, and it does not block younger anchors.
+
+The spread of a proposal is kept within the anchor's window. Any older ticket in the proposal
+has waited longer and so has a window at least as wide: the spread is within the window of the
+proposal's oldest ticket, as the rules require.
+
+Three searches, picked once per call:
+- 1v1: the nearest neighbour on either side;
+- solo tickets only: the `players_per_match` consecutive tickets around the anchor with the
+  smallest spread (exhaustive: the neighbourhood holds every candidate set);
+- parties: the nearest tickets first, until the sizes at hand can make a whole match
+  (packing.find_composition, memoised by size counts); should that set spread too wide, every
+  MMR range of width <= window around the anchor is tried. An anchor looks at no more than
+  `_candidate_limit` tickets on each side, which bounds the work when a queue is full of sizes
+  that do not fit together.
+"""
+from __future__ import annotations
+
+import logging
+from operator import attrgetter
+from typing import Sequence
+
+from mmserver.matchmaking.model import Proposal, QueuedTicket
+from mmserver.matchmaking.packing import find_composition
+from mmserver.matchmaking.rules import MatchRules
+from mmserver.matchmaking.teams import balance
+
+logger = logging.getLogger(__name__)
+
+_INF = float("inf")
+_MISSING = object()
+
+
+def _candidate_limit(players_per_match: int) -> int:
+    return 8 * players_per_match + 16
+
+
+class _Pool:
+    """The unmatched tickets in MMR order, positions 1..n; 0 and n + 1 are sentinels."""
+
+    __slots__ = ("ids", "mmr", "size", "enqueued", "left", "right", "taken", "anchors")
+
+    def __init__(self, tickets: list[QueuedTicket]) -> None:
+        # Float keys only: CPython sorts those much faster than tuples. Equal MMRs keep the
+        # caller's order; equal enqueue times are put in ticket-id order just below.
+        ordered = sorted(tickets, key=attrgetter("mmr"))
+        n = len(ordered)
+        self.ids = ids = [""] + [t.ticket_id for t in ordered] + [""]
+        self.mmr = [-_INF] + [t.mmr for t in ordered] + [_INF]
+        self.size = [0] + [t.size for t in ordered] + [0]
+        self.enqueued = enqueued = [0.0] + [t.enqueued_at for t in ordered] + [0.0]
+        self.left = list(range(-1, n + 1))
+        self.right = list(range(1, n + 3))
+        self.taken = bytearray(n + 2)
+        anchors = sorted(range(1, n + 1), key=enqueued.__getitem__)
+        if len(set(enqueued)) < n + 1:  # some enqueue times are equal (0.0 is the sentinels')
+            _order_ties(anchors, enqueued, ids)
+        self.anchors = anchors  # positions, oldest ticket first
+
+    def remove(self, positions: Sequence[int]) -> None:
+        left, right, taken = self.left, self.right, self.taken
+        for p in positions:
+            lp, rp = left[p], right[p]
+            right[lp] = rp
+            left[rp] = lp
+            taken[p] = 1
+
+
+def _order_ties(anchors: list[int], enqueued: list[float], ids: list[str]) -> None:
+    """Within each run of equal enqueue times, order the anchors by ticket id."""
+    i, n = 0, len(anchors)
+    while i < n:
+        at = enqueued[anchors[i]]
+        j = i + 1
+        while j < n and enqueued[anchors[j]] == at:
+            j += 1
+        if j - i > 1:
+            anchors[i:j] = sorted(anchors[i:j], key=ids.__getitem__)
+        i = j
+
+
+def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> list[Proposal]:
+    """Match proposals, oldest anchors first; each ticket appears in at most one.
+
+    All tickets must come from one mode and one region, with distinct ids. Tickets whose size
+    is outside 1..team_size can never be placed and are left out.
+    """
+    team_size = rules.team_size
+    eligible = [t for t in tickets if 1 <= t.size <= team_size]
+    if sum(t.size for t in eligible) < rules.players_per_match:
+        return []
+    pool = _Pool(eligible)
+    if team_size == 1 and rules.teams == 2:
+        return _duels(pool, rules, now)
+    if all(t.size == 1 for t in eligible):
+        return _solos(pool, rules, now)
+    return _parties(pool, rules, now)
+
+
+def _duels(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
+    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
+    ids, mmr, enqueued = pool.ids, pool.mmr, pool.enqueued
+    left, right, taken = pool.left, pool.right, pool.taken
+    proposals = []
+    append = proposals.append
+    for p in pool.anchors:
+        if taken[p]:
+            continue
+        waited = now - enqueued[p]
+        w = base + growth * waited if waited > 0 else base
+        if w > cap:
+            w = cap
+        m = mmr[p]
+        lp, rp = left[p], right[p]
+        dl = m - mmr[lp]
+        dr = mmr[rp] - m
+        if dr <= dl:
+            if dr > w:
+                continue
+            q, d = rp, dr
+        else:
+            if dl > w:
+                continue
+            q, d = lp, dl
+        # Unlink p, then q (correct whether or not they are adjacent).
+        right[lp] = rp
+        left[rp] = lp
+        lq, rq = left[q], right[q]
+        right[lq] = rq
+        left[rq] = lq
+        taken[p] = 1
+        taken[q] = 1
+        append(Proposal(((ids[p],), (ids[q],)), d))
+    return proposals
+
+
+def _solos(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
+    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
+    team_size, teams = rules.team_size, rules.teams
+    need = rules.players_per_match
+    ids, mmr, enqueued = pool.ids, pool.mmr, pool.enqueued
+    left, right, taken = pool.left, pool.right, pool.taken
+    ones = [1] * need
+    proposals = []
+    for p in pool.anchors:
+        if taken[p]:
+            continue
+        waited = now - enqueued[p]
+        w = base + growth * waited if waited > 0 else base
+        if w > cap:
+            w = cap
+        m = mmr[p]
+        low, high = m - w, m + w
+        below = []
+        x = left[p]
+        while len(below) < need - 1 and mmr[x] >= low:
+            below.append(x)
+            x = left[x]
+        above = []
+        x = right[p]
+        while len(above) < need - 1 and mmr[x] <= high:
+            above.append(x)
+            x = right[x]
+        if len(below) + len(above) + 1 < need:
+            continue
+        below.reverse()
+        run = below + [p] + above
+        at = len(below)
+        best_start, best_spread = -1, _INF
+        for start in range(max(0, at - need + 1), min(at, len(run) - need) + 1):
+            spread = mmr[run[start + need - 1]] - mmr[run[start]]
+            if spread < best_spread:
+                best_start, best_spread = start, spread
+        if best_spread > w:
+            continue
+        chosen = run[best_start:best_start + need]
+        pool.remove(chosen)
+        split = balance([mmr[x] for x in chosen], ones, team_size, teams)
+        proposals.append(
+            Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), best_spread)
+        )
+    return proposals
+
+
+def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
+    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
+    team_size, teams = rules.team_size, rules.teams
+    need = rules.players_per_match
+    limit = _candidate_limit(need)
+    ids, mmr, size, enqueued = pool.ids, pool.mmr, pool.size, pool.enqueued
+    left, right, taken = pool.left, pool.right, pool.taken
+    # Counts of each size, capped at what one match could use, encoded as one integer.
+    most = [0] + [need // s for s in range(1, team_size + 1)]
+    radix = [0] * (team_size + 2)
+    radix[1] = 1
+    for s in range(1, team_size + 1):
+        radix[s + 1] = radix[s] * (most[s] + 1)
+    compositions: list[dict[int, tuple[int, ...] | None]] = [{} for _ in range(team_size + 1)]
+
+    def composition(counts: list[int], key: int, anchor_size: int) -> tuple[int, ...] | None:
+        known = compositions[anchor_size]
+        found = known.get(key, _MISSING)
+        if found is _MISSING:
+            found = known[key] = find_composition(counts, anchor_size, team_size, teams)
+        return found  # type: ignore[return-value]
+
+    proposals = []
+    for p in pool.anchors:
+        if taken[p]:
+            continue
+        waited = now - enqueued[p]
+        w = base + growth * waited if waited > 0 else base
+        if w > cap:
+            w = cap
+        m = mmr[p]
+        anchor_size = size[p]
+        counts = [0] * (team_size + 1)
+        counts[anchor_size] = 1
+        key = radix[anchor_size]
+        nearest = []
+        lp, rp = left[p], right[p]
+        dl = m - mmr[lp]
+        dr = mmr[rp] - m
+        found = None
+        while len(nearest) < limit:
+            if dl <= dr:
+                if dl > w:
+                    break
+                x = lp
+                lp = left[lp]
+                dl = m - mmr[lp]
+            else:
+                if dr > w:
+                    break
+                x = rp
+                rp = right[rp]
+                dr = mmr[rp] - m
+            nearest.append(x)
+            s = size[x]
+            if counts[s] < most[s]:
+                counts[s] += 1
+                key += radix[s]
+                found = composition(counts, key, anchor_size)
+                if found is not None:
+                    break
+        chosen = None
+        if found is not None:
+            chosen = _pick(found, p, nearest, size)
+            if mmr_spread(chosen, mmr) > w:
+                chosen = None
+        if chosen is None and (found is not None or len(nearest) >= limit):
+            chosen = _scan_ranges(p, w, limit, pool, most, radix, composition)
+        if chosen is None:
+            continue
+        pool.remove(chosen)
+        split = balance([mmr[x] for x in chosen], [size[x] for x in chosen], team_size, teams)
+        proposals.append(
+            Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), mmr_spread(chosen, mmr))
+        )
+    return proposals
+
+
+def mmr_spread(positions: Sequence[int], mmr: Sequence[float]) -> float:
+    values = [mmr[x] for x in positions]
+    return max(values) - min(values)
+
+
+def _pick(found: tuple[int, ...], anchor: int, nearest: Sequence[int], size: Sequence[int]) -> list[int]:
+    """The anchor plus, for each size, the first tickets of that size in `nearest`."""
+    wanted = list(found)
+    wanted[size[anchor]] -= 1
+    missing = sum(wanted)
+    chosen = [anchor]
+    for x in nearest:
+        if missing == 0:
+            break
+        s = size[x]
+        if wanted[s]:
+            wanted[s] -= 1
+            missing -= 1
+            chosen.append(x)
+    return chosen
+
+
+def _scan_ranges(p, w, limit, pool: _Pool, most, radix, composition) -> list[int] | None:
+    """Try every MMR range [lo, lo + w] that holds the anchor, lowest first.
+
+    Used only when the nearest tickets fit together but spread too wide, or when the candidate
+    limit was reached; it is exhaustive over the `limit` tickets on each side.
+    """
+    mmr, size, left, right = pool.mmr, pool.size, pool.left, pool.right
+    m = mmr[p]
+    below = []
+    x = left[p]
+    while len(below) < limit and mmr[x] >= m - w:
+        below.append(x)
+        x = left[x]
+    above = []
+    x = right[p]
+    while len(above) < limit and mmr[x] <= m + w:
+        above.append(x)
+        x = right[x]
+    below.reverse()
+    run = below + [p] + above
+    at = len(below)
+    anchor_size = size[p]
+    counts = [0] * len(most)
+    end = -1  # run[start..end] is the current range
+    for start in range(0, at + 1):
+        if start > 0:
+            counts[size[run[start - 1]]] -= 1
+        while end + 1 < len(run) and mmr[run[end + 1]] - mmr[run[start]] <= w:
+            end += 1
+            counts[size[run[end]]] += 1
+        capped = [min(c, top) for c, top in zip(counts, most)]
+        key = sum(c * r for c, r in zip(capped, radix))
+        found = composition(capped, key, anchor_size)
+        if found is not None:
+            in_range = sorted(run[start:end + 1], key=lambda y: abs(mmr[y] - m))
+            return _pick(found, p, [y for y in in_range if y != p], size)
+    return None
