@@ -10,7 +10,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 # Sections laid out specially, in this order; any other key follows under its own name.
-KNOWN_ORDER = ("state", "reason", "uptime_s", "uptime", "replica_id", "workers", "queues",
+KNOWN_ORDER = ("state", "reason", "uptime_s", "uptime", "replica", "replica_id", "workers", "queues",
                "sessions", "servers", "replicas")
 HEALTH_KEYS = ("healthy", "alive", "ok", "running", "connected")
 STATE_KEYS = ("state", "status", "health")
@@ -78,10 +78,15 @@ def _named(items: Any, name_keys: tuple[str, ...]) -> list[tuple[str, Any]]:
     return []
 
 
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Mapping) and bool(value) and all(
+        isinstance(row, Mapping) for row in value.values())
+
+
 def _table(lines: list[str], title: str, items: Any, name_keys: tuple[str, ...],
            with_health: bool = False) -> None:
     if not isinstance(items, (Mapping, list)):
-        lines.append(f"{title + ':':<11}{scalar(items)}")
+        lines.append(f"{title + ':':<10} {scalar(items)}")
         return
     entries = _named(items, name_keys)
     lines.append(f"{title} ({len(entries)}):" if isinstance(items, list) else f"{title}:")
@@ -91,8 +96,16 @@ def _table(lines: list[str], title: str, items: Any, name_keys: tuple[str, ...],
     for name, entry in entries:
         if with_health:
             label, used = health(entry)
-            rest = fields(entry, skip=[*used, *name_keys]) if isinstance(entry, Mapping) else ""
+            if not isinstance(entry, Mapping):
+                lines.append(f"  {name:<{width}}  {label}")
+                continue
+            # A table inside a worker (the scheduler's jobs) gets one line per row below it.
+            nested = [key for key, value in entry.items() if _is_table(value)]
+            rest = fields(entry, skip=[*used, *name_keys, *nested])
             lines.append(f"  {name:<{width}}  {label:<8} {rest}".rstrip())
+            for key in nested:
+                for row, row_fields in entry[key].items():
+                    lines.append(f"      {key} {row}: {fields(row_fields)}".rstrip())
         elif isinstance(entry, Mapping):
             lines.append(f"  {name:<{width}}  {fields(entry, skip=name_keys)}".rstrip())
         else:
@@ -101,22 +114,23 @@ def _table(lines: list[str], title: str, items: Any, name_keys: tuple[str, ...],
 
 def _counts(lines: list[str], title: str, value: Any) -> None:
     if isinstance(value, Mapping) and all(not isinstance(v, (Mapping, list)) for v in value.values()):
-        lines.append(f"{title + ':':<11}{fields(value) or '(none)'}")
+        lines.append(f"{title + ':':<10} {fields(value) or '(none)'}")
     elif isinstance(value, (Mapping, list)):
         _table(lines, title, value, ("id", "name"))
     else:
-        lines.append(f"{title + ':':<11}{scalar(value)}")
+        lines.append(f"{title + ':':<10} {scalar(value)}")
 
 
 def status_text(status: Mapping[str, Any]) -> str:
     lines: list[str] = []
-    lines.append(f"{'state:':<11}{scalar(status.get('state', 'unknown'))}")
+    lines.append(f"{'state:':<10} {scalar(status.get('state', 'unknown'))}")
     if status.get("reason") is not None:
-        lines.append(f"{'reason:':<11}{scalar(status['reason'])}")
+        lines.append(f"{'reason:':<10} {scalar(status['reason'])}")
     if "uptime_s" in status or "uptime" in status:
-        lines.append(f"{'uptime:':<11}{duration(status.get('uptime_s', status.get('uptime')))}")
-    if "replica_id" in status:
-        lines.append(f"{'replica:':<11}{scalar(status['replica_id'])}")
+        lines.append(f"{'uptime:':<10} {duration(status.get('uptime_s', status.get('uptime')))}")
+    for key in ("replica", "replica_id"):
+        if key in status:
+            lines.append(f"{'replica:':<10} {scalar(status[key])}")
     if "workers" in status:
         _table(lines, "workers", status["workers"], ("name",), with_health=True)
     if "queues" in status:
@@ -128,7 +142,7 @@ def status_text(status: Mapping[str, Any]) -> str:
         _table(lines, "replicas", status["replicas"], ("id", "replica_id"))
     for key, value in status.items():
         if key not in KNOWN_ORDER:
-            lines.append(f"{key + ':':<11}{scalar(value)}")
+            lines.append(f"{key + ':':<10} {scalar(value)}")
     return "\n".join(lines)
 
 

@@ -134,3 +134,26 @@ def test_pending_work():
 def test_usage_errors_exit_2(argv, tmp_path: Path):
     err = io.StringIO()
     assert main(argv, env={"MMSERVER_DATA_DIR": str(tmp_path)}, out=io.StringIO(), err=err) == 2
+
+
+def test_status_text_of_the_services_shape():
+    # The shape mmserver/service.py answers today: scheduler jobs become one line each.
+    status = {
+        "replica": "r-1", "version": "0.1.0", "state": "draining", "reason": None, "uptime_s": 12.3,
+        "ready": False, "readiness": "draining",
+        "workers": {
+            "http": {"alive": True, "in_flight": 1, "long_polls": 0},
+            "scheduler": {"alive": True, "running": True, "stalled": [],
+                          "jobs": {"matchmaker": {"interval_s": 0.5, "runs": 20, "failures": 0}}},
+            "subscriber": {"alive": True, "connected": False, "reconnect_attempts": 2},
+        },
+        "queues": {"duel": {"queued": 0, "oldest_wait_s": None, "matched": 0, "assigned": 0}},
+        "store_error": "ConnectionError: refused",
+    }
+    lines = render.status_text(status).splitlines()
+    assert "replica:   r-1" in lines
+    assert "      jobs matchmaker: interval_s=0.5 runs=20 failures=0" in lines
+    assert any(line.split()[:2] == ["subscriber", "ok"] and "reconnect_attempts=2" in line
+               for line in lines)
+    assert "store_error: ConnectionError: refused" in lines
+    assert "readiness: draining" in lines
