@@ -1,0 +1,112 @@
+"""The public Falcon app: /v1/* for game clients and dedicated servers, /healthz, /readyz.
+
+`create_public_app` is pure: everything arrives as an argument, so tests build the same app on
+a real Store and their own Waiters and Readiness.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import logging
+from importlib import resources
+from typing import Any
+
+import falcon
+import falcon.media
+
+from mmserver.config import Config
+from mmserver.http import errors
+from mmserver.http.health import Liveness, ReadinessResource
+from mmserver.http.servers import MatchFinishResource, ServerAuth, ServerResource
+from mmserver.http.tickets import TicketCollection, TicketResource
+from mmserver.http.waiters import Waiters
+from mmserver.readiness import Readiness
+from mmserver.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """413 for a body over `max_bytes`, checked before anything reads it.
+
+    A declared Content-Length over the limit is refused without reading. Otherwise the body is
+    read here, at most one byte more than allowed (or than declared), so a chunked body over
+    the limit and a body longer than its Content-Length are refused too, and the rest of the
+    app sees a small in-memory stream. Reading past Content-Length is safe under waitress,
+    which hands the app its own buffer of the body, never the socket.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        env = req.env
+        declared_raw = env.get("CONTENT_LENGTH")
+        declared: int | None = None
+        if declared_raw:
+            if not declared_raw.isascii() or not declared_raw.strip().isdigit():
+                raise errors.ApiError(400, "Invalid Content-Length", "Content-Length must be a number.")
+            declared = int(declared_raw)
+            if declared > self._max_bytes:
+                raise self._too_large()
+        limit = self._max_bytes if declared is None else declared
+        body = env["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            if declared is not None and len(body) <= self._max_bytes:
+                raise errors.ApiError(413, "Body longer than declared",
+                                      "The body is longer than its Content-Length.")
+            raise self._too_large()
+        buffered = io.BytesIO(body)
+        env["wsgi.input"] = buffered
+        env["CONTENT_LENGTH"] = str(len(body))
+        req.stream = buffered
+
+    def _too_large(self) -> errors.ApiError:
+        return errors.ApiError(413, "Body too large",
+                               f"The request body must not exceed {self._max_bytes} bytes.")
+
+
+class OpenApiDocument:
+    """GET /v1/openapi.json: the document kept in the repo, served as is."""
+
+    def __init__(self) -> None:
+        self._data = load_openapi_bytes()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._data
+
+
+def load_openapi_bytes() -> bytes:
+    return resources.files("mmserver.http").joinpath("openapi.json").read_bytes()
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, config: Config) -> falcon.App:
+    app = falcon.App(middleware=[BodyLimit(config.max_body_bytes)])
+    json_handler = falcon.media.JSONHandler(
+        loads=functools.partial(json.loads, parse_constant=_refuse_constant),
+    )
+    # JSON only: without this Falcon would also parse form and multipart bodies.
+    app.req_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
+    app.resp_options.media_handlers = falcon.media.Handlers({falcon.MEDIA_JSON: json_handler})
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+
+    tickets = TicketResource(store, waiters, readiness)
+    server_auth = ServerAuth(config.servers.token)
+    app.add_route("/v1/tickets", TicketCollection(store, config.modes, readiness))
+    app.add_route("/v1/tickets/{ticket_id}", tickets)
+    app.add_route("/v1/tickets/{ticket_id}/accept", tickets, suffix="accept")
+    app.add_route("/v1/tickets/{ticket_id}/decline", tickets, suffix="decline")
+    app.add_route("/v1/servers/{server_id}", ServerResource(store, server_auth))
+    app.add_route("/v1/matches/{match_id}/finish", MatchFinishResource(store, server_auth))
+    app.add_route("/v1/openapi.json", OpenApiDocument())
+    app.add_route("/healthz", Liveness())
+    app.add_route("/readyz", ReadinessResource(readiness))
+    return app
