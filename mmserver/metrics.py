@@ -1,0 +1,274 @@
+"""Prometheus metrics of one replica, served on the control plane's /metrics.
+
+Everything lives in this object's own CollectorRegistry, never prometheus_client's global one:
+tests and several Service instances in one process then never collide, and /metrics shows only
+what this replica registered.
+
+Three kinds of sources:
+- events pushed by the code that sees them (HTTP requests through a Falcon middleware, ticks,
+  ticket outcomes, shutdown requests): counters and histograms;
+- state pulled at scrape time (`watch`): queue depths, sessions, servers, the subscriber. Store
+  stats cost a Redis round trip, so they are cached for a short while: a burst of scrapes (several
+  Prometheus servers, a dashboard) costs one call, and a Redis that is away costs one timeout per
+  period instead of one per scrape.
+- the process itself (CPU, memory, open files) from prometheus_client's standard collectors.
+
+Every label takes a bounded set of values: routes are URI templates, methods, outcomes and
+reasons come from fixed lists, anything else is counted as "other".
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Iterable, Iterator
+
+import falcon
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+TICKET_OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "expired")
+SHUTDOWN_REASONS = ("signal", "admin", "redis", "worker", "startup")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Keys of the ticker's result dict and the counters they feed; a missing key counts 0.
+TICK_COUNTS = {
+    "matches_claimed": ("mmserver_matches_claimed", "Matches claimed by this replica's ticks"),
+    "claim_conflicts": ("mmserver_claim_conflicts",
+                        "Proposed matches another replica or client changed first (claim refused)"),
+    "deadlines_processed": ("mmserver_deadlines_processed",
+                            "Ready-check and allocation deadlines handled by this replica's ticks"),
+}
+QUEUE_STATES = ("queued", "matched", "assigned")
+SESSION_STATES = ("accepting", "allocating", "assigned")
+SERVER_STATES = ("free", "busy", "stale")
+UNMATCHED_ROUTE = "unmatched"
+OTHER = "other"
+
+# Long-polls wait up to 30 s, so the HTTP buckets go well past prometheus_client's 10 s default.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+# A tick is a few Redis round trips: milliseconds when healthy, seconds when Redis struggles.
+TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._http_requests = Counter(
+            "mmserver_http_requests", "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"], registry=self.registry)
+        self._http_duration = Histogram(
+            "mmserver_http_request_duration_seconds",
+            "Time from request start to response ready (long-polls included)",
+            ["route", "method"], buckets=HTTP_BUCKETS, registry=self.registry)
+        self._tick_duration = Histogram(
+            "mmserver_tick_duration_seconds", "Duration of matchmaker ticks",
+            buckets=TICK_BUCKETS, registry=self.registry)
+        self._tick_errors = Counter(
+            "mmserver_tick_errors", "Matchmaker ticks that raised", registry=self.registry)
+        self._tick_counts = {
+            key: Counter(name, doc, registry=self.registry) for key, (name, doc) in TICK_COUNTS.items()
+        }
+        self._tickets = Counter(
+            "mmserver_tickets", "Ticket transitions seen by this replica, by outcome",
+            ["outcome"], registry=self.registry)
+        self._shutdowns = Counter(
+            "mmserver_shutdowns", "Stop requests, by kind of reason", ["reason"], registry=self.registry)
+        # Every fixed label value exists from the start, at 0, so rate() and absent() behave
+        # before the first event.
+        for outcome in TICKET_OUTCOMES:
+            self._tickets.labels(outcome=outcome)
+        for reason in SHUTDOWN_REASONS:
+            self._shutdowns.labels(reason=reason)
+        self._watch: StateCollector | None = None
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric, and its content type (the /metrics answer)."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    # --- pushed events ---
+
+    def http_middleware(self) -> "HttpMetricsMiddleware":
+        """A Falcon WSGI middleware recording every request; put it first in the list so that
+        its process_response sees the final status."""
+        return HttpMetricsMiddleware(self._http_requests, self._http_duration)
+
+    def observe_tick(self, result: dict | None, duration_s: float) -> None:
+        """Record one completed tick: its duration and the counts in its result dict."""
+        self._tick_duration.observe(max(0.0, duration_s))
+        result = result or {}
+        for key, counter in self._tick_counts.items():
+            value = result.get(key) or 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                logger.warning("tick result %s=%r is not a count; not recorded", key, value)
+                continue
+            if value:
+                counter.inc(value)
+
+    def timed_tick(self, tick: Callable[[], dict | None]) -> Callable[[], dict | None]:
+        """Wrap the ticker's tick for the scheduler: times it, records its result, counts
+        ticks that raise (and re-raises: the scheduler keeps its own error record)."""
+
+        def run() -> dict | None:
+            started = time.monotonic()
+            try:
+                result = tick()
+            except Exception:
+                self._tick_errors.inc()
+                raise
+            self.observe_tick(result, time.monotonic() - started)
+            return result
+
+        return run
+
+    def ticket_outcome(self, outcome: str) -> None:
+        self._tickets.labels(outcome=_bounded(outcome, TICKET_OUTCOMES, "ticket outcome")).inc()
+
+    def shutdown_requested(self, reason_kind: str) -> None:
+        self._shutdowns.labels(reason=_bounded(reason_kind, SHUTDOWN_REASONS, "shutdown reason")).inc()
+
+    # --- pulled state ---
+
+    def watch(self, *, stats: Callable[[], dict], subscriber_status: Callable[[], dict],
+              stats_max_age_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        """Report store stats and the subscriber's status at every scrape (once per replica)."""
+        if self._watch is not None:
+            raise RuntimeError("watch() was already called on this Metrics")
+        if stats_max_age_s < 0:
+            raise ValueError(f"stats_max_age_s must not be negative, got {stats_max_age_s}")
+        self._watch = StateCollector(stats, subscriber_status, stats_max_age_s, clock)
+        self.registry.register(self._watch)
+
+
+class HttpMetricsMiddleware:
+    """Counts and times every request by route template, never by raw path: ticket and match
+    ids in paths would make one time series per ticket."""
+
+    def __init__(self, requests: Counter, duration: Histogram) -> None:
+        self._requests = requests
+        self._duration = duration
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.metrics_started = time.monotonic()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        route = req.uri_template or UNMATCHED_ROUTE
+        method = req.method if req.method in HTTP_METHODS else OTHER
+        self._requests.labels(route=route, method=method, status=str(resp.status_code)).inc()
+        started = req.context.get("metrics_started")
+        # Absent only if another middleware's process_request failed before ours ran.
+        if started is not None:
+            self._duration.labels(route=route, method=method).observe(time.monotonic() - started)
+
+
+class StateCollector(Collector):
+    """A custom collector: builds the state gauges afresh at every scrape."""
+
+    def __init__(self, stats: Callable[[], dict], subscriber_status: Callable[[], dict],
+                 max_age_s: float, clock: Callable[[], float]) -> None:
+        self._stats = stats
+        self._subscriber_status = subscriber_status
+        self._max_age_s = max_age_s
+        self._clock = clock
+        # waitress serves scrapes on several threads: the lock makes concurrent scrapes share
+        # one stats() call instead of each making their own.
+        self._lock = threading.Lock()
+        self._cached_at: float | None = None
+        self._cached: dict | None = None  # None: the last stats() call failed
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only, so that registering does not call stats() (a Redis round trip).
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._read_stats()
+        queues, oldest, sessions, servers, connected, reconnects, redis_up = self._families()
+        redis_up.add_metric([], 1.0 if stats is not None else 0.0)
+        if stats is not None:
+            for mode, queue in sorted(_mapping(stats.get("queues")).items()):
+                queue = _mapping(queue)
+                for state in QUEUE_STATES:
+                    queues.add_metric([str(mode), state], _number(queue.get(state)))
+                # An empty queue has no oldest ticket: 0 keeps "oldest wait > N" alerts simple.
+                oldest.add_metric([str(mode)], _number(queue.get("oldest_wait_s")))
+            session_counts = _mapping(stats.get("sessions"))
+            for state in SESSION_STATES:
+                sessions.add_metric([state], _number(session_counts.get(state)))
+            server_counts = _mapping(stats.get("servers"))
+            for state in SERVER_STATES:
+                servers.add_metric([state], _number(server_counts.get(state)))
+            yield from (queues, oldest, sessions, servers)
+        status = self._read_subscriber()
+        if status is not None:
+            connected.add_metric([], 1.0 if status.get("connected") else 0.0)
+            reconnects.add_metric([], _number(status.get("reconnects_total")))
+            yield from (connected, reconnects)
+        yield redis_up
+
+    def _read_stats(self) -> dict | None:
+        with self._lock:
+            now = self._clock()
+            if self._cached_at is None or now - self._cached_at >= self._max_age_s:
+                try:
+                    self._cached = _mapping(self._stats())
+                except Exception as error:  # Redis away: the scrape still answers, redis_up 0
+                    logger.debug("store stats for /metrics failed: %r", error)
+                    self._cached = None
+                # A failure is cached too: a burst of scrapes while Redis is away must not wait
+                # for one connection timeout each.
+                self._cached_at = now
+            return self._cached
+
+    def _read_subscriber(self) -> dict | None:
+        try:
+            return _mapping(self._subscriber_status())
+        except Exception:  # a bug elsewhere must not turn every scrape into a 500
+            logger.exception("subscriber status for /metrics failed")
+            return None
+
+    @staticmethod
+    def _families() -> tuple[Metric, ...]:
+        return (
+            GaugeMetricFamily("mmserver_queue_tickets", "Tickets of each mode, by state",
+                              labels=["mode", "state"]),
+            GaugeMetricFamily("mmserver_queue_oldest_wait_seconds",
+                              "Wait of the oldest queued ticket of each mode (0: queue empty)",
+                              labels=["mode"]),
+            GaugeMetricFamily("mmserver_sessions", "Loading sessions, by state", labels=["state"]),
+            GaugeMetricFamily("mmserver_servers", "Dedicated servers, by state", labels=["state"]),
+            GaugeMetricFamily("mmserver_subscriber_connected",
+                              "1 while the pub/sub subscriber is subscribed"),
+            CounterMetricFamily("mmserver_subscriber_reconnects",
+                                "Pub/sub reconnects after a lost connection"),
+            GaugeMetricFamily("mmserver_redis_up", "1 if the last store stats call answered"),
+        )
+
+
+def _bounded(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value in allowed:
+        return value
+    logger.warning("unknown %s %r counted as %r", what, value, OTHER)
+    return OTHER
+
+
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return float(value)
