@@ -22,7 +22,11 @@ class ReadinessResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         ready, reason = self._readiness.check()
-        resp.media = {"status": reason}
-        if not ready:
-            resp.status = falcon.HTTP_503
-            resp.set_header("Retry-After", str(RETRY_AFTER_S))
+        if ready:
+            resp.media = {"status": reason}
+            return
+        # Probes read the status; the title and description keep the shape of every other error.
+        resp.status = falcon.HTTP_503
+        resp.set_header("Retry-After", str(RETRY_AFTER_S))
+        resp.media = {"status": reason, "title": "Not ready",
+                      "description": f"This replica should not receive traffic: {reason}."}
