@@ -133,8 +133,10 @@ class Metrics:
 
         return run
 
-    def ticket_outcome(self, outcome: str) -> None:
-        self._tickets.labels(outcome=_bounded(outcome, TICKET_OUTCOMES, "ticket outcome")).inc()
+    def ticket_outcome(self, outcome: str, count: int = 1) -> None:
+        """Count `count` tickets reaching `outcome` (a claimed match moves several at once)."""
+        if count > 0:
+            self._tickets.labels(outcome=_bounded(outcome, TICKET_OUTCOMES, "ticket outcome")).inc(count)
 
     def shutdown_requested(self, reason_kind: str) -> None:
         self._shutdowns.labels(reason=_bounded(reason_kind, SHUTDOWN_REASONS, "shutdown reason")).inc()

@@ -119,12 +119,16 @@ def test_ticket_outcomes_and_shutdown_reasons_start_at_zero_and_stay_bounded():
     for outcome in ("created", "created", "matched", "expired"):
         metrics.ticket_outcome(outcome)
     metrics.ticket_outcome("teleported")
+    metrics.ticket_outcome("assigned", 4)  # one match of four tickets
+    metrics.ticket_outcome("cancelled", 0)
     metrics.shutdown_requested("admin")
     metrics.shutdown_requested("because I said so")
 
     assert value(metrics, "mmserver_tickets_total", outcome="created") == 2
     assert value(metrics, "mmserver_tickets_total", outcome="matched") == 1
     assert value(metrics, "mmserver_tickets_total", outcome="expired") == 1
+    assert value(metrics, "mmserver_tickets_total", outcome="assigned") == 4
+    assert value(metrics, "mmserver_tickets_total", outcome="cancelled") == 0
     assert value(metrics, "mmserver_tickets_total", outcome="finished") == 0
     assert value(metrics, "mmserver_tickets_total", outcome="other") == 1
     assert value(metrics, "mmserver_shutdowns_total", reason="admin") == 1
