@@ -16,9 +16,11 @@ Three searches, picked once per call:
   smallest spread (exhaustive: the neighbourhood holds every candidate set);
 - parties: the nearest tickets first, until the sizes at hand can make a whole match
   (packing.find_composition, memoised by size counts); should that set spread too wide, every
-  MMR range of width <= window around the anchor is tried. An anchor looks at no more than
-  `_candidate_limit` tickets on each side, which bounds the work when a queue is full of sizes
-  that do not fit together.
+  MMR range of width <= window around the anchor is tried. To bound the work when a queue is
+  full of sizes that do not fit together, an anchor is skipped at once when the sizes left in
+  the whole queue cannot complete a match with it, and otherwise looks at no more than its
+  `_candidate_limit` nearest tickets (and as many on each side for the range search). Below
+  that limit the search is exhaustive: the anchor is matched whenever it can be.
 """
 from __future__ import annotations
 
@@ -202,6 +204,13 @@ def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
     for s in range(1, team_size + 1):
         radix[s + 1] = radix[s] * (most[s] + 1)
     compositions: list[dict[int, tuple[int, ...] | None]] = [{} for _ in range(team_size + 1)]
+    # The same capped counts over every unmatched ticket: once they cannot complete a match for
+    # an anchor size, anchors of that size are skipped without a search.
+    in_queue = [0] * (team_size + 1)
+    for x in pool.anchors:
+        in_queue[size[x]] += 1
+    left_in_queue = [min(c, top) for c, top in zip(in_queue, most)]
+    queue_key = sum(c * r for c, r in zip(left_in_queue, radix))
 
     def composition(counts: list[int], key: int, anchor_size: int) -> tuple[int, ...] | None:
         known = compositions[anchor_size]
@@ -218,8 +227,10 @@ def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
         w = base + growth * waited if waited > 0 else base
         if w > cap:
             w = cap
-        m = mmr[p]
         anchor_size = size[p]
+        if composition(left_in_queue, queue_key, anchor_size) is None:
+            continue
+        m = mmr[p]
         counts = [0] * (team_size + 1)
         counts[anchor_size] = 1
         key = radix[anchor_size]
@@ -253,12 +264,16 @@ def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
         if found is not None:
             chosen = _pick(found, p, nearest, size)
             if mmr_spread(chosen, mmr) > w:
-                chosen = None
-        if chosen is None and (found is not None or len(nearest) >= limit):
-            chosen = _scan_ranges(p, w, limit, pool, most, radix, composition)
+                chosen = _scan_ranges(p, w, limit, pool, most, radix, composition)
         if chosen is None:
             continue
         pool.remove(chosen)
+        for x in chosen:
+            s = size[x]
+            in_queue[s] -= 1
+            if in_queue[s] < left_in_queue[s]:
+                left_in_queue[s] = in_queue[s]
+                queue_key -= radix[s]
         split = balance([mmr[x] for x in chosen], [size[x] for x in chosen], team_size, teams)
         proposals.append(
             Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), mmr_spread(chosen, mmr))
@@ -291,8 +306,8 @@ def _pick(found: tuple[int, ...], anchor: int, nearest: Sequence[int], size: Seq
 def _scan_ranges(p, w, limit, pool: _Pool, most, radix, composition) -> list[int] | None:
     """Try every MMR range [lo, lo + w] that holds the anchor, lowest first.
 
-    Used only when the nearest tickets fit together but spread too wide, or when the candidate
-    limit was reached; it is exhaustive over the `limit` tickets on each side.
+    Used only when the nearest tickets fit together but spread too wide; it is exhaustive over
+    the `limit` tickets on each side.
     """
     mmr, size, left, right = pool.mmr, pool.size, pool.left, pool.right
     m = mmr[p]
