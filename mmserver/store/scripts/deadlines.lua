@@ -1,0 +1,58 @@
+-- ARGV: limit, retention_s, heartbeat_ttl_ms
+-- Processes up to `limit` due deadlines of each kind: missed ready checks, allocation
+-- timeouts, ticket TTLs (the scores of the queues), silent busy servers. Every entry is
+-- re-checked against the current state, so two replicas processing the same deadline, or
+-- one processing it late, do no harm.
+-- Returns {ready_checks, allocation_timeouts, expired_tickets, lost_servers, more (0/1)}.
+local limit, retention, hb_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local changed = {}
+local counts = { 0, 0, 0, 0 }
+local more = 0
+local function append(ids) for _, id in ipairs(ids) do changed[#changed + 1] = id end end
+
+for kind, key in ipairs({ ACCEPTING, ALLOCATING }) do
+  local due = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', 0, limit + 1)
+  if #due > limit then more = 1 end
+  for i = 1, math.min(#due, limit) do
+    append(dissolve(due[i], now, nil, nil, retention))
+    counts[kind] = counts[kind] + 1
+  end
+end
+
+local budget = limit
+for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
+  if budget <= 0 then more = 1; break end
+  local due = redis.call('ZRANGEBYSCORE', q, '-inf', int(now), 'LIMIT', 0, budget + 1)
+  if #due > budget then more = 1 end
+  for i = 1, math.min(#due, budget) do
+    local m = due[i]
+    local id = string.match(m, '^[^|]+')
+    redis.call('ZREM', q, m)
+    local t = hgetall(tkey(id))
+    if t.s == 'queued' and member(id, t) == m then
+      local ttl_s = string.format('%g', tonumber(t.l) / 1000)
+      make_terminal(id, t, now, 'expired', 'not polled for ' .. ttl_s .. ' s', retention)
+      changed[#changed + 1] = id
+      counts[3] = counts[3] + 1
+    end
+  end
+  budget = budget - math.min(#due, budget)
+end
+
+-- A busy registered server that stopped heartbeating will not report its match over: end
+-- the match so its players are free to queue again.
+local lost = redis.call('ZRANGEBYSCORE', 'mm:sv:hb', '-inf', int(now - hb_ttl), 'LIMIT', 0, limit + 1)
+if #lost > limit then more = 1 end
+for i = 1, math.min(#lost, limit) do
+  local server = lost[i]
+  redis.call('ZREM', 'mm:sv:hb', server)
+  local mid = redis.call('HGET', svkey(server), 'm')
+  if mid then
+    append(finish(mid, now, 'server lost', retention))
+    counts[4] = counts[4] + 1
+  end
+end
+
+publish(changed)
+return { counts[1], counts[2], counts[3], counts[4], more }

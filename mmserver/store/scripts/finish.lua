@@ -1,0 +1,10 @@
+-- ARGV: match_id, retention_s. Idempotent. Returns {'ok', status, players} or {'notfound'}.
+local mid, retention = ARGV[1], tonumber(ARGV[2])
+local s = hgetall(skey(mid))
+if s.st == 'assigned' then
+  publish(finish(mid, now_ms(), 'match finished', retention))
+elseif s.st ~= 'finished' then
+  -- Unknown, or a loading session that never became a match.
+  return { 'notfound' }
+end
+return { 'ok', 'finished', s.pl }

@@ -1,0 +1,13 @@
+-- ARGV: ticket_id, token_hash. The view; a read refreshes the ticket's TTL deadline.
+local id = ARGV[1]
+local t, err = authorised(id, ARGV[2])
+if err then return err end
+local now = now_ms()
+local deadline = int(now + tonumber(t.l))
+if t.s == 'queued' then
+  redis.call('ZADD', qkey(t.m, t.g or ''), 'XX', deadline, member(id, t))
+elseif t.s == 'matched' then
+  -- Kept for the way back to the queue should the session fail (see requeue).
+  redis.call('HSET', tkey(id), 'd', deadline)
+end
+return view(id)

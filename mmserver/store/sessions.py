@@ -1,0 +1,87 @@
+"""The matchmaker's side of the store: queues in, loading sessions out, deadlines, allocation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import redis
+
+from mmserver.matchmaking import QueuedTicket
+from mmserver.store import keys
+from mmserver.store.scripts import Scripts
+from mmserver.store.tickets import new_id
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    session_id: str | None  # set when the proposal was claimed
+    failed: tuple[str, ...]  # ticket ids no longer queued here, when it was not
+
+
+@dataclass(frozen=True)
+class DeadlineCounts:
+    ready_checks: int
+    allocation_timeouts: int
+    expired_tickets: int
+    lost_servers: int
+    more: bool  # more were due than the limit allowed
+
+    @property
+    def total(self) -> int:
+        return self.ready_checks + self.allocation_timeouts + self.expired_tickets + self.lost_servers
+
+
+def parse_member(member: str) -> QueuedTicket:
+    ticket_id, mmr, size, enqueued_ms = member.split("|")
+    return QueuedTicket(ticket_id, float(mmr), int(size), int(enqueued_ms) / 1000.0)
+
+
+class Sessions:
+    def __init__(self, client: redis.Redis, scripts: Scripts, *, retention_s: int,
+                 allocation_timeout_ms: int, heartbeat_ttl_ms: int, static_servers: Sequence[str]) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._retention_s = retention_s
+        self._allocation_timeout_ms = allocation_timeout_ms
+        self._heartbeat_ttl_ms = heartbeat_ttl_ms
+        self._static = list(static_servers)
+
+    def regions(self, mode: str) -> list[str | None]:
+        return sorted((r or None for r in self._client.smembers(keys.regions(mode))),
+                      key=lambda r: r or "")
+
+    def read_queue(self, mode: str, region: str | None) -> list[QueuedTicket]:
+        """Every queued ticket of one queue, in one ZRANGE (no ticket hash is touched)."""
+        members = self._client.zrange(keys.queue(mode, region), 0, -1)
+        tickets = [parse_member(m) for m in members]
+        oldest = min((t.enqueued_at for t in tickets), default=None)
+        if oldest is not None:
+            self._client.hset(keys.OLDEST, keys.queue(mode, region), int(oldest * 1000))
+        return tickets
+
+    def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
+              accept_timeout_s: float) -> list[ClaimResult]:
+        """One script call for the whole batch; each proposal (ticket ids per team) is
+        claimed all-or-nothing into a new loading session."""
+        if not proposals:
+            return []
+        args: list = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms]
+        session_ids = []
+        for teams in proposals:
+            session_id = new_id()
+            session_ids.append(session_id)
+            args += [session_id, ";".join(",".join(team) for team in teams)]
+        replies = self._scripts.call("claim", args)
+        return [
+            ClaimResult(sid, ()) if reply == "" else ClaimResult(None, tuple(reply.split(",")))
+            for sid, reply in zip(session_ids, replies)
+        ]
+
+    def process_deadlines(self, limit: int) -> DeadlineCounts:
+        reply = self._scripts.call("deadlines", [limit, self._retention_s, self._heartbeat_ttl_ms])
+        return DeadlineCounts(*(int(x) for x in reply[:4]), more=bool(int(reply[4])))
+
+    def allocate(self, limit: int) -> tuple[int, int]:
+        """(matches allocated, sessions still waiting for a server)."""
+        reply = self._scripts.call("allocate", [limit, self._heartbeat_ttl_ms, *self._static])
+        return int(reply[0]), int(reply[1])

@@ -1,0 +1,192 @@
+"""The one object the rest of mmserver talks to for Redis state (see STORE_CONTRACT in docs).
+
+Every state change is one Lua script (atomic, one round trip); times come from Redis TIME
+inside the scripts so all replicas share one clock. Redis errors become RedisUnavailable.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from typing import Iterator, Mapping, Sequence
+
+import redis
+
+from mmserver.config import ModeConfig, ServersConfig
+from mmserver.matchmaking import QueuedTicket
+from mmserver.store import keys
+from mmserver.store.errors import RedisUnavailable
+from mmserver.store.replicas import Replicas
+from mmserver.store.scripts import Scripts
+from mmserver.store.servers import Servers
+from mmserver.store.sessions import ClaimResult, DeadlineCounts, Sessions
+from mmserver.store.tickets import Tickets
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_S = 3600  # terminal tickets and finished matches stay readable this long
+
+
+@contextlib.contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
+        raise RedisUnavailable(f"Redis is unreachable: {error}") from error
+
+
+class Store:
+    def __init__(self, client: redis.Redis, modes: Mapping[str, ModeConfig], servers: ServersConfig,
+                 *, retention_s: int = DEFAULT_RETENTION_S) -> None:
+        self._client = client
+        self._modes = modes
+        self._servers_config = servers
+        self._scripts = Scripts(client)
+        allocation_timeout_ms = max(1, int(servers.allocation_timeout_s * 1000))
+        self._tickets = Tickets(self._scripts, modes, retention_s=retention_s,
+                                allocation_timeout_ms=allocation_timeout_ms)
+        self._sessions = Sessions(client, self._scripts, retention_s=retention_s,
+                                  allocation_timeout_ms=allocation_timeout_ms,
+                                  heartbeat_ttl_ms=max(1, int(servers.heartbeat_ttl_s * 1000)),
+                                  static_servers=servers.static)
+        self._servers = Servers(self._scripts, retention_s=retention_s)
+        self._replicas = Replicas(client, self._scripts)
+
+    # --- tickets ---
+    def create_ticket(self, *, player_id: str, mode: str, mmr: float,
+                      region: str | None, party: Sequence[str]) -> tuple[dict, str]:
+        with _redis_errors():
+            return self._tickets.create(player_id=player_id, mode=mode, mmr=mmr, region=region,
+                                        party=party)
+
+    def read_ticket(self, ticket_id: str, token: str) -> dict:
+        with _redis_errors():
+            return self._tickets.read(ticket_id, token)
+
+    def cancel_ticket(self, ticket_id: str, token: str) -> dict:
+        with _redis_errors():
+            return self._tickets.cancel(ticket_id, token)
+
+    def accept(self, ticket_id: str, token: str) -> dict:
+        with _redis_errors():
+            return self._tickets.accept(ticket_id, token)
+
+    def decline(self, ticket_id: str, token: str) -> dict:
+        with _redis_errors():
+            return self._tickets.decline(ticket_id, token)
+
+    # --- dedicated servers ---
+    def heartbeat_server(self, server_id: str, address: str) -> dict:
+        with _redis_errors():
+            return self._servers.heartbeat(server_id, address)
+
+    def finish_match(self, match_id: str) -> dict:
+        with _redis_errors():
+            return self._servers.finish(match_id)
+
+    # --- the matchmaker tick (mmserver/ticker.py) ---
+    def now(self) -> float:
+        """Redis's clock, the one every script uses."""
+        with _redis_errors():
+            seconds, micros = self._client.time()
+        return seconds + micros / 1e6
+
+    def regions(self, mode: str) -> list[str | None]:
+        with _redis_errors():
+            return self._sessions.regions(mode)
+
+    def read_queue(self, mode: str, region: str | None) -> list[QueuedTicket]:
+        with _redis_errors():
+            return self._sessions.read_queue(mode, region)
+
+    def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
+              accept_timeout_s: float) -> list[ClaimResult]:
+        with _redis_errors():
+            return self._sessions.claim(mode, region, proposals, accept_timeout_s)
+
+    def process_deadlines(self, limit: int) -> DeadlineCounts:
+        with _redis_errors():
+            return self._sessions.process_deadlines(limit)
+
+    def allocate(self, limit: int) -> tuple[int, int]:
+        with _redis_errors():
+            return self._sessions.allocate(limit)
+
+    def try_lock(self, name: str, ttl_s: float) -> str | None:
+        """A short lock (SET NX PX): returns the owner token, or None if someone holds it."""
+        token = secrets.token_hex(8)
+        with _redis_errors():
+            if self._client.set(keys.lock(name), token, nx=True, px=max(1, int(ttl_s * 1000))):
+                return token
+        return None
+
+    def unlock(self, name: str, token: str) -> None:
+        with _redis_errors():
+            self._scripts.call("unlock", [keys.lock(name), token])
+
+    # --- replicas ---
+    def record_replica(self, info: dict, ttl_s: float) -> None:
+        with _redis_errors():
+            self._replicas.record(info, ttl_s)
+
+    def remove_replica(self, replica_id: str) -> None:
+        with _redis_errors():
+            self._replicas.remove(replica_id)
+
+    def replicas(self) -> list[dict]:
+        with _redis_errors():
+            return self._replicas.list()
+
+    # --- status / health ---
+    def stats(self) -> dict:
+        """Counters and cardinalities only: cost grows with modes and regions, not tickets."""
+        with _redis_errors():
+            pipe = self._client.pipeline(transaction=False)
+            for mode in self._modes:
+                pipe.smembers(keys.regions(mode))
+            region_sets = pipe.execute()
+            queues = {mode: sorted(regions) for mode, regions in zip(self._modes, region_sets)}
+            pipe = self._client.pipeline(transaction=False)
+            pipe.time()
+            pipe.hgetall(keys.COUNTS)
+            pipe.hgetall(keys.OLDEST)
+            pipe.zcard(keys.ACCEPTING)
+            pipe.zcard(keys.ALLOCATING)
+            pipe.scard(keys.ASSIGNED)
+            pipe.scard(keys.SERVERS_BUSY)
+            pipe.zcard(keys.SERVERS_FREE)
+            for mode, regions in queues.items():
+                for region in regions:
+                    pipe.zcard(keys.queue(mode, region))
+            replies = pipe.execute()
+            (seconds, micros), counts, oldest, accepting, allocating, assigned, busy, free_all = replies[:8]
+            now_ms = seconds * 1000 + micros // 1000
+            healthy_after = now_ms - int(self._servers_config.heartbeat_ttl_s * 1000)
+            free = self._client.zcount(keys.SERVERS_FREE, f"({healthy_after}", "+inf")
+        depths = iter(replies[8:])
+        result_queues = {}
+        for mode, regions in queues.items():
+            queued, oldest_ms = 0, None
+            for region in regions:
+                depth = next(depths)
+                queued += depth
+                seen = oldest.get(keys.queue(mode, region))
+                if depth and seen is not None:
+                    oldest_ms = int(seen) if oldest_ms is None else min(oldest_ms, int(seen))
+            result_queues[mode] = {
+                "queued": queued,
+                "oldest_wait_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
+                "matched": int(counts.get(keys.matched_count(mode), 0)),
+                "assigned": int(counts.get(keys.assigned_count(mode), 0)),
+            }
+        return {
+            "queues": result_queues,
+            "sessions": {"accepting": accepting, "allocating": allocating, "assigned": assigned},
+            "servers": {"free": free, "busy": busy, "stale": free_all - free},
+        }
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except (redis.exceptions.RedisError, OSError):
+            return False

@@ -1,0 +1,88 @@
+"""Ticket operations: each one Lua script, one round trip."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from typing import Any, Mapping, Sequence
+
+from mmserver.config import ModeConfig
+from mmserver.store.errors import Conflict, Forbidden, NotFound, PlayerBusy, StoreError
+from mmserver.store.scripts import Scripts
+from mmserver.store.views import mmr_text, ticket_view
+
+
+def new_id() -> str:
+    """URL-safe, 16 characters from 12 random bytes (96 bits): unguessable enough for an id,
+    short enough to keep every key and queue member small. Tokens protect the tickets."""
+    return secrets.token_urlsafe(12)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_hash(token: str) -> str:
+    """What is stored instead of the token: 128 bits of its SHA-256. The script compares
+    hashes, so timing reveals nothing usable about the token itself."""
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def check_reply(reply: Any) -> Any:
+    """Raise the error a script answered with, else return the reply."""
+    if isinstance(reply, list) and reply:
+        head = reply[0]
+        if head == "notfound":
+            raise NotFound("No such ticket (unknown, or finished long ago).")
+        if head == "forbidden":
+            raise Forbidden("The token does not match this ticket.")
+        if head == "conflict":
+            raise Conflict(f"Not allowed now: {reply[1]}.")
+        if head == "busy":
+            raise PlayerBusy(reply[1], reply[2])
+    return reply
+
+
+class Tickets:
+    def __init__(self, scripts: Scripts, modes: Mapping[str, ModeConfig], *,
+                 retention_s: int, allocation_timeout_ms: int) -> None:
+        self._scripts = scripts
+        self._modes = modes
+        self._retention_s = retention_s
+        self._allocation_timeout_ms = allocation_timeout_ms
+
+    def create(self, *, player_id: str, mode: str, mmr: float, region: str | None,
+               party: Sequence[str]) -> tuple[dict, str]:
+        config = self._modes.get(mode)
+        if config is None:
+            raise Conflict(f"Unknown mode {mode!r}.")
+        party = list(party)
+        if len(party) > config.team_size - 1:
+            raise Conflict(f"A party in {mode!r} has at most {config.team_size} players.")
+        if player_id in party or len(set(party)) != len(party):
+            raise Conflict("Party members must be distinct and exclude the caller.")
+        token = new_token()
+        for _attempt in range(3):
+            reply = self._scripts.call("create", [
+                new_id(), token_hash(token), mode, region or "", player_id, ",".join(party),
+                mmr_text(mmr), 1 + len(party), int(config.ticket_ttl_s * 1000),
+            ])
+            if reply[0] != "exists":  # a 96-bit id collision: practically never
+                return ticket_view(check_reply(reply)), token
+        raise StoreError("Could not allocate a ticket id.")
+
+    def read(self, ticket_id: str, token: str) -> dict:
+        return ticket_view(check_reply(self._scripts.call("read", [ticket_id, token_hash(token)])))
+
+    def cancel(self, ticket_id: str, token: str) -> dict:
+        reply = self._scripts.call("cancel", [ticket_id, token_hash(token), self._retention_s])
+        return ticket_view(check_reply(reply))
+
+    def accept(self, ticket_id: str, token: str) -> dict:
+        reply = self._scripts.call("accept", [ticket_id, token_hash(token), self._allocation_timeout_ms])
+        return ticket_view(check_reply(reply))
+
+    def decline(self, ticket_id: str, token: str) -> dict:
+        reply = self._scripts.call("decline", [ticket_id, token_hash(token), self._retention_s])
+        return ticket_view(check_reply(reply))

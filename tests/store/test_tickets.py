@@ -1,0 +1,109 @@
+import time
+
+import pytest
+
+from mmserver.config import ModeConfig
+from mmserver.store import Conflict, Forbidden, NotFound, PlayerBusy
+from mmserver.store import keys
+from tests.store.conftest import new_ticket
+
+
+def test_create_returns_queued_view_and_a_token_stored_only_as_a_hash(store, redis_client):
+    view, token = store.create_ticket(player_id="p1", mode="duel", mmr=1500.5, region="eu", party=[])
+    assert view["status"] == "queued" and view["version"] == 1
+    assert view["player_id"] == "p1" and view["mmr"] == 1500.5 and view["region"] == "eu"
+    assert view["party"] == [] and "token" not in view and "reason" not in view
+    assert abs(view["enqueued_at"] - time.time()) < 5
+    stored = redis_client.hgetall(keys.ticket(view["ticket_id"]))
+    assert token not in stored.values()
+    assert redis_client.hget(keys.PLAYERS, "p1") == view["ticket_id"]
+    assert redis_client.zcard(keys.queue("duel", "eu")) == 1
+
+
+def test_read_with_wrong_token_is_forbidden_and_unknown_ticket_not_found(store):
+    ticket_id, token = new_ticket(store, "p1")
+    assert store.read_ticket(ticket_id, token)["ticket_id"] == ticket_id
+    with pytest.raises(Forbidden):
+        store.read_ticket(ticket_id, token + "x")
+    with pytest.raises(NotFound):
+        store.read_ticket("nope", token)
+
+
+def test_a_player_in_a_live_ticket_is_busy_including_party_members(make_store):
+    store = make_store({"squad": ModeConfig("squad", team_size=3)})
+    ticket_id, _ = new_ticket(store, "lead", mode="squad", party=["m1", "m2"])
+    for player, party in (("lead", []), ("m1", []), ("x", ["m2"])):
+        with pytest.raises(PlayerBusy) as caught:
+            new_ticket(store, player, mode="squad", party=party)
+        assert caught.value.ticket_id == ticket_id
+        assert ticket_id in caught.value.description
+    # nothing was written for the refused ticket: "x" is free
+    new_ticket(store, "x", mode="squad")
+
+
+def test_unknown_mode_and_oversized_party_conflict(store):
+    with pytest.raises(Conflict):
+        new_ticket(store, "p1", mode="nope")
+    with pytest.raises(Conflict):
+        new_ticket(store, "p1", party=["p2"])  # duel: team_size 1
+
+
+def test_cancel_is_idempotent_and_releases_the_player(store, redis_client):
+    ticket_id, token = new_ticket(store, "p1")
+    view = store.cancel_ticket(ticket_id, token)
+    assert view["status"] == "cancelled" and view["reason"] == "cancelled by client"
+    assert view["version"] == 2
+    again = store.cancel_ticket(ticket_id, token)
+    assert again == view
+    assert redis_client.zcard(keys.queue("duel", None)) == 0
+    assert redis_client.hget(keys.PLAYERS, "p1") is None
+    # terminal: readable for the retention, then removed by Redis itself
+    assert 0 < redis_client.ttl(keys.ticket(ticket_id)) <= 60
+    assert store.read_ticket(ticket_id, token)["status"] == "cancelled"
+    new_ticket(store, "p1")  # the player may queue again at once
+
+
+def test_read_refreshes_the_ttl_deadline(make_store, redis_client):
+    store = make_store({"duel": ModeConfig("duel", ticket_ttl_s=100)})
+    ticket_id, token = new_ticket(store, "p1")
+    queue = keys.queue("duel", None)
+    (member, first), = redis_client.zrange(queue, 0, -1, withscores=True)
+    time.sleep(0.02)
+    store.read_ticket(ticket_id, token)
+    (member_after, second), = redis_client.zrange(queue, 0, -1, withscores=True)
+    assert member_after == member and second > first
+
+
+def test_unread_ticket_expires_and_read_one_survives(make_store, redis_client):
+    store = make_store({"duel": ModeConfig("duel", ticket_ttl_s=0.3)})
+    idle, idle_token = new_ticket(store, "idle")
+    alive, alive_token = new_ticket(store, "alive")
+    for _ in range(4):
+        time.sleep(0.1)
+        store.read_ticket(alive, alive_token)
+    counts = store.process_deadlines(100)
+    assert counts.expired_tickets == 1
+    view = store.read_ticket(idle, idle_token)
+    assert view["status"] == "expired" and view["reason"] == "not polled for 0.3 s"
+    assert store.read_ticket(alive, alive_token)["status"] == "queued"
+    assert redis_client.hget(keys.PLAYERS, "idle") is None
+    assert redis_client.zcard(keys.queue("duel", None)) == 1
+    # processing again (another replica, late) changes nothing
+    assert store.process_deadlines(100).total == 0
+    with pytest.raises(Conflict):
+        store.cancel_ticket(idle, idle_token)
+
+
+def test_queue_member_round_trips_mmr_spellings(store):
+    for i, mmr in enumerate((0, 1500, 1500.25, 99999.5, 1e-05, 100000)):
+        ticket_id, token = new_ticket(store, f"p{i}", mmr=mmr)
+        assert store.read_ticket(ticket_id, token)["mmr"] == mmr
+    assert sorted(t.mmr for t in store.read_queue("duel", None)) == [0, 1e-05, 1500, 1500.25, 99999.5, 100000]
+
+
+def test_regions_are_separate_queues(store):
+    new_ticket(store, "a", region="eu")
+    new_ticket(store, "b", region="us")
+    new_ticket(store, "c")
+    assert store.regions("duel") == [None, "eu", "us"]
+    assert [len(store.read_queue("duel", r)) for r in (None, "eu", "us")] == [1, 1, 1]
