@@ -10,7 +10,7 @@ import io
 import json
 import logging
 from importlib import resources
-from typing import Any
+from typing import Any, Sequence
 
 import falcon
 import falcon.media
@@ -87,8 +87,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, config: Config) -> falcon.App:
-    app = falcon.App(middleware=[BodyLimit(config.max_body_bytes)])
+def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, config: Config,
+                      middleware: Sequence[object] = ()) -> falcon.App:
+    # Outer middleware (metrics) first, so that it sees the final status of every request.
+    app = falcon.App(middleware=[*middleware, BodyLimit(config.max_body_bytes)])
     json_handler = falcon.media.JSONHandler(
         loads=functools.partial(json.loads, parse_constant=_refuse_constant),
     )

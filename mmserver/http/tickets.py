@@ -81,15 +81,17 @@ class TicketResource:
         else after `wait_s` with the unchanged state."""
         deadline = time.monotonic() + wait_s
         # Registered before the first read: an event between that read and the wait is kept.
-        waiter = None if self._readiness.draining else self._waiters.register(ticket_id)
+        # An operator's drain does not end long-polls (clients would re-poll in a tight loop);
+        # the stop sequence does, by closing the waiters.
+        waiter = self._waiters.register(ticket_id)
         try:
             view = self._store.read_ticket(ticket_id, token)
-            if waiter is None:  # cap reached or draining: answer at once
+            if waiter is None:  # cap reached or stopping: answer at once
                 return view
             target = view["version"] if version is None else version
             while view["version"] <= target:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or waiter.closed or self._readiness.draining:
+                if remaining <= 0 or waiter.closed:
                     break
                 waiter.wait(remaining)
                 # Woken (or timed out): the event says "something changed", the store says what.

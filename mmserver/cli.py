@@ -1,0 +1,31 @@
+"""The `mmserver` command: argv and environment -> Config -> Service -> exit status."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping, Sequence
+
+from mmserver.config import ConfigError, load
+from mmserver.shutdown import EXIT_USAGE
+
+
+def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    try:
+        config = load(argv, environ)
+    except ConfigError as error:
+        print(f"mmserver: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    # Imported here so that a configuration error is reported without loading the stack.
+    from mmserver.service import Service
+
+    return Service(config, environ=environ).run()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    status = run(sys.argv[1:] if argv is None else argv, os.environ)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything that had to be delivered has been by now (Sentry flushed, log queue drained,
+    # embedded Redis stopped). os._exit skips joining threads that a stuck library may still
+    # hold, which would otherwise delay the exit until the watchdog fires.
+    os._exit(status)

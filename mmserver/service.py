@@ -1,0 +1,448 @@
+"""Composition root and lifecycle of one replica: start, wait for the stop signal, stop, exit.
+
+Everything is built here from the Config and handed to its users through constructors. The
+main thread owns the lifecycle: it waits on the signal queue, watches the workers, talks to
+systemd, and when the one Shutdown signal is set it runs the stop sequence of SPEC.md in order,
+each step bounded by one deadline, with a watchdog thread that ends the process if even that
+overruns.
+
+Signal handlers only put the signal number into a SimpleQueue (reentrant-safe; taking a lock in
+a handler can deadlock against the main thread): the main loop turns it into a stop request.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Mapping
+
+from mmserver import __version__
+from mmserver.backoff import Backoff
+from mmserver.config import Config, env_name
+from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
+from mmserver.http.app import create_public_app
+from mmserver.http.server import HttpServer
+from mmserver.http.waiters import Waiters
+from mmserver.logs import LogPipeline
+from mmserver.metrics import Metrics
+from mmserver.notify import SystemdNotifier
+from mmserver.readiness import Readiness
+from mmserver.redis_client import connect, connect_subscriber
+from mmserver.scheduler import Scheduler
+from mmserver.shutdown import EXIT_OK, EXIT_RESTART, EXIT_USAGE, Shutdown
+from mmserver.stop import StopSequence
+from mmserver.store import Store
+from mmserver.subscriber import Subscriber
+from mmserver.telemetry import Telemetry
+from mmserver.ticker import Ticker
+from mmserver_admin.app import create_admin_app
+
+logger = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "mm:events"
+CONTROL_CHANNEL = "mm:control"
+REPLICA_HEARTBEAT_S = 2.0
+SUBSCRIBER_HEALTH_S = 1.0
+REPLICA_TTL_S = 10.0
+# Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
+WATCHDOG_GRACE_S = 3.0
+
+
+class LateBoundApp:
+    """A WSGI app slot: the listener is bound before the app behind it is built."""
+
+    def __init__(self) -> None:
+        self.app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+class StartupRefused(Exception):
+    """Start-up cannot go on because of how the service is configured or deployed: exit 2."""
+
+
+class Service:
+    def __init__(self, config: Config, *, environ: Mapping[str, str]) -> None:
+        self.config = config
+        self.shutdown = Shutdown()
+        self.readiness = Readiness()
+        self.notifier = SystemdNotifier.from_environ(environ)
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.started_at = time.time()
+        self.state = "starting"
+        # The main loop reads this queue: signal numbers from the handlers, None as a wake-up.
+        self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._logs: LogPipeline | None = None
+        self._http: HttpServer | None = None
+        self._embedded: EmbeddedRedis | None = None
+        self._telemetry = Telemetry(config.sentry_dsn, release=f"mmserver@{__version__}",
+                                    server_name=socket.gethostname())
+        self._scheduler: Scheduler | None = None
+        self._subscriber: Subscriber | None = None
+        self._store: Store | None = None
+        self._waiters: Waiters | None = None
+        self._metrics = Metrics()
+        self._ticker: Ticker | None = None
+        self._admin_token: str | None = config.admin_token
+        self._ready_sent = False
+        self._http_started = False
+        self._redis_clients: list = []
+
+    # --- run ---
+
+    def run(self) -> int:
+        """Start, serve until asked to stop, stop; return the exit status."""
+        self._logs = LogPipeline.start(fmt=self.config.log_format, level=self.config.log_level)
+        self._install_signal_handlers()
+        self.shutdown.on_request(lambda: self._signals.put_nowait(None))
+        self.shutdown.on_request(self._count_shutdown)
+        try:
+            self._start()
+        except StartupRefused as refusal:
+            logger.error("%s", refusal)
+            self._close_logs()
+            self._stop_embedded_redis(5.0)
+            return EXIT_USAGE
+        except Exception as error:
+            logger.exception("start-up failed")
+            self.shutdown.request(f"start-up failed: {error!r}", EXIT_RESTART)
+        else:
+            self._serve()
+        return self._stop()
+
+    def _start(self) -> None:
+        config = self.config
+        self._public_slot, self._admin_slot = LateBoundApp(), LateBoundApp()
+        self._http = HttpServer([(config.listen, self._public_slot), (config.admin_listen, self._admin_slot)],
+                                threads=config.http_threads,
+                                max_request_body_size=_transport_body_limit(config.max_body_bytes))
+        # Listeners are bound before anything else starts, so that a port in use is refused
+        # (exit 2) with nothing to undo. The apps are attached once they exist.
+        try:
+            self._http.bind()
+        except OSError as error:
+            raise StartupRefused(f"cannot listen: {error.strerror or error}") from None
+        redis_url = config.redis_url or self._start_embedded_redis()
+        self._prepare_admin_token()
+        self._telemetry.start()
+
+        store_client = connect(redis_url)
+        self._redis_clients.append(store_client)
+        self._store = Store(store_client, config.modes, config.servers)
+        self._waiters = Waiters(max_waiting=config.max_longpolls)
+        public_app = create_public_app(store=self._store, waiters=self._waiters,
+                                       readiness=self.readiness, config=config,
+                                       middleware=[self._metrics.http_middleware()])
+        admin_app = create_admin_app(self, token=self._admin_token, metrics=self._metrics.render,
+                                     max_body_bytes=config.max_body_bytes)
+        self._public_slot.app, self._admin_slot.app = public_app, admin_app
+        self._http.start()
+        self._http_started = True
+        public, admin = self._http.addresses
+        logger.info("listening: public API on http://%s, control plane on http://%s", public, admin)
+
+        self._subscriber = Subscriber(
+            # A connect to a frozen Redis blocks up to socket_timeout, which the shutdown
+            # event cannot interrupt: keep it a few health intervals.
+            connect=lambda: connect_subscriber(redis_url, health_check_interval=SUBSCRIBER_HEALTH_S,
+                                               socket_timeout=3 * SUBSCRIBER_HEALTH_S),
+            health_interval_s=SUBSCRIBER_HEALTH_S,
+            channels=[EVENTS_CHANNEL, CONTROL_CHANNEL],
+            on_message=self._on_message,
+            on_connect=self._waiters.wake_all,
+            readiness=self.readiness,
+            shutdown=self.shutdown,
+            backoff=Backoff(config.redis_backoff_initial_ms, config.redis_backoff_max_ms,
+                            config.redis_reconnect_attempts),
+        )
+        self._subscriber.start()
+        self._metrics.watch(stats=self._store.stats, subscriber_status=self._subscriber.status)
+
+        self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown)
+        self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000))
+        self._scheduler.add_job("matchmaker", self._metrics.timed_tick(self._ticker.tick),
+                                config.tick_interval_ms / 1000)
+        self._scheduler.add_job("replica-heartbeat", self._record_replica, REPLICA_HEARTBEAT_S)
+        self._scheduler.start()
+        self.readiness.mark_started()
+        self.state = "running"
+        self.notifier.status("waiting for Redis")
+
+    def _serve(self) -> None:
+        """The main thread's loop: signals, worker health, systemd readiness and watchdog."""
+        next_watchdog = 0.0
+        while not self.shutdown.is_set():
+            try:
+                item = self._signals.get(timeout=0.25)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                name = signal.Signals(item).name
+                logger.info("received %s: stopping", name)
+                self.shutdown.request(f"{name} received", EXIT_OK)
+                break
+            self._check_workers()
+            if not self._ready_sent and self.readiness.redis_connected:
+                self._ready_sent = True
+                logger.info("ready: replica %s, Redis answers", self.replica_id)
+                self.notifier.ready(status=f"ready: replica {self.replica_id}")
+            interval = self.notifier.watchdog_interval_s
+            if interval and time.monotonic() >= next_watchdog and self._workers_alive():
+                self.notifier.watchdog()
+                next_watchdog = time.monotonic() + interval
+
+    def _workers_alive(self) -> bool:
+        return bool(self._http and self._http.is_alive() and self._scheduler and self._scheduler.is_alive())
+
+    def _check_workers(self) -> None:
+        if self._http and not self._http.is_alive():
+            self.shutdown.request("HTTP server loop died", EXIT_RESTART)
+        elif self._scheduler and self._scheduler.stalled_jobs():
+            self.shutdown.request(f"scheduler stalled: {', '.join(self._scheduler.stalled_jobs())}",
+                                  EXIT_RESTART)
+        elif self._subscriber and not self._subscriber.status()["alive"] and not self.shutdown.is_set():
+            self.shutdown.request("subscriber thread ended", EXIT_RESTART)
+
+    # --- stop ---
+
+    def _stop(self) -> int:
+        request = self.shutdown.stop_request
+        assert request is not None
+        status, reason = request.exit_status, request.reason
+        config = self.config
+        self.state = "stopping"
+        self.readiness.mark_draining()
+        self.notifier.stopping(status=f"stopping: {reason}")
+        logger.warning("stopping with exit status %d: %s", status, reason)
+        if self._waiters:
+            self._waiters.close()  # long-polls answer now with the ticket's current state
+        deadline = time.monotonic() + config.drain_delay_s + config.shutdown_timeout_s
+        self._start_exit_watchdog(deadline + WATCHDOG_GRACE_S, status)
+        self._start_force_exit_listener()
+        if config.drain_delay_s and self._http_started:
+            # Readiness answers 503 meanwhile, so load balancers take this replica out
+            # before its listeners close.
+            time.sleep(config.drain_delay_s)
+        steps = StopSequence(deadline)
+        if self._http_started:
+            steps.run("http", lambda: self._drain_http(deadline))
+        if self._scheduler:
+            steps.run("scheduler", lambda: self._scheduler.stop(steps.remaining()))
+        if self._subscriber:
+            steps.run("subscriber", lambda: self._subscriber.join(steps.remaining()))
+        if self._store:
+            steps.run("replica-record", lambda: self._store.remove_replica(self.replica_id))
+        for client in self._redis_clients:
+            client.close()
+        if status != EXIT_OK:
+            steps.run("sentry-event", lambda: self._telemetry.report_exit(reason, status))
+        if self._telemetry.enabled:
+            steps.run("sentry-flush", lambda: self._flush_sentry(max(0.5, steps.remaining())), min_time_s=1.0)
+        self._stop_embedded_redis(max(1.0, steps.remaining()))
+        logger.log(logging.ERROR if status == EXIT_RESTART else logging.INFO,
+                   "exit status %d: %s", status, reason)
+        self._close_logs()
+        return status
+
+    def _flush_sentry(self, timeout: float) -> None:
+        # Half a second at least even past the deadline: the exit event is why we stopped
+        # gracefully, and the exit watchdog still bounds the whole sequence.
+        if not self._telemetry.flush(timeout):
+            logger.warning("Sentry did not receive every event before the deadline")
+
+    def _drain_http(self, deadline: float) -> None:
+        self._http.stop_accepting()
+        if not self._http.drain(deadline):
+            logger.warning("HTTP drain cut requests still in flight at the deadline")
+
+    def _stop_embedded_redis(self, timeout: float) -> None:
+        if self._embedded is not None:
+            # The very last step: every other component is done with Redis.
+            if not self._embedded.stop(timeout):
+                logger.error("embedded Redis did not stop cleanly")
+            self._embedded = None
+
+    def _close_logs(self) -> None:
+        if self._logs:
+            closer = threading.Thread(target=self._logs.stop, name="log-drain", daemon=True)
+            closer.start()
+            closer.join(5.0)
+
+    def _start_exit_watchdog(self, at: float, status: int) -> None:
+        def watchdog() -> None:
+            time.sleep(max(0.0, at - time.monotonic()))
+            _last_words(f"mmserver: stop sequence overran its deadline; exiting with status {status}")
+            os._exit(status)
+
+        threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
+
+    def _start_force_exit_listener(self) -> None:
+        """A second SIGTERM/SIGINT during the stop sequence means: stop now, status 1."""
+
+        def listen() -> None:
+            while True:
+                item = self._signals.get()
+                if item is None:
+                    continue
+                _last_words(f"mmserver: {signal.Signals(item).name} during the stop sequence: "
+                            f"forced exit with status {EXIT_RESTART}")
+                if self._logs:
+                    flusher = threading.Thread(target=self._logs.stop, daemon=True)
+                    flusher.start()
+                    flusher.join(0.5)
+                os._exit(EXIT_RESTART)
+
+        threading.Thread(target=listen, name="force-exit", daemon=True).start()
+
+    # --- start-up helpers ---
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: object) -> None:
+            self._signals.put_nowait(signum)  # SimpleQueue.put is reentrant-safe: no lock here
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, handler)
+
+        def thread_died(args: threading.ExceptHookArgs) -> None:
+            name = args.thread.name if args.thread else "?"
+            logger.error("thread %s died", name,
+                         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+            self.shutdown.request(f"thread {name} died: {args.exc_type.__name__}", EXIT_RESTART)
+
+        threading.excepthook = thread_died
+
+    def _start_embedded_redis(self) -> str:
+        self._embedded = EmbeddedRedis(self.config.data_dir)
+        try:
+            return self._embedded.start(timeout=15.0)
+        except DataDirInUse as error:
+            self._embedded = None
+            raise StartupRefused(str(error)) from None
+
+    def _prepare_admin_token(self) -> None:
+        if self._admin_token is not None:
+            return
+        # No token configured and a loopback listener (config.py refuses anything else):
+        # generate one where mmadmin on this host finds it.
+        path = Path(self.config.data_dir) / "admin.token"
+        token = secrets.token_urlsafe(32)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(token + "\n")
+        except OSError as error:
+            raise StartupRefused(
+                f"{env_name('data_dir')}: cannot write {path}: {error.strerror or error}") from None
+        self._admin_token = token
+        logger.info("generated an admin token in %s", path)
+
+    def _count_shutdown(self) -> None:
+        # Recorded when asked, not at exit: a scrape can only see it during the drain delay.
+        self._metrics.shutdown_requested(_reason_kind(self.shutdown.reason or ""))
+
+    # --- workers' callbacks ---
+
+    def _on_message(self, channel: str, data: str) -> None:
+        if channel == EVENTS_CHANNEL:
+            self._waiters.on_event(channel, data)
+        else:
+            logger.info("control message: %s", data[:200])
+
+    def _record_replica(self) -> None:
+        self._store.record_replica(self._replica_info(), REPLICA_TTL_S)
+
+    def _replica_info(self) -> dict:
+        return {
+            "id": self.replica_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": self.started_at,
+            "last_tick": self._scheduler.last_success_wall("matchmaker") if self._scheduler else None,
+            "state": self.state,
+        }
+
+    # --- the control plane (admin/app.py's Control) ---
+
+    def request_shutdown(self, reason: str) -> dict:
+        full_reason = f"admin shutdown: {reason}"
+        if not self.shutdown.request(full_reason, EXIT_RESTART):
+            logger.info("admin shutdown asked while already stopping: %s", reason)
+        return {"state": "stopping", "reason": self.shutdown.reason,
+                "exit_status": self.shutdown.exit_status}
+
+    def drain(self) -> dict:
+        if not self.readiness.draining:
+            logger.warning("draining on operator request: new tickets refused, readiness 503")
+            self.readiness.mark_draining()
+            if self.state == "running":
+                self.state = "draining"
+            self.notifier.status("draining: new tickets refused")
+        return {"state": self.state, "accepting_tickets": False}
+
+    def status(self) -> dict:
+        result: dict = {
+            "replica": self.replica_id,
+            "version": __version__,
+            "state": self.state,
+            "reason": self.shutdown.reason,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "ready": self.readiness.check()[0],
+            "readiness": self.readiness.check()[1],
+            "workers": {
+                "http": {"alive": bool(self._http and self._http.is_alive()),
+                         "in_flight": self._http.in_flight() if self._http else 0,
+                         "long_polls": self._waiters.waiting if self._waiters else 0},
+                "scheduler": self._scheduler.status() if self._scheduler else None,
+                "subscriber": self._subscriber.status() if self._subscriber else None,
+            },
+        }
+        if self._store is not None:
+            try:
+                result.update(self._store.stats())
+                result["replicas"] = self._store.replicas()
+            except Exception as error:  # Redis away: the status still answers
+                result["store_error"] = f"{type(error).__name__}: {error}"
+        return result
+
+
+def _transport_body_limit(max_body_bytes: int) -> int:
+    """waitress's own cap on a request body, above the app's.
+
+    The app answers a body over max_body_bytes with a JSON 413 before reading it; waitress
+    answers its cap with a plain-text 413 and never buffers more. Between the two, a client
+    gets the JSON error; beyond, waitress protects memory.
+    """
+    return max(1 << 20, 64 * max_body_bytes)
+
+
+def _reason_kind(reason: str) -> str:
+    """A bounded label for a free-text stop reason."""
+    if reason.endswith(" received"):
+        return "signal"
+    if reason.startswith("admin shutdown:"):
+        return "admin"
+    if reason.startswith("redis unreachable"):
+        return "redis"
+    if reason.startswith("start-up failed"):
+        return "startup"
+    return "worker"
+
+
+def _last_words(line: str) -> None:
+    """Write straight to stderr: used when the log pipeline itself may be stuck."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:
+        pass

@@ -1,0 +1,194 @@
+"""The real `mmserver` process: start, ready, every way of stopping, exit statuses."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.process.harness import MMServer, children_of, redis_servers_for, request
+from tests.redis_server import RedisServer, free_port
+from tests.sentry_sink import SentrySink
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.resume() if server.process and server.process.poll() is None else None
+    server.stop()
+
+
+def last_line(server: MMServer) -> str:
+    lines = [line for line in server.lines if line.strip()]
+    assert lines, "no output"
+    return lines[-1]
+
+
+def create_ticket(server: MMServer, player: str = "p1") -> dict:
+    answer = server.post("/v1/tickets", {"player_id": player, "mode": "duel", "mmr": 1500})
+    assert answer.status == 201, answer.body
+    return answer.json()
+
+
+def test_sigterm_drains_and_exits_0(tmp_path, redis_server):
+    server = MMServer(tmp_path, redis_url=redis_server.url).start().wait_ready()
+    assert server.get("/healthz").status == 200
+    server.signal(signal.SIGTERM)
+    assert server.wait(20) == 0
+    assert "exit status 0" in last_line(server)
+    assert "SIGTERM" in last_line(server)
+
+
+def test_admin_shutdown_answers_202_finishes_in_flight_and_exits_1(tmp_path):
+    """Embedded Redis, a Sentry sink, a long-poll in flight: the whole sequence of SPEC.md."""
+    with SentrySink() as sink:
+        server = MMServer(tmp_path, env={"MMSERVER_SENTRY_DSN": sink.dsn}).start().wait_ready(45)
+        ticket = create_ticket(server)
+        assert server.admin("/admin/status", token="").status == 401
+        assert server.admin("/admin/status", token="wrong-token").status == 401
+        assert server.admin("/admin/shutdown", "POST", {"reason": "x"}, token="test-admin-tokeN").status == 401
+        assert server.process.poll() is None  # none of the refused calls stopped it
+
+        poll: dict = {}
+
+        def long_poll() -> None:
+            answer = request(f"{server.url}/v1/tickets/{ticket['ticket_id']}?wait=20&version={ticket['version']}",
+                             token=ticket["token"], timeout=30)
+            poll["status"], poll["body"], poll["at"] = answer.status, answer.json(), time.monotonic()
+
+        poller = threading.Thread(target=long_poll)
+        poller.start()
+        time.sleep(0.5)  # the long-poll is now waiting inside the server
+        started = time.monotonic()
+        answer = server.admin("/admin/shutdown", "POST", {"reason": "config rollout"})
+        assert answer.status == 202
+        assert answer.json() == {"state": "stopping", "reason": "admin shutdown: config rollout", "exit_status": 1}
+        assert server.wait(30) == 1
+        elapsed = time.monotonic() - started
+        poller.join(10)
+        assert poll["status"] == 200 and poll["body"]["ticket_id"] == ticket["ticket_id"]
+        assert poll["at"] - started < 5, "a waiting long-poll answers at once when the drain starts"
+        messages = [json.dumps(event) for event in sink.events()]
+        assert any("config rollout" in message for message in messages), messages
+        assert "exit status 1" in last_line(server) and "config rollout" in last_line(server)
+        assert children_of(server.process.pid) == []
+        assert redis_servers_for(tmp_path / "data") == [], "the embedded redis-server was left running"
+        print(f"admin shutdown to exit: {elapsed:.3f} s")
+
+
+def test_double_sigterm_forces_a_prompt_exit_1(tmp_path, redis_server):
+    server = MMServer(tmp_path, redis_url=redis_server.url, env={"MMSERVER_DRAIN_DELAY_S": "10"})
+    server.start().wait_ready()
+    server.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert server.get("/readyz").status == 503  # draining: still serving, not ready
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait(10) == 1
+    assert time.monotonic() - started < 3
+    assert "forced exit" in server.output()
+
+
+def test_redis_lost_for_good_turns_unready_then_exits_1(tmp_path, own_redis):
+    server = MMServer(tmp_path, redis_url=own_redis.url, env={
+        "MMSERVER_REDIS_RECONNECT_ATTEMPTS": "4", "MMSERVER_REDIS_BACKOFF_INITIAL_MS": "300",
+        "MMSERVER_REDIS_BACKOFF_MAX_MS": "600"}).start().wait_ready()
+    own_redis.kill()
+    deadline = time.monotonic() + 10
+    while server.get("/readyz").status != 503:
+        assert time.monotonic() < deadline, "readiness never turned 503"
+        time.sleep(0.05)
+    assert server.get("/healthz").status == 200
+    assert server.wait(30) == 1
+    assert "redis unreachable" in last_line(server)
+
+
+def test_redis_frozen_is_detected_and_the_replica_restarts(tmp_path, own_redis):
+    server = MMServer(tmp_path, redis_url=own_redis.url, env={
+        "MMSERVER_REDIS_RECONNECT_ATTEMPTS": "2", "MMSERVER_REDIS_BACKOFF_INITIAL_MS": "200",
+        "MMSERVER_REDIS_BACKOFF_MAX_MS": "400", "MMSERVER_SHUTDOWN_TIMEOUT_S": "5"}).start().wait_ready()
+    started = time.monotonic()
+    own_redis.freeze()
+    try:
+        status = server.wait(40)
+    finally:
+        own_redis.resume()
+    assert status == 1
+    assert "redis unreachable" in last_line(server)
+    print(f"frozen Redis to exit: {time.monotonic() - started:.1f} s")
+
+
+def test_a_port_in_use_is_refused_with_exit_2(tmp_path, redis_server):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = MMServer(tmp_path, redis_url=redis_server.url, env={"MMSERVER_LISTEN": f"127.0.0.1:{port}"})
+        assert server.start().wait(30) == 2
+    assert "cannot listen" in server.output()
+    assert "Traceback" not in server.output()
+
+
+def test_systemd_notifications_on_a_real_datagram_socket(tmp_path, redis_server):
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(0.2)
+        server = MMServer(tmp_path, redis_url=redis_server.url,
+                          env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+        server.start().wait_ready()
+        messages: list[str] = []
+
+        def collect(until: float) -> None:
+            while time.monotonic() < until:
+                try:
+                    messages.append(sock.recv(4096).decode())
+                except socket.timeout:
+                    pass
+
+        collect(time.monotonic() + 1.5)
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+        collect(time.monotonic() + 0.5)
+    fields = [field for message in messages for field in message.split("\n")]
+    assert "READY=1" in fields
+    assert fields.count("WATCHDOG=1") >= 2, messages
+    assert "STOPPING=1" in fields
+    assert any(field.startswith("STATUS=") for field in fields)
+    assert fields.index("READY=1") < fields.index("STOPPING=1")
+
+
+def test_embedded_redis_keeps_tickets_across_restarts_and_is_stopped(tmp_path):
+    first = MMServer(tmp_path).start().wait_ready(45)
+    ticket = create_ticket(first)
+    assert len(redis_servers_for(tmp_path / "data")) == 1
+    first.signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    assert redis_servers_for(tmp_path / "data") == []
+
+    second = MMServer(tmp_path).start().wait_ready(45)
+    try:
+        answer = second.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"])
+        assert answer.status == 200 and answer.json()["player_id"] == "p1"
+    finally:
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+
+
+def test_sigkilled_replica_leaves_nothing_that_blocks_the_next_start(tmp_path):
+    first = MMServer(tmp_path).start().wait_ready(45)
+    ticket = create_ticket(first)
+    first.kill()
+    second = MMServer(tmp_path).start().wait_ready(45)
+    try:
+        assert second.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"]).status == 200
+        assert len(redis_servers_for(tmp_path / "data")) == 1
+    finally:
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    assert redis_servers_for(tmp_path / "data") == []
