@@ -1,0 +1,63 @@
+"""Checks SPEC's invariants directly on Redis state (tests only: it scans every key)."""
+from __future__ import annotations
+
+from collections import Counter
+
+LIVE = {"queued", "matched", "assigned"}
+
+
+def check_invariants(client) -> dict:
+    """Raises AssertionError on any broken invariant; returns {ticket_id: status}."""
+    tickets = {}
+    for key in client.scan_iter("mm:t:*", count=1000):
+        tickets[key[len("mm:t:"):]] = client.hgetall(key)
+    queue_members = Counter()
+    for queue in client.smembers("mm:qk"):
+        for member in client.zrange(queue, 0, -1):
+            tid = member.split("|")[0]
+            queue_members[tid] += 1
+            t = tickets.get(tid)
+            assert t is not None, f"queue {queue} holds unknown ticket {tid}"
+            assert t["s"] == "queued", f"{tid} is {t['s']} but still in {queue}"
+            assert queue == f"mm:q:{t['m']}:{t.get('g', '')}", f"{tid} in the wrong queue"
+    in_sessions = Counter()
+    sessions = {}
+    for key in client.scan_iter("mm:s:*", count=1000):
+        sid = key[len("mm:s:"):]
+        s = client.hgetall(key)
+        sessions[sid] = s
+        if s.get("st") in ("accepting", "allocating", "assigned"):
+            for tid in s["tk"].replace(";", ",").split(","):
+                in_sessions[tid] += 1
+    players = Counter()
+    matched = Counter()
+    assigned = Counter()
+    for tid, t in tickets.items():
+        status = t["s"]
+        if status == "queued":
+            assert queue_members[tid] == 1, f"queued {tid} is in {queue_members[tid]} queues"
+        else:
+            assert queue_members[tid] == 0, f"{status} {tid} still queued"
+        if status in ("matched", "assigned"):
+            s = sessions.get(t["x"])
+            assert s is not None, f"{status} {tid} points to a missing session"
+            expected = "assigned" if status == "assigned" else ("accepting", "allocating")
+            assert s["st"] in expected, f"{status} {tid} in a session that is {s['st']}"
+            assert in_sessions[tid] == 1, f"{tid} in {in_sessions[tid]} sessions"
+            (matched if status == "matched" else assigned)[t["m"]] += 1
+        else:
+            assert in_sessions[tid] == 0, f"{status} {tid} still in a live session"
+        if status in LIVE:
+            for p in [t["p"], *(t.get("y") or "").split(",")]:
+                if p:
+                    players[p] += 1
+                    assert client.hget("mm:pl", p) == tid, f"index of {p} does not name {tid}"
+    assert all(n == 1 for n in players.values()), "a player holds two live tickets"
+    for field, value in client.hgetall("mm:n").items():
+        kind, mode = field.split(":", 1)
+        actual = (matched if kind == "m" else assigned)[mode]
+        assert int(value) == actual, f"counter {field}={value}, actual {actual}"
+    busy = client.smembers("mm:sv:busy")
+    owners = Counter(client.hget(f"mm:sv:{sv}", "m") for sv in busy)
+    assert all(n == 1 for n in owners.values()), "a match holds two servers"
+    return {tid: t["s"] for tid, t in tickets.items()}

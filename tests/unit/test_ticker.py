@@ -1,0 +1,148 @@
+"""The matchmaker tick against a real redis-server and the real matcher."""
+import threading
+import time
+
+from mmserver.config import ModeConfig, ServersConfig
+from mmserver.shutdown import Shutdown
+from mmserver.store import Store
+from mmserver.ticker import Ticker
+from tests.store.invariants import check_invariants
+
+
+def _ticket(store, player, mmr=1500, mode="duel", region=None, party=()):
+    view, token = store.create_ticket(player_id=player, mode=mode, mmr=mmr, region=region,
+                                      party=list(party))
+    return view["ticket_id"], token
+
+
+def _setup(redis_client, accept=0.0, static=(), **mode):
+    modes = {"duel": ModeConfig("duel", accept_timeout_s=accept, **mode)}
+    store = Store(redis_client, modes, ServersConfig(static=tuple(static)), retention_s=60)
+    return store, modes
+
+
+def test_a_tick_matches_claims_and_allocates(redis_client):
+    store, modes = _setup(redis_client, static=[f"10.0.0.{i}:7777" for i in range(3)])
+    tickets = [_ticket(store, f"p{i}", mmr=1500 + i) for i in range(10)]
+    result = Ticker(store, modes, shutdown=Shutdown()).tick()
+    assert result["proposals"] == 5 and result["matches_claimed"] == 5
+    assert result["claimed"] == 5 and result["claim_conflicts"] == 0
+    assert result["allocated"] == 3 and result["stopped_early"] is False
+    assert result["duration_s"] > 0
+    statuses = [store.read_ticket(t, k)["status"] for t, k in tickets]
+    assert statuses.count("assigned") == 6 and statuses.count("matched") == 4
+    check_invariants(redis_client)
+
+
+def test_regions_never_mix(redis_client):
+    store, modes = _setup(redis_client)
+    _ticket(store, "a", region="eu")
+    _ticket(store, "b", region="us")
+    result = Ticker(store, modes, shutdown=Shutdown()).tick()
+    assert result["matches_claimed"] == 0
+
+
+def test_a_tick_processes_deadlines(redis_client):
+    store, modes = _setup(redis_client, accept=0.1)
+    a, ta = _ticket(store, "a")
+    b, tb = _ticket(store, "b")
+    ticker = Ticker(store, modes, shutdown=Shutdown())
+    assert ticker.tick()["matches_claimed"] == 1
+    store.accept(a, ta)
+    time.sleep(0.15)
+    result = ticker.tick()
+    assert result["deadlines_processed"] == 1
+    assert store.read_ticket(a, ta)["status"] == "queued"
+    assert store.read_ticket(b, tb)["reason"] == "ready check timed out"
+
+
+def test_a_set_shutdown_stops_the_tick_before_any_work(redis_client):
+    store, modes = _setup(redis_client)
+    for i in range(4):
+        _ticket(store, f"p{i}")
+    shutdown = Shutdown()
+    shutdown.request("test", 0)
+    result = Ticker(store, modes, shutdown=shutdown).tick()
+    assert result["stopped_early"] is True and result["matches_claimed"] == 0
+    assert len(store.read_queue("duel", None)) == 4
+
+
+def test_shutdown_between_batches_leaves_whole_sessions_only(redis_client):
+    store, modes = _setup(redis_client)
+    for i in range(40):
+        _ticket(store, f"p{i}", mmr=1500 + i)
+    shutdown = Shutdown()
+
+    class StopAfterFirstClaim(Store):
+        def claim(self, *args, **kwargs):
+            results = super().claim(*args, **kwargs)
+            shutdown.request("test", 0)
+            return results
+
+    store = StopAfterFirstClaim(redis_client, modes, ServersConfig(), retention_s=60)
+    result = Ticker(store, modes, shutdown=shutdown, batch_size=5).tick()
+    assert result["stopped_early"] is True and result["matches_claimed"] == 5
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("matched") == 10
+
+
+def test_a_held_mode_lock_makes_another_replica_skip_the_mode(redis_client):
+    store, modes = _setup(redis_client)
+    _ticket(store, "a")
+    _ticket(store, "b")
+    token = store.try_lock("mode:duel", 5)
+    assert Ticker(store, modes, shutdown=Shutdown()).tick()["proposals"] == 0
+    store.unlock("mode:duel", token)
+    assert Ticker(store, modes, shutdown=Shutdown()).tick()["matches_claimed"] == 1
+
+
+def _race(redis_server, redis_client, accept, rounds, players):
+    store, modes = _setup(redis_client, accept=accept, mmr_window=1000)
+    for i in range(players):
+        _ticket(store, f"p{i}", mmr=1000 + (i * 7) % 500)
+    clients = [redis_server.client(decode_responses=True) for _ in range(2)]
+    tickers = [Ticker(Store(c, modes, ServersConfig(), retention_s=60), modes,
+                      shutdown=Shutdown(), batch_size=7, mode_lock_s=0) for c in clients]
+    barrier = threading.Barrier(2)
+    results = [[], []]
+    errors = []
+
+    def run(i):
+        try:
+            barrier.wait()
+            for _ in range(rounds):
+                results[i].append(tickers[i].tick())
+                time.sleep(0.005 * i)
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"ticker-{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for c in clients:
+        c.close()
+    assert not errors, errors
+    return results
+
+
+def test_two_tickers_racing_never_put_a_ticket_in_two_sessions(redis_server, redis_client):
+    results = _race(redis_server, redis_client, accept=0, rounds=10, players=300)
+    statuses = check_invariants(redis_client)
+    assert len(statuses) == 300
+    assert list(statuses.values()).count("matched") == 300  # all paired, each exactly once
+    claimed = sum(r["matches_claimed"] for rs in results for r in rs)
+    assert claimed == 150
+    sessions = list(redis_client.scan_iter("mm:s:*"))
+    assert len(sessions) == 150
+
+
+def test_racing_tickers_with_failing_ready_checks_account_for_every_ticket(redis_server, redis_client):
+    # Ready checks nobody answers: sessions keep failing, tickets keep moving between queue
+    # and sessions while both replicas claim and process deadlines at once.
+    _race(redis_server, redis_client, accept=0.03, rounds=15, players=200)
+    statuses = check_invariants(redis_client)
+    assert len(statuses) == 200
+    assert set(statuses.values()) <= {"queued", "matched", "cancelled"}
+    assert "cancelled" in statuses.values()
