@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 from array import array
-from operator import attrgetter
+from itertools import compress, count, islice
+from operator import eq
 from typing import Sequence
 
 from mmserver.matchmaking.model import Proposal, QueuedTicket
@@ -72,8 +73,7 @@ class _Pool:
         for p, i in enumerate(by_mmr, 1):
             position[i] = p
         anchors = [position[i] for i in sorted(range(n), key=enqueued_in.__getitem__)]
-        if len(set(enqueued_in)) < n:
-            _order_ties(anchors, enqueued, ids)
+        _order_ties(anchors, enqueued, ids)
         self.anchors = anchors  # positions, oldest ticket first
 
     def remove(self, positions: Sequence[int]) -> None:
@@ -85,17 +85,20 @@ class _Pool:
             taken[p] = 1
 
 
-def _order_ties(anchors: list[int], enqueued: list[float], ids: list[str]) -> None:
-    """Within each run of equal enqueue times, order the anchors by ticket id."""
-    i, n = 0, len(anchors)
-    while i < n:
-        at = enqueued[anchors[i]]
-        j = i + 1
-        while j < n and enqueued[anchors[j]] == at:
-            j += 1
-        if j - i > 1:
-            anchors[i:j] = sorted(anchors[i:j], key=ids.__getitem__)
-        i = j
+def _order_ties(anchors: list[int], enqueued: Sequence[float], ids: Sequence[str]) -> None:
+    """Within each run of equal enqueue times, order the anchors (sorted by time) by ticket id."""
+    times = list(map(enqueued.__getitem__, anchors))
+    # Positions k where times[k] == times[k + 1], found without a Python-level loop: ties are
+    # rare, and this runs on every call.
+    tied = list(compress(count(), map(eq, times, islice(times, 1, None))))
+    k = 0
+    while k < len(tied):
+        start = end = tied[k]
+        while k + 1 < len(tied) and tied[k + 1] == end + 1:
+            k += 1
+            end += 1
+        anchors[start:end + 2] = sorted(anchors[start:end + 2], key=ids.__getitem__)
+        k += 1
 
 
 def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> list[Proposal]:
