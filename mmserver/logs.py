@@ -36,7 +36,8 @@ _RECORD_FIELDS = frozenset(
 #  - waitress: "Client disconnected while serving ..." for every aborted request (and the
 #    "Serving on" banner, which mmserver's own HTTP module replaces);
 #  - apscheduler executors: "Running job ..." and "Job ... executed successfully" every tick.
-_NOISY_LOGGERS = ("waitress", "apscheduler.executors")
+#  - apscheduler scheduler: "Adding job tentatively", "Added job" at every start.
+_NOISY_LOGGERS = ("waitress", "apscheduler.executors", "apscheduler.scheduler")
 
 
 def _timestamp(created: float) -> str:
