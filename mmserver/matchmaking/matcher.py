@@ -1,8 +1,7 @@
 """Forming match proposals from the queued tickets of one mode in one region.
 
-The tickets are sorted once by MMR into a doubly linked list (arrays of neighbour positions,
-with -inf/+inf sentinels at both ends); a ticket leaves the list when it is matched, so an
-anchor finds its nearest unmatched neighbours in O(1) each. Anchors are taken oldest first
+The tickets are sorted once by MMR into a doubly linked list (pool.Pool); a ticket leaves the
+list when it is matched, so an anchor finds its nearest unmatched neighbours in O(1) each. Anchors are taken oldest first
 (ties by ticket id). An anchor that cannot be matched now is skipped: its window widens with
 time, and it does not block younger anchors.
 
@@ -24,18 +23,13 @@ Three searches, picked once per call:
 """
 from __future__ import annotations
 
-import logging
-from array import array
-from itertools import compress, count, islice
-from operator import eq
 from typing import Sequence
 
 from mmserver.matchmaking.model import Proposal, QueuedTicket
 from mmserver.matchmaking.packing import find_composition
+from mmserver.matchmaking.pool import Pool
 from mmserver.matchmaking.rules import MatchRules
 from mmserver.matchmaking.teams import balance
-
-logger = logging.getLogger(__name__)
 
 _INF = float("inf")
 _MISSING = object()
@@ -43,62 +37,6 @@ _MISSING = object()
 
 def _candidate_limit(players_per_match: int) -> int:
     return 8 * players_per_match + 16
-
-
-class _Pool:
-    """The unmatched tickets in MMR order, positions 1..n; 0 and n + 1 are sentinels."""
-
-    __slots__ = ("ids", "mmr", "size", "enqueued", "left", "right", "taken", "anchors")
-
-    def __init__(self, tickets: list[QueuedTicket]) -> None:
-        # Read each field once in the caller's order (sequential memory), then gather by index:
-        # walking the ticket objects in MMR order instead costs cache misses on big queues.
-        # Sort keys are plain floats, which CPython compares much faster than tuples. Equal
-        # MMRs keep the caller's order; equal enqueue times are put in ticket-id order below.
-        n = len(tickets)
-        mmrs = [t.mmr for t in tickets]
-        enqueued_in = [t.enqueued_at for t in tickets]
-        by_mmr = sorted(range(n), key=mmrs.__getitem__)
-        ids_in = [t.ticket_id for t in tickets]
-        sizes_in = [t.size for t in tickets]
-        self.ids = ids = [""] + [ids_in[i] for i in by_mmr] + [""]
-        # Contiguous doubles: neighbours' MMRs share cache lines, unlike scattered float objects.
-        self.mmr = array("d", [-_INF] + [mmrs[i] for i in by_mmr] + [_INF])
-        self.size = [0] + [sizes_in[i] for i in by_mmr] + [0]
-        self.enqueued = enqueued = array("d", [0.0] + [enqueued_in[i] for i in by_mmr] + [0.0])
-        self.left = array("l", range(-1, n + 1))
-        self.right = array("l", range(1, n + 3))
-        self.taken = bytearray(n + 2)
-        position = [0] * n
-        for p, i in enumerate(by_mmr, 1):
-            position[i] = p
-        anchors = [position[i] for i in sorted(range(n), key=enqueued_in.__getitem__)]
-        _order_ties(anchors, enqueued, ids)
-        self.anchors = anchors  # positions, oldest ticket first
-
-    def remove(self, positions: Sequence[int]) -> None:
-        left, right, taken = self.left, self.right, self.taken
-        for p in positions:
-            lp, rp = left[p], right[p]
-            right[lp] = rp
-            left[rp] = lp
-            taken[p] = 1
-
-
-def _order_ties(anchors: list[int], enqueued: Sequence[float], ids: Sequence[str]) -> None:
-    """Within each run of equal enqueue times, order the anchors (sorted by time) by ticket id."""
-    times = list(map(enqueued.__getitem__, anchors))
-    # Positions k where times[k] == times[k + 1], found without a Python-level loop: ties are
-    # rare, and this runs on every call.
-    tied = list(compress(count(), map(eq, times, islice(times, 1, None))))
-    k = 0
-    while k < len(tied):
-        start = end = tied[k]
-        while k + 1 < len(tied) and tied[k + 1] == end + 1:
-            k += 1
-            end += 1
-        anchors[start:end + 2] = sorted(anchors[start:end + 2], key=ids.__getitem__)
-        k += 1
 
 
 def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> list[Proposal]:
@@ -111,7 +49,7 @@ def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: flo
     eligible = [t for t in tickets if 1 <= t.size <= team_size]
     if sum(t.size for t in eligible) < rules.players_per_match:
         return []
-    pool = _Pool(eligible)
+    pool = Pool(eligible)
     if team_size == 1 and rules.teams == 2:
         return _duels(pool, rules, now)
     if all(t.size == 1 for t in eligible):
@@ -119,7 +57,7 @@ def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: flo
     return _parties(pool, rules, now)
 
 
-def _duels(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
+def _duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     ids, mmr, enqueued = pool.ids, pool.mmr, pool.enqueued
     left, right, taken = pool.left, pool.right, pool.taken
@@ -156,7 +94,7 @@ def _duels(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
     return proposals
 
 
-def _solos(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
+def _solos(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     team_size, teams = rules.team_size, rules.teams
     need = rules.players_per_match
@@ -204,7 +142,7 @@ def _solos(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
     return proposals
 
 
-def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
+def _parties(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     team_size, teams = rules.team_size, rules.teams
     need = rules.players_per_match
@@ -277,7 +215,7 @@ def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
         chosen = None
         if found is not None:
             chosen = _pick(found, p, nearest, size)
-            if mmr_spread(chosen, mmr) > w:
+            if _spread(chosen, mmr) > w:
                 chosen = _scan_ranges(p, w, limit, pool, most, radix, composition)
         if chosen is None:
             continue
@@ -290,12 +228,12 @@ def _parties(pool: _Pool, rules: MatchRules, now: float) -> list[Proposal]:
                 queue_key -= radix[s]
         split = balance([mmr[x] for x in chosen], [size[x] for x in chosen], team_size, teams)
         proposals.append(
-            Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), mmr_spread(chosen, mmr))
+            Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), _spread(chosen, mmr))
         )
     return proposals
 
 
-def mmr_spread(positions: Sequence[int], mmr: Sequence[float]) -> float:
+def _spread(positions: Sequence[int], mmr: Sequence[float]) -> float:
     values = [mmr[x] for x in positions]
     return max(values) - min(values)
 
@@ -317,7 +255,7 @@ def _pick(found: tuple[int, ...], anchor: int, nearest: Sequence[int], size: Seq
     return chosen
 
 
-def _scan_ranges(p, w, limit, pool: _Pool, most, radix, composition) -> list[int] | None:
+def _scan_ranges(p, w, limit, pool: Pool, most, radix, composition) -> list[int] | None:
     """Try every MMR range [lo, lo + w] that holds the anchor, lowest first.
 
     Used only when the nearest tickets fit together but spread too wide; it is exhaustive over
