@@ -30,6 +30,9 @@ setup(
             # tests/ops/test_k8s.py validates k8s/*.yaml offline: the package ships the
             # Kubernetes JSON schemas, so no cluster and no network are needed.
             "kubernetes-validate>=1.30",
+            # tests/hostile/test_schemathesis.py generates requests from the OpenAPI document
+            # and checks every answer against it (no 5xx, documented status, schema-conformant).
+            "schemathesis>=4.3,<5",
         ],
     },
     entry_points={
