@@ -15,8 +15,9 @@ Tickets
 
 Loading sessions and matches (a match is a session that got a server; same id)
 - `mm:s:{session_id}` hash: st accepting|allocating|assigned|finished, md mode, rg region,
-  tk ticket ids ("a,b;c,d": per team), pl players in team order, c ticket count, n accepted,
-  dl accept deadline (ms), sv server id, ad server address, as assigned at (ms), fr reason.
+  tk ticket ids ("a,b;c,d": per team), c ticket count, n accepted, dl accept deadline (ms);
+  once assigned: sv server id, ad server address, pl players in team order, as assigned at
+  (ms); once finished: fr reason.
 - `mm:acc` sorted set session -> accept deadline (ms); `mm:alloc` sorted set session ->
   allocation deadline (ms), oldest first; `mm:asg` set of assigned match ids.
 - `mm:n` hash of counters: `m:{mode}` matched tickets, `a:{mode}` assigned tickets.
@@ -27,6 +28,7 @@ Dedicated servers
 - `mm:sv:free` sorted set of free servers, score = last heartbeat (ms), +inf for static ones;
   a server is allocated only if its score is within heartbeat_ttl of now.
 - `mm:sv:busy` set; `mm:sv:hb` sorted set busy registered server -> last heartbeat (ms).
+- `mm:sv:static` digest of the static list last seeded into the pool.
 
 Replicas and locks
 - `mm:r:{replica_id}` JSON info with a TTL; `mm:replicas` sorted set id -> expiry (ms).

@@ -1,6 +1,8 @@
 """The matchmaker's side of the store: queues in, loading sessions out, deadlines, allocation."""
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,6 +47,13 @@ class Sessions:
         self._allocation_timeout_ms = allocation_timeout_ms
         self._heartbeat_ttl_ms = heartbeat_ttl_ms
         self._static = list(static_servers)
+        self._static_digest = (
+            hashlib.sha256("\n".join(sorted(self._static)).encode()).hexdigest()[:16] if self._static else ""
+        )
+        # The members of the last read of each queue, so claims name the exact members and the
+        # script need not read each ticket to rebuild them.
+        self._members: dict[str, dict[str, str]] = {}
+        self._members_lock = threading.Lock()
 
     def regions(self, mode: str) -> list[str | None]:
         return sorted((r or None for r in self._client.smembers(keys.regions(mode))),
@@ -52,11 +61,14 @@ class Sessions:
 
     def read_queue(self, mode: str, region: str | None) -> list[QueuedTicket]:
         """Every queued ticket of one queue, in one ZRANGE (no ticket hash is touched)."""
-        members = self._client.zrange(keys.queue(mode, region), 0, -1)
+        queue = keys.queue(mode, region)
+        members = self._client.zrange(queue, 0, -1)
         tickets = [parse_member(m) for m in members]
+        with self._members_lock:
+            self._members[queue] = {t.ticket_id: m for t, m in zip(tickets, members)}
         oldest = min((t.enqueued_at for t in tickets), default=None)
         if oldest is not None:
-            self._client.hset(keys.OLDEST, keys.queue(mode, region), int(oldest * 1000))
+            self._client.hset(keys.OLDEST, queue, int(oldest * 1000))
         return tickets
 
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
@@ -66,11 +78,14 @@ class Sessions:
         if not proposals:
             return []
         args: list = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms]
+        with self._members_lock:
+            known = self._members.get(keys.queue(mode, region), {})
         session_ids = []
         for teams in proposals:
             session_id = new_id()
             session_ids.append(session_id)
-            args += [session_id, ";".join(",".join(team) for team in teams)]
+            # An id missing from the last read goes bare: the script looks its member up.
+            args += [session_id, ";".join(",".join(known.get(i, i) for i in team) for team in teams)]
         replies = self._scripts.call("claim", args)
         return [
             ClaimResult(sid, ()) if reply == "" else ClaimResult(None, tuple(reply.split(",")))
@@ -83,5 +98,8 @@ class Sessions:
 
     def allocate(self, limit: int) -> tuple[int, int]:
         """(matches allocated, sessions still waiting for a server)."""
-        reply = self._scripts.call("allocate", [limit, self._heartbeat_ttl_ms, *self._static])
+        args = [limit, self._heartbeat_ttl_ms, self._static_digest]
+        reply = self._scripts.call("allocate", args)
+        if reply[0] == "seed":  # first call on this Redis, or the static list changed
+            reply = self._scripts.call("allocate", args + self._static)
         return int(reply[0]), int(reply[1])
