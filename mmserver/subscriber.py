@@ -8,9 +8,20 @@ Pub/sub does not buffer: whatever was published while the connection was down is
 every (re)connect `on_connect()` is called so the caller can make every waiter re-read state.
 
 A hung server (SIGSTOP, a frozen VM) raises nothing: the kernel still ACKs, so TCP keepalive and
-socket reads just wait. The thread therefore sends its own PING on the subscribed connection
-every `health_interval_s` and treats the connection as lost when the PONG is
-`HUNG_AFTER_INTERVALS` intervals late.
+socket reads just wait. Liveness therefore rests on one mechanism, redis-py's own health check:
+the client from `connect` must have `health_check_interval` set (`connect_subscriber` does).
+Whenever the connection has read nothing for that interval, `get_message()` sends
+`PING redis-py-health-check`, counts it in `pubsub.health_check_response_counter` and swallows
+the PONG, which brings the count back to 0. The thread treats the connection as lost when that
+count stays above 0 for `HUNG_AFTER_INTERVALS * health_interval_s`: on a healthy Redis it is
+back to 0 within milliseconds; an idle period alone never counts, it only causes a PING.
+
+The thread sends no PING of its own. It used to, next to redis-py's, and redis-py 8 speaks RESP3
+by default: there a PING sent while subscribed is answered with a plain reply, not a
+`["pong", token]` pub/sub message, and `PubSub.handle_message` misparses it (a short token even
+raises IndexError), so the thread's own PONGs were never recognised and every connection was
+declared hung `HUNG_AFTER_INTERVALS` intervals after its first PING. redis-py recognises its own
+health-check reply in both protocols.
 
 Error policy: connection errors are retried with `Backoff`; after `backoff.attempts` failed
 reconnects the replica asks to stop ("redis unreachable", status 1) so its supervisor restarts
@@ -19,7 +30,6 @@ the replica: a listener that died silently would leave every long-poll waiting f
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -62,7 +72,6 @@ class Subscriber:
         self._backoff = backoff
         self._health_interval_s = health_interval_s
         self._thread: threading.Thread | None = None
-        self._ping_tokens = itertools.count()
         # Status fields: written by the subscriber thread only, read by status(); plain
         # attribute reads and writes need no lock.
         self._connected = False
@@ -132,8 +141,8 @@ class Subscriber:
                     failures += 1
                     self._reconnect_attempts = failures
                 lost = True
-                self._last_error = repr(exc)
-                logger.warning("Redis pub/sub connection failed: %r", exc)
+                self._last_error = _describe(exc)
+                logger.warning("Redis pub/sub connection failed: %s", self._last_error)
                 continue
             if pubsub is None:  # shutdown while subscribing
                 _close(client, None)
@@ -152,8 +161,8 @@ class Subscriber:
                 self._listen(pubsub)
             except CONNECTION_ERRORS as exc:
                 self._set_connected(False)
-                self._last_error = repr(exc)
-                logger.warning("Redis pub/sub connection lost: %r", exc)
+                self._last_error = _describe(exc)
+                logger.warning("Redis pub/sub connection lost: %s", self._last_error)
             finally:
                 # Closing the socket drops the subscriptions on the server side; an UNSUBSCRIBE
                 # round trip would only add a wait on a server that may be hung.
@@ -166,6 +175,10 @@ class Subscriber:
         pubsub = client.pubsub()
         try:
             pubsub.subscribe(*self._channels)
+            if not pubsub.connection.health_check_interval:
+                # Without it nothing would ever notice a hung Redis: a wiring bug, not an outage.
+                raise ValueError("the subscriber's Redis client needs health_check_interval > 0 "
+                                 "(use redis_client.connect_subscriber)")
             pending = set(self._channels)
             deadline = time.monotonic() + HUNG_AFTER_INTERVALS * self._health_interval_s
             while pending:
@@ -178,7 +191,7 @@ class Subscriber:
                         f"no SUBSCRIBE confirmation within "
                         f"{HUNG_AFTER_INTERVALS * self._health_interval_s:.1f}s"
                     )
-                message = pubsub.get_message(timeout=min(remaining, POLL_S))
+                message = _poll(pubsub, min(remaining, POLL_S))
                 if message is None:
                     continue
                 if message["type"] == "subscribe":
@@ -192,29 +205,23 @@ class Subscriber:
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         """Deliver messages until a shutdown (returns) or a lost connection (raises)."""
-        interval = self._health_interval_s
-        next_ping = time.monotonic() + interval
-        waiting_for: str | None = None  # the token of the PING in flight
-        ping_sent_at = 0.0
+        hung_after = HUNG_AFTER_INTERVALS * self._health_interval_s
+        ping_outstanding_since: float | None = None
         while not self._shutdown.is_set():
+            message = _poll(pubsub)
+            # get_message() above sent redis-py's health-check PING if one was due and read its
+            # PONG if it had arrived; a count above 0 means a PONG is still owed.
             now = time.monotonic()
-            if waiting_for is None and now >= next_ping:
-                waiting_for = f"mm-subscriber-{next(self._ping_tokens)}"
-                ping_sent_at = now
-                pubsub.ping(waiting_for)
-            elif waiting_for is not None and now - ping_sent_at > HUNG_AFTER_INTERVALS * interval:
+            if pubsub.health_check_response_counter <= 0:
+                ping_outstanding_since = None
+            elif ping_outstanding_since is None:
+                ping_outstanding_since = now
+            elif now - ping_outstanding_since > hung_after:
                 raise redis.exceptions.TimeoutError(
-                    f"no answer to PING for {now - ping_sent_at:.1f}s: Redis is hung"
+                    f"no answer to PING for {now - ping_outstanding_since:.1f}s: Redis is hung"
                 )
-            message = pubsub.get_message(timeout=min(POLL_S, interval))
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind == "message":
+            if message is not None and message["type"] == "message":
                 self._deliver(message)
-            elif kind == "pong" and _text(message["data"]) == waiting_for:
-                waiting_for = None
-                next_ping = ping_sent_at + interval
 
     def _deliver(self, message: dict) -> None:
         self._call(self._on_message, _text(message["channel"]), _text(message["data"]))
@@ -229,6 +236,29 @@ class Subscriber:
     def _set_connected(self, connected: bool) -> None:
         self._connected = connected
         self._readiness.set_redis_connected(connected)
+
+
+def _poll(pubsub: redis.client.PubSub, timeout: float = POLL_S) -> dict | None:
+    """One get_message(); None when nothing complete arrived within `timeout`.
+
+    get_message() reads with the same short timeout it waits with. When a reply arrives split
+    across reads, the read can time out mid-reply: redis-py then keeps the connection open and
+    its parser rewinds to the reply's start, so the rest is read on the next call. That is not a
+    lost connection (a hung Redis is caught by the PING watchdog instead). A timeout that closed
+    the connection (a write timeout) is one, and is raised.
+    """
+    try:
+        return pubsub.get_message(timeout=timeout)
+    except redis.exceptions.TimeoutError:
+        if pubsub.connection is None or not pubsub.connection.is_connected:
+            raise
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    """`TimeoutError: Timeout reading from ...`: redis-py 8's `RedisError.__repr__` gives only
+    `network:TimeoutError`, without the message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _text(value: str | bytes) -> str:

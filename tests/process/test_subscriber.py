@@ -28,7 +28,7 @@ class Harness:
     """A Subscriber wired to recording callbacks."""
 
     def __init__(self, server: RedisServer, backoff: Backoff, health_interval_s: float = 0.2,
-                 on_message=None) -> None:
+                 on_message=None, socket_timeout: float = 0.5, connect=None) -> None:
         self.server = server
         self.readiness = Readiness()
         self.shutdown = Shutdown()
@@ -37,8 +37,8 @@ class Harness:
         self.readiness_seen: list[bool] = []
         self._lock = threading.Lock()
         self.subscriber = Subscriber(
-            connect=lambda: connect_subscriber(server.url, health_check_interval=health_interval_s,
-                                               socket_timeout=0.5),
+            connect=connect or (lambda: connect_subscriber(
+                server.url, health_check_interval=health_interval_s, socket_timeout=socket_timeout)),
             channels=CHANNELS,
             on_message=on_message or self._record,
             on_connect=self._connected,
@@ -209,3 +209,69 @@ def test_on_message_raising_stops_the_replica_with_a_logged_traceback(server, ca
     assert harness.shutdown.exit_status == 1
     assert any(r.exc_info and "handler bug" in str(r.exc_info[1]) for r in caplog.records)
     assert harness.readiness.redis_connected is False
+
+
+# What mmserver/service.py passes in production.
+PRODUCTION = {"health_interval_s": 1.0, "socket_timeout": 3.0}
+
+
+def test_production_settings_keep_one_connection_to_a_healthy_idle_redis(server):
+    # With redis-py 8 (RESP3 by default) the thread's own PINGs were answered with plain replies
+    # it never recognised: every connection was declared hung ~4 s after it was made.
+    harness = Harness(server, Backoff(100, 400, 10), **PRODUCTION)
+    harness.subscriber.start()
+    try:
+        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        seen_connected = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # idle: only health-check PINGs on the wire
+            seen_connected.append(harness.subscriber.status()["connected"])
+            time.sleep(0.05)
+        status = harness.subscriber.status()
+        assert all(seen_connected), "the connection dropped while Redis was healthy"
+        assert status["reconnects_total"] == 0 and status["last_error"] is None
+        assert harness.connects == 1
+        # Health checks really ran (and were answered) on this connection.
+        client = server.client(decode_responses=True)
+        try:
+            assert int(client.info("commandstats")["cmdstat_ping"]["calls"]) >= 5
+        finally:
+            client.close()
+        assert harness.publish_until_received("mm:events", "after-idle")
+        assert harness.subscriber.status()["reconnects_total"] == 0
+    finally:
+        harness.stop()
+
+
+def test_production_settings_detect_a_frozen_redis_within_a_few_seconds(server):
+    harness = Harness(server, Backoff(100, 500, 30), **PRODUCTION)
+    harness.subscriber.start()
+    try:
+        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        server.freeze()
+        frozen_at = time.monotonic()
+        try:
+            # At most one health_check_interval until the PING, then 3 intervals unanswered.
+            assert wait_for(lambda: not harness.readiness.redis_connected, 6), "hang not detected"
+            assert time.monotonic() - frozen_at < 5.5
+            last_error = harness.subscriber.status()["last_error"] or ""
+            assert last_error.startswith("TimeoutError: no answer to PING") and "hung" in last_error
+        finally:
+            server.resume()
+        assert wait_for(lambda: harness.readiness.redis_connected, 10)
+        assert harness.subscriber.status()["reconnects_total"] == 1
+        assert harness.publish_until_received("mm:events", "after-freeze")
+    finally:
+        harness.stop()
+
+
+def test_a_client_without_health_checks_is_a_wiring_error_not_an_outage(server):
+    # Without health_check_interval nothing would notice a hung Redis: refuse loudly.
+    harness = Harness(server, Backoff(50, 200, 3),
+                      connect=lambda: server.client(decode_responses=True))
+    harness.subscriber.start()
+    assert harness.shutdown.wait(5)
+    assert harness.subscriber.join(2)
+    assert harness.shutdown.exit_status == 1
+    assert "health_check_interval" in harness.shutdown.reason
+    assert harness.connects == 0
