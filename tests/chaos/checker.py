@@ -1,0 +1,366 @@
+"""The invariants of SPEC.md, checked from Redis itself and through the API once the run is over.
+
+Reads every `mm:` key (layout: mmserver/store/keys.py), then checks each ticket, session,
+queue and server against the others and against what clients were told (the ledger). Each
+finding is a Violation of one kind:
+
+- lost: an acknowledged ticket Redis no longer knows (and not purged after its retention), or
+  whose state went back in time (a version lower than one a client saw, a terminal state left);
+- duplicated: a player in two live tickets, a ticket in two queues, two live sessions or two
+  matches, a server in two matches;
+- stranded: a queued ticket past its TTL deadline, a matched ticket past its session's
+  deadlines, a live session no deadline index will ever process;
+- state: a ticket, session or server whose fields contradict the indexes (not a player-facing
+  loss yet, but the next step would act on wrong data), counters that drifted;
+- reason: a terminal ticket without a reason; retention: a terminal ticket without an expiry;
+- api: the API answers something else than Redis holds.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import redis
+
+from tests.chaos.api import call
+from tests.chaos.ledger import LIVE, TERMINAL, Ledger
+
+STATUSES = LIVE | TERMINAL
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str
+    subject: str
+    detail: str
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "subject": self.subject, "detail": self.detail}
+
+
+@dataclass
+class Snapshot:
+    now_ms: int
+    tickets: dict[str, dict] = field(default_factory=dict)
+    ttls: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, dict] = field(default_factory=dict)
+    queues: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    servers: dict[str, dict] = field(default_factory=dict)
+    players: dict[str, str] = field(default_factory=dict)
+    accepting: dict[str, float] = field(default_factory=dict)
+    allocating: dict[str, float] = field(default_factory=dict)
+    assigned: set[str] = field(default_factory=set)
+    free: dict[str, float] = field(default_factory=dict)
+    busy: set[str] = field(default_factory=set)
+    counts: dict[str, str] = field(default_factory=dict)
+    odd: dict[str, str] = field(default_factory=dict)  # a ticket/session/queue key of an unexpected type
+
+
+def snapshot(client: redis.Redis) -> Snapshot:
+    """Everything under mm:, read while nothing moves (traffic stopped, system settled)."""
+    seconds, micros = client.time()
+    snap = Snapshot(now_ms=seconds * 1000 + micros // 1000)
+    names = list(client.scan_iter("mm:*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.type(name)
+    types = dict(zip(names, pipe.execute()))
+    pipe = client.pipeline(transaction=False)
+    kinds = []
+    for name in names:
+        if types[name] == "hash" and name.startswith("mm:t:"):
+            kinds.append(("ticket", name))
+            pipe.hgetall(name)
+            pipe.ttl(name)
+        elif types[name] == "hash" and name.startswith("mm:s:"):
+            kinds.append(("session", name))
+            pipe.hgetall(name)
+        elif types[name] == "zset" and name.startswith("mm:q:"):
+            kinds.append(("queue", name))
+            pipe.zrange(name, 0, -1, withscores=True)
+        elif types[name] == "hash" and name.startswith("mm:sv:"):
+            kinds.append(("server", name))
+            pipe.hgetall(name)
+        elif name.startswith(("mm:t:", "mm:s:", "mm:q:")) and types[name] != "none":
+            kinds.append(("odd", name))
+            pipe.type(name)
+    replies = iter(pipe.execute())
+    for kind, name in kinds:
+        if kind == "ticket":
+            snap.tickets[name[5:]] = next(replies)
+            snap.ttls[name[5:]] = next(replies)
+        elif kind == "session":
+            snap.sessions[name[5:]] = next(replies)
+        elif kind == "queue":
+            snap.queues[name] = next(replies)
+        elif kind == "server":
+            snap.servers[name[6:]] = next(replies)
+        else:
+            snap.odd[name] = next(replies)
+    snap.players = client.hgetall("mm:pl")
+    snap.accepting = dict(client.zrange("mm:acc", 0, -1, withscores=True))
+    snap.allocating = dict(client.zrange("mm:alloc", 0, -1, withscores=True))
+    snap.assigned = set(client.smembers("mm:asg"))
+    snap.free = dict(client.zrange("mm:sv:free", 0, -1, withscores=True))
+    snap.busy = set(client.smembers("mm:sv:busy"))
+    snap.counts = client.hgetall("mm:n")
+    return snap
+
+
+def split(text: str | None, separators: str = ",") -> list[str]:
+    if not text:
+        return []
+    for sep in separators[1:]:
+        text = text.replace(sep, separators[0])
+    return [part for part in text.split(separators[0]) if part]
+
+
+def ticket_players(t: dict) -> list[str]:
+    return [t["p"], *split(t.get("y"))] if "p" in t else split(t.get("y"))
+
+
+class Checker:
+    def __init__(self, client: redis.Redis, ledger: Ledger, *, slack_s: float, retention_s: float,
+                 heartbeat_ttl_s: float, silenced: list[tuple[str, float]]) -> None:
+        self._client = client
+        self._ledger = ledger
+        self._slack_ms = slack_s * 1000
+        self._retention_s = retention_s
+        self._heartbeat_ttl_ms = heartbeat_ttl_s * 1000
+        self._silenced = silenced  # (server id, wall clock when it went silent)
+        self.violations: list[Violation] = []
+        self.snap: Snapshot | None = None
+
+    def _bad(self, kind: str, subject: str, detail: str) -> None:
+        self.violations.append(Violation(kind, subject, detail))
+
+    def check_redis(self) -> Snapshot:
+        snap = self.snap = snapshot(self._client)
+        self._check_tickets(snap)
+        self._check_players(snap)
+        self._check_sessions(snap)
+        self._check_servers(snap)
+        self._check_counters(snap)
+        self._check_ledger(snap)
+        for name, kind in snap.odd.items():
+            self._bad("state", name, f"unexpected key type {kind}")
+        return snap
+
+    # --- tickets ---
+
+    def _check_tickets(self, snap: Snapshot) -> None:
+        in_queues: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
+        for queue, members in snap.queues.items():
+            for member, score in members:
+                in_queues[member.split("|", 1)[0]].append((queue, member, score))
+        for queue_ticket in in_queues.keys() - snap.tickets.keys():
+            self._bad("state", queue_ticket, f"queue member of a ticket Redis does not hold: {in_queues[queue_ticket]}")
+        for tid, t in snap.tickets.items():
+            status = t.get("s")
+            places = in_queues.get(tid, [])
+            if status not in STATUSES:
+                self._bad("state", tid, f"unknown status {status!r}")
+                continue
+            if status == "queued":
+                self._check_queued(snap, tid, t, places)
+            elif places:
+                self._bad("duplicated" if status in LIVE else "state", tid,
+                          f"{status} yet still in queue(s) {[p[0] for p in places]}")
+            if status == "matched":
+                self._check_matched(snap, tid, t)
+            elif status == "assigned":
+                self._check_assigned(snap, tid, t)
+            if status in TERMINAL:
+                if not t.get("w"):
+                    self._bad("reason", tid, f"{status} without a reason")
+                if snap.ttls.get(tid, -1) < 0:
+                    self._bad("retention", tid, f"{status} ticket without an expiry")
+                if status != "finished" and t.get("x"):
+                    self._bad("state", tid, f"{status} yet still names session {t['x']}")
+            if status in LIVE:
+                for player in ticket_players(t):
+                    if snap.players.get(player) != tid:
+                        self._bad("state", tid, f"live ticket, but the player index maps {player} to "
+                                                f"{snap.players.get(player)!r}: a new ticket for them would be accepted")
+
+    def _check_queued(self, snap: Snapshot, tid: str, t: dict, places: list) -> None:
+        expected_queue = f"mm:q:{t.get('m')}:{t.get('g', '')}"
+        expected_member = f"{tid}|{t.get('r')}|{t.get('n')}|{t.get('e')}"
+        if len(places) != 1:
+            self._bad("duplicated" if len(places) > 1 else "stranded", tid,
+                      f"queued ticket in {len(places)} queues: {[p[0] for p in places]}")
+            return
+        queue, member, score = places[0]
+        if queue != expected_queue or member != expected_member:
+            self._bad("state", tid, f"queued as {member!r} in {queue}, expected {expected_member!r} in {expected_queue}")
+        if score < snap.now_ms - self._slack_ms:
+            self._bad("stranded", tid, f"queued {(snap.now_ms - score) / 1000:.1f} s past its TTL deadline")
+        if t.get("x"):
+            self._bad("state", tid, f"queued yet names session {t['x']}")
+
+    def _check_matched(self, snap: Snapshot, tid: str, t: dict) -> None:
+        sid = t.get("x")
+        s = snap.sessions.get(sid or "")
+        if not s or s.get("st") not in ("accepting", "allocating"):
+            self._bad("stranded", tid, f"matched in session {sid!r} which is {s.get('st') if s else 'gone'}")
+            return
+        if tid not in split(s.get("tk"), ",;"):
+            self._bad("state", tid, f"matched in session {sid} that does not list it")
+
+    def _check_assigned(self, snap: Snapshot, tid: str, t: dict) -> None:
+        mid = t.get("x")
+        s = snap.sessions.get(mid or "")
+        if not s or s.get("st") != "assigned":
+            self._bad("stranded", tid, f"assigned to match {mid!r} which is {s.get('st') if s else 'gone'}")
+
+    def _check_players(self, snap: Snapshot) -> None:
+        holders: dict[str, list[str]] = defaultdict(list)
+        for tid, t in snap.tickets.items():
+            if t.get("s") in LIVE:
+                for player in ticket_players(t):
+                    holders[player].append(tid)
+        for player, tids in holders.items():
+            if len(tids) > 1:
+                for tid in tids:
+                    self._bad("duplicated", tid, f"player {player} is in {len(tids)} live tickets: {tids}")
+
+    # --- sessions and matches ---
+
+    def _check_sessions(self, snap: Snapshot) -> None:
+        live_sessions_of: dict[str, list[str]] = defaultdict(list)
+        matches_of_server: dict[str, list[str]] = defaultdict(list)
+        for sid, s in snap.sessions.items():
+            state = s.get("st")
+            ids = split(s.get("tk"), ",;")
+            if state in ("accepting", "allocating", "assigned"):
+                for tid in ids:
+                    live_sessions_of[tid].append(sid)
+                want = "matched" if state != "assigned" else "assigned"
+                for tid in ids:
+                    t = snap.tickets.get(tid, {})
+                    if t.get("s") != want or t.get("x") != sid:
+                        self._bad("state", tid, f"{state} session {sid} lists it, but the ticket is "
+                                                f"{t.get('s', 'gone')} in {t.get('x')!r}")
+            if state == "accepting":
+                deadline = snap.accepting.get(sid)
+                if deadline is None:
+                    self._bad("stranded", sid, "accepting session missing from the ready-check deadlines")
+                elif deadline < snap.now_ms - self._slack_ms:
+                    self._bad("stranded", sid, f"ready check {(snap.now_ms - deadline) / 1000:.1f} s past its deadline")
+            elif state == "allocating":
+                deadline = snap.allocating.get(sid)
+                if deadline is None:
+                    self._bad("stranded", sid, "allocating session missing from the allocation deadlines")
+                elif deadline < snap.now_ms - self._slack_ms:
+                    self._bad("stranded", sid, f"allocation {(snap.now_ms - deadline) / 1000:.1f} s past its deadline")
+            elif state == "assigned":
+                if sid not in snap.assigned:
+                    self._bad("state", sid, "assigned match missing from the assigned set")
+                server = snap.servers.get(s.get("sv", ""), {})
+                if server.get("m") != sid:
+                    self._bad("stranded", sid, f"assigned to server {s.get('sv')!r} whose match is {server.get('m')!r}")
+                matches_of_server[s.get("sv", "")].append(sid)
+            elif state != "finished":
+                self._bad("state", sid, f"session in unknown state {state!r}")
+            if state in ("assigned", "finished"):
+                self._check_silenced_allocation(sid, s)
+        for tid, sids in live_sessions_of.items():
+            if len(sids) > 1:
+                self._bad("duplicated", tid, f"ticket in {len(sids)} live sessions/matches: {sids}")
+        for server, mids in matches_of_server.items():
+            if len(mids) > 1:
+                self._bad("duplicated", server, f"server in {len(mids)} matches: {mids}")
+        for sid in snap.accepting.keys() | snap.allocating.keys():
+            if sid not in snap.sessions and (snap.accepting.get(sid, snap.allocating.get(sid, 0))
+                                             < snap.now_ms - self._slack_ms):
+                self._bad("state", sid, "deadline entry of a session that no longer exists, long due")
+
+    def _check_silenced_allocation(self, sid: str, s: dict) -> None:
+        for server_id, silent_at in self._silenced:
+            if s.get("sv") == server_id and int(s.get("as", 0)) > (silent_at * 1000 + self._heartbeat_ttl_ms + 1500):
+                self._bad("state", sid, f"allocated server {server_id} "
+                                        f"{(int(s['as']) - silent_at * 1000) / 1000:.1f} s after its last heartbeat")
+
+    def _check_servers(self, snap: Snapshot) -> None:
+        for server_id, sv in snap.servers.items():
+            mid = sv.get("m")
+            if mid:
+                s = snap.sessions.get(mid, {})
+                if s.get("st") != "assigned" or s.get("sv") != server_id:
+                    self._bad("stranded", server_id, f"busy with match {mid} which is {s.get('st', 'gone')}: "
+                                                     "never allocated again")
+                if server_id not in snap.busy:
+                    self._bad("state", server_id, "busy server missing from the busy set")
+                if server_id in snap.free:
+                    self._bad("duplicated", server_id, f"busy with {mid} and in the free pool at once")
+            elif server_id in snap.busy:
+                self._bad("state", server_id, "in the busy set without a match")
+
+    def _check_counters(self, snap: Snapshot) -> None:
+        matched: dict[str, int] = defaultdict(int)
+        assigned: dict[str, int] = defaultdict(int)
+        for t in snap.tickets.values():
+            if t.get("s") == "matched":
+                matched[t.get("m", "")] += 1
+            elif t.get("s") == "assigned":
+                assigned[t.get("m", "")] += 1
+        modes = {k.split(":", 1)[1] for k in snap.counts} | matched.keys() | assigned.keys()
+        for mode in modes:
+            for name, real in (("m", matched[mode]), ("a", assigned[mode])):
+                stored = int(snap.counts.get(f"{name}:{mode}", 0))
+                if stored != real:
+                    self._bad("state", f"mm:n {name}:{mode}", f"counter says {stored}, tickets say {real}")
+
+    # --- what clients were told ---
+
+    def _check_ledger(self, snap: Snapshot) -> None:
+        now = time.time()
+        for tid, record in self._ledger.records.items():
+            t = snap.tickets.get(tid)
+            for anomaly in record.anomalies:
+                kind = "lost" if ("went back" in anomaly or "left terminal" in anomaly or "404" in anomaly) else "reason"
+                self._bad(kind, tid, f"seen by its client: {anomaly}")
+            if len(record.match_ids) > 1:
+                self._bad("duplicated", tid, f"its client saw it in matches {sorted(record.match_ids)}")
+            if t is None:
+                if record.terminal is not None and now - record.acked_at > self._retention_s:
+                    continue  # purged after its retention: legitimate
+                self._bad("lost", tid, f"acknowledged ({record.mode}, players {list(record.players)}), last seen "
+                                       f"{record.statuses[-1] if record.statuses else '?'}, unknown to Redis")
+                continue
+            if int(t.get("v", 0)) < record.max_version:
+                self._bad("lost", tid, f"Redis holds version {t.get('v')} ({t.get('s')}), "
+                                       f"its client saw version {record.max_version}")
+            if record.terminal is not None and t.get("s") != record.terminal[0]:
+                self._bad("lost", tid, f"its client saw it {record.terminal[0]}, Redis says {t.get('s')}")
+            if sorted(ticket_players(t)) != sorted(record.players):
+                self._bad("state", tid, f"players {ticket_players(t)} differ from those acknowledged {list(record.players)}")
+        for tid in self._ledger.orphans:
+            t = snap.tickets.get(tid)
+            if t is not None and t.get("s") in ("queued", "matched"):
+                self._bad("stranded", tid, f"ticket created without an answer to its client is still {t.get('s')}")
+
+    # --- the API agrees ---
+
+    def check_api(self, url: str) -> int:
+        """Reads every acknowledged ticket through the API; returns how many were read.
+        (A read refreshes a ticket's TTL: this runs after the Redis checks.)"""
+        read = 0
+        for tid, record in self._ledger.records.items():
+            answer = call(url, "GET", f"/v1/tickets/{tid}", token=record.token, timeout=10)
+            stored = self._client.hget(f"mm:t:{tid}", "s")
+            if answer.status == 404 and stored is None:
+                continue
+            if answer.status != 200:
+                self._bad("api", tid, f"GET answered {answer.status} {answer.body} while Redis holds {stored!r}")
+                continue
+            read += 1
+            view = answer.body
+            if view.get("status") != stored:
+                self._bad("api", tid, f"GET says {view.get('status')}, Redis says {stored}")
+            if view.get("status") in TERMINAL and not view.get("reason"):
+                self._bad("reason", tid, f"GET: {view.get('status')} without a reason")
+            if view.get("status") in ("assigned", "finished") and not view.get("assignment"):
+                self._bad("api", tid, f"GET: {view.get('status')} without an assignment")
+        return read

@@ -1,0 +1,135 @@
+"""One chaos run: start Redis and the replicas, play traffic while injecting the planned faults,
+stop the clients, let every deadline pass, check the invariants, stop everything."""
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tests.chaos import faults as faults_module
+from tests.chaos.checker import Checker, Violation
+from tests.chaos.cluster import DurableRedis, OutageClock, Supervisor
+from tests.chaos.faults import Injector
+from tests.chaos.ledger import Ledger
+from tests.chaos.report import summary
+from tests.chaos.settings import ChaosSettings
+from tests.chaos.traffic import Players, Router, ServerFleet
+
+logger = logging.getLogger(__name__)
+
+RETENTION_S = 3600  # mmserver.store.store.DEFAULT_RETENTION_S: nothing is purged during a run
+
+
+@dataclass(frozen=True)
+class Options:
+    seed: int
+    duration_s: float
+    replicas: int
+    faults: int
+    players: int = 8
+    servers: int = 3
+    workdir: Path | None = None
+    keep: bool = False
+
+
+def run(options: Options, settings: ChaosSettings | None = None) -> dict:
+    settings = settings or ChaosSettings()
+    workdir = Path(options.workdir or tempfile.mkdtemp(prefix="mmchaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started_wall = time.monotonic()
+    redis = DurableRedis(workdir / "redis").start()
+    # An exit 1 this long after Redis came back is still the outage's doing: the subscriber's
+    # last attempts, then the bounded stop sequence.
+    outage = OutageClock(margin_s=settings.reconnect_budget_s + 12.0 + settings.shutdown_timeout_s)
+    supervisor = Supervisor(workdir, options.replicas, redis_url=redis.url,
+                            env=settings.replica_env(settings.write_config(workdir)),
+                            restart_delay_s=settings.restart_delay_s, redis_outage=outage)
+    stop_clients, stop_servers, stop_faults = threading.Event(), threading.Event(), threading.Event()
+    ledger = Ledger()
+    violations: list[Violation] = []
+    problems: list[str] = []
+    api_read = 0
+    injector = None
+    fleet = players = None
+    try:
+        supervisor.start()
+        if not supervisor.wait_all_ready(60):
+            raise RuntimeError(f"replicas not ready within 60 s; see {workdir}")
+        fleet = ServerFleet(Router(supervisor.ready_urls, stop_servers), random.Random(f"{options.seed}-servers"),
+                            stop_servers, count=options.servers, static=settings.static_servers)
+        players = Players(Router(supervisor.ready_urls, stop_clients), ledger, fleet, stop_clients,
+                          seed=options.seed, threads=options.players)
+        plan = faults_module.plan(options.seed, options.duration_s, options.faults, options.replicas)
+        injector = Injector(plan, supervisor=supervisor, redis=redis, outage=outage, players=players, fleet=fleet,
+                            settings=settings, stop=stop_faults)
+        fleet.start()
+        players.start()
+        traffic_started = time.monotonic()
+        injector.run(traffic_started)
+        remaining = traffic_started + options.duration_s - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+        logger.info("traffic stops after %.1f s; %d tickets acknowledged", time.monotonic() - traffic_started,
+                    len(ledger))
+        stop_clients.set()
+        players.join(30)
+        if not redis.running:
+            redis.start()
+        if not supervisor.wait_all_ready(60):
+            problems.append("replicas not all ready after the last fault")
+        logger.info("settling for %.0f s", settings.settle_s)
+        time.sleep(settings.settle_s)
+        stop_servers.set()  # busy registered servers now fall silent: their matches end "server lost"
+        fleet.join(10)
+        time.sleep(settings.heartbeat_ttl_s + 2.0)
+        checker = Checker(redis.client(decode_responses=True), ledger, slack_s=2.0, retention_s=RETENTION_S,
+                          heartbeat_ttl_s=settings.heartbeat_ttl_s,
+                          silenced=[(s.server_id, s.silent_at) for s in fleet.silenced()])
+        snap = checker.check_redis()
+        final_statuses = Counter(snap.tickets[t].get("s", "gone") if t in snap.tickets else "gone"
+                                 for t in ledger.records)
+        urls = supervisor.ready_urls()
+        if urls:
+            api_read = checker.check_api(urls[0])
+        else:
+            problems.append("no ready replica for the API check")
+        violations += checker.violations
+    finally:
+        stop_faults.set()
+        stop_clients.set()
+        stop_servers.set()
+        supervisor.stop()
+        redis.resume() if redis.running else None
+        redis.stop()
+    exits = supervisor.exits
+    for record in exits:
+        if record.unexpected or record.status == 2:
+            violations.append(Violation("exit_status", f"replica {record.replica} gen {record.generation}",
+                                        f"{record.kind} (cause {record.cause}, expected {record.expected}): "
+                                        f"{record.last_line}"))
+    if injector is not None:
+        problems += injector.problems
+    violations += [Violation("lifecycle", "injector", p) for p in problems]
+    traffic = dict(players.counts) if players else {}
+    traffic.update({f"servers_{k}": v for k, v in (fleet.counts.items() if fleet else ())})
+    traffic["replica_starts"] = supervisor.starts
+    result = summary(
+        options={**asdict(options), "workdir": str(workdir), "settings": asdict(settings)},
+        elapsed_s=time.monotonic() - started_wall,
+        planned=Counter(f.kind for f in injector._faults) if injector else Counter(),
+        injected=injector.injected if injector else Counter(),
+        skipped=injector.skipped if injector else Counter(),
+        acknowledged=len(ledger), violations=violations, exits=exits,
+        final_statuses=final_statuses if 'final_statuses' in locals() else Counter(),
+        traffic=traffic, orphans=len(ledger.orphans), api_read=api_read, problems=problems,
+    )
+    result["fault_log"] = injector.log if injector else []
+    if not options.keep and not violations and options.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
