@@ -3,8 +3,12 @@
 Tickets
 - `mm:t:{ticket_id}` hash, short fields to stay small (listpack): s status, v version, m mode,
   p player, y party (comma separated), r mmr, n size (1 + party), g region, e enqueued (ms),
-  u updated (ms), k token hash, l ttl (ms), x session/match id, c accepted ("1"), d TTL deadline
-  kept while matched, w reason (terminal). Terminal tickets get an EXPIRE (retention).
+  u updated (ms; absent until the first change), k token hash, l ttl (ms), x session/match
+  id, c accepted ("1"), d TTL deadline kept while matched, w reason (terminal). Terminal
+  tickets get an EXPIRE (retention).
+- `mm:cl` hash ticket_id -> "session|ttl_deadline|claimed_ms": claims not yet written into
+  the ticket hash. A claim records its tickets here in one batched HSET; the first script
+  that loads such a ticket (lib.lua load()) applies it, so no script sees it as queued.
 - `mm:pl` hash player_id -> live ticket id (every party member too): the "player busy" index.
 - `mm:q:{mode}:{region}` sorted set, one per queue (region "" when none). Member
   `ticket_id|mmr|size|enqueued_ms` carries everything the matcher needs, so a whole queue is

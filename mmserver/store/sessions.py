@@ -11,7 +11,7 @@ import redis
 from mmserver.matchmaking import QueuedTicket
 from mmserver.store import keys
 from mmserver.store.scripts import Scripts
-from mmserver.store.tickets import new_id
+from mmserver.store.tickets import new_ids
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,8 @@ class Sessions:
         args: list = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms]
         with self._members_lock:
             known = self._members.get(keys.queue(mode, region), {})
-        session_ids = []
-        for teams in proposals:
-            session_id = new_id()
-            session_ids.append(session_id)
+        session_ids = new_ids(len(proposals))
+        for session_id, teams in zip(session_ids, proposals):
             # An id missing from the last read goes bare: the script looks its member up.
             args += [session_id, ";".join(",".join(known.get(i, i) for i in team) for team in teams)]
         replies = self._scripts.call("claim", args)

@@ -38,7 +38,7 @@ def ticket_view(reply: Sequence[Any]) -> dict:
         "mmr": number(f["r"]),
         "region": f.get("g") or None,
         "enqueued_at": seconds(f["e"]),
-        "updated_at": seconds(f["u"]),
+        "updated_at": seconds(f.get("u") or f["e"]),
     }
     state = f.get("@st")
     if status == "matched" and state in ("accepting", "allocating"):

@@ -9,8 +9,14 @@ LIVE = {"queued", "matched", "assigned"}
 def check_invariants(client) -> dict:
     """Raises AssertionError on any broken invariant; returns {ticket_id: status}."""
     tickets = {}
+    pending = client.hgetall("mm:cl")  # claimed, hash not rewritten yet (see load() in lib.lua)
     for key in client.scan_iter("mm:t:*", count=1000):
-        tickets[key[len("mm:t:"):]] = client.hgetall(key)
+        tid = key[len("mm:t:"):]
+        t = tickets[tid] = client.hgetall(key)
+        if tid in pending:
+            assert t["s"] == "queued", f"{tid} is {t['s']} with a pending claim"
+            t["s"], t["x"] = "matched", pending[tid].split("|")[0]
+    assert set(pending) <= set(tickets), "a pending claim names a missing ticket"
     queue_members = Counter()
     for queue in client.smembers("mm:qk"):
         for member in client.zrange(queue, 0, -1):

@@ -146,3 +146,29 @@ def test_matched_ticket_keeps_its_ttl_deadline_through_a_failed_session(make_sto
     store.cancel_ticket(a, ta)
     assert store.process_deadlines(100).expired_tickets == 1
     assert store.read_ticket(b, tb)["status"] == "expired"
+
+
+def test_one_claim_call_never_claims_a_ticket_twice(make_store):
+    store = _duel(make_store)
+    a, _ = new_ticket(store, "a")
+    b, _ = new_ticket(store, "b")
+    c, _ = new_ticket(store, "c")
+    store.read_queue("duel", None)  # claims then name exact queue members, as the tick does
+    results = store.claim("duel", None, [((a,), (b,)), ((a,), (c,))], 5)
+    assert results[0].session_id and results[1].failed == (a,)
+    assert [t.ticket_id for t in store.read_queue("duel", None)] == [c]
+
+
+def test_a_claimed_ticket_reads_as_matched_with_one_more_version(make_store, redis_client):
+    store = _duel(make_store)
+    (a, ta), (b, tb), sid = _matched_pair(store)
+    # the claim recorded the new state without rewriting the ticket hashes
+    assert redis_client.hget(keys.ticket(b), "s") == "queued"
+    assert redis_client.hexists("mm:cl", b)
+    view = store.read_ticket(b, tb)
+    assert view["status"] == "matched" and view["version"] == 2
+    assert redis_client.hget(keys.ticket(b), "s") == "matched"
+    assert not redis_client.hexists("mm:cl", b)
+    assert store.read_ticket(b, tb) == view  # applied once
+    with pytest.raises(PlayerBusy):
+        new_ticket(store, "b")

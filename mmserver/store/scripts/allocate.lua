@@ -43,14 +43,13 @@ for _, sid in ipairs(sessions) do
     assigned[#assigned + 1] = sid
     local n, players = 0, {}
     for _, id in ipairs(split(s[2], ',;')) do
-      local t = redis.call('HMGET', tkey(id), 's', 'x', 'v', 'p', 'y')
-      if t[1] == 'matched' and t[2] == sid then
-        redis.call('HSET', tkey(id), 's', 'assigned', 'u', snow, 'v', tonumber(t[3]) + 1)
+      local t = load(id)
+      if t.s == 'matched' and t.x == sid then
+        redis.call('HSET', tkey(id), 's', 'assigned', 'u', snow, 'v', tonumber(t.v) + 1)
         changed[#changed + 1] = id
         n = n + 1
       end
-      players[#players + 1] = t[4]
-      if t[5] then players[#players + 1] = t[5] end
+      for _, p in ipairs(ticket_players(t)) do players[#players + 1] = p end
     end
     redis.call('HSET', skey(sid), 'pl', table.concat(players, ','))
     per_mode[s[3]] = (per_mode[s[3]] or 0) + n

@@ -5,73 +5,93 @@
 -- present: a member exists exactly while its ticket is queued there), else nothing of it
 -- is claimed. Returns one entry per proposal: '' when claimed, otherwise the
 -- comma-separated ids that were no longer queued here.
--- Written for speed (a tick claims tens of thousands of tickets): per proposal one ZMSCORE
--- and one HSET, per ticket one HINCRBY and one HSET; queue and deadline sets batched.
+-- Written for speed (a tick claims tens of thousands of tickets): one HSET per proposal
+-- (its session); membership checks, the tickets' new state (CLAIMED, see load() in
+-- lib.lua), the queue and the deadline set are all batched commands.
 local mode, region = ARGV[1], ARGV[2]
 local accept_ms, alloc_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local q = qkey(mode, region)
 local now = now_ms()
 local snow = int(now)
-local results, changed, removed, deadlines = {}, {}, {}, {}
 local state, deadline_key, deadline
 if accept_ms > 0 then
   state, deadline_key, deadline = 'accepting', ACCEPTING, int(now + accept_ms)
 else
   state, deadline_key, deadline = 'allocating', ALLOCATING, int(now + alloc_ms)
 end
-local claimed_tickets = 0
+
+local function chunked(command, key, list)
+  -- Chunks stay well inside Lua's stack limit for unpack; 1000 keeps pairs together.
+  local out = {}
+  for i = 1, #list, 1000 do
+    local part = redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
+    if type(part) == 'table' then
+      for _, v in ipairs(part) do out[#out + 1] = v end
+    end
+  end
+  return out
+end
+
+-- 1. Every proposal's members, in one flat list.
+local proposals, all_members = {}, {}
 for i = 5, #ARGV, 2 do
-  local sid, teams = ARGV[i], ARGV[i + 1]
-  local members = split(teams, ',;')
-  local ids, failed, seen = {}, {}, {}
+  local members = split(ARGV[i + 1], ',;')
+  local ids = {}
   for j, m in ipairs(members) do
     local id = string.match(m, '^[^|]+')
     if id == m then
-      -- A bare id: build its member from the ticket (nil if it is not queued here).
+      -- A bare id: build its member from the ticket (left bare if it is not queued here).
       local t = redis.call('HMGET', tkey(id), 's', 'm', 'g', 'r', 'n', 'e')
       if t[1] == 'queued' and t[2] == mode and (t[3] or '') == region then
         members[j] = id .. '|' .. t[4] .. '|' .. t[5] .. '|' .. t[6]
       end
     end
     ids[j] = id
-    if seen[id] then failed[#failed + 1] = id; members[j] = id end
-    seen[id] = true
+    all_members[#all_members + 1] = members[j]
   end
-  local scores = redis.call('ZMSCORE', q, unpack(members))
-  if #failed == 0 then
-    for j, id in ipairs(ids) do
-      if not scores[j] then failed[#failed + 1] = id end
-    end
+  proposals[#proposals + 1] = { sid = ARGV[i], teams = ARGV[i + 1], ids = ids, members = members,
+                                first = #all_members - #members }
+end
+
+-- 2. One membership check for all of them (false: not in the queue).
+local scores = chunked('ZMSCORE', q, all_members)
+
+-- 3. All-or-nothing per proposal; a ticket claimed earlier in this call is taken.
+local results, changed, removed, deadlines, pending = {}, {}, {}, {}, {}
+local taken = {}
+local claimed_tickets = 0
+for _, p in ipairs(proposals) do
+  local failed, seen = {}, {}
+  for j, id in ipairs(p.ids) do
+    if not scores[p.first + j] or taken[id] or seen[id] then failed[#failed + 1] = id end
+    seen[id] = true
   end
   if #failed > 0 then
     results[#results + 1] = table.concat(failed, ',')
   else
-    local ticket_ids = teams
-    for j, id in ipairs(ids) do
-      local key = tkey(id)
-      redis.call('HINCRBY', key, 'v', 1)
-      redis.call('HSET', key, 's', 'matched', 'x', sid, 'd', scores[j], 'u', snow)
-      removed[#removed + 1] = members[j]
+    for j, id in ipairs(p.ids) do
+      taken[id] = true
+      pending[#pending + 1] = id
+      pending[#pending + 1] = p.sid .. '|' .. scores[p.first + j] .. '|' .. snow
+      removed[#removed + 1] = p.members[j]
       changed[#changed + 1] = id
     end
     -- teams as ticket ids only: drop each member's '|...' tail
-    ticket_ids = string.gsub(teams, '|[^,;]*', '')
-    local fields = { 'st', state, 'md', mode, 'rg', region, 'tk', ticket_ids, 'c', #ids, 'n', 0 }
+    local ticket_ids = string.gsub(p.teams, '|[^,;]*', '')
+    local fields = { 'st', state, 'md', mode, 'rg', region, 'tk', ticket_ids, 'c', #p.ids, 'n', 0 }
     if accept_ms > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = deadline end
-    redis.call('HSET', skey(sid), unpack(fields))
+    redis.call('HSET', skey(p.sid), unpack(fields))
     deadlines[#deadlines + 1] = deadline
-    deadlines[#deadlines + 1] = sid
-    claimed_tickets = claimed_tickets + #ids
+    deadlines[#deadlines + 1] = p.sid
+    claimed_tickets = claimed_tickets + #p.ids
     results[#results + 1] = ''
   end
 end
--- Batched writes, in chunks that stay well inside Lua's stack limit for unpack.
-for i = 1, #removed, 1000 do
-  redis.call('ZREM', q, unpack(removed, i, math.min(i + 999, #removed)))
-end
-for i = 1, #deadlines, 1000 do
-  redis.call('ZADD', deadline_key, unpack(deadlines, i, math.min(i + 999, #deadlines)))
-end
+
+-- 4. Batched writes.
+chunked('ZREM', q, removed)
+chunked('HSET', CLAIMED, pending)
+chunked('ZADD', deadline_key, deadlines)
 if claimed_tickets > 0 then redis.call('HINCRBY', COUNTS, 'm:' .. mode, claimed_tickets) end
 publish(changed)
 return results

@@ -15,8 +15,9 @@ for _, p in ipairs(players) do
 end
 if redis.call('EXISTS', tkey(id)) == 1 then return { 'exists' } end
 local now = now_ms()
+-- No 'u' yet: updated_at is enqueued_at until the first change (a few bytes per queued ticket).
 local t = { s = 'queued', v = '1', m = mode, p = player, r = mmr, n = size, e = int(now),
-            u = int(now), k = token_hash, l = ttl }
+            k = token_hash, l = ttl }
 local fields = {}
 for k, v in pairs(t) do fields[#fields + 1] = k; fields[#fields + 1] = v end
 if party ~= '' then fields[#fields + 1] = 'y'; fields[#fields + 1] = party; t.y = party end

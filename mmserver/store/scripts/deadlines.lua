@@ -29,7 +29,7 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
     local m = due[i]
     local id = string.match(m, '^[^|]+')
     redis.call('ZREM', q, m)
-    local t = hgetall(tkey(id))
+    local t = load(id)
     if t.s == 'queued' and member(id, t) == m then
       local ttl_s = string.format('%g', tonumber(t.l) / 1000)
       make_terminal(id, t, now, 'expired', 'not polled for ' .. ttl_s .. ' s', retention)
