@@ -1,15 +1,15 @@
 """mmadmin: the operator's command line for one mmserver replica's control plane.
 
     mmadmin [--url URL] [--token TOKEN | --token-file PATH] [--json] [--timeout S]
-            {status | drain [--wait] | shutdown --reason TEXT}
+            {status | watch [--interval S] [--count N] | drain [--wait] | shutdown --reason TEXT}
 
 The URL comes from --url, else MMADMIN_URL, else http://$MMSERVER_ADMIN_LISTEN (127.0.0.1:8081).
 The token comes from --token or --token-file, else MMSERVER_ADMIN_TOKEN, else
 MMSERVER_ADMIN_TOKEN_FILE, else $MMSERVER_DATA_DIR/admin.token (./var/admin.token), the file
 mmserver writes when it generates a token itself.
 
-Exit status: 0 done; 1 the service is unreachable or failed (or drain --wait timed out);
-2 usage or authentication error.
+Exit status: 0 done; 1 the service is unreachable or failed (or drain --wait timed out, or
+the last refresh of watch --count failed); 2 usage or authentication error.
 """
 from __future__ import annotations
 
@@ -48,9 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for each answer (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("status", help="lifecycle state, workers, queues, sessions, servers, replicas")
-    drain = commands.add_parser("drain", help="stop taking new tickets and report not-ready")
+    watch = commands.add_parser(
+        "watch", help="live view of the fleet: replicas, queues, sessions, servers, workers",
+        description="Redraw the fleet every S seconds from this replica's /admin/status: every "
+                    "live replica (state, age of its last matchmaking tick, uptime), queue depths "
+                    "per mode with the oldest wait, sessions by state, servers free/busy/stale, and "
+                    "this replica's workers. On a terminal the screen is cleared before each "
+                    "refresh; otherwise the refreshes are printed as blocks separated by a blank "
+                    "line, for pipes and logs (with --json: one status object per line). While "
+                    "the service does not answer, the view shows the error and keeps retrying. "
+                    "Ctrl-C stops it (exit 0).")
+    watch.add_argument("--interval", type=_positive_float, default=2.0, metavar="S",
+                       help="seconds between two refreshes (default 2)")
+    watch.add_argument("--count", type=_positive_int, metavar="N",
+                       help="stop after N refreshes; exit 1 if the last one failed (default: "
+                            "until Ctrl-C)")
+    drain = commands.add_parser(
+        "drain", help="stop taking new tickets and report not-ready",
+        description="Stop taking new tickets on this replica and report not-ready, so that the "
+                    "load balancer sends traffic elsewhere. With --wait, then poll this replica's "
+                    "status until its own HTTP requests in flight and long-polls waiting are both "
+                    "0, printing progress at each poll. The queues are not waited for: they are "
+                    "shared by every replica of the fleet and are matched by whichever replicas "
+                    "remain.")
     drain.add_argument("--wait", action="store_true",
-                       help="then poll status until nothing is in flight and the queues are empty")
+                       help="then wait until this replica's requests in flight and long-polls are 0")
     drain.add_argument("--wait-timeout", type=_positive_float, default=60.0, metavar="S",
                        help="give up waiting after S seconds, exit 1 (default 60)")
     drain.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
@@ -67,6 +89,16 @@ def _positive_float(raw: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {raw!r}")
     return value
 
 
@@ -147,12 +179,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except KeyboardInterrupt:
         print("mmadmin: interrupted", file=err)
         return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader went away (`mmadmin watch | head`): nothing left to show, not a failure.
+        if out is sys.stdout:
+            # Python's exit would flush the dead pipe again and print a traceback of its own.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _run(args: argparse.Namespace, client: AdminClient, out: TextIO) -> int:
     if args.command == "status":
         status = client.status()
         _print(out, status, args.json, render.status_text)
+    elif args.command == "watch":
+        return watch(client, out, interval=args.interval, count=args.count, as_json=args.json)
     elif args.command == "drain":
         _print(out, client.drain(), args.json, render.action_text)
         if args.wait:
@@ -167,49 +207,94 @@ def _print(out: TextIO, answer: dict, as_json: bool, human: Callable[[dict], str
           flush=True)
 
 
-def pending_work(status: Mapping[str, Any]) -> dict[str, int]:
-    """What still keeps a drained replica busy: queued and matched tickets, requests in flight."""
-    counts = {"queued": 0, "matched": 0, "in_flight": 0}
-    queues = status.get("queues")
-    if isinstance(queues, Mapping):
-        for depths in queues.values():
-            if isinstance(depths, Mapping):
-                for key in ("queued", "matched"):
-                    counts[key] += _count(depths.get(key))
-    counts["in_flight"] = sum(_count(value) for value in _find_key(status, "in_flight"))
-    return counts
+# The /admin/status request that reads the count is itself a request in flight: mmserver's
+# in_flight covers both of its listeners, the admin one included.
+OWN_STATUS_REQUEST = 1
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def pending_work(status: Mapping[str, Any]) -> dict[str, int | None]:
+    """What still keeps this drained replica busy: its HTTP requests in flight (not counting the
+    status request asking) and its long-polls waiting; None where the status does not say.
+
+    Fleet-wide queues are not counted: every replica shares them and the others keep matching.
+    """
+    workers = status.get("workers")
+    http = workers.get("http") if isinstance(workers, Mapping) else None
+    http = http if isinstance(http, Mapping) else {}
+    in_flight, long_polls = _count(http.get("in_flight")), _count(http.get("long_polls"))
+    return {
+        "in_flight": None if in_flight is None else max(0, in_flight - OWN_STATUS_REQUEST),
+        "long_polls": long_polls,
+    }
 
 
-def _find_key(data: Any, wanted: str):
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            if key == wanted:
-                yield value
-            else:
-                yield from _find_key(value, wanted)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _find_key(item, wanted)
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _wait_drained(client: AdminClient, args: argparse.Namespace, out: TextIO) -> int:
-    deadline = time.monotonic() + args.wait_timeout
+    started = time.monotonic()
+    deadline = started + args.wait_timeout
     while True:
         pending = pending_work(client.status())
-        summary = " ".join(f"{key}={value}" for key, value in pending.items())
-        if not any(pending.values()):
+        # An unknown count (a status without it) is never taken for 0: keep waiting, show "?".
+        summary = " ".join(f"{key}={'?' if value is None else value}" for key, value in pending.items())
+        if all(value == 0 for value in pending.values()):
             print(f"drained: {summary}", file=out, flush=True)
             return 0
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise AdminError(f"still busy after {args.wait_timeout:g} s: {summary}", EXIT_FAILURE)
-        print(f"waiting: {summary}", file=out, flush=True)
+        print(f"waiting ({time.monotonic() - started:.0f} s): {summary}", file=out, flush=True)
         # A command-line poll, not service code: a plain sleep is the whole loop's pacing.
         time.sleep(min(args.interval, remaining))
+
+
+def watch(client: AdminClient, out: TextIO, *, interval: float, count: int | None,
+          as_json: bool = False, clock: Callable[[], float] = time.time) -> int:
+    """Refresh the fleet view every interval seconds, count times (None: until Ctrl-C).
+
+    Returns 0, or 1 when the last of count refreshes failed. An unreachable or failing service
+    is shown in the view and retried; a refused token or a wrong URL (exit 2) ends the watch,
+    since retrying cannot fix it.
+    """
+    clear = _is_terminal(out) and not as_json
+    refreshes, failed = 0, False
+    try:
+        while True:
+            try:
+                status = client.status()
+                frame = (json.dumps(status, sort_keys=True, separators=(",", ":")) if as_json
+                         else render.watch_text(status, client.base_url, clock()))
+                failed = False
+            except AdminError as error:
+                if error.exit_status != EXIT_FAILURE:
+                    raise
+                frame = (json.dumps({"error": str(error)}) if as_json
+                         else render.watch_error_text(client.base_url, str(error), clock()))
+                failed = True
+            if clear:
+                out.write(render.CLEAR_SCREEN + frame + "\n")
+            elif as_json:
+                out.write(frame + "\n")
+            else:
+                # A blank line between blocks: a pipe or a log file keeps every refresh readable.
+                out.write(("\n" if refreshes else "") + frame + "\n")
+            out.flush()
+            refreshes += 1
+            if count is not None and refreshes >= count:
+                return EXIT_FAILURE if failed else 0
+            # A command-line loop, not service code: a plain sleep paces the refreshes.
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how a live view ends
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ unknown is still printed (as compact JSON) rather than dropped.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Iterable, Mapping
 
 # Sections laid out specially, in this order; any other key follows under its own name.
@@ -151,3 +152,126 @@ def action_text(answer: Mapping[str, Any]) -> str:
     state = scalar(answer.get("state", "unknown"))
     rest = fields(answer, skip=["state"])
     return f"state: {state}" + (f" ({rest})" if rest else "")
+
+
+# --- mmadmin watch: one frame of the fleet view ------------------------------------------------
+
+# Terminal codes written before each frame when stdout is a terminal: cursor home, clear screen.
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+def age(seconds: Any) -> str:
+    """A short age: '0.4s', '12s', '3m 2s'; '-' when unknown."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return "-"
+    # Clocks of two hosts disagree a little: a timestamp slightly ahead of ours is "now".
+    seconds = max(0.0, float(seconds))
+    return f"{seconds:.1f}s" if seconds < 10 else duration(seconds)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _since(now: float, timestamp: Any) -> float | None:
+    stamp = _number(timestamp)
+    return None if stamp is None else now - stamp
+
+
+def _columns(lines: list[str], header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        lines.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _replicas_section(lines: list[str], replicas: Any, own_id: Any, now: float) -> None:
+    if not isinstance(replicas, list):
+        if replicas is not None:
+            lines.append(f"replicas: {scalar(replicas)}")
+        return
+    lines.append(f"replicas ({len(replicas)}):")
+    rows = []
+    for entry in replicas:
+        if not isinstance(entry, Mapping):
+            rows.append((" ", scalar(entry), "", "", "", "", "", ""))
+            continue
+        mark = "*" if own_id is not None and entry.get("id") == own_id else " "
+        rows.append((mark, scalar(entry.get("id")), scalar(entry.get("host")), scalar(entry.get("state")),
+                     age(_since(now, entry.get("last_tick"))), age(_since(now, entry.get("started_at"))),
+                     scalar(entry.get("version")), scalar(entry.get("pid"))))
+    if rows:
+        _columns(lines, (" ", "ID", "HOST", "STATE", "LAST TICK", "UPTIME", "VERSION", "PID"), rows)
+    else:
+        lines.append("  (none)")
+
+
+def _queues_section(lines: list[str], queues: Any) -> None:
+    if not isinstance(queues, Mapping):
+        if queues is not None:
+            lines.append(f"queues: {scalar(queues)}")
+        return
+    lines.append("queues:")
+    rows = []
+    for mode, depths in queues.items():
+        if isinstance(depths, Mapping):
+            rows.append((str(mode), scalar(depths.get("queued")), age(depths.get("oldest_wait_s")),
+                         scalar(depths.get("matched")), scalar(depths.get("assigned"))))
+        else:
+            rows.append((str(mode), scalar(depths), "-", "-", "-"))
+    if rows:
+        _columns(lines, ("MODE", "QUEUED", "OLDEST WAIT", "MATCHED", "ASSIGNED"), rows)
+    else:
+        lines.append("  (none)")
+
+
+def _workers_section(lines: list[str], workers: Any) -> None:
+    if not isinstance(workers, Mapping):
+        if workers is not None:
+            lines.append(f"workers: {scalar(workers)}")
+        return
+    lines.append("workers (this replica):")
+    width = max((len(str(name)) for name in workers), default=0)
+    for name, worker in workers.items():
+        label, used = health(worker)
+        details = ""
+        if isinstance(worker, Mapping):
+            # One line per worker: nested tables (the scheduler's jobs) and empty values stay
+            # in `mmadmin status`, which shows everything.
+            details = " ".join(
+                f"{key}={scalar(value)}" for key, value in worker.items()
+                if key not in used and value is not None and not isinstance(value, Mapping)
+                and value != [])
+        lines.append(f"  {str(name):<{width}}  {label:<8} {details}".rstrip())
+
+
+def watch_text(status: Mapping[str, Any], url: str, now: float) -> str:
+    """One frame of `mmadmin watch`: the fleet as seen through one replica's control plane.
+
+    now is this host's wall clock (time.time()), against which replica timestamps become ages.
+    """
+    lines = [_watch_header(url, now)]
+    own = status.get("replica", status.get("replica_id"))
+    lines.append(f"replica {scalar(own)}: {scalar(status.get('state', 'unknown'))}"
+                 + (f" ({scalar(status['reason'])})" if status.get("reason") is not None else "")
+                 + (f", up {duration(status['uptime_s'])}" if "uptime_s" in status else ""))
+    if status.get("store_error") is not None:
+        lines.append(f"store error: {scalar(status['store_error'])}")
+    _replicas_section(lines, status.get("replicas"), own, now)
+    _queues_section(lines, status.get("queues"))
+    for section in ("sessions", "servers"):
+        value = status.get(section)
+        if isinstance(value, Mapping):
+            lines.append(f"{section + ':':<10} {fields(value) or '(none)'}")
+        elif value is not None:
+            lines.append(f"{section + ':':<10} {scalar(value)}")
+    _workers_section(lines, status.get("workers"))
+    return "\n".join(lines)
+
+
+def watch_error_text(url: str, message: str, now: float) -> str:
+    """The frame shown while the control plane does not answer: one line under the header."""
+    return f"{_watch_header(url, now)}\nerror: {message}"
+
+
+def _watch_header(url: str, now: float) -> str:
+    return f"mmadmin watch {url}  {time.strftime('%H:%M:%S', time.localtime(now))}"

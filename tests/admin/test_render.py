@@ -116,11 +116,24 @@ def test_token_errors_are_usage_errors(tmp_path):
         assert caught.value.exit_status == 2
 
 
-def test_pending_work():
-    assert pending_work(STATUS) == {"queued": 4, "matched": 2, "in_flight": 0}
-    assert pending_work({}) == {"queued": 0, "matched": 0, "in_flight": 0}
-    busy = {"workers": [{"name": "http", "in_flight": 3}], "queues": {"a": {"queued": True}, "b": 9}}
-    assert pending_work(busy) == {"queued": 0, "matched": 0, "in_flight": 3}
+def test_pending_work_is_this_replicas_requests_not_the_shared_queues():
+    # STATUS has tickets queued fleet-wide: they are not this replica's to wait for.
+    assert pending_work(STATUS) == {"in_flight": 0, "long_polls": None}
+    # The status request that reads in_flight is itself counted by the service: not pending.
+    asked = {"workers": {"http": {"in_flight": 1, "long_polls": 0}}, "queues": {"duel": {"queued": 9}}}
+    assert pending_work(asked) == {"in_flight": 0, "long_polls": 0}
+    busy = {"workers": {"http": {"in_flight": 4, "long_polls": 2}}}
+    assert pending_work(busy) == {"in_flight": 3, "long_polls": 2}
+
+
+@pytest.mark.parametrize("status", [
+    {},
+    {"workers": None},
+    {"workers": {"http": None}},
+    {"workers": {"http": {"in_flight": True, "long_polls": "0"}}},
+])
+def test_pending_work_unknown_counts_are_none_never_zero(status):
+    assert pending_work(status) == {"in_flight": None, "long_polls": None}
 
 
 @pytest.mark.parametrize("argv", [
