@@ -54,7 +54,8 @@ class Snapshot:
     free: dict[str, float] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     counts: dict[str, str] = field(default_factory=dict)
-    odd: dict[str, str] = field(default_factory=dict)  # a ticket/session/queue key of an unexpected type
+    odd: dict[str, str] = field(default_factory=dict)
+    stale_claims: dict[str, str] = field(default_factory=dict)  # a ticket/session/queue key of an unexpected type
 
 
 def snapshot(client: redis.Redis) -> Snapshot:
@@ -105,6 +106,15 @@ def snapshot(client: redis.Redis) -> Snapshot:
     snap.free = dict(client.zrange("mm:sv:free", 0, -1, withscores=True))
     snap.busy = set(client.smembers("mm:sv:busy"))
     snap.counts = client.hgetall("mm:n")
+    # A claim records its tickets' new state in mm:cl; the next script that loads a ticket
+    # applies it (lib.lua load()). Overlay it the same way: these tickets are matched.
+    for tid, pending in client.hgetall("mm:cl").items():
+        t = snap.tickets.get(tid)
+        if t is None or t.get("s") != "queued":
+            snap.stale_claims[tid] = f"claim entry {pending!r} for a ticket that is {t.get('s') if t else 'gone'}"
+            continue
+        sid, deadline, at = pending.split("|")
+        snap.tickets[tid] = {**t, "s": "matched", "x": sid, "d": deadline, "u": at, "v": str(int(t["v"]) + 1)}
     return snap
 
 
@@ -143,6 +153,8 @@ class Checker:
         self._check_servers(snap)
         self._check_counters(snap)
         self._check_ledger(snap)
+        for tid, detail in snap.stale_claims.items():
+            self._bad("state", tid, detail)
         for name, kind in snap.odd.items():
             self._bad("state", name, f"unexpected key type {kind}")
         return snap

@@ -1,0 +1,125 @@
+"""The invariant checker itself, on states built by the real Store and then damaged by hand:
+a chaos run that reports zero violations means something only if each kind is detectable."""
+from __future__ import annotations
+
+import pytest
+
+from mmserver.config import ModeConfig, ServersConfig
+from mmserver.store import Store
+from tests.chaos.checker import Checker
+from tests.chaos.ledger import Ledger
+
+MODES = {"duel": ModeConfig("duel", accept_timeout_s=1, ticket_ttl_s=300)}
+
+
+@pytest.fixture
+def store(redis_client):
+    return Store(redis_client, MODES, ServersConfig(token="t", static=("127.0.0.1:7001",)), retention_s=600)
+
+
+@pytest.fixture
+def ledger():
+    return Ledger()
+
+
+def acknowledged(store: Store, ledger: Ledger, player: str) -> str:
+    view, token = store.create_ticket(player_id=player, mode="duel", mmr=1500, region=None, party=[])
+    ledger.acknowledge({**view, "token": token}, (player,), "accept")
+    return view["ticket_id"]
+
+
+def findings(redis_client, ledger: Ledger) -> set[tuple[str, str]]:
+    checker = Checker(redis_client, ledger, slack_s=0.5, retention_s=600, heartbeat_ttl_s=2, silenced=[])
+    checker.check_redis()
+    return {(v.kind, v.subject) for v in checker.violations}
+
+
+def matched_pair(store: Store, ledger: Ledger) -> tuple[str, str, str]:
+    a, b = acknowledged(store, ledger, "pa"), acknowledged(store, ledger, "pb")
+    [claim] = store.claim("duel", None, [[[a], [b]]], accept_timeout_s=1)
+    assert claim.session_id
+    return a, b, claim.session_id
+
+
+def test_a_consistent_state_has_no_findings(store, ledger, redis_client):
+    first, second = acknowledged(store, ledger, "p1"), acknowledged(store, ledger, "p2")
+    acknowledged(store, ledger, "p3")
+    token = ledger.records[first].token
+    ledger.records[first].observe(store.cancel_ticket(first, token))
+    a, b, session = matched_pair(store, ledger)
+    assert findings(redis_client, ledger) == set()
+
+
+def test_an_acknowledged_ticket_redis_forgot_is_lost(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    redis_client.delete(f"mm:t:{ticket}")
+    assert ("lost", ticket) in findings(redis_client, ledger)
+
+
+def test_a_version_older_than_a_client_saw_is_lost(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    ledger.records[ticket].max_version += 5
+    assert ("lost", ticket) in findings(redis_client, ledger)
+
+
+def test_a_player_in_two_live_tickets_is_duplicated(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    copy = dict(redis_client.hgetall(f"mm:t:{ticket}"))
+    redis_client.hset("mm:t:copyofticket0", mapping=copy)
+    redis_client.zadd("mm:q:duel:", {f"copyofticket0|{copy['r']}|{copy['n']}|{copy['e']}": 10**13})
+    found = findings(redis_client, ledger)
+    assert ("duplicated", ticket) in found and ("duplicated", "copyofticket0") in found
+
+
+def test_a_queued_ticket_out_of_its_queue_is_stranded(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    redis_client.delete("mm:q:duel:")
+    assert ("stranded", ticket) in findings(redis_client, ledger)
+
+
+def test_a_ready_check_nobody_processes_is_stranded(store, ledger, redis_client):
+    a, b, session = matched_pair(store, ledger)
+    redis_client.zrem("mm:acc", session)
+    assert ("stranded", session) in findings(redis_client, ledger)
+
+
+def test_a_ready_check_past_its_deadline_is_stranded(store, ledger, redis_client):
+    a, b, session = matched_pair(store, ledger)
+    redis_client.zadd("mm:acc", {session: 1000})
+    assert ("stranded", session) in findings(redis_client, ledger)
+
+
+def test_a_terminal_ticket_without_reason_is_reported(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    store.cancel_ticket(ticket, ledger.records[ticket].token)
+    redis_client.hdel(f"mm:t:{ticket}", "w")
+    assert ("reason", ticket) in findings(redis_client, ledger)
+
+
+def test_a_server_busy_with_an_ended_match_is_stranded(store, ledger, redis_client):
+    store.heartbeat_server("sv1", "127.0.0.1:9001")
+    redis_client.hset("mm:sv:sv1", "m", "nosuchmatch")
+    redis_client.sadd("mm:sv:busy", "sv1")
+    redis_client.zrem("mm:sv:free", "sv1")
+    assert ("stranded", "sv1") in findings(redis_client, ledger)
+
+
+def test_a_client_seeing_two_matches_is_duplicated(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    ledger.records[ticket].match_ids |= {"m1", "m2"}
+    assert ("duplicated", ticket) in findings(redis_client, ledger)
+
+
+def test_a_claim_entry_left_on_a_terminal_ticket_is_reported(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    store.cancel_ticket(ticket, ledger.records[ticket].token)
+    redis_client.hset("mm:cl", ticket, "somesession|1|1")
+    assert ("state", ticket) in findings(redis_client, ledger)
+
+
+def test_a_claimed_ticket_counts_as_matched(store, ledger, redis_client):
+    a, b, session = matched_pair(store, ledger)
+    checker = Checker(redis_client, ledger, slack_s=0.5, retention_s=600, heartbeat_ttl_s=2, silenced=[])
+    snap = checker.check_redis()
+    assert {snap.tickets[a]["s"], snap.tickets[b]["s"]} == {"matched"}
+    assert snap.tickets[a]["x"] == session
