@@ -3,7 +3,11 @@
 Accepted URL forms:
 
 - ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://...`` (TLS): redis-py's own
-  ``Redis.from_url``, query options included (``?ssl_cert_reqs=none``, ...).
+  ``Redis.from_url``, query options included. For TLS: ``?ssl_ca_certs=/path/ca.pem`` (the CA
+  that signed the server's certificate; the system store when absent), ``ssl_ca_path``,
+  ``ssl_certfile`` and ``ssl_keyfile`` (client certificate), ``ssl_check_hostname=false``,
+  ``ssl_cert_reqs=none`` (no verification: testing only). Unknown options, bad values and
+  missing files are refused when the client is built, not at the first command.
 - ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``: a local socket (what the embedded
   Redis uses).
 - ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``: Redis
@@ -19,6 +23,7 @@ loop: redis-py's retries sleep in `time.sleep`, which a shutdown cannot interrup
 from __future__ import annotations
 
 import logging
+import os
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 SENTINEL_SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
+# TLS options that name files: checked at start, not at the first connection.
+SSL_FILE_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
 
 
 class RedisURLError(ValueError):
@@ -115,7 +122,14 @@ def redact(url: str) -> str:
         userinfo, _, hosts = netloc.rpartition("@")
         user = userinfo.partition(":")[0] if ":" in userinfo else ""
         netloc = f"{user}:***@{hosts}" if user else f"***@{hosts}"
-    return f"{scheme}{sep}{netloc}{slash}{path}"
+    path, question, query = path.partition("?")
+    if query:
+        # redis-py also reads ?password= and ?ssl_password= from the query.
+        query = "&".join(
+            f"{name}=***" if "password" in name.lower() else f"{name}{eq}{value}"
+            for name, eq, value in (item.partition("=") for item in query.split("&"))
+        )
+    return f"{scheme}{sep}{netloc}{slash}{path}{question}{query}"
 
 
 def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 5.0,
@@ -146,10 +160,34 @@ def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 
             f"unsupported Redis URL scheme {scheme!r}; use redis, rediss, unix or {SENTINEL_SCHEME}"
         )
     try:
-        return redis.Redis.from_url(url, decode_responses=decode_responses,
-                                    socket_timeout=socket_timeout, **kwargs)
+        client = redis.Redis.from_url(url, decode_responses=decode_responses,
+                                      socket_timeout=socket_timeout, **kwargs)
     except ValueError as exc:
         raise RedisURLError(f"bad Redis URL {redact(url)!r}: {exc}") from None
+    _check_connection_options(client.connection_pool, url)
+    return client
+
+
+def _check_connection_options(pool: redis.ConnectionPool, url: str) -> None:
+    """Refuse, at start, URL options that would only fail at the first connection.
+
+    redis-py passes every query option it does not know through to the connection class, which
+    is built lazily: a typo (``?ssl_ca_cert=``) would surface as a TypeError inside the first
+    command (an HTTP 500, a dead subscriber thread), and a missing CA file as a connection error
+    retried until the reconnect budget runs out. Building one connection object touches no
+    network and checks the names and values; the files are checked here.
+    """
+    options = pool.connection_kwargs
+    for name in SSL_FILE_OPTIONS:
+        path = options.get(name)
+        if path is not None and not os.path.exists(path):
+            raise RedisURLError(f"{name} in the Redis URL names a missing file or directory: {path}")
+    try:
+        pool.connection_class(**options)
+    except TypeError as exc:
+        raise RedisURLError(f"bad option in the Redis URL {redact(url)!r}: {exc}") from None
+    except (ValueError, redis.RedisError) as exc:
+        raise RedisURLError(f"bad option value in the Redis URL {redact(url)!r}: {exc}") from None
 
 
 def connect_subscriber(url: str, *, health_check_interval: float, socket_timeout: float = 5.0,
