@@ -57,6 +57,7 @@ SERVERS_FREE = "mm:sv:free"
 SERVERS_BUSY = "mm:sv:busy"
 SERVERS_HEARTBEAT = "mm:sv:hb"
 REPLICAS = "mm:replicas"
+CLAIMED = "mm:cl"
 
 
 def ticket(ticket_id: str) -> str:

@@ -27,12 +27,29 @@ logger = logging.getLogger(__name__)
 DEFAULT_RETENTION_S = 3600  # terminal tickets and finished matches stay readable this long
 
 
+# Answers that mean "Redis cannot serve this now, retry shortly" rather than a bug: a replica
+# during a Sentinel failover (READONLY, MASTERDOWN), a long script or load (BUSY), maxmemory.
+_TRANSIENT_ERRORS = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError (LOADING)
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.OutOfMemoryError,
+    OSError,
+)
+_TRANSIENT_PREFIXES = ("BUSY", "MASTERDOWN")
+
+
 @contextlib.contextmanager
 def _redis_errors() -> Iterator[None]:
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
-        raise RedisUnavailable(f"Redis is unreachable: {error}") from error
+    except _TRANSIENT_ERRORS as error:
+        raise RedisUnavailable(f"Redis is unavailable: {error}") from error
+    except redis.exceptions.ResponseError as error:
+        if str(error).startswith(_TRANSIENT_PREFIXES):
+            raise RedisUnavailable(f"Redis is unavailable: {error}") from error
+        raise
 
 
 class Store:

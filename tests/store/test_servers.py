@@ -132,3 +132,23 @@ def test_a_server_is_never_given_to_two_matches(redis_server, make_store):
     assert sorted(servers_used) == sorted(servers.static)
     for c in clients:
         c.close()
+
+
+def test_an_assigned_ticket_cannot_be_cancelled_or_declined(make_store):
+    from mmserver.store import Conflict
+    store = _store(make_store, static=("10.0.0.5:7777",))
+    ((a, ta), _), = _allocating(store)
+    store.allocate(10)
+    with pytest.raises(Conflict):
+        store.cancel_ticket(a, ta)
+    with pytest.raises(Conflict):
+        store.decline(a, ta)
+    assert store.read_ticket(a, ta)["status"] == "assigned"
+
+
+def test_declining_while_waiting_for_a_server_requeues_the_others(make_store):
+    store = _store(make_store)
+    ((a, ta), (b, tb)), = _allocating(store)
+    assert store.decline(a, ta)["reason"] == "declined by player"
+    assert store.read_ticket(b, tb)["status"] == "queued"
+    assert store.stats()["sessions"]["allocating"] == 0

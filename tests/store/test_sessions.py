@@ -164,11 +164,11 @@ def test_a_claimed_ticket_reads_as_matched_with_one_more_version(make_store, red
     (a, ta), (b, tb), sid = _matched_pair(store)
     # the claim recorded the new state without rewriting the ticket hashes
     assert redis_client.hget(keys.ticket(b), "s") == "queued"
-    assert redis_client.hexists("mm:cl", b)
+    assert redis_client.hexists(keys.CLAIMED, b)
     view = store.read_ticket(b, tb)
     assert view["status"] == "matched" and view["version"] == 2
     assert redis_client.hget(keys.ticket(b), "s") == "matched"
-    assert not redis_client.hexists("mm:cl", b)
+    assert not redis_client.hexists(keys.CLAIMED, b)
     assert store.read_ticket(b, tb) == view  # applied once
     with pytest.raises(PlayerBusy):
         new_ticket(store, "b")
