@@ -38,6 +38,11 @@ class Options:
     keep: bool = False
 
 
+def count_tracebacks(workdir: Path) -> int:
+    return sum(path.read_text(errors="replace").count("Traceback (most recent call last)")
+               for path in workdir.glob("replica-*/gen-*/output.log"))
+
+
 def run(options: Options, settings: ChaosSettings | None = None) -> dict:
     settings = settings or ChaosSettings()
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="mmchaos-"))
@@ -119,6 +124,10 @@ def run(options: Options, settings: ChaosSettings | None = None) -> dict:
     traffic = dict(players.counts) if players else {}
     traffic.update({f"servers_{k}": v for k, v in (fleet.counts.items() if fleet else ())})
     traffic["replica_starts"] = supervisor.starts
+    traffic["replica_log_tracebacks"] = count_tracebacks(workdir)
+    for key, n in traffic.items():
+        if key.endswith("_500"):  # SPEC: never a 500, whatever happens to Redis or replicas
+            violations.append(Violation("api", key, f"{n} answer(s) 500"))
     result = summary(
         options={**asdict(options), "workdir": str(workdir), "settings": asdict(settings)},
         elapsed_s=time.monotonic() - started_wall,
