@@ -12,6 +12,9 @@ from mmserver.store.scripts import Scripts
 from mmserver.store.views import mmr_text, ticket_view
 
 
+_SEPARATORS = (",", ";", "|")
+
+
 def new_id() -> str:
     """URL-safe, 16 characters from 12 random bytes (96 bits): unguessable enough for an id,
     short enough to keep every key and queue member small. Tokens protect the tickets."""
@@ -68,6 +71,10 @@ class Tickets:
             raise Conflict(f"A party in {mode!r} has at most {config.team_size} players.")
         if player_id in party or len(set(party)) != len(party):
             raise Conflict("Party members must be distinct and exclude the caller.")
+        # The HTTP layer's validation already excludes these; the scripts use them as separators.
+        if any(c in value for value in (player_id, region or "", *party) for c in _SEPARATORS) \
+                or not player_id or "" in party:
+            raise Conflict("Player ids and regions must not contain ',', ';' or '|'.")
         token = new_token()
         for _attempt in range(3):
             reply = self._scripts.call("create", [

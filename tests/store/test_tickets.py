@@ -107,3 +107,11 @@ def test_regions_are_separate_queues(store):
     new_ticket(store, "c")
     assert store.regions("duel") == [None, "eu", "us"]
     assert [len(store.read_queue("duel", r)) for r in (None, "eu", "us")] == [1, 1, 1]
+
+
+def test_separator_characters_are_refused(make_store):
+    store = make_store({"squad": ModeConfig("squad", team_size=2)})
+    for player, party, region in (("a,b", [], None), ("a", ["b|c"], None), ("a", [], "e;u")):
+        with pytest.raises(Conflict):
+            new_ticket(store, player, mode="squad", party=party, region=region)
+    new_ticket(store, "a", mode="squad", party=["b"], region="eu")
