@@ -25,6 +25,15 @@ Drain sequence:
    map (the triggers and, after a cut, the connections still busy) and the loop exits because
    its map is empty. `drain()` joins the loop thread and returns True only if nothing was cut.
 
+Connection limit: waitress stops accepting once `connection_limit` sockets are open (the map
+is shared, so both listeners stop) and a new client waits in the listen backlog until an idle
+connection times out (`channel_timeout`, 120 s). A few thousand idle keep-alive connections
+would so lock out every client and the control plane. Instead, like nginx reusing its
+keep-alive connections, after every loop pass at the limit with a connection waiting to be
+accepted, the loop thread closes the longest-idle connections that hold no request (then, if
+none, the slowest half-received requests): a connection with a request queued, running or
+being answered is never closed. New clients are so accepted at once whatever the idle crowd.
+
 Everything that touches waitress internals lives in this module; it is written against
 waitress 3.0 (setup.py pins `waitress==3.0.*`) and tests/process/test_http_drain.py fails if an
 upgrade breaks the drain.
@@ -32,6 +41,7 @@ upgrade breaks the drain.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
@@ -53,6 +63,10 @@ _DRAIN_PASS_S = 0.1  # while draining: re-check idle connections and the deadlin
 _LOOP_ANSWER_S = 5.0  # how long stop_accepting() waits for the loop thread to close listeners
 _CUT_GRACE_S = 2.0  # how long drain() waits past its deadline for the loop thread to exit
 _QUEUE_WARNING_INTERVAL_S = 10.0
+_LIMIT_WARNING_INTERVAL_S = 10.0
+# At the connection limit, close this many idle connections beyond the one needed: amortizes
+# the scan over the next accepts (nginx reclaims up to 32 keep-alive connections at a time).
+_RECLAIM_BATCH = 32
 
 
 class HttpServer:
@@ -100,6 +114,8 @@ class HttpServer:
         self._listeners_closed = threading.Event()
         self._drain_deadline: float | None = None
         self._clean = False
+        self._limit_log = _ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
+        self._reclaim_log = _ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
         # monotonic time the loop thread last finished a pass (is_alive)
         self._last_pass = 0.0
         # an idle pass must end well within the stall timeout, or is_alive() would flap
@@ -115,7 +131,8 @@ class HttpServer:
         # waitress warns "Task queue depth is N" once per queued request when every worker is
         # busy: keep the signal but at most one line per interval (instance attribute shadows
         # the class-level logger waitress uses).
-        dispatcher.queue_logger = _ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S)
+        dispatcher.queue_logger = _ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
+                                                     "all HTTP workers busy: ")
         try:
             for address, app in self._listeners:
                 # Built by hand like waitress.server.create_server does, but each server gets
@@ -130,6 +147,9 @@ class HttpServer:
                     adj=self._adj,
                     sockinfo=_sockinfo(address),
                 )
+                # At the limit, waitress logs a warning and an info line each time it stops and
+                # starts accepting; with reclaiming that is every few accepts under a flood.
+                server.logger = self._limit_log
                 self._servers.append(server)
         except BaseException:
             # a half-built server left its socket and trigger in the map
@@ -244,11 +264,51 @@ class HttpServer:
             self._close_listeners()
         deadline = self._drain_deadline
         if deadline is None:
+            if not self._stop_accepting_requested:
+                self._make_room()
             return
         cut = time.monotonic() >= deadline
         if self._close_idle_channels() and not cut:
             return
         self._finish(deadline, cut)
+
+    def _make_room(self) -> None:
+        """At the connection limit with a client waiting to connect, close the longest-idle
+        connections so that the next passes accept it (see the module docstring)."""
+        excess = len(self._map) - self._adj.connection_limit + 1
+        if excess <= 0 or not self._connection_waiting():
+            return
+        idle, partial = [], []
+        for server in self._servers:
+            for channel in server.active_channels.values():
+                # `requests`: queued or running; output pending: an answer still being written
+                if channel.requests or channel.total_outbufs_len or channel.will_close:
+                    continue
+                (partial if channel.request is not None else idle).append(channel)
+        idle.sort(key=lambda channel: channel.last_activity)
+        # a batch of idle connections; half-received requests only as many as strictly needed
+        closing = idle[:excess + _RECLAIM_BATCH - 1]
+        if len(closing) < excess:
+            partial.sort(key=lambda channel: channel.last_activity)
+            closing += partial[:excess - len(closing)]
+        for channel in closing:
+            # loop thread, no request in progress: no worker touches this channel
+            channel.handle_close()
+        if closing:
+            self._reclaim_log.warning(
+                "connection limit (%d) reached: closed %d idle connection(s) for new clients",
+                self._adj.connection_limit, len(closing))
+
+    def _connection_waiting(self) -> bool:
+        """Whether a listening socket has a connection in its backlog (readable)."""
+        poller = select.poll()
+        for server in self._servers:
+            if server.accepting and server.socket is not None:
+                poller.register(server.socket.fileno(), select.POLLIN)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return False
 
     def _close_listeners(self) -> None:
         if self._listeners_closed.is_set():
@@ -337,10 +397,12 @@ def _sockinfo(address: Address) -> tuple[int, int, int, Any]:
 
 
 class _ThrottledWarnings:
-    """Stands in for waitress's queue logger: at most one warning per interval."""
+    """Stands in for waitress's queue and server loggers: at most one warning per interval;
+    info lines (e.g. "listening again" after the connection limit) go to debug."""
 
-    def __init__(self, target: logging.Logger, interval: float) -> None:
+    def __init__(self, target: logging.Logger, interval: float, prefix: str = "") -> None:
         self._target = target
+        self._prefix = prefix
         self._interval = interval
         self._next = 0.0
         self._suppressed = 0
@@ -353,4 +415,7 @@ class _ThrottledWarnings:
         self._next = now + self._interval
         suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
         self._suppressed = 0
-        self._target.warning("all HTTP workers busy: " + message + suffix, *args)
+        self._target.warning(self._prefix + message + suffix, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self._target.debug(message, *args)
