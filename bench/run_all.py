@@ -1,0 +1,61 @@
+"""Run every benchmark, one after the other, each writing bench/results/<name>.json.
+
+    .venv/bin/python bench/run_all.py [--quick] [--only create,tick,...]
+
+--quick runs each in a small configuration (minutes, not tens of minutes): for checking the
+scripts, not for figures. The full run takes about half an hour on the 2-core machine, most
+of it filling Redis with 1,000,000 tickets for the tick benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FULL = {
+    "matcher": ["bench_matcher.py"],
+    "create": ["bench_create.py"],
+    "tick": ["bench_tick.py"],
+    "notify": ["bench_notify.py"],
+    "e2e": ["bench_e2e.py"],
+    "lifecycle": ["bench_lifecycle.py"],
+    "memory": ["bench_memory.py"],
+}
+QUICK = {
+    "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
+    "create": ["bench_create.py", "--rounds", "2", "--seconds", "2"],
+    "tick": ["bench_tick.py", "--sizes", "1000,10000", "--rounds", "1"],
+    "notify": ["bench_notify.py", "--rounds", "1", "--idle", "100", "--probes", "50"],
+    "e2e": ["bench_e2e.py", "--rounds", "1", "--seconds", "5"],
+    "lifecycle": ["bench_lifecycle.py", "--rounds", "1"],
+    "memory": ["bench_memory.py", "--tickets", "10000", "--settle", "1"],
+}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated names: " + ",".join(FULL))
+    args = parser.parse_args(argv)
+    table = QUICK if args.quick else FULL
+    names = [n for n in args.only.split(",") if n] or list(table)
+    failed = []
+    for name in names:
+        print(f"=== {name} ({time.strftime('%H:%M:%S')}, load {Path('/proc/loadavg').read_text().split()[:3]})",
+              flush=True)
+        script, *rest = table[name]
+        if subprocess.run([sys.executable, str(HERE / script), *rest]).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
+    print(f"results in {HERE / 'results'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

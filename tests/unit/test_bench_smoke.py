@@ -1,0 +1,77 @@
+"""Every benchmark script runs end to end in a tiny configuration and writes its figures.
+
+Not a measurement: this keeps bench/ from rotting when the code it drives changes (the store's
+scripts, the CLI, the HTTP API). Each script starts its own real redis-server and, where it
+measures the service, the real `mmserver` command.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run(script: str, out: Path, *args: str, timeout: float = 60) -> dict:
+    done = subprocess.run([sys.executable, str(BENCH / script), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_matcher(tmp_path):
+    report = run("bench_matcher.py", tmp_path / "m.json", "--sizes", "200")
+    assert {row["scenario"] for row in report["results"]} == {"1v1", "5v5-parties"}
+    assert all(row["proposals"] > 0 for row in report["results"])
+
+
+def test_create_ratio(tmp_path):
+    report = run("bench_create.py", tmp_path / "c.json", "--rounds", "1", "--seconds", "0.5",
+                 "--concurrency", "4", "--threads", "4")
+    assert report["summary"]["mmserver"]["ok_per_s_median"] > 0
+    assert report["summary"]["baseline"]["ok_per_s_median"] > 0
+    assert 0 < report["ratio"] < 5
+    assert {row["target"] for row in report["rounds"]} == {"baseline", "mmserver"}
+
+
+def test_tick(tmp_path):
+    report = run("bench_tick.py", tmp_path / "t.json", "--sizes", "200", "--rounds", "1")
+    rows = {row["scenario"]: row for row in report["results"]}
+    assert set(rows) == {"1v1", "5v5-parties"}
+    assert rows["1v1"]["queued"] == 200
+    assert rows["1v1"]["tickets_matched"] > 150  # uniform MMRs: nearly all pair up
+
+
+def test_notify(tmp_path):
+    report = run("bench_notify.py", tmp_path / "n.json", "--rounds", "1", "--idle", "5", "--probes", "5",
+                 "--rate", "50")
+    for kind in ("steady", "burst"):
+        assert report["summary"][kind]["missing"] == 0
+        assert report["summary"][kind]["errors"] == 0
+    assert all(row["answered"] == 5 for row in report["rounds"])
+
+
+def test_e2e(tmp_path):
+    report = run("bench_e2e.py", tmp_path / "e.json", "--rounds", "1", "--seconds", "1", "--rate", "20",
+                 "--tick-ms", "100")
+    assert report["summary"]["assigned"] == report["summary"]["tickets"] == 20
+    assert report["summary"]["client_p50_ms_median"] > 0
+
+
+def test_lifecycle(tmp_path):
+    report = run("bench_lifecycle.py", tmp_path / "l.json", "--rounds", "1", "--long-polls", "4",
+                 "--load-seconds", "0.5", "--drain-delay", "0")
+    assert report["summary"]["exit_statuses"] == [0]
+    assert report["summary"]["ready_external_s_median"] > 0
+    assert report["stops"][0]["creates"].get("201", 0) > 0
+
+
+@pytest.mark.parametrize("tickets", [600])
+def test_memory(tmp_path, tickets):
+    report = run("bench_memory.py", tmp_path / "mem.json", "--tickets", str(tickets), "--settle", "0.5")
+    row = report["rounds"][0]
+    assert row["tickets"] == tickets
+    assert row["mmserver_rss_full_mib"] > 0
+    assert 0 < row["ticket_hash_bytes"] < 2000
