@@ -16,8 +16,6 @@ import pytest
 from tests.process.harness import MMServer, request
 from tests.redis_sentinel import SentinelDeployment, wait_for
 
-pytestmark = pytest.mark.slow
-
 CONFIG = """
 [modes.duel]
 accept_timeout_s = 0
