@@ -34,7 +34,7 @@ from mmserver.logs import LogPipeline
 from mmserver.metrics import Metrics
 from mmserver.notify import SystemdNotifier
 from mmserver.readiness import Readiness
-from mmserver.redis_client import connect, connect_subscriber
+from mmserver.redis_client import RedisURLError, connect, connect_subscriber
 from mmserver.scheduler import Scheduler
 from mmserver.shutdown import EXIT_OK, EXIT_RESTART, EXIT_USAGE, Shutdown
 from mmserver.stop import StopSequence
@@ -134,7 +134,10 @@ class Service:
         self._prepare_admin_token()
         self._telemetry.start()
 
-        store_client = connect(redis_url)
+        try:
+            store_client = connect(redis_url)
+        except RedisURLError as error:  # options only a client can check (unknown, missing files)
+            raise StartupRefused(f"{env_name('redis_url')}: {error}") from None
         self._redis_clients.append(store_client)
         self._store = Store(store_client, config.modes, config.servers)
         self._waiters = Waiters(max_waiting=config.max_longpolls)
@@ -171,9 +174,11 @@ class Service:
         self._scheduler.add_job("matchmaker", self._metrics.timed_tick(self._ticker.tick),
                                 config.tick_interval_ms / 1000)
         self._scheduler.add_job("replica-heartbeat", self._record_replica, REPLICA_HEARTBEAT_S)
-        self._scheduler.start()
+        # Running before the first heartbeat job records this replica, so that the record
+        # never shows a started replica as "starting".
         self.readiness.mark_started()
         self.state = "running"
+        self._scheduler.start()
         self.notifier.status("waiting for Redis")
 
     def _serve(self) -> None:

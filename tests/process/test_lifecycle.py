@@ -192,3 +192,10 @@ def test_sigkilled_replica_leaves_nothing_that_blocks_the_next_start(tmp_path):
         second.signal(signal.SIGTERM)
         assert second.wait(30) == 0
     assert redis_servers_for(tmp_path / "data") == []
+
+
+def test_a_redis_url_option_no_client_accepts_is_refused_with_exit_2(tmp_path, redis_server):
+    server = MMServer(tmp_path, redis_url=redis_server.url + "?ssl_ca_cert=/typo.pem")
+    assert server.start().wait(30) == 2
+    assert "MMSERVER_REDIS_URL" in server.output()
+    assert "Traceback" not in server.output()
