@@ -9,7 +9,8 @@
 
 Redis runs with the append-only file on (everysec), as the embedded Redis does.
 
-    .venv/bin/python bench/bench_store.py [--large 100000] [--out bench/results/store.json]
+    .venv/bin/python bench/bench_store.py [--large 100000] [--small 10000] [--creates 20000]
+        [--runs 3] [--out bench/results/store.json]
 """
 from __future__ import annotations
 
@@ -113,6 +114,7 @@ def tick_best_of(store: Store, client, label: str, runs: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--creates", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3, help="ticks measured per no-server case")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "store.json")
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             ticks = {}
             ticks[f"{args.large}_no_servers"] = tick_best_of(no_servers, client, f"{args.large}, no servers",
                                                             args.runs)
-            for size in (10_000, args.large):
+            for size in (args.small, args.large):
                 client.flushall()
                 servers = ServersConfig(static=tuple(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}:7777"
                                                      for i in range(size // 2)))
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 create_many(with_servers, size, 8, f"s{size}-")
                 ticks[f"{size}_static_servers"] = tick_once(
                     with_servers, client, f"{size}, {size // 2} static servers")
-                if size == 10_000:
+                if size == args.small:
                     client.flushall()
                     create_many(no_servers, size, 8, f"n{size}-")
                     ticks[f"{size}_no_servers"] = tick_best_of(no_servers, client, f"{size}, no servers",
