@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 from typing import Iterator, Mapping, Sequence
 
@@ -37,7 +38,9 @@ _TRANSIENT_ERRORS = (
     redis.exceptions.OutOfMemoryError,
     OSError,
 )
-_TRANSIENT_PREFIXES = ("BUSY", "MASTERDOWN")
+# The same answers raised by redis.call inside a script arrive wrapped ("Error running script
+# ... -NOREPLICAS ..."), so the code is looked for anywhere in the message, as a word.
+_TRANSIENT_CODES = re.compile(r"(?:^|[\s:-])(BUSY|MASTERDOWN|NOREPLICAS|READONLY|OOM|LOADING|TRYAGAIN)\b")
 
 
 @contextlib.contextmanager
@@ -47,7 +50,7 @@ def _redis_errors() -> Iterator[None]:
     except _TRANSIENT_ERRORS as error:
         raise RedisUnavailable(f"Redis is unavailable: {error}") from error
     except redis.exceptions.ResponseError as error:
-        if str(error).startswith(_TRANSIENT_PREFIXES):
+        if _TRANSIENT_CODES.search(str(error)):
             raise RedisUnavailable(f"Redis is unavailable: {error}") from error
         raise
 

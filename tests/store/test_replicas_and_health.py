@@ -72,3 +72,16 @@ def test_time_before_writes_survives_aof_replay(tmp_path):
     assert store.read_ticket(a, ta) == before
     client.close()
     server.stop()
+
+
+def test_a_write_refused_by_redis_inside_a_script_is_unavailable_not_a_bug(make_store, redis_client):
+    """NOREPLICAS (min-replicas-to-write with no replica) raised by redis.call inside a Lua
+    script arrives wrapped in a script error: it must still map to 503, not a 500."""
+    store = make_store()
+    redis_client.config_set("min-replicas-to-write", 1)
+    try:
+        with pytest.raises(RedisUnavailable):
+            store.create_ticket(player_id="p1", mode="duel", mmr=1500, region=None, party=[])
+    finally:
+        redis_client.config_set("min-replicas-to-write", 0)
+    store.create_ticket(player_id="p1", mode="duel", mmr=1500, region=None, party=[])
