@@ -40,6 +40,7 @@ upgrade breaks the drain.
 """
 from __future__ import annotations
 
+import json
 import logging
 import select
 import socket
@@ -49,8 +50,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from mmserver.config import Address
 
@@ -139,7 +141,7 @@ class HttpServer:
                 # its own app while all share one map and one dispatcher. Each server also
                 # adds its own trigger (a pipe) to the map. _start=True listens right away so
                 # that bind() fails on a port another process is listening on.
-                server = TcpWSGIServer(
+                server = _Server(
                     app,
                     map=self._map,
                     _start=True,
@@ -394,6 +396,31 @@ def _sockinfo(address: Address) -> tuple[int, int, int, Any]:
     )
     family, socktype, proto, _canonname, sockaddr = infos[0]
     return family, socktype, proto, sockaddr
+
+
+class _JsonErrorTask(ErrorTask):
+    """waitress's own refusals, made before any app runs (a malformed request line or
+    Content-Length, headers over max_header, a body over the transport cap), in the API's error
+    shape {"title", "description"} instead of waitress's plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        detail = str(error.body)  # e.g. "exceeds max_header of 262144"
+        description = f"The request {detail}." if detail.startswith("exceeds") else f"{detail}."
+        body = json.dumps({"title": error.reason, "description": description}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _JsonErrorTask
+
+
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
 
 
 class _ThrottledWarnings:
