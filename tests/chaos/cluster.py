@@ -154,8 +154,10 @@ class Supervisor:
         with self._lock:
             slot.ready = False
             cause, expected = slot.cause, slot.expected
-            if cause == "none" and self._outage.explains(time.monotonic()):
-                cause, expected = "redis", (1,)
+            if status == 1 and self._outage.explains(time.monotonic()) and 1 not in expected:
+                # Redis unreachable after the last reconnect attempt: the outage got there first
+                # (or alone).
+                cause, expected = ("redis" if cause == "none" else f"{cause}+redis"), (*expected, 1)
             lines = [line for line in server.lines if line.strip()]
             record = ExitRecord(slot.index, slot.generation, status, cause, expected, time.time(),
                                 lines[-1] if lines else "")
@@ -178,14 +180,29 @@ class Supervisor:
     def expect_exit(self, slot: Slot, cause: str, expected: tuple[int, ...]) -> MMServer | None:
         """Mark the running replica of `slot` as about to stop for `cause`; returns it."""
         with self._lock:
-            if slot.server is None or not slot.ready:
+            if slot.server is None or not slot.ready or slot.server.process.poll() is not None:
                 return None
             slot.cause, slot.expected = cause, expected
             return slot.server
 
-    def all_ready(self) -> bool:
+    def forget_expectation(self, slot: Slot) -> None:
         with self._lock:
-            return all(s.ready for s in self.slots if not s.stopped)
+            slot.cause, slot.expected = "none", ()
+
+    def all_ready(self) -> bool:
+        """Every replica running and answering /readyz 200 now (Redis reachable again)."""
+        with self._lock:
+            slots = [s for s in self.slots if not s.stopped]
+            if not all(s.ready and s.server is not None and s.server.process.poll() is None for s in slots):
+                return False
+            servers = [s.server for s in slots]
+        for server in servers:
+            try:
+                if request(server.url + "/readyz", timeout=1).status != 200:
+                    return False
+            except OSError:
+                return False
+        return True
 
     def wait_all_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -147,8 +147,10 @@ class Injector:
         else:
             answer = call(server.admin_url, "POST", "/admin/shutdown", {"reason": "chaos"}, ADMIN_TOKEN)
             if answer.status != 202 or (answer.body or {}).get("exit_status") != 1:
-                self.problems.append(f"admin shutdown answered {answer.status}: {answer.body}")
-                self._supervisor.expect_exit(slot, "none", ())
+                if server.process.poll() is None:
+                    self.problems.append(f"admin shutdown answered {answer.status}: {answer.body}")
+                self._supervisor.forget_expectation(slot)
+                return False
         self._wait_exit(server, self._settings.shutdown_timeout_s + 10)
         return True
 

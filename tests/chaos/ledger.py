@@ -26,6 +26,12 @@ class TicketRecord:
     match_ids: set[str] = field(default_factory=set)
     terminal: tuple[str, str] | None = None  # first terminal (status, reason) observed
     anomalies: list[str] = field(default_factory=list)
+    # session id -> (first, last) monotonic time its client saw the ticket matched in it
+    sessions_seen: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def longest_matched_s(self) -> float:
+        return max((last - first for first, last in self.sessions_seen.values()), default=0.0)
 
     def observe(self, view: dict) -> None:
         """Everything a client can check on its own, from one answer about its ticket."""
@@ -42,6 +48,10 @@ class TicketRecord:
                 self.anomalies.append(f"{status} without a reason")
             if self.terminal is None:
                 self.terminal = (status, view.get("reason", ""))
+        session = view.get("session")
+        if status == "matched" and session:
+            seen = self.sessions_seen.setdefault(session.get("session_id", ""), [time.monotonic()] * 2)
+            seen[1] = time.monotonic()
         assignment = view.get("assignment")
         if status in ("assigned", "finished") and assignment:
             self.match_ids.add(assignment.get("match_id", ""))

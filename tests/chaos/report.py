@@ -10,7 +10,7 @@ VIOLATION_KINDS = ("lost", "duplicated", "stranded", "state", "reason", "retenti
 
 def summary(*, options: dict, elapsed_s: float, planned: Counter, injected: Counter, skipped: Counter,
             acknowledged: int, violations: list, exits: list, final_statuses: Counter, traffic: dict,
-            orphans: int, api_read: int, problems: list[str]) -> dict:
+            orphans: int, api_read: int, problems: list[str], longest_matched_s: float = 0.0) -> dict:
     by_kind = Counter(v.kind for v in violations)
     tickets_hit = {kind: len({v.subject for v in violations if v.kind == kind}) for kind in VIOLATION_KINDS}
     return {
@@ -26,6 +26,7 @@ def summary(*, options: dict, elapsed_s: float, planned: Counter, injected: Coun
             "final_status": dict(final_statuses),
             "orphans": orphans,
             "read_through_api": api_read,
+            "longest_matched_seen_s": longest_matched_s,
         },
         "exits": {
             "by_status": dict(Counter(e.kind for e in exits)),
@@ -52,6 +53,7 @@ def table(result: dict) -> str:
              ("  duplicated", tickets["duplicated"]), ("  stranded", tickets["stranded"])]
     for status, n in sorted(tickets["final_status"].items()):
         rows.append((f"  now {status}", n))
+    rows.append(("longest matched seen (s)", round(tickets.get("longest_matched_seen_s", 0.0), 1)))
     rows.append(("exit statuses seen", sum(result["exits"]["by_status"].values())))
     for kind, n in sorted(result["exits"]["by_status"].items()):
         rows.append((f"  {kind}", n))

@@ -137,6 +137,7 @@ def run(options: Options, settings: ChaosSettings | None = None) -> dict:
         acknowledged=len(ledger), violations=violations, exits=exits,
         final_statuses=final_statuses if 'final_statuses' in locals() else Counter(),
         traffic=traffic, orphans=len(ledger.orphans), api_read=api_read, problems=problems,
+        longest_matched_s=max((r.longest_matched_s for r in ledger.records.values()), default=0.0),
     )
     result["fault_log"] = injector.log if injector else []
     if not options.keep and not violations and options.workdir is None:
