@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    ROOT, RedisServer, Report, free_port, median, mmserver, run_loadgen, write_config,
+    ROOT, RedisServer, Report, cpu_seconds, free_port, median, mmserver, run_loadgen, write_config,
 )
 
 
@@ -59,17 +59,26 @@ def main(argv: list[str] | None = None) -> int:
             server.start().wait_ready()
             baseline = start_baseline(baseline_port, args.threads)
             targets = {"baseline": f"http://127.0.0.1:{baseline_port}", "mmserver": server.url}
+            server_pids = {"baseline": baseline.pid, "mmserver": server.process.pid}
             for r in range(args.rounds):
                 order = ["baseline", "mmserver"] if r % 2 == 0 else ["mmserver", "baseline"]
                 for name in order:
+                    pids = {"server": server_pids[name], "redis": redis_server.process.pid}
+                    cpu_before = {k: cpu_seconds(pid) for k, pid in pids.items()}
                     result = run_loadgen(["post", "--url", targets[name], "--concurrency", str(args.concurrency),
                                           "--duration", str(args.seconds), "--prefix", f"r{r}{name[0]}",
                                           "--seed", str(r)], timeout=args.seconds + 60)
                     result.update(round=r, target=name)
+                    # CPU per answered request, by process: where the machine's time went.
+                    used = {k: cpu_seconds(pid) - cpu_before[k] for k, pid in pids.items()}
+                    used["loadgen"] = result["loadgen_cpu_s"]
+                    result["cpu_us_per_request"] = {k: round(v / max(1, result["requests"]) * 1e6, 1)
+                                                    for k, v in used.items()}
                     rows.append(result)
                     lat = result["latency_ms"]
                     print(f"round {r} {name:<9} {result['ok_per_s']:>8.1f} ok/s  p50 {lat.get('p50')} ms  "
-                          f"p99 {lat.get('p99')} ms  statuses {result['statuses']} errors {result['errors']}",
+                          f"p99 {lat.get('p99')} ms  cpu us/request {result['cpu_us_per_request']}  "
+                          f"statuses {result['statuses']} errors {result['errors']}",
                           flush=True)
             if server.process.poll() is not None:
                 raise RuntimeError(f"mmserver exited during the run:\n{server.output()[-2000:]}")
@@ -89,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             "p99_ms_median": median([row["latency_ms"].get("p99", 0) for row in mine]),
             "non_2xx": sum(row["requests"] - row["ok"] for row in mine),
             "errors": sum(sum(row["errors"].values()) for row in mine),
+            "cpu_us_per_request_median": {
+                part: median([row["cpu_us_per_request"][part] for row in mine])
+                for part in ("server", "redis", "loadgen")},
         }
     ceiling = summary["baseline"]["ok_per_s_median"] or 0
     ratio = round(summary["mmserver"]["ok_per_s_median"] / ceiling, 3) if ceiling else None

@@ -95,12 +95,17 @@ class Report:
 
 
 def run_loadgen(args: Sequence[str], timeout: float) -> dict:
-    """Run bench/loadgen.py in its own process; its last stdout line is its JSON result."""
-    done = subprocess.run([sys.executable, str(LOADGEN), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"loadgen {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """Run bench/loadgen.py in its own process; its last stdout line is its JSON result, to
+    which the CPU seconds the load generator itself used are added (`loadgen_cpu_s`)."""
+    process = start_loadgen(args)
+    result = finish_loadgen(process, timeout)
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_loadgen(args: Sequence[str]) -> subprocess.Popen:
@@ -112,7 +117,10 @@ def finish_loadgen(process: subprocess.Popen, timeout: float) -> dict:
     out, err = process.communicate(timeout=timeout)
     if process.returncode != 0:
         raise RuntimeError(f"loadgen failed ({process.returncode}):\n{err[-3000:]}")
-    return json.loads(out.strip().splitlines()[-1])
+    result = json.loads(out.strip().splitlines()[-1])
+    if "loadgen_cpu_s" not in result:
+        raise RuntimeError("loadgen did not report its CPU time")
+    return result
 
 
 def write_config(path: Path, modes: dict[str, dict], servers: dict | None = None) -> Path:

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import random
+import resource
 import sys
 import threading
 import time
@@ -375,6 +376,8 @@ def main(argv: list[str]) -> int:
     h.add_argument("--mode", default="duel")
     args = parser.parse_args(argv)
     result = asyncio.run({"post": post, "notify": notify, "e2e": e2e, "hold": hold}[args.command](args))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["loadgen_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
     print(json.dumps(result), flush=True)
     return 0
 
