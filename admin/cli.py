@@ -207,14 +207,10 @@ def _print(out: TextIO, answer: dict, as_json: bool, human: Callable[[dict], str
           flush=True)
 
 
-# The /admin/status request that reads the count is itself a request in flight: mmserver's
-# in_flight covers both of its listeners, the admin one included.
-OWN_STATUS_REQUEST = 1
-
-
 def pending_work(status: Mapping[str, Any]) -> dict[str, int | None]:
-    """What still keeps this drained replica busy: its HTTP requests in flight (not counting the
-    status request asking) and its long-polls waiting; None where the status does not say.
+    """What still keeps this drained replica busy: its public API requests in flight (the status
+    request asking is on the admin listener, not counted) and its long-polls waiting; None where
+    the status does not say.
 
     Fleet-wide queues are not counted: every replica shares them and the others keep matching.
     """
@@ -222,10 +218,7 @@ def pending_work(status: Mapping[str, Any]) -> dict[str, int | None]:
     http = workers.get("http") if isinstance(workers, Mapping) else None
     http = http if isinstance(http, Mapping) else {}
     in_flight, long_polls = _count(http.get("in_flight")), _count(http.get("long_polls"))
-    return {
-        "in_flight": None if in_flight is None else max(0, in_flight - OWN_STATUS_REQUEST),
-        "long_polls": long_polls,
-    }
+    return {"in_flight": in_flight, "long_polls": long_polls}
 
 
 def _count(value: Any) -> int | None:

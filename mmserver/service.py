@@ -50,6 +50,7 @@ EVENTS_CHANNEL = "mm:events"
 CONTROL_CHANNEL = "mm:control"
 REPLICA_HEARTBEAT_S = 2.0
 SUBSCRIBER_HEALTH_S = 1.0
+PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
 REPLICA_TTL_S = 10.0
 # Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
 WATCHDOG_GRACE_S = 3.0
@@ -406,7 +407,8 @@ class Service:
             "readiness": self.readiness.check()[1],
             "workers": {
                 "http": {"alive": bool(self._http and self._http.is_alive()),
-                         "in_flight": self._http.in_flight() if self._http else 0,
+                         # The public listener only: the status request itself is on the admin one.
+                         "in_flight": self._http.in_flight(PUBLIC_LISTENER) if self._http else 0,
                          "long_polls": self._waiters.waiting if self._waiters else 0},
                 "scheduler": self._scheduler.status() if self._scheduler else None,
                 "subscriber": self._subscriber.status() if self._subscriber else None,

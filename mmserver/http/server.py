@@ -187,10 +187,12 @@ class HttpServer:
             return False
         return time.monotonic() - self._last_pass < self._loop_stall_timeout
 
-    def in_flight(self) -> int:
-        """Requests queued, being processed, or whose answer is still being written."""
+    def in_flight(self, listener: int | None = None) -> int:
+        """Requests queued, being processed, or whose answer is still being written: on every
+        listener, or on the one at index `listener` (in the order given to the constructor)."""
         count = 0
-        for server in self._servers:
+        servers = self._servers if listener is None else self._servers[listener:listener + 1]
+        for server in servers:
             # read from another thread without a lock: a snapshot, good enough for a gauge
             for channel in list(server.active_channels.values()):
                 if channel.requests:

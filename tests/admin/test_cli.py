@@ -116,7 +116,7 @@ def test_drain_wait_returns_once_nothing_is_pending(tmp_path):
     # The fleet's queues are not empty: drain --wait does not wait for them, only for this
     # replica's own requests (the one in flight is the status request asking).
     idle = RecordingControl(status={"state": "draining",
-                                    "workers": {"http": {"in_flight": 1, "long_polls": 0}},
+                                    "workers": {"http": {"in_flight": 0, "long_polls": 0}},
                                     "queues": {"duel": {"queued": 7, "matched": 2}}})
     with AdminServer(idle) as server:
         result = run(["drain", "--wait", "--interval", "0.1"], tmp_path,
@@ -128,7 +128,7 @@ def test_drain_wait_returns_once_nothing_is_pending(tmp_path):
 
 def test_drain_wait_prints_progress_then_times_out_with_status_1(tmp_path):
     busy = RecordingControl(status={"state": "draining",
-                                    "workers": {"http": {"in_flight": 3, "long_polls": 1}}})
+                                    "workers": {"http": {"in_flight": 2, "long_polls": 1}}})
     with AdminServer(busy) as server:
         result = run(["drain", "--wait", "--wait-timeout", "0.5", "--interval", "0.1"], tmp_path,
                      MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)

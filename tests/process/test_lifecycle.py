@@ -38,6 +38,8 @@ def create_ticket(server: MMServer, player: str = "p1") -> dict:
 def test_sigterm_drains_and_exits_0(tmp_path, redis_server):
     server = MMServer(tmp_path, redis_url=redis_server.url).start().wait_ready()
     assert server.get("/healthz").status == 200
+    # The status request travels on the admin listener: it is not the public API's work.
+    assert server.admin("/admin/status").json()["workers"]["http"]["in_flight"] == 0
     server.signal(signal.SIGTERM)
     assert server.wait(20) == 0
     assert "exit status 0" in last_line(server)
