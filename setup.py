@@ -38,6 +38,8 @@ setup(
             # and checks every answer against it (no 5xx, documented status, schema-conformant).
             "schemathesis>=4.3,<5",
         ],
+        # bench/profile_mm.py samples the running mmserver process (docs/PERFORMANCE.md).
+        "bench": ["py-spy>=0.4"],
     },
     entry_points={
         "console_scripts": [

@@ -18,11 +18,25 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RedisServer, Report, median, mmserver, run_loadgen, write_config  # noqa: E402
+
+
+def wait_for_no_long_polls(server, timeout: float = 40.0) -> int:
+    """Long-polls still waiting in the server after a run (0 expected once the run cancelled
+    its idle tickets): the next run must start with none left over."""
+    deadline = time.monotonic() + timeout
+    waiting = -1
+    while time.monotonic() < deadline:
+        waiting = server.admin("/admin/status").json()["workers"]["http"]["long_polls"]
+        if waiting == 0:
+            break
+        time.sleep(0.2)
+    return waiting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "--idle", str(args.idle), "--probes", str(args.probes),
                                           "--rate", str(rate), "--band", str(band),
                                           "--prefix", f"r{r}{kind}"], timeout=180)
-                    result.update(round=r, kind=kind)
+                    result.update(round=r, kind=kind, long_polls_left=wait_for_no_long_polls(server))
                     rows.append(result)
                     lat = result["latency_ms"]
                     print(f"round {r} {kind:<6} open {result['long_polls_open']}  answered {result['answered']}"

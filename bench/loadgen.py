@@ -246,6 +246,20 @@ async def notify(args: argparse.Namespace) -> dict:
             continue
         latencies.append(answered_at - published)
     stop.set()
+    # Cancel the idle tickets: their long-polls then answer at once and free their server
+    # threads (closing the connection alone would leave each waiting out its 30 s).
+    cancelling = asyncio.Semaphore(16)
+
+    async def cancel(ticket: dict) -> None:
+        async with cancelling:
+            http = Http(host, port)
+            try:
+                await http.request("DELETE", f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"])
+            finally:
+                http.close()
+
+    await asyncio.gather(*(cancel(ticket) for _, ticket in opened[:args.idle]), return_exceptions=True)
+    await asyncio.wait(polls[:args.idle], timeout=5)
     for task in polls[:args.idle]:
         task.cancel()
     for http, _ in opened:

@@ -15,7 +15,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def run(script: str, out: Path, *args: str, timeout: float = 60) -> dict:
-    done = subprocess.run([sys.executable, str(BENCH / script), "--out", str(out), *args],
+    # profile_mm.py takes a subcommand first; its options follow it.
+    argv = [*args, "--out", str(out)] if script == "profile_mm.py" else ["--out", str(out), *args]
+    done = subprocess.run([sys.executable, str(BENCH / script), *argv],
                           capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return json.loads(out.read_text())
@@ -75,3 +77,12 @@ def test_memory(tmp_path, tickets):
     assert row["tickets"] == tickets
     assert row["mmserver_rss_full_mib"] > 0
     assert 0 < row["ticket_hash_bytes"] < 2000
+
+
+def test_profiles(tmp_path):
+    request = run("profile_mm.py", tmp_path / "r.json", "request", "--requests", "50")
+    assert request["per_request_us"] > 0
+    assert any("create_ticket" in row[0] for row in request["python_cumulative"])
+    tick = run("profile_mm.py", tmp_path / "t.json", "tick", "--tickets", "400")
+    assert tick["claimed"] > 150
+    assert "evalsha" in tick["redis_usec_by_command"]
