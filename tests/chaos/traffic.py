@@ -211,8 +211,12 @@ class Players:
         party = [f"{name}-b"] if squad and rng.random() < 0.6 else []
         players = (f"{name}-a", *party)
         behaviour = rng.choices(list(BEHAVIOURS), weights=list(BEHAVIOURS.values()))[0]
-        body = {"player_id": players[0], "mode": mode, "mmr": max(0, int(rng.gauss(1500, 150))),
-                "party": party}
+        mmr = max(0, int(rng.gauss(1500, 150)))
+        if behaviour == "abandon" and rng.random() < 0.6:
+            # Far from everyone (beyond mmr_window_max): nothing matches it, so only the
+            # ticket TTL can take it out of its queue.
+            mmr = rng.randint(10_000, 100_000)
+        body = {"player_id": players[0], "mode": mode, "mmr": mmr, "party": party}
         record = self._create(rng, body, players, behaviour)
         if record is not None:
             self._count(f"behaviour_{behaviour}")
