@@ -108,9 +108,9 @@ class Service:
         try:
             self._start()
         except StartupRefused as refusal:
+            self._stop_embedded_redis(5.0)
             logger.error("%s", refusal)
             self._close_logs()
-            self._stop_embedded_redis(5.0)
             return EXIT_USAGE
         except Exception as error:
             logger.exception("start-up failed")
