@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--threads", type=int, default=16, help="waitress threads of both servers")
+    parser.add_argument("--tick-ms", type=int, default=500,
+                        help="mmserver's tick period (a large value keeps the matchmaker out of the figure)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     report = Report("create", vars(args) | {"out": None})
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             "mmr_window_growth_per_s": 20, "mmr_window_max": 1000, "ticket_ttl_s": 300}})
         server = mmserver(directory / "mm", redis_server.url, env={
             "MMSERVER_CONFIG": str(config), "MMSERVER_HTTP_THREADS": str(args.threads),
-            "MMSERVER_MAX_LONGPOLLS": str(min(12, args.threads - 2))})
+            "MMSERVER_MAX_LONGPOLLS": str(min(12, args.threads - 2)),
+            "MMSERVER_TICK_INTERVAL_MS": str(args.tick_ms)})
         baseline_port = free_port()
         baseline = None
         try:

@@ -77,7 +77,7 @@ def profile_create(args: argparse.Namespace) -> dict:
         try:
             server.start().wait_ready()
             raw = directory / "profile.txt"
-            recorder = subprocess.Popen([spy, "record", "-p", str(server.process.pid), "-d", str(args.seconds),
+            recorder = subprocess.Popen([spy, "record", "-p", str(server.process.pid), "-d", str(max(1, round(args.seconds))),
                                          "-r", "200", "-f", "raw", "-o", str(raw), "--nonblocking"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             load = run_loadgen(["post", "--url", server.url, "--concurrency", "32",
