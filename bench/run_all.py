@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/run_all.py [--quick] [--only create,tick,...]
 
---quick runs each in a small configuration (minutes, not tens of minutes): for checking the
-scripts, not for figures. The full run takes about half an hour on the 2-core machine, most
+--quick runs each in a small configuration (a minute, not half an hour), writing to
+bench/results/quick/: for checking the scripts, not for figures. The full run takes about half an hour on the 2-core machine, most
 of it filling Redis with 1,000,000 tickets for the tick benchmark.
 """
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main(argv: list[str]) -> int:
         print(f"=== {name} ({time.strftime('%H:%M:%S')}, load {Path('/proc/loadavg').read_text().split()[:3]})",
               flush=True)
         script, *rest = table[name]
+        if args.quick:  # small runs never overwrite the real figures
+            rest += ["--out", str(HERE / "results" / "quick" / f"{name}.json")]
         if subprocess.run([sys.executable, str(HERE / script), *rest]).returncode != 0:
             failed.append(name)
     if failed:
