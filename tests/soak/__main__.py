@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             "operations": {op: {"count": len(values), "p50_ms": percentile(values, 0.5) * 1000,
                                 "p99_ms": percentile(values, 0.99) * 1000}
                            for op, values in report.stats.latencies.items()},
-            "rss_first_third": first, "rss_last_third": last, "rss": report.rss,
+            "rss_first_third": first, "rss_last_third": last,
+            "rss_slope_mib_per_hour": report.rss_slope_mib_per_hour(), "rss": report.rss,
             "passed": report.passed,
         }, indent=1))
     return 0 if report.passed else 1

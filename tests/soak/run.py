@@ -109,6 +109,16 @@ class Report:
         first, last = self.rss_thirds()
         return (last - first) / first
 
+    def rss_slope_mib_per_hour(self) -> float:
+        """Least-squares slope of RSS over the last two thirds (after the warm-up): what
+        "flat" hides if a slow leak is there."""
+        tail = self.rss[len(self.rss) // 3:]
+        if len(tail) < 2:
+            return 0.0
+        times = [t for t, _ in tail]
+        values = [rss / 2**20 for _, rss in tail]
+        return statistics.linear_regression(times, values).slope * 3600
+
     @property
     def missing_ops(self) -> list[str]:
         done = {op for (op, status) in self.stats.statuses}
@@ -140,7 +150,8 @@ class Report:
             first, last = self.rss_thirds()
             peak = max(rss for _t, rss in self.rss)
             out.append(f"mmserver RSS: first third {first / 2**20:.1f} MiB, last third {last / 2**20:.1f} MiB "
-                       f"({self.rss_growth:+.1%}), peak {peak / 2**20:.1f} MiB, {len(self.rss)} samples")
+                       f"({self.rss_growth:+.1%}), peak {peak / 2**20:.1f} MiB, {len(self.rss)} samples; "
+                       f"slope over the last two thirds {self.rss_slope_mib_per_hour():+.1f} MiB/h")
         before, after = self.redis_memory
         out.append(f"redis used_memory: {before / 2**20:.1f} MiB before, {after / 2**20:.1f} MiB after")
         for error, count in sorted(stats.errors.items()):
