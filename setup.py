@@ -13,7 +13,7 @@ setup(
     install_requires=[
         "redis>=8.1,<9",
         # redis-py's C reply parser (used automatically when installed). Measured with
-        # bench/ (docs/PERFORMANCE.md): the app's CPU per ticket creation -30% (190 -> 135 us),
+        # bench/ (docs/PERFORMANCE.md): the app's time per ticket creation -25-30% (~190 -> 135-150 us),
         # reading a queue of 100,000 tickets -25%, creation throughput under HTTP load +15-20%.
         "hiredis>=3.0,<4",
         # The graceful drain reaches into waitress internals (see mmserver/http/server.py);
