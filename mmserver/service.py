@@ -124,7 +124,9 @@ class Service:
         self._public_slot, self._admin_slot = LateBoundApp(), LateBoundApp()
         self._http = HttpServer([(config.listen, self._public_slot), (config.admin_listen, self._admin_slot)],
                                 threads=config.http_threads,
-                                max_request_body_size=_transport_body_limit(config.max_body_bytes))
+                                # waitress refuses a declared body over the limit from its
+                                # headers alone, with the same JSON 413 as the app.
+                                max_request_body_size=config.max_body_bytes)
         # Listeners are bound before anything else starts, so that a port in use is refused
         # (exit 2) with nothing to undo. The apps are attached once they exist.
         try:
@@ -136,7 +138,9 @@ class Service:
         self._telemetry.start()
 
         try:
-            store_client = connect(redis_url)
+            # One connection per HTTP worker and scheduler thread at most; redis-py's default
+            # cap (100) would refuse bursts with MaxConnectionsError beyond ~100 threads.
+            store_client = connect(redis_url, max_connections=config.http_threads + 16)
         except RedisURLError as error:  # options only a client can check (unknown, missing files)
             raise StartupRefused(f"{env_name('redis_url')}: {error}") from None
         self._redis_clients.append(store_client)
@@ -421,16 +425,6 @@ class Service:
             except Exception as error:  # Redis away: the status still answers
                 result["store_error"] = f"{type(error).__name__}: {error}"
         return result
-
-
-def _transport_body_limit(max_body_bytes: int) -> int:
-    """waitress's own cap on a request body, above the app's.
-
-    The app answers a body over max_body_bytes with a JSON 413 before reading it; waitress
-    answers its cap with a plain-text 413 and never buffers more. Between the two, a client
-    gets the JSON error; beyond, waitress protects memory.
-    """
-    return max(1 << 20, 64 * max_body_bytes)
 
 
 def _reason_kind(reason: str) -> str:
