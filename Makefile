@@ -2,8 +2,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SEED ?= 1
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean chaos soak bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +16,30 @@ $(STAMP): $(BIN)/python setup.py
 
 venv: $(STAMP)
 
+# The service on an embedded Redis (MMSERVER_REDIS_URL unset), public API on :8080.
 run: $(STAMP)
 	$(BIN)/mmserver
 
+# Everything: unit, API, store, process, hostile-input and deployment tests, plus short
+# chaos and soak runs. The long versions have their own targets below.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# At least 200 injected faults across every kind, reproducible from SEED; see docs/RELIABILITY.md.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --seed $(SEED) --duration 900 --replicas 3 --faults 200
+
+# Sustained fixed-rate load with long-polls held open; see docs/HOSTILE.md.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --duration 300 --rate 100 --longpolls 50
+
+# Every benchmark of docs/PERFORMANCE.md (about 25 minutes); bench-quick is a smoke run.
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/python bench/run_all.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info
