@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=3, help="registered dedicated servers")
     parser.add_argument("--workdir", type=Path, default=None, help="kept after the run (default: a temp dir, "
                                                                    "removed unless something failed)")
-    parser.add_argument("--json", type=Path, default=Path("chaos-summary.json"), help="where to write the summary")
+    parser.add_argument("--json", type=Path, default=Path("var/chaos-summary.json"),
+                        help="where to write the summary (var/ is ignored by git)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
