@@ -19,11 +19,25 @@ Accepted URL forms:
 Two kinds of clients: `connect` for ordinary commands (redis-py's default retry hides blips of a
 few milliseconds), and `connect_subscriber` for the pub/sub thread, which owns its reconnect
 loop: redis-py's retries sleep in `time.sleep`, which a shutdown cannot interrupt.
+
+The command path of `connect`'s clients (plain TCP and unix URLs) is leaner than redis-py's
+default, because every system call that releases the GIL costs a thread switch when the HTTP
+workers compete for it (docs/PERFORMANCE.md, ticket creation):
+- `LeanConnectionPool` polls a pooled connection's socket before handing it out (to catch a
+  connection the server closed) only when it sat unused for a while, not before every command.
+- The socket timeout is the kernel's (SO_RCVTIMEO/SO_SNDTIMEO on a blocking socket) rather than
+  Python's, which polls the socket before every send and receive. A read that times out raises
+  a ConnectionError instead of a TimeoutError; both mean "Redis is unavailable" to the store.
+TLS and Sentinel URLs keep redis-py's own pool and connections.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
+import socket
+import struct
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -132,11 +146,108 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{path}{question}{query}"
 
 
+class LeanConnectionPool(redis.ConnectionPool):
+    """redis-py's pool, but a connection handed out is checked for a closed socket (a poll)
+    only when it sat unused for more than `idle_check_s`, not at every command; and no
+    observability hooks at checkout (redis-py's are off unless configured).
+
+    redis-py's client does not retry, so the check is what keeps a connection the server
+    closed (a Redis restart, CLIENT KILL, the server's idle `timeout`) from failing a request.
+    A connection used within the last `idle_check_s` can only be stale if Redis went away and
+    came back within that time while nothing used it: under load connections are reused every
+    few milliseconds and skip the poll (a GIL release and a thread switch each), while a quiet
+    replica checks as before.
+    """
+
+    idle_check_s = 0.1
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> redis.Connection:
+        self._checkpid()
+        with self._lock:
+            try:
+                connection = self._available_connections.pop()
+            except IndexError:
+                connection = self.make_connection()
+            self._in_use_connections.add(connection)
+        now = time.monotonic()
+        try:
+            connection.connect()  # returns at once when connected
+            if now - getattr(connection, "mm_checked_out_at", -math.inf) > self.idle_check_s:
+                self._check(connection)
+            connection.mm_checked_out_at = now
+        except BaseException:
+            self.release(connection)
+            raise
+        return connection
+
+    def _check(self, connection: redis.Connection) -> None:
+        # redis-py's own check (ConnectionPool.get_connection): data waiting on an idle
+        # connection, or EOF, means it cannot be used as it is.
+        dirty_matters = self.cache is None and not self.maint_notifications_enabled()
+        try:
+            if connection.can_read() and dirty_matters:
+                raise redis.ConnectionError("Connection has data")
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+            connection.connect()
+            if connection.can_read() and dirty_matters:
+                raise redis.ConnectionError("Connection not ready")
+
+
+def _kernel_timeouts(sock: socket.socket, timeout: float | None) -> socket.socket:
+    """Make `sock` blocking, with `timeout` enforced by the kernel on every send and receive."""
+    sock.settimeout(None)
+    if timeout is not None:
+        # A zero interval would mean "no timeout" to the kernel: one microsecond at least.
+        seconds, micros = divmod(max(1, round(timeout * 1e6)), 1_000_000)
+        interval = struct.pack("ll", seconds, micros)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+    return sock
+
+
+class KernelTimeoutConnection(redis.Connection):
+    """A TCP connection whose `io_timeout` is the kernel's: Python's socket timeout would poll
+    before every send and receive (a GIL release each). `socket_timeout` stays None."""
+
+    def __init__(self, *, io_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.io_timeout = io_timeout
+
+    def _connect(self) -> socket.socket:
+        return _kernel_timeouts(super()._connect(), self.io_timeout)
+
+
+class KernelTimeoutUnixConnection(redis.UnixDomainSocketConnection):
+    """KernelTimeoutConnection over a unix socket (the embedded Redis)."""
+
+    def __init__(self, *, io_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.io_timeout = io_timeout
+
+    def _connect(self) -> socket.socket:
+        return _kernel_timeouts(super()._connect(), self.io_timeout)
+
+
+def _lean_client(url: str, **kwargs: Any) -> redis.Redis:
+    pool = LeanConnectionPool.from_url(url, **kwargs)
+    options = pool.connection_kwargs
+    lean_class = {redis.Connection: KernelTimeoutConnection,
+                  redis.UnixDomainSocketConnection: KernelTimeoutUnixConnection}.get(pool.connection_class)
+    if lean_class is not None:  # another class chosen by an option keeps its own timeouts
+        # The URL's own ?socket_timeout= (applied by from_url) wins over the argument, as before.
+        options["io_timeout"] = options.get("socket_timeout")
+        options["socket_timeout"] = None
+        pool.connection_class = lean_class
+    return redis.Redis.from_pool(pool)
+
+
 def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 5.0,
-            **kwargs: Any) -> redis.Redis:
+            lean: bool = True, **kwargs: Any) -> redis.Redis:
     """A client for `url` (any of the forms in the module docstring). Connections open lazily:
     nothing touches the network before the first command. Extra keyword arguments go to the
-    redis-py connection (e.g. `socket_connect_timeout`, `client_name`, `retry`)."""
+    redis-py connection (e.g. `socket_connect_timeout`, `client_name`, `retry`). `lean`: the
+    leaner command path of the module docstring for redis:// and unix:// URLs."""
     kwargs.setdefault("socket_connect_timeout", socket_timeout)
     scheme = url.partition("://")[0]
     if scheme == SENTINEL_SCHEME:
@@ -160,8 +271,12 @@ def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 
             f"unsupported Redis URL scheme {scheme!r}; use redis, rediss, unix or {SENTINEL_SCHEME}"
         )
     try:
-        client = redis.Redis.from_url(url, decode_responses=decode_responses,
-                                      socket_timeout=socket_timeout, **kwargs)
+        if lean and scheme in ("redis", "unix"):
+            client = _lean_client(url, decode_responses=decode_responses, socket_timeout=socket_timeout,
+                                  **kwargs)
+        else:
+            client = redis.Redis.from_url(url, decode_responses=decode_responses,
+                                          socket_timeout=socket_timeout, **kwargs)
     except ValueError as exc:
         raise RedisURLError(f"bad Redis URL {redact(url)!r}: {exc}") from None
     _check_connection_options(client.connection_pool, url)
@@ -193,10 +308,13 @@ def _check_connection_options(pool: redis.ConnectionPool, url: str) -> None:
 def connect_subscriber(url: str, *, health_check_interval: float, socket_timeout: float = 5.0,
                        **kwargs: Any) -> redis.Redis:
     """A client for the pub/sub thread: no hidden retries (the subscriber retries with its own
-    backoff and can be interrupted by a shutdown), and redis-py's health checks on."""
+    backoff and can be interrupted by a shutdown), and redis-py's health checks on. redis-py's
+    own pool and socket timeouts: the subscriber reads with short timeouts of its own, and a
+    timed-out read there is not a lost connection (see subscriber.py)."""
     return connect(
         url,
         socket_timeout=socket_timeout,
+        lean=False,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=health_check_interval,
         **kwargs,
