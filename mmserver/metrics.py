@@ -161,19 +161,32 @@ class HttpMetricsMiddleware:
     def __init__(self, requests: Counter, duration: Histogram) -> None:
         self._requests = requests
         self._duration = duration
+        # The label children of each (route, method, status), looked up once: `labels()` costs
+        # a lock and several validations per call, on every request. The keys are bounded like
+        # the labels themselves; two threads filling the same key store the same children.
+        self._children: dict[tuple[str | None, str, int], tuple[Counter, Histogram]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.metrics_started = time.monotonic()
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
-        route = req.uri_template or UNMATCHED_ROUTE
-        method = req.method if req.method in HTTP_METHODS else OTHER
-        self._requests.labels(route=route, method=method, status=str(resp.status_code)).inc()
+        method = req.method
+        # A client picks the method: anything unexpected is one key, never one per spelling.
+        key = (req.uri_template, method if method in HTTP_METHODS else OTHER, resp.status_code)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._label(*key)
+        children[0].inc()
         started = req.context.get("metrics_started")
         # Absent only if another middleware's process_request failed before ours ran.
         if started is not None:
-            self._duration.labels(route=route, method=method).observe(time.monotonic() - started)
+            children[1].observe(time.monotonic() - started)
+
+    def _label(self, template: str | None, method: str, status: int) -> tuple[Counter, Histogram]:
+        route = template or UNMATCHED_ROUTE
+        return (self._requests.labels(route=route, method=method, status=str(status)),
+                self._duration.labels(route=route, method=method))
 
 
 class StateCollector(Collector):
