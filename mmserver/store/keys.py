@@ -1,19 +1,30 @@
 """Every Redis key and channel mmserver uses (prefix `mm:`); scripts/lib.lua mirrors these.
 
 Tickets
-- `mm:t:{ticket_id}` hash, short fields to stay small (listpack): s status, v version, m mode,
+- `mm:tq:{first two characters of the id}` hash ticket_id -> a queued ticket's record,
+  `mmr|size|enqueued_ms|version|updated_ms|token_hash|mode|region|player|party` (empty
+  fields for an absent region, party or first change). Only queued tickets live here: a
+  ticket has no key of its own while queued. Ids are random, so 100,000 queued tickets make
+  ~25 per bucket, which Redis keeps listpack-encoded (a few bytes of overhead an entry)
+  while a bucket holds at most 128 entries of at most 64 bytes (the server's default
+  `hash-max-*-entries/value`); past that a bucket converts to a hashtable, costing about what
+  a key per ticket would (around 400,000+ queued tickets, or long player ids or parties).
+- `mm:t:{ticket_id}` hash, every state but queued, short fields: s status, v version, m mode,
   p player, y party (comma separated), r mmr, n size (1 + party), g region, e enqueued (ms),
-  u updated (ms; absent until the first change), k token hash, l ttl (ms), x session/match
-  id, c accepted ("1"), d TTL deadline kept while matched, w reason (terminal). Terminal
-  tickets get an EXPIRE (retention).
+  u updated (ms), k token hash, x session/match id, c accepted ("1"), d TTL deadline kept
+  while matched, w reason (terminal). Terminal tickets get an EXPIRE (retention). A ticket
+  leaving the queue moves from its record to this hash, and back when it is requeued, in the
+  same script: it is always in exactly one of the two.
+- `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's).
 - `mm:cl` hash ticket_id -> "session|ttl_deadline|claimed_ms": claims not yet written into
-  the ticket hash. A claim records its tickets here in one batched HSET; the first script
+  the ticket. A claim records its tickets here in one batched HSET; the first script
   that loads such a ticket (lib.lua load()) applies it, so no script sees it as queued.
-- `mm:pl` hash player_id -> live ticket id (every party member too): the "player busy" index.
+- `mm:pl:{first three hex digits of SHA-1(player_id)}` hash player_id -> live ticket id
+  (every party member too): the "player busy" index, in 4096 listpack buckets like `mm:tq:`.
 - `mm:q:{mode}:{region}` sorted set, one per queue (region "" when none). Member
   `ticket_id|mmr|size|enqueued_ms` carries everything the matcher needs, so a whole queue is
   one ZRANGE; the score is the ticket's TTL deadline (ms), so expiring unread tickets is a
-  ZRANGEBYSCORE on the queue itself and a queued ticket has no other per-ticket entry.
+  ZRANGEBYSCORE on the queue itself.
 - `mm:qr:{mode}` set of the regions seen in a mode; `mm:qk` set of all queue keys.
 - `mm:oldest` hash queue key -> oldest enqueue time (ms) seen by the last tick (for stats).
 
@@ -42,11 +53,13 @@ Channels: `mm:events` (changed ticket ids, comma separated), `mm:control` (JSON)
 """
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "mm:"
 EVENTS_CHANNEL = "mm:events"
 CONTROL_CHANNEL = "mm:control"
 
-PLAYERS = "mm:pl"
+TTLS = "mm:ttl"
 QUEUE_KEYS = "mm:qk"
 OLDEST = "mm:oldest"
 ACCEPTING = "mm:acc"
@@ -62,6 +75,28 @@ CLAIMED = "mm:cl"
 
 def ticket(ticket_id: str) -> str:
     return f"mm:t:{ticket_id}"
+
+
+def queued_tickets(ticket_id: str) -> str:
+    """The bucket holding the ticket's record while it is queued (field: the ticket id)."""
+    return f"mm:tq:{ticket_id[:2]}"
+
+
+def players(player_id: str) -> str:
+    """The bucket of the player index holding this player (field: the player id)."""
+    return f"mm:pl:{hashlib.sha1(player_id.encode('utf-8')).hexdigest()[:3]}"
+
+
+QUEUED_FIELDS = ("r", "n", "e", "v", "u", "k", "m", "g", "p", "y")
+
+
+def unpack_queued(record: str) -> dict[str, str]:
+    """A queued record as the fields a ticket hash would hold (absent ones left out), for
+    readers outside the scripts (tests, the invariant checker)."""
+    values = record.split("|")
+    ticket = {"s": "queued"}
+    ticket.update((name, value) for name, value in zip(QUEUED_FIELDS, values) if value != "")
+    return ticket
 
 
 def session(session_id: str) -> str:

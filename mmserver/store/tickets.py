@@ -72,9 +72,9 @@ class Tickets:
         if player_id in party or len(set(party)) != len(party):
             raise Conflict("Party members must be distinct and exclude the caller.")
         # The HTTP layer's validation already excludes these; the scripts use them as separators.
-        if any(c in value for value in (player_id, region or "", *party) for c in _SEPARATORS) \
+        if any(c in value for value in (player_id, region or "", mode, *party) for c in _SEPARATORS) \
                 or not player_id or "" in party:
-            raise Conflict("Player ids and regions must not contain ',', ';' or '|'.")
+            raise Conflict("Player ids, regions and modes must not contain ',', ';' or '|'.")
         token = new_token()
         for _attempt in range(3):
             reply = self._scripts.call("create", [

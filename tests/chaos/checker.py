@@ -1,6 +1,7 @@
 """The invariants of SPEC.md, checked from Redis itself and through the API once the run is over.
 
-Reads every `mm:` key (layout: mmserver/store/keys.py), then checks each ticket, session,
+Reads every `mm:` key (layout: mmserver/store/keys.py; queued tickets are records in the
+`mm:tq:` buckets, the player index is spread over `mm:pl:` buckets), then checks each ticket, session,
 queue and server against the others and against what clients were told (the ledger). Each
 finding is a Violation of one kind:
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from mmserver.store import keys
 from tests.chaos.api import call
 from tests.chaos.ledger import LIVE, TERMINAL, Ledger
 
@@ -54,8 +56,9 @@ class Snapshot:
     free: dict[str, float] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     counts: dict[str, str] = field(default_factory=dict)
-    odd: dict[str, str] = field(default_factory=dict)
-    stale_claims: dict[str, str] = field(default_factory=dict)  # a ticket/session/queue key of an unexpected type
+    odd: dict[str, str] = field(default_factory=dict)  # a ticket/session/queue key of an unexpected type
+    stale_claims: dict[str, str] = field(default_factory=dict)
+    misplaced: dict[str, str] = field(default_factory=dict)  # a record or index entry where no lookup finds it
 
 
 def snapshot(client: redis.Redis) -> Snapshot:
@@ -74,6 +77,12 @@ def snapshot(client: redis.Redis) -> Snapshot:
             kinds.append(("ticket", name))
             pipe.hgetall(name)
             pipe.ttl(name)
+        elif types[name] == "hash" and name.startswith("mm:tq:"):
+            kinds.append(("queued", name))
+            pipe.hgetall(name)
+        elif types[name] == "hash" and name.startswith("mm:pl:"):
+            kinds.append(("players", name))
+            pipe.hgetall(name)
         elif types[name] == "hash" and name.startswith("mm:s:"):
             kinds.append(("session", name))
             pipe.hgetall(name)
@@ -83,12 +92,20 @@ def snapshot(client: redis.Redis) -> Snapshot:
         elif types[name] == "hash" and name.startswith("mm:sv:"):
             kinds.append(("server", name))
             pipe.hgetall(name)
-        elif name.startswith(("mm:t:", "mm:s:", "mm:q:")) and types[name] != "none":
+        elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")) and types[name] != "none":
             kinds.append(("odd", name))
             pipe.type(name)
     replies = iter(pipe.execute())
+    queued: list[tuple[str, str, str]] = []
     for kind, name in kinds:
-        if kind == "ticket":
+        if kind == "queued":
+            queued.extend((name, tid, record) for tid, record in next(replies).items())
+        elif kind == "players":
+            for player, tid in next(replies).items():
+                snap.players[player] = tid
+                if keys.players(player) != name:
+                    snap.misplaced[player] = f"player index entry in {name}, looked up in {keys.players(player)}"
+        elif kind == "ticket":
             snap.tickets[name[5:]] = next(replies)
             snap.ttls[name[5:]] = next(replies)
         elif kind == "session":
@@ -99,7 +116,15 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.servers[name[6:]] = next(replies)
         else:
             snap.odd[name] = next(replies)
-    snap.players = client.hgetall("mm:pl")
+    # A queued ticket is a record in its bucket (no hash of its own): exactly one of the two.
+    for bucket, tid, record in queued:
+        if bucket != keys.queued_tickets(tid):
+            snap.misplaced[tid] = f"queued record in {bucket}, looked up in {keys.queued_tickets(tid)}"
+        if tid in snap.tickets:
+            snap.misplaced[tid] = f"queued record in {bucket} and a {snap.tickets[tid].get('s')} hash at once"
+            continue
+        snap.tickets[tid] = keys.unpack_queued(record)
+        snap.ttls[tid] = -1
     snap.accepting = dict(client.zrange("mm:acc", 0, -1, withscores=True))
     snap.allocating = dict(client.zrange("mm:alloc", 0, -1, withscores=True))
     snap.assigned = set(client.smembers("mm:asg"))
@@ -116,6 +141,14 @@ def snapshot(client: redis.Redis) -> Snapshot:
         sid, deadline, at = pending.split("|")
         snap.tickets[tid] = {**t, "s": "matched", "x": sid, "d": deadline, "u": at, "v": str(int(t["v"]) + 1)}
     return snap
+
+
+def stored_status(client: redis.Redis, tid: str) -> str | None:
+    """The ticket's status as Redis holds it (a pending claim not applied: read after a GET)."""
+    status = client.hget(keys.ticket(tid), "s")
+    if status is None and client.hexists(keys.queued_tickets(tid), tid):
+        return "queued"
+    return status
 
 
 def split(text: str | None, separators: str = ",") -> list[str]:
@@ -155,6 +188,8 @@ class Checker:
         self._check_ledger(snap)
         for tid, detail in snap.stale_claims.items():
             self._bad("state", tid, detail)
+        for subject, detail in snap.misplaced.items():
+            self._bad("state", subject, detail)
         for name, kind in snap.odd.items():
             self._bad("state", name, f"unexpected key type {kind}")
         return snap
@@ -361,7 +396,7 @@ class Checker:
         read = 0
         for tid, record in self._ledger.records.items():
             answer = call(url, "GET", f"/v1/tickets/{tid}", token=record.token, timeout=10)
-            stored = self._client.hget(f"mm:t:{tid}", "s")
+            stored = stored_status(self._client, tid)
             if answer.status == 404 and stored is None:
                 continue
             if answer.status != 200:

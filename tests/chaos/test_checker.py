@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmserver.config import ModeConfig, ServersConfig
-from mmserver.store import Store
+from mmserver.store import Store, keys
 from tests.chaos.checker import Checker
 from tests.chaos.ledger import Ledger
 
@@ -52,7 +52,7 @@ def test_a_consistent_state_has_no_findings(store, ledger, redis_client):
 
 def test_an_acknowledged_ticket_redis_forgot_is_lost(store, ledger, redis_client):
     ticket = acknowledged(store, ledger, "p1")
-    redis_client.delete(f"mm:t:{ticket}")
+    redis_client.hdel(keys.queued_tickets(ticket), ticket)
     assert ("lost", ticket) in findings(redis_client, ledger)
 
 
@@ -64,8 +64,9 @@ def test_a_version_older_than_a_client_saw_is_lost(store, ledger, redis_client):
 
 def test_a_player_in_two_live_tickets_is_duplicated(store, ledger, redis_client):
     ticket = acknowledged(store, ledger, "p1")
-    copy = dict(redis_client.hgetall(f"mm:t:{ticket}"))
-    redis_client.hset("mm:t:copyofticket0", mapping=copy)
+    record = redis_client.hget(keys.queued_tickets(ticket), ticket)
+    redis_client.hset(keys.queued_tickets("copyofticket0"), "copyofticket0", record)
+    copy = keys.unpack_queued(record)
     redis_client.zadd("mm:q:duel:", {f"copyofticket0|{copy['r']}|{copy['n']}|{copy['e']}": 10**13})
     found = findings(redis_client, ledger)
     assert ("duplicated", ticket) in found and ("duplicated", "copyofticket0") in found
@@ -102,6 +103,28 @@ def test_a_server_busy_with_an_ended_match_is_stranded(store, ledger, redis_clie
     redis_client.sadd("mm:sv:busy", "sv1")
     redis_client.zrem("mm:sv:free", "sv1")
     assert ("stranded", "sv1") in findings(redis_client, ledger)
+
+
+def test_a_queued_record_in_the_wrong_bucket_is_reported(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    record = redis_client.hget(keys.queued_tickets(ticket), ticket)
+    redis_client.hdel(keys.queued_tickets(ticket), ticket)
+    redis_client.hset("mm:tq:??", ticket, record)  # no script would ever find it there
+    assert ("state", ticket) in findings(redis_client, ledger)
+
+
+def test_a_ticket_both_queued_and_hashed_is_reported(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    redis_client.hset(keys.ticket(ticket), mapping={"s": "cancelled", "v": "2", "w": "x"})
+    assert ("state", ticket) in findings(redis_client, ledger)
+
+
+def test_a_player_index_entry_in_the_wrong_bucket_is_reported(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    redis_client.hdel(keys.players("p1"), "p1")
+    redis_client.hset("mm:pl:zzz", "p1", ticket)  # create would not see it: p1 could queue twice
+    found = findings(redis_client, ledger)
+    assert ("state", "p1") in found
 
 
 def test_a_client_seeing_two_matches_is_duplicated(store, ledger, redis_client):

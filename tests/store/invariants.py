@@ -3,16 +3,24 @@ from __future__ import annotations
 
 from collections import Counter
 
+from mmserver.store import keys
+
 LIVE = {"queued", "matched", "assigned"}
 
 
 def check_invariants(client) -> dict:
     """Raises AssertionError on any broken invariant; returns {ticket_id: status}."""
     tickets = {}
-    pending = client.hgetall("mm:cl")  # claimed, hash not rewritten yet (see load() in lib.lua)
+    pending = client.hgetall("mm:cl")  # claimed, not rewritten yet (see load() in lib.lua)
     for key in client.scan_iter("mm:t:*", count=1000):
-        tid = key[len("mm:t:"):]
-        t = tickets[tid] = client.hgetall(key)
+        tickets[key[len("mm:t:"):]] = client.hgetall(key)
+    # queued tickets: records in the mm:tq: buckets, never also a hash of their own
+    for key in client.scan_iter("mm:tq:*", count=1000):
+        for tid, record in client.hgetall(key).items():
+            assert key == keys.queued_tickets(tid), f"{tid} in the wrong bucket {key}"
+            assert tid not in tickets, f"{tid} is both a queued record and a hash"
+            tickets[tid] = keys.unpack_queued(record)
+    for tid, t in tickets.items():
         if tid in pending:
             assert t["s"] == "queued", f"{tid} is {t['s']} with a pending claim"
             t["s"], t["x"] = "matched", pending[tid].split("|")[0]
@@ -57,7 +65,7 @@ def check_invariants(client) -> dict:
             for p in [t["p"], *(t.get("y") or "").split(",")]:
                 if p:
                     players[p] += 1
-                    assert client.hget("mm:pl", p) == tid, f"index of {p} does not name {tid}"
+                    assert client.hget(keys.players(p), p) == tid, f"index of {p} does not name {tid}"
     assert all(n == 1 for n in players.values()), "a player holds two live tickets"
     for field, value in client.hgetall("mm:n").items():
         kind, mode = field.split(":", 1)

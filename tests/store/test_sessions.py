@@ -162,12 +162,14 @@ def test_one_claim_call_never_claims_a_ticket_twice(make_store):
 def test_a_claimed_ticket_reads_as_matched_with_one_more_version(make_store, redis_client):
     store = _duel(make_store)
     (a, ta), (b, tb), sid = _matched_pair(store)
-    # the claim recorded the new state without rewriting the ticket hashes
-    assert redis_client.hget(keys.ticket(b), "s") == "queued"
+    # the claim recorded the new state without rewriting the tickets: still queued records
+    assert redis_client.hexists(keys.queued_tickets(b), b)
+    assert not redis_client.exists(keys.ticket(b))
     assert redis_client.hexists(keys.CLAIMED, b)
     view = store.read_ticket(b, tb)
     assert view["status"] == "matched" and view["version"] == 2
     assert redis_client.hget(keys.ticket(b), "s") == "matched"
+    assert not redis_client.hexists(keys.queued_tickets(b), b)  # moved to its own hash
     assert not redis_client.hexists(keys.CLAIMED, b)
     assert store.read_ticket(b, tb) == view  # applied once
     with pytest.raises(PlayerBusy):

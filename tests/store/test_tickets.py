@@ -14,9 +14,14 @@ def test_create_returns_queued_view_and_a_token_stored_only_as_a_hash(store, red
     assert view["player_id"] == "p1" and view["mmr"] == 1500.5 and view["region"] == "eu"
     assert view["party"] == [] and "token" not in view and "reason" not in view
     assert abs(view["enqueued_at"] - time.time()) < 5
-    stored = redis_client.hgetall(keys.ticket(view["ticket_id"]))
-    assert token not in stored.values()
-    assert redis_client.hget(keys.PLAYERS, "p1") == view["ticket_id"]
+    ticket_id = view["ticket_id"]
+    # queued: one record in its bucket, no key of its own
+    record = redis_client.hget(keys.queued_tickets(ticket_id), ticket_id)
+    assert not redis_client.exists(keys.ticket(ticket_id))
+    stored = keys.unpack_queued(record)
+    assert stored["p"] == "p1" and stored["g"] == "eu" and stored["r"] == "1500.5"
+    assert token not in record and stored["k"] and stored["k"] not in token
+    assert redis_client.hget(keys.players("p1"), "p1") == ticket_id
     assert redis_client.zcard(keys.queue("duel", "eu")) == 1
 
 
@@ -56,7 +61,8 @@ def test_cancel_is_idempotent_and_releases_the_player(store, redis_client):
     again = store.cancel_ticket(ticket_id, token)
     assert again == view
     assert redis_client.zcard(keys.queue("duel", None)) == 0
-    assert redis_client.hget(keys.PLAYERS, "p1") is None
+    assert redis_client.hget(keys.players("p1"), "p1") is None
+    assert not redis_client.hexists(keys.queued_tickets(ticket_id), ticket_id)
     # terminal: readable for the retention, then removed by Redis itself
     assert 0 < redis_client.ttl(keys.ticket(ticket_id)) <= 60
     assert store.read_ticket(ticket_id, token)["status"] == "cancelled"
@@ -86,7 +92,7 @@ def test_unread_ticket_expires_and_read_one_survives(make_store, redis_client):
     view = store.read_ticket(idle, idle_token)
     assert view["status"] == "expired" and view["reason"] == "not polled for 0.3 s"
     assert store.read_ticket(alive, alive_token)["status"] == "queued"
-    assert redis_client.hget(keys.PLAYERS, "idle") is None
+    assert redis_client.hget(keys.players("idle"), "idle") is None
     assert redis_client.zcard(keys.queue("duel", None)) == 1
     # processing again (another replica, late) changes nothing
     assert store.process_deadlines(100).total == 0

@@ -41,9 +41,10 @@ for i = 5, #ARGV, 2 do
     local id = string.match(m, '^[^|]+')
     if id == m then
       -- A bare id: build its member from the ticket (left bare if it is not queued here).
-      local t = redis.call('HMGET', tkey(id), 's', 'm', 'g', 'r', 'n', 'e')
-      if t[1] == 'queued' and t[2] == mode and (t[3] or '') == region then
-        members[j] = id .. '|' .. t[4] .. '|' .. t[5] .. '|' .. t[6]
+      local rec = redis.call('HGET', tqkey(id), id)
+      if rec then
+        local t = unpack_queued(rec)
+        if t.m == mode and (t.g or '') == region then members[j] = member(id, t) end
       end
     end
     ids[j] = id

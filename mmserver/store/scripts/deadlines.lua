@@ -31,7 +31,7 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
     redis.call('ZREM', q, m)
     local t = load(id)
     if t.s == 'queued' and member(id, t) == m then
-      local ttl_s = string.format('%g', tonumber(t.l) / 1000)
+      local ttl_s = string.format('%g', ttl_ms(t.m) / 1000)
       make_terminal(id, t, now, 'expired', 'not polled for ' .. ttl_s .. ' s', retention)
       changed[#changed + 1] = id
       counts[3] = counts[3] + 1

@@ -4,7 +4,9 @@
 -- Effects replication (the default since Redis 5): TIME may be called before writes.
 redis.replicate_commands()
 
-local PLAYERS = 'mm:pl'
+-- Per-mode ticket TTL (ms), written by create: a queued ticket does not carry its own.
+local TTLS = 'mm:ttl'
+local DEFAULT_TTL_MS = 300000
 local QUEUE_KEYS = 'mm:qk'
 local ACCEPTING = 'mm:acc'
 local ALLOCATING = 'mm:alloc'
@@ -17,6 +19,12 @@ local EVENTS = 'mm:events'
 local CLAIMED = 'mm:cl'
 
 local function tkey(id) return 'mm:t:' .. id end
+-- A queued ticket is one field of a bucket hash (small buckets stay listpack-encoded, a few
+-- bytes of overhead per entry instead of a key and a hash of its own). Ticket ids are random,
+-- so their first two characters spread them over 4096 buckets.
+local function tqkey(id) return 'mm:tq:' .. string.sub(id, 1, 2) end
+-- The player index, in 4096 buckets by the player id's SHA-1 (player ids are not random).
+local function plkey(player) return 'mm:pl:' .. string.sub(redis.sha1hex(player), 1, 3) end
 local function skey(id) return 'mm:s:' .. id end
 local function svkey(id) return 'mm:sv:' .. id end
 local function qkey(mode, region) return 'mm:q:' .. mode .. ':' .. region end
@@ -43,22 +51,66 @@ local function hgetall(key)
   return t
 end
 
+-- A queued ticket's record in its bucket: r|n|e|v|u|k|m|g|p|y (mmr, size, enqueued ms,
+-- version, updated ms or '', token hash, mode, region or '', player, party or ''). It starts
+-- with the queue member's tail (id|r|n|e). No field can hold '|' (refused at creation).
+local function unpack_queued(rec)
+  local r, n, e, v, u, k, m, g, p, y = string.match(rec,
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  local t = { s = 'queued', r = r, n = n, e = e, v = v, k = k, m = m, p = p, ['@q'] = true }
+  if u ~= '' then t.u = u end
+  if g ~= '' then t.g = g end
+  if y ~= '' then t.y = y end
+  return t
+end
+
+local function pack_queued(t)
+  return table.concat({ t.r, t.n, t.e, t.v, t.u or '', t.k, t.m, t.g or '', t.p, t.y or '' }, '|')
+end
+
+-- A ticket that leaves the queue gets a hash of its own (tkey), built from the table and
+-- without the queued record: at every instant a ticket is in exactly one of the two places.
+local function write_hash(id, t)
+  local fields = {}
+  for f, v in pairs(t) do
+    if f ~= '@q' then fields[#fields + 1] = f; fields[#fields + 1] = v end
+  end
+  redis.call('HDEL', tqkey(id), id)
+  redis.call('HSET', tkey(id), unpack(fields))
+  t['@q'] = nil
+end
+
+local function ttl_ms(mode)
+  return tonumber(redis.call('HGET', TTLS, mode)) or DEFAULT_TTL_MS
+end
+
 -- A claim writes its tickets' new state into CLAIMED in one batched HSET instead of
--- rewriting every ticket hash (what makes a tick claim 100k tickets fast); the first script
--- that loads the ticket afterwards applies it. Every script loads tickets through here, so
--- none ever sees a claimed ticket as queued. Returns the ticket's fields ({} if none).
+-- rewriting every ticket (what makes a tick claim 100k tickets fast); the first script that
+-- loads the ticket afterwards applies it. Every script loads tickets through here, so none
+-- ever sees a claimed ticket as queued. Returns the ticket's fields ({} if none); a ticket
+-- still queued has '@q' set (its fields came from its bucket record).
 local function load(id)
   local t = hgetall(tkey(id))
-  if t.s == 'queued' then
-    local pending = redis.call('HGET', CLAIMED, id)
-    if pending then
-      local sid, deadline, at = string.match(pending, '^([^|]+)|([^|]+)|([^|]+)$')
-      t.s, t.x, t.d, t.u, t.v = 'matched', sid, deadline, at, tostring(tonumber(t.v) + 1)
-      redis.call('HSET', tkey(id), 's', t.s, 'x', sid, 'd', deadline, 'u', at, 'v', t.v)
-      redis.call('HDEL', CLAIMED, id)
-    end
+  if t.s ~= nil then return t end
+  local rec = redis.call('HGET', tqkey(id), id)
+  if not rec then return t end
+  t = unpack_queued(rec)
+  local pending = redis.call('HGET', CLAIMED, id)
+  if pending then
+    local sid, deadline, at = string.match(pending, '^([^|]+)|([^|]+)|([^|]+)$')
+    t.s, t.x, t.d, t.u, t.v = 'matched', sid, deadline, at, tostring(tonumber(t.v) + 1)
+    write_hash(id, t)
+    redis.call('HDEL', CLAIMED, id)
   end
   return t
+end
+
+-- Status only (no claim applied: a claimed ticket is live either way).
+local function status_of(id)
+  local s = redis.call('HGET', tkey(id), 's')
+  if s then return s end
+  if redis.call('HEXISTS', tqkey(id), id) == 1 then return 'queued' end
+  return nil
 end
 
 local function is_live(status)
@@ -83,25 +135,32 @@ end
 -- Terminal: release the player index at once, keep the ticket readable for `retention` s.
 local function make_terminal(id, t, now, status, reason, retention)
   local key = tkey(id)
-  redis.call('HSET', key, 's', status, 'w', reason)
-  redis.call('HDEL', key, 'c', 'd')
-  if status ~= 'finished' then redis.call('HDEL', key, 'x') end
-  touch(id, now)
+  if t['@q'] then
+    t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
+    write_hash(id, t)
+  else
+    redis.call('HSET', key, 's', status, 'w', reason)
+    redis.call('HDEL', key, 'c', 'd')
+    if status ~= 'finished' then redis.call('HDEL', key, 'x') end
+    touch(id, now)
+  end
   for _, p in ipairs(ticket_players(t)) do
-    if redis.call('HGET', PLAYERS, p) == id then redis.call('HDEL', PLAYERS, p) end
+    local bucket = plkey(p)
+    if redis.call('HGET', bucket, p) == id then redis.call('HDEL', bucket, p) end
   end
   redis.call('EXPIRE', key, retention)
 end
 
 -- Back to its queue with its original enqueue time (in the member); the score is its TTL
--- deadline, kept from before the match (refreshed by reads while matched).
+-- deadline, kept from before the match (refreshed by reads while matched). The ticket's
+-- hash becomes a queued record again.
 local function requeue(id, t, now)
-  local key = tkey(id)
-  local deadline = tonumber(t.d) or (now + tonumber(t.l))
+  local deadline = tonumber(t.d) or (now + ttl_ms(t.m))
+  local q = { r = t.r, n = t.n, e = t.e, v = tostring(tonumber(t.v) + 1), u = int(now), k = t.k,
+              m = t.m, g = t.g, p = t.p, y = t.y }
+  redis.call('DEL', tkey(id))
+  redis.call('HSET', tqkey(id), id, pack_queued(q))
   redis.call('ZADD', qkey(t.m, t.g or ''), int(deadline), member(id, t))
-  redis.call('HSET', key, 's', 'queued')
-  redis.call('HDEL', key, 'x', 'c', 'd')
-  touch(id, now)
 end
 
 local function session_ticket_ids(s) return split(s.tk, ',;') end
@@ -143,15 +202,17 @@ end
 -- The ticket as a flat list for the Python side (call it on a ticket already load()ed): the ticket's own fields (never the token
 -- hash), then the session's or the match's fields the view shows, prefixed with '@'.
 local function view(id)
-  local flat = redis.call('HGETALL', tkey(id))
-  if #flat == 0 then return { 'notfound' } end
+  local t = hgetall(tkey(id))
+  if t.s == nil then
+    local rec = redis.call('HGET', tqkey(id), id)
+    if not rec then return { 'notfound' } end
+    t = unpack_queued(rec)
+  end
   local out = { 'ok', 'id', id }
-  local t = {}
-  for i = 1, #flat, 2 do
-    t[flat[i]] = flat[i + 1]
-    if flat[i] ~= 'k' and flat[i] ~= 'd' then
-      out[#out + 1] = flat[i]
-      out[#out + 1] = flat[i + 1]
+  for f, v in pairs(t) do
+    if f ~= 'k' and f ~= 'd' and f ~= '@q' then
+      out[#out + 1] = f
+      out[#out + 1] = v
     end
   end
   if t.x and (t.s == 'matched' or t.s == 'assigned' or t.s == 'finished') then

@@ -3,7 +3,7 @@ local id = ARGV[1]
 local t, err = authorised(id, ARGV[2])
 if err then return err end
 local now = now_ms()
-local deadline = int(now + tonumber(t.l))
+local deadline = int(now + ttl_ms(t.m))
 if t.s == 'queued' then
   redis.call('ZADD', qkey(t.m, t.g or ''), 'XX', deadline, member(id, t))
 elseif t.s == 'matched' then
