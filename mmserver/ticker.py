@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Mapping
 
 from mmserver.config import ModeConfig
@@ -20,6 +22,7 @@ from mmserver.store import Store
 logger = logging.getLogger(__name__)
 
 MAX_DEADLINE_BATCHES = 20  # per tick; the rest waits for the next tick
+CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is awaited
 
 
 class Ticker:
@@ -90,14 +93,33 @@ class Ticker:
         proposals = propose_matches(tickets, self._rules[name], self._store.now())
         counts["proposals"] += len(proposals)
         accept_timeout_s = self._modes[name].accept_timeout_s
-        for start in range(0, len(proposals), self._batch_size):
-            if self._shutdown.is_set():
-                return
-            batch = proposals[start:start + self._batch_size]
-            results = self._store.claim(name, region, [p.teams for p in batch], accept_timeout_s)
+        batches = [[p.teams for p in proposals[start:start + self._batch_size]]
+                   for start in range(0, len(proposals), self._batch_size)]
+
+        def claim(batch: list) -> None:
+            results = self._store.claim(name, region, batch, accept_timeout_s)
             claimed = sum(1 for r in results if r.session_id)
             counts["matches_claimed"] += claimed
             counts["claim_conflicts"] += len(results) - claimed
+
+        if len(batches) == 1:
+            if not self._shutdown.is_set():
+                claim(batches[0])
+            return
+        # Two claims in flight: while Redis runs one batch's script, the other thread builds
+        # the next batch's arguments and parses the last reply (the GIL is free while a thread
+        # waits on its socket). Batches are disjoint and each is one atomic script, so their
+        # order in Redis does not matter; the counts are only touched under the GIL.
+        with ThreadPoolExecutor(max_workers=CLAIMS_IN_FLIGHT, thread_name_prefix="mm-claim") as pool:
+            in_flight: deque[Future] = deque()
+            for batch in batches:
+                if len(in_flight) >= CLAIMS_IN_FLIGHT:
+                    in_flight.popleft().result()
+                if self._shutdown.is_set():
+                    break
+                in_flight.append(pool.submit(claim, batch))
+            for future in in_flight:
+                future.result()
 
     def _allocate(self, counts: dict) -> bool:
         while True:

@@ -77,13 +77,21 @@ class Sessions:
         claimed all-or-nothing into a new loading session."""
         if not proposals:
             return []
-        args: list = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms]
         with self._members_lock:
             known = self._members.get(keys.queue(mode, region), {})
         session_ids = new_ids(len(proposals))
-        for session_id, teams in zip(session_ids, proposals):
-            # An id missing from the last read goes bare: the script looks its member up.
-            args += [session_id, ";".join(",".join(known.get(i, i) for i in team) for team in teams)]
+        # Pre-split for the script (see claim.lua): teams, counts, members, ids as columns.
+        teams_list, counts, ids = [], [], []
+        for teams in proposals:
+            teams_list.append(";".join([",".join(team) for team in teams]))
+            before = len(ids)
+            for team in teams:
+                ids.extend(team)
+            counts.append(len(ids) - before)
+        # An id missing from the last read goes bare: the script looks its member up.
+        members = [known.get(i, i) for i in ids]
+        args = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms,
+                len(proposals), len(ids), *session_ids, *teams_list, *counts, *members, *ids]
         replies = self._scripts.call("claim", args)
         return [
             ClaimResult(sid, ()) if reply == "" else ClaimResult(None, tuple(reply.split(",")))

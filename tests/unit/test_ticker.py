@@ -5,7 +5,7 @@ import time
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
-from mmserver.ticker import Ticker
+from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker
 from tests.store.invariants import check_invariants
 
 
@@ -81,9 +81,22 @@ def test_shutdown_between_batches_leaves_whole_sessions_only(redis_client):
 
     store = StopAfterFirstClaim(redis_client, modes, ServersConfig(), retention_s=60)
     result = Ticker(store, modes, shutdown=shutdown, batch_size=5).tick()
-    assert result["stopped_early"] is True and result["matches_claimed"] == 5
+    # the batches already sent when the stop came (at most CLAIMS_IN_FLIGHT) finish; no more
+    assert result["stopped_early"] is True
+    assert 5 <= result["matches_claimed"] <= 5 * CLAIMS_IN_FLIGHT < 20
     statuses = check_invariants(redis_client)
-    assert list(statuses.values()).count("matched") == 10
+    assert list(statuses.values()).count("matched") == 2 * result["matches_claimed"]
+
+
+def test_many_batches_in_flight_claim_every_proposal_once(redis_client):
+    store, modes = _setup(redis_client)
+    for i in range(60):
+        _ticket(store, f"p{i}", mmr=1500 + i)
+    result = Ticker(store, modes, shutdown=Shutdown(), batch_size=3).tick()
+    assert result["proposals"] == 30 and result["matches_claimed"] == 30
+    assert result["claim_conflicts"] == 0 and result["stopped_early"] is False
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("matched") == 60
 
 
 def test_a_held_mode_lock_makes_another_replica_skip_the_mode(redis_client):

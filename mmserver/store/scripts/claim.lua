@@ -1,15 +1,21 @@
 -- ARGV: mode, region, accept_timeout_ms (0: no ready check), allocation_timeout_ms,
---       then pairs (session_id, teams) where teams is 'm,m;m,m' per team, each m either a
---       queue member (id|mmr|size|enqueued_ms, as the caller read it) or a bare ticket id.
+--       P (proposals), M (tickets in all of them), then P session ids, P teams ('a,b;c,d':
+--       ticket ids per team, the session's tk), P ticket counts, M queue members
+--       (id|mmr|size|enqueued_ms as the caller read them, or the bare ticket id when it has
+--       none), M ticket ids (the same tickets, proposal after proposal, in the same order).
 -- Each proposal is all-or-nothing: every ticket must still be in this queue (its member
 -- present: a member exists exactly while its ticket is queued there), else nothing of it
 -- is claimed. Returns one entry per proposal: '' when claimed, otherwise the
 -- comma-separated ids that were no longer queued here.
--- Written for speed (a tick claims tens of thousands of tickets): one HSET per proposal
--- (its session); membership checks, the tickets' new state (CLAIMED, see load() in
--- lib.lua), the queue and the deadline set are all batched commands.
+-- Written for speed (a tick claims tens of thousands of tickets): the arguments come
+-- pre-split (no string parsing here), one HSET per proposal (its session); membership
+-- checks, the tickets' new state (CLAIMED, see load() in lib.lua), the queue and the
+-- deadline set are all batched commands.
 local mode, region = ARGV[1], ARGV[2]
 local accept_ms, alloc_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local P, M = tonumber(ARGV[5]), tonumber(ARGV[6])
+local SIDS, TEAMS, COUNTS_AT = 6, 6 + P, 6 + 2 * P
+local MEMBERS, IDS = 6 + 3 * P, 6 + 3 * P + M
 local q = qkey(mode, region)
 local now = now_ms()
 local snow = int(now)
@@ -20,11 +26,12 @@ else
   state, deadline_key, deadline = 'allocating', ALLOCATING, int(now + alloc_ms)
 end
 
-local function chunked(command, key, list)
-  -- Chunks stay well inside Lua's stack limit for unpack; 1000 keeps pairs together.
+-- Chunks stay well inside Lua's stack limit for unpack.
+local function chunked(command, key, list, n)
+  if n <= 1000 then return redis.call(command, key, unpack(list, 1, n)) end
   local out = {}
-  for i = 1, #list, 1000 do
-    local part = redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
+  for i = 1, n, 1000 do
+    local part = redis.call(command, key, unpack(list, i, math.min(i + 999, n)))
     if type(part) == 'table' then
       for _, v in ipairs(part) do out[#out + 1] = v end
     end
@@ -32,67 +39,83 @@ local function chunked(command, key, list)
   return out
 end
 
--- 1. Every proposal's members, in one flat list.
-local proposals, all_members = {}, {}
-for i = 5, #ARGV, 2 do
-  local members = split(ARGV[i + 1], ',;')
-  local ids = {}
-  for j, m in ipairs(members) do
-    local id = string.match(m, '^[^|]+')
-    if id == m then
-      -- A bare id: build its member from the ticket (left bare if it is not queued here).
-      local rec = redis.call('HGET', tqkey(id), id)
-      if rec then
-        local t = unpack_queued(rec)
-        if t.m == mode and (t.g or '') == region then members[j] = member(id, t) end
-      end
+-- 1. The members; a bare id gets its member from the ticket's record (stays bare, and so
+--    absent from the queue, if the ticket is not queued here).
+local members = {}
+for j = 1, M do
+  local m, id = ARGV[MEMBERS + j], ARGV[IDS + j]
+  if m == id then
+    local rec = redis.call('HGET', tqkey(id), id)
+    if rec then
+      local t = unpack_queued(rec)
+      if t.m == mode and (t.g or '') == region then m = member(id, t) end
     end
-    ids[j] = id
-    all_members[#all_members + 1] = members[j]
   end
-  proposals[#proposals + 1] = { sid = ARGV[i], teams = ARGV[i + 1], ids = ids, members = members,
-                                first = #all_members - #members }
+  members[j] = m
 end
 
 -- 2. One membership check for all of them (false: not in the queue).
-local scores = chunked('ZMSCORE', q, all_members)
+local scores = chunked('ZMSCORE', q, members, M)
 
 -- 3. All-or-nothing per proposal; a ticket claimed earlier in this call is taken.
-local results, changed, removed, deadlines, pending = {}, {}, {}, {}, {}
+local results, pending, removed, deadlines = {}, {}, {}, {}
 local taken = {}
 local claimed_tickets = 0
-for _, p in ipairs(proposals) do
-  local failed, seen = {}, {}
-  for j, id in ipairs(p.ids) do
-    if not scores[p.first + j] or taken[id] or seen[id] then failed[#failed + 1] = id end
-    seen[id] = true
+local last = 0
+for k = 1, P do
+  local first, count = last + 1, tonumber(ARGV[COUNTS_AT + k])
+  last = last + count
+  local ok = true
+  for j = first, last do
+    local id = ARGV[IDS + j]
+    if not scores[j] or taken[id] then ok = false; break end
+    taken[id] = k
   end
-  if #failed > 0 then
-    results[#results + 1] = table.concat(failed, ',')
-  else
-    for j, id in ipairs(p.ids) do
-      taken[id] = true
+  if ok then
+    local sid = ARGV[SIDS + k]
+    local head = sid .. '|'
+    local tail = '|' .. snow
+    for j = first, last do
+      local id = ARGV[IDS + j]
       pending[#pending + 1] = id
-      pending[#pending + 1] = p.sid .. '|' .. scores[p.first + j] .. '|' .. snow
-      removed[#removed + 1] = p.members[j]
-      changed[#changed + 1] = id
+      pending[#pending + 1] = head .. scores[j] .. tail
+      removed[#removed + 1] = members[j]
     end
-    -- teams as ticket ids only: drop each member's '|...' tail
-    local ticket_ids = string.gsub(p.teams, '|[^,;]*', '')
-    local fields = { 'st', state, 'md', mode, 'rg', region, 'tk', ticket_ids, 'c', #p.ids, 'n', 0 }
-    if accept_ms > 0 then fields[#fields + 1] = 'dl'; fields[#fields + 1] = deadline end
-    redis.call('HSET', skey(p.sid), unpack(fields))
+    if accept_ms > 0 then
+      redis.call('HSET', skey(sid), 'st', state, 'md', mode, 'rg', region, 'tk', ARGV[TEAMS + k],
+                 'c', count, 'n', 0, 'dl', deadline)
+    else
+      redis.call('HSET', skey(sid), 'st', state, 'md', mode, 'rg', region, 'tk', ARGV[TEAMS + k],
+                 'c', count, 'n', 0)
+    end
     deadlines[#deadlines + 1] = deadline
-    deadlines[#deadlines + 1] = p.sid
-    claimed_tickets = claimed_tickets + #p.ids
-    results[#results + 1] = ''
+    deadlines[#deadlines + 1] = sid
+    claimed_tickets = claimed_tickets + count
+    results[k] = ''
+  else
+    -- Undo this proposal's marks, then name what failed (rare: the slow path is fine).
+    local failed, seen = {}, {}
+    for j = first, last do
+      local id = ARGV[IDS + j]
+      if taken[id] == k then taken[id] = nil end
+    end
+    for j = first, last do
+      local id = ARGV[IDS + j]
+      if not scores[j] or taken[id] or seen[id] then failed[#failed + 1] = id end
+      seen[id] = true
+    end
+    results[k] = table.concat(failed, ',')
   end
 end
 
 -- 4. Batched writes.
-chunked('ZREM', q, removed)
-chunked('HSET', CLAIMED, pending)
-chunked('ZADD', deadline_key, deadlines)
-if claimed_tickets > 0 then redis.call('HINCRBY', COUNTS, 'm:' .. mode, claimed_tickets) end
-publish(changed)
+if #removed > 0 then
+  chunked('ZREM', q, removed, #removed)
+  chunked('HSET', CLAIMED, pending, #pending)
+  chunked('ZADD', deadline_key, deadlines, #deadlines)
+  redis.call('HINCRBY', COUNTS, 'm:' .. mode, claimed_tickets)
+  local changed = {}
+  for i = 1, #pending, 2 do changed[#changed + 1] = pending[i] end
+  publish(changed)
+end
 return results
