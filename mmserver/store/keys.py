@@ -29,6 +29,10 @@ Tickets
 - `mm:oldest` hash queue key -> oldest enqueue time (ms) seen by the last tick (for stats).
 
 Loading sessions and matches (a match is a session that got a server; same id)
+- `mm:cs` hash session_id -> "state|mode|region|accept_deadline|teams": sessions a claim
+  created and no script has loaded yet (lib.lua load_session() writes their hash and
+  removes the entry), so a claim writes one batched HSET instead of a hash per session. A
+  session is in exactly one of `mm:cs` and `mm:s:`.
 - `mm:s:{session_id}` hash: st accepting|allocating|assigned|finished, md mode, rg region,
   tk ticket ids ("a,b;c,d": per team), c ticket count, n accepted, dl accept deadline (ms);
   once assigned: sv server id, ad server address, pl players in team order, as assigned at
@@ -71,6 +75,7 @@ SERVERS_BUSY = "mm:sv:busy"
 SERVERS_HEARTBEAT = "mm:sv:hb"
 REPLICAS = "mm:replicas"
 CLAIMED = "mm:cl"
+PENDING_SESSIONS = "mm:cs"
 
 
 def ticket(ticket_id: str) -> str:
@@ -97,6 +102,16 @@ def unpack_queued(record: str) -> dict[str, str]:
     ticket = {"s": "queued"}
     ticket.update((name, value) for name, value in zip(QUEUED_FIELDS, values) if value != "")
     return ticket
+
+
+def unpack_pending_session(value: str) -> dict[str, str]:
+    """An `mm:cs` entry as the fields its session hash will hold (for tests and the checker)."""
+    state, mode, region, deadline, teams = value.split("|", 4)
+    session = {"st": state, "md": mode, "rg": region, "tk": teams, "n": "0",
+               "c": str(len([i for i in teams.replace(";", ",").split(",") if i]))}
+    if deadline:
+        session["dl"] = deadline
+    return session
 
 
 def session(session_id: str) -> str:

@@ -116,6 +116,12 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.servers[name[6:]] = next(replies)
         else:
             snap.odd[name] = next(replies)
+    # Sessions a claim created and no script loaded yet (lib.lua load_session()).
+    for sid, value in client.hgetall(keys.PENDING_SESSIONS).items():
+        if sid in snap.sessions:
+            snap.misplaced[sid] = f"pending session entry and a {snap.sessions[sid].get('st')} session hash at once"
+            continue
+        snap.sessions[sid] = keys.unpack_pending_session(value)
     # A queued ticket is a record in its bucket (no hash of its own): exactly one of the two.
     for bucket, tid, record in queued:
         if bucket != keys.queued_tickets(tid):

@@ -37,9 +37,12 @@ def check_invariants(client) -> dict:
     in_sessions = Counter()
     sessions = {}
     for key in client.scan_iter("mm:s:*", count=1000):
-        sid = key[len("mm:s:"):]
-        s = client.hgetall(key)
-        sessions[sid] = s
+        sessions[key[len("mm:s:"):]] = client.hgetall(key)
+    # sessions a claim created that no script loaded yet (see load_session() in lib.lua)
+    for sid, value in client.hgetall(keys.PENDING_SESSIONS).items():
+        assert sid not in sessions, f"session {sid} both pending and written"
+        sessions[sid] = keys.unpack_pending_session(value)
+    for s in sessions.values():
         if s.get("st") in ("accepting", "allocating", "assigned"):
             for tid in s["tk"].replace(";", ",").split(","):
                 in_sessions[tid] += 1

@@ -159,6 +159,23 @@ def test_one_claim_call_never_claims_a_ticket_twice(make_store):
     assert [t.ticket_id for t in store.read_queue("duel", None)] == [c]
 
 
+def test_a_claimed_session_is_written_by_the_first_script_that_loads_it(make_store, redis_client):
+    store = _duel(make_store)
+    (a, ta), (b, tb), sid = _matched_pair(store)
+    # the claim recorded the session in one batched entry, no hash of its own yet
+    assert redis_client.hexists(keys.PENDING_SESSIONS, sid)
+    assert not redis_client.exists(keys.session(sid))
+    view = store.read_ticket(a, ta)  # a read shows it without writing it
+    assert view["session"]["state"] == "accepting" and view["session"]["accept_deadline"]
+    assert redis_client.hexists(keys.PENDING_SESSIONS, sid)
+    store.accept(a, ta)  # the first change writes the hash and drops the entry
+    assert not redis_client.hexists(keys.PENDING_SESSIONS, sid)
+    stored = redis_client.hgetall(keys.session(sid))
+    assert stored["st"] == "accepting" and stored["n"] == "1" and stored["c"] == "2"
+    assert stored["tk"] == f"{a};{b}" and stored["md"] == "duel"
+    assert store.accept(b, tb)["session"]["state"] == "allocating"
+
+
 def test_a_claimed_ticket_reads_as_matched_with_one_more_version(make_store, redis_client):
     store = _duel(make_store)
     (a, ta), (b, tb), sid = _matched_pair(store)

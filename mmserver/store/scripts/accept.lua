@@ -6,7 +6,7 @@ if t.s ~= 'matched' then
   return { 'conflict', 'the ticket is ' .. t.s .. ', not in a ready check' }
 end
 local sid = t.x
-local s = hgetall(skey(sid))
+local s = load_session(sid)
 -- Already past the ready check (all accepted, or none was asked for): nothing to do.
 if s.st ~= 'accepting' or t.c == '1' then return view(id) end
 local now = now_ms()

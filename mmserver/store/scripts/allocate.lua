@@ -27,7 +27,8 @@ local next_server = 1
 local changed, done, taken, watched, assigned = {}, {}, {}, {}, {}
 local per_mode = {}
 for _, sid in ipairs(sessions) do
-  local s = redis.call('HMGET', skey(sid), 'st', 'tk', 'md')
+  local loaded = load_session(sid)
+  local s = { loaded.st, loaded.tk, loaded.md }
   if s[1] ~= 'allocating' then
     done[#done + 1] = sid  -- dissolved meanwhile: only the index entry is left
   else

@@ -8,9 +8,9 @@
 -- is claimed. Returns one entry per proposal: '' when claimed, otherwise the
 -- comma-separated ids that were no longer queued here.
 -- Written for speed (a tick claims tens of thousands of tickets): the arguments come
--- pre-split (no string parsing here), one HSET per proposal (its session); membership
--- checks, the tickets' new state (CLAIMED, see load() in lib.lua), the queue and the
--- deadline set are all batched commands.
+-- pre-split (no string parsing here); membership checks, the tickets' new state (CLAIMED,
+-- see load() in lib.lua), the new sessions (PENDING_SESSIONS, see load_session()), the
+-- queue and the deadline set are all batched commands: a handful of calls per batch.
 local mode, region = ARGV[1], ARGV[2]
 local accept_ms, alloc_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local P, M = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -57,8 +57,13 @@ end
 -- 2. One membership check for all of them (false: not in the queue).
 local scores = chunked('ZMSCORE', q, members, M)
 
--- 3. All-or-nothing per proposal; a ticket claimed earlier in this call is taken.
-local results, pending, removed, deadlines = {}, {}, {}, {}
+-- 3. All-or-nothing per proposal; a ticket claimed earlier in this call is taken. (Lists
+--    are appended through explicit counters: the # operator walks the table.)
+local results, pending, removed, deadlines, sessions = {}, {}, {}, {}, {}
+local np, nr, nd, ns = 0, 0, 0, 0
+-- Every session of this call shares state, mode, region and deadline (PENDING_SESSIONS).
+local session_head = state .. '|' .. mode .. '|' .. region .. '|' .. (accept_ms > 0 and deadline or '') .. '|'
+local tail = '|' .. snow
 local taken = {}
 local claimed_tickets = 0
 local last = 0
@@ -74,22 +79,19 @@ for k = 1, P do
   if ok then
     local sid = ARGV[SIDS + k]
     local head = sid .. '|'
-    local tail = '|' .. snow
     for j = first, last do
-      local id = ARGV[IDS + j]
-      pending[#pending + 1] = id
-      pending[#pending + 1] = head .. scores[j] .. tail
-      removed[#removed + 1] = members[j]
+      pending[np + 1] = ARGV[IDS + j]
+      pending[np + 2] = head .. scores[j] .. tail
+      np = np + 2
+      nr = nr + 1
+      removed[nr] = members[j]
     end
-    if accept_ms > 0 then
-      redis.call('HSET', skey(sid), 'st', state, 'md', mode, 'rg', region, 'tk', ARGV[TEAMS + k],
-                 'c', count, 'n', 0, 'dl', deadline)
-    else
-      redis.call('HSET', skey(sid), 'st', state, 'md', mode, 'rg', region, 'tk', ARGV[TEAMS + k],
-                 'c', count, 'n', 0)
-    end
-    deadlines[#deadlines + 1] = deadline
-    deadlines[#deadlines + 1] = sid
+    sessions[ns + 1] = sid
+    sessions[ns + 2] = session_head .. ARGV[TEAMS + k]
+    ns = ns + 2
+    deadlines[nd + 1] = deadline
+    deadlines[nd + 2] = sid
+    nd = nd + 2
     claimed_tickets = claimed_tickets + count
     results[k] = ''
   else
@@ -109,13 +111,14 @@ for k = 1, P do
 end
 
 -- 4. Batched writes.
-if #removed > 0 then
-  chunked('ZREM', q, removed, #removed)
-  chunked('HSET', CLAIMED, pending, #pending)
-  chunked('ZADD', deadline_key, deadlines, #deadlines)
+if nr > 0 then
+  chunked('ZREM', q, removed, nr)
+  chunked('HSET', CLAIMED, pending, np)
+  chunked('HSET', PENDING_SESSIONS, sessions, ns)
+  chunked('ZADD', deadline_key, deadlines, nd)
   redis.call('HINCRBY', COUNTS, 'm:' .. mode, claimed_tickets)
   local changed = {}
-  for i = 1, #pending, 2 do changed[#changed + 1] = pending[i] end
+  for i = 1, nr do changed[i] = pending[2 * i - 1] end
   publish(changed)
 end
 return results

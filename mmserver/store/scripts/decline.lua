@@ -7,8 +7,8 @@ if t.s ~= 'matched' then
   return { 'conflict', 'the ticket is ' .. t.s .. ', not in a ready check' }
 end
 local now = now_ms()
-local dl = redis.call('HGET', skey(t.x), 'dl')
-if dl and redis.call('HGET', skey(t.x), 'st') == 'accepting' and now >= tonumber(dl) then
+local s = load_session(t.x)
+if s.dl and s.st == 'accepting' and now >= tonumber(s.dl) then
   return { 'conflict', 'the ready check has timed out' }
 end
 publish(dissolve(t.x, now, id, 'declined by player', retention))

@@ -1,6 +1,6 @@
 -- ARGV: match_id, retention_s. Idempotent. Returns {'ok', status, players} or {'notfound'}.
 local mid, retention = ARGV[1], tonumber(ARGV[2])
-local s = hgetall(skey(mid))
+local s = load_session(mid)
 if s.st == 'assigned' then
   publish(finish(mid, now_ms(), 'match finished', retention))
 elseif s.st ~= 'finished' then

@@ -17,6 +17,9 @@ local BUSY = 'mm:sv:busy'
 local EVENTS = 'mm:events'
 -- Claimed tickets whose hash has not been rewritten yet: ticket id -> 'session|ttl_deadline|claimed_at'.
 local CLAIMED = 'mm:cl'
+-- Sessions created by a claim and not written into their hash yet: session id ->
+-- 'state|mode|region|accept_deadline|teams' (see load_session).
+local PENDING_SESSIONS = 'mm:cs'
 
 local function tkey(id) return 'mm:t:' .. id end
 -- A queued ticket is one field of a bucket hash (small buckets stay listpack-encoded, a few
@@ -49,6 +52,32 @@ local function hgetall(key)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
+end
+
+-- A claim records its sessions in PENDING_SESSIONS (one batched HSET) instead of one hash
+-- each; the first script that loads one writes its hash. peek_session reads without writing.
+local function peek_session(sid)
+  local pending = redis.call('HGET', PENDING_SESSIONS, sid)
+  if not pending then return nil end
+  local st, md, rg, dl, tk = string.match(pending, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local c = 0
+  for _ in string.gmatch(tk, '[^,;]+') do c = c + 1 end
+  local s = { st = st, md = md, rg = rg, tk = tk, c = tostring(c), n = '0' }
+  if dl ~= '' then s.dl = dl end
+  return s
+end
+
+-- The session's fields ({} if none), its hash written first if the claim left it pending.
+local function load_session(sid)
+  local s = hgetall(skey(sid))
+  if s.st ~= nil then return s end
+  local p = peek_session(sid)
+  if p == nil then return s end
+  local fields = {}
+  for f, v in pairs(p) do fields[#fields + 1] = f; fields[#fields + 1] = v end
+  redis.call('HSET', skey(sid), unpack(fields))
+  redis.call('HDEL', PENDING_SESSIONS, sid)
+  return p
 end
 
 -- A queued ticket's record in its bucket: r|n|e|v|u|k|m|g|p|y (mmr, size, enqueued ms,
@@ -169,7 +198,7 @@ local function session_ticket_ids(s) return split(s.tk, ',;') end
 -- `reason`; after a missed ready-check deadline, tickets that did not accept are cancelled;
 -- every other ticket goes back to its queue keeping its place. Returns the changed ids.
 local function dissolve(sid, now, culprit, reason, retention)
-  local s = hgetall(skey(sid))
+  local s = load_session(sid)
   local changed = {}
   redis.call('ZREM', ACCEPTING, sid)
   redis.call('ZREM', ALLOCATING, sid)
@@ -217,6 +246,10 @@ local function view(id)
   end
   if t.x and (t.s == 'matched' or t.s == 'assigned' or t.s == 'finished') then
     local s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl')
+    if not s[1] then
+      local p = peek_session(t.x)
+      if p then s = { p.st, p.dl or false, false, false } end
+    end
     if s[1] then
       out[#out + 1] = '@st'; out[#out + 1] = s[1]
       if s[2] then out[#out + 1] = '@dl'; out[#out + 1] = s[2] end
@@ -238,7 +271,7 @@ end
 -- Ends an assigned match: tickets finished (terminal), server back to the free pool (where a
 -- registered server is allocated again only while its heartbeat is fresh). Returns changed ids.
 local function finish(mid, now, reason, retention)
-  local s = hgetall(skey(mid))
+  local s = load_session(mid)
   local changed = {}
   if s.st ~= 'assigned' then return changed end
   for _, id in ipairs(session_ticket_ids(s)) do
