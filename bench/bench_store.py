@@ -91,8 +91,8 @@ def tick_once(store: Store, client, label: str) -> dict:
 
 
 def tick_best_of(store: Store, client, label: str, runs: int) -> dict:
-    """Without servers a tick changes no ticket hash (claims are recorded in mm:cl), so the
-    state before it can be restored and the tick repeated; the fastest run is reported (the
+    """Without servers a tick changes no ticket (claims are recorded in mm:cl, their sessions
+    in mm:cs), so the state before it can be restored and the tick repeated; the fastest run is reported (the
     machine is shared), every run is kept."""
     queue = keys.queue("duel", None)
     client.copy(queue, "bench:queue", replace=True)
@@ -102,7 +102,7 @@ def tick_best_of(store: Store, client, label: str, runs: int) -> dict:
             pipe = client.pipeline(transaction=False)
             for key in client.scan_iter("mm:s:*", count=5000):
                 pipe.unlink(key)
-            pipe.unlink(keys.CLAIMED, keys.ALLOCATING, keys.COUNTS)
+            pipe.unlink(keys.CLAIMED, keys.PENDING_SESSIONS, keys.ALLOCATING, keys.COUNTS)
             pipe.copy("bench:queue", queue, replace=True)
             pipe.execute()
         figures.append(tick_once(store, client, f"{label} (run {run + 1})"))
@@ -140,15 +140,19 @@ def main(argv: list[str] | None = None) -> int:
             create_many(no_servers, args.large, 8, "m")
             after = used_memory(client)
             sample = client.zrange(keys.queue("duel", None), 0, 0)[0].split("|")[0]
+
+            def per_ticket(pattern: str) -> float:
+                total = sum(client.memory_usage(key, samples=0) for key in client.scan_iter(pattern, count=1000))
+                return round(total / args.large, 1)
+
             results["memory"] = {
                 "tickets": args.large,
                 "bytes_per_ticket_used_memory": round((after - before) / args.large, 1),
-                "ticket_hash_bytes": client.memory_usage(keys.ticket(sample)),
+                "queued_record_bytes_per_ticket": per_ticket("mm:tq:*"),  # the buckets, keys included
                 "queue_zset_bytes_per_ticket": round(
                     client.memory_usage(keys.queue("duel", None), samples=0) / args.large, 1),
-                "player_index_bytes_per_ticket": round(
-                    client.memory_usage(keys.PLAYERS, samples=0) / args.large, 1),
-                "ticket_hash_encoding": client.object("encoding", keys.ticket(sample)),
+                "player_index_bytes_per_ticket": per_ticket("mm:pl:*"),
+                "queued_bucket_encoding": client.object("encoding", keys.queued_tickets(sample)),
             }
             print(f"  {results['memory']}", flush=True)
 

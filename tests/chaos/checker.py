@@ -61,63 +61,71 @@ class Snapshot:
     misplaced: dict[str, str] = field(default_factory=dict)  # a record or index entry where no lookup finds it
 
 
+# Every mm: key with its type, PTTL and contents, in one atomic script: replicas may still be
+# ticking while the checker reads (a crash test's survivors), and a ticket moving between
+# its queued record and its own hash, or a bucket emptied and re-created, must never be seen
+# half-way (a SCAN across several calls can miss such keys). Fine for a test deployment's
+# few thousand keys; it blocks Redis for the time it runs.
+_SNAPSHOT_LUA = """
+local time = redis.call('TIME')
+local out = { time[1], time[2] }
+for _, name in ipairs(redis.call('KEYS', 'mm:*')) do
+  local kind = redis.call('TYPE', name)['ok']
+  local data = {}
+  if kind == 'hash' then data = redis.call('HGETALL', name)
+  elseif kind == 'zset' then data = redis.call('ZRANGE', name, 0, -1, 'WITHSCORES')
+  elseif kind == 'set' then data = redis.call('SMEMBERS', name)
+  elseif kind == 'string' then data = { redis.call('GET', name) }
+  end
+  out[#out + 1] = name
+  out[#out + 1] = kind
+  out[#out + 1] = redis.call('PTTL', name)
+  out[#out + 1] = data
+end
+return out
+"""
+
+
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+def _scored(flat: list) -> list[tuple[str, float]]:
+    return [(member, float(score)) for member, score in zip(flat[0::2], flat[1::2])]
+
+
 def snapshot(client: redis.Redis) -> Snapshot:
-    """Everything under mm:, read while nothing moves (traffic stopped, system settled)."""
-    seconds, micros = client.time()
+    """Everything under mm:, as of one instant (see _SNAPSHOT_LUA)."""
+    reply = client.eval(_SNAPSHOT_LUA, 0)
+    seconds, micros = int(reply[0]), int(reply[1])
     snap = Snapshot(now_ms=seconds * 1000 + micros // 1000)
-    names = list(client.scan_iter("mm:*", count=1000))
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.type(name)
-    types = dict(zip(names, pipe.execute()))
-    pipe = client.pipeline(transaction=False)
-    kinds = []
-    for name in names:
-        if types[name] == "hash" and name.startswith("mm:t:"):
-            kinds.append(("ticket", name))
-            pipe.hgetall(name)
-            pipe.ttl(name)
-        elif types[name] == "hash" and name.startswith("mm:tq:"):
-            kinds.append(("queued", name))
-            pipe.hgetall(name)
-        elif types[name] == "hash" and name.startswith("mm:pl:"):
-            kinds.append(("players", name))
-            pipe.hgetall(name)
-        elif types[name] == "hash" and name.startswith("mm:s:"):
-            kinds.append(("session", name))
-            pipe.hgetall(name)
-        elif types[name] == "zset" and name.startswith("mm:q:"):
-            kinds.append(("queue", name))
-            pipe.zrange(name, 0, -1, withscores=True)
-        elif types[name] == "hash" and name.startswith("mm:sv:"):
-            kinds.append(("server", name))
-            pipe.hgetall(name)
-        elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")) and types[name] != "none":
-            kinds.append(("odd", name))
-            pipe.type(name)
-    replies = iter(pipe.execute())
     queued: list[tuple[str, str, str]] = []
-    for kind, name in kinds:
-        if kind == "queued":
-            queued.extend((name, tid, record) for tid, record in next(replies).items())
-        elif kind == "players":
-            for player, tid in next(replies).items():
+    singles = {"mm:acc", "mm:alloc", "mm:asg", "mm:sv:free", "mm:sv:busy", "mm:n", "mm:cl", "mm:cs"}
+    found: dict[str, object] = {}
+    for i in range(2, len(reply), 4):
+        name, kind, pttl, data = reply[i], reply[i + 1], int(reply[i + 2]), reply[i + 3]
+        if name in singles:
+            found[name] = data
+        elif kind == "hash" and name.startswith("mm:t:"):
+            snap.tickets[name[5:]] = _pairs(data)
+            snap.ttls[name[5:]] = pttl
+        elif kind == "hash" and name.startswith("mm:tq:"):
+            queued.extend((name, tid, record) for tid, record in _pairs(data).items())
+        elif kind == "hash" and name.startswith("mm:pl:"):
+            for player, tid in _pairs(data).items():
                 snap.players[player] = tid
                 if keys.players(player) != name:
                     snap.misplaced[player] = f"player index entry in {name}, looked up in {keys.players(player)}"
-        elif kind == "ticket":
-            snap.tickets[name[5:]] = next(replies)
-            snap.ttls[name[5:]] = next(replies)
-        elif kind == "session":
-            snap.sessions[name[5:]] = next(replies)
-        elif kind == "queue":
-            snap.queues[name] = next(replies)
-        elif kind == "server":
-            snap.servers[name[6:]] = next(replies)
-        else:
-            snap.odd[name] = next(replies)
+        elif kind == "hash" and name.startswith("mm:s:"):
+            snap.sessions[name[5:]] = _pairs(data)
+        elif kind == "zset" and name.startswith("mm:q:"):
+            snap.queues[name] = _scored(data)
+        elif kind == "hash" and name.startswith("mm:sv:"):
+            snap.servers[name[6:]] = _pairs(data)
+        elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")):
+            snap.odd[name] = kind
     # Sessions a claim created and no script loaded yet (lib.lua load_session()).
-    for sid, value in client.hgetall(keys.PENDING_SESSIONS).items():
+    for sid, value in _pairs(found.get(keys.PENDING_SESSIONS, [])).items():
         if sid in snap.sessions:
             snap.misplaced[sid] = f"pending session entry and a {snap.sessions[sid].get('st')} session hash at once"
             continue
@@ -131,15 +139,15 @@ def snapshot(client: redis.Redis) -> Snapshot:
             continue
         snap.tickets[tid] = keys.unpack_queued(record)
         snap.ttls[tid] = -1
-    snap.accepting = dict(client.zrange("mm:acc", 0, -1, withscores=True))
-    snap.allocating = dict(client.zrange("mm:alloc", 0, -1, withscores=True))
-    snap.assigned = set(client.smembers("mm:asg"))
-    snap.free = dict(client.zrange("mm:sv:free", 0, -1, withscores=True))
-    snap.busy = set(client.smembers("mm:sv:busy"))
-    snap.counts = client.hgetall("mm:n")
+    snap.accepting = dict(_scored(found.get("mm:acc", [])))
+    snap.allocating = dict(_scored(found.get("mm:alloc", [])))
+    snap.assigned = set(found.get("mm:asg", []))
+    snap.free = dict(_scored(found.get("mm:sv:free", [])))
+    snap.busy = set(found.get("mm:sv:busy", []))
+    snap.counts = _pairs(found.get("mm:n", []))
     # A claim records its tickets' new state in mm:cl; the next script that loads a ticket
     # applies it (lib.lua load()). Overlay it the same way: these tickets are matched.
-    for tid, pending in client.hgetall("mm:cl").items():
+    for tid, pending in _pairs(found.get(keys.CLAIMED, [])).items():
         t = snap.tickets.get(tid)
         if t is None or t.get("s") != "queued":
             snap.stale_claims[tid] = f"claim entry {pending!r} for a ticket that is {t.get('s') if t else 'gone'}"
@@ -149,12 +157,17 @@ def snapshot(client: redis.Redis) -> Snapshot:
     return snap
 
 
-def stored_status(client: redis.Redis, tid: str) -> str | None:
-    """The ticket's status as Redis holds it (a pending claim not applied: read after a GET)."""
-    status = client.hget(keys.ticket(tid), "s")
-    if status is None and client.hexists(keys.queued_tickets(tid), tid):
-        return "queued"
-    return status
+def stored_status(client: redis.Redis, tid: str) -> tuple[str | None, int]:
+    """The ticket's (status, version) as Redis holds it, read atomically (a pending claim not
+    applied: call it after a GET, which applies it)."""
+    reply = client.eval("""
+local t = redis.call('HMGET', KEYS[1], 's', 'v')
+if t[1] then return t end
+local record = redis.call('HGET', KEYS[2], ARGV[1])
+if not record then return {} end
+return { 'queued', string.match(record, '^[^|]*|[^|]*|[^|]*|([^|]*)') }
+""", 2, keys.ticket(tid), keys.queued_tickets(tid), tid)
+    return (reply[0], int(reply[1])) if reply else (None, 0)
 
 
 def split(text: str | None, separators: str = ",") -> list[str]:
@@ -402,7 +415,7 @@ class Checker:
         read = 0
         for tid, record in self._ledger.records.items():
             answer = call(url, "GET", f"/v1/tickets/{tid}", token=record.token, timeout=10)
-            stored = stored_status(self._client, tid)
+            stored, version = stored_status(self._client, tid)
             if answer.status == 404 and stored is None:
                 continue
             if answer.status != 200:
@@ -410,8 +423,11 @@ class Checker:
                 continue
             read += 1
             view = answer.body
-            if view.get("status") != stored:
-                self._bad("api", tid, f"GET says {view.get('status')}, Redis says {stored}")
+            # Replicas may still be ticking: a ticket that changed after the GET (a higher
+            # version in Redis) moved on, it does not contradict the answer.
+            if view.get("status") != stored and version <= view.get("version", 0):
+                self._bad("api", tid, f"GET says {view.get('status')} (version {view.get('version')}), "
+                                      f"Redis says {stored} (version {version})")
             if view.get("status") in TERMINAL and not view.get("reason"):
                 self._bad("reason", tid, f"GET: {view.get('status')} without a reason")
             if view.get("status") in ("assigned", "finished") and not view.get("assignment"):
