@@ -228,10 +228,11 @@ local function publish(ids)
   if #ids > 0 then redis.call('PUBLISH', EVENTS, table.concat(ids, ',')) end
 end
 
--- The ticket as a flat list for the Python side (call it on a ticket already load()ed): the ticket's own fields (never the token
+-- The ticket as a flat list for the Python side (call it on a ticket already load()ed;
+-- `loaded`, optional, is that table when the script changed nothing the view shows since): the ticket's own fields (never the token
 -- hash), then the session's or the match's fields the view shows, prefixed with '@'.
-local function view(id)
-  local t = hgetall(tkey(id))
+local function view(id, loaded)
+  local t = loaded or hgetall(tkey(id))
   if t.s == nil then
     local rec = redis.call('HGET', tqkey(id), id)
     if not rec then return { 'notfound' } end

@@ -10,4 +10,4 @@ elseif t.s == 'matched' then
   -- Kept for the way back to the queue should the session fail (see requeue).
   redis.call('HSET', tkey(id), 'd', deadline)
 end
-return view(id)
+return view(id, t)  -- unchanged but for 'd', which the view leaves out
