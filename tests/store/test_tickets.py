@@ -121,3 +121,19 @@ def test_separator_characters_are_refused(make_store):
         with pytest.raises(Conflict):
             new_ticket(store, player, mode="squad", party=party, region=region)
     new_ticket(store, "a", mode="squad", party=["b"], region="eu")
+
+
+def test_long_player_ids_and_parties_overflow_a_bucket_and_still_work(make_store, redis_client):
+    # A record over 64 bytes turns its bucket into a hashtable (memory only): same behaviour.
+    store = make_store({"team": ModeConfig("team", team_size=5, teams=2, accept_timeout_s=5)})
+    long_ids = [f"{'x' * 60}-{n:03d}" for n in range(5)]
+    ticket_id, token = new_ticket(store, long_ids[0], mode="team", mmr=1234.56789, party=long_ids[1:])
+    assert redis_client.object("encoding", keys.queued_tickets(ticket_id)) == "hashtable"
+    view = store.read_ticket(ticket_id, token)
+    assert view["status"] == "queued" and view["party"] == long_ids[1:] and view["mmr"] == 1234.56789
+    with pytest.raises(PlayerBusy):
+        new_ticket(store, long_ids[3], mode="team")
+    assert store.cancel_ticket(ticket_id, token)["status"] == "cancelled"
+    for player in long_ids:
+        assert redis_client.hget(keys.players(player), player) is None
+    new_ticket(store, long_ids[3], mode="team")
