@@ -115,30 +115,39 @@ class Ticker:
         batches = [[p.teams for p in proposals[start:start + self._batch_size]]
                    for start in range(0, len(proposals), self._batch_size)]
 
-        def claim(batch: list) -> None:
+        def claim(batch: list) -> int:
             results = self._store.claim(name, region, batch, accept_timeout_s)
-            claimed = sum(1 for r in results if r.session_id)
+            return sum(1 for r in results if r.session_id)
+
+        def count(claimed: int, batch: list) -> None:  # in this thread only
             counts["matches_claimed"] += claimed
-            counts["claim_conflicts"] += len(results) - claimed
+            counts["claim_conflicts"] += len(batch) - claimed
 
         if len(batches) == 1:
             if not self._shutdown.is_set():
-                claim(batches[0])
+                count(claim(batches[0]), batches[0])
             return
         # Two claims in flight: while Redis runs one batch's script, the other thread builds
         # the next batch's arguments and parses the last reply (the GIL is free while a thread
         # waits on its socket). Batches are disjoint and each is one atomic script, so their
-        # order in Redis does not matter; the counts are only touched under the GIL.
+        # order in Redis does not matter.
         with ThreadPoolExecutor(max_workers=CLAIMS_IN_FLIGHT, thread_name_prefix="mm-claim") as pool:
-            in_flight: deque[Future] = deque()
-            for batch in batches:
-                if len(in_flight) >= CLAIMS_IN_FLIGHT:
-                    in_flight.popleft().result()
-                if self._shutdown.is_set():
-                    break
-                in_flight.append(pool.submit(claim, batch))
-            for future in in_flight:
-                future.result()
+            in_flight: deque[tuple[Future, list]] = deque()
+            try:
+                for batch in batches:
+                    if len(in_flight) >= CLAIMS_IN_FLIGHT:
+                        future, sent = in_flight.popleft()
+                        count(future.result(), sent)
+                    if self._shutdown.is_set():
+                        break
+                    in_flight.append((pool.submit(claim, batch), batch))
+            finally:
+                # Whatever happens, the batches already sent are waited for and counted.
+                for future, sent in in_flight:
+                    if future.exception() is None:
+                        count(future.result(), sent)
+            for future, _sent in in_flight:
+                future.result()  # raises the first failure, if any
 
     def _allocate(self, counts: dict) -> bool:
         while True:
