@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mmserver.store import keys
 from tests.redis_server import free_port
 
 
@@ -170,3 +171,8 @@ def redis_servers_for(data_dir: Path) -> list[int]:
         if "redis-server" in cmdline and str(data_dir) in cmdline and state != "Z":
             found.append(int(entry))
     return found
+
+
+def ticket_in_redis(client, ticket_id: str) -> bool:
+    """Whether this Redis holds the ticket: as its own hash, or as a queued ticket's record."""
+    return bool(client.exists(keys.ticket(ticket_id)) or client.hexists(keys.queued_tickets(ticket_id), ticket_id))

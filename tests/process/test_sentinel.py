@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.process.harness import MMServer, request
+from tests.process.harness import MMServer, request, ticket_in_redis
 from tests.redis_sentinel import SentinelDeployment, wait_for
 
 CONFIG = """
@@ -100,7 +100,7 @@ def test_mmserver_follows_a_sentinel_failover(tmp_path, deployment):
         # the failover: the subscriber re-subscribed on the new master.
         carol = server.post("/v1/tickets", {"player_id": "carol", "mode": "duel", "mmr": 1510})
         assert carol.status == 201, carol.body
-        assert deployment.replica.client().exists(f"mm:t:{carol.json()['ticket_id']}") == 1
+        assert ticket_in_redis(deployment.replica.client(), carol.json()["ticket_id"])
         poller.join(30)
         assert not poller.is_alive()
         assert "answer" in poll, poll

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from mmserver.redis_client import RedisURLError, connect
-from tests.process.harness import MMServer
+from tests.process.harness import MMServer, ticket_in_redis
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -171,7 +171,7 @@ def test_rediss_url_with_a_ca_file_connects_over_tls_and_serves(tmp_path, tls_re
         assert view.status == 200 and view.json()["player_id"] == "alice", view.body
         # It went through the TLS hop: the plain server holds the ticket, the proxy relayed it.
         plain = server.client(decode_responses=True)
-        assert plain.exists(f"mm:t:{ticket['ticket_id']}") == 1
+        assert ticket_in_redis(plain, ticket["ticket_id"])
         plain.close()
         assert proxy.handshakes_ok >= 2  # at least the store's and the subscriber's connections
         assert proxy.handshakes_failed == 0

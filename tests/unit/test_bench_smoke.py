@@ -76,7 +76,7 @@ def test_memory(tmp_path, tickets):
     row = report["rounds"][0]
     assert row["tickets"] == tickets
     assert row["mmserver_rss_full_mib"] > 0
-    assert 0 < row["ticket_hash_bytes"] < 2000
+    assert 0 < row["ticket_record_bytes"] < 2000
 
 
 def test_profiles(tmp_path):
