@@ -40,6 +40,10 @@ Loading sessions and matches (a match is a session that got a server; same id)
 - `mm:acc` sorted set session -> accept deadline (ms); `mm:alloc` sorted set session ->
   allocation deadline (ms), oldest first; `mm:asg` set of assigned match ids.
 - `mm:n` hash of counters: `m:{mode}` matched tickets, `a:{mode}` assigned tickets.
+- `mm:o` hash of ticket outcome counters, `{mode}:{outcome}` -> tickets that made that
+  transition since the data began (outcomes: TICKET_OUTCOMES). Only ever incremented, by the
+  script that makes the transition, in the same call: fleet-wide, exact, kept across replica
+  restarts. Separate from `mm:n`, whose counters go up and down with the tickets' states.
 
 Dedicated servers
 - `mm:sv:{server_id}` hash: a address, k kind ("s" static, "r" registered), h last heartbeat
@@ -70,6 +74,7 @@ ACCEPTING = "mm:acc"
 ALLOCATING = "mm:alloc"
 ASSIGNED = "mm:asg"
 COUNTS = "mm:n"
+OUTCOMES = "mm:o"
 SERVERS_FREE = "mm:sv:free"
 SERVERS_BUSY = "mm:sv:busy"
 SERVERS_HEARTBEAT = "mm:sv:hb"
@@ -146,3 +151,14 @@ def matched_count(mode: str) -> str:
 def assigned_count(mode: str) -> str:
     """Field of COUNTS."""
     return f"a:{mode}"
+
+
+# What the scripts count in OUTCOMES: created (create), matched (claim), assigned (allocate),
+# finished (finish, and a match ended by a lost server), cancelled (client cancel, decline,
+# missed ready check), expired (ticket TTL).
+TICKET_OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "expired")
+
+
+def outcome_count(mode: str, outcome: str) -> str:
+    """Field of OUTCOMES (mode names hold no ':')."""
+    return f"{mode}:{outcome}"

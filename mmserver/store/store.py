@@ -167,7 +167,11 @@ class Store:
 
     # --- status / health ---
     def stats(self) -> dict:
-        """Counters and cardinalities only: cost grows with modes and regions, not tickets."""
+        """Counters and cardinalities only: cost grows with modes and regions, not tickets.
+
+        {"queues": {mode: {queued, oldest_wait_s, matched, assigned}},
+         "outcomes": {mode: {outcome: tickets}} (keys.TICKET_OUTCOMES, monotonic, fleet-wide),
+         "sessions": {accepting, allocating, assigned}, "servers": {free, busy, stale}}"""
         with _RedisErrors():
             pipe = self._client.pipeline(transaction=False)
             for mode in self._modes:
@@ -178,6 +182,7 @@ class Store:
             pipe.time()
             pipe.hgetall(keys.COUNTS)
             pipe.hgetall(keys.OLDEST)
+            pipe.hgetall(keys.OUTCOMES)
             pipe.zcard(keys.ACCEPTING)
             pipe.zcard(keys.ALLOCATING)
             pipe.scard(keys.ASSIGNED)
@@ -187,11 +192,12 @@ class Store:
                 for region in regions:
                     pipe.zcard(keys.queue(mode, region))
             replies = pipe.execute()
-            (seconds, micros), counts, oldest, accepting, allocating, assigned, busy, free_all = replies[:8]
+            ((seconds, micros), counts, oldest, outcomes, accepting, allocating, assigned, busy,
+             free_all) = replies[:9]
             now_ms = seconds * 1000 + micros // 1000
             healthy_after = now_ms - int(self._servers_config.heartbeat_ttl_s * 1000)
             free = self._client.zcount(keys.SERVERS_FREE, f"({healthy_after}", "+inf")
-        depths = iter(replies[8:])
+        depths = iter(replies[9:])
         result_queues = {}
         for mode, regions in queues.items():
             queued, oldest_ms = 0, None
@@ -209,6 +215,10 @@ class Store:
             }
         return {
             "queues": result_queues,
+            # Fleet-wide totals since the data began (every replica reads the same ones).
+            "outcomes": {mode: {outcome: int(outcomes.get(keys.outcome_count(mode, outcome), 0))
+                                for outcome in keys.TICKET_OUTCOMES}
+                         for mode in self._modes},
             "sessions": {"accepting": accepting, "allocating": allocating, "assigned": assigned},
             "servers": {"free": free, "busy": busy, "stale": free_all - free},
         }

@@ -66,6 +66,7 @@ each_chunk(assigned, function(...) redis.call('SADD', ASSIGNED, ...) end)
 for mode, n in pairs(per_mode) do
   redis.call('HINCRBY', COUNTS, 'm:' .. mode, -n)
   redis.call('HINCRBY', COUNTS, 'a:' .. mode, n)
+  count_outcome(mode, 'assigned', n)
 end
 publish(changed)
 return { #taken, redis.call('ZCARD', ALLOCATING) }

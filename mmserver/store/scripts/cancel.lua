@@ -7,6 +7,7 @@ if t.s == 'cancelled' then return view(id) end
 if t.s == 'queued' then
   redis.call('ZREM', qkey(t.m, t.g or ''), member(id, t))
   make_terminal(id, t, now, 'cancelled', 'cancelled by client', retention)
+  count_outcome(t.m, 'cancelled', 1)
   publish({ id })
   return view(id)
 end

@@ -117,6 +117,8 @@ if nr > 0 then
   chunked('HSET', PENDING_SESSIONS, sessions, ns)
   chunked('ZADD', deadline_key, deadlines, nd)
   redis.call('HINCRBY', COUNTS, 'm:' .. mode, claimed_tickets)
+  -- Counted at claim time: the tickets' hashes are rewritten later, lazily (load()).
+  count_outcome(mode, 'matched', claimed_tickets)
   local changed = {}
   for i = 1, nr do changed[i] = pending[2 * i - 1] end
   publish(changed)

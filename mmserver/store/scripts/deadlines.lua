@@ -21,6 +21,7 @@ for kind, key in ipairs({ ACCEPTING, ALLOCATING }) do
 end
 
 local budget = limit
+local expired = {}  -- mode -> tickets expired (count_outcome once per mode)
 for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
   if budget <= 0 then more = 1; break end
   local due = redis.call('ZRANGEBYSCORE', q, '-inf', int(now), 'LIMIT', 0, budget + 1)
@@ -35,10 +36,12 @@ for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
       make_terminal(id, t, now, 'expired', 'not polled for ' .. ttl_s .. ' s', retention)
       changed[#changed + 1] = id
       counts[3] = counts[3] + 1
+      expired[t.m] = (expired[t.m] or 0) + 1
     end
   end
   budget = budget - math.min(#due, budget)
 end
+for mode, n in pairs(expired) do count_outcome(mode, 'expired', n) end
 
 -- A busy registered server that stopped heartbeating will not report its match over: end
 -- the match so its players are free to queue again.

@@ -12,6 +12,9 @@ local ACCEPTING = 'mm:acc'
 local ALLOCATING = 'mm:alloc'
 local ASSIGNED = 'mm:asg'
 local COUNTS = 'mm:n'
+-- Ticket outcomes, fleet-wide and monotonic: field '{mode}:{outcome}' -> tickets that made
+-- that transition (see count_outcome).
+local OUTCOMES = 'mm:o'
 local FREE = 'mm:sv:free'
 local BUSY = 'mm:sv:busy'
 local EVENTS = 'mm:events'
@@ -142,6 +145,13 @@ local function status_of(id)
   return nil
 end
 
+-- Counted by the script that makes the transition, in the same atomic call: a count is
+-- exactly the tickets that moved, whichever replica moved them, and an idempotent repeat
+-- (which moves nothing) counts nothing. One HINCRBY per mode and outcome a script touches.
+local function count_outcome(mode, outcome, n)
+  if n > 0 then redis.call('HINCRBY', OUTCOMES, mode .. ':' .. outcome, n) end
+end
+
 local function is_live(status)
   return status == 'queued' or status == 'matched' or status == 'assigned'
 end
@@ -204,15 +214,17 @@ local function dissolve(sid, now, culprit, reason, retention)
   redis.call('ZREM', ALLOCATING, sid)
   if s.st ~= 'accepting' and s.st ~= 'allocating' then return changed end
   local timed_out = s.st == 'accepting' and s.dl ~= nil and now >= tonumber(s.dl)
-  local left = 0
+  local left, cancelled = 0, 0
   for _, id in ipairs(session_ticket_ids(s)) do
     local t = load(id)
     if t.s == 'matched' and t.x == sid then
       left = left + 1
       if id == culprit then
         make_terminal(id, t, now, 'cancelled', reason, retention)
+        cancelled = cancelled + 1
       elseif timed_out and t.c ~= '1' then
         make_terminal(id, t, now, 'cancelled', 'ready check timed out', retention)
+        cancelled = cancelled + 1
       else
         requeue(id, t, now)
       end
@@ -220,6 +232,7 @@ local function dissolve(sid, now, culprit, reason, retention)
     end
   end
   redis.call('HINCRBY', COUNTS, 'm:' .. s.md, -left)
+  count_outcome(s.md, 'cancelled', cancelled)
   redis.call('DEL', skey(sid))
   return changed
 end
@@ -283,6 +296,7 @@ local function finish(mid, now, reason, retention)
     end
   end
   redis.call('HINCRBY', COUNTS, 'a:' .. s.md, -#changed)
+  count_outcome(s.md, 'finished', #changed)
   redis.call('HSET', skey(mid), 'st', 'finished', 'fr', reason)
   redis.call('EXPIRE', skey(mid), retention)
   redis.call('SREM', ASSIGNED, mid)
