@@ -6,12 +6,19 @@ what this replica registered.
 
 Three kinds of sources:
 - events pushed by the code that sees them (HTTP requests through a Falcon middleware, ticks,
-  ticket outcomes, shutdown requests): counters and histograms;
-- state pulled at scrape time (`watch`): queue depths, sessions, servers, the subscriber. Store
-  stats cost a Redis round trip, so they are cached for a short while: a burst of scrapes (several
-  Prometheus servers, a dashboard) costs one call, and a Redis that is away costs one timeout per
-  period instead of one per scrape.
+  shutdown requests): counters and histograms of this replica;
+- state pulled at scrape time (`watch`): queue depths, sessions, servers, the subscriber, and the
+  ticket outcome counters `mmserver_tickets_total{mode,outcome}`. Store stats cost a Redis round
+  trip, so they are cached for a short while: a burst of scrapes (several Prometheus servers, a
+  dashboard) costs one call, and a Redis that is away costs one timeout per period instead of one
+  per scrape.
 - the process itself (CPU, memory, open files) from prometheus_client's standard collectors.
+
+Ticket outcomes are counted in Redis by the Lua script that makes each transition (the store's
+`mm:o` hash), so they are fleet-wide: every replica reports the same values, which survive
+replica restarts. Aggregate them across replicas with max (or any one replica), never sum. While
+Redis is away they are left out of the scrape rather than reported as 0 (which would read as a
+counter reset).
 
 Every label takes a bounded set of values: routes are URI templates, methods, outcomes and
 reasons come from fixed lists, anything else is counted as "other".
@@ -81,15 +88,10 @@ class Metrics:
         self._tick_counts = {
             key: Counter(name, doc, registry=self.registry) for key, (name, doc) in TICK_COUNTS.items()
         }
-        self._tickets = Counter(
-            "mmserver_tickets", "Ticket transitions seen by this replica, by outcome",
-            ["outcome"], registry=self.registry)
         self._shutdowns = Counter(
             "mmserver_shutdowns", "Stop requests, by kind of reason", ["reason"], registry=self.registry)
         # Every fixed label value exists from the start, at 0, so rate() and absent() behave
         # before the first event.
-        for outcome in TICKET_OUTCOMES:
-            self._tickets.labels(outcome=outcome)
         for reason in SHUTDOWN_REASONS:
             self._shutdowns.labels(reason=reason)
         self._watch: StateCollector | None = None
@@ -133,11 +135,6 @@ class Metrics:
 
         return run
 
-    def ticket_outcome(self, outcome: str, count: int = 1) -> None:
-        """Count `count` tickets reaching `outcome` (a claimed match moves several at once)."""
-        if count > 0:
-            self._tickets.labels(outcome=_bounded(outcome, TICKET_OUTCOMES, "ticket outcome")).inc(count)
-
     def shutdown_requested(self, reason_kind: str) -> None:
         self._shutdowns.labels(reason=_bounded(reason_kind, SHUTDOWN_REASONS, "shutdown reason")).inc()
 
@@ -145,7 +142,8 @@ class Metrics:
 
     def watch(self, *, stats: Callable[[], dict], subscriber_status: Callable[[], dict],
               stats_max_age_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        """Report store stats and the subscriber's status at every scrape (once per replica)."""
+        """Report store stats (state gauges and the fleet-wide ticket outcome counters) and the
+        subscriber's status at every scrape (once per replica)."""
         if self._watch is not None:
             raise RuntimeError("watch() was already called on this Metrics")
         if stats_max_age_s < 0:
@@ -210,7 +208,7 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._read_stats()
-        queues, oldest, sessions, servers, connected, reconnects, redis_up = self._families()
+        queues, oldest, tickets, sessions, servers, connected, reconnects, redis_up = self._families()
         redis_up.add_metric([], 1.0 if stats is not None else 0.0)
         if stats is not None:
             for mode, queue in sorted(_mapping(stats.get("queues")).items()):
@@ -219,13 +217,17 @@ class StateCollector(Collector):
                     queues.add_metric([str(mode), state], _number(queue.get(state)))
                 # An empty queue has no oldest ticket: 0 keeps "oldest wait > N" alerts simple.
                 oldest.add_metric([str(mode)], _number(queue.get("oldest_wait_s")))
+            for mode, outcomes in sorted(_mapping(stats.get("outcomes")).items()):
+                outcomes = _mapping(outcomes)
+                for outcome in TICKET_OUTCOMES:
+                    tickets.add_metric([str(mode), outcome], _number(outcomes.get(outcome)))
             session_counts = _mapping(stats.get("sessions"))
             for state in SESSION_STATES:
                 sessions.add_metric([state], _number(session_counts.get(state)))
             server_counts = _mapping(stats.get("servers"))
             for state in SERVER_STATES:
                 servers.add_metric([state], _number(server_counts.get(state)))
-            yield from (queues, oldest, sessions, servers)
+            yield from (queues, oldest, tickets, sessions, servers)
         status = self._read_subscriber()
         if status is not None:
             connected.add_metric([], 1.0 if status.get("connected") else 0.0)
@@ -262,6 +264,10 @@ class StateCollector(Collector):
             GaugeMetricFamily("mmserver_queue_oldest_wait_seconds",
                               "Wait of the oldest queued ticket of each mode (0: queue empty)",
                               labels=["mode"]),
+            CounterMetricFamily("mmserver_tickets",
+                                "Tickets that reached each outcome, fleet-wide (read from Redis: "
+                                "every replica reports the same value)",
+                                labels=["mode", "outcome"]),
             GaugeMetricFamily("mmserver_sessions", "Loading sessions, by state", labels=["state"]),
             GaugeMetricFamily("mmserver_servers", "Dedicated servers, by state", labels=["state"]),
             GaugeMetricFamily("mmserver_subscriber_connected",

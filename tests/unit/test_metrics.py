@@ -18,9 +18,15 @@ FULL_STATS = {
         "duel": {"queued": 3, "oldest_wait_s": 12.5, "matched": 2, "assigned": 4},
         "squad": {"queued": 0, "oldest_wait_s": None, "matched": 0, "assigned": 8},
     },
+    "outcomes": {
+        "duel": {"created": 40, "matched": 30, "assigned": 24, "finished": 20, "cancelled": 5,
+                 "expired": 3},
+        "squad": {"created": 8, "matched": 8, "assigned": 8},
+    },
     "sessions": {"accepting": 1, "allocating": 2, "assigned": 5},
     "servers": {"free": 6, "busy": 3, "stale": 1},
 }
+OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "expired")
 SUBSCRIBER = {"alive": True, "connected": True, "reconnect_attempts": 0, "reconnects_total": 4,
               "last_error": None}
 
@@ -106,35 +112,33 @@ def test_unknown_methods_share_one_label_value():
 def test_own_registry_never_the_global_one():
     first, second = Metrics(), Metrics()  # a second instance would collide in a shared registry
     assert first.registry is not REGISTRY and first.registry is not second.registry
-    first.ticket_outcome("created")
-    assert value(first, "mmserver_tickets_total", outcome="created") == 1
-    assert value(second, "mmserver_tickets_total", outcome="created") == 0
-    assert REGISTRY.get_sample_value("mmserver_tickets_total", {"outcome": "created"}) is None
+    first.shutdown_requested("admin")
+    assert value(first, "mmserver_shutdowns_total", reason="admin") == 1
+    assert value(second, "mmserver_shutdowns_total", reason="admin") == 0
+    assert REGISTRY.get_sample_value("mmserver_shutdowns_total", {"reason": "admin"}) is None
 
 
 # --- pushed events ---
 
-def test_ticket_outcomes_and_shutdown_reasons_start_at_zero_and_stay_bounded():
+def test_shutdown_reasons_start_at_zero_and_stay_bounded():
     metrics = Metrics()
-    for outcome in ("created", "created", "matched", "expired"):
-        metrics.ticket_outcome(outcome)
-    metrics.ticket_outcome("teleported")
-    metrics.ticket_outcome("assigned", 4)  # one match of four tickets
-    metrics.ticket_outcome("cancelled", 0)
     metrics.shutdown_requested("admin")
     metrics.shutdown_requested("because I said so")
 
-    assert value(metrics, "mmserver_tickets_total", outcome="created") == 2
-    assert value(metrics, "mmserver_tickets_total", outcome="matched") == 1
-    assert value(metrics, "mmserver_tickets_total", outcome="expired") == 1
-    assert value(metrics, "mmserver_tickets_total", outcome="assigned") == 4
-    assert value(metrics, "mmserver_tickets_total", outcome="cancelled") == 0
-    assert value(metrics, "mmserver_tickets_total", outcome="finished") == 0
-    assert value(metrics, "mmserver_tickets_total", outcome="other") == 1
     assert value(metrics, "mmserver_shutdowns_total", reason="admin") == 1
     assert value(metrics, "mmserver_shutdowns_total", reason="signal") == 0
     assert value(metrics, "mmserver_shutdowns_total", reason="other") == 1
-    assert value(metrics, "mmserver_tickets_total", outcome="teleported") is None
+    assert value(metrics, "mmserver_shutdowns_total", reason="because I said so") is None
+
+
+def test_no_per_replica_ticket_counter():
+    """Ticket outcomes have one source, the fleet-wide counts in Redis (see watch): a replica
+    that cannot read them exposes no ticket counter at all, rather than a 0 that lies."""
+    metrics = Metrics()
+    assert not hasattr(metrics, "ticket_outcome")
+    assert not {name for (name, _) in samples(metrics)} & {"mmserver_tickets_total", "mmserver_tickets_created"}
+    metrics.watch(stats=CountingStats(ConnectionError("Redis is away")), subscriber_status=dict)
+    assert not {name for (name, _) in samples(metrics) if name.startswith("mmserver_tickets")}
 
 
 def test_observe_tick_with_partial_and_empty_results():
@@ -207,6 +211,26 @@ def test_watch_reports_store_and_subscriber_state():
     assert get("mmserver_subscriber_connected") == 1
     assert get("mmserver_subscriber_reconnects_total") == 4
     assert get("mmserver_redis_up") == 1
+    for outcome in OUTCOMES:
+        assert get("mmserver_tickets_total", mode="duel", outcome=outcome) == \
+            FULL_STATS["outcomes"]["duel"][outcome]
+    # An outcome absent from the stats reads 0, never missing: rate() works from the start.
+    assert get("mmserver_tickets_total", mode="squad", outcome="assigned") == 8
+    assert get("mmserver_tickets_total", mode="squad", outcome="expired") == 0
+
+
+def test_ticket_outcomes_are_one_counter_family_with_bounded_labels():
+    metrics = Metrics()
+    stats = {"outcomes": {"duel": {"created": 2, "teleported": 7, "cancelled": "many"}}}
+    metrics.watch(stats=lambda: stats, subscriber_status=dict)
+    data, _ = metrics.render()
+    families = {f.name: f for f in text_string_to_metric_families(data.decode("utf-8"))}
+    family = families["mmserver_tickets"]
+    assert family.type == "counter"
+    assert "fleet-wide" in family.documentation
+    found = {(s.labels["mode"], s.labels["outcome"]): s.value for s in family.samples
+             if s.name == "mmserver_tickets_total"}
+    assert found == {("duel", outcome): (2 if outcome == "created" else 0) for outcome in OUTCOMES}
 
 
 def test_watch_tolerates_missing_keys():
@@ -272,7 +296,7 @@ def test_failing_stats_reports_redis_down_without_raising():
     assert found[("mmserver_subscriber_connected", ())] == 0
     assert found[("mmserver_subscriber_reconnects_total", ())] == 4
     state_names = {"mmserver_queue_tickets", "mmserver_queue_oldest_wait_seconds",
-                   "mmserver_sessions", "mmserver_servers"}
+                   "mmserver_sessions", "mmserver_servers", "mmserver_tickets_total"}
     assert not state_names & {name for (name, _) in found}
 
     stats.answer = FULL_STATS  # Redis back: the next scrape (max age 0) sees it
@@ -311,11 +335,10 @@ def test_watch_only_once():
 def test_served_on_the_control_plane_metrics_route():
     metrics = Metrics()
     metrics.watch(stats=lambda: FULL_STATS, subscriber_status=lambda: SUBSCRIBER)
-    metrics.ticket_outcome("assigned")
     client = falcon.testing.TestClient(create_admin_app(RecordingControl(), token=TOKEN, metrics=metrics.render))
     result = client.simulate_get("/metrics")  # no token: scrapers carry none
     assert result.status_code == 200
     assert result.headers["content-type"].startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(result.text)}
     assert {"mmserver_tickets", "mmserver_redis_up", "mmserver_queue_tickets"} <= names
-    assert 'mmserver_tickets_total{outcome="assigned"} 1.0' in result.text
+    assert 'mmserver_tickets_total{mode="duel",outcome="assigned"} 24.0' in result.text
