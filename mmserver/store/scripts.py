@@ -74,9 +74,18 @@ class Scripts:
         connection = pool.get_connection()
         try:
             # Both calls disconnect the connection on a socket error (the pool then reconnects
-            # it); an error reply (NOSCRIPT, a script error) leaves it usable.
+            # it); an error reply (NOSCRIPT, a script error) was read whole and leaves it usable.
             connection.send_command("EVALSHA", sha, 0, *args)
             return connection.read_response()
+        except redis.exceptions.ResponseError:
+            raise
+        except BaseException:
+            # Anything else may leave the reply unread (an exception arriving between the send
+            # and the read): the next caller would read this call's reply, since no pool looks
+            # for unread data at checkout under redis-py 8's defaults (RESP3, maintenance
+            # notifications "auto"). Drop the socket; the pool reconnects it.
+            connection.disconnect()
+            raise
         finally:
             pool.release(connection)
 

@@ -1,0 +1,74 @@
+"""Scripts call EVALSHA straight through a pooled connection (scripts.py). A connection goes
+back to the pool only once its reply has been read: with redis-py 8's defaults (RESP3,
+maintenance notifications "auto") neither redis-py's pool nor mmserver's lean pool looks for
+unread data at checkout, so the next caller would read the previous call's reply."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import redis
+
+from mmserver.redis_client import connect
+from mmserver.store.scripts import Scripts
+
+
+class _Interrupted(BaseException):
+    """Stands for an asynchronous exception (KeyboardInterrupt, SystemExit from a signal
+    handler) arriving between sending a command and reading its reply."""
+
+
+def _interrupt_next_reply_read():
+    """Raise _Interrupted as the next Connection.read_response is entered, before its body
+    runs: the command is on the wire, its reply unread."""
+    target = redis.connection.Connection.read_response.__code__
+
+    def trace(frame, event, arg):
+        if event == "call" and frame.f_code is target:
+            sys.settrace(None)
+            raise _Interrupted()
+        return None
+
+    sys.settrace(trace)
+
+
+def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_caller(redis_server, redis_client):
+    client = connect(redis_server.url)
+    try:
+        redis_client.set("k:first", "first")
+        redis_client.set("k:second", "second")
+        scripts = Scripts(client)
+        scripts._sources["replica_list"] = "return redis.call('GET', ARGV[1])"
+        scripts._sha("replica_list")
+        assert scripts._pool is not None  # the direct path is the one under test
+        _interrupt_next_reply_read()
+        try:
+            with pytest.raises(_Interrupted):
+                scripts.call("replica_list", ["k:first"])
+        finally:
+            sys.settrace(None)
+        # At once (well within the pool's idle check interval), on the same pooled connection.
+        assert scripts.call("replica_list", ["k:second"]) == "second"
+        assert scripts.call("replica_list", ["k:first"]) == "first"
+    finally:
+        client.close()
+
+
+def test_an_error_reply_keeps_the_connection(redis_server, redis_client):
+    client = connect(redis_server.url)
+    try:
+        scripts = Scripts(client)
+        scripts._sources["replica_list"] = "return redis.error_reply('ERR nope ' .. ARGV[1])"
+        scripts._sha("replica_list")
+        with pytest.raises(redis.ResponseError, match="nope 1"):
+            scripts.call("replica_list", ["1"])
+        connection = client.connection_pool.get_connection()
+        try:
+            # The whole error reply was read: the connection is still the same open socket.
+            assert connection._sock is not None
+        finally:
+            client.connection_pool.release(connection)
+        with pytest.raises(redis.ResponseError, match="nope 2"):
+            scripts.call("replica_list", ["2"])
+    finally:
+        client.close()
