@@ -182,8 +182,12 @@ class LeanConnectionPool(redis.ConnectionPool):
 
     def _check(self, connection: redis.Connection) -> None:
         # redis-py's own check (ConnectionPool.get_connection): data waiting on an idle
-        # connection, or EOF, means it cannot be used as it is.
-        dirty_matters = self.cache is None and not self.maint_notifications_enabled()
+        # connection, or EOF, means it cannot be used as it is. Unlike redis-py, data counts
+        # even when maintenance notifications are on: redis-py 8's default ("auto", with
+        # RESP3) reports them on for every server, which would make the check blind to a
+        # reply left unread (the next command would read it as its own). A push notification
+        # waiting on an idle connection only costs a reconnect here.
+        dirty_matters = self.cache is None
         try:
             if connection.can_read() and dirty_matters:
                 raise redis.ConnectionError("Connection has data")
