@@ -5,6 +5,8 @@ unread data at checkout, so the next caller would read the previous call's reply
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 import pytest
 import redis
@@ -72,3 +74,60 @@ def test_an_error_reply_keeps_the_connection(redis_server, redis_client):
             scripts.call("replica_list", ["2"])
     finally:
         client.close()
+
+
+def test_replies_never_cross_when_calls_time_out_on_a_busy_or_frozen_server(tmp_path):
+    # Calls that time out mid-reply (a long script from another client holds Redis past the
+    # socket timeout; a frozen server) leave replies on their sockets: none may reach a
+    # later call.
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis", appendonly=False).start()
+    client = connect(server.url, socket_timeout=0.2)
+    admin = server.client()
+    stop = threading.Event()
+    crossed, answered, failed = [], [0], [0]
+
+    def work(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            arg = f"{worker}:{n}"
+            try:
+                reply = scripts.call("replica_list", [arg])
+            except redis.ConnectionError:
+                failed[0] += 1
+                continue
+            answered[0] += 1
+            if reply != arg:
+                crossed.append((arg, reply))
+
+    try:
+        scripts = Scripts(client)
+        scripts._sources["replica_list"] = "return ARGV[1]"
+        threads = [threading.Thread(target=work, args=(i,), name=f"caller-{i}") for i in range(4)]
+        for thread in threads:
+            thread.start()
+        busy = ("local function us() local t = redis.call('TIME') return t[1] * 1e6 + t[2] end "
+                "local s = us() while us() - s < 300000 do end return 1")
+        for _ in range(2):
+            time.sleep(0.1)
+            admin.eval(busy, 0)
+            time.sleep(0.1)
+            server.freeze()
+            time.sleep(0.3)
+            server.resume()
+        time.sleep(0.2)
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        assert failed[0] > 0  # the timeouts did happen
+        assert answered[0] > 0
+        assert crossed == []
+        assert scripts.call("replica_list", ["last"]) == "last"
+    finally:
+        stop.set()
+        server.resume()
+        admin.close()
+        client.close()
+        server.stop()
