@@ -93,6 +93,9 @@ class SystemdNotifier:
             try:
                 if self._socket is None:
                     self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    # A receiver that stops reading must not block the main thread (the
+                    # stop sequence sends STOPPING=1): a full queue drops the message instead.
+                    self._socket.setblocking(False)
                 self._socket.sendto(payload, self._address)
             except OSError as error:
                 log = logger.debug if self._warned else logger.warning

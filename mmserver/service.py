@@ -54,6 +54,7 @@ PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
 REPLICA_TTL_S = 10.0
 # Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
 WATCHDOG_GRACE_S = 3.0
+HTTP_DRAIN_RESERVE_S = 2.0
 
 
 class LateBoundApp:
@@ -243,7 +244,11 @@ class Service:
             time.sleep(config.drain_delay_s)
         steps = StopSequence(deadline)
         if self._http_started:
-            steps.run("http", lambda: self._drain_http(deadline))
+            # Requests in flight may use the deadline but for a reserve, so that a drain cut
+            # at its deadline still leaves the later steps (scheduler, subscriber, replica
+            # record, Sentry) their turn.
+            reserve = min(HTTP_DRAIN_RESERVE_S, config.shutdown_timeout_s / 4)
+            steps.run("http", lambda: self._drain_http(deadline - reserve))
         if self._scheduler:
             steps.run("scheduler", lambda: self._scheduler.stop(steps.remaining()))
         if self._subscriber:
@@ -289,10 +294,18 @@ class Service:
     def _start_exit_watchdog(self, at: float, status: int) -> None:
         def watchdog() -> None:
             time.sleep(max(0.0, at - time.monotonic()))
-            _last_words(f"mmserver: stop sequence overran its deadline; exiting with status {status}")
-            os._exit(status)
+            self._hard_exit(status, f"mmserver: stop sequence overran its deadline; exiting with status {status}")
 
         threading.Thread(target=watchdog, name="exit-watchdog", daemon=True).start()
+
+    def _hard_exit(self, status: int, line: str) -> None:
+        """Exit now, after at most half a second for the log queue (which says why)."""
+        _last_words(line)
+        if self._logs:
+            flusher = threading.Thread(target=self._logs.stop, name="log-drain", daemon=True)
+            flusher.start()
+            flusher.join(0.5)
+        os._exit(status)
 
     def _start_force_exit_listener(self) -> None:
         """A second SIGTERM/SIGINT during the stop sequence means: stop now, status 1."""
@@ -302,13 +315,8 @@ class Service:
                 item = self._signals.get()
                 if item is None:
                     continue
-                _last_words(f"mmserver: {signal.Signals(item).name} during the stop sequence: "
-                            f"forced exit with status {EXIT_RESTART}")
-                if self._logs:
-                    flusher = threading.Thread(target=self._logs.stop, daemon=True)
-                    flusher.start()
-                    flusher.join(0.5)
-                os._exit(EXIT_RESTART)
+                self._hard_exit(EXIT_RESTART, f"mmserver: {signal.Signals(item).name} during the stop "
+                                              f"sequence: forced exit with status {EXIT_RESTART}")
 
         threading.Thread(target=listen, name="force-exit", daemon=True).start()
 
