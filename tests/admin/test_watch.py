@@ -119,11 +119,18 @@ def test_unreachable_shows_the_error_each_refresh_and_exits_1(tmp_path):
     assert "\x1b" not in result.stdout and "Traceback" not in result.stdout + result.stderr
 
 
+def as_from_a_terminal() -> None:
+    """A command started in the background by a non-interactive shell (as CI runs the suite)
+    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler; an
+    operator's Ctrl-C reaches a process whose SIGINT is at its default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_keeps_retrying_until_the_service_answers(tmp_path):
     port = free_port()
     watcher = subprocess.Popen(MMADMIN + ["--url", f"http://127.0.0.1:{port}", "watch", "--interval", "0.1"],
                                cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=as_from_a_terminal)
     httpd = None
     try:
         assert watcher.stdout.readline().startswith(HEADER)
@@ -171,7 +178,7 @@ def test_ctrl_c_exits_0(tmp_path):
     with AdminServer(RecordingControl(status=fleet_status(time.time()))) as server:
         watcher = subprocess.Popen(MMADMIN + ["--url", server.url, "watch", "--interval", "0.1"],
                                    cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+                                   stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
         try:
             assert watcher.stdout.readline().startswith(HEADER)  # running, between refreshes
             watcher.send_signal(signal.SIGINT)
