@@ -1,20 +1,20 @@
-"""/metrics served from a real prometheus_client registry."""
+"""/metrics served from the replica's real prometheus_client registry."""
 from __future__ import annotations
 
 import falcon.testing
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import Gauge
 
 from mmserver_admin.app import create_admin_app
-from mmserver_admin.metrics import prometheus_exposition
+from mmserver.metrics import Metrics
 from tests.admin.controls import TOKEN, RecordingControl
 
 
 def test_metrics_from_a_registry_without_token():
-    registry = CollectorRegistry()
-    queued = Gauge("mm_tickets_queued", "Tickets waiting in a queue", ["mode"], registry=registry)
+    metrics = Metrics()
+    queued = Gauge("mm_tickets_queued", "Tickets waiting in a queue", ["mode"], registry=metrics.registry)
     queued.labels(mode="duel").set(4)
     client = falcon.testing.TestClient(
-        create_admin_app(RecordingControl(), token=TOKEN, metrics=prometheus_exposition(registry)))
+        create_admin_app(RecordingControl(), token=TOKEN, metrics=metrics.render))
     result = client.simulate_get("/metrics")
     assert result.status_code == 200
     assert result.headers["content-type"].startswith("text/plain")
