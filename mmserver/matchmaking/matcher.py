@@ -66,6 +66,7 @@ def _duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     for p in pool.anchors:
         if taken[p]:
             continue
+        # window(rules, waited), inlined: this loop runs once per queued ticket.
         waited = now - enqueued[p]
         w = base + growth * waited if waited > 0 else base
         if w > cap:
@@ -105,6 +106,7 @@ def _solos(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     for p in pool.anchors:
         if taken[p]:
             continue
+        # window(rules, waited), inlined: this loop runs once per queued ticket.
         waited = now - enqueued[p]
         w = base + growth * waited if waited > 0 else base
         if w > cap:
@@ -175,6 +177,7 @@ def _parties(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     for p in pool.anchors:
         if taken[p]:
             continue
+        # window(rules, waited), inlined: this loop runs once per queued ticket.
         waited = now - enqueued[p]
         w = base + growth * waited if waited > 0 else base
         if w > cap:
