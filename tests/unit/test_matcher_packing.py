@@ -8,20 +8,9 @@ from hypothesis import strategies as st
 
 from mmserver.matchmaking.packing import find_composition, pack
 from mmserver.matchmaking.teams import balance
+from tests.unit.test_matcher import packs  # the brute-force reference
 
 FAST = settings(max_examples=200, deadline=None)
-
-
-def packs(sizes: list[int], team_size: int, teams: int) -> bool:
-    if sum(sizes) != team_size * teams:
-        return False
-    for assignment in itertools.product(range(teams), repeat=len(sizes)):
-        totals = [0] * teams
-        for size, team in zip(sizes, assignment):
-            totals[team] += size
-        if all(total == team_size for total in totals):
-            return True
-    return False
 
 
 shapes = st.sampled_from([(1, 2), (1, 3), (2, 2), (2, 3), (3, 2), (4, 2), (5, 2)])
