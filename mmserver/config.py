@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import re
 import tomllib
 import urllib.parse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -21,6 +23,16 @@ ENV_PREFIX = "MMSERVER_"
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEMO_ACCEPT_TIMEOUT_S = 60.0
+# With no server token configured and a loopback public listener, the dedicated-server
+# endpoints take this one, so the README's walk-through works on a plain `make run`.
+DEMO_SERVER_TOKEN = "demo-server-token"
+# Secrets left as shipped in an example file: refused at start wherever a secret is read.
+PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "replace-me", "replace_me", "replaceme",
+                     "placeholder", "your-secret", "your_secret")
+MIN_SECRET_CHARS = 16
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+TRUSTABLE_CLAIMS = ("mmr", "region")
 
 
 class ConfigError(ValueError):
@@ -57,6 +69,7 @@ class ModeConfig:
     mmr_window_growth_per_s: float = 20.0
     mmr_window_max: float = 1000.0
     ticket_ttl_s: float = 300.0
+    max_match_s: float = 14400.0  # an assigned match older than this is finished ("max duration")
 
     @property
     def players_per_match(self) -> int:
@@ -67,8 +80,37 @@ class ModeConfig:
 class ServersConfig:
     token: str | None = None  # None: the dedicated-server endpoints answer 403
     static: tuple[str, ...] = ()
+    static_regions: Mapping[str, str] = field(default_factory=dict)  # address -> region
     heartbeat_ttl_s: float = 15.0
     allocation_timeout_s: float = 30.0
+    retention_s: float = 3600.0  # a registered server silent this long leaves the registry
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The `[auth]` table: who may create and act on tickets (SPEC "Who may call what")."""
+
+    backend_keys: tuple[str, ...] = ()
+    player_jwt_key: str | None = None        # HS256 secret, or a PEM public key
+    player_jwt_algorithm: str | None = None  # HS256, RS256 or ES256, from the key's kind
+    player_jwt_issuer: str | None = None
+    player_jwt_audience: str | None = None
+    trusted_claims: tuple[str, ...] = ()
+    open: bool = False
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """The `[limits]` table: token buckets per credential (None: not limited)."""
+
+    poll_per_s: float | None = 10.0      # per ticket token or player
+    poll_burst: int = 20
+    create_per_min: float | None = 10.0  # per player
+    create_burst: int = 10
+    backend_per_s: float | None = None   # per backend key
+    backend_burst: int = 100
+    address_per_s: float | None = None   # per client address
+    address_burst: int = 100
 
 
 @dataclass(frozen=True)
@@ -92,9 +134,18 @@ class Config:
     max_longpolls: int = 12
     max_body_bytes: int = 16384
     modes: Mapping[str, ModeConfig] = field(
-        default_factory=lambda: {"duel": ModeConfig(name="duel")}
+        # The built-in demo mode gives a person typing the README's commands time to accept.
+        default_factory=lambda: {"duel": ModeConfig(name="duel", accept_timeout_s=DEMO_ACCEPT_TIMEOUT_S)}
     )
     servers: ServersConfig = field(default_factory=ServersConfig)
+    auth: AuthConfig | None = None  # None: no [auth] table, creation open (loopback only)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    regions: tuple[str, ...] = ()  # [regions] names; empty: any region name is accepted
+
+    @property
+    def open_creation(self) -> bool:
+        """Anyone may create tickets for any player (no [auth], or `open = true`)."""
+        return self.auth is None or self.auth.open
 
     @property
     def embedded_redis(self) -> bool:
@@ -274,6 +325,9 @@ def from_values(values: Mapping[str, Any]) -> Config:
         values.update(load_config_file(config_file))
     config = Config(**values)
     _check(config)
+    if config.servers.token is None and config.listen.is_loopback:
+        config = dataclasses.replace(
+            config, servers=dataclasses.replace(config.servers, token=DEMO_SERVER_TOKEN))
     return config
 
 
@@ -309,6 +363,14 @@ def _check(config: Config) -> None:
         )
     if config.listen == config.admin_listen and config.listen.port != 0:
         raise ConfigError(f"{env_name('listen')} and {env_name('admin_listen')} are the same address")
+    if config.open_creation and not config.listen.is_loopback:
+        why = "[auth] has open = true" if config.auth is not None else "no [auth] table is configured"
+        raise ConfigError(
+            f"{env_name('listen')} {config.listen} is not a loopback address and {why}: anyone could "
+            f"queue any player with any MMR; configure [auth] in {env_name('config')}"
+        )
+    if config.admin_token is not None:
+        _refuse_placeholder(config.admin_token, env_name("admin_token"))
 
 
 # --- the TOML file ---
@@ -368,6 +430,63 @@ def _toml_addresses(where: str, value: Any) -> tuple[str, ...]:
     return tuple(addresses)
 
 
+def _toml_static(where: str, value: Any) -> tuple[tuple[str, str | None], ...]:
+    """Static servers: "host:port" strings or {address = "host:port", region = "..."} tables."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of \"host:port\" strings or {{address, region}} tables")
+    entries = []
+    for item in value:
+        region = None
+        if isinstance(item, dict):
+            unknown = set(item) - {"address", "region"}
+            if unknown or "address" not in item:
+                raise ConfigError(f"{where}: a table entry holds address and optionally region")
+            region = item.get("region")
+            if region is not None and not isinstance(region, str):
+                raise ConfigError(f"{where}: region must be a string")
+            item = item["address"]
+        (address,) = _toml_addresses(where, [item])
+        entries.append((address, region))
+    return tuple(entries)
+
+
+def _toml_string(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 1024:
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return value.strip()
+
+
+def _toml_path(where: str, value: Any) -> Path:
+    return Path(_toml_string(where, value))
+
+
+def _toml_bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false")
+    return value
+
+
+def _toml_secrets(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: expected a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def _toml_claims(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of claim names")
+    for claim in value:
+        if claim not in TRUSTABLE_CLAIMS:
+            raise ConfigError(f"{where}: {claim!r} cannot be trusted from a token "
+                              f"(known: {', '.join(TRUSTABLE_CLAIMS)})")
+    return tuple(dict.fromkeys(value))
+
+
+def _toml_rate(where: str, value: Any) -> float:
+    number = _toml_positive(where, value)
+    return number
+
+
 _MODE_KEYS.update(
     team_size=_toml_int(1),
     teams=_toml_int(2),
@@ -376,13 +495,38 @@ _MODE_KEYS.update(
     mmr_window_growth_per_s=_toml_number,
     mmr_window_max=_toml_number,
     ticket_ttl_s=_toml_positive,
+    max_match_s=_toml_positive,
 )
 _SERVER_KEYS.update(
     token=_toml_token,
-    static=_toml_addresses,
+    token_file=_toml_path,
+    static=_toml_static,
     heartbeat_ttl_s=_toml_positive,
     allocation_timeout_s=_toml_positive,
+    retention_s=_toml_positive,
 )
+_AUTH_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
+    backend_keys=_toml_secrets,
+    backend_keys_file=_toml_path,
+    player_jwt_secret_file=_toml_path,
+    player_jwt_public_key_file=_toml_path,
+    player_jwt_issuer=_toml_string,
+    player_jwt_audience=_toml_string,
+    trusted_claims=_toml_claims,
+    open=_toml_bool,
+)
+_LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
+    poll_per_s=_toml_rate,
+    poll_burst=_toml_int(1),
+    create_per_min=_toml_rate,
+    create_burst=_toml_int(1),
+    backend_per_s=_toml_rate,
+    backend_burst=_toml_int(1),
+    address_per_s=_toml_rate,
+    address_burst=_toml_int(1),
+)
+MAX_REGIONS = 64
+REGION_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MODE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -398,20 +542,33 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return parse_config_document(document, f"{path}")
 
 
+SECTIONS = ("modes", "servers", "regions", "auth", "limits")
+
+
 def parse_config_document(document: Mapping[str, Any], where: str) -> dict[str, Any]:
-    unknown = set(document) - {"modes", "servers"}
+    unknown = set(document) - set(SECTIONS)
     if unknown:
-        raise ConfigError(f"{where}: unknown section {sorted(unknown)[0]!r} (known: modes, servers)")
+        raise ConfigError(f"{where}: unknown section {sorted(unknown)[0]!r} (known: {', '.join(SECTIONS)})")
     result: dict[str, Any] = {}
-    if "modes" in document:
-        modes_table = document["modes"]
-        if not isinstance(modes_table, dict) or not modes_table:
-            raise ConfigError(f"{where}: [modes] must hold at least one [modes.NAME] table")
-        result["modes"] = {
-            name: _parse_mode(name, table, f"{where}: modes.{name}") for name, table in modes_table.items()
-        }
+    modes_table = document.get("modes")
+    if modes_table is None:
+        # A file is a deployment's whole description: no silent fallback to the demo mode.
+        raise ConfigError(f"{where}: configures no mode; add a [modes.NAME] table")
+    if not isinstance(modes_table, dict) or not modes_table:
+        raise ConfigError(f"{where}: [modes] must hold at least one [modes.NAME] table")
+    result["modes"] = {
+        name: _parse_mode(name, table, f"{where}: modes.{name}") for name, table in modes_table.items()
+    }
+    regions: tuple[str, ...] = ()
+    if "regions" in document:
+        regions = _parse_regions(document["regions"], f"{where}: regions")
+        result["regions"] = regions
     if "servers" in document:
-        result["servers"] = _parse_servers(document["servers"], f"{where}: servers")
+        result["servers"] = _parse_servers(document["servers"], f"{where}: servers", regions)
+    if "auth" in document:
+        result["auth"] = _parse_auth(document["auth"], f"{where}: auth")
+    if "limits" in document:
+        result["limits"] = LimitsConfig(**_parse_table(document["limits"], _LIMIT_KEYS, f"{where}: limits"))
     return result
 
 
@@ -437,5 +594,116 @@ def _parse_mode(name: str, table: Any, where: str) -> ModeConfig:
     return mode
 
 
-def _parse_servers(table: Any, where: str) -> ServersConfig:
-    return ServersConfig(**_parse_table(table, _SERVER_KEYS, where))
+def _parse_servers(table: Any, where: str, regions: Sequence[str]) -> ServersConfig:
+    if isinstance(table, dict) and "token" in table and "token_file" in table:
+        raise ConfigError(f"{where}: set token or token_file, not both")
+    values = _parse_table(table, _SERVER_KEYS, where)
+    if "token_file" in values:
+        values["token"] = _read_secret_file(values.pop("token_file"), f"{where}.token_file")
+    if "token" in values:
+        _refuse_placeholder(values["token"], f"{where}.token")
+        _refuse_short(values["token"], f"{where}.token", MIN_SECRET_CHARS)
+    static = values.pop("static", ())
+    addresses, static_regions = [], {}
+    for address, region in static:
+        if region is not None:
+            if region not in regions:
+                raise ConfigError(f"{where}.static: region {region!r} of {address} is not in [regions] names")
+            static_regions[address] = region
+        addresses.append(address)
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(f"{where}.static: an address is listed twice")
+    servers = ServersConfig(static=tuple(addresses), static_regions=static_regions, **values)
+    if servers.retention_s < servers.heartbeat_ttl_s:
+        raise ConfigError(f"{where}: retention_s ({servers.retention_s:g}) is below heartbeat_ttl_s "
+                          f"({servers.heartbeat_ttl_s:g})")
+    return servers
+
+
+def _parse_regions(table: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(table, dict) or set(table) != {"names"}:
+        raise ConfigError(f"{where}: expected one option, names = [\"region\", ...]")
+    names = table["names"]
+    if not isinstance(names, list) or not names or len(names) > MAX_REGIONS:
+        raise ConfigError(f"{where}.names: expected a list of 1 to {MAX_REGIONS} region names")
+    for name in names:
+        if not isinstance(name, str) or not REGION_NAME.fullmatch(name):
+            raise ConfigError(f"{where}.names: a region name is 1-32 letters, digits, '_' or '-', got {name!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.names: a region is listed twice")
+    return tuple(names)
+
+
+def _parse_auth(table: Any, where: str) -> AuthConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    for a, b in (("backend_keys", "backend_keys_file"), ("player_jwt_secret_file", "player_jwt_public_key_file")):
+        if a in table and b in table:
+            raise ConfigError(f"{where}: set {a} or {b}, not both")
+    values = _parse_table(table, _AUTH_KEYS, where)
+    keys: tuple[str, ...] = values.pop("backend_keys", ())
+    if "backend_keys_file" in values:
+        path = values.pop("backend_keys_file")
+        text = _read_secret_file(path, f"{where}.backend_keys_file")
+        keys = tuple(line.strip() for line in text.splitlines()
+                     if line.strip() and not line.strip().startswith("#"))
+        if not keys:
+            raise ConfigError(f"{where}.backend_keys_file: {path} holds no key")
+    for key in keys:
+        _refuse_placeholder(key, f"{where}.backend_keys")
+        _refuse_short(key, f"{where}.backend_keys", MIN_SECRET_CHARS)
+    values["backend_keys"] = keys
+    if "player_jwt_secret_file" in values:
+        field_name = f"{where}.player_jwt_secret_file"
+        secret = _read_secret_file(values.pop("player_jwt_secret_file"), field_name)
+        _refuse_placeholder(secret, field_name)
+        _refuse_short(secret, field_name, MIN_JWT_SECRET_BYTES)
+        values["player_jwt_key"], values["player_jwt_algorithm"] = secret, "HS256"
+    elif "player_jwt_public_key_file" in values:
+        field_name = f"{where}.player_jwt_public_key_file"
+        pem = _read_secret_file(values.pop("player_jwt_public_key_file"), field_name)
+        values["player_jwt_key"], values["player_jwt_algorithm"] = pem, _public_key_algorithm(pem, field_name)
+    auth = AuthConfig(**values)
+    if not auth.open and not auth.backend_keys and auth.player_jwt_key is None:
+        raise ConfigError(f"{where}: names no credential; set backend_keys_file (or backend_keys) "
+                          f"or player_jwt_secret_file (or player_jwt_public_key_file)")
+    if auth.trusted_claims and auth.player_jwt_key is None:
+        raise ConfigError(f"{where}.trusted_claims: needs player JWTs (player_jwt_secret_file or "
+                          f"player_jwt_public_key_file)")
+    return auth
+
+
+def _public_key_algorithm(pem: str, where: str) -> str:
+    # The algorithm follows from the key, never from a token's header (RS/HS confusion).
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    try:
+        key = load_pem_public_key(pem.encode("utf-8"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ConfigError(f"{where}: not a PEM public key") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        return "ES256"
+    raise ConfigError(f"{where}: expected an RSA or P-256 EC public key")
+
+
+def _read_secret_file(path: Path, where: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: cannot read {path}: {_why(error)}") from None
+    if not text:
+        raise ConfigError(f"{where}: {path} is empty")
+    return text
+
+
+def _refuse_placeholder(secret: str, where: str) -> None:
+    folded = secret.lower()
+    if any(mark in folded for mark in PLACEHOLDER_MARKS):
+        raise ConfigError(f"{where}: holds a placeholder left from an example; set a real secret")
+
+
+def _refuse_short(secret: str, where: str, minimum: int) -> None:
+    if len(secret.encode("utf-8")) < minimum:
+        raise ConfigError(f"{where}: a secret must be at least {minimum} characters long")

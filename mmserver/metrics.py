@@ -57,6 +57,7 @@ TICK_COUNTS = {
                             "Ready-check and allocation deadlines handled by this replica's ticks"),
 }
 QUEUE_STATES = ("queued", "matched", "assigned")
+RATE_LIMITS = ("poll", "create", "backend", "address")
 SESSION_STATES = ("accepting", "allocating", "assigned")
 SERVER_STATES = ("free", "busy", "stale")
 UNMATCHED_ROUTE = "unmatched"
@@ -88,6 +89,15 @@ class Metrics:
         self._tick_counts = {
             key: Counter(name, doc, registry=self.registry) for key, (name, doc) in TICK_COUNTS.items()
         }
+        self._rate_limited = Counter(
+            "mmserver_rate_limited", "Requests refused with 429, by limit (poll, create, backend, address)",
+            ["limit"], registry=self.registry)
+        for kind in RATE_LIMITS:
+            self._rate_limited.labels(limit=kind)
+        self._longpolls_early = Counter(
+            "mmserver_longpolls_answered_early",
+            "Long-polls answered at once (with Retry-After) because this replica held its maximum of waiters",
+            registry=self.registry)
         self._shutdowns = Counter(
             "mmserver_shutdowns", "Stop requests, by kind of reason", ["reason"], registry=self.registry)
         # Every fixed label value exists from the start, at 0, so rate() and absent() behave
@@ -134,6 +144,12 @@ class Metrics:
             return result
 
         return run
+
+    def rate_limited(self, kind: str) -> None:
+        self._rate_limited.labels(limit=_bounded(kind, RATE_LIMITS, "rate limit")).inc()
+
+    def longpoll_answered_early(self) -> None:
+        self._longpolls_early.inc()
 
     def shutdown_requested(self, reason_kind: str) -> None:
         self._shutdowns.labels(reason=_bounded(reason_kind, SHUTDOWN_REASONS, "shutdown reason")).inc()

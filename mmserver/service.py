@@ -145,11 +145,12 @@ class Service:
         except RedisURLError as error:  # options only a client can check (unknown, missing files)
             raise StartupRefused(f"{env_name('redis_url')}: {error}") from None
         self._redis_clients.append(store_client)
-        self._store = Store(store_client, config.modes, config.servers)
+        self._store = Store(store_client, config.modes, config.servers, regions=config.regions)
         self._waiters = Waiters(max_waiting=config.max_longpolls)
         public_app = create_public_app(store=self._store, waiters=self._waiters,
                                        readiness=self.readiness, config=config,
-                                       middleware=[self._metrics.http_middleware()])
+                                       middleware=[self._metrics.http_middleware()],
+                                       counters=self._metrics)
         admin_app = create_admin_app(self, token=self._admin_token, metrics=self._metrics.render,
                                      max_body_bytes=config.max_body_bytes)
         self._public_slot.app, self._admin_slot.app = public_app, admin_app

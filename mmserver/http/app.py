@@ -18,7 +18,8 @@ import falcon.media
 from mmserver.config import Config
 from mmserver.http import errors
 from mmserver.http.health import Liveness, ReadinessResource
-from mmserver.http.servers import MatchFinishResource, ServerAuth, ServerResource
+from mmserver.http.access import Access, AccessMiddleware, RateLimits
+from mmserver.http.servers import MatchFinishResource, MatchResource, ServerResource
 from mmserver.http.tickets import TicketCollection, TicketResource
 from mmserver.http.waiters import Waiters
 from mmserver.readiness import Readiness
@@ -87,10 +88,22 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class ApiCounters:
+    """What the public app counts besides requests (metrics.py implements it)."""
+
+    def rate_limited(self, kind: str) -> None: ...
+
+    def longpoll_answered_early(self) -> None: ...
+
+
 def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, config: Config,
-                      middleware: Sequence[object] = ()) -> falcon.App:
-    # Outer middleware (metrics) first, so that it sees the final status of every request.
-    app = falcon.App(middleware=[*middleware, BodyLimit(config.max_body_bytes)])
+                      middleware: Sequence[object] = (), counters: ApiCounters | None = None) -> falcon.App:
+    counters = counters or ApiCounters()
+    access = Access(config.auth, server_token=config.servers.token,
+                    limits=RateLimits(config.limits, on_limited=counters.rate_limited))
+    # Outer middleware (metrics) first, so that it sees the final status of every request;
+    # the caller is known (401 for a wrong credential) before a body is read.
+    app = falcon.App(middleware=[*middleware, AccessMiddleware(access), BodyLimit(config.max_body_bytes)])
     json_handler = falcon.media.JSONHandler(
         loads=functools.partial(json.loads, parse_constant=_refuse_constant),
     )
@@ -100,14 +113,15 @@ def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, c
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
 
-    tickets = TicketResource(store, waiters, readiness)
-    server_auth = ServerAuth(config.servers.token)
-    app.add_route("/v1/tickets", TicketCollection(store, config.modes, readiness))
+    tickets = TicketResource(store, waiters, readiness, access,
+                             on_busy_longpoll=counters.longpoll_answered_early)
+    app.add_route("/v1/tickets", TicketCollection(store, config.modes, readiness, access, config.regions))
     app.add_route("/v1/tickets/{ticket_id}", tickets)
     app.add_route("/v1/tickets/{ticket_id}/accept", tickets, suffix="accept")
     app.add_route("/v1/tickets/{ticket_id}/decline", tickets, suffix="decline")
-    app.add_route("/v1/servers/{server_id}", ServerResource(store, server_auth))
-    app.add_route("/v1/matches/{match_id}/finish", MatchFinishResource(store, server_auth))
+    app.add_route("/v1/servers/{server_id}", ServerResource(store, access, config.regions))
+    app.add_route("/v1/matches/{match_id}", MatchResource(store, access))
+    app.add_route("/v1/matches/{match_id}/finish", MatchFinishResource(store, access))
     app.add_route("/v1/openapi.json", OpenApiDocument())
     app.add_route("/healthz", Liveness())
     app.add_route("/readyz", ReadinessResource(readiness))

@@ -1,18 +1,20 @@
 """Ticket resources: create, read (long-poll), cancel, accept, decline.
 
-Thin: validate, call one store method, answer its view. The store checks tokens (Forbidden)
-and states (Conflict); errors.py turns those into statuses.
+Thin: find out who calls (access.py), validate, call one store method, answer its view. The
+store's scripts check the caller's access to the ticket (Forbidden) and its state (Conflict);
+errors.py turns those into statuses.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import falcon
 
 from mmserver.config import ModeConfig
 from mmserver.http import validation
+from mmserver.http.access import Access
 from mmserver.http.errors import ApiError, unavailable
 from mmserver.http.waiters import Waiters
 from mmserver.readiness import Readiness
@@ -20,16 +22,9 @@ from mmserver.store import Store
 
 logger = logging.getLogger(__name__)
 
-
-def ticket_token(req: falcon.Request) -> str:
-    token = validation.bearer_token(req)
-    if token is None:
-        raise falcon.HTTPUnauthorized(
-            title="Token required",
-            description="Send the ticket's token as Authorization: Bearer <token>.",
-            challenges=["Bearer"],
-        )
-    return token
+# What a long-poll answered early (this replica holds its maximum of waiters) tells the
+# client to wait before polling again, so that it backs off instead of spinning.
+BUSY_RETRY_AFTER_S = 2
 
 
 def check_ticket_id(ticket_id: str) -> None:
@@ -41,18 +36,24 @@ def check_ticket_id(ticket_id: str) -> None:
 class TicketCollection:
     """POST /v1/tickets"""
 
-    def __init__(self, store: Store, modes: Mapping[str, ModeConfig], readiness: Readiness) -> None:
+    def __init__(self, store: Store, modes: Mapping[str, ModeConfig], readiness: Readiness,
+                 access: Access, regions: Sequence[str] = ()) -> None:
         self._store = store
         self._modes = modes
         self._readiness = readiness
+        self._access = access
+        self._regions = tuple(regions)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._readiness.draining:
             raise unavailable("This replica is draining and takes no new tickets; retry shortly.")
-        ticket = validation.ticket_request(validation.read_json(req), self._modes)
+        caller = self._access.caller(req)
+        body = self._access.creation(caller, validation.read_json(req))
+        ticket = validation.ticket_request(body, self._modes, self._regions)
+        self._access.limits.create(ticket.player_id)
         view, token = self._store.create_ticket(
             player_id=ticket.player_id, mode=ticket.mode, mmr=ticket.mmr,
-            region=ticket.region, party=ticket.party,
+            region=ticket.region, party=ticket.party, idempotency_key=ticket.idempotency_key,
         )
         resp.status = falcon.HTTP_201
         resp.location = f"/v1/tickets/{view['ticket_id']}"
@@ -62,21 +63,29 @@ class TicketCollection:
 class TicketResource:
     """GET/DELETE /v1/tickets/{ticket_id}, POST .../accept and .../decline."""
 
-    def __init__(self, store: Store, waiters: Waiters, readiness: Readiness) -> None:
+    def __init__(self, store: Store, waiters: Waiters, readiness: Readiness, access: Access, *,
+                 on_busy_longpoll: Callable[[], None] = lambda: None) -> None:
         self._store = store
         self._waiters = waiters
         self._readiness = readiness
+        self._access = access
+        self._on_busy_longpoll = on_busy_longpoll
+
+    def _ticket_access(self, req: falcon.Request, ticket_id: str) -> str:
+        check_ticket_id(ticket_id)
+        return self._access.ticket_access(self._access.caller(req))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
-        check_ticket_id(ticket_id)
-        token = ticket_token(req)
+        access = self._ticket_access(req, ticket_id)
         poll = validation.poll_request(req.params)
+        self._access.limits.poll(self._access.caller(req))
         if not poll.wait:
-            resp.media = self._store.read_ticket(ticket_id, token)
+            resp.media = self._store.read_ticket(ticket_id, access=access)
             return
-        resp.media = self._long_poll(ticket_id, token, poll.wait, poll.version)
+        resp.media = self._long_poll(resp, ticket_id, access, poll.wait, poll.version)
 
-    def _long_poll(self, ticket_id: str, token: str, wait_s: float, version: int | None) -> dict:
+    def _long_poll(self, resp: falcon.Response, ticket_id: str, access: str, wait_s: float,
+                   version: int | None) -> dict:
         """Answer as soon as the ticket's version exceeds `version` (or the version it has now),
         else after `wait_s` with the unchanged state."""
         deadline = time.monotonic() + wait_s
@@ -85,8 +94,11 @@ class TicketResource:
         # the stop sequence does, by closing the waiters.
         waiter = self._waiters.register(ticket_id)
         try:
-            view = self._store.read_ticket(ticket_id, token)
+            view = self._store.read_ticket(ticket_id, access=access)
             if waiter is None:  # cap reached or stopping: answer at once
+                if not self._waiters.closed:
+                    resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
+                    self._on_busy_longpoll()
                 return view
             target = view["version"] if version is None else version
             while view["version"] <= target:
@@ -95,20 +107,17 @@ class TicketResource:
                     break
                 waiter.wait(remaining)
                 # Woken (or timed out): the event says "something changed", the store says what.
-                view = self._store.read_ticket(ticket_id, token)
+                view = self._store.read_ticket(ticket_id, access=access)
             return view
         finally:
             if waiter is not None:
                 self._waiters.unregister(waiter)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
-        check_ticket_id(ticket_id)
-        resp.media = self._store.cancel_ticket(ticket_id, ticket_token(req))
+        resp.media = self._store.cancel_ticket(ticket_id, access=self._ticket_access(req, ticket_id))
 
     def on_post_accept(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
-        check_ticket_id(ticket_id)
-        resp.media = self._store.accept(ticket_id, ticket_token(req))
+        resp.media = self._store.accept(ticket_id, access=self._ticket_access(req, ticket_id))
 
     def on_post_decline(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
-        check_ticket_id(ticket_id)
-        resp.media = self._store.decline(ticket_id, ticket_token(req))
+        resp.media = self._store.decline(ticket_id, access=self._ticket_access(req, ticket_id))

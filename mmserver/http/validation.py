@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import falcon
 
@@ -50,6 +50,9 @@ class Unprocessable(ValidationError):
     title = "Request breaks a rule"
 
 
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+
+
 @dataclass(frozen=True)
 class TicketRequest:
     player_id: str
@@ -57,6 +60,13 @@ class TicketRequest:
     mmr: float
     region: str | None
     party: tuple[str, ...]
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerHeartbeat:
+    address: str
+    region: str | None
 
 
 @dataclass(frozen=True)
@@ -105,8 +115,16 @@ def _number(value: Any, field: str) -> float:
     return value
 
 
-def ticket_request(document: Any, modes: Mapping[str, ModeConfig]) -> TicketRequest:
-    body = _require_object(document, {"player_id", "mode", "mmr", "region", "party"},
+def _region(value: Any, regions: Sequence[str]) -> str:
+    region = _identifier(value, "region", REGION, "1-32 characters of A-Z a-z 0-9 _ -")
+    if regions and region not in regions:
+        raise Unprocessable(f"Unknown region {region!r}; known: {', '.join(regions)}.")
+    return region
+
+
+def ticket_request(document: Any, modes: Mapping[str, ModeConfig],
+                   regions: Sequence[str] = ()) -> TicketRequest:
+    body = _require_object(document, {"player_id", "mode", "mmr", "region", "party", "idempotency_key"},
                            {"player_id", "mode", "mmr"})
     player = player_id(body["player_id"])
     mode_name = body["mode"]
@@ -115,7 +133,11 @@ def ticket_request(document: Any, modes: Mapping[str, ModeConfig]) -> TicketRequ
     mmr = _number(body["mmr"], "mmr")
     region = body.get("region")
     if region is not None:
-        region = _identifier(region, "region", REGION, "1-32 characters of A-Z a-z 0-9 _ -")
+        region = _region(region, regions)
+    idempotency_key = body.get("idempotency_key")
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise BadRequest("'idempotency_key' must be 1-128 printable ASCII characters without spaces.")
     party_raw = body.get("party", [])
     if party_raw is None:
         party_raw = []
@@ -138,12 +160,13 @@ def ticket_request(document: Any, modes: Mapping[str, ModeConfig]) -> TicketRequ
         raise Unprocessable("'party' lists the other members only, not the player themself.")
     if len(set(party)) != len(party):
         raise Unprocessable("'party' lists a player twice.")
-    return TicketRequest(player_id=player, mode=mode_name, mmr=float(mmr), region=region, party=party)
+    return TicketRequest(player_id=player, mode=mode_name, mmr=float(mmr), region=region, party=party,
+                         idempotency_key=idempotency_key)
 
 
-def server_heartbeat(document: Any) -> str:
-    """The address of a dedicated server, "host:port"."""
-    body = _require_object(document, {"address"}, {"address"})
+def server_heartbeat(document: Any, regions: Sequence[str] = ()) -> ServerHeartbeat:
+    """The address of a dedicated server, "host:port", and its region (one of [regions])."""
+    body = _require_object(document, {"address", "region"}, {"address"})
     address = body["address"]
     if not isinstance(address, str):
         raise BadRequest("'address' must be a string \"host:port\".")
@@ -152,7 +175,12 @@ def server_heartbeat(document: Any) -> str:
         raise BadRequest("'address' must be \"host:port\" (IPv6 hosts in brackets).")
     if not 1 <= int(match["port"]) <= 65535:
         raise Unprocessable("The port in 'address' must be between 1 and 65535.")
-    return address
+    region = body.get("region")
+    if region is not None:
+        if not regions:
+            raise Unprocessable("No regions are configured ([regions] names): a server names none.")
+        region = _region(region, regions)
+    return ServerHeartbeat(address=address, region=region)
 
 
 def poll_request(params: Mapping[str, Any]) -> PollRequest:
@@ -200,13 +228,3 @@ def read_json(req: falcon.Request) -> Any:
         raise BadRequest("The JSON body is nested too deeply.") from None
 
 
-def bearer_token(req: falcon.Request) -> str | None:
-    """The token of `Authorization: Bearer <token>`, or None when absent or another scheme."""
-    header = req.get_header("Authorization")
-    if not header:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token

@@ -35,8 +35,8 @@ Loading sessions and matches (a match is a session that got a server; same id)
   session is in exactly one of `mm:cs` and `mm:s:`.
 - `mm:s:{session_id}` hash: st accepting|allocating|assigned|finished, md mode, rg region,
   tk ticket ids ("a,b;c,d": per team), c ticket count, n accepted, dl accept deadline (ms);
-  once assigned: sv server id, ad server address, pl players in team order, as assigned at
-  (ms); once finished: fr reason.
+  once assigned: sv server id, ad server address, pl players by team ("a,b;c,d"), as assigned
+  at (ms); once finished: fr reason.
 - `mm:acc` sorted set session -> accept deadline (ms); `mm:alloc` sorted set session ->
   allocation deadline (ms), oldest first; `mm:asg` set of assigned match ids.
 - `mm:n` hash of counters: `m:{mode}` matched tickets, `a:{mode}` assigned tickets.
@@ -47,11 +47,23 @@ Loading sessions and matches (a match is a session that got a server; same id)
 
 Dedicated servers
 - `mm:sv:{server_id}` hash: a address, k kind ("s" static, "r" registered), h last heartbeat
-  (ms), m match id while busy.
-- `mm:sv:free` sorted set of free servers, score = last heartbeat (ms), +inf for static ones;
-  a server is allocated only if its score is within heartbeat_ttl of now.
+  (ms), g region, m match id while busy, x "1" when it leaves the registry after its match
+  (deregistered, or no longer in the static list).
+- `mm:sv:free` sorted set of free servers without a region, `mm:sv:free:{region}` of those
+  of a configured region; score = last heartbeat (ms), +inf for static ones; a server is
+  allocated only if its score is within heartbeat_ttl of now. A free registered server
+  silent for `retention_s` leaves the registry.
+- `mm:sv:addr` hash address -> server id: one address is one server.
 - `mm:sv:busy` set; `mm:sv:hb` sorted set busy registered server -> last heartbeat (ms).
-- `mm:sv:static` digest of the static list last seeded into the pool.
+- `mm:sv:static` digest of the static list last reconciled; `mm:sv:st` set of static ids.
+
+Matches
+- `mm:end` sorted set assigned match -> end of its mode's max_match_s (ms).
+- An assigned ticket's hash holds `j`, its join token for that match.
+
+Idempotent creation
+- `mm:ik:{digest of player and key}` string "ticket_id|sealed token", expiring with the
+  mode's ticket TTL (tickets.idempotency_slot).
 
 Replicas and locks
 - `mm:r:{replica_id}` JSON info with a TTL; `mm:replicas` sorted set id -> expiry (ms).
@@ -76,6 +88,9 @@ ASSIGNED = "mm:asg"
 COUNTS = "mm:n"
 OUTCOMES = "mm:o"
 SERVERS_FREE = "mm:sv:free"
+SERVER_ADDRESSES = "mm:sv:addr"
+STATIC_SERVERS = "mm:sv:st"
+MATCH_ENDS = "mm:end"
 SERVERS_BUSY = "mm:sv:busy"
 SERVERS_HEARTBEAT = "mm:sv:hb"
 REPLICAS = "mm:replicas"
@@ -133,6 +148,15 @@ def regions(mode: str) -> str:
 
 def server(server_id: str) -> str:
     return f"mm:sv:{server_id}"
+
+
+def free_servers(region: str | None) -> str:
+    """The free pool of a region (SERVERS_FREE itself for servers without one)."""
+    return f"{SERVERS_FREE}:{region}" if region else SERVERS_FREE
+
+
+def idempotency(name: str) -> str:
+    return f"mm:ik:{name}"
 
 
 def replica(replica_id: str) -> str:

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 NAMES = (
     "create", "read", "cancel", "accept", "decline", "claim", "deadlines", "allocate",
-    "finish", "heartbeat", "replica_record", "replica_list", "unlock",
+    "finish", "heartbeat", "replica_record", "replica_list", "unlock", "deregister", "match",
+    "player", "release",
 )
 
 

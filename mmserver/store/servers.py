@@ -11,8 +11,9 @@ Allocation itself is sessions.Sessions.allocate: one script picks a server and a
 """
 from __future__ import annotations
 
-from mmserver.store.errors import NotFound
+from mmserver.store.errors import Conflict, NotFound
 from mmserver.store.scripts import Scripts
+from mmserver.store.views import match_view
 
 
 class Servers:
@@ -20,16 +21,42 @@ class Servers:
         self._scripts = scripts
         self._retention_s = retention_s
 
-    def heartbeat(self, server_id: str, address: str) -> dict:
-        sid, addr, state, match_id = self._scripts.call("heartbeat", [server_id, address])
-        result = {"server_id": sid, "address": addr, "state": state}
+    def heartbeat(self, server_id: str, address: str, region: str | None = None) -> dict:
+        reply = self._scripts.call("heartbeat", [server_id, address, region or ""])
+        if reply[0] == "clash":
+            raise Conflict(f"The address {address} is held by another server ({reply[1]}): "
+                           "one address is one server.", title="Address in use")
+        if reply[0] == "static":
+            raise Conflict(f"{server_id} is a static server of the configuration file; it does "
+                           "not register or heartbeat.", title="Static server")
+        sid, addr, state, match_id, region_name, leaving = reply
+        result = {"server_id": sid, "address": addr, "region": region_name or None, "state": state}
         if match_id:
             result["match_id"] = match_id
+        if leaving:
+            result["leaving"] = True  # deregistered: leaves the registry when its match ends
         return result
 
-    def finish(self, match_id: str) -> dict:
-        reply = self._scripts.call("finish", [match_id, self._retention_s])
+    def deregister(self, server_id: str) -> dict:
+        reply = self._scripts.call("deregister", [server_id])
+        if reply[0] == "notfound":
+            raise NotFound(f"No registered server {server_id}.")
+        if reply[0] == "static":
+            raise Conflict(f"{server_id} is a static server: remove it from the configuration file.",
+                           title="Static server")
+        if reply[0] == "leaving":
+            return {"server_id": server_id, "state": "leaving", "match_id": reply[1]}
+        return {"server_id": server_id, "state": "removed"}
+
+    def finish(self, match_id: str, reason: str = "match finished") -> dict:
+        reply = self._scripts.call("finish", [match_id, self._retention_s, reason])
         if reply[0] == "notfound":
             raise NotFound(f"No match {match_id}.")
-        return {"match_id": match_id, "status": reply[1],
-                "players": reply[2].split(",") if reply[2] else []}
+        players = [p for team in (reply[2] or "").split(";") for p in team.split(",") if p]
+        return {"match_id": match_id, "status": reply[1], "players": players}
+
+    def match(self, match_id: str) -> dict:
+        reply = self._scripts.call("match", [match_id])
+        if reply[0] == "notfound":
+            raise NotFound(f"No match {match_id}.")
+        return match_view(match_id, reply)

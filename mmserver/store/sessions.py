@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import secrets
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import redis
 
@@ -12,6 +14,8 @@ from mmserver.matchmaking import QueuedTicket
 from mmserver.store import keys
 from mmserver.store.scripts import Scripts
 from mmserver.store.tickets import new_ids
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,13 @@ class DeadlineCounts:
     expired_tickets: int
     lost_servers: int
     more: bool  # more were due than the limit allowed
+    ended_matches: int = 0  # past their mode's max_match_s
+    removed_servers: int = 0  # registered servers silent past their retention
 
     @property
     def total(self) -> int:
-        return self.ready_checks + self.allocation_timeouts + self.expired_tickets + self.lost_servers
+        return (self.ready_checks + self.allocation_timeouts + self.expired_tickets + self.lost_servers
+                + self.ended_matches + self.removed_servers)
 
 
 def parse_member(member: str) -> QueuedTicket:
@@ -40,16 +47,23 @@ def parse_member(member: str) -> QueuedTicket:
 
 class Sessions:
     def __init__(self, client: redis.Redis, scripts: Scripts, *, retention_s: int,
-                 allocation_timeout_ms: int, heartbeat_ttl_ms: int, static_servers: Sequence[str]) -> None:
+                 allocation_timeout_ms: int, heartbeat_ttl_ms: int, static_servers: Sequence[str],
+                 static_regions: Mapping[str, str] | None = None,
+                 max_match_ms: Mapping[str, int] | None = None,
+                 server_retention_ms: int = 3_600_000, regions: Sequence[str] = ()) -> None:
         self._client = client
         self._scripts = scripts
         self._retention_s = retention_s
         self._allocation_timeout_ms = allocation_timeout_ms
         self._heartbeat_ttl_ms = heartbeat_ttl_ms
-        self._static = list(static_servers)
-        self._static_digest = (
-            hashlib.sha256("\n".join(sorted(self._static)).encode()).hexdigest()[:16] if self._static else ""
-        )
+        static_regions = static_regions or {}
+        # 'address|region' per static server; the digest covers the whole list, so any change
+        # (an address removed, a region changed, the list emptied) reconciles the pool.
+        self._static = [f"{address}|{static_regions.get(address, '')}" for address in static_servers]
+        self._static_digest = hashlib.sha256("\n".join(sorted(self._static)).encode()).hexdigest()[:16]
+        self._max_match = ",".join(f"{mode}={ms}" for mode, ms in (max_match_ms or {}).items())
+        self._server_retention_ms = server_retention_ms
+        self._regions = list(regions)
         # The members of the last read of each queue, so claims name the exact members and the
         # script need not read each ticket to rebuild them.
         self._members: dict[str, dict[str, str]] = {}
@@ -99,13 +113,20 @@ class Sessions:
         ]
 
     def process_deadlines(self, limit: int) -> DeadlineCounts:
-        reply = self._scripts.call("deadlines", [limit, self._retention_s, self._heartbeat_ttl_ms])
-        return DeadlineCounts(*(int(x) for x in reply[:4]), more=bool(int(reply[4])))
+        reply = self._scripts.call("deadlines", [limit, self._retention_s, self._heartbeat_ttl_ms,
+                                                 self._server_retention_ms, *self._regions])
+        return DeadlineCounts(*(int(x) for x in reply[:4]), more=bool(int(reply[4])),
+                              ended_matches=int(reply[5]), removed_servers=int(reply[6]))
 
     def allocate(self, limit: int) -> tuple[int, int]:
         """(matches allocated, sessions still waiting for a server)."""
-        args = [limit, self._heartbeat_ttl_ms, self._static_digest]
+        # Fresh random bytes per call: the join tokens the script derives are unpredictable.
+        args = [limit, self._heartbeat_ttl_ms, self._static_digest, secrets.token_hex(16),
+                self._max_match, len(self._static)]
         reply = self._scripts.call("allocate", args)
         if reply[0] == "seed":  # first call on this Redis, or the static list changed
             reply = self._scripts.call("allocate", args + self._static)
+        if reply[2]:
+            logger.warning("static servers not added, their address is held by a registered server: %s",
+                           reply[2])
         return int(reply[0]), int(reply[1])

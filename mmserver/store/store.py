@@ -21,7 +21,7 @@ from mmserver.store.replicas import Replicas
 from mmserver.store.scripts import Scripts
 from mmserver.store.servers import Servers
 from mmserver.store.sessions import ClaimResult, DeadlineCounts, Sessions
-from mmserver.store.tickets import Tickets
+from mmserver.store.tickets import Tickets, token_hash
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class _RedisErrors:
 
 class Store:
     def __init__(self, client: redis.Redis, modes: Mapping[str, ModeConfig], servers: ServersConfig,
-                 *, retention_s: int = DEFAULT_RETENTION_S) -> None:
+                 *, retention_s: int = DEFAULT_RETENTION_S, regions: Sequence[str] = ()) -> None:
         self._client = client
         self._modes = modes
         self._servers_config = servers
@@ -76,41 +76,67 @@ class Store:
         self._sessions = Sessions(client, self._scripts, retention_s=retention_s,
                                   allocation_timeout_ms=allocation_timeout_ms,
                                   heartbeat_ttl_ms=max(1, int(servers.heartbeat_ttl_s * 1000)),
-                                  static_servers=servers.static)
+                                  static_servers=servers.static, static_regions=servers.static_regions,
+                                  max_match_ms={name: max(1, int(mode.max_match_s * 1000))
+                                                for name, mode in modes.items()},
+                                  server_retention_ms=max(1, int(servers.retention_s * 1000)),
+                                  regions=regions)
+        self._regions = tuple(regions)
         self._servers = Servers(self._scripts, retention_s=retention_s)
         self._replicas = Replicas(client, self._scripts)
 
     # --- tickets ---
-    def create_ticket(self, *, player_id: str, mode: str, mmr: float,
-                      region: str | None, party: Sequence[str]) -> tuple[dict, str]:
+    # Ticket calls take the ticket's token, or `access` for a caller that is not its holder:
+    # tickets.BACKEND_ACCESS (a game backend) or tickets.player_access(player_id).
+    def create_ticket(self, *, player_id: str, mode: str, mmr: float, region: str | None,
+                      party: Sequence[str], idempotency_key: str | None = None) -> tuple[dict, str]:
         with _RedisErrors():
             return self._tickets.create(player_id=player_id, mode=mode, mmr=mmr, region=region,
-                                        party=party)
+                                        party=party, idempotency_key=idempotency_key)
 
-    def read_ticket(self, ticket_id: str, token: str) -> dict:
+    def read_ticket(self, ticket_id: str, token: str | None = None, *, access: str | None = None) -> dict:
         with _RedisErrors():
-            return self._tickets.read(ticket_id, token)
+            return self._tickets.read(ticket_id, _access(token, access))
 
-    def cancel_ticket(self, ticket_id: str, token: str) -> dict:
+    def cancel_ticket(self, ticket_id: str, token: str | None = None, *, access: str | None = None) -> dict:
         with _RedisErrors():
-            return self._tickets.cancel(ticket_id, token)
+            return self._tickets.cancel(ticket_id, _access(token, access))
 
-    def accept(self, ticket_id: str, token: str) -> dict:
+    def accept(self, ticket_id: str, token: str | None = None, *, access: str | None = None) -> dict:
         with _RedisErrors():
-            return self._tickets.accept(ticket_id, token)
+            return self._tickets.accept(ticket_id, _access(token, access))
 
-    def decline(self, ticket_id: str, token: str) -> dict:
+    def decline(self, ticket_id: str, token: str | None = None, *, access: str | None = None) -> dict:
         with _RedisErrors():
-            return self._tickets.decline(ticket_id, token)
+            return self._tickets.decline(ticket_id, _access(token, access))
 
-    # --- dedicated servers ---
-    def heartbeat_server(self, server_id: str, address: str) -> dict:
+    def player(self, player_id: str) -> dict:
+        """{"player_id", "ticket": view} of the player's live ticket; NotFound if none."""
         with _RedisErrors():
-            return self._servers.heartbeat(server_id, address)
+            return self._tickets.player(player_id)
 
-    def finish_match(self, match_id: str) -> dict:
+    def release_player(self, player_id: str) -> dict:
+        """An operator frees a player: its live ticket cancelled, or its match left."""
         with _RedisErrors():
-            return self._servers.finish(match_id)
+            return self._tickets.release(player_id)
+
+    # --- dedicated servers and matches ---
+    def heartbeat_server(self, server_id: str, address: str, region: str | None = None) -> dict:
+        with _RedisErrors():
+            return self._servers.heartbeat(server_id, address, region)
+
+    def deregister_server(self, server_id: str) -> dict:
+        with _RedisErrors():
+            return self._servers.deregister(server_id)
+
+    def finish_match(self, match_id: str, reason: str = "match finished") -> dict:
+        with _RedisErrors():
+            return self._servers.finish(match_id, reason)
+
+    def match(self, match_id: str) -> dict:
+        """The match document with its roster (SPEC "Matches and game servers")."""
+        with _RedisErrors():
+            return self._servers.match(match_id)
 
     # --- the matchmaker tick (mmserver/ticker.py) ---
     def now(self) -> float:
@@ -187,17 +213,23 @@ class Store:
             pipe.zcard(keys.ALLOCATING)
             pipe.scard(keys.ASSIGNED)
             pipe.scard(keys.SERVERS_BUSY)
-            pipe.zcard(keys.SERVERS_FREE)
+            free_sets = [keys.free_servers(region) for region in (None, *self._regions)]
+            for free_set in free_sets:
+                pipe.zcard(free_set)
             for mode, regions in queues.items():
                 for region in regions:
                     pipe.zcard(keys.queue(mode, region))
             replies = pipe.execute()
-            ((seconds, micros), counts, oldest, outcomes, accepting, allocating, assigned, busy,
-             free_all) = replies[:9]
+            ((seconds, micros), counts, oldest, outcomes, accepting, allocating, assigned,
+             busy) = replies[:8]
+            free_all = sum(replies[8:8 + len(free_sets)])
             now_ms = seconds * 1000 + micros // 1000
             healthy_after = now_ms - int(self._servers_config.heartbeat_ttl_s * 1000)
-            free = self._client.zcount(keys.SERVERS_FREE, f"({healthy_after}", "+inf")
-        depths = iter(replies[9:])
+            pipe = self._client.pipeline(transaction=False)
+            for free_set in free_sets:
+                pipe.zcount(free_set, f"({healthy_after}", "+inf")
+            free = sum(pipe.execute())
+        depths = iter(replies[8 + len(free_sets):])
         result_queues = {}
         for mode, regions in queues.items():
             queued, oldest_ms = 0, None
@@ -228,3 +260,11 @@ class Store:
             return bool(self._client.ping())
         except (redis.exceptions.RedisError, OSError):
             return False
+
+
+def _access(token: str | None, access: str | None) -> str:
+    if access is not None:
+        return access
+    if token is None:
+        raise ValueError("a ticket call needs the ticket's token or an access")
+    return token_hash(token)

@@ -31,6 +31,35 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+# Access for the scripts (lib.lua authorised()): a ticket token's hash, or one of these.
+BACKEND_ACCESS = "@b"
+
+
+def player_access(player_id: str) -> str:
+    return "@p:" + player_id
+
+
+def idempotency_slot(player_id: str, key: str) -> tuple[str, bytes]:
+    """The Redis key of a create's idempotency key, and the mask that seals its token there.
+
+    Both come from the player and the client's key through different digests: Redis holds
+    neither the key nor the token, so reading Redis does not give a ticket's token away.
+    """
+    material = f"{player_id}\0{key}".encode("utf-8", "surrogatepass")
+    name = hashlib.sha256(b"mmserver idempotency key\0" + material).hexdigest()[:32]
+    mask = hashlib.sha256(b"mmserver idempotency seal\0" + material).digest()
+    return f"mm:ik:{name}", mask
+
+
+def seal(token: str, mask: bytes) -> str:
+    raw = token.encode("ascii")
+    return bytes(a ^ b for a, b in zip(raw, mask)).hex()
+
+
+def unseal(sealed: str, mask: bytes) -> str:
+    return bytes(a ^ b for a, b in zip(bytes.fromhex(sealed), mask)).decode("ascii")
+
+
 def token_hash(token: str) -> str:
     """What is stored instead of the token: 96 bits of its SHA-256 (16 characters). The
     script compares hashes, so timing reveals nothing usable about the token itself."""
@@ -62,7 +91,7 @@ class Tickets:
         self._allocation_timeout_ms = allocation_timeout_ms
 
     def create(self, *, player_id: str, mode: str, mmr: float, region: str | None,
-               party: Sequence[str]) -> tuple[dict, str]:
+               party: Sequence[str], idempotency_key: str | None = None) -> tuple[dict, str]:
         config = self._modes.get(mode)
         if config is None:
             raise Conflict(f"Unknown mode {mode!r}.")
@@ -76,26 +105,45 @@ class Tickets:
                 or not player_id or "" in party:
             raise Conflict("Player ids, regions and modes must not contain ',', ';' or '|'.")
         token = new_token()
+        idem_key, sealed, mask = "", "", b""
+        if idempotency_key is not None:
+            idem_key, mask = idempotency_slot(player_id, idempotency_key)
+            sealed = seal(token, mask)
         for _attempt in range(3):
             reply = self._scripts.call("create", [
                 new_id(), token_hash(token), mode, region or "", player_id, ",".join(party),
-                mmr_text(mmr), 1 + len(party), int(config.ticket_ttl_s * 1000),
+                mmr_text(mmr), 1 + len(party), int(config.ticket_ttl_s * 1000), idem_key, sealed,
             ])
+            if reply[0] == "again":  # the same idempotency key: the same ticket and token
+                return ticket_view(reply[2:]), unseal(reply[1], mask)
             if reply[0] != "exists":  # a 96-bit id collision: practically never
                 return ticket_view(check_reply(reply)), token
         raise StoreError("Could not allocate a ticket id.")
 
-    def read(self, ticket_id: str, token: str) -> dict:
-        return ticket_view(check_reply(self._scripts.call("read", [ticket_id, token_hash(token)])))
+    # `access`: token_hash(ticket token), BACKEND_ACCESS or player_access(player_id).
+    def read(self, ticket_id: str, access: str) -> dict:
+        return ticket_view(check_reply(self._scripts.call("read", [ticket_id, access])))
 
-    def cancel(self, ticket_id: str, token: str) -> dict:
-        reply = self._scripts.call("cancel", [ticket_id, token_hash(token), self._retention_s])
+    def cancel(self, ticket_id: str, access: str) -> dict:
+        reply = self._scripts.call("cancel", [ticket_id, access, self._retention_s])
         return ticket_view(check_reply(reply))
 
-    def accept(self, ticket_id: str, token: str) -> dict:
-        reply = self._scripts.call("accept", [ticket_id, token_hash(token), self._allocation_timeout_ms])
+    def accept(self, ticket_id: str, access: str) -> dict:
+        reply = self._scripts.call("accept", [ticket_id, access, self._allocation_timeout_ms])
         return ticket_view(check_reply(reply))
 
-    def decline(self, ticket_id: str, token: str) -> dict:
-        reply = self._scripts.call("decline", [ticket_id, token_hash(token), self._retention_s])
+    def decline(self, ticket_id: str, access: str) -> dict:
+        reply = self._scripts.call("decline", [ticket_id, access, self._retention_s])
         return ticket_view(check_reply(reply))
+
+    def player(self, player_id: str) -> dict:
+        reply = self._scripts.call("player", [player_id])
+        if reply[0] == "notfound":
+            raise NotFound(f"Player {player_id!r} holds no live ticket.")
+        return {"player_id": player_id, "ticket": ticket_view(reply)}
+
+    def release(self, player_id: str) -> dict:
+        reply = self._scripts.call("release", [player_id, self._retention_s])
+        if reply[0] == "notfound":
+            raise NotFound(f"Player {player_id!r} holds no live ticket.")
+        return {"player_id": player_id, "released": True, "ticket": ticket_view(reply)}

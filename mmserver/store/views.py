@@ -1,6 +1,7 @@
 """Turning what the scripts return into the JSON-ready views of the contract."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 TERMINAL = frozenset({"finished", "cancelled", "expired"})
@@ -22,6 +23,53 @@ def mmr_text(mmr: float) -> str:
     """The one canonical spelling of an MMR, stored in the ticket and in its queue member."""
     value = float(mmr)
     return str(int(value)) if value.is_integer() else repr(value)
+
+
+def split_teams(text: str) -> list[list[str]]:
+    """'a,b;c' -> [['a', 'b'], ['c']] (an emptied team stays, as [])."""
+    if not text:
+        return []
+    return [team.split(",") if team else [] for team in text.split(";")]
+
+
+def join_token_sha256(join_token: str) -> str:
+    return hashlib.sha256(join_token.encode("ascii")).hexdigest()
+
+
+ROSTER_FIELDS = 7  # per ticket in match.lua's reply
+
+
+def match_view(match_id: str, reply: Sequence[Any]) -> dict:
+    """reply = ['ok', state, mode, region, server id, address, assigned_at, reason, team count,
+    then ROSTER_FIELDS per ticket]."""
+    _ok, state, mode, region, server_id, address, assigned_ms, reason, team_count = reply[:9]
+    teams: list[dict] = [{"players": []} for _ in range(int(team_count))]
+    rest = reply[9:]
+    for i in range(0, len(rest), ROSTER_FIELDS):
+        team, ticket_id, status, player, party, mmr, join = rest[i:i + ROSTER_FIELDS]
+        for member in [player, *(party.split(",") if party else [])]:
+            teams[int(team)]["players"].append({
+                "player_id": member,
+                "ticket_id": ticket_id,
+                "mmr": number(mmr) if mmr else None,
+                "role": None,
+                "attributes": {},
+                "join_token_sha256": join_token_sha256(join) if join else None,
+            })
+    view: dict[str, Any] = {
+        "match_id": match_id,
+        "mode": mode,
+        "region": region or None,
+        "state": state,
+        "server": address or None,
+        "server_id": server_id or None,
+        "created_at": seconds(assigned_ms) if assigned_ms else None,
+        "teams": teams,
+        "attributes": {},
+    }
+    if reason:
+        view["reason"] = reason
+    return view
 
 
 def ticket_view(reply: Sequence[Any]) -> dict:
@@ -50,11 +98,17 @@ def ticket_view(reply: Sequence[Any]) -> dict:
             "state": state,
         }
     if status in ("assigned", "finished") and f.get("@ad"):
+        teams = split_teams(f.get("@pl", ""))
         view["assignment"] = {
             "match_id": f["x"],
             "server": f["@ad"],
-            "players": f["@pl"].split(",") if f.get("@pl") else [],
+            "region": f.get("@rg") or None,
+            "players": [player for team in teams for player in team],
+            "teams": teams,
         }
+        if status == "assigned" and f.get("j"):
+            # Secret: only the ticket's holders see it; the game server gets its SHA-256.
+            view["assignment"]["join_token"] = f["j"]
     if status in TERMINAL:
         view["reason"] = f.get("w", "")
     return view

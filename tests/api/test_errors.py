@@ -121,7 +121,7 @@ def test_errors_are_json_even_when_the_client_prefers_xml(client):
 class BuggyStore(Store):
     """A real Store with one bug planted, to reach the catch-all handler."""
 
-    def read_ticket(self, ticket_id: str, token: str) -> dict:
+    def read_ticket(self, ticket_id: str, token: str | None = None, *, access: str | None = None) -> dict:
         raise KeyError("planted bug")
 
 

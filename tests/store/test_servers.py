@@ -33,6 +33,9 @@ def test_static_server_is_allocated_and_finish_frees_it(make_store, redis_client
     assert view["status"] == "assigned" and "session" not in view
     assignment = view["assignment"]
     assert assignment["server"] == "10.0.0.5:7777" and assignment["players"] == ["a0", "b0"]
+    assert assignment["teams"] == [["a0"], ["b0"]] and assignment["region"] is None
+    join_token = assignment.pop("join_token")
+    assert len(join_token) == 40 and store.read_ticket(b, tb)["assignment"]["join_token"] != join_token
     assert store.stats()["servers"] == {"free": 0, "busy": 1, "stale": 0}
     assert store.stats()["queues"]["duel"]["assigned"] == 2
     finished = store.finish_match(assignment["match_id"])
@@ -64,7 +67,7 @@ def test_registered_server_is_allocated_while_fresh_and_never_when_stale(make_st
     store = _store(make_store, heartbeat_ttl_s=0.2)
     first, second = _allocating(store, 2)
     assert store.heartbeat_server("gs-1", "10.0.0.9:7000") == {
-        "server_id": "gs-1", "address": "10.0.0.9:7000", "state": "free"}
+        "server_id": "gs-1", "address": "10.0.0.9:7000", "region": None, "state": "free"}
     time.sleep(0.3)
     assert store.stats()["servers"] == {"free": 0, "busy": 0, "stale": 1}
     assert store.allocate(10) == (0, 2)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mmserver.config import Address, Config, ConfigError, load
+from mmserver.config import DEMO_SERVER_TOKEN, Address, Config, ConfigError, ServersConfig, load
 
 
 def write(tmp_path: Path, text: str, name: str = "mm.toml") -> Path:
@@ -16,7 +16,8 @@ def write(tmp_path: Path, text: str, name: str = "mm.toml") -> Path:
 
 def test_defaults_match_the_spec():
     config = load([], {})
-    assert config == Config()
+    # A loopback public listener with no server token gets the demo one (README "Try it").
+    assert config == Config(servers=ServersConfig(token=DEMO_SERVER_TOKEN))
     assert config.redis_url is None and config.embedded_redis
     assert config.listen == Address("127.0.0.1", 8080)
     assert config.admin_listen == Address("127.0.0.1", 8081)
@@ -25,16 +26,17 @@ def test_defaults_match_the_spec():
     assert config.drain_delay_s == 0 and config.shutdown_timeout_s == 20
     assert config.log_format == "text" and config.log_level == "INFO"
     duel = config.modes["duel"]
-    assert (duel.team_size, duel.teams, duel.accept_timeout_s, duel.mmr_window) == (1, 2, 10, 100)
+    assert (duel.team_size, duel.teams, duel.accept_timeout_s, duel.mmr_window) == (1, 2, 60, 100)
     assert (duel.mmr_window_growth_per_s, duel.mmr_window_max, duel.ticket_ttl_s) == (20, 1000, 300)
-    assert config.servers.token is None and config.servers.static == ()
+    assert config.servers.token == DEMO_SERVER_TOKEN and config.servers.static == ()
+    assert config.auth is None and config.open_creation and config.regions == ()
 
 
 def test_environment_is_read_and_flags_win():
-    env = {"MMSERVER_LISTEN": "0.0.0.0:9000", "MMSERVER_TICK_INTERVAL_MS": "250",
+    env = {"MMSERVER_LISTEN": "127.0.0.2:9000", "MMSERVER_TICK_INTERVAL_MS": "250",
            "MMSERVER_ADMIN_TOKEN": "s3cret", "MMSERVER_LOG_FORMAT": "JSON"}
     config = load(["--tick-interval-ms", "100"], env)
-    assert config.listen == Address("0.0.0.0", 9000)
+    assert config.listen == Address("127.0.0.2", 9000)
     assert config.tick_interval_ms == 100
     assert config.log_format == "json"
     assert config.admin_token == "s3cret"
@@ -102,7 +104,7 @@ mmr_window_max = 400
 ticket_ttl_s = 60
 
 [servers]
-token = "change-me"
+token = "gs-token-7Fq2LmZp9XcV"
 static = ["10.0.0.5:7777", "10.0.0.6:7777"]
 heartbeat_ttl_s = 15
 allocation_timeout_s = 30
@@ -112,7 +114,7 @@ allocation_timeout_s = 30
     assert config.modes["duel"].accept_timeout_s == 0
     squad = config.modes["squad"]
     assert (squad.team_size, squad.mmr_window_growth_per_s, squad.players_per_match) == (5, 5.5, 10)
-    assert config.servers.token == "change-me"
+    assert config.servers.token == "gs-token-7Fq2LmZp9XcV"
     assert config.servers.static == ("10.0.0.5:7777", "10.0.0.6:7777")
 
 
@@ -129,10 +131,10 @@ allocation_timeout_s = 30
         ("[modes]\n", "at least one"),
         ("[modes.'bad name']\n", "mode name"),
         ("[matchmaking]\n", "unknown section"),
-        ("[servers]\nstatic = ['nohost']\n", "HOST:PORT"),
-        ("[servers]\nstatic = ['a:1', 'a:1']\n", "twice"),
-        ("[servers]\nheartbeat_ttl_s = 0\n", "greater than 0"),
-        ("[servers]\ntoken = ''\n", "non-empty"),
+        ("[modes.duel]\n[servers]\nstatic = ['nohost']\n", "HOST:PORT"),
+        ("[modes.duel]\n[servers]\nstatic = ['a:1', 'a:1']\n", "twice"),
+        ("[modes.duel]\n[servers]\nheartbeat_ttl_s = 0\n", "greater than 0"),
+        ("[modes.duel]\n[servers]\ntoken = ''\n", "non-empty"),
         ("not toml at all [", "not valid TOML"),
     ],
 )

@@ -70,7 +70,27 @@ def test_unknown_mode_message_lists_the_known_ones():
 
 @pytest.mark.parametrize("address", ["10.0.0.5:7777", "game-1.example.com:1", "[::1]:65535"])
 def test_server_addresses(address):
-    assert validation.server_heartbeat({"address": address}) == address
+    assert validation.server_heartbeat({"address": address}) == validation.ServerHeartbeat(address, None)
+
+
+def test_a_server_region_must_be_configured():
+    assert validation.server_heartbeat({"address": "a:1", "region": "eu"}, ("eu", "us")).region == "eu"
+    with pytest.raises(Unprocessable, match="Unknown region"):
+        validation.server_heartbeat({"address": "a:1", "region": "asia"}, ("eu", "us"))
+    with pytest.raises(Unprocessable, match="No regions are configured"):
+        validation.server_heartbeat({"address": "a:1", "region": "eu"})
+
+
+def test_a_ticket_region_must_be_configured_when_regions_are():
+    assert validation.ticket_request(ticket(region="eu"), MODES, ("eu",)).region == "eu"
+    with pytest.raises(Unprocessable, match="Unknown region"):
+        validation.ticket_request(ticket(region="mars"), MODES, ("eu",))
+
+
+@pytest.mark.parametrize("key", ["", "a b", "x" * 129, 5, "\u00e9"])
+def test_bad_idempotency_keys(key):
+    with pytest.raises(BadRequest):
+        validation.ticket_request(ticket(idempotency_key=key), MODES)
 
 
 @pytest.mark.parametrize("document", [

@@ -1,65 +1,127 @@
--- ARGV: limit, heartbeat_ttl_ms, static_digest, then (only when asked for) the static server
--- addresses from the configuration. Makes sure every static server exists (whenever the
--- digest stored in Redis differs: first start, flushed Redis, changed list), then gives free healthy servers to the oldest
--- allocating sessions, each session becoming a match and its tickets assigned.
--- Returns {allocated, waiting} (waiting: sessions still without a server), or {'seed'} when
--- the static addresses are needed.
-local limit, hb_ttl, digest = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-if digest ~= '' and redis.call('GET', 'mm:sv:static') ~= digest then
-  if #ARGV < 4 then return { 'seed' } end
-  for i = 4, #ARGV do
-    local address = ARGV[i]
-    if redis.call('EXISTS', svkey(address)) == 0 then
+-- ARGV: limit, heartbeat_ttl_ms, static_digest, salt, max durations ('mode=ms,...'),
+--       static count N, then (only when asked for) N static entries 'address|region'.
+-- Reconciles the static pool with the configuration whenever the digest stored in Redis
+-- differs (first start, flushed Redis, changed list): listed servers are created or updated,
+-- servers no longer listed leave the pool (at once if free, after their match if busy). Then
+-- gives free healthy servers to the oldest allocating sessions: a session of a region takes a
+-- server of that region, else one without a region; a session without a region, one without
+-- a region. Each session becomes a match, its tickets assigned with a join token each.
+-- Returns {allocated, waiting, clashes} (waiting: sessions still without a server; clashes:
+-- static addresses held by a registered server, comma separated), or {'seed'} when the
+-- static entries are needed.
+local limit, hb_ttl, digest, salt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local n_static = tonumber(ARGV[6])
+local clashes = {}
+if redis.call('GET', 'mm:sv:static') ~= digest then
+  if n_static > 0 and #ARGV < 6 + n_static then return { 'seed' } end
+  local wanted = {}
+  for i = 7, 6 + n_static do
+    local address, region = string.match(ARGV[i], '^([^|]*)|(.*)$')
+    wanted[address] = true
+    local holder = redis.call('HGET', ADDRESSES, address)
+    if holder and holder ~= address then
+      clashes[#clashes + 1] = address  -- a registered server holds it: it stays that server's
+    else
       -- A static server's id is its address; it never heartbeats and is always healthy.
-      redis.call('HSET', svkey(address), 'a', address, 'k', 's')
-      redis.call('ZADD', FREE, '+inf', address)
+      local key = svkey(address)
+      local sv = hgetall(key)
+      redis.call('HSET', key, 'a', address, 'k', 's')
+      redis.call('HDEL', key, 'x')  -- listed again: no longer leaving
+      if region ~= '' then redis.call('HSET', key, 'g', region) else redis.call('HDEL', key, 'g') end
+      redis.call('HSET', ADDRESSES, address, address)
+      redis.call('SADD', STATIC, address)
+      if not sv.m then
+        if sv.a and (sv.g or '') ~= region then redis.call('ZREM', freekey(sv.g), address) end
+        redis.call('ZADD', freekey(region), '+inf', address)
+      end
+    end
+  end
+  for _, id in ipairs(redis.call('SMEMBERS', STATIC)) do
+    if not wanted[id] then
+      local sv = hgetall(svkey(id))
+      if sv.m then
+        redis.call('HSET', svkey(id), 'x', '1')  -- removed when its match ends
+        redis.call('SREM', STATIC, id)
+      else
+        remove_server(id, sv)
+      end
     end
   end
   redis.call('SET', 'mm:sv:static', digest)
 end
+local max_ms = {}
+for _, entry in ipairs(split(ARGV[5], ',')) do
+  local mode, ms = string.match(entry, '^(.*)=(%d+)$')
+  max_ms[mode] = tonumber(ms)
+end
 local now = now_ms()
 local snow = int(now)
 local sessions = redis.call('ZRANGE', ALLOCATING, 0, limit - 1)
-if #sessions == 0 then return { 0, 0 } end
--- Freshest heartbeat first (static servers, at +inf, before registered ones).
-local servers = redis.call('ZREVRANGEBYSCORE', FREE, '+inf', int(now - hb_ttl), 'LIMIT', 0, #sessions)
-local next_server = 1
+if #sessions == 0 then return { 0, 0, table.concat(clashes, ',') } end
+-- Each pool is read once, freshest heartbeat first (static servers, at +inf, first).
+local pools = {}
+local function take(region)
+  local keys = { FREE }
+  if region ~= '' then keys = { freekey(region), FREE } end
+  for _, key in ipairs(keys) do
+    local pool = pools[key]
+    if pool == nil then
+      pool = { list = redis.call('ZREVRANGEBYSCORE', key, '+inf', int(now - hb_ttl), 'LIMIT', 0, #sessions),
+               next = 1 }
+      pools[key] = pool
+    end
+    local server = pool.list[pool.next]
+    if server then
+      pool.next = pool.next + 1
+      redis.call('ZREM', key, server)
+      return server
+    end
+  end
+  return nil
+end
 local changed, done, taken, watched, assigned = {}, {}, {}, {}, {}
 local per_mode = {}
 for _, sid in ipairs(sessions) do
-  local loaded = load_session(sid)
-  local s = { loaded.st, loaded.tk, loaded.md }
-  if s[1] ~= 'allocating' then
+  local s = load_session(sid)
+  if s.st ~= 'allocating' then
     done[#done + 1] = sid  -- dissolved meanwhile: only the index entry is left
   else
-    local server = servers[next_server]
-    if not server then break end
-    next_server = next_server + 1
-    local sv = redis.call('HMGET', svkey(server), 'a', 'k', 'h')
-    redis.call('HSET', svkey(server), 'm', sid)
-    taken[#taken + 1] = server
-    if sv[2] ~= 's' then watched[#watched + 1] = sv[3]; watched[#watched + 1] = server end
-    redis.call('HSET', skey(sid), 'st', 'assigned', 'sv', server, 'ad', sv[1], 'as', snow)
-    done[#done + 1] = sid
-    assigned[#assigned + 1] = sid
-    local n, players = 0, {}
-    for _, id in ipairs(split(s[2], ',;')) do
-      local t = load(id)
-      if t.s == 'matched' and t.x == sid then
-        redis.call('HSET', tkey(id), 's', 'assigned', 'u', snow, 'v', tonumber(t.v) + 1)
-        changed[#changed + 1] = id
-        n = n + 1
+    local server = take(s.rg or '')
+    if server then
+      local sv = redis.call('HMGET', svkey(server), 'a', 'k', 'h')
+      redis.call('HSET', svkey(server), 'm', sid)
+      taken[#taken + 1] = server
+      if sv[2] ~= 's' then watched[#watched + 1] = sv[3]; watched[#watched + 1] = server end
+      redis.call('HSET', skey(sid), 'st', 'assigned', 'sv', server, 'ad', sv[1], 'as', snow)
+      done[#done + 1] = sid
+      assigned[#assigned + 1] = sid
+      if max_ms[s.md] then redis.call('ZADD', ENDS, int(now + max_ms[s.md]), sid) end
+      local n, teams = 0, {}
+      for _, team in ipairs(fields(s.tk, ';')) do
+        local players = {}
+        for _, id in ipairs(split(team, ',')) do
+          local t = load(id)
+          if t.s == 'matched' and t.x == sid then
+            -- The join token: secret to the ticket's holders, checked by the game server
+            -- against the roster's SHA-256 of it. The salt is fresh random bytes per call.
+            redis.call('HSET', tkey(id), 's', 'assigned', 'u', snow, 'v', tonumber(t.v) + 1,
+                       'j', redis.sha1hex(salt .. id))
+            changed[#changed + 1] = id
+            n = n + 1
+          end
+          for _, p in ipairs(ticket_players(t)) do players[#players + 1] = p end
+        end
+        teams[#teams + 1] = table.concat(players, ',')
       end
-      for _, p in ipairs(ticket_players(t)) do players[#players + 1] = p end
+      redis.call('HSET', skey(sid), 'pl', table.concat(teams, ';'))
+      per_mode[s.md] = (per_mode[s.md] or 0) + n
     end
-    redis.call('HSET', skey(sid), 'pl', table.concat(players, ','))
-    per_mode[s[3]] = (per_mode[s[3]] or 0) + n
   end
 end
 local function each_chunk(list, fn)
   for i = 1, #list, 1000 do fn(unpack(list, i, math.min(i + 999, #list))) end
 end
-each_chunk(taken, function(...) redis.call('ZREM', FREE, ...); redis.call('SADD', BUSY, ...) end)
+each_chunk(taken, function(...) redis.call('SADD', BUSY, ...) end)
 each_chunk(watched, function(...) redis.call('ZADD', 'mm:sv:hb', ...) end)
 each_chunk(done, function(...) redis.call('ZREM', ALLOCATING, ...) end)
 each_chunk(assigned, function(...) redis.call('SADD', ASSIGNED, ...) end)
@@ -69,4 +131,4 @@ for mode, n in pairs(per_mode) do
   count_outcome(mode, 'assigned', n)
 end
 publish(changed)
-return { #taken, redis.call('ZCARD', ALLOCATING) }
+return { #taken, redis.call('ZCARD', ALLOCATING), table.concat(clashes, ',') }

@@ -1,8 +1,25 @@
 -- ARGV: ticket_id, token_hash, mode, region ('' for none), player, party (comma separated),
---       mmr (canonical string), size, ttl_ms (the mode's)
--- Returns the view, or {'busy', player_id, live_ticket_id}.
+--       mmr (canonical string), size, ttl_ms (the mode's), idempotency key name ('' for none),
+--       the sealed token to keep under it
+-- Returns the view, {'again', sealed token, view...} for a repeated idempotency key, or
+-- {'busy', player_id, live_ticket_id}.
 local id, token_hash, mode, region = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local player, party, mmr, size, ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local idem, sealed = ARGV[10], ARGV[11]
+-- A retry whose first answer was lost gets the same ticket, checked before anything else
+-- (its own live ticket would otherwise be a 409). The key expires with the ticket TTL.
+if idem ~= '' then
+  local prior = redis.call('GET', idem)
+  if prior then
+    local prior_id, prior_sealed = string.match(prior, '^([^|]+)|(.*)$')
+    local out = view(prior_id, load(prior_id))
+    if out[1] == 'ok' then
+      table.insert(out, 1, prior_sealed)
+      table.insert(out, 1, 'again')
+      return out
+    end
+  end
+end
 local players = { player }
 for _, p in ipairs(split(party, ',')) do players[#players + 1] = p end
 local buckets = {}
@@ -32,6 +49,7 @@ local q = qkey(mode, region)
 redis.call('ZADD', q, int(now + tonumber(ttl)), member(id, t))
 redis.call('SADD', 'mm:qr:' .. mode, region)
 redis.call('SADD', QUEUE_KEYS, q)
+if idem ~= '' then redis.call('SET', idem, id .. '|' .. sealed, 'PX', ttl) end
 count_outcome(mode, 'created', 1)
 publish({ id })
 return view(id)

@@ -1,10 +1,13 @@
--- ARGV: limit, retention_s, heartbeat_ttl_ms
+-- ARGV: limit, retention_s, heartbeat_ttl_ms, server_retention_ms, then the configured regions
 -- Processes up to `limit` due deadlines of each kind: missed ready checks, allocation
--- timeouts, ticket TTLs (the scores of the queues), silent busy servers. Every entry is
+-- timeouts, ticket TTLs (the scores of the queues), silent busy servers, matches past their
+-- mode's max_match_s, registered servers silent past their retention. Every entry is
 -- re-checked against the current state, so two replicas processing the same deadline, or
 -- one processing it late, do no harm.
--- Returns {ready_checks, allocation_timeouts, expired_tickets, lost_servers, more (0/1)}.
+-- Returns {ready_checks, allocation_timeouts, expired_tickets, lost_servers, more (0/1),
+--          ended_matches, removed_servers}.
 local limit, retention, hb_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local server_retention = tonumber(ARGV[4])
 local now = now_ms()
 local changed = {}
 local counts = { 0, 0, 0, 0 }
@@ -57,5 +60,34 @@ for i = 1, math.min(#lost, limit) do
   end
 end
 
+-- An assigned match nobody reported over ends at its mode's max_match_s, freeing its server.
+local ended = 0
+local overdue = redis.call('ZRANGEBYSCORE', ENDS, '-inf', int(now), 'LIMIT', 0, limit + 1)
+if #overdue > limit then more = 1 end
+for i = 1, math.min(#overdue, limit) do
+  redis.call('ZREM', ENDS, overdue[i])
+  append(finish(overdue[i], now, 'max duration', retention))
+  ended = ended + 1
+end
+
+-- A free registered server silent past its retention leaves the registry (static servers
+-- score +inf and never do; a busy one first loses its match above, then waits here).
+local removed = 0
+local pools = { FREE }
+for i = 5, #ARGV do pools[#pools + 1] = freekey(ARGV[i]) end
+for _, pool in ipairs(pools) do
+  local silent = redis.call('ZRANGEBYSCORE', pool, '-inf', '(' .. int(now - server_retention), 'LIMIT', 0, limit + 1)
+  if #silent > limit then more = 1 end
+  for i = 1, math.min(#silent, limit) do
+    local sv = hgetall(svkey(silent[i]))
+    if sv.k ~= 's' and not sv.m then
+      remove_server(silent[i], sv)
+      removed = removed + 1
+    elseif sv.a == nil then
+      redis.call('ZREM', pool, silent[i])  -- an entry with no server behind it
+    end
+  end
+end
+
 publish(changed)
-return { counts[1], counts[2], counts[3], counts[4], more }
+return { counts[1], counts[2], counts[3], counts[4], more, ended, removed }

@@ -1,8 +1,8 @@
--- ARGV: match_id, retention_s. Idempotent. Returns {'ok', status, players} or {'notfound'}.
+-- ARGV: match_id, retention_s, reason. Idempotent. Returns {'ok', status, players} or {'notfound'}.
 local mid, retention = ARGV[1], tonumber(ARGV[2])
 local s = load_session(mid)
 if s.st == 'assigned' then
-  publish(finish(mid, now_ms(), 'match finished', retention))
+  publish(finish(mid, now_ms(), ARGV[3], retention))
 elseif s.st ~= 'finished' then
   -- Unknown, or a loading session that never became a match.
   return { 'notfound' }

@@ -1,15 +1,25 @@
--- ARGV: server_id, address. Registers or refreshes a server.
--- Returns {server_id, address, 'free'|'busy', match_id or ''}.
-local id, address = ARGV[1], ARGV[2]
+-- ARGV: server_id, address, region ('' for none). Registers or refreshes a server.
+-- Returns {server_id, address, 'free'|'busy', match_id or '', region or '', '1' if leaving}, {'clash', holder}
+-- when another server holds the address, or {'static'} for a static server's id.
+local id, address, region = ARGV[1], ARGV[2], ARGV[3]
 local key = svkey(id)
+local sv = hgetall(key)
+if sv.k == 's' then return { 'static' } end
+local holder = redis.call('HGET', ADDRESSES, address)
+if holder and holder ~= id then return { 'clash', holder } end
 local now = int(now_ms())
-local kind = redis.call('HGET', key, 'k') or 'r'
-redis.call('HSET', key, 'a', address, 'h', now, 'k', kind)
-local mid = redis.call('HGET', key, 'm')
-local score = (kind == 's') and '+inf' or now
-if mid then
-  if kind ~= 's' then redis.call('ZADD', 'mm:sv:hb', now, id) end
-  return { id, address, 'busy', mid }
+if sv.a and sv.a ~= address and redis.call('HGET', ADDRESSES, sv.a) == id then
+  redis.call('HDEL', ADDRESSES, sv.a)
 end
-redis.call('ZADD', FREE, score, id)
-return { id, address, 'free', '' }
+redis.call('HSET', ADDRESSES, address, id)
+redis.call('HSET', key, 'a', address, 'h', now, 'k', 'r')
+-- A busy server deregistered meanwhile keeps its 'x' mark: it leaves when its match ends
+-- (a later heartbeat registers it anew).
+if region ~= '' then redis.call('HSET', key, 'g', region) else redis.call('HDEL', key, 'g') end
+if sv.m then
+  redis.call('ZADD', 'mm:sv:hb', now, id)
+  return { id, address, 'busy', sv.m, region, sv.x or '' }
+end
+if sv.a and (sv.g or '') ~= region then redis.call('ZREM', freekey(sv.g), id) end
+redis.call('ZADD', freekey(region), now, id)
+return { id, address, 'free', '', region, '' }

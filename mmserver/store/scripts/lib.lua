@@ -17,6 +17,12 @@ local COUNTS = 'mm:n'
 local OUTCOMES = 'mm:o'
 local FREE = 'mm:sv:free'
 local BUSY = 'mm:sv:busy'
+-- Server address -> the id holding it: one address is one server.
+local ADDRESSES = 'mm:sv:addr'
+-- The ids of the static servers seeded from the configuration.
+local STATIC = 'mm:sv:st'
+-- Assigned match -> when its mode's max_match_s ends it (ms).
+local ENDS = 'mm:end'
 local EVENTS = 'mm:events'
 -- Claimed tickets whose hash has not been rewritten yet: ticket id -> 'session|ttl_deadline|claimed_at'.
 local CLAIMED = 'mm:cl'
@@ -34,6 +40,11 @@ local function plkey(player) return 'mm:pl:' .. string.sub(redis.sha1hex(player)
 local function skey(id) return 'mm:s:' .. id end
 local function svkey(id) return 'mm:sv:' .. id end
 local function qkey(mode, region) return 'mm:q:' .. mode .. ':' .. region end
+-- Free servers by region: FREE holds servers without a region, FREE:{region} the others.
+local function freekey(region)
+  if region == nil or region == '' then return FREE end
+  return FREE .. ':' .. region
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -47,6 +58,21 @@ local function split(s, sep)
   local out = {}
   if s == nil or s == false or s == '' then return out end
   for part in string.gmatch(s, '[^' .. sep .. ']+') do out[#out + 1] = part end
+  return out
+end
+
+-- Fields of a string split on a one-character separator, empty ones kept: a team emptied by
+-- releases still counts ('a;;b' is three teams).
+local function fields(s, sep)
+  local out = {}
+  if s == nil or s == false or s == '' then return out end
+  local start = 1
+  while true do
+    local i = string.find(s, sep, start, true)
+    if not i then out[#out + 1] = string.sub(s, start); break end
+    out[#out + 1] = string.sub(s, start, i - 1)
+    start = i + 1
+  end
   return out
 end
 
@@ -259,31 +285,54 @@ local function view(id, loaded)
     end
   end
   if t.x and (t.s == 'matched' or t.s == 'assigned' or t.s == 'finished') then
-    local s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl')
+    local s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl', 'rg')
     if not s[1] then
       local p = peek_session(t.x)
-      if p then s = { p.st, p.dl or false, false, false } end
+      if p then s = { p.st, p.dl or false, false, false, false } end
     end
     if s[1] then
       out[#out + 1] = '@st'; out[#out + 1] = s[1]
       if s[2] then out[#out + 1] = '@dl'; out[#out + 1] = s[2] end
       if s[3] then out[#out + 1] = '@ad'; out[#out + 1] = s[3] end
       if s[4] then out[#out + 1] = '@pl'; out[#out + 1] = s[4] end
+      if s[5] then out[#out + 1] = '@rg'; out[#out + 1] = s[5] end
     end
   end
   return out
 end
 
--- Loads a ticket and checks its token hash; returns (t, nil) or (nil, error reply).
-local function authorised(id, token_hash)
+-- Loads a ticket and checks the caller's access; returns (t, nil) or (nil, error reply).
+-- `access` is the ticket token's hash, '@b' for a game backend (any ticket), or
+-- '@p:<player>' for a player's own token (a ticket the player is in, its party's included).
+local function authorised(id, access)
   local t = load(id)
   if t.s == nil then return nil, { 'notfound' } end
-  if t.k ~= token_hash then return nil, { 'forbidden' } end
+  if access == '@b' then return t, nil end
+  if string.sub(access, 1, 3) == '@p:' then
+    local player = string.sub(access, 4)
+    for _, p in ipairs(ticket_players(t)) do
+      if p == player then return t, nil end
+    end
+    return nil, { 'forbidden' }
+  end
+  if t.k ~= access then return nil, { 'forbidden' } end
   return t, nil
 end
 
--- Ends an assigned match: tickets finished (terminal), server back to the free pool (where a
--- registered server is allocated again only while its heartbeat is fresh). Returns changed ids.
+-- Takes a server out of the registry: free set, heartbeat watch, address index, its hash.
+local function remove_server(id, sv)
+  redis.call('ZREM', freekey(sv.g), id)
+  redis.call('ZREM', 'mm:sv:hb', id)
+  redis.call('SREM', BUSY, id)
+  redis.call('SREM', STATIC, id)
+  if sv.a and redis.call('HGET', ADDRESSES, sv.a) == id then redis.call('HDEL', ADDRESSES, sv.a) end
+  redis.call('DEL', svkey(id))
+end
+
+-- Ends an assigned match: tickets finished (terminal), server back to the free pool of its
+-- region (where a registered server is allocated again only while its heartbeat is fresh), or
+-- out of the registry if it was deregistered or left the static list meanwhile. Returns
+-- changed ids.
 local function finish(mid, now, reason, retention)
   local s = load_session(mid)
   local changed = {}
@@ -300,13 +349,18 @@ local function finish(mid, now, reason, retention)
   redis.call('HSET', skey(mid), 'st', 'finished', 'fr', reason)
   redis.call('EXPIRE', skey(mid), retention)
   redis.call('SREM', ASSIGNED, mid)
+  redis.call('ZREM', ENDS, mid)
   if s.sv then
     local sv = hgetall(svkey(s.sv))
     if sv.m == mid then
       redis.call('HDEL', svkey(s.sv), 'm')
       redis.call('SREM', BUSY, s.sv)
       redis.call('ZREM', 'mm:sv:hb', s.sv)
-      redis.call('ZADD', FREE, (sv.k == 's') and '+inf' or sv.h, s.sv)
+      if sv.x == '1' then
+        remove_server(s.sv, sv)
+      else
+        redis.call('ZADD', freekey(sv.g), (sv.k == 's') and '+inf' or (sv.h or int(now)), s.sv)
+      end
     end
   end
   return changed

@@ -1,0 +1,27 @@
+-- ARGV: match_id. The roster of a loading session or match, for its game server.
+-- Returns {'notfound'} or {'ok', state, mode, region, server id, address, assigned_at,
+-- finish reason, team count, then per ticket: team index, ticket id, status, player, party, mmr,
+-- join token}; absent values are ''.
+local mid = ARGV[1]
+local s = hgetall(skey(mid))
+if s.st == nil then
+  s = peek_session(mid)
+  if s == nil then return { 'notfound' } end
+end
+local teams = fields(s.tk, ';')
+local out = { 'ok', s.st, s.md or '', s.rg or '', s.sv or '', s.ad or '', s.as or '', s.fr or '', #teams }
+local team = 0
+for _, members in ipairs(teams) do
+  for _, id in ipairs(split(members, ',')) do
+    local t = load(id)
+    out[#out + 1] = team
+    out[#out + 1] = id
+    out[#out + 1] = t.s or ''
+    out[#out + 1] = t.p or ''
+    out[#out + 1] = t.y or ''
+    out[#out + 1] = t.r or ''
+    out[#out + 1] = t.j or ''
+  end
+  team = team + 1
+end
+return out
