@@ -100,7 +100,9 @@ def snapshot(client: redis.Redis) -> Snapshot:
     seconds, micros = int(reply[0]), int(reply[1])
     snap = Snapshot(now_ms=seconds * 1000 + micros // 1000)
     queued: list[tuple[str, str, str]] = []
-    singles = {"mm:acc", "mm:alloc", "mm:asg", "mm:sv:free", "mm:sv:busy", "mm:n", "mm:cl", "mm:cs"}
+    singles = {"mm:acc", "mm:alloc", "mm:asg", "mm:sv:free", "mm:sv:busy", "mm:n", "mm:cl", "mm:cs",
+               keys.SERVER_ADDRESSES, keys.STATIC_SERVERS, "mm:sv:static", "mm:sv:hb"}
+    regional_free: list = []
     found: dict[str, object] = {}
     for i in range(2, len(reply), 4):
         name, kind, pttl, data = reply[i], reply[i + 1], int(reply[i + 2]), reply[i + 3]
@@ -120,6 +122,8 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.sessions[name[5:]] = _pairs(data)
         elif kind == "zset" and name.startswith("mm:q:"):
             snap.queues[name] = _scored(data)
+        elif kind == "zset" and name.startswith(keys.SERVERS_FREE + ":"):
+            regional_free.extend(_scored(data))  # the free pools of configured regions
         elif kind == "hash" and name.startswith("mm:sv:"):
             snap.servers[name[6:]] = _pairs(data)
         elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")):
@@ -143,6 +147,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
     snap.allocating = dict(_scored(found.get("mm:alloc", [])))
     snap.assigned = set(found.get("mm:asg", []))
     snap.free = dict(_scored(found.get("mm:sv:free", [])))
+    snap.free.update(regional_free)
     snap.busy = set(found.get("mm:sv:busy", []))
     snap.counts = _pairs(found.get("mm:n", []))
     # A claim records its tickets' new state in mm:cl; the next script that loads a ticket
@@ -349,6 +354,12 @@ class Checker:
                                         f"{(int(s['as']) - silent_at * 1000) / 1000:.1f} s after its last heartbeat")
 
     def _check_servers(self, snap: Snapshot) -> None:
+        holders: dict[str, list[str]] = defaultdict(list)
+        for server_id, sv in snap.servers.items():
+            holders[sv.get("a", "")].append(server_id)
+        for address, ids in holders.items():
+            if len(ids) > 1:  # one address is one server: two ids would host two matches there
+                self._bad("duplicated", address, f"address held by {len(ids)} servers: {sorted(ids)}")
         for server_id, sv in snap.servers.items():
             mid = sv.get("m")
             if mid:

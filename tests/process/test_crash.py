@@ -26,7 +26,7 @@ accept_timeout_s = 0
 mmr_window = 300
 
 [servers]
-token = "server-token"
+token = "server-token-0123456789"
 static = {STATIC!r}
 allocation_timeout_s = 5
 """.replace("'", '"')

@@ -15,7 +15,7 @@ CONFIG = """
 accept_timeout_s = 0
 
 [servers]
-token = "server-token"
+token = "server-token-0123456789"
 static = ["10.0.0.5:7777", "10.0.0.6:7777"]
 """
 

@@ -24,7 +24,7 @@ mmr_window_growth_per_s = 0
 mmr_window_max = 50
 
 [servers]
-token = "server-token"
+token = "server-token-0123456789"
 static = ["10.0.0.5:7777"]
 """
 
