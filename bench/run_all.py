@@ -24,6 +24,7 @@ FULL = {
     "e2e": ["bench_e2e.py"],
     "lifecycle": ["bench_lifecycle.py"],
     "memory": ["bench_memory.py"],
+    "auth": ["bench_auth.py"],
 }
 QUICK = {
     "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
@@ -33,6 +34,7 @@ QUICK = {
     "e2e": ["bench_e2e.py", "--rounds", "1", "--seconds", "5"],
     "lifecycle": ["bench_lifecycle.py", "--rounds", "1"],
     "memory": ["bench_memory.py", "--tickets", "10000", "--settle", "1"],
+    "auth": ["bench_auth.py", "--rounds", "1", "--calls", "200"],
 }
 
 

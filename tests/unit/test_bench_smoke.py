@@ -86,3 +86,10 @@ def test_profiles(tmp_path):
     tick = run("profile_mm.py", tmp_path / "t.json", "tick", "--tickets", "400")
     assert tick["claimed"] > 150
     assert "evalsha" in tick["redis_usec_by_command"]
+
+
+def test_auth(tmp_path):
+    report = run("bench_auth.py", tmp_path / "a.json", "--rounds", "1", "--calls", "20")
+    names = {row["credential"] for row in report["results"]}
+    assert {"ticket token (baseline)", "player JWT HS256 cold", "player JWT ES256 warm"} <= names
+    assert all(row["us_per_call_median"] > 0 for row in report["results"])
