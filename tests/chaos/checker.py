@@ -49,6 +49,7 @@ class Snapshot:
     sessions: dict[str, dict] = field(default_factory=dict)
     queues: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     servers: dict[str, dict] = field(default_factory=dict)
+    ends: dict[str, float] = field(default_factory=dict)  # mm:end: match -> max-duration end (ms)
     players: dict[str, str] = field(default_factory=dict)
     accepting: dict[str, float] = field(default_factory=dict)
     allocating: dict[str, float] = field(default_factory=dict)
@@ -101,7 +102,8 @@ def snapshot(client: redis.Redis) -> Snapshot:
     snap = Snapshot(now_ms=seconds * 1000 + micros // 1000)
     queued: list[tuple[str, str, str]] = []
     singles = {"mm:acc", "mm:alloc", "mm:asg", "mm:sv:free", "mm:sv:busy", "mm:n", "mm:cl", "mm:cs",
-               keys.SERVER_ADDRESSES, keys.STATIC_SERVERS, "mm:sv:static", "mm:sv:hb"}
+               keys.SERVER_ADDRESSES, keys.STATIC_SERVERS, "mm:sv:static", "mm:sv:hb",
+               keys.MATCH_ENDS}
     regional_free: list = []
     found: dict[str, object] = {}
     for i in range(2, len(reply), 4):
@@ -149,6 +151,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
     snap.free = dict(_scored(found.get("mm:sv:free", [])))
     snap.free.update(regional_free)
     snap.busy = set(found.get("mm:sv:busy", []))
+    snap.ends = dict(_scored(found.get(keys.MATCH_ENDS, [])))
     snap.counts = _pairs(found.get("mm:n", []))
     # A claim records its tickets' new state in mm:cl; the next script that loads a ticket
     # applies it (lib.lua load()). Overlay it the same way: these tickets are matched.
@@ -332,6 +335,12 @@ class Checker:
                 if server.get("m") != sid:
                     self._bad("stranded", sid, f"assigned to server {s.get('sv')!r} whose match is {server.get('m')!r}")
                 matches_of_server[s.get("sv", "")].append(sid)
+                # Invariant 4: every assigned match ends within its mode's max_match_s.
+                end = snap.ends.get(sid)
+                if end is None:
+                    self._bad("stranded", sid, "assigned match without a max-duration deadline")
+                elif end < snap.now_ms - self._slack_ms:
+                    self._bad("stranded", sid, f"match {(snap.now_ms - end) / 1000:.1f} s past its max duration")
             elif state != "finished":
                 self._bad("state", sid, f"session in unknown state {state!r}")
             if state in ("assigned", "finished"):

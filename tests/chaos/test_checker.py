@@ -146,3 +146,30 @@ def test_a_claimed_ticket_counts_as_matched(store, ledger, redis_client):
     snap = checker.check_redis()
     assert {snap.tickets[a]["s"], snap.tickets[b]["s"]} == {"matched"}
     assert snap.tickets[a]["x"] == session
+
+
+def assigned_match(store: Store, ledger: Ledger) -> str:
+    a, b, session = matched_pair(store, ledger)
+    store.accept(a, ledger.records[a].token)
+    store.accept(b, ledger.records[b].token)
+    assert store.allocate(10)[0] == 1
+    return session
+
+
+def test_an_assigned_match_is_consistent(store, ledger, redis_client):
+    assigned_match(store, ledger)
+    assert findings(redis_client, ledger) == set()
+
+
+def test_a_match_that_never_ends_is_stranded(store, ledger, redis_client):
+    session = assigned_match(store, ledger)
+    redis_client.zrem(keys.MATCH_ENDS, session)
+    assert ("stranded", session) in findings(redis_client, ledger)
+    redis_client.zadd(keys.MATCH_ENDS, {session: 1000})  # long past its max duration
+    assert ("stranded", session) in findings(redis_client, ledger)
+
+
+def test_two_servers_on_one_address_are_duplicated(store, ledger, redis_client):
+    store.heartbeat_server("sv1", "127.0.0.1:9001")
+    redis_client.hset("mm:sv:sv2", mapping={"a": "127.0.0.1:9001", "k": "r", "h": 1})
+    assert ("duplicated", "127.0.0.1:9001") in findings(redis_client, ledger)
