@@ -218,6 +218,12 @@ def _single(params: Mapping[str, Any], name: str) -> str | None:
 def read_json(req: falcon.Request) -> Any:
     """The JSON body. Falcon answers 415 for another content type and 400 for malformed JSON;
     the few inputs that escape its parser as other exceptions are turned into 400 here."""
+    # Falcon would parse a body without Content-Type as its default media type; the contract
+    # says JSON bodies are declared as such (415 otherwise; no body at all stays a 400).
+    if req.content_type is None and req.content_length:
+        raise falcon.HTTPUnsupportedMediaType(
+            title="Unsupported Media Type",
+            description="Send the body with Content-Type: application/json.")
     try:
         return req.get_media()
     except falcon.HTTPError:

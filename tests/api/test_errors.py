@@ -82,10 +82,11 @@ def test_non_json_content_type_is_415(client, content_type):
     assert post_raw(client, b"player_id=p1", content_type).status_code == 415
 
 
-def test_json_with_charset_and_without_content_type_are_json(client):
+def test_json_with_charset_is_json_and_a_body_without_content_type_is_415(client):
     assert post_raw(client, json.dumps(TICKET).encode(), "application/json; charset=utf-8").status_code == 201
     other = {**TICKET, "player_id": "p2"}
-    assert post_raw(client, json.dumps(other).encode(), None).status_code == 201
+    refused = post_raw(client, json.dumps(other).encode(), None)
+    assert refused.status_code == 415 and "application/json" in refused.json["description"]
 
 
 @pytest.mark.parametrize("body", [
