@@ -72,9 +72,10 @@ class RateLimits:
         if caller.kind in ("ticket", "player"):
             self._check(self._poll, caller.limit_key, "poll", "This ticket is polled too often")
 
-    def create(self, player_id: str) -> None:
-        """A ticket creation for a player, whoever asks (backends are not limited here)."""
-        self._check(self._create, player_id, "create", "Too many tickets created for this player")
+    def create(self, caller: Caller) -> None:
+        """A ticket creation with a player's token (backends and open callers: request() only)."""
+        if caller.is_player:
+            self._check(self._create, caller.limit_key, "create", "Too many tickets created by this player")
 
 
 class Access:

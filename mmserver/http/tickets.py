@@ -50,7 +50,7 @@ class TicketCollection:
         caller = self._access.caller(req)
         body = self._access.creation(caller, validation.read_json(req))
         ticket = validation.ticket_request(body, self._modes, self._regions)
-        self._access.limits.create(ticket.player_id)
+        self._access.limits.create(caller)
         view, token = self._store.create_ticket(
             player_id=ticket.player_id, mode=ticket.mode, mmr=ticket.mmr,
             region=ticket.region, party=ticket.party, idempotency_key=ticket.idempotency_key,
