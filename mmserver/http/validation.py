@@ -116,8 +116,12 @@ def _number(value: Any, field: str) -> float:
 
 
 def _region(value: Any, regions: Sequence[str]) -> str:
+    """A region of `[regions] names`: queues and server pools exist only for configured
+    regions, so nothing a client sends can create keys without bound."""
     region = _identifier(value, "region", REGION, "1-32 characters of A-Z a-z 0-9 _ -")
-    if regions and region not in regions:
+    if not regions:
+        raise Unprocessable("No regions are configured ([regions] names): leave 'region' out.")
+    if region not in regions:
         raise Unprocessable(f"Unknown region {region!r}; known: {', '.join(regions)}.")
     return region
 
@@ -177,8 +181,6 @@ def server_heartbeat(document: Any, regions: Sequence[str] = ()) -> ServerHeartb
         raise Unprocessable("The port in 'address' must be between 1 and 65535.")
     region = body.get("region")
     if region is not None:
-        if not regions:
-            raise Unprocessable("No regions are configured ([regions] names): a server names none.")
         region = _region(region, regions)
     return ServerHeartbeat(address=address, region=region)
 

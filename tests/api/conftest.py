@@ -19,6 +19,7 @@ from mmserver.readiness import Readiness
 from mmserver.store import Store
 
 SERVER_TOKEN = "server-secret"
+REGIONS = ("eu", "us")
 MODES = {
     "duel": ModeConfig(name="duel"),
     "squad": ModeConfig(name="squad", team_size=3, teams=2),
@@ -72,13 +73,13 @@ def observed_statuses() -> set:
 
 @pytest.fixture
 def config() -> Config:
-    return Config(modes=MODES, servers=ServersConfig(token=SERVER_TOKEN), max_longpolls=4,
+    return Config(modes=MODES, servers=ServersConfig(token=SERVER_TOKEN), regions=REGIONS, max_longpolls=4,
                   http_threads=8, max_body_bytes=8192)
 
 
 @pytest.fixture
 def store(redis_client, config) -> Store:
-    return Store(redis_client, config.modes, config.servers)
+    return Store(redis_client, config.modes, config.servers, regions=config.regions)
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_without_a_configured_token_the_endpoints_are_403(store, waiters, readin
 def test_bad_heartbeats(client):
     cases = [
         ({"address": "10.0.0.5"}, 400), ({"address": 7777}, 400), ({}, 400),
-        ({"address": "10.0.0.5:7777", "region": "eu"}, 422),
+        ({"address": "10.0.0.5:7777", "region": "mars"}, 422),
         ({"address": "10.0.0.5:7777", "colour": "red"}, 400), ({"address": "10.0.0.5:70000"}, 422),
     ]
     for body, status in cases:

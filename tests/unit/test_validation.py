@@ -17,7 +17,8 @@ def ticket(**fields):
 
 
 def test_a_valid_ticket_comes_back_clean():
-    request = validation.ticket_request(ticket(mode="squad", region="eu-west", party=["p2", "p3"]), MODES)
+    request = validation.ticket_request(ticket(mode="squad", region="eu-west", party=["p2", "p3"]), MODES,
+                                        ("eu-west",))
     assert request == validation.TicketRequest("p1", "squad", 1500.0, "eu-west", ("p2", "p3"))
     assert isinstance(request.mmr, float)
     plain = validation.ticket_request(ticket(region=None, party=None), MODES)
@@ -79,6 +80,8 @@ def test_a_server_region_must_be_configured():
         validation.server_heartbeat({"address": "a:1", "region": "asia"}, ("eu", "us"))
     with pytest.raises(Unprocessable, match="No regions are configured"):
         validation.server_heartbeat({"address": "a:1", "region": "eu"})
+    with pytest.raises(Unprocessable, match="No regions are configured"):
+        validation.ticket_request(ticket(region="eu"), MODES)
 
 
 def test_a_ticket_region_must_be_configured_when_regions_are():
