@@ -28,7 +28,7 @@ from mmserver.backoff import Backoff
 from mmserver.config import Config, env_name
 from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
 from mmserver.http.app import create_public_app
-from mmserver.http.server import HttpServer
+from mmserver.http.server import HttpServer, ListenError
 from mmserver.http.waiters import Waiters
 from mmserver.logs import LogPipeline
 from mmserver.metrics import Metrics
@@ -51,6 +51,8 @@ CONTROL_CHANNEL = "mm:control"
 REPLICA_HEARTBEAT_S = 2.0
 SUBSCRIBER_HEALTH_S = 1.0
 PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
+# The HTTP server's listeners in order: the setting that names each, and what it serves.
+LISTENERS = (("listen", "public API"), ("admin_listen", "control plane"))
 REPLICA_TTL_S = 10.0
 # Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
 WATCHDOG_GRACE_S = 3.0
@@ -132,8 +134,8 @@ class Service:
         # (exit 2) with nothing to undo. The apps are attached once they exist.
         try:
             self._http.bind()
-        except OSError as error:
-            raise StartupRefused(f"cannot listen: {error.strerror or error}") from None
+        except ListenError as error:
+            raise StartupRefused(self._listen_refusal(error)) from None
         redis_url = config.redis_url or self._start_embedded_redis()
         self._prepare_admin_token()
         self._telemetry.start()
@@ -187,6 +189,12 @@ class Service:
         self.state = "running"
         self._scheduler.start()
         self.notifier.status("waiting for Redis")
+
+    def _listen_refusal(self, error: ListenError) -> str:
+        """`cannot listen on 127.0.0.1:8080 (MMSERVER_LISTEN, public API): Address already in
+        use`: which listener, where, and why, so the operator knows which setting to change."""
+        setting, role = LISTENERS[error.index]
+        return f"cannot listen on {error.address} ({env_name(setting)}, {role}): {error.strerror}"
 
     def _serve(self) -> None:
         """The main thread's loop: signals, worker health, systemd readiness and watchdog."""

@@ -71,6 +71,16 @@ _LIMIT_WARNING_INTERVAL_S = 10.0
 _RECLAIM_BATCH = 32
 
 
+class ListenError(OSError):
+    """One listener could not be bound or listen: which one (`index`, in the order given to
+    HttpServer, and `address`) and why (`strerror`, e.g. "Address already in use")."""
+
+    def __init__(self, index: int, address: Address, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.index = index
+        self.address = address
+
+
 class HttpServer:
     def __init__(
         self,
@@ -126,7 +136,7 @@ class HttpServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     def bind(self) -> None:
-        """Create, bind and listen on every socket now: a busy port raises OSError here."""
+        """Create, bind and listen on every socket now: a busy port raises ListenError here."""
         if self._servers:
             raise RuntimeError("HttpServer.bind() called twice")
         dispatcher = ThreadedTaskDispatcher()
@@ -136,19 +146,22 @@ class HttpServer:
         dispatcher.queue_logger = _ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
                                                      "all HTTP workers busy: ")
         try:
-            for address, app in self._listeners:
+            for index, (address, app) in enumerate(self._listeners):
                 # Built by hand like waitress.server.create_server does, but each server gets
                 # its own app while all share one map and one dispatcher. Each server also
                 # adds its own trigger (a pipe) to the map. _start=True listens right away so
                 # that bind() fails on a port another process is listening on.
-                server = _Server(
-                    app,
-                    map=self._map,
-                    _start=True,
-                    dispatcher=dispatcher,
-                    adj=self._adj,
-                    sockinfo=_sockinfo(address),
-                )
+                try:
+                    server = _Server(
+                        app,
+                        map=self._map,
+                        _start=True,
+                        dispatcher=dispatcher,
+                        adj=self._adj,
+                        sockinfo=_sockinfo(address),
+                    )
+                except OSError as error:  # getaddrinfo, bind or listen
+                    raise ListenError(index, address, error) from error
                 # At the limit, waitress logs a warning and an info line each time it stops and
                 # starts accepting; with reclaiming that is every few accepts under a flood.
                 server.logger = self._limit_log
