@@ -130,6 +130,10 @@ class Service:
                                 # waitress refuses a declared body over the limit from its
                                 # headers alone, with the same JSON 413 as the app.
                                 max_request_body_size=config.max_body_bytes)
+        if config.embedded_redis:
+            # First of all: a second mmserver on the same data (a second `make run` in one
+            # directory) is told that, not that the first one's ports are taken.
+            self._lock_data_dir()
         # Listeners are bound before anything else starts, so that a port in use is refused
         # (exit 2) with nothing to undo. The apps are attached once they exist.
         try:
@@ -346,13 +350,24 @@ class Service:
 
         threading.excepthook = thread_died
 
-    def _start_embedded_redis(self) -> str:
-        self._embedded = EmbeddedRedis(self.config.data_dir)
+    def _lock_data_dir(self) -> None:
+        setting = env_name("data_dir")
+        embedded = EmbeddedRedis(self.config.data_dir)
         try:
-            return self._embedded.start(timeout=15.0)
+            embedded.lock()
         except DataDirInUse as error:
-            self._embedded = None
-            raise StartupRefused(str(error)) from None
+            holder = f"pid {error.holder}" if error.holder is not None else "pid unknown"
+            raise StartupRefused(
+                f"data directory {error.data_dir} ({setting}) is in use by another mmserver "
+                f"({holder}): stop that one, or give this one another {setting}") from None
+        except OSError as error:
+            raise StartupRefused(
+                f"{setting}: cannot use {embedded.data_dir}: {error.strerror or error}") from None
+        self._embedded = embedded
+
+    def _start_embedded_redis(self) -> str:
+        assert self._embedded is not None, "_lock_data_dir() comes first"
+        return self._embedded.start(timeout=15.0)
 
     def _prepare_admin_token(self) -> None:
         if self._admin_token is not None:

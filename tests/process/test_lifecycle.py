@@ -154,6 +154,33 @@ def test_an_address_nobody_has_is_refused_with_the_reason(tmp_path, redis_server
         "cannot listen on 192.0.2.1:8081 (MMSERVER_ADMIN_LISTEN, control plane): Cannot assign requested address")
 
 
+def test_a_second_mmserver_on_the_same_data_dir_is_told_so_not_that_its_ports_are_taken(tmp_path):
+    """A second `make run` in the same directory: same data dir, same ports."""
+    first = MMServer(tmp_path).start().wait_ready(45)
+    try:
+        second = MMServer(tmp_path)
+        second.port, second.admin_port = first.port, first.admin_port
+        second.env.update(MMSERVER_LISTEN=first.env["MMSERVER_LISTEN"],
+                          MMSERVER_ADMIN_LISTEN=first.env["MMSERVER_ADMIN_LISTEN"])
+        assert second.start().wait(30) == 2
+        data_dir = tmp_path / "data"
+        assert refusal(second).endswith(
+            f" ERROR mmserver.service: data directory {data_dir} (MMSERVER_DATA_DIR) is in use by another "
+            f"mmserver (pid {first.process.pid}): stop that one, or give this one another MMSERVER_DATA_DIR")
+        assert first.get("/readyz").status == 200  # the refused start disturbed nothing
+    finally:
+        first.signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+
+
+def test_a_data_dir_that_cannot_be_created_is_refused_with_exit_2(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    server = MMServer(tmp_path, env={"MMSERVER_DATA_DIR": str(tmp_path / "file" / "data")})
+    assert server.start().wait(30) == 2
+    assert refusal(server).endswith(
+        f"MMSERVER_DATA_DIR: cannot use {tmp_path / 'file' / 'data'}: Not a directory")
+
+
 def test_systemd_notifications_on_a_real_datagram_socket(tmp_path, redis_server):
     path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
