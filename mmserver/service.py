@@ -245,7 +245,10 @@ class Service:
         self.state = "stopping"
         self.readiness.mark_draining()
         self.notifier.stopping(status=f"stopping: {reason}")
-        logger.warning("stopping with exit status %d: %s", status, reason)
+        # A stop the supervisor asked for (status 0) is routine: INFO, like the last line, so
+        # that alerts on WARNING and above only see the stops that need a look.
+        logger.log(logging.INFO if status == EXIT_OK else logging.WARNING,
+                   "stopping with exit status %d: %s", status, reason)
         if self._waiters:
             self._waiters.close()  # long-polls answer now with the ticket's current state
         deadline = time.monotonic() + config.drain_delay_s + config.shutdown_timeout_s

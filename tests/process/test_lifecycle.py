@@ -46,6 +46,38 @@ def test_sigterm_drains_and_exits_0(tmp_path, redis_server):
     assert "SIGTERM" in last_line(server)
 
 
+def json_records(server: MMServer) -> list[dict]:
+    """Every line of a MMSERVER_LOG_FORMAT=json run as a record (a stray line fails)."""
+    return [json.loads(line) for line in server.lines if line.strip()]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_clean_stop_logs_nothing_at_warning(tmp_path, signum):
+    """Status 0 is the supervisor's own stop: the whole run, the embedded Redis's start and stop
+    included, logs at INFO, so alerts on WARNING never fire for a routine restart."""
+    server = MMServer(tmp_path, env={"MMSERVER_LOG_FORMAT": "json", "MMSERVER_DRAIN_DELAY_S": "0.2"})
+    server.start().wait_ready(45)
+    create_ticket(server)
+    server.signal(signum)
+    assert server.wait(30) == 0
+    records = json_records(server)
+    assert [(r["level"], r["message"]) for r in records if r["level"] != "INFO"] == []
+    messages = [r["message"] for r in records]
+    assert f"stopping with exit status 0: {signum.name} received" in messages
+    assert messages[-1] == f"exit status 0: {signum.name} received"
+
+
+def test_a_stop_for_a_restart_keeps_warning_and_error(tmp_path, redis_server):
+    server = MMServer(tmp_path, redis_url=redis_server.url, env={"MMSERVER_LOG_FORMAT": "json"})
+    server.start().wait_ready()
+    assert server.admin("/admin/shutdown", "POST", {"reason": "rollout"}).status == 202
+    assert server.wait(30) == 1
+    records = json_records(server)
+    levels = {r["message"]: r["level"] for r in records}
+    assert levels["stopping with exit status 1: admin shutdown: rollout"] == "WARNING"
+    assert (records[-1]["level"], records[-1]["message"]) == ("ERROR", "exit status 1: admin shutdown: rollout")
+
+
 def test_admin_shutdown_answers_202_finishes_in_flight_and_exits_1(tmp_path):
     """Embedded Redis, a Sentry sink, a long-poll in flight: the whole sequence of SPEC.md."""
     with SentrySink() as sink:
