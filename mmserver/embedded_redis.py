@@ -274,7 +274,8 @@ class EmbeddedRedis:
             return True
         deadline = time.monotonic() + timeout
         shutdown_ok = False
-        if self._process.poll() is None:
+        exited_before = self._process.poll() is not None  # killed, or died on its own
+        if not exited_before:
             client = self._client(socket_timeout=max(0.1, timeout))
             try:
                 client.shutdown()
@@ -290,7 +291,9 @@ class EmbeddedRedis:
         try:
             status = self._process.wait(max(0.0, deadline - time.monotonic()))
             clean = shutdown_ok and status == 0
-            if not clean:
+            if exited_before:
+                logger.warning("embedded Redis had already exited with status %d", status)
+            elif not clean:
                 logger.warning("embedded Redis exited with status %d", status)
         except subprocess.TimeoutExpired:
             logger.error("embedded Redis did not stop within %.1fs: killing it", timeout)
@@ -299,7 +302,8 @@ class EmbeddedRedis:
         (self.data_dir / PID_FILE).unlink(missing_ok=True)
         self._process = None
         self._release_lock()
-        logger.info("embedded Redis stopped%s", "" if clean else " (not cleanly)")
+        if not exited_before:
+            logger.info("embedded Redis stopped%s", "" if clean else " (not cleanly)")
         return clean
 
     def _kill_child(self) -> None:

@@ -27,6 +27,7 @@ from mmserver import __version__
 from mmserver.backoff import Backoff
 from mmserver.config import Config, env_name
 from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
+from mmserver.failures import REDIS_AWAY
 from mmserver.http.app import create_public_app
 from mmserver.http.server import HttpServer, ListenError
 from mmserver.http.waiters import Waiters
@@ -183,7 +184,10 @@ class Service:
         self._metrics.watch(stats=self._store.stats, subscriber_status=self._subscriber.status)
 
         self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown)
-        self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000))
+        self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000),
+                                    # Redis away: one line per job; the subscriber decides
+                                    # when it has been away too long.
+                                    expected_errors=REDIS_AWAY)
         self._scheduler.add_job("matchmaker", self._metrics.timed_tick(self._ticker.tick),
                                 config.tick_interval_ms / 1000)
         self._scheduler.add_job("replica-heartbeat", self._record_replica, REPLICA_HEARTBEAT_S)
@@ -258,7 +262,7 @@ class Service:
             # Readiness answers 503 meanwhile, so load balancers take this replica out
             # before its listeners close.
             time.sleep(config.drain_delay_s)
-        steps = StopSequence(deadline)
+        steps = StopSequence(deadline, expected_errors=REDIS_AWAY)
         if self._http_started:
             # Requests in flight may use the deadline but for a reserve, so that a drain cut
             # at its deadline still leaves the later steps (scheduler, subscriber, replica
@@ -296,9 +300,9 @@ class Service:
 
     def _stop_embedded_redis(self, timeout: float) -> None:
         if self._embedded is not None:
-            # The very last step: every other component is done with Redis.
-            if not self._embedded.stop(timeout):
-                logger.error("embedded Redis did not stop cleanly")
+            # The very last step: every other component is done with Redis. stop() logs
+            # what went wrong, if anything (an ERROR when data may be lost).
+            self._embedded.stop(timeout)
             self._embedded = None
 
     def _close_logs(self) -> None:
