@@ -55,6 +55,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from mmserver.config import Address
+from mmserver.logs import ThrottledWarnings
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ class HttpServer:
         self._listeners_closed = threading.Event()
         self._drain_deadline: float | None = None
         self._clean = False
-        self._limit_log = _ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
-        self._reclaim_log = _ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
+        self._limit_log = ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
+        self._reclaim_log = ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
         # monotonic time the loop thread last finished a pass (is_alive)
         self._last_pass = 0.0
         # an idle pass must end well within the stall timeout, or is_alive() would flap
@@ -143,7 +144,7 @@ class HttpServer:
         # waitress warns "Task queue depth is N" once per queued request when every worker is
         # busy: keep the signal but at most one line per interval (instance attribute shadows
         # the class-level logger waitress uses).
-        dispatcher.queue_logger = _ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
+        dispatcher.queue_logger = ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
                                                      "all HTTP workers busy: ")
         try:
             for index, (address, app) in enumerate(self._listeners):
@@ -436,28 +437,3 @@ class _Channel(HTTPChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
-
-
-class _ThrottledWarnings:
-    """Stands in for waitress's queue and server loggers: at most one warning per interval;
-    info lines (e.g. "listening again" after the connection limit) go to debug."""
-
-    def __init__(self, target: logging.Logger, interval: float, prefix: str = "") -> None:
-        self._target = target
-        self._prefix = prefix
-        self._interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        self._next = now + self._interval
-        suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
-        self._suppressed = 0
-        self._target.warning(self._prefix + message + suffix, *args)
-
-    def info(self, message: str, *args: Any) -> None:
-        self._target.debug(message, *args)
