@@ -142,6 +142,66 @@ def test_redis_lost_for_good_turns_unready_then_exits_1(tmp_path, own_redis):
     assert "redis unreachable" in last_line(server)
 
 
+RECONNECT_ATTEMPTS = 4
+
+
+def redis_lost_stop(server: MMServer, kill_redis) -> list[dict]:
+    """Kill Redis under a busy replica and keep calling it (tickets, long-poll, metrics, status)
+    until the subscriber gives up; return the JSON log records of the whole run."""
+    ticket = create_ticket(server)
+    kill_redis()
+    while server.process.poll() is None:
+        for call in (lambda: server.post("/v1/tickets", {"player_id": "p2", "mode": "duel", "mmr": 1500}),
+                     lambda: server.get(f"/v1/tickets/{ticket['ticket_id']}?wait=1&version=1",
+                                        token=ticket["token"]),
+                     lambda: request(server.admin_url + "/metrics"),
+                     lambda: server.admin("/admin/status"),
+                     lambda: server.get("/readyz")):
+            try:
+                call()
+            except OSError:
+                pass  # the listeners close once the stop begins
+        time.sleep(0.05)
+    assert server.wait(30) == 1
+    return json_records(server)
+
+
+def assert_one_line_per_event(server: MMServer, records: list[dict]) -> None:
+    assert sum(line.count("Traceback") for line in server.lines) == 0, server.output()
+    assert not [r for r in records if "exc" in r], "a traceback for an expected Redis outage"
+    errors = [r["message"] for r in records if r["level"] in ("ERROR", "CRITICAL")]
+    assert errors == ["exit status 1: redis unreachable"], errors
+    assert records[-1]["message"] == "exit status 1: redis unreachable"
+    warnings = [r["message"] for r in records if r["level"] == "WARNING"]
+    # One per reconnect attempt and the give-up, one per job (ticks fail 20+ times here), one
+    # for the failing requests (at most one per 10 s), the stop's "stopping" line and its
+    # replica-record step, (embedded) Redis's exit status, and one to spare for a race.
+    assert len(warnings) <= RECONNECT_ATTEMPTS + 8, "\n".join(warnings)
+    assert any(m.startswith("job matchmaker failed (1 in a row): RedisUnavailable") for m in warnings), warnings
+    assert any("giving up" in m for m in warnings)
+
+
+def test_a_redis_lost_stop_is_a_few_lines_without_traceback(tmp_path, own_redis):
+    server = MMServer(tmp_path, redis_url=own_redis.url, env={
+        "MMSERVER_LOG_FORMAT": "json", "MMSERVER_TICK_INTERVAL_MS": "50",
+        "MMSERVER_REDIS_RECONNECT_ATTEMPTS": str(RECONNECT_ATTEMPTS),
+        "MMSERVER_REDIS_BACKOFF_INITIAL_MS": "300", "MMSERVER_REDIS_BACKOFF_MAX_MS": "600"})
+    records = redis_lost_stop(server.start().wait_ready(), own_redis.kill)
+    assert_one_line_per_event(server, records)
+
+
+def test_an_embedded_redis_lost_stop_is_a_few_lines_without_traceback(tmp_path):
+    server = MMServer(tmp_path, env={
+        "MMSERVER_LOG_FORMAT": "json", "MMSERVER_TICK_INTERVAL_MS": "50",
+        "MMSERVER_REDIS_RECONNECT_ATTEMPTS": str(RECONNECT_ATTEMPTS),
+        "MMSERVER_REDIS_BACKOFF_INITIAL_MS": "300", "MMSERVER_REDIS_BACKOFF_MAX_MS": "600"})
+    server.start().wait_ready(45)
+    (redis_pid,) = redis_servers_for(tmp_path / "data")
+    records = redis_lost_stop(server, lambda: os.kill(redis_pid, signal.SIGKILL))
+    assert_one_line_per_event(server, records)
+    assert any(r["message"] == "embedded Redis had already exited with status -9" for r in records)
+
+
 def test_redis_frozen_is_detected_and_the_replica_restarts(tmp_path, own_redis):
     server = MMServer(tmp_path, redis_url=own_redis.url, env={
         "MMSERVER_REDIS_RECONNECT_ATTEMPTS": "2", "MMSERVER_REDIS_BACKOFF_INITIAL_MS": "200",
