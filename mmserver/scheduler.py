@@ -10,6 +10,10 @@ exception's cause chain: Redis away, which the subscriber's reconnect budget gov
 WARNING line, the first time and then at most once per `EXPECTED_REPEAT_S` while it lasts: a
 Redis outage is not a bug, and its traceback says nothing. Anything else is a bug: logged with
 its traceback the first time, every 20th time in a row, and whenever its type changes.
+
+APScheduler's own warnings go through `_ThrottledSchedulerLog`: while a run hangs (a frozen
+Redis) it would otherwise warn "skipped: maximum number of running instances reached" at every
+interval, ten lines a second for a 100 ms tick.
 """
 from __future__ import annotations
 
@@ -31,6 +35,33 @@ logger = logging.getLogger(__name__)
 EXPECTED_REPEAT_S = 60.0
 # While a job keeps failing for another reason, repeat its traceback every this many failures.
 UNEXPECTED_REPEAT_RUNS = 20
+# The same APScheduler warning (same text, same job) at most once per this many seconds.
+LIBRARY_WARNING_REPEAT_S = 60.0
+
+
+class _ThrottledSchedulerLog(logging.LoggerAdapter):
+    """APScheduler's logger (`logger=` option), passing everything through but repeats of one
+    warning for one job, which it holds back for LIBRARY_WARNING_REPEAT_S and then counts."""
+
+    def __init__(self, target: logging.Logger, clock: Callable[[], float]) -> None:
+        super().__init__(target, {})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: dict[tuple, list] = {}  # (message, job) -> [next allowed time, held back]
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if level == logging.WARNING and self.isEnabledFor(level):
+            key = (msg, str(args[0]).split(" (trigger", 1)[0] if args else None)
+            now = self._clock()
+            with self._lock:
+                entry = self._held.setdefault(key, [now, 0])
+                if now < entry[0]:
+                    entry[1] += 1
+                    return
+                held, entry[0], entry[1] = entry[1], now + LIBRARY_WARNING_REPEAT_S, 0
+            if held:
+                msg = f"{msg} ({held} similar warnings suppressed)"
+        super().log(level, msg, *args, **kwargs)
 
 
 @dataclass
@@ -66,6 +97,7 @@ class Scheduler:
             # One instance of a job at a time; a late run is folded into the next one.
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5},
             timezone="UTC",
+            logger=_ThrottledSchedulerLog(logging.getLogger("apscheduler.scheduler"), clock),
         )
 
     def add_job(self, name: str, func: Callable[[], object], interval_s: float) -> None:

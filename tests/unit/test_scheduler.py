@@ -109,6 +109,25 @@ def test_a_bug_after_an_outage_is_logged_with_its_traceback(caplog):
     assert len(lines) == 2  # the same bug again is not repeated every run
 
 
+def test_runs_skipped_behind_a_hung_run_are_warned_about_once(caplog):
+    """APScheduler warns at every interval that a run was skipped while one hangs (a frozen
+    Redis): one line per job, not ten a second."""
+    release = threading.Event()
+    runs = []
+    scheduler = Scheduler()
+    scheduler.add_job("tick", lambda: runs.append(1) or release.wait(30), 0.02)
+    scheduler.start()
+    try:
+        time.sleep(1.0)  # about 50 intervals while the first run hangs
+        assert len(runs) == 1
+    finally:
+        release.set()
+        scheduler.stop(5)
+    skipped = [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+    assert len(skipped) == 1, [r.getMessage() for r in skipped]
+    assert skipped[0].name == "apscheduler.scheduler" and 'job "tick' in skipped[0].getMessage()
+
+
 def test_a_hung_job_is_reported_stalled_and_stop_is_bounded():
     release = threading.Event()
     scheduler = Scheduler(stall_after_s=0.3)
