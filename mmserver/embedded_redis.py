@@ -22,9 +22,11 @@ connected. Here the server is a plain child process:
   redis-server working in this data_dir (checked through /proc: the name in its cmdline and its
   working directory, which Redis sets to `dir`; Redis rewrites its own argv, so the arguments
   cannot be checked), and removes a stale socket file.
-- One owner: an exclusive `flock` on `data_dir/mmserver.lock`, held from `start()` to `stop()`
-  (in practice for the life of the process); a second mmserver on the same data_dir gets
-  `DataDirInUse`.
+- One owner: an exclusive `flock` on `data_dir/mmserver.lock`, held from `lock()` (or
+  `start()`) to `stop()` (in practice for the life of the process); a second mmserver on the
+  same data_dir gets `DataDirInUse`. mmserver takes the lock before it binds its listeners: a
+  second `make run` in the same directory is told that the data directory is in use, not that
+  port 8080 is.
 """
 from __future__ import annotations
 
@@ -60,7 +62,14 @@ class EmbeddedRedisError(RuntimeError):
 
 
 class DataDirInUse(EmbeddedRedisError):
-    """Another process holds the lock on the data directory."""
+    """Another mmserver holds the lock on the data directory: `data_dir`, and the `holder`'s
+    pid as it wrote it into the lock file (None if unreadable)."""
+
+    def __init__(self, data_dir: Path, holder: int | None) -> None:
+        self.data_dir = data_dir
+        self.holder = holder
+        super().__init__(f"data directory {data_dir} is in use by another mmserver "
+                         f"(pid {holder if holder is not None else 'unknown'})")
 
 
 class EmbeddedRedis:
@@ -101,8 +110,7 @@ class EmbeddedRedis:
             # The parent-death signal fires when the forking thread exits: from any other
             # thread, Redis would die with that thread.
             raise RuntimeError("EmbeddedRedis.start() must be called from the main thread")
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._acquire_lock()
+        self.lock()
         try:
             self._remove_stale_server()
             self._spawn()
@@ -114,6 +122,14 @@ class EmbeddedRedis:
         logger.info("embedded Redis started (pid %d) at %s", self._process.pid, self._url_for_log())
         return self._url
 
+    def lock(self) -> None:
+        """Create the data directory and take its lock, or raise DataDirInUse (another mmserver
+        has it) or OSError (the directory cannot be created or written). Idempotent."""
+        if self._lock_fd is not None:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._acquire_lock()
+
     def _acquire_lock(self) -> None:
         path = self.data_dir / LOCK_FILE
         # O_CLOEXEC (Python's default) matters: a redis-server that inherited the lock would keep
@@ -122,11 +138,9 @@ class EmbeddedRedis:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_text(path).strip() or "unknown"
+            holder = _read_text(path).strip()
             os.close(fd)
-            raise DataDirInUse(
-                f"data directory {self.data_dir} is in use by another mmserver (pid {holder})"
-            ) from None
+            raise DataDirInUse(self.data_dir, int(holder) if holder.isdigit() else None) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -256,10 +270,12 @@ class EmbeddedRedis:
         """SHUTDOWN (fsyncs the AOF), wait for the child, SIGKILL it after `timeout` seconds.
         True if Redis stopped cleanly. Releases the data_dir lock either way."""
         if self._process is None:
+            self._release_lock()  # locked but never started (start-up refused later)
             return True
         deadline = time.monotonic() + timeout
         shutdown_ok = False
-        if self._process.poll() is None:
+        exited_before = self._process.poll() is not None  # killed, or died on its own
+        if not exited_before:
             client = self._client(socket_timeout=max(0.1, timeout))
             try:
                 client.shutdown()
@@ -275,7 +291,9 @@ class EmbeddedRedis:
         try:
             status = self._process.wait(max(0.0, deadline - time.monotonic()))
             clean = shutdown_ok and status == 0
-            if not clean:
+            if exited_before:
+                logger.warning("embedded Redis had already exited with status %d", status)
+            elif not clean:
                 logger.warning("embedded Redis exited with status %d", status)
         except subprocess.TimeoutExpired:
             logger.error("embedded Redis did not stop within %.1fs: killing it", timeout)
@@ -284,7 +302,8 @@ class EmbeddedRedis:
         (self.data_dir / PID_FILE).unlink(missing_ok=True)
         self._process = None
         self._release_lock()
-        logger.info("embedded Redis stopped%s", "" if clean else " (not cleanly)")
+        if not exited_before:
+            logger.info("embedded Redis stopped%s", "" if clean else " (not cleanly)")
         return clean
 
     def _kill_child(self) -> None:

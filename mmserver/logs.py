@@ -210,3 +210,34 @@ class LogPipeline:
     @property
     def stopped(self) -> bool:
         return self._stopped
+
+
+class ThrottledWarnings:
+    """A logger's warning() at most once per interval, with the count of the lines it held back.
+
+    For warnings that a single cause repeats at the rate of requests (every request while Redis
+    is away, every accept at the connection limit): the first says it, the next ones only count.
+    It also stands in for waitress's queue and server loggers, hence info(), which goes to
+    debug (e.g. waitress's "listening again" after the connection limit).
+    """
+
+    def __init__(self, target: logging.Logger, interval: float, prefix: str = "") -> None:
+        self._target = target
+        self._prefix = prefix
+        self._interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        # No lock: two threads may both log at an interval's start, which costs one line.
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + self._interval
+        suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
+        self._suppressed = 0
+        self._target.warning(self._prefix + message + suffix, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self._target.debug(message, *args)

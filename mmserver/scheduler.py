@@ -4,6 +4,16 @@ APScheduler logs a job that raises and goes on, so a job could fail forever unno
 shutdown(wait=True) has no timeout. This wrapper records every run of every job (last success,
 last error, consecutive failures), reports a job that has not completed a run for a while as
 stalled (which gates the systemd watchdog and shows in /admin/status), and bounds the stop.
+
+Failures are logged two ways. An *expected* failure (one of `expected_errors`, anywhere in the
+exception's cause chain: Redis away, which the subscriber's reconnect budget governs) is one
+WARNING line, the first time and then at most once per `EXPECTED_REPEAT_S` while it lasts: a
+Redis outage is not a bug, and its traceback says nothing. Anything else is a bug: logged with
+its traceback the first time, every 20th time in a row, and whenever its type changes.
+
+APScheduler's own warnings go through `_ThrottledSchedulerLog`: while a run hangs (a frozen
+Redis) it would otherwise warn "skipped: maximum number of running instances reached" at every
+interval, ten lines a second for a 100 ms tick.
 """
 from __future__ import annotations
 
@@ -17,7 +27,41 @@ from typing import Callable
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from mmserver.failures import caused_by
+
 logger = logging.getLogger(__name__)
+
+# While a job keeps failing for an expected reason, repeat the one-line warning this often.
+EXPECTED_REPEAT_S = 60.0
+# While a job keeps failing for another reason, repeat its traceback every this many failures.
+UNEXPECTED_REPEAT_RUNS = 20
+# The same APScheduler warning (same text, same job) at most once per this many seconds.
+LIBRARY_WARNING_REPEAT_S = 60.0
+
+
+class _ThrottledSchedulerLog(logging.LoggerAdapter):
+    """APScheduler's logger (`logger=` option), passing everything through but repeats of one
+    warning for one job, which it holds back for LIBRARY_WARNING_REPEAT_S and then counts."""
+
+    def __init__(self, target: logging.Logger, clock: Callable[[], float]) -> None:
+        super().__init__(target, {})
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: dict[tuple, list] = {}  # (message, job) -> [next allowed time, held back]
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if level == logging.WARNING and self.isEnabledFor(level):
+            key = (msg, str(args[0]).split(" (trigger", 1)[0] if args else None)
+            now = self._clock()
+            with self._lock:
+                entry = self._held.setdefault(key, [now, 0])
+                if now < entry[0]:
+                    entry[1] += 1
+                    return
+                held, entry[0], entry[1] = entry[1], now + LIBRARY_WARNING_REPEAT_S, 0
+            if held:
+                msg = f"{msg} ({held} similar warnings suppressed)"
+        super().log(level, msg, *args, **kwargs)
 
 
 @dataclass
@@ -34,13 +78,17 @@ class JobRecord:
     last_duration_s: float | None = None
     last_error: str | None = None
     last_result: object = None
+    last_error_type: type | None = None
+    last_warned: float | None = None  # monotonic: the last line logged for an expected failure
     running: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class Scheduler:
-    def __init__(self, *, stall_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, stall_after_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 expected_errors: tuple[type[BaseException], ...] = ()) -> None:
         self._stall_after_s = stall_after_s
+        self._expected_errors = expected_errors
         self._clock = clock
         self._started_at: float | None = None
         self._jobs: dict[str, JobRecord] = {}
@@ -49,6 +97,7 @@ class Scheduler:
             # One instance of a job at a time; a late run is folded into the next one.
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 5},
             timezone="UTC",
+            logger=_ThrottledSchedulerLog(logging.getLogger("apscheduler.scheduler"), clock),
         )
 
     def add_job(self, name: str, func: Callable[[], object], interval_s: float) -> None:
@@ -68,6 +117,7 @@ class Scheduler:
             result = func()
         except Exception as error:
             finished = self._clock()
+            expected = caused_by(error, self._expected_errors)
             with record.lock:
                 record.runs += 1
                 record.failures += 1
@@ -77,10 +127,19 @@ class Scheduler:
                 record.last_duration_s = finished - started
                 record.running = False
                 repeated = record.consecutive_failures
-            # Logged with a traceback the first time and then every 20th time, so a job that
-            # fails each tick while Redis is away does not flood the logs; Sentry's logging
+                changed = record.last_error_type is not type(error)
+                record.last_error_type = type(error)
+                warn = expected and (repeated == 1 or changed or record.last_warned is None
+                                     or finished - record.last_warned >= EXPECTED_REPEAT_S)
+                if warn:
+                    record.last_warned = finished
+            if expected:
+                if warn:
+                    logger.warning("job %s failed (%d in a row): %s", record.name, repeated, record.last_error)
+            # A bug: with its traceback the first time, when it changes, and every 20th time,
+            # so a job that fails each tick does not flood the logs; Sentry's logging
             # integration turns the first one into an event.
-            if repeated == 1 or repeated % 20 == 0:
+            elif repeated == 1 or changed or repeated % UNEXPECTED_REPEAT_RUNS == 0:
                 logger.exception("job %s failed (%d in a row)", record.name, repeated)
             return
         finished = self._clock()
@@ -89,6 +148,8 @@ class Scheduler:
             if record.consecutive_failures:
                 logger.info("job %s recovered after %d failures", record.name, record.consecutive_failures)
             record.consecutive_failures = 0
+            record.last_error_type = None
+            record.last_warned = None
             record.last_finished = finished
             record.last_success = finished
             record.last_success_wall = time.time()
@@ -162,3 +223,4 @@ class Scheduler:
     def last_success_wall(self, name: str) -> float | None:
         record = self._jobs.get(name)
         return record.last_success_wall if record else None
+

@@ -27,8 +27,9 @@ from mmserver import __version__
 from mmserver.backoff import Backoff
 from mmserver.config import Config, env_name
 from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
+from mmserver.failures import REDIS_AWAY
 from mmserver.http.app import create_public_app
-from mmserver.http.server import HttpServer
+from mmserver.http.server import HttpServer, ListenError
 from mmserver.http.waiters import Waiters
 from mmserver.logs import LogPipeline
 from mmserver.metrics import Metrics
@@ -51,6 +52,8 @@ CONTROL_CHANNEL = "mm:control"
 REPLICA_HEARTBEAT_S = 2.0
 SUBSCRIBER_HEALTH_S = 1.0
 PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
+# The HTTP server's listeners in order: the setting that names each, and what it serves.
+LISTENERS = (("listen", "public API"), ("admin_listen", "control plane"))
 REPLICA_TTL_S = 10.0
 # Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
 WATCHDOG_GRACE_S = 3.0
@@ -128,12 +131,16 @@ class Service:
                                 # waitress refuses a declared body over the limit from its
                                 # headers alone, with the same JSON 413 as the app.
                                 max_request_body_size=config.max_body_bytes)
+        if config.embedded_redis:
+            # First of all: a second mmserver on the same data (a second `make run` in one
+            # directory) is told that, not that the first one's ports are taken.
+            self._lock_data_dir()
         # Listeners are bound before anything else starts, so that a port in use is refused
         # (exit 2) with nothing to undo. The apps are attached once they exist.
         try:
             self._http.bind()
-        except OSError as error:
-            raise StartupRefused(f"cannot listen: {error.strerror or error}") from None
+        except ListenError as error:
+            raise StartupRefused(self._listen_refusal(error)) from None
         redis_url = config.redis_url or self._start_embedded_redis()
         self._prepare_admin_token()
         self._telemetry.start()
@@ -177,7 +184,10 @@ class Service:
         self._metrics.watch(stats=self._store.stats, subscriber_status=self._subscriber.status)
 
         self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown)
-        self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000))
+        self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000),
+                                    # Redis away: one line per job; the subscriber decides
+                                    # when it has been away too long.
+                                    expected_errors=REDIS_AWAY)
         self._scheduler.add_job("matchmaker", self._metrics.timed_tick(self._ticker.tick),
                                 config.tick_interval_ms / 1000)
         self._scheduler.add_job("replica-heartbeat", self._record_replica, REPLICA_HEARTBEAT_S)
@@ -187,6 +197,12 @@ class Service:
         self.state = "running"
         self._scheduler.start()
         self.notifier.status("waiting for Redis")
+
+    def _listen_refusal(self, error: ListenError) -> str:
+        """`cannot listen on 127.0.0.1:8080 (MMSERVER_LISTEN, public API): Address already in
+        use`: which listener, where, and why, so the operator knows which setting to change."""
+        setting, role = LISTENERS[error.index]
+        return f"cannot listen on {error.address} ({env_name(setting)}, {role}): {error.strerror}"
 
     def _serve(self) -> None:
         """The main thread's loop: signals, worker health, systemd readiness and watchdog."""
@@ -233,7 +249,10 @@ class Service:
         self.state = "stopping"
         self.readiness.mark_draining()
         self.notifier.stopping(status=f"stopping: {reason}")
-        logger.warning("stopping with exit status %d: %s", status, reason)
+        # A stop the supervisor asked for (status 0) is routine: INFO, like the last line, so
+        # that alerts on WARNING and above only see the stops that need a look.
+        logger.log(logging.INFO if status == EXIT_OK else logging.WARNING,
+                   "stopping with exit status %d: %s", status, reason)
         if self._waiters:
             self._waiters.close()  # long-polls answer now with the ticket's current state
         deadline = time.monotonic() + config.drain_delay_s + config.shutdown_timeout_s
@@ -243,7 +262,7 @@ class Service:
             # Readiness answers 503 meanwhile, so load balancers take this replica out
             # before its listeners close.
             time.sleep(config.drain_delay_s)
-        steps = StopSequence(deadline)
+        steps = StopSequence(deadline, expected_errors=REDIS_AWAY)
         if self._http_started:
             # Requests in flight may use the deadline but for a reserve, so that a drain cut
             # at its deadline still leaves the later steps (scheduler, subscriber, replica
@@ -281,9 +300,9 @@ class Service:
 
     def _stop_embedded_redis(self, timeout: float) -> None:
         if self._embedded is not None:
-            # The very last step: every other component is done with Redis.
-            if not self._embedded.stop(timeout):
-                logger.error("embedded Redis did not stop cleanly")
+            # The very last step: every other component is done with Redis. stop() logs
+            # what went wrong, if anything (an ERROR when data may be lost).
+            self._embedded.stop(timeout)
             self._embedded = None
 
     def _close_logs(self) -> None:
@@ -338,13 +357,24 @@ class Service:
 
         threading.excepthook = thread_died
 
-    def _start_embedded_redis(self) -> str:
-        self._embedded = EmbeddedRedis(self.config.data_dir)
+    def _lock_data_dir(self) -> None:
+        setting = env_name("data_dir")
+        embedded = EmbeddedRedis(self.config.data_dir)
         try:
-            return self._embedded.start(timeout=15.0)
+            embedded.lock()
         except DataDirInUse as error:
-            self._embedded = None
-            raise StartupRefused(str(error)) from None
+            holder = f"pid {error.holder}" if error.holder is not None else "pid unknown"
+            raise StartupRefused(
+                f"data directory {error.data_dir} ({setting}) is in use by another mmserver "
+                f"({holder}): stop that one, or give this one another {setting}") from None
+        except OSError as error:
+            raise StartupRefused(
+                f"{setting}: cannot use {embedded.data_dir}: {error.strerror or error}") from None
+        self._embedded = embedded
+
+    def _start_embedded_redis(self) -> str:
+        assert self._embedded is not None, "_lock_data_dir() comes first"
+        return self._embedded.start(timeout=15.0)
 
     def _prepare_admin_token(self) -> None:
         if self._admin_token is not None:

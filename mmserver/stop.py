@@ -3,7 +3,9 @@
 Each step runs in its own daemon thread and is joined until the deadline: a step that overruns
 is logged and skipped, never waited on, so the whole sequence is bounded by the deadline plus
 a small constant. A step that raises is logged and the sequence goes on: a failure to flush
-Sentry must not keep the log queue from draining.
+Sentry must not keep the log queue from draining. A failure of an `expected_errors` type (Redis
+away, when the stop is because Redis went away) is one WARNING line; anything else is logged
+with its traceback.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from mmserver.failures import caused_by
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ class StepResult:
 class StopSequence:
     deadline: float  # time.monotonic()
     results: list[StepResult] = field(default_factory=list)
+    expected_errors: tuple[type[BaseException], ...] = ()
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -60,7 +65,11 @@ class StopSequence:
             self.results.append(StepResult(name, "overran", duration))
             return False
         if failure:
-            logger.error("stop step %s failed: %r", name, failure[0], exc_info=failure[0])
+            error = failure[0]
+            if caused_by(error, self.expected_errors):
+                logger.warning("stop step %s failed: %s: %s", name, type(error).__name__, error)
+            else:
+                logger.error("stop step %s failed: %r", name, error, exc_info=error)
             self.results.append(StepResult(name, "failed", duration))
             return False
         logger.debug("stop step %s done in %.3f s", name, duration)

@@ -120,18 +120,21 @@ class Subscriber:
 
     def _loop(self) -> None:
         lost = False  # a connection failed or was lost: back off before the next try
+        how = "lost"  # "lost" or "failed": said in the one line about the next attempt
         connected_before = False
         failures = 0  # failed reconnects since the connection was lost
         while not self._shutdown.is_set():
             if lost:
+                # One line per event: what happened and what comes next. An outage so costs one
+                # WARNING per reconnect attempt (and the stop's final ERROR), no traceback.
                 if failures >= self._backoff.attempts:
-                    logger.error("Redis unreachable after %d reconnect attempts; giving up",
-                                 failures)
+                    logger.warning("Redis pub/sub connection %s (%s); Redis unreachable after %d "
+                                   "reconnect attempts, giving up", how, self._last_error, failures)
                     self._shutdown.request("redis unreachable", EXIT_RESTART)
                     return
                 delay = self._backoff.delay(failures)
-                logger.info("reconnecting to Redis in %.2fs (attempt %d of %d)",
-                            delay, failures + 1, self._backoff.attempts)
+                logger.warning("Redis pub/sub connection %s (%s); reconnecting in %.2fs (attempt %d of %d)",
+                               how, self._last_error, delay, failures + 1, self._backoff.attempts)
                 if self._shutdown.wait(delay):
                     return
             try:
@@ -141,8 +144,8 @@ class Subscriber:
                     failures += 1
                     self._reconnect_attempts = failures
                 lost = True
+                how = "failed"
                 self._last_error = _describe(exc)
-                logger.warning("Redis pub/sub connection failed: %s", self._last_error)
                 continue
             if pubsub is None:  # shutdown while subscribing
                 _close(client, None)
@@ -161,8 +164,8 @@ class Subscriber:
                 self._listen(pubsub)
             except CONNECTION_ERRORS as exc:
                 self._set_connected(False)
+                how = "lost"
                 self._last_error = _describe(exc)
-                logger.warning("Redis pub/sub connection lost: %s", self._last_error)
             finally:
                 # Closing the socket drops the subscriptions on the server side; an UNSUBSCRIBE
                 # round trip would only add a wait on a server that may be hung.

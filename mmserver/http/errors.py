@@ -3,6 +3,7 @@
 Falcon's own errors (404 route, 405, 415, malformed JSON) go through `serialize_error`; store
 and validation errors are translated by the handlers registered in `install`. Anything else is a
 bug: it is logged with its traceback and answered as a plain JSON 500, never a traceback.
+Redis away is answered 503 to every request, and logged in one line per `REDIS_WARNING_S`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import falcon
 
 from mmserver.http.validation import ValidationError
+from mmserver.logs import ThrottledWarnings
 from mmserver.store import (
     Conflict,
     Forbidden,
@@ -24,6 +26,8 @@ from mmserver.store import (
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2  # what a client should wait before retrying a 503
+# While Redis is away every request fails the same way: one line per this many seconds.
+REDIS_WARNING_S = 10.0
 
 # Falcon leaves the description of some errors empty; clients always get one sentence.
 DEFAULT_DESCRIPTIONS = {
@@ -71,7 +75,17 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
     resp.media = body
 
 
-def _store_error(req: falcon.Request, resp: falcon.Response, error: StoreError, params: dict) -> None:
+def _store_error_handler(redis_warnings: ThrottledWarnings):
+    def handle(req: falcon.Request, resp: falcon.Response, error: StoreError, params: dict) -> None:
+        if isinstance(error, RedisUnavailable):
+            redis_warnings.warning("Redis unavailable during %s %s: %s", req.method, req.path, error)
+            raise unavailable("The matchmaking store is unreachable; retry shortly.")
+        _store_error(req, error)
+
+    return handle
+
+
+def _store_error(req: falcon.Request, error: StoreError) -> None:
     title = getattr(error, "title", None) or type(error).__name__
     description = getattr(error, "description", None) or str(error)
     if isinstance(error, NotFound):
@@ -82,9 +96,6 @@ def _store_error(req: falcon.Request, resp: falcon.Response, error: StoreError, 
         raise ApiError(409, title, description, ticket_id=error.ticket_id)
     if isinstance(error, Conflict):
         raise ApiError(409, title, description)
-    if isinstance(error, RedisUnavailable):
-        logger.warning("Redis unavailable during %s %s: %s", req.method, req.path, error)
-        raise unavailable("The matchmaking store is unreachable; retry shortly.")
     raise _internal(req, error)
 
 
@@ -106,5 +117,5 @@ def install(app: falcon.App) -> None:
     app.set_error_serializer(serialize_error)
     # Falcon picks the handler of the most specific class, so HTTPError keeps its own handler.
     app.add_error_handler(Exception, _unexpected)
-    app.add_error_handler(StoreError, _store_error)
+    app.add_error_handler(StoreError, _store_error_handler(ThrottledWarnings(logger, REDIS_WARNING_S)))
     app.add_error_handler(ValidationError, _validation_error)

@@ -55,6 +55,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from mmserver.config import Address
+from mmserver.logs import ThrottledWarnings
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ _LIMIT_WARNING_INTERVAL_S = 10.0
 # At the connection limit, close this many idle connections beyond the one needed: amortizes
 # the scan over the next accepts (nginx reclaims up to 32 keep-alive connections at a time).
 _RECLAIM_BATCH = 32
+
+
+class ListenError(OSError):
+    """One listener could not be bound or listen: which one (`index`, in the order given to
+    HttpServer, and `address`) and why (`strerror`, e.g. "Address already in use")."""
+
+    def __init__(self, index: int, address: Address, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.index = index
+        self.address = address
 
 
 class HttpServer:
@@ -116,8 +127,8 @@ class HttpServer:
         self._listeners_closed = threading.Event()
         self._drain_deadline: float | None = None
         self._clean = False
-        self._limit_log = _ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
-        self._reclaim_log = _ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
+        self._limit_log = ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
+        self._reclaim_log = ThrottledWarnings(logger, _LIMIT_WARNING_INTERVAL_S)
         # monotonic time the loop thread last finished a pass (is_alive)
         self._last_pass = 0.0
         # an idle pass must end well within the stall timeout, or is_alive() would flap
@@ -126,29 +137,32 @@ class HttpServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     def bind(self) -> None:
-        """Create, bind and listen on every socket now: a busy port raises OSError here."""
+        """Create, bind and listen on every socket now: a busy port raises ListenError here."""
         if self._servers:
             raise RuntimeError("HttpServer.bind() called twice")
         dispatcher = ThreadedTaskDispatcher()
         # waitress warns "Task queue depth is N" once per queued request when every worker is
         # busy: keep the signal but at most one line per interval (instance attribute shadows
         # the class-level logger waitress uses).
-        dispatcher.queue_logger = _ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
+        dispatcher.queue_logger = ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
                                                      "all HTTP workers busy: ")
         try:
-            for address, app in self._listeners:
+            for index, (address, app) in enumerate(self._listeners):
                 # Built by hand like waitress.server.create_server does, but each server gets
                 # its own app while all share one map and one dispatcher. Each server also
                 # adds its own trigger (a pipe) to the map. _start=True listens right away so
                 # that bind() fails on a port another process is listening on.
-                server = _Server(
-                    app,
-                    map=self._map,
-                    _start=True,
-                    dispatcher=dispatcher,
-                    adj=self._adj,
-                    sockinfo=_sockinfo(address),
-                )
+                try:
+                    server = _Server(
+                        app,
+                        map=self._map,
+                        _start=True,
+                        dispatcher=dispatcher,
+                        adj=self._adj,
+                        sockinfo=_sockinfo(address),
+                    )
+                except OSError as error:  # getaddrinfo, bind or listen
+                    raise ListenError(index, address, error) from error
                 # At the limit, waitress logs a warning and an info line each time it stops and
                 # starts accepting; with reclaiming that is every few accepts under a flood.
                 server.logger = self._limit_log
@@ -423,28 +437,3 @@ class _Channel(HTTPChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
-
-
-class _ThrottledWarnings:
-    """Stands in for waitress's queue and server loggers: at most one warning per interval;
-    info lines (e.g. "listening again" after the connection limit) go to debug."""
-
-    def __init__(self, target: logging.Logger, interval: float, prefix: str = "") -> None:
-        self._target = target
-        self._prefix = prefix
-        self._interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        self._next = now + self._interval
-        suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
-        self._suppressed = 0
-        self._target.warning(self._prefix + message + suffix, *args)
-
-    def info(self, message: str, *args: Any) -> None:
-        self._target.debug(message, *args)

@@ -142,7 +142,8 @@ def test_a_bug_is_a_logged_json_500_without_traceback(redis_client, config, wait
     assert logged, "the bug was not logged with its traceback"
 
 
-def test_redis_unreachable_is_503_with_retry_after(tmp_path, config, waiters, readiness, observed_statuses):
+def test_redis_unreachable_is_503_with_retry_after(tmp_path, config, waiters, readiness, observed_statuses,
+                                                  caplog):
     server = RedisServer(tmp_path / "redis", appendonly=False).start()
     try:
         # No hidden retries: the 503 should come at once, not after redis-py's backoff.
@@ -164,5 +165,9 @@ def test_redis_unreachable_is_503_with_retry_after(tmp_path, config, waiters, re
             assert result.status_code == 503, (method, path, result.text)
             assert int(result.headers["retry-after"]) > 0
         client_redis.close()
+        # Every request fails the same way while Redis is away: one line says so, no traceback.
+        logged = [r for r in caplog.records if r.name == "mmserver.http.errors"]
+        assert [(r.levelname, r.exc_info) for r in logged] == [("WARNING", None)]
+        assert logged[0].getMessage().startswith("Redis unavailable during POST /v1/tickets: ")
     finally:
         server.stop()

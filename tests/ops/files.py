@@ -1,4 +1,5 @@
-"""Small readers for the deployment files: systemd units, environment files, Dockerfiles.
+"""Small readers for the deployment files: systemd units, environment files, Dockerfiles, and
+the secrets an mmserver TOML names.
 
 Hand-written on purpose: configparser refuses the repeated keys a unit file allows, and no
 Dockerfile parser is worth a dependency for the few properties the tests check.
@@ -9,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,3 +151,29 @@ def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
         else:
             raise ValueError(f"instruction before FROM: {line!r}")
     return args, stages
+
+
+# A key that holds a secret by its name: token, backend_keys, *_secret, password, ... The
+# secret's *_file twin (token_file, player_jwt_secret_file) names a file instead and is fine.
+_SECRET_KEY = re.compile(r"(token|secret|password|(^|_)keys?$)")
+
+
+def toml_items(document: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (dotted.key, value) of a parsed TOML document, tables flattened."""
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from toml_items(value, name + ".")
+        else:
+            yield name, value
+
+
+def secret_files(document: dict[str, Any]) -> dict[str, str]:
+    """{dotted key: path} of every *_file setting: the files a configuration reads secrets from."""
+    return {key: value for key, value in toml_items(document) if key.endswith("_file")}
+
+
+def inline_secrets(document: dict[str, Any]) -> list[str]:
+    """Dotted keys that hold a secret value in the file itself."""
+    return [key for key, _value in toml_items(document)
+            if not key.endswith("_file") and _SECRET_KEY.search(key.rpartition(".")[2])]

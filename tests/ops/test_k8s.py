@@ -1,10 +1,14 @@
 """Offline checks of k8s/: every manifest validates against the Kubernetes schemas shipped with
-kubernetes-validate (strict: unknown fields fail), and the numbers, names and paths that tie the
-manifests to each other and to mmserver's configuration agree."""
+kubernetes-validate (strict: unknown fields fail), the numbers, names and paths that tie the
+manifests to each other and to mmserver's configuration agree, and every secret comes from a
+mounted Secret key: none is written in a manifest, the configuration file or the environment."""
 from __future__ import annotations
 
 import copy
 import posixpath
+import re
+import secrets
+import tomllib
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -13,13 +17,14 @@ import pytest
 import yaml
 
 from mmserver.config import SETTINGS, ConfigError, env_name, load
-from tests.ops.files import REPO
+from tests.ops.files import REPO, inline_secrets, secret_files
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate.utils", reason="kubernetes-validate missing: pip install -e '.[test]'"
 )
 
 K8S_VERSION = "1.30"  # oldest Kubernetes release the manifests are meant for
+SECRET_NAME = "mmserver-secrets"  # created by the operator (docs/DEPLOY.md), never shipped
 MANIFESTS = sorted((REPO / "k8s").glob("*.yaml"))
 DOCUMENTS = [
     (path.name, index, document)
@@ -68,7 +73,7 @@ def _container_port(container: dict[str, Any], port: int | str) -> int:
 
 def test_manifests_exist() -> None:
     kinds = sorted({d["kind"] for _f, _i, d in DOCUMENTS})
-    assert {"Deployment", "Service", "Secret", "PodDisruptionBudget", "StatefulSet"} <= set(kinds), kinds
+    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "StatefulSet"} <= set(kinds), kinds
 
 
 @pytest.mark.parametrize(("name", "index", "document"), DOCUMENTS,
@@ -137,44 +142,105 @@ def test_env_names_only_known_settings(env) -> None:
     assert named <= known, f"unknown: {sorted(named - known)}"
 
 
-def _secret_file(deployment, container, path: str) -> tuple[dict[str, Any], str]:
-    """The Secret and key that the container sees at `path`, through its volume mounts."""
-    directory, key = posixpath.split(path)
-    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
-    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+def _mounted_volume(deployment, container, path: str) -> tuple[dict[str, Any], str]:
+    """The volume the container sees `path` in, and the file name inside it."""
+    directory, name = posixpath.split(path)
+    mounts = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    assert len(mounts) == 1, f"{path}: no volume is mounted at {directory}"
+    assert mounts[0].get("readOnly") is True, f"{directory} must be mounted read-only"
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mounts[0]["name"]]
+    return volume, name
+
+
+def _secret_key(deployment, container, path: str) -> str:
+    """The key of the Secret mmserver-secrets that the container sees at `path`."""
+    volume, name = _mounted_volume(deployment, container, path)
     assert "secret" in volume, f"{path} must come from a Secret volume"
-    secret = _one("Secret", volume["secret"]["secretName"])
-    assert key in secret["stringData"], f"Secret {secret['metadata']['name']} has no key {key}"
-    return secret, key
+    assert volume["secret"]["secretName"] == SECRET_NAME
+    # Listed items: a Secret without the key fails the mount, not mmserver at some later point.
+    keys = {item["path"]: item["key"] for item in volume["secret"].get("items", [])}
+    assert name in keys, f"{path}: no item of the Secret volume {volume['name']} has path {name}"
+    return keys[name]
 
 
-def test_secrets_are_mounted_where_the_env_points(deployment, container, env) -> None:
-    for setting in ("admin_token_file", "config"):
-        secret, key = _secret_file(deployment, container, env[env_name(setting)])
-        assert "REPLACE" in secret["stringData"][key], "placeholders must be obvious"
+def _config_toml(deployment, container, env) -> tuple[str, str]:
+    """(key, text) of the ConfigMap file at MMSERVER_CONFIG."""
+    volume, name = _mounted_volume(deployment, container, env[env_name("config")])
+    assert "configMap" in volume, "the configuration file comes from a ConfigMap"
+    config_map = _one("ConfigMap", volume["configMap"]["name"])
+    assert name in config_map["data"], f"ConfigMap {config_map['metadata']['name']} has no key {name}"
+    return name, config_map["data"][name]
 
 
-def test_no_configmap_holds_the_server_token() -> None:
+@pytest.fixture(scope="module")
+def toml_document(deployment, container, env) -> dict[str, Any]:
+    return tomllib.loads(_config_toml(deployment, container, env)[1])
+
+
+def test_no_manifest_carries_a_secret_value() -> None:
+    # Secrets are created out of band (docs/DEPLOY.md): a shipped Secret would hold either a
+    # placeholder, applied over the real one by the next `kubectl apply -f k8s/`, or a real value in git.
+    assert _find("Secret") == []
     for config_map in _find("ConfigMap"):
-        for value in (config_map.get("data") or {}).values():
-            assert "[servers]" not in value and "token" not in value
+        for key, text in (config_map.get("data") or {}).items():
+            if key.endswith(".toml"):
+                assert inline_secrets(tomllib.loads(text)) == [], f"{key}: secrets belong in the Secret"
+
+
+def test_no_env_value_is_a_secret(container) -> None:
+    for item in container["env"]:
+        assert "secretKeyRef" not in item.get("valueFrom", {}), f"{item['name']}: mount the Secret as a file"
+        assert not item["name"].endswith(("_TOKEN", "_SECRET", "_PASSWORD", "_KEYS")), item["name"]
+
+
+def test_config_file_has_auth_and_no_inline_secret(toml_document) -> None:
+    auth = toml_document.get("auth")
+    assert isinstance(auth, dict), "a public listener beyond loopback needs [auth]"
+    assert auth.get("open", False) is False
+    assert inline_secrets(toml_document) == []
+    assert {"auth.backend_keys_file", "auth.player_jwt_secret_file", "servers.token_file"} <= set(
+        secret_files(toml_document))
+
+
+def test_every_secret_file_is_a_mounted_secret_key(deployment, container, env, toml_document) -> None:
+    paths = [env[env_name("admin_token_file")], *secret_files(toml_document).values()]
+    keys = [_secret_key(deployment, container, path) for path in paths]
+    assert len(set(keys)) == len(keys), "two settings read the same secret"
+
+
+def _random_secrets() -> dict[str, str]:
+    return {
+        "admin-token": secrets.token_hex(32),
+        "backend.keys": f"# game backend\n{secrets.token_hex(32)}\n",
+        "jwt.secret": secrets.token_hex(32),
+        "server.token": secrets.token_hex(32),
+    }
 
 
 def test_deployment_env_builds_a_valid_config(deployment, container, env, tmp_path: Path) -> None:
-    """What mmserver sees in the pod: the Secrets' files where the env points."""
+    """What mmserver sees in the pod: the ConfigMap's file and the Secret's keys (random values
+    here) where the environment and the configuration file point."""
+    secret_dir = posixpath.dirname(env[env_name("admin_token_file")])
+    given = _random_secrets()
+    mounted = tmp_path / "secrets"
+    mounted.mkdir()
+    for key, value in given.items():
+        (mounted / key).write_text(value + "\n", encoding="utf-8")
+    key, text = _config_toml(deployment, container, env)
+    (tmp_path / key).write_text(text.replace(f"{secret_dir}/", f"{mounted}/"), encoding="utf-8")
     environment = dict(env)
-    for setting in ("admin_token_file", "config"):
-        secret, key = _secret_file(deployment, container, env[env_name(setting)])
-        local = tmp_path / key
-        local.write_text(secret["stringData"][key], encoding="utf-8")
-        environment[env_name(setting)] = str(local)
+    environment[env_name("admin_token_file")] = str(mounted / posixpath.basename(env[env_name("admin_token_file")]))
+    environment[env_name("config")] = str(tmp_path / key)
     environment[env_name("data_dir")] = str(tmp_path / "data")
     try:
         config = load([], environment)
     except ConfigError as error:
         pytest.fail(f"the Deployment's environment is not a valid configuration: {error}")
-    assert not config.admin_listen.is_loopback and config.admin_token
-    assert config.servers.token
+    assert not config.admin_listen.is_loopback and config.admin_token == given["admin-token"]
+    assert not config.listen.is_loopback and config.auth is not None and not config.open_creation
+    assert list(config.auth.backend_keys) == [given["backend.keys"].splitlines()[1]]
+    assert config.auth.player_jwt_key == given["jwt.secret"]
+    assert config.servers.token == given["server.token"]
     assert not config.embedded_redis
 
 
@@ -245,3 +311,13 @@ def test_pods_are_locked_down(name: str, template: dict[str, Any]) -> None:
         assert context["capabilities"]["drop"] == ["ALL"]
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
         assert "memory" in container["resources"]["limits"]
+
+
+def test_the_documented_secret_has_every_mounted_key(deployment) -> None:
+    """docs/DEPLOY.md's `kubectl create secret` is the only place the Secret comes from."""
+    text = (REPO / "docs" / "DEPLOY.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    (command,) = [line for line in text.splitlines() if f"create secret generic {SECRET_NAME}" in line]
+    documented = set(re.findall(r"--from-file=([^=\s]+)=", command))
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"]
+                 if v.get("secret", {}).get("secretName") == SECRET_NAME]
+    assert documented == {item["key"] for item in volume["secret"]["items"]}

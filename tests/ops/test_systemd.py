@@ -1,19 +1,23 @@
-"""Offline checks of systemd/: the unit verifies, its sandbox scores, and its numbers agree
-with the environment example and with mmserver's own configuration."""
+"""Offline checks of systemd/: the unit verifies, its sandbox scores, its numbers agree with the
+environment example and with mmserver's own configuration, and every secret the configuration
+file needs comes from a file the unit loads as a credential."""
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from mmserver.config import SETTINGS, ConfigError, env_name, load
 from tests.ops.files import (
-    REPO, commented_env_names, parse_env_file, parse_unit, single, timespan_seconds, values,
+    REPO, commented_env_names, inline_secrets, parse_env_file, parse_unit, secret_files, single,
+    timespan_seconds, values,
 )
 
 UNIT_PATH = REPO / "systemd" / "mmserver.service"
@@ -21,6 +25,9 @@ ENV_PATH = REPO / "systemd" / "mmserver.env"
 TOML_PATH = REPO / "systemd" / "mmserver.toml"
 INSTALLED_EXEC = "/opt/mmserver/.venv/bin/mmserver"
 MAX_EXPOSURE = 2.0
+# Where systemd puts a system service's credentials ($CREDENTIALS_DIRECTORY, %d): a file that
+# cannot expand %d names them by this path (systemd.exec(5), "Credentials").
+CREDENTIALS_DIR = f"/run/credentials/{UNIT_PATH.name}"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)"
@@ -117,17 +124,112 @@ def test_stop_timeout_exceeds_drain_delay_plus_shutdown_timeout(unit, env_file) 
     assert stop > drain + shutdown
 
 
+def _credentials(unit) -> dict[str, str]:
+    """LoadCredential= of the unit: {credential name: source path on the host}."""
+    return dict(value.split(":", 1) for value in values(unit["Service"], "LoadCredential"))
+
+
+@pytest.fixture(scope="module")
+def toml_document() -> dict:
+    return tomllib.loads(TOML_PATH.read_text(encoding="utf-8"))
+
+
 def test_secrets_come_as_credentials(unit, env_file) -> None:
     service = unit["Service"]
-    credentials = dict(value.split(":", 1) for value in values(service, "LoadCredential"))
+    credentials = _credentials(unit)
     environment = dict(value.split("=", 1) for value in values(service, "Environment"))
     assert environment[env_name("admin_token_file")] == "%d/admin-token"
     assert environment[env_name("config")] == "%d/mmserver.toml"
     for path in (environment[env_name("admin_token_file")], environment[env_name("config")]):
         assert path.removeprefix("%d/") in credentials
+    for source in credentials.values():
+        assert source.startswith("/etc/mmserver/"), source
+    # No secret value in the unit itself (SetCredential= would be one, readable by any user).
+    assert values(service, "SetCredential") == [] and values(service, "SetCredentialEncrypted") == []
     # EnvironmentFile= overrides Environment=: the example must not shadow what the unit sets.
     assert not set(environment) & set(env_file)
     assert env_name("admin_token") not in env_file
+
+
+def test_config_file_has_auth_and_no_inline_secret(toml_document) -> None:
+    auth = toml_document.get("auth")
+    assert isinstance(auth, dict), "a public listener beyond loopback needs [auth]"
+    assert auth.get("open", False) is False
+    assert inline_secrets(toml_document) == [], "secrets belong in credential files"
+    # Every kind of caller of the public API has its secret from a file.
+    assert {"auth.backend_keys_file", "auth.player_jwt_secret_file", "servers.token_file"} <= set(
+        secret_files(toml_document))
+
+
+def test_every_file_the_config_names_is_a_credential_of_the_unit(unit, toml_document) -> None:
+    credentials = _credentials(unit)
+    for key, path in secret_files(toml_document).items():
+        directory, _, name = path.rpartition("/")
+        assert directory == CREDENTIALS_DIR, f"{key} = {path}: not in the unit's credentials directory"
+        assert name in credentials, f"{key} = {path}: no LoadCredential={name}:... in the unit"
+
+
+def test_the_inline_secret_check_catches_one() -> None:
+    # Guards the two checks above: a token written into the file is found, a file path is not.
+    document = tomllib.loads('[servers]\ntoken = "0123456789abcdef0123"\n[auth]\nbackend_keys = ["k"]\n')
+    assert inline_secrets(document) == ["servers.token", "auth.backend_keys"]
+    assert secret_files(document) == {}
+
+
+def _as_started_by_the_unit(unit, env_file, tmp_path: Path, credential_values: dict[str, str]) -> dict:
+    """The environment mmserver gets from this unit, with the credentials directory (%d and the
+    TOML's fixed /run/credentials/mmserver.service) moved to tmp_path/credentials."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in _credentials(unit):
+        if name == "mmserver.toml":
+            text = TOML_PATH.read_text(encoding="utf-8").replace(f"{CREDENTIALS_DIR}/", f"{credentials}/")
+        else:
+            text = credential_values[name]
+        (credentials / name).write_text(text, encoding="utf-8")
+    environment = {}
+    for value in values(unit["Service"], "Environment"):
+        key, _, raw = value.partition("=")
+        environment[key] = raw.replace("%d", str(credentials)).replace("%S", str(tmp_path / "state"))
+    environment.update(env_file)
+    return environment
+
+
+def _random_credentials() -> dict[str, str]:
+    return {
+        "admin-token": secrets.token_hex(32) + "\n",
+        "backend.keys": f"# game backend, rotated 2026-11\n{secrets.token_hex(32)}\n{secrets.token_hex(32)}\n",
+        "jwt.secret": secrets.token_hex(32) + "\n",
+        "server.token": secrets.token_hex(32) + "\n",
+    }
+
+
+def test_unit_and_examples_build_a_valid_config(unit, env_file, tmp_path: Path) -> None:
+    """What mmserver would see when started by this unit with the shipped examples and
+    credential files of random values."""
+    given = _random_credentials()
+    environment = _as_started_by_the_unit(unit, env_file, tmp_path, given)
+    try:
+        config = load([], environment)
+    except ConfigError as error:
+        pytest.fail(f"the shipped unit and examples do not make a valid configuration: {error}")
+    assert not config.listen.is_loopback, "the example serves beyond loopback: [auth] is what allows it"
+    assert config.auth is not None and not config.open_creation
+    assert config.admin_token == given["admin-token"].strip()
+    assert list(config.auth.backend_keys) == given["backend.keys"].split("\n")[1:3]
+    assert (config.auth.player_jwt_key, config.auth.player_jwt_algorithm) == (given["jwt.secret"].strip(), "HS256")
+    assert config.servers.token == given["server.token"].strip()
+    assert config.drain_delay_s == float(env_file[env_name("drain_delay_s")])
+    assert config.data_dir == tmp_path / "state" / single(unit["Service"], "StateDirectory")
+    assert set(config.modes) >= {"duel"}
+
+
+@pytest.mark.parametrize("name", ["backend.keys", "jwt.secret", "server.token", "admin-token"])
+def test_a_placeholder_left_in_a_credential_is_refused(unit, env_file, tmp_path: Path, name: str) -> None:
+    """The operator's mistake these files invite: an example value copied into a secret."""
+    given = {**_random_credentials(), name: "change-me-change-me-change-me-change-me\n"}
+    with pytest.raises(ConfigError, match="placeholder"):
+        load([], _as_started_by_the_unit(unit, env_file, tmp_path, given))
 
 
 def test_state_directory_is_the_data_dir(unit) -> None:
@@ -144,25 +246,3 @@ def test_env_example_names_only_known_settings() -> None:
     named = set(parse_env_file(text)) | commented_env_names(text)
     assert named, "no MMSERVER_ variables found"
     assert named <= known, f"unknown: {sorted(named - known)}"
-
-
-def test_unit_and_examples_build_a_valid_config(unit, env_file, tmp_path: Path) -> None:
-    """What mmserver would see when started by this unit with the shipped examples."""
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    (credentials / "admin-token").write_text("0123456789abcdef\n")
-    shutil.copy(TOML_PATH, credentials / "mmserver.toml")
-    environment = {}
-    for value in values(unit["Service"], "Environment"):
-        key, _, raw = value.partition("=")
-        environment[key] = raw.replace("%d", str(credentials)).replace("%S", str(tmp_path / "state"))
-    environment.update(env_file)
-    try:
-        config = load([], environment)
-    except ConfigError as error:
-        pytest.fail(f"the shipped unit and examples do not make a valid configuration: {error}")
-    assert config.admin_token == "0123456789abcdef"
-    assert config.drain_delay_s == float(env_file[env_name("drain_delay_s")])
-    assert config.data_dir == tmp_path / "state" / single(unit["Service"], "StateDirectory")
-    assert config.servers.token and "REPLACE" in config.servers.token, "placeholder must be obvious"
-    assert set(config.modes) >= {"duel"}

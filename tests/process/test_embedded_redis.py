@@ -209,6 +209,21 @@ def test_a_second_mmserver_on_the_same_data_dir_is_refused(embedded, data_dir):
     assert redis.Redis.from_url(embedded.url).ping()
 
 
+def test_lock_alone_refuses_a_second_owner_and_stop_releases_it(data_dir):
+    # mmserver locks the data dir before it binds its listeners, and starts Redis later; a
+    # start refused in between stops it without a server ever running.
+    first = EmbeddedRedis(data_dir)
+    first.lock()
+    first.lock()  # idempotent
+    with pytest.raises(DataDirInUse) as refused:
+        EmbeddedRedis(data_dir).lock()
+    assert refused.value.data_dir == data_dir and refused.value.holder == os.getpid()
+    assert first.stop(5) is True
+    second = EmbeddedRedis(data_dir)
+    second.lock()
+    assert second.stop(5) is True
+
+
 def test_the_lock_is_released_by_stop(data_dir):
     first = EmbeddedRedis(data_dir)
     first.start()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from mmserver.config import Address
-from mmserver.http.server import HttpServer
+from mmserver.http.server import HttpServer, ListenError
 
 
 def text_app(body: bytes):
@@ -84,8 +84,11 @@ def test_busy_port_raises_oserror_at_bind_and_releases_the_other_sockets(servers
             probe.bind(("127.0.0.1", 0))
             first_port = probe.getsockname()[1]
         server = servers([(local(first_port), text_app(b"a")), (local(taken), text_app(b"b"))])
-        with pytest.raises(OSError):
+        with pytest.raises(ListenError) as refused:
             server.bind()
+    # which listener, where, and why: what the start-up refusal names
+    assert (refused.value.index, refused.value.address) == (1, local(taken))
+    assert refused.value.strerror == "Address already in use"
     # the first listener, bound before the failure, was closed again
     with socket.socket() as again:
         again.bind(("127.0.0.1", first_port))

@@ -37,3 +37,34 @@ def test_a_failing_step_is_logged_and_the_sequence_goes_on(caplog):
     assert not steps.run("sentry-flush", boom)
     assert steps.run("logs", lambda: None)
     assert "sentry-flush failed" in caplog.text
+
+
+class Away(ConnectionError):
+    pass
+
+
+class Wrapped(Exception):
+    pass
+
+
+def test_an_expected_failure_is_one_warning_line_and_a_bug_keeps_its_traceback(caplog):
+    steps = StopSequence(time.monotonic() + 5, expected_errors=(Away,))
+
+    def redis_away():
+        try:
+            raise Away("connection refused")
+        except Away as error:
+            raise Wrapped("store is unavailable") from error  # as the store wraps redis-py
+
+    def bug():
+        try:
+            raise Away("connection refused")
+        except Away:
+            raise KeyError("typo")  # raised *during*, not *from*: a bug
+
+    assert not steps.run("replica-record", redis_away)
+    assert not steps.run("sentry-event", bug)
+    away, typo = caplog.records
+    assert (away.levelname, away.getMessage(), away.exc_info) == (
+        "WARNING", "stop step replica-record failed: Wrapped: store is unavailable", None)
+    assert typo.levelname == "ERROR" and typo.exc_info and typo.exc_info[0] is KeyError
