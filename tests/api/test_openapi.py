@@ -47,13 +47,36 @@ def test_every_operation_documents_its_responses_with_schemas():
                 assert "application/json" in response.get("content", {}), (path, method, code)
 
 
-def test_security_schemes_cover_ticket_and_server_tokens():
+def test_security_schemes_cover_every_credential():
     document = openapi()
     schemes = document["components"]["securitySchemes"]
-    assert schemes["ticketToken"]["scheme"] == "bearer"
-    assert schemes["serverToken"]["scheme"] == "bearer"
-    assert document["paths"]["/v1/tickets/{ticket_id}"]["get"]["security"] == [{"ticketToken": []}]
-    assert document["paths"]["/v1/servers/{server_id}"]["put"]["security"] == [{"serverToken": []}]
+    for name in ("backendKey", "playerToken", "ticketToken", "serverToken"):
+        assert schemes[name]["type"] == "http" and schemes[name]["scheme"] == "bearer", name
+        assert schemes[name].get("description"), name
+    paths = document["paths"]
+    ticket_calls = [{"ticketToken": []}, {"playerToken": []}, {"backendKey": []}]
+    assert paths["/v1/tickets"]["post"]["security"] == [{"backendKey": []}, {"playerToken": []}, {}]
+    assert paths["/v1/tickets/{ticket_id}"]["get"]["security"] == ticket_calls
+    assert paths["/v1/tickets/{ticket_id}"]["delete"]["security"] == ticket_calls
+    assert paths["/v1/tickets/{ticket_id}/accept"]["post"]["security"] == ticket_calls
+    assert paths["/v1/tickets/{ticket_id}/decline"]["post"]["security"] == ticket_calls
+    assert paths["/v1/servers/{server_id}"]["put"]["security"] == [{"serverToken": []}]
+    assert paths["/v1/servers/{server_id}"]["delete"]["security"] == [{"serverToken": []}]
+    assert paths["/v1/matches/{match_id}"]["get"]["security"] == [{"serverToken": []}, {"backendKey": []}]
+    assert paths["/v1/matches/{match_id}/finish"]["post"]["security"] == [{"serverToken": []}]
+
+
+def test_every_v1_operation_documents_401_and_429_with_retry_after():
+    document = openapi()
+    for path, item in document["paths"].items():
+        if not path.startswith("/v1/") or path == "/v1/openapi.json":
+            continue
+        for method in set(item) & METHODS:
+            responses = item[method]["responses"]
+            assert "401" in responses, (path, method)
+            limited = resolve(document, responses["429"])
+            header = resolve(document, limited["headers"]["Retry-After"])
+            assert header.get("required") is True, (path, method)
 
 
 def test_every_reference_resolves():

@@ -46,7 +46,7 @@ CHECKS = [
     negative_data_rejection,
 ]
 TICKET_OPERATIONS = {"readTicket", "cancelTicket", "acceptMatch", "declineMatch"}
-SERVER_OPERATIONS = {"heartbeatServer", "finishMatch"}
+SERVER_OPERATIONS = {"heartbeatServer", "deregisterServer", "readMatch", "finishMatch"}
 # A long-poll on a live ticket would wait up to 30 s for a change that never comes.
 LONGEST_WAIT_S = 0.2
 # Per operation; HOSTILE_MAX_EXAMPLES=1000 for a deeper run by hand (docs/HOSTILE.md).
@@ -119,8 +119,11 @@ def test_api_answers_as_documented(case, service: MMServer, live_tickets: LiveTi
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {SERVER_TOKEN}"}
     elif operation == "createTicket" and _positive(case, ParameterLocation.BODY) \
             and isinstance(case.body, dict) and turn % 2:
-        # A generated mode names no queue (422): half the time use a configured one.
+        # A generated mode names no queue (422): half the time use a configured one. The service
+        # is open (no [auth]): without a player token, player_id and mmr are needed too.
         case.body["mode"] = MODES[turn // 2 % len(MODES)]
+        case.body.setdefault("player_id", f"fuzz-create-{turn}")
+        case.body.setdefault("mmr", 1500)
     response = case.call_and_validate(base_url=service.url, checks=CHECKS, timeout=10)
     negative = case.meta is not None and case.meta.generation.mode.is_negative
     live_tickets.seen[(operation, "negative" if negative else "positive", response.status_code)] += 1
