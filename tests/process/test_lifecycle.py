@@ -61,7 +61,10 @@ def test_a_clean_stop_logs_nothing_at_warning(tmp_path, signum):
     server.signal(signum)
     assert server.wait(30) == 0
     records = json_records(server)
-    assert [(r["level"], r["message"]) for r in records if r["level"] != "INFO"] == []
+    # waitress's own queue-depth warning can appear on a loaded machine (a request waited for a
+    # worker thread): load, not the stop path, so it is left out here.
+    assert [(r["level"], r["message"]) for r in records
+            if r["level"] != "INFO" and not r["message"].startswith("all HTTP workers busy")] == []
     messages = [r["message"] for r in records]
     assert f"stopping with exit status 0: {signum.name} received" in messages
     assert messages[-1] == f"exit status 0: {signum.name} received"
