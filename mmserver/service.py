@@ -48,7 +48,6 @@ from mmserver_admin.app import create_admin_app
 logger = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "mm:events"
-CONTROL_CHANNEL = "mm:control"
 REPLICA_HEARTBEAT_S = 2.0
 SUBSCRIBER_HEALTH_S = 1.0
 PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
@@ -172,7 +171,7 @@ class Service:
             connect=lambda: connect_subscriber(redis_url, health_check_interval=SUBSCRIBER_HEALTH_S,
                                                socket_timeout=3 * SUBSCRIBER_HEALTH_S),
             health_interval_s=SUBSCRIBER_HEALTH_S,
-            channels=[EVENTS_CHANNEL, CONTROL_CHANNEL],
+            channels=[EVENTS_CHANNEL],
             on_message=self._on_message,
             on_connect=self._waiters.wake_all,
             readiness=self.readiness,
@@ -402,10 +401,7 @@ class Service:
     # --- workers' callbacks ---
 
     def _on_message(self, channel: str, data: str) -> None:
-        if channel == EVENTS_CHANNEL:
-            self._waiters.on_event(channel, data)
-        else:
-            logger.info("control message: %s", data[:200])
+        self._waiters.on_event(channel, data)
 
     def _record_replica(self) -> None:
         self._store.record_replica(self._replica_info(), REPLICA_TTL_S)

@@ -1,4 +1,4 @@
-"""The pub/sub thread: listens on `mm:events` and `mm:control` and hands messages on.
+"""The pub/sub thread: listens on `mm:events` and hands messages on.
 
 It owns its reconnect loop. redis-py's built-in retries sleep in `time.sleep`, which a shutdown
 cannot interrupt, so the client it is given should not retry (see

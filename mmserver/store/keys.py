@@ -69,7 +69,10 @@ Replicas and locks
 - `mm:r:{replica_id}` JSON info with a TTL; `mm:replicas` sorted set id -> expiry (ms).
 - `mm:lock:{name}` short SET NX PX locks (an optimisation, never needed for correctness).
 
-Channels: `mm:events` (changed ticket ids, comma separated), `mm:control` (JSON).
+Channel: `mm:events` (changed ticket ids, comma separated).
+
+The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
+lib.lua, and no script spells a key itself (tests/store/test_key_names.py).
 """
 from __future__ import annotations
 
@@ -77,7 +80,6 @@ import hashlib
 
 PREFIX = "mm:"
 EVENTS_CHANNEL = "mm:events"
-CONTROL_CHANNEL = "mm:control"
 
 TTLS = "mm:ttl"
 QUEUE_KEYS = "mm:qk"
@@ -96,20 +98,33 @@ SERVERS_HEARTBEAT = "mm:sv:hb"
 REPLICAS = "mm:replicas"
 CLAIMED = "mm:cl"
 PENDING_SESSIONS = "mm:cs"
+STATIC_DIGEST = "mm:sv:static"
+
+# Prefixes of the key families (one key per ticket, session, server...).
+TICKET_PREFIX = "mm:t:"
+QUEUED_PREFIX = "mm:tq:"
+PLAYERS_PREFIX = "mm:pl:"
+SESSION_PREFIX = "mm:s:"
+SERVER_PREFIX = "mm:sv:"
+QUEUE_PREFIX = "mm:q:"
+REGIONS_PREFIX = "mm:qr:"
+REPLICA_PREFIX = "mm:r:"
+IDEMPOTENCY_PREFIX = "mm:ik:"
+LOCK_PREFIX = "mm:lock:"
 
 
 def ticket(ticket_id: str) -> str:
-    return f"mm:t:{ticket_id}"
+    return TICKET_PREFIX + ticket_id
 
 
 def queued_tickets(ticket_id: str) -> str:
     """The bucket holding the ticket's record while it is queued (field: the ticket id)."""
-    return f"mm:tq:{ticket_id[:2]}"
+    return QUEUED_PREFIX + ticket_id[:2]
 
 
 def players(player_id: str) -> str:
     """The bucket of the player index holding this player (field: the player id)."""
-    return f"mm:pl:{hashlib.sha1(player_id.encode('utf-8')).hexdigest()[:3]}"
+    return PLAYERS_PREFIX + hashlib.sha1(player_id.encode("utf-8")).hexdigest()[:3]
 
 
 QUEUED_FIELDS = ("r", "n", "e", "v", "u", "k", "m", "g", "p", "y")
@@ -135,19 +150,19 @@ def unpack_pending_session(value: str) -> dict[str, str]:
 
 
 def session(session_id: str) -> str:
-    return f"mm:s:{session_id}"
+    return SESSION_PREFIX + session_id
 
 
 def queue(mode: str, region: str | None) -> str:
-    return f"mm:q:{mode}:{region or ''}"
+    return f"{QUEUE_PREFIX}{mode}:{region or ''}"
 
 
 def regions(mode: str) -> str:
-    return f"mm:qr:{mode}"
+    return REGIONS_PREFIX + mode
 
 
 def server(server_id: str) -> str:
-    return f"mm:sv:{server_id}"
+    return SERVER_PREFIX + server_id
 
 
 def free_servers(region: str | None) -> str:
@@ -156,15 +171,15 @@ def free_servers(region: str | None) -> str:
 
 
 def idempotency(name: str) -> str:
-    return f"mm:ik:{name}"
+    return IDEMPOTENCY_PREFIX + name
 
 
 def replica(replica_id: str) -> str:
-    return f"mm:r:{replica_id}"
+    return REPLICA_PREFIX + replica_id
 
 
 def lock(name: str) -> str:
-    return f"mm:lock:{name}"
+    return LOCK_PREFIX + name
 
 
 def matched_count(mode: str) -> str:
@@ -186,3 +201,21 @@ TICKET_OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "e
 def outcome_count(mode: str, outcome: str) -> str:
     """Field of OUTCOMES (mode names hold no ':')."""
     return f"{mode}:{outcome}"
+
+
+# The names the Lua scripts use, written by scripts.py as `local NAME = 'value'` before lib.lua.
+LUA_NAMES = {
+    "TTLS": TTLS, "QUEUE_KEYS": QUEUE_KEYS, "ACCEPTING": ACCEPTING, "ALLOCATING": ALLOCATING,
+    "ASSIGNED": ASSIGNED, "COUNTS": COUNTS, "OUTCOMES": OUTCOMES, "FREE": SERVERS_FREE,
+    "BUSY": SERVERS_BUSY, "HEARTBEATS": SERVERS_HEARTBEAT, "ADDRESSES": SERVER_ADDRESSES,
+    "STATIC": STATIC_SERVERS, "STATIC_DIGEST": STATIC_DIGEST, "ENDS": MATCH_ENDS,
+    "EVENTS": EVENTS_CHANNEL, "CLAIMED": CLAIMED, "PENDING_SESSIONS": PENDING_SESSIONS,
+    "REPLICAS": REPLICAS, "TICKET_PREFIX": TICKET_PREFIX, "QUEUED_PREFIX": QUEUED_PREFIX,
+    "PLAYERS_PREFIX": PLAYERS_PREFIX, "SESSION_PREFIX": SESSION_PREFIX,
+    "SERVER_PREFIX": SERVER_PREFIX, "QUEUE_PREFIX": QUEUE_PREFIX, "REGIONS_PREFIX": REGIONS_PREFIX,
+    "REPLICA_PREFIX": REPLICA_PREFIX,
+}
+
+
+def lua_prelude() -> str:
+    return "".join(f"local {name} = '{value}'\n" for name, value in LUA_NAMES.items())

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import redis
 
+from mmserver.store import keys
+
 logger = logging.getLogger(__name__)
 
 NAMES = (
@@ -44,7 +46,8 @@ def _retries(client: redis.Redis) -> bool:
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        lib = _source("lib")
+        # Key names first (keys.py, the one place they are spelled), then the shared library.
+        lib = keys.lua_prelude() + _source("lib")
         self._sources = {name: lib + "\n" + _source(name) for name in NAMES}
         self._shas: dict[str, str] = {}
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@
 local limit, hb_ttl, digest, salt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n_static = tonumber(ARGV[6])
 local clashes = {}
-if redis.call('GET', 'mm:sv:static') ~= digest then
+if redis.call('GET', STATIC_DIGEST) ~= digest then
   if n_static > 0 and #ARGV < 6 + n_static then return { 'seed' } end
   local wanted = {}
   for i = 7, 6 + n_static do
@@ -47,7 +47,7 @@ if redis.call('GET', 'mm:sv:static') ~= digest then
       end
     end
   end
-  redis.call('SET', 'mm:sv:static', digest)
+  redis.call('SET', STATIC_DIGEST, digest)
 end
 local max_ms = {}
 for _, entry in ipairs(split(ARGV[5], ',')) do
@@ -122,7 +122,7 @@ local function each_chunk(list, fn)
   for i = 1, #list, 1000 do fn(unpack(list, i, math.min(i + 999, #list))) end
 end
 each_chunk(taken, function(...) redis.call('SADD', BUSY, ...) end)
-each_chunk(watched, function(...) redis.call('ZADD', 'mm:sv:hb', ...) end)
+each_chunk(watched, function(...) redis.call('ZADD', HEARTBEATS, ...) end)
 each_chunk(done, function(...) redis.call('ZREM', ALLOCATING, ...) end)
 each_chunk(assigned, function(...) redis.call('SADD', ASSIGNED, ...) end)
 for mode, n in pairs(per_mode) do

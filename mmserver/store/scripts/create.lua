@@ -47,7 +47,7 @@ for i, p in ipairs(players) do redis.call('HSET', buckets[i], p, id) end
 if redis.call('HGET', TTLS, mode) ~= ttl then redis.call('HSET', TTLS, mode, ttl) end
 local q = qkey(mode, region)
 redis.call('ZADD', q, int(now + tonumber(ttl)), member(id, t))
-redis.call('SADD', 'mm:qr:' .. mode, region)
+redis.call('SADD', REGIONS_PREFIX .. mode, region)
 redis.call('SADD', QUEUE_KEYS, q)
 if idem ~= '' then redis.call('SET', idem, id .. '|' .. sealed, 'PX', ttl) end
 count_outcome(mode, 'created', 1)

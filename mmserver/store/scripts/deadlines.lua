@@ -48,11 +48,11 @@ for mode, n in pairs(expired) do count_outcome(mode, 'expired', n) end
 
 -- A busy registered server that stopped heartbeating will not report its match over: end
 -- the match so its players are free to queue again.
-local lost = redis.call('ZRANGEBYSCORE', 'mm:sv:hb', '-inf', int(now - hb_ttl), 'LIMIT', 0, limit + 1)
+local lost = redis.call('ZRANGEBYSCORE', HEARTBEATS, '-inf', int(now - hb_ttl), 'LIMIT', 0, limit + 1)
 if #lost > limit then more = 1 end
 for i = 1, math.min(#lost, limit) do
   local server = lost[i]
-  redis.call('ZREM', 'mm:sv:hb', server)
+  redis.call('ZREM', HEARTBEATS, server)
   local mid = redis.call('HGET', svkey(server), 'm')
   if mid then
     append(finish(mid, now, 'server lost', retention))

@@ -17,7 +17,7 @@ redis.call('HSET', key, 'a', address, 'h', now, 'k', 'r')
 -- (a later heartbeat registers it anew).
 if region ~= '' then redis.call('HSET', key, 'g', region) else redis.call('HDEL', key, 'g') end
 if sv.m then
-  redis.call('ZADD', 'mm:sv:hb', now, id)
+  redis.call('ZADD', HEARTBEATS, now, id)
   return { id, address, 'busy', sv.m, region, sv.x or '' }
 end
 if sv.a and (sv.g or '') ~= region then redis.call('ZREM', freekey(sv.g), id) end

@@ -1,45 +1,30 @@
 -- Shared prelude, prepended to every script (Redis 6.2 has no functions library).
--- Key names mirror mmserver/store/keys.py. Scripts touch keys they compute themselves, which
+-- Key names come from mmserver/store/keys.py (LUA_NAMES, written before this file). Scripts touch keys they compute themselves, which
 -- is fine on a single Redis or behind Sentinel (not on Redis Cluster).
 -- Effects replication (the default since Redis 5): TIME may be called before writes.
 redis.replicate_commands()
 
 -- Per-mode ticket TTL (ms), written by create: a queued ticket does not carry its own.
-local TTLS = 'mm:ttl'
 local DEFAULT_TTL_MS = 300000
-local QUEUE_KEYS = 'mm:qk'
-local ACCEPTING = 'mm:acc'
-local ALLOCATING = 'mm:alloc'
-local ASSIGNED = 'mm:asg'
-local COUNTS = 'mm:n'
 -- Ticket outcomes, fleet-wide and monotonic: field '{mode}:{outcome}' -> tickets that made
 -- that transition (see count_outcome).
-local OUTCOMES = 'mm:o'
-local FREE = 'mm:sv:free'
-local BUSY = 'mm:sv:busy'
 -- Server address -> the id holding it: one address is one server.
-local ADDRESSES = 'mm:sv:addr'
 -- The ids of the static servers seeded from the configuration.
-local STATIC = 'mm:sv:st'
 -- Assigned match -> when its mode's max_match_s ends it (ms).
-local ENDS = 'mm:end'
-local EVENTS = 'mm:events'
 -- Claimed tickets whose hash has not been rewritten yet: ticket id -> 'session|ttl_deadline|claimed_at'.
-local CLAIMED = 'mm:cl'
 -- Sessions created by a claim and not written into their hash yet: session id ->
 -- 'state|mode|region|accept_deadline|teams' (see load_session).
-local PENDING_SESSIONS = 'mm:cs'
 
-local function tkey(id) return 'mm:t:' .. id end
+local function tkey(id) return TICKET_PREFIX .. id end
 -- A queued ticket is one field of a bucket hash (small buckets stay listpack-encoded, a few
 -- bytes of overhead per entry instead of a key and a hash of its own). Ticket ids are random,
 -- so their first two characters spread them over 4096 buckets.
-local function tqkey(id) return 'mm:tq:' .. string.sub(id, 1, 2) end
+local function tqkey(id) return QUEUED_PREFIX .. string.sub(id, 1, 2) end
 -- The player index, in 4096 buckets by the player id's SHA-1 (player ids are not random).
-local function plkey(player) return 'mm:pl:' .. string.sub(redis.sha1hex(player), 1, 3) end
-local function skey(id) return 'mm:s:' .. id end
-local function svkey(id) return 'mm:sv:' .. id end
-local function qkey(mode, region) return 'mm:q:' .. mode .. ':' .. region end
+local function plkey(player) return PLAYERS_PREFIX .. string.sub(redis.sha1hex(player), 1, 3) end
+local function skey(id) return SESSION_PREFIX .. id end
+local function svkey(id) return SERVER_PREFIX .. id end
+local function qkey(mode, region) return QUEUE_PREFIX .. mode .. ':' .. region end
 -- Free servers by region: FREE holds servers without a region, FREE:{region} the others.
 local function freekey(region)
   if region == nil or region == '' then return FREE end
@@ -322,7 +307,7 @@ end
 -- Takes a server out of the registry: free set, heartbeat watch, address index, its hash.
 local function remove_server(id, sv)
   redis.call('ZREM', freekey(sv.g), id)
-  redis.call('ZREM', 'mm:sv:hb', id)
+  redis.call('ZREM', HEARTBEATS, id)
   redis.call('SREM', BUSY, id)
   redis.call('SREM', STATIC, id)
   if sv.a and redis.call('HGET', ADDRESSES, sv.a) == id then redis.call('HDEL', ADDRESSES, sv.a) end
@@ -355,7 +340,7 @@ local function finish(mid, now, reason, retention)
     if sv.m == mid then
       redis.call('HDEL', svkey(s.sv), 'm')
       redis.call('SREM', BUSY, s.sv)
-      redis.call('ZREM', 'mm:sv:hb', s.sv)
+      redis.call('ZREM', HEARTBEATS, s.sv)
       if sv.x == '1' then
         remove_server(s.sv, sv)
       else
