@@ -126,17 +126,11 @@ def test_is_alive_false_when_the_loop_thread_stalls(servers):
     # block the loop thread itself, as a stuck loop would be (test seam: the trigger queue)
     assert server._pull_trigger(lambda: release.wait(5))
     try:
-        deadline = time.monotonic() + 2
-        while server.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not server.is_alive()
+        assert wait_until(lambda: not server.is_alive(), 10)
         assert server._thread.is_alive()  # the thread runs: only its progress stopped
     finally:
         release.set()
-    deadline = time.monotonic() + 2
-    while not server.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.is_alive()
+    assert wait_until(server.is_alive, 10)
 
 
 def test_in_flight_counts_running_requests(servers):
