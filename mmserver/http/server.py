@@ -164,7 +164,7 @@ class HttpServer:
             for index, (address, app, threads, name) in enumerate(self._listeners):
                 dispatcher = shared
                 if threads is not None:
-                    dispatcher = _Dispatcher(name, f"all {name} HTTP workers busy: ")
+                    dispatcher = _Dispatcher(name, f"all HTTP workers busy ({name}): ")
                     pools.append((dispatcher, threads))
                 # Built by hand like waitress.server.create_server does, but each server gets
                 # its own app while all share one map (and, but for a pool of its own, one
