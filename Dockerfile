@@ -34,9 +34,10 @@ WORKDIR /var/lib/mmserver
 # 8080: public API. 8081: control plane and /metrics; it stays on loopback (with a token generated
 # into MMSERVER_DATA_DIR) unless MMSERVER_ADMIN_LISTEN and an admin token are set.
 EXPOSE 8080 8081
-# Docker only (Kubernetes uses its own probes). Assumes the public port 8080.
+# Docker only (Kubernetes uses its own probes). The control-plane port 8081: its workers are its
+# own, so busy public workers and a frozen Redis cannot make the check time out.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/healthz', timeout=2)"]
 # Exec form: mmserver is PID 1 and receives SIGTERM directly. Give `docker stop` enough time for
 # the drain (docker run --stop-timeout 30, or stop_grace_period in compose).
 ENTRYPOINT ["mmserver"]

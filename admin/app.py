@@ -4,6 +4,7 @@
     POST /admin/drain                -> 200 control.drain()
     GET  /admin/status               -> 200 control.status()
     GET  /metrics                    -> Prometheus text from metrics(), no token; 404 without it
+    + `routes` outside /admin (the service adds /healthz and /readyz), no token
 
 Pure factory: everything arrives as an argument (the Control, the token, the metrics callable),
 so tests build the same app with a hand-written Control.
@@ -11,12 +12,12 @@ so tests build the same app with a hand-written Control.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping
 
 import falcon
 
 from . import errors
-from .auth import BearerAuth
+from .auth import BearerAuth, is_admin_path
 from .resources import (
     BodyLimit,
     Control,
@@ -46,9 +47,15 @@ def create_admin_app(
     token: str,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     max_body_bytes: int = 16384,
+    routes: Mapping[str, object] | None = None,
 ) -> falcon.App:
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
+    routes = dict(routes or {})
+    for path in routes:
+        # extra routes are open (no token): they must not take a control-plane path
+        if is_admin_path(path) or path == "/metrics":
+            raise ValueError(f"extra route {path!r} is a control-plane path")
     app = falcon.App(
         # Authentication first: an unauthenticated caller learns nothing, not even body limits.
         middleware=[BearerAuth(token), BodyLimit(max_body_bytes), NoStore()],
@@ -58,4 +65,6 @@ def create_admin_app(
     app.add_route("/admin/drain", DrainResource(control))
     app.add_route("/admin/status", StatusResource(control))
     app.add_route("/metrics", MetricsResource(metrics))
+    for path, resource in routes.items():
+        app.add_route(path, resource)
     return app

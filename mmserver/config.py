@@ -267,7 +267,7 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("sentry_dsn", _nonempty, "Sentry DSN; unset disables Sentry"),
     ("log_format", _choice(LOG_FORMATS), "text or json"),
     ("log_level", _choice(LOG_LEVELS, str.upper), "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-    ("http_threads", _int_at_least(4), "waitress worker threads shared by both listeners"),
+    ("http_threads", _int_at_least(4), "waitress worker threads of the public API (the control plane has its own)"),
     ("max_longpolls", _int_at_least(0), "long-polls allowed to wait at once; beyond, answer at once"),
     ("max_body_bytes", _int_at_least(256), "largest request body accepted (413 beyond)"),
 )

@@ -25,11 +25,13 @@ from typing import Mapping
 
 from mmserver import __version__
 from mmserver.backoff import Backoff
+from mmserver.bounded_read import BoundedRead
 from mmserver.config import Config, env_name
 from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
 from mmserver.failures import REDIS_AWAY
 from mmserver.http.app import create_public_app
-from mmserver.http.server import HttpServer, ListenError
+from mmserver.http.health import Liveness, ReadinessResource
+from mmserver.http.server import HttpServer, Listener, ListenError
 from mmserver.http.waiters import Waiters
 from mmserver.logs import LogPipeline
 from mmserver.metrics import Metrics
@@ -57,6 +59,13 @@ REPLICA_TTL_S = 10.0
 # Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
 WATCHDOG_GRACE_S = 3.0
 HTTP_DRAIN_RESERVE_S = 2.0
+# The control-plane listener's own worker pool: probes (/healthz, /readyz), /admin/* and /metrics
+# never wait behind public requests (long-polls, calls stuck on a slow Redis). Each of its
+# requests is bounded (STATUS_READ_WAIT_S below), so a few workers are enough.
+ADMIN_THREADS = 4
+# How long /admin/status and /metrics wait for Redis stats before answering with the last ones
+# (and store_error): a frozen Redis would otherwise hold them for the socket timeout (5 s).
+STATUS_READ_WAIT_S = 0.5
 
 
 class LateBoundApp:
@@ -92,6 +101,7 @@ class Service:
         self._scheduler: Scheduler | None = None
         self._subscriber: Subscriber | None = None
         self._store: Store | None = None
+        self._store_status: BoundedRead[dict] | None = None
         self._waiters: Waiters | None = None
         self._metrics = Metrics()
         self._ticker: Ticker | None = None
@@ -125,7 +135,8 @@ class Service:
     def _start(self) -> None:
         config = self.config
         self._public_slot, self._admin_slot = LateBoundApp(), LateBoundApp()
-        self._http = HttpServer([(config.listen, self._public_slot), (config.admin_listen, self._admin_slot)],
+        self._http = HttpServer([Listener(config.listen, self._public_slot),
+                                 Listener(config.admin_listen, self._admin_slot, ADMIN_THREADS, "admin")],
                                 threads=config.http_threads,
                                 # waitress refuses a declared body over the limit from its
                                 # headers alone, with the same JSON 413 as the app.
@@ -157,8 +168,12 @@ class Service:
                                        readiness=self.readiness, config=config,
                                        middleware=[self._metrics.http_middleware()],
                                        counters=self._metrics)
+        self._store_status = BoundedRead(self._read_store_status, wait_s=STATUS_READ_WAIT_S, name="status")
+        self._store_stats = BoundedRead(self._store.stats, wait_s=STATUS_READ_WAIT_S, name="stats")
         admin_app = create_admin_app(self, token=self._admin_token, metrics=self._metrics.render,
-                                     max_body_bytes=config.max_body_bytes)
+                                     max_body_bytes=config.max_body_bytes,
+                                     # Probes point here: this listener's workers are its own.
+                                     routes={"/healthz": Liveness(), "/readyz": ReadinessResource(self.readiness)})
         self._public_slot.app, self._admin_slot.app = public_app, admin_app
         self._http.start()
         self._http_started = True
@@ -180,7 +195,7 @@ class Service:
                             config.redis_reconnect_attempts),
         )
         self._subscriber.start()
-        self._metrics.watch(stats=self._store.stats, subscriber_status=self._subscriber.status)
+        self._metrics.watch(stats=self._store_stats.fresh, subscriber_status=self._subscriber.status)
 
         self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown)
         self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000),
@@ -453,13 +468,19 @@ class Service:
                 "subscriber": self._subscriber.status() if self._subscriber else None,
             },
         }
-        if self._store is not None:
-            try:
-                result.update(self._store.stats())
-                result["replicas"] = self._store.replicas()
-            except Exception as error:  # Redis away: the status still answers
-                result["store_error"] = f"{type(error).__name__}: {error}"
+        if self._store_status is not None:
+            # Redis away or frozen: the status still answers within STATUS_READ_WAIT_S, with the
+            # last stats that arrived (stats_age_s old) and why fresh ones are missing.
+            reading = self._store_status.get()
+            if reading.value is not None:
+                result.update(reading.value)
+            if not reading.fresh:
+                result["store_error"] = reading.error
+                result["stats_age_s"] = reading.age_s
         return result
+
+    def _read_store_status(self) -> dict:
+        return {**self._store.stats(), "replicas": self._store.replicas()}
 
 
 def _reason_kind(reason: str) -> str:

@@ -1,8 +1,12 @@
 """The HTTP listeners (waitress) and their graceful drain.
 
-Both listeners (the public app and the admin app) share one waitress socket map, one loop thread
-("http-loop") and one task dispatcher (`threads` workers named waitress-N). Response bytes are
-written by the loop thread, so the loop keeps running until the last answer is out.
+Every listener (the public app, the admin app) shares one waitress socket map and one loop
+thread ("http-loop"). Worker threads come from task dispatchers: the listeners share one pool
+(`threads` workers named waitress-N), except a listener given a `threads` count of its own,
+which gets a pool nobody else can fill (workers named waitress-<name>-N). That is how probes and
+the control plane keep answering while long-polls and requests stuck on a slow Redis hold every
+public worker. Response bytes are written by the loop thread, so the loop keeps running until
+the last answer is out.
 
 waitress has no public way to stop a server from code, and its own `close()` methods either
 leave the loop running forever (`BaseWSGIServer.close`) or cut requests longer than the
@@ -21,7 +25,7 @@ Drain sequence:
    in progress is left alone: marking it would close it before its answer is written. When it
    finishes, its pending output is flushed and the next pass closes it.
 3. When no connection is left (or the deadline passed), the loop thread shuts the task
-   dispatcher down (waiting at most until the deadline), closes everything left in the socket
+   dispatchers down (waiting at most until the deadline), closes everything left in the socket
    map (the triggers and, after a cut, the connections still busy) and the loop exits because
    its map is empty. `drain()` joins the loop thread and returns True only if nothing was cut.
 
@@ -46,7 +50,7 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -82,10 +86,20 @@ class ListenError(OSError):
         self.address = address
 
 
+class Listener(NamedTuple):
+    """One listening socket and the app behind it. `threads`: None to use the shared worker
+    pool, or the size of a pool of its own (named `name` in its worker threads' names)."""
+
+    address: Address
+    app: WSGIApp
+    threads: int | None = None
+    name: str = ""
+
+
 class HttpServer:
     def __init__(
         self,
-        listeners: Sequence[tuple[Address, WSGIApp]],
+        listeners: Sequence[Listener | tuple[Address, WSGIApp]],
         *,
         threads: int,
         max_request_body_size: int,
@@ -97,7 +111,10 @@ class HttpServer:
     ) -> None:
         if not listeners:
             raise ValueError("HttpServer needs at least one listener")
-        self._listeners = list(listeners)
+        self._listeners = [Listener(*listener) for listener in listeners]
+        for listener in self._listeners:
+            if listener.threads is not None and (listener.threads < 1 or not listener.name):
+                raise ValueError(f"a listener with a pool of its own needs threads >= 1 and a name: {listener}")
         self._threads = threads
         self._loop_stall_timeout = loop_stall_timeout
         self._adj = Adjustments(
@@ -117,7 +134,8 @@ class HttpServer:
         )
         self._map: dict[int, Any] = {}
         self._servers: list[TcpWSGIServer] = []
-        self._dispatcher: ThreadedTaskDispatcher | None = None
+        # (dispatcher, thread count): the shared pool first, then each listener's own
+        self._pools: list[tuple[ThreadedTaskDispatcher, int]] = []
         self._thread: threading.Thread | None = None
         # `_lock` guards pulling the trigger against the loop thread closing it: a write to a
         # closed pipe descriptor could land in whatever file reuses that number.
@@ -140,18 +158,19 @@ class HttpServer:
         """Create, bind and listen on every socket now: a busy port raises ListenError here."""
         if self._servers:
             raise RuntimeError("HttpServer.bind() called twice")
-        dispatcher = ThreadedTaskDispatcher()
-        # waitress warns "Task queue depth is N" once per queued request when every worker is
-        # busy: keep the signal but at most one line per interval (instance attribute shadows
-        # the class-level logger waitress uses).
-        dispatcher.queue_logger = ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S,
-                                                     "all HTTP workers busy: ")
+        shared = _Dispatcher("", "all HTTP workers busy: ")
+        pools = [(shared, self._threads)]
         try:
-            for index, (address, app) in enumerate(self._listeners):
+            for index, (address, app, threads, name) in enumerate(self._listeners):
+                dispatcher = shared
+                if threads is not None:
+                    dispatcher = _Dispatcher(name, f"all HTTP workers busy ({name}): ")
+                    pools.append((dispatcher, threads))
                 # Built by hand like waitress.server.create_server does, but each server gets
-                # its own app while all share one map and one dispatcher. Each server also
-                # adds its own trigger (a pipe) to the map. _start=True listens right away so
-                # that bind() fails on a port another process is listening on.
+                # its own app while all share one map (and, but for a pool of its own, one
+                # dispatcher). Each server also adds its own trigger (a pipe) to the map.
+                # _start=True listens right away so that bind() fails on a port another
+                # process is listening on.
                 try:
                     server = _Server(
                         app,
@@ -172,7 +191,7 @@ class HttpServer:
             wasyncore.close_all(self._map, ignore_all=True)
             self._servers = []
             raise
-        self._dispatcher = dispatcher
+        self._pools = pools
 
     @property
     def addresses(self) -> list[Address]:
@@ -185,8 +204,9 @@ class HttpServer:
             raise RuntimeError("HttpServer.start() called twice")
         if not self._servers:
             self.bind()
-        assert self._dispatcher is not None
-        self._dispatcher.set_thread_count(self._threads)
+        assert self._pools
+        for dispatcher, threads in self._pools:
+            dispatcher.set_thread_count(threads)
         # daemon: a loop stuck in a way the drain cannot end must not block the process exit
         self._thread = threading.Thread(target=self._run, name="http-loop", daemon=True)
         self._thread.start()
@@ -356,8 +376,7 @@ class HttpServer:
         return remaining
 
     def _finish(self, deadline: float, cut: bool) -> None:
-        assert self._dispatcher is not None
-        remaining = 0.0 if cut else max(0.0, deadline - time.monotonic())
+        assert self._pools
         if cut:
             busy = self.in_flight()
             logger.warning("HTTP drain deadline passed: cutting %d request(s) in flight", busy)
@@ -368,8 +387,11 @@ class HttpServer:
                     channel.handle_close()
         # Workers are idle unless a client went away while its request still runs: give such
         # a request until the deadline. set_thread_count(0) inside makes every worker exit.
-        self._dispatcher.shutdown(cancel_pending=True, timeout=remaining)
-        workers_left = len(self._dispatcher.threads)
+        workers_left = 0
+        for dispatcher, _threads in self._pools:
+            remaining = 0.0 if cut else max(0.0, deadline - time.monotonic())
+            dispatcher.shutdown(cancel_pending=True, timeout=remaining)
+            workers_left += len(dispatcher.threads)
         with self._lock:
             self._closed = True
             # closes both triggers (and anything else left); the loop leaves on an empty map
@@ -394,8 +416,8 @@ class HttpServer:
     def _close_without_loop(self) -> bool:
         """Close everything from the calling thread: only when no loop thread runs."""
         self._close_listeners()
-        if self._dispatcher is not None:
-            self._dispatcher.shutdown(cancel_pending=True, timeout=0)
+        for dispatcher, _threads in self._pools:
+            dispatcher.shutdown(cancel_pending=True, timeout=0)
         with self._lock:
             self._closed = True
             wasyncore.close_all(self._map, ignore_all=True)
@@ -412,6 +434,24 @@ def _sockinfo(address: Address) -> tuple[int, int, int, Any]:
     )
     family, socktype, proto, _canonname, sockaddr = infos[0]
     return family, socktype, proto, sockaddr
+
+
+class _Dispatcher(ThreadedTaskDispatcher):
+    """waitress's dispatcher, its workers named waitress-<pool>-N for a listener's own pool, and
+    its "Task queue depth is N" warnings (one per queued request while every worker is busy)
+    throttled to one line per interval."""
+
+    def __init__(self, pool: str, busy_prefix: str) -> None:
+        super().__init__()
+        self._prefix = f"waitress-{pool}-" if pool else "waitress-"
+        # instance attribute: shadows the class-level logger waitress uses
+        self.queue_logger = ThrottledWarnings(logger, _QUEUE_WARNING_INTERVAL_S, busy_prefix)
+
+    def start_new_thread(self, target: Callable[[int], None], thread_no: int) -> None:
+        # waitress 3.0's own body, with the pool's name
+        thread = threading.Thread(target=target, name=f"{self._prefix}{thread_no}", args=(thread_no,))
+        thread.daemon = True
+        thread.start()
 
 
 class _JsonErrorTask(ErrorTask):

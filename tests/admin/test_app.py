@@ -251,3 +251,28 @@ def test_the_token_never_appears_in_logs(caplog):
     for candidate in near_misses:
         assert candidate not in logged
     assert TOKEN[:8] not in logged
+
+
+# --- extra open routes (the service's probes) ---
+
+def test_extra_routes_are_served_without_a_token(control):
+    from mmserver.http.health import Liveness, ReadinessResource
+    from mmserver.readiness import Readiness
+
+    readiness = Readiness()
+    app = create_admin_app(control, token=TOKEN, routes={"/healthz": Liveness(),
+                                                         "/readyz": ReadinessResource(readiness)})
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get("/healthz").json == {"status": "alive"}
+    assert client.simulate_get("/readyz").status_code == 503  # not started
+    readiness.mark_started()
+    readiness.set_redis_connected(True)
+    assert client.simulate_get("/readyz").json == {"status": "ready"}
+    # the token check still covers /admin/*
+    assert client.simulate_get("/admin/status").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/admin/status", "/admin/extra", "/metrics"])
+def test_extra_routes_cannot_take_a_control_plane_path(control, path):
+    with pytest.raises(ValueError):
+        create_admin_app(control, token=TOKEN, routes={path: object()})

@@ -7,6 +7,11 @@ import time
 import pytest
 
 from tests.api.conftest import create_ticket
+from tests.waiting import PROMPTLY_S, wait_until
+
+# The wait a change must cut short (the API's longest): "answered at once" means well below it,
+# with a bound (PROMPTLY_S) that holds on a loaded machine and still fails if nothing woke it.
+LONG_WAIT = 30
 
 
 class Poll(threading.Thread):
@@ -16,7 +21,7 @@ class Poll(threading.Thread):
         super().__init__(name=f"poll-{ticket_id}", daemon=True)
         self.client, self.path, self.auth, self.query = client, f"/v1/tickets/{ticket_id}", auth, query
         self.result = None
-        self.answered_at = 0.0
+        self.answered_at: float | None = None
 
     def run(self) -> None:
         self.result = self.client.simulate_get(self.path, query_string=self.query, headers=self.auth)
@@ -27,34 +32,39 @@ def start_poll(client, waiters, ticket: dict, auth: dict, query: str) -> Poll:
     before = waiters.waiting
     poll = Poll(client, ticket["ticket_id"], auth, query)
     poll.start()
-    deadline = time.monotonic() + 2
-    while waiters.waiting == before and time.monotonic() < deadline:
-        time.sleep(0.002)
-    assert waiters.waiting == before + 1, "the long-poll never started waiting"
+    assert wait_until(lambda: waiters.waiting == before + 1, PROMPTLY_S, interval=0.002), \
+        "the long-poll never started waiting"
     return poll
 
 
-def test_answers_within_50ms_of_a_change(client, store, waiters):
+def answered(poll: Poll) -> float:
+    """When the poll answered; fails if it still waits after the prompt bound."""
+    poll.join(PROMPTLY_S)
+    assert not poll.is_alive() and poll.answered_at is not None, "the long-poll is still waiting"
+    return poll.answered_at
+
+
+def test_answers_promptly_after_a_change(client, store, waiters):
     ticket, auth = create_ticket(client)
     token = auth["Authorization"].split()[1]
-    poll = start_poll(client, waiters, ticket, auth, f"wait=10&version={ticket['version']}")
+    poll = start_poll(client, waiters, ticket, auth, f"wait={LONG_WAIT}&version={ticket['version']}")
     changed = store.cancel_ticket(ticket["ticket_id"], token)
-    waiters.notify([ticket["ticket_id"]])
     changed_at = time.monotonic()
-    poll.join(5)
+    waiters.notify([ticket["ticket_id"]])
+    answered_at = answered(poll)
     assert poll.result.status_code == 200
     assert poll.result.json["status"] == "cancelled"
     assert poll.result.json["version"] == changed["version"]
-    assert poll.answered_at - changed_at < 0.05
+    assert answered_at - changed_at < PROMPTLY_S
     assert waiters.waiting == 0
 
 
 def test_wait_without_version_waits_for_any_change(client, store, waiters):
     ticket, auth = create_ticket(client)
-    poll = start_poll(client, waiters, ticket, auth, "wait=10")
+    poll = start_poll(client, waiters, ticket, auth, f"wait={LONG_WAIT}")
     store.cancel_ticket(ticket["ticket_id"], auth["Authorization"].split()[1])
     waiters.notify([ticket["ticket_id"]])
-    poll.join(5)
+    answered(poll)
     assert poll.result.json["version"] > ticket["version"]
 
 
@@ -74,12 +84,12 @@ def test_events_published_by_the_store_wake_the_poll(client, store, waiters, red
     thread.start()
     try:
         ticket, auth = create_ticket(client)
-        poll = start_poll(client, waiters, ticket, auth, f"wait=10&version={ticket['version']}")
+        poll = start_poll(client, waiters, ticket, auth, f"wait={LONG_WAIT}&version={ticket['version']}")
         started = time.monotonic()
         store.cancel_ticket(ticket["ticket_id"], auth["Authorization"].split()[1])
-        poll.join(5)
+        answered_at = answered(poll)
         assert poll.result.json["status"] == "cancelled"
-        assert poll.answered_at - started < 1.0
+        assert answered_at - started < PROMPTLY_S
     finally:
         stop.set()
         thread.join(2)
@@ -94,9 +104,10 @@ def test_an_event_for_another_ticket_does_not_answer(client, store, waiters):
     waiters.notify([other["ticket_id"]])
     waiters.notify([ticket["ticket_id"]])  # a spurious wake: version unchanged, keeps waiting
     started = time.monotonic()
-    poll.join(5)
+    answered_at = answered(poll)
     assert poll.result.json["version"] == ticket["version"]
-    assert poll.answered_at - started > 0.4
+    # a lower bound: a loaded machine only makes the answer later
+    assert answered_at - started > 0.4
 
 
 def test_timeout_answers_the_unchanged_state(client, waiters):
@@ -108,17 +119,17 @@ def test_timeout_answers_the_unchanged_state(client, waiters):
     assert result.status_code == 200
     assert result.json["status"] == "queued"
     assert result.json["version"] == ticket["version"]
-    assert 0.3 <= elapsed < 1.0
+    assert 0.3 <= elapsed < PROMPTLY_S
     assert waiters.waiting == 0
 
 
-@pytest.mark.parametrize("query", ["wait=5&version=0", "wait=0&version=999", "version=999"])
+@pytest.mark.parametrize("query", [f"wait={LONG_WAIT}&version=0", "wait=0&version=999", "version=999"])
 def test_answers_at_once_when_already_newer_or_not_waiting(client, query):
     ticket, auth = create_ticket(client)
     started = time.monotonic()
     result = client.simulate_get(f"/v1/tickets/{ticket['ticket_id']}", query_string=query, headers=auth)
     assert result.status_code == 200
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < PROMPTLY_S
 
 
 def test_cap_reached_answers_at_once(client, waiters):
@@ -128,10 +139,10 @@ def test_cap_reached_answers_at_once(client, waiters):
         ticket, auth = create_ticket(client)
         started = time.monotonic()
         result = client.simulate_get(f"/v1/tickets/{ticket['ticket_id']}",
-                                     query_string=f"wait=5&version={ticket['version']}", headers=auth)
+                                     query_string=f"wait={LONG_WAIT}&version={ticket['version']}", headers=auth)
         assert result.status_code == 200
         assert result.json["version"] == ticket["version"]
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < PROMPTLY_S
     finally:
         for waiter in held:
             waiters.unregister(waiter)
@@ -139,18 +150,18 @@ def test_cap_reached_answers_at_once(client, waiters):
 
 def test_close_answers_waiting_polls_at_once(client, waiters):
     ticket, auth = create_ticket(client)
-    poll = start_poll(client, waiters, ticket, auth, f"wait=10&version={ticket['version']}")
+    poll = start_poll(client, waiters, ticket, auth, f"wait={LONG_WAIT}&version={ticket['version']}")
     closed_at = time.monotonic()
     waiters.close()
-    poll.join(5)
+    answered_at = answered(poll)
     assert poll.result.status_code == 200
     assert poll.result.json["status"] == "queued"
-    assert poll.answered_at - closed_at < 0.1
+    assert answered_at - closed_at < PROMPTLY_S
     started = time.monotonic()  # and later polls do not wait
     later = client.simulate_get(f"/v1/tickets/{ticket['ticket_id']}",
-                                query_string=f"wait=10&version={ticket['version']}", headers=auth)
+                                query_string=f"wait={LONG_WAIT}&version={ticket['version']}", headers=auth)
     assert later.status_code == 200
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < PROMPTLY_S
 
 
 def test_an_operator_drain_keeps_long_polls_waiting(client, readiness):

@@ -10,6 +10,7 @@ import shlex
 import pytest
 import yaml
 
+from mmserver.config import Config
 from tests.ops.files import REPO, Stage, parse_dockerfile
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -77,6 +78,15 @@ def test_ports_and_environment(final) -> None:
     assert env["MMSERVER_LISTEN"] == "0.0.0.0:8080"
     assert env["MMSERVER_DATA_DIR"] == "/var/lib/mmserver"
     assert int(env["MMSERVER_LISTEN"].rpartition(":")[2]) in exposed
+
+
+def test_healthcheck_asks_the_control_plane_listener(final) -> None:
+    """Its workers are its own: busy public workers and a frozen Redis cannot time the check out
+    (tests/process/test_probes.py). The image leaves the control plane on its default address."""
+    (check,) = final.all("HEALTHCHECK")
+    assert "MMSERVER_ADMIN_LISTEN" not in _env(final)
+    default_admin = Config().admin_listen
+    assert f"http://127.0.0.1:{default_admin.port}/healthz" in check.arguments
 
 
 def _setup_source_dirs() -> set[str]:

@@ -16,6 +16,7 @@ import pytest
 
 from mmserver.config import Address
 from mmserver.http.server import HttpServer
+from tests.waiting import wait_until
 
 SLOW_S = 6.0  # longer than waitress's own 5 s dispatcher shutdown timeout
 BIG_BODY = hashlib.sha256(b"mmserver").digest() * (8 * 1024 * 1024 // 32)  # 8 MiB
@@ -82,15 +83,6 @@ def server_closed(conn: http.client.HTTPConnection, timeout: float) -> bool:
         return True
     except socket.timeout:
         return False
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def loop_threads() -> list[str]:

@@ -1,5 +1,4 @@
 import threading
-import time
 
 import pytest
 
@@ -29,15 +28,6 @@ def new_ticket(store, player, mode="duel", mmr=1500, region=None, party=()):
                                       party=list(party))
     return view["ticket_id"], token
 
-
-def wait_until(predicate, timeout=5.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 class EventLog:

@@ -1,7 +1,8 @@
 import time
 
 from mmserver.config import ModeConfig, ServersConfig
-from tests.store.conftest import new_ticket, wait_until
+from tests.store.conftest import new_ticket
+from tests.waiting import wait_until
 
 
 def test_every_change_publishes_the_changed_ticket_ids_once(make_store, events):
@@ -9,32 +10,32 @@ def test_every_change_publishes_the_changed_ticket_ids_once(make_store, events):
                        ServersConfig(static=("10.0.0.1:1",)))
     a, ta = new_ticket(store, "a")
     b, tb = new_ticket(store, "b")
-    wait_until(lambda: len(events.messages) >= 2)
+    assert wait_until(lambda: len(events.messages) >= 2)
     assert events.messages == [[a], [b]]
 
     store.read_ticket(a, ta)  # a read changes nothing: no event
     store.claim("duel", None, [((a,), (b,))], 5)
-    wait_until(lambda: len(events.messages) >= 3)
+    assert wait_until(lambda: len(events.messages) >= 3)
     assert sorted(events.messages[2]) == sorted([a, b])  # one message for the whole claim
 
     store.accept(a, ta)
-    wait_until(lambda: len(events.messages) >= 4)
+    assert wait_until(lambda: len(events.messages) >= 4)
     assert events.messages[3] == [a]
     store.accept(b, tb)  # the session moves on: both tickets change
-    wait_until(lambda: len(events.messages) >= 5)
+    assert wait_until(lambda: len(events.messages) >= 5)
     assert sorted(events.messages[4]) == sorted([a, b])
 
     store.allocate(10)
-    wait_until(lambda: len(events.messages) >= 6)
+    assert wait_until(lambda: len(events.messages) >= 6)
     assert sorted(events.messages[5]) == sorted([a, b])
     match_id = store.read_ticket(a, ta)["assignment"]["match_id"]
     store.finish_match(match_id)
-    wait_until(lambda: len(events.messages) >= 7)
+    assert wait_until(lambda: len(events.messages) >= 7)
     assert sorted(events.messages[6]) == sorted([a, b])
 
     c, tc = new_ticket(store, "c")
     store.cancel_ticket(c, tc)
-    wait_until(lambda: len(events.messages) >= 9)
+    assert wait_until(lambda: len(events.messages) >= 9)
     assert events.messages[7:9] == [[c], [c]]
     time.sleep(0.1)
     assert len(events.messages) == 9  # nothing else was published
@@ -45,9 +46,9 @@ def test_dissolving_a_session_publishes_every_ticket(make_store, events):
     a, ta = new_ticket(store, "a")
     b, tb = new_ticket(store, "b")
     store.claim("duel", None, [((a,), (b,))], 5)
-    wait_until(lambda: len(events.messages) >= 3)
+    assert wait_until(lambda: len(events.messages) >= 3)
     store.decline(a, ta)
-    wait_until(lambda: len(events.messages) >= 4)
+    assert wait_until(lambda: len(events.messages) >= 4)
     assert sorted(events.messages[3]) == sorted([a, b])
 
 
@@ -56,5 +57,5 @@ def test_deadline_expiry_publishes(make_store, events):
     a, _ = new_ticket(store, "a")
     time.sleep(0.15)
     store.process_deadlines(100)
-    wait_until(lambda: len(events.messages) >= 2)
+    assert wait_until(lambda: len(events.messages) >= 2)
     assert events.messages[1] == [a]

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from mmserver.config import Address
-from mmserver.http.server import HttpServer, ListenError
+from mmserver.http.server import HttpServer, Listener, ListenError
+from tests.waiting import wait_until
 
 
 def text_app(body: bytes):
@@ -125,17 +126,11 @@ def test_is_alive_false_when_the_loop_thread_stalls(servers):
     # block the loop thread itself, as a stuck loop would be (test seam: the trigger queue)
     assert server._pull_trigger(lambda: release.wait(5))
     try:
-        deadline = time.monotonic() + 2
-        while server.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not server.is_alive()
+        assert wait_until(lambda: not server.is_alive(), 10)
         assert server._thread.is_alive()  # the thread runs: only its progress stopped
     finally:
         release.set()
-    deadline = time.monotonic() + 2
-    while not server.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.is_alive()
+    assert wait_until(server.is_alive, 10)
 
 
 def test_in_flight_counts_running_requests(servers):
@@ -168,3 +163,81 @@ def test_drain_of_a_server_never_started_closes_its_sockets(servers):
     assert server.drain(time.monotonic() + 1) is True
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_a_listener_with_its_own_pool_answers_while_every_shared_worker_is_busy(servers):
+    """The shared pool full (and requests queued behind it) does not delay the other listener."""
+    threads = 4
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def stuck(environ, start_response):
+        entered.release()
+        release.wait(30)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = servers([Listener(local(), stuck), Listener(local(), text_app(b"probe"), threads=2, name="admin")],
+                     threads=threads)
+    server.start()
+    public, admin = server.addresses
+    clients = [threading.Thread(target=get, args=(public,), daemon=True) for _ in range(threads * 2)]
+    try:
+        for client in clients:
+            client.start()
+        for _ in range(threads):
+            assert entered.acquire(timeout=10), "a shared worker never took its request"
+        assert wait_until(lambda: server.in_flight(0) == threads * 2, 10), server.in_flight(0)
+        started = time.monotonic()
+        for _ in range(5):
+            assert get(admin)[:2] == (200, b"probe")
+        elapsed = time.monotonic() - started
+        # the own pool's answers come at once; the bound only guards against waiting for a
+        # shared worker, which would take the 30 s of `release.wait`
+        assert elapsed < 5, elapsed
+        names = [t.name for t in threading.enumerate()]
+        assert sorted(n for n in names if n.startswith("waitress-admin-")) == ["waitress-admin-0", "waitress-admin-1"]
+    finally:
+        release.set()
+    for client in clients:
+        client.join(10)
+    # the drain stops both pools
+    assert server.drain(time.monotonic() + 5) is True
+    assert wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("waitress-")], 5)
+
+
+def test_a_listener_without_its_own_pool_waits_for_the_shared_workers(servers):
+    """The control experiment of the test above: the same load delays a listener sharing the pool."""
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def stuck(environ, start_response):
+        entered.release()
+        release.wait(30)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = servers([(local(), stuck), (local(), text_app(b"probe"))], threads=4)
+    server.start()
+    public, admin = server.addresses
+    clients = [threading.Thread(target=get, args=(public,), daemon=True) for _ in range(4)]
+    try:
+        for client in clients:
+            client.start()
+        for _ in range(4):
+            assert entered.acquire(timeout=10)
+        conn = http.client.HTTPConnection(admin.host, admin.port, timeout=1)
+        conn.request("GET", "/")
+        with pytest.raises(socket.timeout):
+            conn.getresponse()
+        conn.close()
+    finally:
+        release.set()
+    for client in clients:
+        client.join(10)
+
+
+def test_a_pool_of_its_own_needs_a_name_and_threads():
+    with pytest.raises(ValueError):
+        HttpServer([Listener(local(), text_app(b"x"), threads=2)], threads=4, max_request_body_size=16)
+    with pytest.raises(ValueError):
+        HttpServer([Listener(local(), text_app(b"x"), threads=0, name="admin")], threads=4,
+                   max_request_body_size=16)

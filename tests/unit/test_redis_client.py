@@ -17,6 +17,7 @@ from mmserver.redis_client import (
     redact,
 )
 from tests.redis_server import RedisServer, free_port
+from tests.waiting import wait_until
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -126,15 +127,6 @@ def test_decode_responses_can_be_turned_off(redis_server):
         client.close()
 
 
-def _wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_unix_url_reaches_a_real_server():
     # A short directory: a socket path is limited to 107 bytes.
     with tempfile.TemporaryDirectory(prefix="mm-", dir="/tmp") as directory:
@@ -146,7 +138,7 @@ def test_unix_url_reaches_a_real_server():
         )
         try:
             client = connect(f"unix://{sock}?db=1")
-            assert _wait_until(lambda: _pings(client))
+            assert wait_until(lambda: _pings(client))
             client.set("k", "unix")
             assert client.get("k") == "unix"
             assert client.connection_pool.connection_kwargs["db"] == 1
@@ -177,7 +169,7 @@ def test_sentinel_url_reaches_the_master_through_a_real_sentinel(tmp_path):
     )
     try:
         client = connect(f"redis+sentinel://127.0.0.1:{sentinel_port}/mymaster/4", socket_timeout=2)
-        assert _wait_until(lambda: _pings(client))
+        assert wait_until(lambda: _pings(client))
         client.set("through-sentinel", "yes")
         direct = redis.Redis("127.0.0.1", master.port, db=4, decode_responses=True)
         assert direct.get("through-sentinel") == "yes"

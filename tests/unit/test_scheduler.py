@@ -3,15 +3,7 @@ import time
 
 from mmserver import scheduler as scheduler_module
 from mmserver.scheduler import Scheduler
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+from tests.waiting import wait_until
 
 
 def test_a_job_runs_at_once_and_then_periodically():

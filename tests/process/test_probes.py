@@ -1,0 +1,120 @@
+"""Probes and the control plane answer while the public workers are all busy and Redis is frozen.
+
+The Kubernetes liveness probe times out after a few seconds. If /healthz waited behind public
+requests (long-polls hold workers for up to 30 s, a call to a frozen Redis for its socket
+timeout), a slow Redis would fail the liveness probe of every replica at once and Kubernetes
+would restart them together. The control-plane listener has a worker pool of its own and serves
+/healthz and /readyz; /admin/status bounds its Redis reads.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.process.harness import MMServer, request
+from tests.redis_server import RedisServer
+from tests.waiting import wait_until
+
+THREADS = 4  # the smallest MMSERVER_HTTP_THREADS
+LONG_POLLS = 2  # MMSERVER_MAX_LONGPOLLS: leaves 2 of the 4 workers for other requests
+PROBE_BOUND_S = 1.0
+
+
+@pytest.fixture
+def frozen_redis(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    if server.running:
+        server.resume()
+    server.stop()
+
+
+def hold(url: str, **kwargs) -> None:
+    """One request that keeps a public worker busy; its own outcome does not matter (the server
+    is killed at the end of the test, cutting it)."""
+    try:
+        request(url, **kwargs)
+    except OSError:
+        pass
+
+
+def timed(url: str, timeout: float = 10.0, token: str | None = None) -> tuple[float, int | None, dict | None]:
+    """(seconds, status, JSON body) of one GET on a fresh connection; status None on timeout."""
+    started = time.monotonic()
+    try:
+        answer = request(url, timeout=timeout, token=token)
+    except OSError:  # socket timeout: no answer within `timeout`
+        return time.monotonic() - started, None, None
+    elapsed = time.monotonic() - started
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    return elapsed, answer.status, body
+
+
+def test_probes_and_admin_status_answer_within_1s_with_every_public_worker_busy_and_redis_frozen(
+        tmp_path, frozen_redis):
+    server = MMServer(tmp_path, redis_url=frozen_redis.url, env={
+        "MMSERVER_HTTP_THREADS": str(THREADS),
+        "MMSERVER_MAX_LONGPOLLS": str(LONG_POLLS),
+    })
+    server.start().wait_ready()
+    busy: list[threading.Thread] = []
+    try:
+        # Long-polls hold LONG_POLLS workers, waiting for a change that never comes.
+        for n in range(LONG_POLLS):
+            ticket = server.post("/v1/tickets", {"player_id": f"p{n}", "mode": "duel", "mmr": 1500}).json()
+            url = f"{server.url}/v1/tickets/{ticket['ticket_id']}?wait=25&version={ticket['version']}"
+            busy.append(threading.Thread(target=hold, args=(url,), kwargs={"token": ticket["token"], "timeout": 40},
+                                         name=f"long-poll-{n}", daemon=True))
+            busy[-1].start()
+        assert wait_until(lambda: server.admin("/admin/status").json()["workers"]["http"]["long_polls"] == LONG_POLLS,
+                          10), "the long-polls never started waiting"
+
+        frozen_redis.freeze()
+        # Every other public worker blocks on the frozen Redis, and more requests queue behind.
+        for n in range(THREADS * 2):
+            busy.append(threading.Thread(
+                target=hold, args=(f"{server.url}/v1/tickets",), daemon=True, name=f"slow-{n}",
+                kwargs={"method": "POST", "body": {"player_id": f"slow{n}", "mode": "duel", "mmr": 1500},
+                        "timeout": 40}))
+            busy[-1].start()
+        assert wait_until(lambda: server.admin("/admin/status", timeout=5).json()["workers"]["http"]["in_flight"]
+                          >= THREADS * 2, 10), "the slow requests never reached the server"
+
+        # The load is real: the public listener's own /healthz waits behind it.
+        public_elapsed, public_status, _ = timed(server.url + "/healthz", timeout=PROBE_BOUND_S)
+        assert public_status is None, f"public /healthz answered in {public_elapsed:.3f} s: workers not all busy"
+
+        latencies: dict[str, list[float]] = {"/healthz": [], "/readyz": [], "/admin/status": []}
+        statuses: dict[str, set] = {path: set() for path in latencies}
+        store_errors = []
+        deadline = time.monotonic() + 4.0  # well within the frozen Redis' effect on the workers
+        while time.monotonic() < deadline:
+            for path in latencies:
+                token = server.admin_token if path.startswith("/admin") else None
+                elapsed, status, body = timed(server.admin_url + path, timeout=5, token=token)
+                latencies[path].append(elapsed)
+                statuses[path].add(status)
+                if path == "/admin/status" and body is not None:
+                    store_errors.append(body.get("store_error"))
+        for path, values in latencies.items():
+            print(f"{path} on the control-plane listener, {len(values)} calls: "
+                  f"max {max(values) * 1000:.0f} ms, median {sorted(values)[len(values) // 2] * 1000:.0f} ms")
+        print(f"public /healthz meanwhile: no answer within {public_elapsed:.3f} s")
+
+        for path, values in latencies.items():
+            assert max(values) < PROBE_BOUND_S, (path, values)
+        assert statuses["/healthz"] == {200}
+        assert statuses["/readyz"] <= {200, 503}, statuses["/readyz"]
+        assert statuses["/admin/status"] == {200}
+        # Redis is frozen: the status says so instead of waiting for it
+        assert store_errors and all(error for error in store_errors), store_errors
+        # and the public workers were still held the whole time
+        assert server.admin("/admin/status").json()["workers"]["http"]["in_flight"] >= THREADS
+    finally:
+        frozen_redis.resume()
+        server.kill()

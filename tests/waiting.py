@@ -1,0 +1,30 @@
+"""Waiting for something another thread or process does, with bounds that hold on a loaded machine.
+
+Tests wait for an outcome (an event set, a counter reached) with a generous bound instead of
+sleeping a fixed time and asserting a tight wall-clock limit: on a busy 2-core CI machine a
+thread can be descheduled for hundreds of milliseconds, and a test that asserted "within 50 ms"
+then fails for no fault of the code.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+# How long a test waits for something that normally takes milliseconds: long enough for a loaded
+# machine, short enough that a real failure still ends the test quickly.
+PROMPTLY_S = 5.0
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T | bool:
+    """Call `predicate` until it returns a true value, at most `timeout` seconds; return that
+    value, or False if it never came (`assert wait_until(...)` reads as the expectation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
