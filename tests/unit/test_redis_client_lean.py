@@ -20,6 +20,8 @@ from mmserver.redis_client import (
     KernelTimeoutConnection,
     KernelTimeoutUnixConnection,
     LeanConnectionPool,
+    ReplyGuard,
+    ReplyGuardPool,
     connect,
     connect_subscriber,
 )
@@ -61,7 +63,10 @@ def test_the_urls_socket_timeout_still_wins(redis_server):
 def test_subscriber_and_opted_out_clients_keep_redis_pys_pool(redis_server):
     for client in (connect_subscriber(redis_server.url, health_check_interval=1.0),
                    connect(redis_server.url, lean=False)):
-        assert type(client.connection_pool) is redis.ConnectionPool
+        # redis-py's pool and connection, with only the stale-reply guard added.
+        assert type(client.connection_pool).__mro__[1:] == (ReplyGuardPool, redis.ConnectionPool) + \
+            redis.ConnectionPool.__mro__[1:]
+        assert client.connection_pool.connection_class.__mro__[1:3] == (ReplyGuard, redis.Connection)
         assert client.connection_pool.connection_kwargs["socket_timeout"] == 5.0
         client.close()
 
