@@ -163,3 +163,21 @@ def test_an_idle_connection_left_with_an_unread_reply_is_replaced(redis_server):
         admin.delete("lean:first", "lean:second")
         admin.close()
         client.close()
+
+
+def test_the_redis_py_code_the_lean_pool_copies_is_the_code_it_was_written_against():
+    # LeanConnectionPool reproduces ConnectionPool.get_connection and ensure_connection. An
+    # upgrade of redis-py that changes either must fail here, not diverge silently: read the
+    # new code, port the change, then update the hashes (and the exact pin in setup.py).
+    import hashlib
+    import inspect
+    import re
+
+    for qualname, expected in LeanConnectionPool.COPIED_FROM.items():
+        owner, name = qualname.split(".")
+        source = inspect.getsource(getattr(getattr(redis, owner), name))
+        assert hashlib.sha256(source.encode()).hexdigest() == expected, f"redis-py's {qualname} changed"
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
+    pinned = re.search(r'"redis==([0-9.]+)"', setup)
+    assert pinned is not None, "setup.py must pin redis-py exactly while the lean pool exists"
+    assert redis.__version__ == pinned.group(1)
