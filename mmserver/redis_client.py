@@ -29,9 +29,19 @@ workers compete for it (docs/PERFORMANCE.md, ticket creation):
   Python's, which polls the socket before every send and receive. A read that times out raises
   a ConnectionError instead of a TimeoutError; both mean "Redis is unavailable" to the store.
 TLS and Sentinel URLs keep redis-py's own pool and connections.
+
+Every client from `connect` and `connect_subscriber`, whatever the URL, guards against stale
+replies (`ReplyGuard`): a connection counts the replies it owes (one per command sent, read off
+as they come) and a connection released while it still owes any is closed instead of reused. A
+call interrupted between its send and its read (an asynchronous exception, a signal handler's
+SystemExit) would otherwise leave its reply for the next caller of that connection to read as
+its own: redis-py 8's pools do not look for unread data at checkout under its defaults (RESP3,
+maintenance notifications "auto"), and a reply still on its way cannot be seen by any look.
+One counter covers every path (plain commands, pipelines, MULTI/EXEC, the scripts' EVALSHA).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -45,7 +55,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +156,79 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{netloc}{slash}{path}{question}{query}"
 
 
-class LeanConnectionPool(redis.ConnectionPool):
+class ReplyGuard:
+    """Connection mixin: `replies_owed` counts the replies sent for and not yet read.
+
+    Incremented before a command goes out (`send_command`, or `pack_commands` for a pipeline's
+    batch, which redis-py always sends right after packing), decremented for each reply read
+    whole (an error reply included), reset when the socket is closed. redis-py closes the
+    socket itself when a send or a read fails with an exception it sees; what it cannot see is
+    an exception raised between the two, or between two replies of a pipeline. `ReplyGuardPool`
+    closes such a connection when it comes back.
+
+    Push messages (pub/sub) read while nothing is owed leave the count at 0; a pub/sub
+    connection is closed by redis-py before it goes back to the pool anyway.
+    """
+
+    replies_owed = 0
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self.replies_owed += 1
+        super().send_command(*args, **kwargs)
+
+    def pack_commands(self, commands: Any) -> list:
+        commands = list(commands)
+        packed = super().pack_commands(commands)
+        self.replies_owed += len(commands)
+        return packed
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = super().read_response(*args, **kwargs)
+        except redis.ResponseError:  # an error reply, read whole
+            if self.replies_owed:
+                self.replies_owed -= 1
+            raise
+        if self.replies_owed:
+            self.replies_owed -= 1
+        return response
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().disconnect(*args, **kwargs)
+        finally:
+            self.replies_owed = 0
+
+
+class ReplyGuardPool:
+    """Pool mixin: a connection released while it owes replies is closed (the pool reconnects
+    it at its next checkout) rather than handed to the next caller."""
+
+    def release(self, connection: Any) -> None:
+        if getattr(connection, "replies_owed", 0):
+            logger.debug("closing a pooled Redis connection released with %d replies unread",
+                         connection.replies_owed)
+            connection.disconnect()
+        super().release(connection)
+
+
+class GuardedConnectionPool(ReplyGuardPool, redis.ConnectionPool):
+    """redis-py's pool with the stale-reply guard (TLS URLs, the subscriber, `lean=False`)."""
+
+
+class GuardedSentinelConnectionPool(ReplyGuardPool, SentinelConnectionPool):
+    """redis-py's Sentinel pool with the stale-reply guard."""
+
+
+@functools.cache
+def guarded(connection_class: type) -> type:
+    """`connection_class` with `ReplyGuard` mixed in (itself if it has it already)."""
+    if issubclass(connection_class, ReplyGuard):
+        return connection_class
+    return type(f"Guarded{connection_class.__name__}", (ReplyGuard, connection_class), {})
+
+
+class LeanConnectionPool(ReplyGuardPool, redis.ConnectionPool):
     """redis-py's pool, but a connection handed out is checked for a closed socket (a poll)
     only when it sat unused for more than `idle_check_s`, not at every command; and no
     observability hooks at checkout (redis-py's are off unless configured).
@@ -157,9 +239,22 @@ class LeanConnectionPool(redis.ConnectionPool):
     came back within that time while nothing used it: under load connections are reused every
     few milliseconds and skip the poll (a GIL release and a thread switch each), while a quiet
     replica checks as before.
+
+    It copies redis-py's `get_connection` and `ensure_connection` (private behaviour, not a
+    documented extension point), which is why redis-py is pinned exactly. Kept for what it
+    measured against redis-py's own pool (bench/bench_pool.py, docs/PERFORMANCE.md): +11% store
+    creations/s from 8 threads, +8% from one, in the same interleaved run.
     """
 
     idle_check_s = 0.1
+
+    # What this class reproduces from redis-py (setup.py pins the exact version): the sha256 of
+    # the source of each method it copies. tests/unit/test_redis_client_lean.py fails when an
+    # upgrade changes one, so the copy is reviewed instead of silently diverging.
+    COPIED_FROM = {
+        "ConnectionPool.get_connection": "3e8ab15a9fda12f44ec855736951ffb55e5a007d70ea60e733374d6d457d5488",
+        "ConnectionPool.ensure_connection": "1811110ff9971beea6ad024565247ee802e8acce1e473cf4166f0762b826ff59",
+    }
 
     def get_connection(self, *args: Any, **kwargs: Any) -> redis.Connection:
         self._checkpid()
@@ -210,7 +305,7 @@ def _kernel_timeouts(sock: socket.socket, timeout: float | None) -> socket.socke
     return sock
 
 
-class KernelTimeoutConnection(redis.Connection):
+class KernelTimeoutConnection(ReplyGuard, redis.Connection):
     """A TCP connection whose `io_timeout` is the kernel's: Python's socket timeout would poll
     before every send and receive (a GIL release each). `socket_timeout` stays None."""
 
@@ -222,7 +317,7 @@ class KernelTimeoutConnection(redis.Connection):
         return _kernel_timeouts(super()._connect(), self.io_timeout)
 
 
-class KernelTimeoutUnixConnection(redis.UnixDomainSocketConnection):
+class KernelTimeoutUnixConnection(ReplyGuard, redis.UnixDomainSocketConnection):
     """KernelTimeoutConnection over a unix socket (the embedded Redis)."""
 
     def __init__(self, *, io_timeout: float | None = None, **kwargs: Any) -> None:
@@ -243,6 +338,14 @@ def _lean_client(url: str, **kwargs: Any) -> redis.Redis:
         options["io_timeout"] = options.get("socket_timeout")
         options["socket_timeout"] = None
         pool.connection_class = lean_class
+    else:
+        pool.connection_class = guarded(pool.connection_class)
+    return redis.Redis.from_pool(pool)
+
+
+def _guarded_client(url: str, **kwargs: Any) -> redis.Redis:
+    pool = GuardedConnectionPool.from_url(url, **kwargs)
+    pool.connection_class = guarded(pool.connection_class)
     return redis.Redis.from_pool(pool)
 
 
@@ -264,12 +367,16 @@ def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 
             socket_timeout=socket_timeout,
             **kwargs,
         )
-        return sentinel.master_for(
+        client = sentinel.master_for(
             parsed.service_name,
+            connection_pool_class=GuardedSentinelConnectionPool,
             db=parsed.db,
             username=parsed.username,
             password=parsed.password,
         )
+        pool = client.connection_pool
+        pool.connection_class = guarded(pool.connection_class)
+        return client
     if scheme not in ("redis", "rediss", "unix"):
         raise RedisURLError(
             f"unsupported Redis URL scheme {scheme!r}; use redis, rediss, unix or {SENTINEL_SCHEME}"
@@ -279,8 +386,8 @@ def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 
             client = _lean_client(url, decode_responses=decode_responses, socket_timeout=socket_timeout,
                                   **kwargs)
         else:
-            client = redis.Redis.from_url(url, decode_responses=decode_responses,
-                                          socket_timeout=socket_timeout, **kwargs)
+            client = _guarded_client(url, decode_responses=decode_responses,
+                                     socket_timeout=socket_timeout, **kwargs)
     except ValueError as exc:
         raise RedisURLError(f"bad Redis URL {redact(url)!r}: {exc}") from None
     _check_connection_options(client.connection_pool, url)

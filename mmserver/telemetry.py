@@ -131,11 +131,14 @@ class Telemetry:
         self._client.close(timeout=0)
 
     def _pending(self) -> int:
-        """Envelopes queued or being sent by the SDK's background worker."""
-        worker = getattr(self._sdk_transport, "_worker", None)
-        work_queue = getattr(worker, "_queue", None)
-        # A transport without a worker (the test seam) delivers inside capture_envelope.
-        return getattr(work_queue, "unfinished_tasks", 0)
+        """Envelopes queued or being sent by the SDK's background worker.
+
+        Read from sentry-sdk internals (the HttpTransport's `_worker._queue`, the SDK's own copy of queue.Queue):
+        the SDK has no public way to learn whether a flush delivered anything. setup.py pins
+        sentry-sdk exactly, and tests/unit/test_telemetry.py fails if an upgrade moves these."""
+        if not isinstance(self._sdk_transport, HttpTransport):
+            return 0  # the test seam's transport delivers inside capture_envelope
+        return self._sdk_transport._worker._queue.unfinished_tasks
 
     def _take_drops(self) -> int:
         transport = self._sdk_transport

@@ -5,7 +5,8 @@ libraries). redis-py's Script objects are not used: in a pipeline they send SCRI
 every execute, an extra round trip.
 
 Every request makes one script call, so EVALSHA goes straight through a pooled connection
-(send, read the reply) when the client is configured not to retry (mmserver's store client):
+(send, read the reply) when the client is configured not to retry and its pool has the
+stale-reply guard (mmserver's store client, see redis_client.py):
 redis-py's command path around that adds a retry wrapper, observability hooks and a
 per-command HIMPORT check, ~5 us of GIL-held time a request. A client that retries keeps
 redis-py's path, retries included.
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 
 import redis
 
+from mmserver.redis_client import ReplyGuardPool
 from mmserver.store import keys
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,9 @@ class Scripts:
         self._sources = {name: lib + "\n" + _source(name) for name in NAMES}
         self._shas: dict[str, str] = {}
         self._lock = threading.Lock()
-        direct = client.connection is None and not _retries(client)
+        # Only on a pool with the stale-reply guard (every client from redis_client.connect).
+        direct = (client.connection is None and not _retries(client)
+                  and isinstance(client.connection_pool, ReplyGuardPool))
         self._pool: redis.ConnectionPool | None = client.connection_pool if direct else None
 
     def _sha(self, name: str) -> str:
@@ -78,18 +82,10 @@ class Scripts:
         connection = pool.get_connection()
         try:
             # Both calls disconnect the connection on a socket error (the pool then reconnects
-            # it); an error reply (NOSCRIPT, a script error) was read whole and leaves it usable.
+            # it). A reply left unread (an exception arriving between the send and the read) is
+            # the pool's stale-reply guard's to handle: it closes the connection at release.
             connection.send_command("EVALSHA", sha, 0, *args)
             return connection.read_response()
-        except redis.exceptions.ResponseError:
-            raise
-        except BaseException:
-            # Anything else may leave the reply unread (an exception arriving between the send
-            # and the read): the next caller would read this call's reply, since no pool looks
-            # for unread data at checkout under redis-py 8's defaults (RESP3, maintenance
-            # notifications "auto"). Drop the socket; the pool reconnects it.
-            connection.disconnect()
-            raise
         finally:
             pool.release(connection)
 

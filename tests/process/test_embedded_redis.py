@@ -286,3 +286,49 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(data_dir):
     ok = EmbeddedRedis(data_dir)
     ok.start()
     assert ok.stop(5)
+
+
+_FORKS_SEEN: list[int] = []
+_WATCH_FORKS = threading.Event()
+
+
+def _count_fork() -> None:
+    if _WATCH_FORKS.is_set():
+        _FORKS_SEEN.append(threading.get_ident())
+
+
+# Python's at-fork hooks run around a subprocess's fork only when it has a preexec_fn (Python
+# code run in the child between fork and exec, unsafe with other threads running).
+os.register_at_fork(before=_count_fork)
+
+
+def test_redis_starts_without_python_code_between_fork_and_exec(data_dir):
+    busy = threading.Event()
+    worker = threading.Thread(target=lambda: busy.wait(10), name="other-thread")
+    worker.start()  # mmserver has threads running (its log writer) when Redis starts
+    embedded = EmbeddedRedis(data_dir)
+    _WATCH_FORKS.set()
+    try:
+        embedded.start()
+    finally:
+        _WATCH_FORKS.clear()
+        busy.set()
+        worker.join()
+    try:
+        assert _FORKS_SEEN == []
+        assert embedded.setpriv  # util-linux is on this machine: the signal comes from setpriv
+        # The server replaced setpriv in the same process: the pid recorded is redis-server's.
+        cmdline = Path(f"/proc/{embedded.pid}/cmdline").read_bytes()
+        assert os.path.basename(cmdline.split(b"\0")[0].split(b" ")[0]) == b"redis-server"
+    finally:
+        assert embedded.stop(5)
+
+
+def test_without_setpriv_redis_still_starts_and_stops(data_dir):
+    embedded = EmbeddedRedis(data_dir, setpriv=None)
+    client = redis.Redis.from_url(embedded.start())
+    try:
+        assert client.ping()
+    finally:
+        client.close()
+        assert embedded.stop(5)

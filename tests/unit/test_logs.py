@@ -154,3 +154,58 @@ def test_rejects_unknown_format_and_level():
         LogPipeline.start(fmt="xml", level="INFO", stream=io.StringIO())
     with pytest.raises(ValueError):
         LogPipeline.start(fmt="text", level="LOUD", stream=io.StringIO())
+
+
+class _BlockingStream(io.StringIO):
+    """An output whose writes block until released: a stopped reader of stderr's pipe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        self.released.wait()
+        return super().write(text)
+
+
+def test_a_blocked_output_bounds_the_queue_and_counts_what_is_dropped():
+    from mmserver.logs import QUEUE_SIZE
+    from mmserver.metrics import Metrics
+
+    stream = _BlockingStream()
+    pipeline = LogPipeline.start(fmt="text", level="INFO", stream=stream)
+    metrics = Metrics()
+    metrics.watch_logs(pipeline.dropped)
+    log = logging.getLogger("mmserver.flood")
+    try:
+        log.info("first")
+        assert stream.entered.wait(5)  # the writer now holds "first", blocked in write()
+        flood = QUEUE_SIZE * 3
+        flooder = threading.Thread(target=lambda: [log.warning("record %d", n) for n in range(flood)])
+        flooder.start()
+        flooder.join(30)
+        assert not flooder.is_alive()  # logging never waited for the stuck writer
+        assert pipeline._queue.qsize() == QUEUE_SIZE
+        assert pipeline.dropped() == flood - QUEUE_SIZE
+        exported = {sample.name: sample.value for family in metrics.registry.collect()
+                    for sample in family.samples}
+        assert exported["mmserver_log_records_dropped_total"] == flood - QUEUE_SIZE
+    finally:
+        stream.released.set()
+        pipeline.stop()
+    lines = stream.getvalue().splitlines()
+    # What was queued is written, in order; then one line with the count of the others.
+    assert lines[0].endswith("INFO mmserver.flood: first")
+    assert lines[1].endswith("record 0") and lines[QUEUE_SIZE].endswith(f"record {QUEUE_SIZE - 1}")
+    assert len(lines) == QUEUE_SIZE + 2
+    assert re.search(rf"WARNING mmserver\.logs: {flood - QUEUE_SIZE} log records were dropped", lines[-1])
+
+
+def test_nothing_dropped_means_no_final_line(start_pipeline):
+    pipeline, stream = start_pipeline("text")
+    logging.getLogger("mmserver.quiet").info("only line")
+    pipeline.stop()
+    assert pipeline.dropped() == 0
+    assert len(stream.getvalue().splitlines()) == 1

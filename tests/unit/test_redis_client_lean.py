@@ -20,6 +20,8 @@ from mmserver.redis_client import (
     KernelTimeoutConnection,
     KernelTimeoutUnixConnection,
     LeanConnectionPool,
+    ReplyGuard,
+    ReplyGuardPool,
     connect,
     connect_subscriber,
 )
@@ -61,7 +63,10 @@ def test_the_urls_socket_timeout_still_wins(redis_server):
 def test_subscriber_and_opted_out_clients_keep_redis_pys_pool(redis_server):
     for client in (connect_subscriber(redis_server.url, health_check_interval=1.0),
                    connect(redis_server.url, lean=False)):
-        assert type(client.connection_pool) is redis.ConnectionPool
+        # redis-py's pool and connection, with only the stale-reply guard added.
+        assert type(client.connection_pool).__mro__[1:] == (ReplyGuardPool, redis.ConnectionPool) + \
+            redis.ConnectionPool.__mro__[1:]
+        assert client.connection_pool.connection_class.__mro__[1:3] == (ReplyGuard, redis.Connection)
         assert client.connection_pool.connection_kwargs["socket_timeout"] == 5.0
         client.close()
 
@@ -158,3 +163,21 @@ def test_an_idle_connection_left_with_an_unread_reply_is_replaced(redis_server):
         admin.delete("lean:first", "lean:second")
         admin.close()
         client.close()
+
+
+def test_the_redis_py_code_the_lean_pool_copies_is_the_code_it_was_written_against():
+    # LeanConnectionPool reproduces ConnectionPool.get_connection and ensure_connection. An
+    # upgrade of redis-py that changes either must fail here, not diverge silently: read the
+    # new code, port the change, then update the hashes (and the exact pin in setup.py).
+    import hashlib
+    import inspect
+    import re
+
+    for qualname, expected in LeanConnectionPool.COPIED_FROM.items():
+        owner, name = qualname.split(".")
+        source = inspect.getsource(getattr(getattr(redis, owner), name))
+        assert hashlib.sha256(source.encode()).hexdigest() == expected, f"redis-py's {qualname} changed"
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
+    pinned = re.search(r'"redis==([0-9.]+)"', setup)
+    assert pinned is not None, "setup.py must pin redis-py exactly while the lean pool exists"
+    assert redis.__version__ == pinned.group(1)

@@ -167,3 +167,24 @@ def test_exit_without_flush_does_not_wait_for_the_ingest():
     assert "Press Ctrl" not in done.stderr
     # With the SDK's default the hook waits up to shutdown_timeout (2 s) for the slow sink.
     assert exiting_took < 1.0, exiting_took
+
+
+def test_the_sdk_internals_flush_reads_are_where_they_were(sink, telemetries):
+    # Telemetry._pending reads sentry-sdk's HttpTransport worker queue; setup.py pins the SDK
+    # exactly. An upgrade that moves it must fail here by name, not make flush() say True.
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    from sentry_sdk.transport import HttpTransport
+
+    telemetry = telemetries(sink.dsn)
+    telemetry.start()
+    transport = telemetry._sdk_transport
+    assert isinstance(transport, HttpTransport)
+    assert isinstance(transport._worker._queue.unfinished_tasks, int)
+    assert telemetry._pending() == 0
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()
+    pinned = re.search(r'"sentry-sdk==([0-9.]+)"', setup)
+    assert pinned is not None, "setup.py must pin sentry-sdk exactly while telemetry reads its internals"
+    assert importlib.metadata.version("sentry-sdk") == pinned.group(1)
