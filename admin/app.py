@@ -1,9 +1,13 @@
 """The control-plane Falcon app, served on MMSERVER_ADMIN_LISTEN.
 
-    POST /admin/shutdown {"reason"}  -> 202 control.request_shutdown(reason)
-    POST /admin/drain                -> 200 control.drain()
-    GET  /admin/status               -> 200 control.status()
-    GET  /metrics                    -> Prometheus text from metrics(), no token; 404 without it
+    POST   /admin/shutdown {"reason"}      -> 202 control.request_shutdown(reason)
+    POST   /admin/drain                    -> 200 control.drain()
+    GET    /admin/status                   -> 200 control.status()
+    GET    /metrics                        -> Prometheus text from metrics(), no token; 404 without it
+
+The bearer token is read and compared as on the public listener (mmserver.credentials), bodies
+are limited by the same BodyLimit, and errors are the same JSON {"title", "description"}
+(mmserver.http.errors).
 
 Pure factory: everything arrives as an argument (the Control, the token, the metrics callable),
 so tests build the same app with a hand-written Control.
@@ -15,10 +19,11 @@ from typing import Callable
 
 import falcon
 
-from . import errors
+from mmserver.http import errors
+from mmserver.http.body import BodyLimit
+
 from .auth import BearerAuth
 from .resources import (
-    BodyLimit,
     Control,
     DrainResource,
     MetricsResource,
@@ -47,14 +52,13 @@ def create_admin_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     max_body_bytes: int = 16384,
 ) -> falcon.App:
-    if max_body_bytes < 1:
-        raise ValueError("max_body_bytes must be positive")
     app = falcon.App(
-        # Authentication first: an unauthenticated caller learns nothing, not even body limits.
+        # Authentication first: an unauthenticated caller learns nothing, not even body limits,
+        # and its body is never read.
         middleware=[BearerAuth(token), BodyLimit(max_body_bytes), NoStore()],
     )
     errors.install(app)
-    app.add_route("/admin/shutdown", ShutdownResource(control, max_body_bytes))
+    app.add_route("/admin/shutdown", ShutdownResource(control))
     app.add_route("/admin/drain", DrainResource(control))
     app.add_route("/admin/status", StatusResource(control))
     app.add_route("/metrics", MetricsResource(metrics))

@@ -94,7 +94,7 @@ def _http_error(url: str, error: urllib.error.HTTPError) -> AdminError:
 
 
 def _error_detail(error: urllib.error.HTTPError) -> str:
-    """'<title>: <description>' from a JSON error body, else '<code> <reason>'."""
+    """'<code> <title>: <description>' from a JSON error body, else '<code> <reason>'."""
     fallback = f"{error.code} {error.reason}".strip()
     try:
         body = json.loads(error.read(65536) or b"null")
@@ -103,4 +103,7 @@ def _error_detail(error: urllib.error.HTTPError) -> str:
     if not isinstance(body, dict) or not body.get("title"):
         return fallback
     title = str(body["title"])
+    # Titles are bare ("Not Found"); an older service put the code in them ("404 Not Found").
+    if not title.startswith(f"{error.code} "):
+        title = f"{error.code} {title}"
     return f"{title}: {body['description']}" if body.get("description") else title

@@ -57,7 +57,7 @@ def assert_json_error(result, status: int) -> dict:
 def test_every_admin_route_refuses_without_the_right_token(client, control, method, path, header):
     headers = {} if header is None else {"Authorization": header}
     result = client.simulate_request(method, path, headers=headers, json={"reason": "x"})
-    assert_json_error(result, 401)
+    assert assert_json_error(result, 401)["title"] == "Unauthorized"
     assert result.headers["www-authenticate"] == "Bearer"
     assert TOKEN not in result.text and TOKEN[:-1] not in result.text
     assert control.calls == []
@@ -134,23 +134,45 @@ def test_reason_of_exactly_200_chars_is_accepted(client, control):
 
 def test_oversized_body_is_413_and_never_reaches_the_control(client, control):
     result = client.simulate_post("/admin/shutdown", headers=AUTH, json={"reason": "x" * 2000})
-    assert "1024-byte limit" in assert_json_error(result, 413)["description"]
+    body = assert_json_error(result, 413)
+    # The public API's limit and wording: one BodyLimit for both listeners.
+    assert body == {"title": "Body too large",
+                    "description": "The request body must not exceed 1024 bytes."}
     assert client.simulate_post("/admin/drain", headers=AUTH, body=b"x" * 1025).status_code == 413
     assert control.calls == []
 
 
-def test_body_without_declared_length_is_not_read(control):
-    # PEP 3333: without CONTENT_LENGTH the app must not read wsgi.input (waitress sets it after
-    # de-chunking, so a chunked body is checked by its length like any other).
-    app = create_admin_app(control, token=TOKEN, max_body_bytes=1024)
-    body = json.dumps({"reason": "x" * 2000}).encode()
-    environ = falcon.testing.create_environ(path="/admin/shutdown", method="POST", headers=AUTH,
+def _chunked_environ(body: bytes, headers: dict) -> dict:
+    """A chunked request as a WSGI server without de-chunking presents it: no CONTENT_LENGTH."""
+    environ = falcon.testing.create_environ(path="/admin/shutdown", method="POST",
+                                            headers={**headers, "Content-Type": "application/json"},
                                             body=body)
     del environ["CONTENT_LENGTH"]
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
     environ["wsgi.input"] = io.BytesIO(body)
+    return environ
+
+
+def test_body_without_declared_length_is_limited_like_the_public_api(control):
+    app = create_admin_app(control, token=TOKEN, max_body_bytes=1024)
+    environ = _chunked_environ(json.dumps({"reason": "x" * 2000}).encode(), AUTH)
     status, _, payload = _call_wsgi(app, environ)
-    assert status.startswith("400"), status
-    assert json.loads(payload)["description"] == "A JSON body is required."
+    assert status.startswith("413"), status
+    assert json.loads(payload)["title"] == "Body too large"
+    # never read past one byte over the limit
+    assert environ["wsgi.input"].tell() == 1025
+    assert control.calls == []
+    # within the limit, the same request is served
+    status, _, payload = _call_wsgi(app, _chunked_environ(b'{"reason": "chunked"}', AUTH))
+    assert status.startswith("202"), status
+    assert control.calls == [("request_shutdown", "chunked")]
+
+
+def test_an_unauthenticated_body_is_never_read(control):
+    app = create_admin_app(control, token=TOKEN, max_body_bytes=1024)
+    environ = _chunked_environ(b'{"reason": "sneaky"}', {})
+    status, _, _ = _call_wsgi(app, environ)
+    assert status.startswith("401"), status
     assert environ["wsgi.input"].tell() == 0
     assert control.calls == []
 
@@ -246,8 +268,9 @@ def test_the_token_never_appears_in_logs(caplog):
     logged = caplog.text + errors.getvalue()
     # The run did log: refusals, the 500 with its traceback, the shutdown request.
     assert "admin request refused" in logged
-    assert "admin request failed" in logged and "RuntimeError: boom" in logged
+    assert "unhandled error in GET /admin/status" in logged and "RuntimeError: boom" in logged
     assert "admin shutdown requested" in logged and "planned" in logged
     for candidate in near_misses:
         assert candidate not in logged
     assert TOKEN[:8] not in logged
+

@@ -6,12 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
+from mmserver.config import Address
+from mmserver.http.server import HttpServer
 from mmserver_admin.app import create_admin_app
 from tests.admin.controls import TOKEN, RecordingControl, write_token
 
@@ -19,34 +20,31 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("mmadmin")
 MMADMIN = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "mmserver_admin.cli"]
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # keep the test output clean
-        pass
-
-
-class QuietServer(WSGIServer):
-    def handle_error(self, request, client_address):  # a client that hung up is not a failure
-        pass
-
-
 class AdminServer:
-    def __init__(self, control: RecordingControl, token: str = TOKEN) -> None:
-        self.control = control
-        self._httpd = make_server("127.0.0.1", 0, create_admin_app(control, token=token),
-                                  server_class=QuietServer, handler_class=QuietHandler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_port}"
-        self.listen = f"127.0.0.1:{self._httpd.server_port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="test-admin-server", daemon=True)
+    """The admin app on the HTTP server the service itself runs (waitress), on a real socket."""
 
-    def __enter__(self) -> "AdminServer":
-        self._thread.start()
+    def __init__(self, control: RecordingControl, token: str = TOKEN, port: int = 0) -> None:
+        self.control = control
+        self._http = HttpServer([(Address("127.0.0.1", port), create_admin_app(control, token=token))],
+                                threads=4, max_request_body_size=16384)
+        self._http.bind()
+        bound = self._http.addresses[0]
+        self.url = f"http://127.0.0.1:{bound.port}"
+        self.listen = f"127.0.0.1:{bound.port}"
+
+    def start(self) -> "AdminServer":
+        self._http.start()
         return self
 
+    def stop(self) -> None:
+        self._http.stop_accepting()
+        self._http.drain(time.monotonic() + 5)
+
+    def __enter__(self) -> "AdminServer":
+        return self.start()
+
     def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self.stop()
 
 
 @pytest.fixture
@@ -224,5 +222,5 @@ def test_server_error_exits_1(tmp_path):
     with AdminServer(failing) as server:
         result = run(["status"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
     assert result.returncode == 1
-    assert "500 Internal Server Error" in result.stderr
+    assert "answered 500 Internal error: " in result.stderr
     assert len(result.stderr.splitlines()) == 1
