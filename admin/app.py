@@ -2,12 +2,17 @@
 
     POST   /admin/shutdown {"reason"}      -> 202 control.request_shutdown(reason)
     POST   /admin/drain                    -> 200 control.drain()
+    POST   /admin/undrain                  -> 200 control.undrain()
     GET    /admin/status                   -> 200 control.status()
+    GET    /admin/matches/{match_id}       -> 200 control.match(match_id)
+    POST   /admin/matches/{match_id}/finish -> 200 control.finish_match(match_id)
+    GET    /admin/players/{player_id}      -> 200 control.player(player_id)
+    DELETE /admin/players/{player_id}      -> 200 control.release_player(player_id)
     GET    /metrics                        -> Prometheus text from metrics(), no token; 404 without it
 
 The bearer token is read and compared as on the public listener (mmserver.credentials), bodies
 are limited by the same BodyLimit, and errors are the same JSON {"title", "description"}
-(mmserver.http.errors).
+(mmserver.http.errors): a store's NotFound is 404, RedisUnavailable 503 with Retry-After.
 
 Pure factory: everything arrives as an argument (the Control, the token, the metrics callable),
 so tests build the same app with a hand-written Control.
@@ -26,9 +31,12 @@ from .auth import BearerAuth
 from .resources import (
     Control,
     DrainResource,
+    MatchResource,
     MetricsResource,
+    PlayerResource,
     ShutdownResource,
     StatusResource,
+    UndrainResource,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,8 +66,13 @@ def create_admin_app(
         middleware=[BearerAuth(token), BodyLimit(max_body_bytes), NoStore()],
     )
     errors.install(app)
+    matches = MatchResource(control)
     app.add_route("/admin/shutdown", ShutdownResource(control))
     app.add_route("/admin/drain", DrainResource(control))
+    app.add_route("/admin/undrain", UndrainResource(control))
     app.add_route("/admin/status", StatusResource(control))
+    app.add_route("/admin/matches/{match_id}", matches)
+    app.add_route("/admin/matches/{match_id}/finish", matches, suffix="finish")
+    app.add_route("/admin/players/{player_id}", PlayerResource(control))
     app.add_route("/metrics", MetricsResource(metrics))
     return app

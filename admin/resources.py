@@ -1,8 +1,9 @@
 """Thin control-plane resources: validate the request, call the Control, return its plain data.
 
-Like gunicorn's ctl handlers, nothing here decides anything about the lifecycle: shutdown and
-drain call the same service methods a signal or the stop sequence would. Errors are the public
-API's (mmserver.http.errors).
+Like gunicorn's ctl handlers, nothing here decides anything: shutdown, drain and undrain call
+the same service methods a signal or the stop sequence would, and the match and player calls
+hand the store's answer back as it is. Errors are the public API's (mmserver.http.errors): a
+store's NotFound is a 404, RedisUnavailable a 503 with Retry-After, a bad id a 400 or 404.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Callable, Protocol
 
 import falcon
 
+from mmserver.http import validation
 from mmserver.http.errors import ApiError
 from mmserver.http.validation import BadRequest
 
@@ -21,7 +23,11 @@ MAX_REASON_CHARS = 200
 
 
 class Control(Protocol):
-    """What the control plane needs from the service (implemented by mmserver/service.py)."""
+    """What the control plane needs from the service (implemented by mmserver/service.py).
+
+    The match and player methods raise mmserver.store.NotFound when there is nothing by that
+    id, and mmserver.store.RedisUnavailable when Redis cannot answer now.
+    """
 
     def request_shutdown(self, reason: str) -> dict:
         """Start the stop sequence (exit status 1); returns {"state": "stopping", "reason", "exit_status"}."""
@@ -31,8 +37,33 @@ class Control(Protocol):
         """Stop taking new tickets and report not-ready; returns {"state": "draining", ...}."""
         ...
 
+    def undrain(self) -> dict:
+        """Take new tickets again after a drain; readiness is back to ready if Redis answers.
+
+        Returns {"state": "running", "accepting_tickets": True, ...}. While the stop sequence
+        runs nothing changes, and the answer says so: {"state": "stopping",
+        "accepting_tickets": False, ...}.
+        """
+        ...
+
     def status(self) -> dict:
         """Lifecycle state, workers, queues, sessions, servers, replicas: plain JSON-ready data."""
+        ...
+
+    def match(self, match_id: str) -> dict:
+        """One match as the store sees it (state, server, teams and players)."""
+        ...
+
+    def finish_match(self, match_id: str) -> dict:
+        """End a match as its game server would: server freed, its tickets finished."""
+        ...
+
+    def player(self, player_id: str) -> dict:
+        """What one player is in now: its live ticket, loading session or match, if any."""
+        ...
+
+    def release_player(self, player_id: str) -> dict:
+        """Free a player: its live ticket is cancelled, or it leaves its match."""
         ...
 
 
@@ -77,6 +108,18 @@ def validate_reason(value: Any) -> str:
     return reason
 
 
+def checked_match_id(value: str) -> str:
+    """A match id from the path; one the store could not have generated cannot exist: 404."""
+    if not validation.is_generated_id(value):
+        raise ApiError(404, "Match not found", "No match has this id.")
+    return value
+
+
+def checked_player_id(value: str) -> str:
+    """A player id from the path: 400 outside the alphabet players are created with."""
+    return validation.player_id(value)
+
+
 class ShutdownResource:
     def __init__(self, control: Control) -> None:
         self._control = control
@@ -97,12 +140,51 @@ class DrainResource:
         send_json(resp, self._control.drain())
 
 
+class UndrainResource:
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        logger.warning("admin undrain requested from %s", req.remote_addr)
+        send_json(resp, self._control.undrain())
+
+
 class StatusResource:
     def __init__(self, control: Control) -> None:
         self._control = control
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         send_json(resp, self._control.status())
+
+
+class MatchResource:
+    """GET /admin/matches/{match_id}; POST /admin/matches/{match_id}/finish"""
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, match_id: str) -> None:
+        send_json(resp, self._control.match(checked_match_id(match_id)))
+
+    def on_post_finish(self, req: falcon.Request, resp: falcon.Response, match_id: str) -> None:
+        match_id = checked_match_id(match_id)
+        logger.warning("admin finish of match %s requested from %s", match_id, req.remote_addr)
+        send_json(resp, self._control.finish_match(match_id))
+
+
+class PlayerResource:
+    """GET and DELETE /admin/players/{player_id}"""
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, player_id: str) -> None:
+        send_json(resp, self._control.player(checked_player_id(player_id)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, player_id: str) -> None:
+        player_id = checked_player_id(player_id)
+        logger.warning("admin release of player %s requested from %s", player_id, req.remote_addr)
+        send_json(resp, self._control.release_player(player_id))
 
 
 class MetricsResource:
