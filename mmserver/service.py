@@ -57,6 +57,7 @@ REPLICA_TTL_S = 10.0
 # Beyond the shutdown deadline the watchdog gives the last flushes this long, then exits.
 WATCHDOG_GRACE_S = 3.0
 HTTP_DRAIN_RESERVE_S = 2.0
+OPERATOR_FINISH_REASON = "finished by operator"  # the reason a match ended from mmadmin carries
 
 
 class LateBoundApp:
@@ -82,6 +83,9 @@ class Service:
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.started_at = time.time()
         self.state = "starting"
+        # Held for every change of `state` and of the drain flags (drain, undrain, the stop
+        # sequence), so that an undrain racing the stop cannot leave a stopping replica "running".
+        self._lifecycle = threading.Lock()
         # The main loop reads this queue: signal numbers from the handlers, None as a wake-up.
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._logs: LogPipeline | None = None
@@ -193,7 +197,9 @@ class Service:
         # Running before the first heartbeat job records this replica, so that the record
         # never shows a started replica as "starting".
         self.readiness.mark_started()
-        self.state = "running"
+        with self._lifecycle:
+            # An operator may have drained the replica while it started.
+            self.state = "draining" if self.readiness.draining else "running"
         self._scheduler.start()
         self.notifier.status("waiting for Redis")
 
@@ -245,8 +251,9 @@ class Service:
         assert request is not None
         status, reason = request.exit_status, request.reason
         config = self.config
-        self.state = "stopping"
-        self.readiness.mark_draining()
+        with self._lifecycle:
+            self.state = "stopping"
+            self.readiness.mark_stopping()
         self.notifier.stopping(status=f"stopping: {reason}")
         # A stop the supervisor asked for (status 0) is routine: INFO, like the last line, so
         # that alerts on WARNING and above only see the stops that need a look.
@@ -427,13 +434,48 @@ class Service:
                 "exit_status": self.shutdown.exit_status}
 
     def drain(self) -> dict:
-        if not self.readiness.draining:
-            logger.warning("draining on operator request: new tickets refused, readiness 503")
-            self.readiness.mark_draining()
-            if self.state == "running":
-                self.state = "draining"
-            self.notifier.status("draining: new tickets refused")
-        return {"state": self.state, "accepting_tickets": False}
+        with self._lifecycle:
+            if not self.readiness.draining:
+                logger.warning("draining on operator request: new tickets refused, readiness 503")
+                self.readiness.mark_draining()
+                if self.state == "running":
+                    self.state = "draining"
+                self.notifier.status("draining: new tickets refused")
+            return {"state": self.state, "accepting_tickets": False}
+
+    def undrain(self) -> dict:
+        with self._lifecycle:
+            if self.shutdown.is_set() or self.readiness.stopping:
+                # The stop sequence is not undone: the answer says so and nothing changes.
+                logger.warning("undrain refused: the replica is stopping (%s)", self.shutdown.reason)
+                return {"state": "stopping", "accepting_tickets": False,
+                        "reason": self.shutdown.reason}
+            if self.readiness.draining:
+                logger.warning("undrained on operator request: new tickets accepted again")
+                self.readiness.mark_undrained()
+                if self.state == "draining":
+                    self.state = "running"
+                self.notifier.status(f"ready: replica {self.replica_id}")
+            ready, readiness = self.readiness.check()
+            # Ready again only if Redis answers; readiness names what is missing otherwise.
+            return {"state": self.state, "accepting_tickets": True, "ready": ready,
+                    "readiness": readiness}
+
+    def match(self, match_id: str) -> dict:
+        return self._store.match(match_id)
+
+    def finish_match(self, match_id: str) -> dict:
+        answer = self._store.finish_match(match_id, reason=OPERATOR_FINISH_REASON)
+        logger.warning("match %s finished on operator request", match_id)
+        return answer
+
+    def player(self, player_id: str) -> dict:
+        return self._store.player(player_id)
+
+    def release_player(self, player_id: str) -> dict:
+        answer = self._store.release_player(player_id)
+        logger.warning("player %s released on operator request", player_id)
+        return answer
 
     def status(self) -> dict:
         result: dict = {

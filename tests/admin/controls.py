@@ -84,7 +84,7 @@ class RecordingControl:
         self._record("undrain")
         if self._stopping:
             return {"state": "stopping", "accepting_tickets": False, "reason": "SIGTERM received"}
-        return {"state": "running", "accepting_tickets": True, "readiness": "ready"}
+        return {"state": "running", "accepting_tickets": True, "ready": True, "readiness": "ready"}
 
     def match(self, match_id: str) -> dict:
         self._record("match", match_id)

@@ -284,7 +284,8 @@ def test_the_token_never_appears_in_logs(caplog):
 def test_undrain_answers_200_with_the_controls_answer(client, control):
     result = client.simulate_post("/admin/undrain", headers=AUTH)
     assert result.status_code == 200
-    assert result.json == {"state": "running", "accepting_tickets": True, "readiness": "ready"}
+    assert result.json == {"state": "running", "accepting_tickets": True, "ready": True,
+                           "readiness": "ready"}
     assert result.headers["cache-control"] == "no-store"
     assert control.calls == [("undrain",)]
 
