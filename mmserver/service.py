@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from mmserver import __version__
+from mmserver import __version__, admin_token
 from mmserver.backoff import Backoff
 from mmserver.config import Config, env_name
 from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
@@ -385,21 +385,21 @@ class Service:
     def _prepare_admin_token(self) -> None:
         if self._admin_token is not None:
             return
-        # No token configured and a loopback listener (config.py refuses anything else):
-        # generate one where mmadmin on this host finds it.
-        path = Path(self.config.data_dir) / "admin.token"
-        token = secrets.token_urlsafe(32)
+        # No token configured and a loopback listener (config.py refuses anything else): use
+        # the one of an earlier start, or generate one, where mmadmin on this host finds it.
+        path = Path(self.config.data_dir) / admin_token.FILE_NAME
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(token + "\n")
+            prepared = admin_token.prepare(path)
         except OSError as error:
             raise StartupRefused(
                 f"{env_name('data_dir')}: cannot write {path}: {error.strerror or error}") from None
-        self._admin_token = token
-        logger.info("generated an admin token in %s", path)
+        self._admin_token = prepared.token
+        if prepared.reused:
+            logger.info("reusing the admin token in %s", path)
+        elif prepared.why_new == admin_token.NONE_YET:
+            logger.info("generated an admin token in %s", path)
+        else:
+            logger.warning("generated a new admin token in %s: %s", path, prepared.why_new)
 
     def _count_shutdown(self) -> None:
         # Recorded when asked, not at exit: a scrape can only see it during the drain delay.
