@@ -51,19 +51,23 @@ class Control(Protocol):
         ...
 
     def match(self, match_id: str) -> dict:
-        """One match as the store sees it (state, server, teams and players)."""
+        """One match as the store sees it: the roster document of GET /v1/matches/{id}
+        (mode, region, state, server, created_at, teams of players)."""
         ...
 
     def finish_match(self, match_id: str) -> dict:
-        """End a match as its game server would: server freed, its tickets finished."""
+        """End a match as its game server would, with the reason "finished by operator": its
+        server freed, its tickets finished. Returns {"match_id", "status", "players"}."""
         ...
 
     def player(self, player_id: str) -> dict:
-        """What one player is in now: its live ticket, loading session or match, if any."""
+        """What one player is in now: {"player_id", "ticket": the view of its live ticket,
+        with its loading session or assignment}; NotFound when it holds no live ticket."""
         ...
 
     def release_player(self, player_id: str) -> dict:
-        """Free a player: its live ticket is cancelled, or it leaves its match."""
+        """Free a player: its live ticket is cancelled, or it leaves its match. Returns
+        {"player_id", "released": True, "ticket": the ticket's view after it}."""
         ...
 
 

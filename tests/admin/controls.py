@@ -96,8 +96,7 @@ class RecordingControl:
         self._record("finish_match", match_id)
         if match_id not in self.matches:
             raise NotFound(f"No match {match_id!r}.")
-        return {"match_id": match_id, "state": "finished", "reason": "finished by operator",
-                "players": ["alice", "bob"]}
+        return {"match_id": match_id, "status": "finished", "players": ["alice", "bob"]}
 
     def player(self, player_id: str) -> dict:
         self._record("player", player_id)
@@ -109,8 +108,8 @@ class RecordingControl:
         self._record("release_player", player_id)
         if player_id not in self.players:
             raise NotFound(f"Player {player_id!r} holds no live ticket.")
-        return {"player_id": player_id, "released": True, "ticket_id": "t-alice",
-                "status": "finished", "reason": "released by operator"}
+        ticket = dict(self.players[player_id]["ticket"], status="finished", reason="released")
+        return {"player_id": player_id, "released": True, "ticket": ticket}
 
     def status(self) -> dict:
         with self._lock:

@@ -309,7 +309,7 @@ def test_match_answers_the_controls_data(client, control):
 def test_finish_match_answers_the_controls_data(client, control):
     result = client.simulate_post(f"/admin/matches/{MATCH['match_id']}/finish", headers=AUTH)
     assert result.status_code == 200
-    assert result.json["state"] == "finished" and result.json["match_id"] == MATCH["match_id"]
+    assert result.json["status"] == "finished" and result.json["match_id"] == MATCH["match_id"]
     assert control.calls == [("finish_match", MATCH["match_id"])]
 
 

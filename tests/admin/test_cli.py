@@ -297,7 +297,7 @@ def test_finish_match(server, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "match m-7Qx2"
-    assert "  state:   finished" in lines and "  reason:  finished by operator" in lines
+    assert "  status:  finished" in lines and "  players: alice, bob" in lines
     assert server.control.calls == [("finish_match", "m-7Qx2")]
 
 
@@ -323,7 +323,7 @@ def test_release(server, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "player alice"
-    assert "  released:  yes" in lines
+    assert "  released: yes" in lines and "    reason:      released" in lines
     assert server.control.calls == [("release_player", "alice")]
 
 
