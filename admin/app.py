@@ -1,10 +1,19 @@
 """The control-plane Falcon app, served on MMSERVER_ADMIN_LISTEN.
 
-    POST /admin/shutdown {"reason"}  -> 202 control.request_shutdown(reason)
-    POST /admin/drain                -> 200 control.drain()
-    GET  /admin/status               -> 200 control.status()
-    GET  /metrics                    -> Prometheus text from metrics(), no token; 404 without it
+    POST   /admin/shutdown {"reason"}      -> 202 control.request_shutdown(reason)
+    POST   /admin/drain                    -> 200 control.drain()
+    POST   /admin/undrain                  -> 200 control.undrain()
+    GET    /admin/status                   -> 200 control.status()
+    GET    /admin/matches/{match_id}       -> 200 control.match(match_id)
+    POST   /admin/matches/{match_id}/finish -> 200 control.finish_match(match_id)
+    GET    /admin/players/{player_id}      -> 200 control.player(player_id)
+    DELETE /admin/players/{player_id}      -> 200 control.release_player(player_id)
+    GET    /metrics                        -> Prometheus text from metrics(), no token; 404 without it
     + `routes` outside /admin (the service adds /healthz and /readyz), no token
+
+The bearer token is read and compared as on the public listener (mmserver.credentials), bodies
+are limited by the same BodyLimit, and errors are the same JSON {"title", "description"}
+(mmserver.http.errors): a store's NotFound is 404, RedisUnavailable 503 with Retry-After.
 
 Pure factory: everything arrives as an argument (the Control, the token, the metrics callable),
 so tests build the same app with a hand-written Control.
@@ -16,15 +25,19 @@ from typing import Callable, Mapping
 
 import falcon
 
-from . import errors
+from mmserver.http import errors
+from mmserver.http.body import BodyLimit
+
 from .auth import BearerAuth, is_admin_path
 from .resources import (
-    BodyLimit,
     Control,
     DrainResource,
+    MatchResource,
     MetricsResource,
+    PlayerResource,
     ShutdownResource,
     StatusResource,
+    UndrainResource,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,21 +62,25 @@ def create_admin_app(
     max_body_bytes: int = 16384,
     routes: Mapping[str, object] | None = None,
 ) -> falcon.App:
-    if max_body_bytes < 1:
-        raise ValueError("max_body_bytes must be positive")
     routes = dict(routes or {})
     for path in routes:
         # extra routes are open (no token): they must not take a control-plane path
         if is_admin_path(path) or path == "/metrics":
             raise ValueError(f"extra route {path!r} is a control-plane path")
     app = falcon.App(
-        # Authentication first: an unauthenticated caller learns nothing, not even body limits.
+        # Authentication first: an unauthenticated caller learns nothing, not even body limits,
+        # and its body is never read.
         middleware=[BearerAuth(token), BodyLimit(max_body_bytes), NoStore()],
     )
     errors.install(app)
-    app.add_route("/admin/shutdown", ShutdownResource(control, max_body_bytes))
+    matches = MatchResource(control)
+    app.add_route("/admin/shutdown", ShutdownResource(control))
     app.add_route("/admin/drain", DrainResource(control))
+    app.add_route("/admin/undrain", UndrainResource(control))
     app.add_route("/admin/status", StatusResource(control))
+    app.add_route("/admin/matches/{match_id}", matches)
+    app.add_route("/admin/matches/{match_id}/finish", matches, suffix="finish")
+    app.add_route("/admin/players/{player_id}", PlayerResource(control))
     app.add_route("/metrics", MetricsResource(metrics))
     for path, resource in routes.items():
         app.add_route(path, resource)

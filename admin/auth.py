@@ -1,42 +1,21 @@
 """Bearer-token check for every /admin/* route.
 
-The token is compared in constant time (hmac.compare_digest on bytes) and never logged, echoed,
-or put in an error body. A missing header, a malformed header and a wrong token all get the same
-401, so a caller cannot tell which one it got wrong. The scheme name is case-insensitive
-(RFC 7235 section 2.1); the token itself is compared exactly.
+The header is read and the token compared by mmserver.credentials, as on the public listener:
+one reading of `Authorization: Bearer <token>` and one constant-time comparison for both. The
+token is never logged, echoed, or put in an error body. A missing header, a malformed header
+and a wrong token all get the same 401, so a caller cannot tell which one it got wrong.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 
 import falcon
 
+from mmserver.credentials import SCHEME, SecretSet, bearer_token
+
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/admin"
-CHALLENGE = "Bearer"
-
-
-def presented_token(header: str | None) -> str | None:
-    """The token in an `Authorization: Bearer <token>` header, or None if there is none."""
-    if not header:
-        return None
-    scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = rest.strip()
-    # token68 has no inner whitespace: "Bearer a b" is malformed, not the token "a b".
-    if not token or any(char.isspace() for char in token):
-        return None
-    return token
-
-
-def token_matches(presented: str | None, expected: bytes) -> bool:
-    if presented is None:
-        return False
-    # Header values arrive as latin-1 decoded str (PEP 3333); utf-8 encodes any of them.
-    return hmac.compare_digest(presented.encode("utf-8"), expected)
 
 
 def is_admin_path(path: str) -> bool:
@@ -54,12 +33,12 @@ class BearerAuth:
         if not token or not token.strip():
             # An empty token would leave the control plane open: refuse to build it.
             raise ValueError("the admin token must be a non-empty string")
-        self._expected = token.encode("utf-8")
+        self._secrets = SecretSet([token])
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not is_admin_path(req.path):
             return
-        if token_matches(presented_token(req.get_header("Authorization")), self._expected):
+        if self._secrets.matches(bearer_token(req.get_header("Authorization"))):
             return
         # Logged without the header: a near miss of the token is as secret as the token.
         logger.warning(
@@ -67,7 +46,7 @@ class BearerAuth:
             req.method, req.path, req.remote_addr,
         )
         raise falcon.HTTPUnauthorized(
-            title="401 Unauthorized",
+            title="Unauthorized",
             description="This endpoint needs 'Authorization: Bearer <admin token>'.",
-            challenges=[CHALLENGE],
+            challenges=[SCHEME],
         )

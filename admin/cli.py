@@ -1,15 +1,21 @@
 """mmadmin: the operator's command line for one mmserver replica's control plane.
 
-    mmadmin [--url URL] [--token TOKEN | --token-file PATH] [--json] [--timeout S]
-            {status | watch [--interval S] [--count N] | drain [--wait] | shutdown --reason TEXT}
+    mmadmin [--url URL] [--token TOKEN | --token-file PATH] [--json] [--timeout S] COMMAND [--json]
+
+    COMMAND: status | watch [--interval S] [--count N] | drain [--wait] | undrain
+             | shutdown --reason TEXT | match ID | finish-match ID | player ID | release PLAYER
+
+--json may come before or after the command.
 
 The URL comes from --url, else MMADMIN_URL, else http://$MMSERVER_ADMIN_LISTEN (127.0.0.1:8081).
 The token comes from --token or --token-file, else MMSERVER_ADMIN_TOKEN, else
 MMSERVER_ADMIN_TOKEN_FILE, else $MMSERVER_DATA_DIR/admin.token (./var/admin.token), the file
 mmserver writes when it generates a token itself.
 
-Exit status: 0 done; 1 the service is unreachable or failed (or drain --wait timed out, or
-the last refresh of watch --count failed); 2 usage or authentication error.
+Exit status: 0 done; 1 the service is unreachable or failed (or drain --wait timed out, the
+last refresh of watch --count failed, or undrain was refused because the replica is stopping);
+2 usage or authentication error, or a request the service refused (4xx), such as a match or
+player it does not know (404).
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmadmin",
         description="Control one mmserver replica through its admin listener.",
-        epilog="Exit status: 0 done, 1 service unreachable or failed, 2 usage or token refused.",
+        epilog="Exit status: 0 done, 1 service unreachable or failed, 2 usage, token refused, "
+               "or a request the service refused (a match or player it does not know).",
     )
     parser.add_argument("--url", help="admin base URL (default: $MMADMIN_URL, else "
                                       "http://$MMSERVER_ADMIN_LISTEN, else http://127.0.0.1:8081)")
@@ -44,12 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--token", help="admin bearer token (prefer --token-file)")
     source.add_argument("--token-file", type=Path, metavar="PATH", help="file holding the admin token")
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    # The same flag after the command ("mmadmin status --json"). SUPPRESS: a command without it
+    # leaves whatever the main parser set, instead of resetting it to False.
+    json_after = argparse.ArgumentParser(add_help=False)
+    json_after.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help="print the raw JSON answer")
     parser.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S",
                         help="seconds to wait for each answer (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("status", help="lifecycle state, workers, queues, sessions, servers, replicas")
+    commands.add_parser("status", parents=[json_after],
+                        help="lifecycle state, workers, queues, sessions, servers, replicas")
     watch = commands.add_parser(
-        "watch", help="live view of the fleet: replicas, queues, sessions, servers, workers",
+        "watch", parents=[json_after], help="live view of the fleet: replicas, queues, sessions, servers, workers",
         description="Redraw the fleet every S seconds from this replica's /admin/status: every "
                     "live replica (state, age of its last matchmaking tick, uptime), queue depths "
                     "per mode with the oldest wait, sessions by state, servers free/busy/stale, and "
@@ -64,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop after N refreshes; exit 1 if the last one failed (default: "
                             "until Ctrl-C)")
     drain = commands.add_parser(
-        "drain", help="stop taking new tickets and report not-ready",
+        "drain", parents=[json_after], help="stop taking new tickets and report not-ready",
         description="Stop taking new tickets on this replica and report not-ready, so that the "
                     "load balancer sends traffic elsewhere. With --wait, then poll this replica's "
                     "status until its own HTTP requests in flight and long-polls waiting are both "
@@ -77,8 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="give up waiting after S seconds, exit 1 (default 60)")
     drain.add_argument("--interval", type=_positive_float, default=1.0, metavar="S",
                        help="seconds between two polls while waiting (default 1)")
-    shutdown = commands.add_parser("shutdown", help="stop the replica (it exits 1, so it is restarted)")
+    commands.add_parser(
+        "undrain", parents=[json_after], help="take new tickets again after a drain",
+        description="End a drain: this replica takes new tickets again and reports ready as soon "
+                    "as Redis answers. A replica that is stopping stays stopping (exit 1).")
+    shutdown = commands.add_parser("shutdown", parents=[json_after],
+                                   help="stop the replica (it exits 1, so it is restarted)")
     shutdown.add_argument("--reason", required=True, help="why: written to the log and to Sentry")
+    match = commands.add_parser("match", parents=[json_after], help="look up a match",
+                                description="Show one match: its state, server, teams and players.")
+    match.add_argument("match_id", metavar="ID", help="the match id")
+    finish = commands.add_parser(
+        "finish-match", parents=[json_after], help="end a match, as its game server would",
+        description="End a match now (reason 'finished by operator'): its server is freed and "
+                    "its players' tickets are finished, so they may queue again.")
+    finish.add_argument("match_id", metavar="ID", help="the match id")
+    player = commands.add_parser(
+        "player", parents=[json_after], help="look up a player",
+        description="Show what a player is in now: its live ticket, loading session or match.")
+    player.add_argument("player_id", metavar="ID", help="the player id")
+    release = commands.add_parser(
+        "release", parents=[json_after], help="free a stuck player",
+        description="Release a player: its live ticket is cancelled, or it leaves its match, "
+                    "so it may queue again.")
+    release.add_argument("player_id", metavar="PLAYER", help="the player id")
     return parser
 
 
@@ -197,9 +232,36 @@ def _run(args: argparse.Namespace, client: AdminClient, out: TextIO) -> int:
         _print(out, client.drain(), args.json, render.action_text)
         if args.wait:
             return _wait_drained(client, args, out)
+    elif args.command == "undrain":
+        answer = client.undrain()
+        _print(out, answer, args.json, render.action_text)
+        if answer.get("accepting_tickets") is False:
+            raise AdminError(f"not undrained: the replica is {render.scalar(answer.get('state'))}",
+                             EXIT_FAILURE)
     elif args.command == "shutdown":
         _print(out, client.shutdown(args.reason), args.json, render.action_text)
+    elif args.command in ("match", "finish-match"):
+        call = client.match if args.command == "match" else client.finish_match
+        answer = _look_up("match", args.match_id, call)
+        _print(out, answer, args.json, lambda record: render.record_text("match", record))
+    elif args.command in ("player", "release"):
+        call = client.player if args.command == "player" else client.release_player
+        answer = _look_up("player", args.player_id, call)
+        _print(out, answer, args.json, lambda record: render.record_text("player", record))
     return 0
+
+
+def _look_up(kind: str, ident: str, call: Callable[[str], dict]) -> dict:
+    """call(ident), with a 404 said as what it means here: nothing by that id."""
+    try:
+        return call(ident)
+    except AdminError as error:
+        if error.http_status != 404:
+            raise
+        # The service's own words say whether it looked and found nothing, or has no such path.
+        because = f": {error.description}" if error.description else ""
+        raise AdminError(f"no {kind} {ident!r} on this service (404{because})", EXIT_USAGE,
+                         http_status=404) from None
 
 
 def _print(out: TextIO, answer: dict, as_json: bool, human: Callable[[dict], str]) -> None:

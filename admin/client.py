@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -19,9 +20,15 @@ EXIT_USAGE = 2  # the request was wrong: usage, token, or a 4xx answer
 
 
 class AdminError(Exception):
-    def __init__(self, message: str, exit_status: int) -> None:
+    """One line for the operator and the exit status; for an error answer, also its HTTP status
+    and the service's own description of it."""
+
+    def __init__(self, message: str, exit_status: int, *, http_status: int | None = None,
+                 description: str | None = None) -> None:
         super().__init__(message)
         self.exit_status = exit_status
+        self.http_status = http_status
+        self.description = description
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -48,6 +55,21 @@ class AdminClient:
 
     def shutdown(self, reason: str) -> dict:
         return self._call("POST", "/admin/shutdown", {"reason": reason})
+
+    def undrain(self) -> dict:
+        return self._call("POST", "/admin/undrain")
+
+    def match(self, match_id: str) -> dict:
+        return self._call("GET", f"/admin/matches/{_segment(match_id)}")
+
+    def finish_match(self, match_id: str) -> dict:
+        return self._call("POST", f"/admin/matches/{_segment(match_id)}/finish")
+
+    def player(self, player_id: str) -> dict:
+        return self._call("GET", f"/admin/players/{_segment(player_id)}")
+
+    def release_player(self, player_id: str) -> dict:
+        return self._call("DELETE", f"/admin/players/{_segment(player_id)}")
 
     def _call(self, method: str, path: str, body: Any = None) -> dict:
         url = self._base_url + path
@@ -78,6 +100,11 @@ class AdminClient:
         return answer
 
 
+def _segment(value: str) -> str:
+    """An id as one path segment: a '/' or '?' in it cannot reach another resource."""
+    return urllib.parse.quote(value, safe="")
+
+
 def _why(reason: object) -> str:
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return "timed out"
@@ -86,21 +113,31 @@ def _why(reason: object) -> str:
 
 def _http_error(url: str, error: urllib.error.HTTPError) -> AdminError:
     if error.code == 401:
-        return AdminError("the admin token was refused", EXIT_USAGE)
-    message = f"{url} answered {_error_detail(error)}"
+        return AdminError("the admin token was refused", EXIT_USAGE, http_status=401)
+    detail, description = _error_detail(error)
+    message = f"{url} answered {detail}"
     if 300 <= error.code < 400:
-        return AdminError(f"{message} (redirects are not followed: check the URL)", EXIT_FAILURE)
-    return AdminError(message, EXIT_USAGE if error.code < 500 else EXIT_FAILURE)
+        return AdminError(f"{message} (redirects are not followed: check the URL)", EXIT_FAILURE,
+                          http_status=error.code, description=description)
+    return AdminError(message, EXIT_USAGE if error.code < 500 else EXIT_FAILURE,
+                      http_status=error.code, description=description)
 
 
-def _error_detail(error: urllib.error.HTTPError) -> str:
-    """'<title>: <description>' from a JSON error body, else '<code> <reason>'."""
+def _error_detail(error: urllib.error.HTTPError) -> tuple[str, str | None]:
+    """('<code> <title>: <description>', description) from a JSON error body, else
+    ('<code> <reason>', None)."""
     fallback = f"{error.code} {error.reason}".strip()
     try:
         body = json.loads(error.read(65536) or b"null")
     except (OSError, ValueError):
-        return fallback
+        return fallback, None
     if not isinstance(body, dict) or not body.get("title"):
-        return fallback
-    title = str(body["title"])
-    return f"{title}: {body['description']}" if body.get("description") else title
+        return fallback, None
+    title = " ".join(str(body["title"]).split())
+    # Titles are bare ("Not Found"); an older service put the code in them ("404 Not Found").
+    if not title.startswith(f"{error.code} "):
+        title = f"{error.code} {title}"
+    description = str(body["description"]) if body.get("description") else None
+    # One line for the operator, whatever the body holds.
+    description = " ".join(description.split()) if description else None
+    return (f"{title}: {description}" if description else title), description

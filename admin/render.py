@@ -154,6 +154,68 @@ def action_text(answer: Mapping[str, Any]) -> str:
     return f"state: {state}" + (f" ({rest})" if rest else "")
 
 
+# --- mmadmin match / player: one record ------------------------------------------------------
+
+def _is_flat(entry: Any) -> bool:
+    """An object whose values all fit in one table cell."""
+    return isinstance(entry, Mapping) and all(
+        not isinstance(value, Mapping) and not (isinstance(value, list) and any(
+            isinstance(item, (Mapping, list)) for item in value))
+        for value in entry.values())
+
+
+def _cell(key: str, value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(scalar(item) for item in value) if value else "(none)"
+    number = _number(value)
+    if number is not None and (key.endswith("_at") or key.endswith("deadline")):
+        # Unix seconds, as the store keeps them: shown with the UTC time they mean.
+        moment = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(number))
+        return f"{scalar(value)} ({moment})"
+    return scalar(value)
+
+
+def _record_lines(lines: list[str], record: Mapping[str, Any], indent: int) -> None:
+    pad = " " * indent
+    inline = [key for key, value in record.items()
+              if not (isinstance(value, Mapping) and value)
+              and not (isinstance(value, list) and value and all(isinstance(item, Mapping) for item in value))]
+    width = max((len(str(key)) for key in inline), default=0) + 1
+    for raw_key, value in record.items():
+        key = str(raw_key)
+        if raw_key not in inline:
+            if isinstance(value, Mapping):
+                lines.append(f"{pad}{key}:")
+                _record_lines(lines, value, indent + 2)
+            elif all(_is_flat(item) for item in value):
+                # A list of flat objects (a team's players): one table row each.
+                lines.append(f"{pad}{key} ({len(value)}):")
+                columns: list[str] = []
+                for item in value:
+                    columns.extend(str(name) for name in item if str(name) not in columns)
+                rows = [tuple(_cell(name, item.get(name)) for name in columns) for item in value]
+                table: list[str] = []
+                _columns(table, tuple(columns), rows)
+                lines.extend(pad + row for row in table)
+            else:
+                for index, item in enumerate(value, start=1):
+                    lines.append(f"{pad}{key} #{index}:")
+                    _record_lines(lines, item, indent + 2)
+        else:
+            lines.append(f"{pad}{key + ':':<{width}} {_cell(key, value)}".rstrip())
+
+
+def record_text(kind: str, record: Mapping[str, Any]) -> str:
+    """A match or a player as the service describes it, for reading: its id first, then one
+    `key: value` line per field, nested objects indented below their name, lists of objects
+    (teams, players) as tables. Times in Unix seconds also show as UTC. Nothing is dropped, so
+    fields a newer service adds are shown too."""
+    id_key = f"{kind}_id"
+    lines = [f"{kind} {scalar(record.get(id_key))}"] if id_key in record else []
+    _record_lines(lines, {key: value for key, value in record.items() if key != id_key}, 2 if lines else 0)
+    return "\n".join(lines) if lines else "(empty)"
+
+
 # --- mmadmin watch: one frame of the fleet view ------------------------------------------------
 
 # Terminal codes written before each frame when stdout is a terminal: cursor home, clear screen.

@@ -1,7 +1,9 @@
 """Thin control-plane resources: validate the request, call the Control, return its plain data.
 
-Like gunicorn's ctl handlers, nothing here decides anything about the lifecycle: shutdown and
-drain call the same service methods a signal or the stop sequence would.
+Like gunicorn's ctl handlers, nothing here decides anything: shutdown, drain and undrain call
+the same service methods a signal or the stop sequence would, and the match and player calls
+hand the store's answer back as it is. Errors are the public API's (mmserver.http.errors): a
+store's NotFound is a 404, RedisUnavailable a 503 with Retry-After, a bad id a 400 or 404.
 """
 from __future__ import annotations
 
@@ -11,13 +13,21 @@ from typing import Any, Callable, Protocol
 
 import falcon
 
+from mmserver.http import validation
+from mmserver.http.errors import ApiError
+from mmserver.http.validation import BadRequest
+
 logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 200
 
 
 class Control(Protocol):
-    """What the control plane needs from the service (implemented by mmserver/service.py)."""
+    """What the control plane needs from the service (implemented by mmserver/service.py).
+
+    The match and player methods raise mmserver.store.NotFound when there is nothing by that
+    id, and mmserver.store.RedisUnavailable when Redis cannot answer now.
+    """
 
     def request_shutdown(self, reason: str) -> dict:
         """Start the stop sequence (exit status 1); returns {"state": "stopping", "reason", "exit_status"}."""
@@ -27,8 +37,37 @@ class Control(Protocol):
         """Stop taking new tickets and report not-ready; returns {"state": "draining", ...}."""
         ...
 
+    def undrain(self) -> dict:
+        """Take new tickets again after a drain; readiness is back to ready if Redis answers.
+
+        Returns {"state": "running", "accepting_tickets": True, ...}. While the stop sequence
+        runs nothing changes, and the answer says so: {"state": "stopping",
+        "accepting_tickets": False, ...}.
+        """
+        ...
+
     def status(self) -> dict:
         """Lifecycle state, workers, queues, sessions, servers, replicas: plain JSON-ready data."""
+        ...
+
+    def match(self, match_id: str) -> dict:
+        """One match as the store sees it: the roster document of GET /v1/matches/{id}
+        (mode, region, state, server, created_at, teams of players)."""
+        ...
+
+    def finish_match(self, match_id: str) -> dict:
+        """End a match as its game server would, with the reason "finished by operator": its
+        server freed, its tickets finished. Returns {"match_id", "status", "players"}."""
+        ...
+
+    def player(self, player_id: str) -> dict:
+        """What one player is in now: {"player_id", "ticket": the view of its live ticket,
+        with its loading session or assignment}; NotFound when it holds no live ticket."""
+        ...
+
+    def release_player(self, player_id: str) -> dict:
+        """Free a player: its live ticket is cancelled, or it leaves its match. Returns
+        {"player_id", "released": True, "ticket": the ticket's view after it}."""
         ...
 
 
@@ -43,76 +82,54 @@ def send_json(resp: falcon.Response, data: Any, status: int = 200) -> None:
     resp.data = json.dumps(data).encode("utf-8")
 
 
-def read_json_object(req: falcon.Request, max_body_bytes: int) -> dict:
-    """The request body as a JSON object; 400 if absent or malformed, 413 if over the limit."""
-    # BodyLimit has already refused a declared Content-Length over the limit (waitress declares
-    # one for chunked bodies too, after de-chunking); the bounded read is a second guard so a
-    # body is never read past the limit whatever the server in front does.
-    raw = req.bounded_stream.read(max_body_bytes + 1)
-    if len(raw) > max_body_bytes:
-        raise falcon.HTTPContentTooLarge(
-            title="413 Content Too Large",
-            description=f"The request body is over the {max_body_bytes}-byte limit.",
-        )
+def read_json_object(req: falcon.Request) -> dict:
+    """The request body as a JSON object; 400 if absent or malformed.
+
+    BodyLimit has already refused a body over the limit and buffered the rest.
+    """
+    raw = req.bounded_stream.read()
     if not raw.strip():
-        raise falcon.HTTPBadRequest(title="400 Bad Request", description="A JSON body is required.")
+        raise BadRequest("A JSON body is required.")
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
-        raise falcon.HTTPBadRequest(
-            title="400 Bad Request", description="The request body is not valid JSON."
-        ) from None
+        raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(
-            title="400 Bad Request", description="The request body must be a JSON object."
-        )
+        raise BadRequest("The request body must be a JSON object.")
     return body
 
 
 def validate_reason(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise falcon.HTTPBadRequest(
-            title="400 Bad Request",
-            description="'reason' is required: a non-empty string saying why the replica stops.",
-        )
+        raise BadRequest("'reason' is required: a non-empty string saying why the replica stops.")
     reason = value.strip()
     if len(reason) > MAX_REASON_CHARS:
-        raise falcon.HTTPBadRequest(
-            title="400 Bad Request",
-            description=f"'reason' is longer than {MAX_REASON_CHARS} characters.",
-        )
+        raise BadRequest(f"'reason' is longer than {MAX_REASON_CHARS} characters.")
     # The reason is written to the log and to Sentry: no line breaks or other control
     # characters that could forge or garble a log line.
     if any(not char.isprintable() for char in reason):
-        raise falcon.HTTPBadRequest(
-            title="400 Bad Request", description="'reason' must not contain control characters."
-        )
+        raise BadRequest("'reason' must not contain control characters.")
     return reason
 
 
-class BodyLimit:
-    """Middleware: 413 for any request that declares a body over the limit, before it is read."""
+def checked_match_id(value: str) -> str:
+    """A match id from the path; one the store could not have generated cannot exist: 404."""
+    if not validation.is_generated_id(value):
+        raise ApiError(404, "Match not found", "No match has this id.")
+    return value
 
-    def __init__(self, max_body_bytes: int) -> None:
-        self._max = max_body_bytes
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        length = req.content_length  # Falcon answers 400 itself for a malformed Content-Length
-        if length is not None and length > self._max:
-            raise falcon.HTTPContentTooLarge(
-                title="413 Content Too Large",
-                description=f"The request body is over the {self._max}-byte limit.",
-            )
+def checked_player_id(value: str) -> str:
+    """A player id from the path: 400 outside the alphabet players are created with."""
+    return validation.player_id(value)
 
 
 class ShutdownResource:
-    def __init__(self, control: Control, max_body_bytes: int) -> None:
+    def __init__(self, control: Control) -> None:
         self._control = control
-        self._max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_json_object(req, self._max_body_bytes)
-        reason = validate_reason(body.get("reason"))
+        reason = validate_reason(read_json_object(req).get("reason"))
         logger.warning("admin shutdown requested from %s: %s", req.remote_addr, reason)
         send_json(resp, self._control.request_shutdown(reason), status=202)
 
@@ -127,12 +144,51 @@ class DrainResource:
         send_json(resp, self._control.drain())
 
 
+class UndrainResource:
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        logger.warning("admin undrain requested from %s", req.remote_addr)
+        send_json(resp, self._control.undrain())
+
+
 class StatusResource:
     def __init__(self, control: Control) -> None:
         self._control = control
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         send_json(resp, self._control.status())
+
+
+class MatchResource:
+    """GET /admin/matches/{match_id}; POST /admin/matches/{match_id}/finish"""
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, match_id: str) -> None:
+        send_json(resp, self._control.match(checked_match_id(match_id)))
+
+    def on_post_finish(self, req: falcon.Request, resp: falcon.Response, match_id: str) -> None:
+        match_id = checked_match_id(match_id)
+        logger.warning("admin finish of match %s requested from %s", match_id, req.remote_addr)
+        send_json(resp, self._control.finish_match(match_id))
+
+
+class PlayerResource:
+    """GET and DELETE /admin/players/{player_id}"""
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, player_id: str) -> None:
+        send_json(resp, self._control.player(checked_player_id(player_id)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, player_id: str) -> None:
+        player_id = checked_player_id(player_id)
+        logger.warning("admin release of player %s requested from %s", player_id, req.remote_addr)
+        send_json(resp, self._control.release_player(player_id))
 
 
 class MetricsResource:
@@ -143,9 +199,7 @@ class MetricsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._metrics is None:
-            raise falcon.HTTPNotFound(
-                title="404 Not Found", description="Metrics are not enabled on this replica."
-            )
+            raise ApiError(404, "Not Found", "Metrics are not enabled on this replica.")
         data, content_type = self._metrics()
         resp.data = data
         resp.content_type = content_type

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from mmserver import __version__
+from mmserver import __version__, admin_token
 from mmserver.backoff import Backoff
 from mmserver.bounded_read import BoundedRead
 from mmserver.config import Config, env_name
@@ -66,6 +66,7 @@ ADMIN_THREADS = 4
 # How long /admin/status and /metrics wait for Redis stats before answering with the last ones
 # (and store_error): a frozen Redis would otherwise hold them for the socket timeout (5 s).
 STATUS_READ_WAIT_S = 0.5
+OPERATOR_FINISH_REASON = "finished by operator"  # the reason a match ended from mmadmin carries
 
 
 class LateBoundApp:
@@ -91,6 +92,9 @@ class Service:
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.started_at = time.time()
         self.state = "starting"
+        # Held for every change of `state` and of the drain flags (drain, undrain, the stop
+        # sequence), so that an undrain racing the stop cannot leave a stopping replica "running".
+        self._lifecycle = threading.Lock()
         # The main loop reads this queue: signal numbers from the handlers, None as a wake-up.
         self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._logs: LogPipeline | None = None
@@ -209,7 +213,9 @@ class Service:
         # Running before the first heartbeat job records this replica, so that the record
         # never shows a started replica as "starting".
         self.readiness.mark_started()
-        self.state = "running"
+        with self._lifecycle:
+            # An operator may have drained the replica while it started.
+            self.state = "draining" if self.readiness.draining else "running"
         self._scheduler.start()
         self.notifier.status("waiting for Redis")
 
@@ -261,8 +267,9 @@ class Service:
         assert request is not None
         status, reason = request.exit_status, request.reason
         config = self.config
-        self.state = "stopping"
-        self.readiness.mark_draining()
+        with self._lifecycle:
+            self.state = "stopping"
+            self.readiness.mark_stopping()
         self.notifier.stopping(status=f"stopping: {reason}")
         # A stop the supervisor asked for (status 0) is routine: INFO, like the last line, so
         # that alerts on WARNING and above only see the stops that need a look.
@@ -394,21 +401,21 @@ class Service:
     def _prepare_admin_token(self) -> None:
         if self._admin_token is not None:
             return
-        # No token configured and a loopback listener (config.py refuses anything else):
-        # generate one where mmadmin on this host finds it.
-        path = Path(self.config.data_dir) / "admin.token"
-        token = secrets.token_urlsafe(32)
+        # No token configured and a loopback listener (config.py refuses anything else): use
+        # the one of an earlier start, or generate one, where mmadmin on this host finds it.
+        path = Path(self.config.data_dir) / admin_token.FILE_NAME
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(token + "\n")
+            prepared = admin_token.prepare(path)
         except OSError as error:
             raise StartupRefused(
                 f"{env_name('data_dir')}: cannot write {path}: {error.strerror or error}") from None
-        self._admin_token = token
-        logger.info("generated an admin token in %s", path)
+        self._admin_token = prepared.token
+        if prepared.reused:
+            logger.info("reusing the admin token in %s", path)
+        elif prepared.why_new == admin_token.NONE_YET:
+            logger.info("generated an admin token in %s", path)
+        else:
+            logger.warning("generated a new admin token in %s: %s", path, prepared.why_new)
 
     def _count_shutdown(self) -> None:
         # Recorded when asked, not at exit: a scrape can only see it during the drain delay.
@@ -443,13 +450,48 @@ class Service:
                 "exit_status": self.shutdown.exit_status}
 
     def drain(self) -> dict:
-        if not self.readiness.draining:
-            logger.warning("draining on operator request: new tickets refused, readiness 503")
-            self.readiness.mark_draining()
-            if self.state == "running":
-                self.state = "draining"
-            self.notifier.status("draining: new tickets refused")
-        return {"state": self.state, "accepting_tickets": False}
+        with self._lifecycle:
+            if not self.readiness.draining:
+                logger.warning("draining on operator request: new tickets refused, readiness 503")
+                self.readiness.mark_draining()
+                if self.state == "running":
+                    self.state = "draining"
+                self.notifier.status("draining: new tickets refused")
+            return {"state": self.state, "accepting_tickets": False}
+
+    def undrain(self) -> dict:
+        with self._lifecycle:
+            if self.shutdown.is_set() or self.readiness.stopping:
+                # The stop sequence is not undone: the answer says so and nothing changes.
+                logger.warning("undrain refused: the replica is stopping (%s)", self.shutdown.reason)
+                return {"state": "stopping", "accepting_tickets": False,
+                        "reason": self.shutdown.reason}
+            if self.readiness.draining:
+                logger.warning("undrained on operator request: new tickets accepted again")
+                self.readiness.mark_undrained()
+                if self.state == "draining":
+                    self.state = "running"
+                self.notifier.status(f"ready: replica {self.replica_id}")
+            ready, readiness = self.readiness.check()
+            # Ready again only if Redis answers; readiness names what is missing otherwise.
+            return {"state": self.state, "accepting_tickets": True, "ready": ready,
+                    "readiness": readiness}
+
+    def match(self, match_id: str) -> dict:
+        return self._store.match(match_id)
+
+    def finish_match(self, match_id: str) -> dict:
+        answer = self._store.finish_match(match_id, reason=OPERATOR_FINISH_REASON)
+        logger.warning("match %s finished on operator request", match_id)
+        return answer
+
+    def player(self, player_id: str) -> dict:
+        return self._store.player(player_id)
+
+    def release_player(self, player_id: str) -> dict:
+        answer = self._store.release_player(player_id)
+        logger.warning("player %s released on operator request", player_id)
+        return answer
 
     def status(self) -> dict:
         result: dict = {

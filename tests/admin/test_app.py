@@ -9,10 +9,14 @@ import falcon.testing
 import pytest
 
 from mmserver_admin.app import create_admin_app
-from tests.admin.controls import TOKEN, RecordingControl, metrics
+from mmserver.store import RedisUnavailable
+from tests.admin.controls import MATCH, PLAYER, TOKEN, RecordingControl, metrics
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ADMIN_ROUTES = [("POST", "/admin/shutdown"), ("POST", "/admin/drain"), ("GET", "/admin/status")]
+ADMIN_ROUTES = [("POST", "/admin/shutdown"), ("POST", "/admin/drain"), ("POST", "/admin/undrain"),
+                ("GET", "/admin/status"), ("GET", "/admin/matches/m-7Qx2"),
+                ("POST", "/admin/matches/m-7Qx2/finish"), ("GET", "/admin/players/alice"),
+                ("DELETE", "/admin/players/alice")]
 
 
 @pytest.fixture
@@ -57,7 +61,7 @@ def assert_json_error(result, status: int) -> dict:
 def test_every_admin_route_refuses_without_the_right_token(client, control, method, path, header):
     headers = {} if header is None else {"Authorization": header}
     result = client.simulate_request(method, path, headers=headers, json={"reason": "x"})
-    assert_json_error(result, 401)
+    assert assert_json_error(result, 401)["title"] == "Unauthorized"
     assert result.headers["www-authenticate"] == "Bearer"
     assert TOKEN not in result.text and TOKEN[:-1] not in result.text
     assert control.calls == []
@@ -134,23 +138,45 @@ def test_reason_of_exactly_200_chars_is_accepted(client, control):
 
 def test_oversized_body_is_413_and_never_reaches_the_control(client, control):
     result = client.simulate_post("/admin/shutdown", headers=AUTH, json={"reason": "x" * 2000})
-    assert "1024-byte limit" in assert_json_error(result, 413)["description"]
+    body = assert_json_error(result, 413)
+    # The public API's limit and wording: one BodyLimit for both listeners.
+    assert body == {"title": "Body too large",
+                    "description": "The request body must not exceed 1024 bytes."}
     assert client.simulate_post("/admin/drain", headers=AUTH, body=b"x" * 1025).status_code == 413
     assert control.calls == []
 
 
-def test_body_without_declared_length_is_not_read(control):
-    # PEP 3333: without CONTENT_LENGTH the app must not read wsgi.input (waitress sets it after
-    # de-chunking, so a chunked body is checked by its length like any other).
-    app = create_admin_app(control, token=TOKEN, max_body_bytes=1024)
-    body = json.dumps({"reason": "x" * 2000}).encode()
-    environ = falcon.testing.create_environ(path="/admin/shutdown", method="POST", headers=AUTH,
+def _chunked_environ(body: bytes, headers: dict) -> dict:
+    """A chunked request as a WSGI server without de-chunking presents it: no CONTENT_LENGTH."""
+    environ = falcon.testing.create_environ(path="/admin/shutdown", method="POST",
+                                            headers={**headers, "Content-Type": "application/json"},
                                             body=body)
     del environ["CONTENT_LENGTH"]
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
     environ["wsgi.input"] = io.BytesIO(body)
+    return environ
+
+
+def test_body_without_declared_length_is_limited_like_the_public_api(control):
+    app = create_admin_app(control, token=TOKEN, max_body_bytes=1024)
+    environ = _chunked_environ(json.dumps({"reason": "x" * 2000}).encode(), AUTH)
     status, _, payload = _call_wsgi(app, environ)
-    assert status.startswith("400"), status
-    assert json.loads(payload)["description"] == "A JSON body is required."
+    assert status.startswith("413"), status
+    assert json.loads(payload)["title"] == "Body too large"
+    # never read past one byte over the limit
+    assert environ["wsgi.input"].tell() == 1025
+    assert control.calls == []
+    # within the limit, the same request is served
+    status, _, payload = _call_wsgi(app, _chunked_environ(b'{"reason": "chunked"}', AUTH))
+    assert status.startswith("202"), status
+    assert control.calls == [("request_shutdown", "chunked")]
+
+
+def test_an_unauthenticated_body_is_never_read(control):
+    app = create_admin_app(control, token=TOKEN, max_body_bytes=1024)
+    environ = _chunked_environ(b'{"reason": "sneaky"}', {})
+    status, _, _ = _call_wsgi(app, environ)
+    assert status.startswith("401"), status
     assert environ["wsgi.input"].tell() == 0
     assert control.calls == []
 
@@ -246,7 +272,7 @@ def test_the_token_never_appears_in_logs(caplog):
     logged = caplog.text + errors.getvalue()
     # The run did log: refusals, the 500 with its traceback, the shutdown request.
     assert "admin request refused" in logged
-    assert "admin request failed" in logged and "RuntimeError: boom" in logged
+    assert "unhandled error in GET /admin/status" in logged and "RuntimeError: boom" in logged
     assert "admin shutdown requested" in logged and "planned" in logged
     for candidate in near_misses:
         assert candidate not in logged
@@ -276,3 +302,131 @@ def test_extra_routes_are_served_without_a_token(control):
 def test_extra_routes_cannot_take_a_control_plane_path(control, path):
     with pytest.raises(ValueError):
         create_admin_app(control, token=TOKEN, routes={path: object()})
+
+
+# --- undrain, matches, players ---
+
+def test_undrain_answers_200_with_the_controls_answer(client, control):
+    result = client.simulate_post("/admin/undrain", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json == {"state": "running", "accepting_tickets": True, "ready": True,
+                           "readiness": "ready"}
+    assert result.headers["cache-control"] == "no-store"
+    assert control.calls == [("undrain",)]
+
+
+def test_undrain_while_stopping_passes_the_stopping_state_through():
+    stopping = RecordingControl(stopping=True)
+    client = falcon.testing.TestClient(create_admin_app(stopping, token=TOKEN))
+    result = client.simulate_post("/admin/undrain", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json["state"] == "stopping" and result.json["accepting_tickets"] is False
+
+
+def test_match_answers_the_controls_data(client, control):
+    result = client.simulate_get(f"/admin/matches/{MATCH['match_id']}", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json == MATCH
+    assert result.headers["cache-control"] == "no-store"
+    assert control.calls == [("match", MATCH["match_id"])]
+
+
+def test_finish_match_answers_the_controls_data(client, control):
+    result = client.simulate_post(f"/admin/matches/{MATCH['match_id']}/finish", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json["status"] == "finished" and result.json["match_id"] == MATCH["match_id"]
+    assert control.calls == [("finish_match", MATCH["match_id"])]
+
+
+def test_player_answers_the_controls_data(client, control):
+    result = client.simulate_get("/admin/players/alice", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json == PLAYER
+    assert control.calls == [("player", "alice")]
+
+
+def test_release_player_answers_the_controls_data(client, control):
+    result = client.simulate_delete("/admin/players/alice", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json["released"] is True and result.json["player_id"] == "alice"
+    assert control.calls == [("release_player", "alice")]
+
+
+@pytest.mark.parametrize("method,path,call", [
+    ("GET", "/admin/matches/m-gone", ("match", "m-gone")),
+    ("POST", "/admin/matches/m-gone/finish", ("finish_match", "m-gone")),
+    ("GET", "/admin/players/carol", ("player", "carol")),
+    ("DELETE", "/admin/players/carol", ("release_player", "carol")),
+])
+def test_nothing_by_that_id_is_a_json_404(client, control, method, path, call):
+    result = client.simulate_request(method, path, headers=AUTH)
+    body = assert_json_error(result, 404)
+    assert body["title"] == "Not found"
+    assert call[1] in body["description"]  # the store's own sentence
+    assert result.headers["cache-control"] == "no-store"
+    assert control.calls == [call]
+
+
+@pytest.mark.parametrize("match_id", ["m.1", "m:1", "m!1", "x" * 65, "m%2A1", "caf%C3%A9"])
+@pytest.mark.parametrize("method,suffix", [("GET", ""), ("POST", "/finish")])
+def test_a_match_id_the_store_cannot_have_made_is_404_without_asking(client, control, match_id,
+                                                                     method, suffix):
+    result = client.simulate_request(method, f"/admin/matches/{match_id}{suffix}", headers=AUTH)
+    assert assert_json_error(result, 404)["title"] == "Match not found"
+    assert control.calls == []
+
+
+@pytest.mark.parametrize("player_id", ["p!1", "p*1", "x" * 65, "caf%C3%A9", "p%201"])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_a_malformed_player_id_is_400_without_asking(client, control, player_id, method):
+    result = client.simulate_request(method, f"/admin/players/{player_id}", headers=AUTH)
+    assert "player_id" in assert_json_error(result, 400)["description"]
+    assert control.calls == []
+
+
+@pytest.mark.parametrize("player_id", ["p.1", "team:7", "a-b_c", "x" * 64])
+def test_every_player_id_the_public_api_accepts_is_looked_up(client, control, player_id):
+    result = client.simulate_get(f"/admin/players/{player_id}", headers=AUTH)
+    assert_json_error(result, 404)  # looked up, not refused: RecordingControl knows only alice
+    assert control.calls == [("player", player_id)]
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/admin/undrain"),
+    ("GET", f"/admin/matches/{MATCH['match_id']}"),
+    ("POST", f"/admin/matches/{MATCH['match_id']}/finish"),
+    ("GET", "/admin/players/alice"),
+    ("DELETE", "/admin/players/alice"),
+])
+def test_redis_unavailable_is_503_with_retry_after_never_500(method, path):
+    down = RecordingControl(fail=RedisUnavailable("Redis is unavailable: Connection refused"))
+    client = falcon.testing.TestClient(create_admin_app(down, token=TOKEN))
+    result = client.simulate_request(method, path, headers=AUTH)
+    assert_json_error(result, 503)
+    assert int(result.headers["retry-after"]) > 0
+    assert result.headers["cache-control"] == "no-store"
+    assert len(down.calls) == 1
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/admin/undrain"),
+    ("DELETE", f"/admin/matches/{MATCH['match_id']}"),
+    ("GET", f"/admin/matches/{MATCH['match_id']}/finish"),
+    ("POST", "/admin/players/alice"),
+])
+def test_wrong_methods_on_the_new_routes_are_json_405(client, control, method, path):
+    assert_json_error(client.simulate_request(method, path, headers=AUTH), 405)
+    assert control.calls == []
+
+
+def test_operator_actions_are_logged_with_the_remote_address_never_the_token(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.simulate_post("/admin/undrain", headers=AUTH, remote_addr="10.1.2.3")
+    client.simulate_post(f"/admin/matches/{MATCH['match_id']}/finish", headers=AUTH,
+                         remote_addr="10.1.2.3")
+    client.simulate_delete("/admin/players/alice", headers=AUTH, remote_addr="10.1.2.3")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "admin undrain requested from 10.1.2.3" in warnings
+    assert f"admin finish of match {MATCH['match_id']} requested from 10.1.2.3" in warnings
+    assert "admin release of player alice requested from 10.1.2.3" in warnings
+    assert TOKEN not in caplog.text

@@ -6,47 +6,46 @@ import os
 import socket
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
+from mmserver.config import Address
+from mmserver.http.server import HttpServer
 from mmserver_admin.app import create_admin_app
-from tests.admin.controls import TOKEN, RecordingControl, write_token
+from mmserver.store import RedisUnavailable
+from tests.admin.controls import MATCH, PLAYER, TOKEN, RecordingControl, write_token
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("mmadmin")
 MMADMIN = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "mmserver_admin.cli"]
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # keep the test output clean
-        pass
-
-
-class QuietServer(WSGIServer):
-    def handle_error(self, request, client_address):  # a client that hung up is not a failure
-        pass
-
-
 class AdminServer:
-    def __init__(self, control: RecordingControl, token: str = TOKEN) -> None:
-        self.control = control
-        self._httpd = make_server("127.0.0.1", 0, create_admin_app(control, token=token),
-                                  server_class=QuietServer, handler_class=QuietHandler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_port}"
-        self.listen = f"127.0.0.1:{self._httpd.server_port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="test-admin-server", daemon=True)
+    """The admin app on the HTTP server the service itself runs (waitress), on a real socket."""
 
-    def __enter__(self) -> "AdminServer":
-        self._thread.start()
+    def __init__(self, control: RecordingControl, token: str = TOKEN, port: int = 0) -> None:
+        self.control = control
+        self._http = HttpServer([(Address("127.0.0.1", port), create_admin_app(control, token=token))],
+                                threads=4, max_request_body_size=16384)
+        self._http.bind()
+        bound = self._http.addresses[0]
+        self.url = f"http://127.0.0.1:{bound.port}"
+        self.listen = f"127.0.0.1:{bound.port}"
+
+    def start(self) -> "AdminServer":
+        self._http.start()
         return self
 
+    def stop(self) -> None:
+        self._http.stop_accepting()
+        self._http.drain(time.monotonic() + 5)
+
+    def __enter__(self) -> "AdminServer":
+        return self.start()
+
     def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        self.stop()
 
 
 @pytest.fixture
@@ -224,5 +223,158 @@ def test_server_error_exits_1(tmp_path):
     with AdminServer(failing) as server:
         result = run(["status"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
     assert result.returncode == 1
-    assert "500 Internal Server Error" in result.stderr
+    assert "answered 500 Internal error: " in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- --json on either side of the command ---
+
+@pytest.mark.parametrize("args", [["--json", "status"], ["status", "--json"]])
+def test_json_before_or_after_the_command(server, tmp_path, args):
+    result = run(args, tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == server.control.status()
+
+
+@pytest.mark.parametrize("args", [["drain"], ["undrain"], ["match", "m-7Qx2"], ["player", "alice"]])
+def test_json_after_each_command(server, tmp_path, args):
+    result = run([*args, "--json"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), dict)
+
+
+def test_without_json_the_answer_is_text(server, tmp_path):
+    result = run(["undrain"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(ValueError):
+        json.loads(result.stdout)
+
+
+# --- undrain ---
+
+def test_undrain(server, tmp_path):
+    result = run(["undrain"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("state: running (")
+    assert "accepting_tickets=yes" in result.stdout and "readiness=ready" in result.stdout
+    assert result.stderr == ""
+    assert server.control.calls == [("undrain",)]
+
+
+def test_undrain_of_a_stopping_replica_exits_1_and_says_why(tmp_path):
+    with AdminServer(RecordingControl(stopping=True)) as server:
+        result = run(["undrain"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 1
+    assert result.stdout.startswith("state: stopping (")
+    assert result.stderr == "mmadmin: not undrained: the replica is stopping\n"
+
+
+# --- matches and players ---
+
+def test_match_as_text(server, tmp_path):
+    result = run(["match", "m-7Qx2"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "match m-7Qx2"
+    assert "  state:      assigned" in lines
+    assert "  server:     10.0.0.5:7777" in lines
+    assert "  created_at: 1718000000.5 (2024-06-10 06:13:20 UTC)" in lines
+    assert [line.split() for line in lines if "t-alice" in line or "t-bob" in line] == [
+        ["alice", "t-alice", "1010"], ["bob", "t-bob", "990"]]
+    assert server.control.calls == [("match", "m-7Qx2")]
+
+
+def test_match_as_json_is_the_raw_answer(server, tmp_path):
+    result = run(["--json", "match", "m-7Qx2"], tmp_path, MMADMIN_URL=server.url,
+                 MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == MATCH
+
+
+def test_finish_match(server, tmp_path):
+    result = run(["finish-match", "m-7Qx2"], tmp_path, MMADMIN_URL=server.url,
+                 MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "match m-7Qx2"
+    assert "  status:  finished" in lines and "  players: alice, bob" in lines
+    assert server.control.calls == [("finish_match", "m-7Qx2")]
+
+
+def test_player_as_text(server, tmp_path):
+    result = run(["player", "alice"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "player alice"
+    assert "    status:      assigned" in lines
+    assert "      players:  alice, bob" in lines
+    assert server.control.calls == [("player", "alice")]
+
+
+def test_player_as_json_after_the_id(server, tmp_path):
+    result = run(["player", "alice", "--json"], tmp_path, MMADMIN_URL=server.url,
+                 MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == PLAYER
+
+
+def test_release(server, tmp_path):
+    result = run(["release", "alice"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "player alice"
+    assert "  released: yes" in lines and "    reason:      released" in lines
+    assert server.control.calls == [("release_player", "alice")]
+
+
+@pytest.mark.parametrize("args,kind,ident,call", [
+    (["match", "m-gone"], "match", "m-gone", "match"),
+    (["finish-match", "m-gone"], "match", "m-gone", "finish_match"),
+    (["player", "carol"], "player", "carol", "player"),
+    (["release", "carol"], "player", "carol", "release_player"),
+])
+def test_nothing_by_that_id_is_one_clear_line_and_exit_2(server, tmp_path, args, kind, ident, call):
+    result = run(args, tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"mmadmin: no {kind} '{ident}' on this service (404: ")
+    assert ident in lines[0].split("(404: ", 1)[1]  # the service's own sentence follows
+    assert server.control.calls == [(call, ident)]
+
+
+def test_an_id_is_one_path_segment(server, tmp_path):
+    # '/' and '?' are quoted: the id cannot reach another resource or add a query.
+    result = run(["release", "alice/../../drain"], tmp_path, MMADMIN_URL=server.url,
+                 MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert server.control.calls == []
+    result = run(["match", "m-7Qx2?x=1"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2 and "no match 'm-7Qx2?x=1'" in result.stderr
+    assert server.control.calls == []
+
+
+def test_a_malformed_player_id_is_refused_by_the_service_with_exit_2(server, tmp_path):
+    result = run(["player", "bad id!"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "answered 400 Invalid request: 'player_id' must be" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert server.control.calls == []
+
+
+def test_redis_unavailable_exits_1(tmp_path):
+    down = RecordingControl(fail=RedisUnavailable("Redis is unavailable: Connection refused"))
+    with AdminServer(down) as server:
+        result = run(["release", "alice"], tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 1
+    assert "answered 503 Service unavailable" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["match"], ["finish-match"], ["player"], ["release"]])
+def test_a_lookup_without_an_id_is_a_usage_error(server, tmp_path, args):
+    result = run(args, tmp_path, MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 2
+    assert "required" in result.stderr
+    assert server.control.calls == []

@@ -170,3 +170,36 @@ def test_status_text_of_the_services_shape():
                for line in lines)
     assert "store_error: ConnectionError: refused" in lines
     assert "readiness: draining" in lines
+
+
+# --- mmadmin match / player ---
+
+def test_record_text_of_a_match():
+    from tests.admin.controls import MATCH
+    lines = render.record_text("match", MATCH).splitlines()
+    assert lines[:3] == ["match m-7Qx2", "  mode:       duel", "  region:     -"]
+    assert "  created_at: 1718000000.5 (2024-06-10 06:13:20 UTC)" in lines
+    assert lines.count("    players (1):") == 2
+    assert "  teams #1:" in lines and "  teams #2:" in lines
+    header = next(line for line in lines if "player_id" in line)
+    assert header.split() == ["player_id", "ticket_id", "mmr"]
+
+
+def test_record_text_keeps_every_field_it_does_not_know():
+    record = {"player_id": "p1", "new_field": {"deep": [1, 2]}, "flags": [],
+              "rows": [{"a": 1}, {"b": {"nested": True}}], "expires_at": "later"}
+    text = render.record_text("player", record)
+    lines = text.splitlines()
+    assert lines[0] == "player p1"
+    assert "    deep: 1, 2" in lines
+    assert "  flags:      (none)" in lines
+    assert "  rows #2:" in lines and "      nested: yes" in lines
+    assert "  expires_at: later" in lines  # not a number: shown as it is
+
+
+@pytest.mark.parametrize("record", [
+    {}, {"match_id": None}, {"teams": []}, {"teams": [{}]}, {"teams": [{"players": []}]},
+    {"x": [[1, 2], [3]]}, {"x": [{"a": [{"b": 1}]}]}, {"created_at": True}, {1: 2},
+])
+def test_record_text_never_fails_on_odd_shapes(record):
+    assert isinstance(render.record_text("match", record), str)

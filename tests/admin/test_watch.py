@@ -8,16 +8,13 @@ import select
 import signal
 import socket
 import subprocess
-import threading
 import time
-from wsgiref.simple_server import make_server
 
 import pytest
 
 from mmserver_admin import render
-from mmserver_admin.app import create_admin_app
 from tests.admin.controls import STATUS, TOKEN, RecordingControl
-from tests.admin.test_cli import MMADMIN, AdminServer, QuietHandler, QuietServer, run
+from tests.admin.test_cli import MMADMIN, AdminServer, run
 
 ENV = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "MMSERVER_ADMIN_TOKEN": TOKEN}
 HEADER = "mmadmin watch "
@@ -137,10 +134,7 @@ def test_keeps_retrying_until_the_service_answers(tmp_path):
         assert watcher.stdout.readline().startswith("error: cannot reach")
         # The service comes up on that port while the view keeps retrying.
         control = RecordingControl(status=fleet_status(time.time()))
-        httpd = make_server("127.0.0.1", port, create_admin_app(control, token=TOKEN),
-                            server_class=QuietServer, handler_class=QuietHandler)
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="test-admin-late", daemon=True).start()
+        httpd = AdminServer(control, port=port).start()
         deadline = time.monotonic() + 20
         # Every refresh prints lines, so readline() never blocks for long.
         while time.monotonic() < deadline and "replica-b2" not in watcher.stdout.readline():
@@ -153,8 +147,7 @@ def test_keeps_retrying_until_the_service_answers(tmp_path):
             watcher.kill()
             watcher.wait(5)
         if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
+            httpd.stop()
     assert watcher.returncode == 0, err
     assert control.calls
 
