@@ -220,4 +220,4 @@ def test_tls_options_in_the_url_are_checked_before_any_connection(tmp_path):
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["ssl_ca_certs"] == f"{tmp_path}/ca.pem"
     assert kwargs["ssl_check_hostname"] is False
-    assert client.connection_pool.connection_class is redis.connection.SSLConnection
+    assert issubclass(client.connection_pool.connection_class, redis.connection.SSLConnection)
