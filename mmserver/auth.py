@@ -135,7 +135,11 @@ class PlayerTokens:
                         limit_key=f"p:{subject}")
         # Cached until exp plus the leeway PyJWT allowed; a token without a numeric exp never
         # got here (exp is required).
-        return caller, float(claims["exp"]) + CLOCK_SKEW_S
+        try:
+            expires = float(claims["exp"]) + CLOCK_SKEW_S
+        except (OverflowError, TypeError, ValueError):
+            raise Unauthorized("The player token's 'exp' is not a usable time.") from None
+        return caller, expires
 
 
 class Authenticator:

@@ -325,7 +325,9 @@ def from_values(values: Mapping[str, Any]) -> Config:
         values.update(load_config_file(config_file))
     config = Config(**values)
     _check(config)
-    if config.servers.token is None and config.listen.is_loopback:
+    # The demo server token only where creation is open too: a loopback demo, never beside a
+    # real [auth] (a production replica behind a local proxy also listens on loopback).
+    if config.servers.token is None and config.listen.is_loopback and config.open_creation:
         config = dataclasses.replace(
             config, servers=dataclasses.replace(config.servers, token=DEMO_SERVER_TOKEN))
     return config

@@ -141,8 +141,9 @@ class Access:
         if player != caller.player_id:
             raise forbidden("A player token creates tickets for its own player only.")
         party = body.get("party") or []
-        if isinstance(party, list):
-            outsiders = [p for p in party if p not in caller.party]
+        if isinstance(party, list) and all(isinstance(p, str) for p in party):
+            # Malformed members are validation's (400), the player itself too (422).
+            outsiders = [p for p in party if p not in caller.party and p != caller.player_id]
             if outsiders:
                 raise forbidden(f"{str(outsiders[0])[:64]!r} is not in the player token's party claim.")
         for name in self._trusted:

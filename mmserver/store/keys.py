@@ -46,7 +46,8 @@ Loading sessions and matches (a match is a session that got a server; same id)
   restarts. Separate from `mm:n`, whose counters go up and down with the tickets' states.
 
 Dedicated servers
-- `mm:sv:{server_id}` hash: a address, k kind ("s" static, "r" registered), h last heartbeat
+- `mm:svh:{server_id}` hash (a prefix of its own, so no server id can name a key of the
+  pool): a address, k kind ("s" static, "r" registered), h last heartbeat
   (ms), g region, m match id while busy, x "1" when it leaves the registry after its match
   (deregistered, or no longer in the static list).
 - `mm:sv:free` sorted set of free servers without a region, `mm:sv:free:{region}` of those
@@ -105,7 +106,7 @@ TICKET_PREFIX = "mm:t:"
 QUEUED_PREFIX = "mm:tq:"
 PLAYERS_PREFIX = "mm:pl:"
 SESSION_PREFIX = "mm:s:"
-SERVER_PREFIX = "mm:sv:"
+SERVER_PREFIX = "mm:svh:"  # its own family: no server id can name mm:sv:free and the like
 QUEUE_PREFIX = "mm:q:"
 REGIONS_PREFIX = "mm:qr:"
 REPLICA_PREFIX = "mm:r:"

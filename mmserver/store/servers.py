@@ -29,7 +29,10 @@ class Servers:
         if reply[0] == "static":
             raise Conflict(f"{server_id} is a static server of the configuration file; it does "
                            "not register or heartbeat.", title="Static server")
-        sid, addr, state, match_id, region_name, leaving = reply
+        if reply[0] == "moving":
+            raise Conflict(f"{server_id} hosts match {reply[1]} at its registered address; it may "
+                           "change address only while free.", title="Server busy")
+        _ok, sid, addr, state, match_id, region_name, leaving = reply
         result = {"server_id": sid, "address": addr, "region": region_name or None, "state": state}
         if match_id:
             result["match_id"] = match_id

@@ -64,6 +64,7 @@ class Sessions:
         self._max_match = ",".join(f"{mode}={ms}" for mode, ms in (max_match_ms or {}).items())
         self._server_retention_ms = server_retention_ms
         self._regions = list(regions)
+        self._last_clashes = ""  # logged when it changes, not at every tick
         # The members of the last read of each queue, so claims name the exact members and the
         # script need not read each ticket to rebuild them.
         self._members: dict[str, dict[str, str]] = {}
@@ -126,7 +127,8 @@ class Sessions:
         reply = self._scripts.call("allocate", args)
         if reply[0] == "seed":  # first call on this Redis, or the static list changed
             reply = self._scripts.call("allocate", args + self._static)
-        if reply[2]:
-            logger.warning("static servers not added, their address is held by a registered server: %s",
+        if reply[2] and reply[2] != self._last_clashes:
+            logger.warning("static servers not added yet, their address is held by a registered server: %s",
                            reply[2])
+        self._last_clashes = reply[2]
         return int(reply[0]), int(reply[1])

@@ -216,3 +216,15 @@ def test_the_roster_is_for_servers_and_backends(api):
     assert api.simulate_get("/v1/matches/abc").status_code == 401
     assert api.simulate_get("/v1/matches/abc", headers=bearer(SERVER_TOKEN)).status_code == 404
     assert api.simulate_get("/v1/matches/abc", headers=bearer(BACKEND_KEY)).status_code == 404
+
+
+def test_malformed_party_members_are_400_and_the_player_itself_422(api):
+    token = player_token(party=["amy"])
+    assert post(api, {"mode": "squad", "party": [{}]}, token).status_code == 400
+    assert post(api, {"mode": "squad", "party": ["alice"]}, token).status_code == 422
+
+
+def test_an_exp_beyond_any_clock_is_a_401(api):
+    token = jwt.encode({"sub": "alice", "exp": 10 ** 400, "mmr": 1, "iss": ISSUER, "aud": AUDIENCE},
+                       SECRET, algorithm="HS256")
+    assert post(api, {"mode": "duel"}, token).status_code == 401

@@ -126,8 +126,8 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.queues[name] = _scored(data)
         elif kind == "zset" and name.startswith(keys.SERVERS_FREE + ":"):
             regional_free.extend(_scored(data))  # the free pools of configured regions
-        elif kind == "hash" and name.startswith("mm:sv:"):
-            snap.servers[name[6:]] = _pairs(data)
+        elif kind == "hash" and name.startswith(keys.SERVER_PREFIX):
+            snap.servers[name[len(keys.SERVER_PREFIX):]] = _pairs(data)
         elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")):
             snap.odd[name] = kind
     # Sessions a claim created and no script loaded yet (lib.lua load_session()).

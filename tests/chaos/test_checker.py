@@ -99,7 +99,7 @@ def test_a_terminal_ticket_without_reason_is_reported(store, ledger, redis_clien
 
 def test_a_server_busy_with_an_ended_match_is_stranded(store, ledger, redis_client):
     store.heartbeat_server("sv1", "127.0.0.1:9001")
-    redis_client.hset("mm:sv:sv1", "m", "nosuchmatch")
+    redis_client.hset(keys.server("sv1"), "m", "nosuchmatch")
     redis_client.sadd("mm:sv:busy", "sv1")
     redis_client.zrem("mm:sv:free", "sv1")
     assert ("stranded", "sv1") in findings(redis_client, ledger)
@@ -171,5 +171,5 @@ def test_a_match_that_never_ends_is_stranded(store, ledger, redis_client):
 
 def test_two_servers_on_one_address_are_duplicated(store, ledger, redis_client):
     store.heartbeat_server("sv1", "127.0.0.1:9001")
-    redis_client.hset("mm:sv:sv2", mapping={"a": "127.0.0.1:9001", "k": "r", "h": 1})
+    redis_client.hset(keys.server("sv2"), mapping={"a": "127.0.0.1:9001", "k": "r", "h": 1})
     assert ("duplicated", "127.0.0.1:9001") in findings(redis_client, ledger)

@@ -75,6 +75,6 @@ def check_invariants(client) -> dict:
         actual = (matched if kind == "m" else assigned)[mode]
         assert int(value) == actual, f"counter {field}={value}, actual {actual}"
     busy = client.smembers("mm:sv:busy")
-    owners = Counter(client.hget(f"mm:sv:{sv}", "m") for sv in busy)
+    owners = Counter(client.hget(keys.server(sv), "m") for sv in busy)
     assert all(n == 1 for n in owners.values()), "a match holds two servers"
     return {tid: t["s"] for tid, t in tickets.items()}

@@ -158,3 +158,51 @@ def test_a_match_nobody_reports_ends_at_its_max_duration(redis_client):
     assert store.match(match_id)["state"] == "finished"
     assert store.stats()["servers"] == {"free": 1, "busy": 0, "stale": 0}
     assert redis_client.zcard(keys.MATCH_ENDS) == 0
+
+
+@pytest.mark.parametrize("server_id", ["free", "busy", "hb", "addr", "st", "static", "free:eu"])
+def test_a_server_id_cannot_name_a_key_of_the_pool(redis_client, server_id):
+    store = _store(redis_client, static=("10.0.0.5:7777",))
+    store.allocate(1)  # the static pool and its digest exist
+    assert store.heartbeat_server(server_id, "10.0.0.9:7000")["server_id"] == server_id
+    _allocating(store, 2)
+    assert store.allocate(10) == (2, 0)
+    assert store.process_deadlines(100).total == 0  # the deadline pass still runs
+    assert store.deregister_server(server_id)["state"] in ("removed", "leaving")
+
+
+def test_a_clashing_static_address_joins_the_pool_once_its_holder_leaves(redis_client):
+    holder = _store(redis_client)
+    holder.heartbeat_server("gs-1", "10.0.0.5:7777")
+    store = _store(redis_client, static=("10.0.0.5:7777",))
+    store.allocate(1)
+    assert redis_client.smembers(keys.STATIC_SERVERS) == set()
+    store.deregister_server("gs-1")
+    store.allocate(1)
+    assert redis_client.smembers(keys.STATIC_SERVERS) == {"10.0.0.5:7777"}
+    assert redis_client.zrange(keys.SERVERS_FREE, 0, -1) == ["10.0.0.5:7777"]
+
+
+def test_a_registered_id_equal_to_a_later_static_address_keeps_its_server(redis_client):
+    store = _store(redis_client)
+    store.heartbeat_server("10.0.0.5:7777", "10.0.0.9:1")
+    _store(redis_client, static=("10.0.0.5:7777",)).allocate(1)
+    assert redis_client.hget(keys.server("10.0.0.5:7777"), "k") == "r"
+    assert redis_client.hget(keys.SERVER_ADDRESSES, "10.0.0.9:1") == "10.0.0.5:7777"
+    assert store.heartbeat_server("10.0.0.5:7777", "10.0.0.9:1")["state"] == "free"
+
+
+def test_a_busy_server_cannot_move_to_another_address(redis_client):
+    store = _store(redis_client)
+    store.heartbeat_server("gs-1", "10.0.0.9:7000")
+    _allocating(store)
+    store.allocate(10)
+    with pytest.raises(Conflict, match="only while free"):
+        store.heartbeat_server("gs-1", "10.0.0.9:7001")
+    assert store.heartbeat_server("gs-1", "10.0.0.9:7000")["state"] == "busy"
+
+
+def test_a_server_named_like_a_reply_tag_registers(redis_client):
+    store = _store(redis_client)
+    for i, server_id in enumerate(("clash", "static", "moving", "ok")):
+        assert store.heartbeat_server(server_id, f"10.0.0.{i}:1")["state"] == "free"

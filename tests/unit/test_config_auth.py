@@ -134,3 +134,10 @@ def test_the_command_refuses_open_creation_beyond_loopback_with_exit_2(tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "MMSERVER_LISTEN" in lines[0] and "[auth]" in lines[0], result.stderr
+
+
+def test_the_demo_server_token_is_for_open_loopback_demos_only(tmp_path):
+    from mmserver.config import DEMO_SERVER_TOKEN
+    assert load([], {}).servers.token == DEMO_SERVER_TOKEN
+    config = load_text(tmp_path, MODE + "[auth]\nbackend_keys = ['k-0123456789abcdef']\n")
+    assert config.servers.token is None  # loopback, but behind real credentials

@@ -19,8 +19,11 @@ if redis.call('GET', STATIC_DIGEST) ~= digest then
     local address, region = string.match(ARGV[i], '^([^|]*)|(.*)$')
     wanted[address] = true
     local holder = redis.call('HGET', ADDRESSES, address)
-    if holder and holder ~= address then
-      clashes[#clashes + 1] = address  -- a registered server holds it: it stays that server's
+    local kind = redis.call('HGET', svkey(address), 'k')
+    if (holder and holder ~= address) or kind == 'r' then
+      -- A registered server holds the address, or uses it as its id: it stays that server's,
+      -- and the static entry is retried at every tick until the server leaves.
+      clashes[#clashes + 1] = address
     else
       -- A static server's id is its address; it never heartbeats and is always healthy.
       local key = svkey(address)
@@ -47,7 +50,8 @@ if redis.call('GET', STATIC_DIGEST) ~= digest then
       end
     end
   end
-  redis.call('SET', STATIC_DIGEST, digest)
+  -- Reconciled only when every listed address is in the pool: a clash is retried next time.
+  if #clashes == 0 then redis.call('SET', STATIC_DIGEST, digest) end
 end
 local max_ms = {}
 for _, entry in ipairs(split(ARGV[5], ',')) do

@@ -7,6 +7,7 @@ local sv = hgetall(key)
 if sv.k == 's' then return { 'static' } end
 local holder = redis.call('HGET', ADDRESSES, address)
 if holder and holder ~= id then return { 'clash', holder } end
+if sv.m and sv.a and sv.a ~= address then return { 'moving', sv.m } end
 local now = int(now_ms())
 if sv.a and sv.a ~= address and redis.call('HGET', ADDRESSES, sv.a) == id then
   redis.call('HDEL', ADDRESSES, sv.a)
@@ -18,8 +19,8 @@ redis.call('HSET', key, 'a', address, 'h', now, 'k', 'r')
 if region ~= '' then redis.call('HSET', key, 'g', region) else redis.call('HDEL', key, 'g') end
 if sv.m then
   redis.call('ZADD', HEARTBEATS, now, id)
-  return { id, address, 'busy', sv.m, region, sv.x or '' }
+  return { 'ok', id, address, 'busy', sv.m, region, sv.x or '' }
 end
 if sv.a and (sv.g or '') ~= region then redis.call('ZREM', freekey(sv.g), id) end
 redis.call('ZADD', freekey(region), now, id)
-return { id, address, 'free', '', region, '' }
+return { 'ok', id, address, 'free', '', region, '' }
