@@ -10,7 +10,8 @@ has waited longer and so has a window at least as wide: the spread is within the
 proposal's oldest ticket, as the rules require.
 
 Three searches, picked once per call:
-- 1v1: the nearest neighbour on either side;
+- 1v1: as many pairs as the rules allow, then the least total spread (duels.py; not anchored,
+  so the rest of this description is about the other two);
 - solo tickets only: the `players_per_match` consecutive tickets around the anchor with the
   smallest spread (exhaustive: the neighbourhood holds every candidate set);
 - parties: the nearest tickets first, until the sizes at hand can make a whole match
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mmserver.matchmaking.duels import propose_duels
 from mmserver.matchmaking.model import Proposal, QueuedTicket
 from mmserver.matchmaking.packing import find_composition
 from mmserver.matchmaking.pool import Pool
@@ -51,48 +53,10 @@ def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: flo
         return []
     pool = Pool(eligible)
     if team_size == 1 and rules.teams == 2:
-        return _duels(pool, rules, now)
+        return propose_duels(pool, rules, now)
     if all(t.size == 1 for t in eligible):
         return _solos(pool, rules, now)
     return _parties(pool, rules, now)
-
-
-def _duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
-    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
-    ids, mmr, enqueued = pool.ids, pool.mmr, pool.enqueued
-    left, right, taken = pool.left, pool.right, pool.taken
-    proposals = []
-    append = proposals.append
-    for p in pool.anchors:
-        if taken[p]:
-            continue
-        # window(rules, waited), inlined: this loop runs once per queued ticket.
-        waited = now - enqueued[p]
-        w = base + growth * waited if waited > 0 else base
-        if w > cap:
-            w = cap
-        m = mmr[p]
-        lp, rp = left[p], right[p]
-        dl = m - mmr[lp]
-        dr = mmr[rp] - m
-        if dr <= dl:
-            if dr > w:
-                continue
-            q, d = rp, dr
-        else:
-            if dl > w:
-                continue
-            q, d = lp, dl
-        # Unlink p, then q (correct whether or not they are adjacent).
-        right[lp] = rp
-        left[rp] = lp
-        lq, rq = left[q], right[q]
-        right[lq] = rq
-        left[rq] = lq
-        taken[p] = 1
-        taken[q] = 1
-        append(Proposal(((ids[p],), (ids[q],)), d))
-    return proposals
 
 
 def _solos(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:

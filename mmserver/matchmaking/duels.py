@@ -1,0 +1,282 @@
+"""1v1: as many pairs as the rules allow, then the least total MMR spread.
+
+A pair is allowed when its MMR gap is within the window of its older ticket. Windows only widen
+with waiting, so that is the wider of the two windows: in MMR order, ticket i may pair with j
+when |m_i - m_j| <= max(w_i, w_j). Two facts about that rule make the search cheap:
+
+- if i and k may pair, any ticket j between them may pair with i or with k (the wider window
+  covers j too). So in a best matching no pair spans an unmatched ticket: swapping the
+  unmatched one in keeps the count and shrinks the spread;
+- on a line, pairing the matched tickets consecutively (1st with 2nd, 3rd with 4th, ...) has
+  the least spread of any pairing of them, allowed or not: every gap between the (2k-1)th and
+  the 2kth is crossed by at least one pair of any pairing.
+
+The search, in three steps:
+
+1. a dynamic program over the MMR order pairs neighbours only (each ticket is left out, or
+   paired with the one before it): most pairs, then least spread. When it leaves nobody out it
+   is a best matching, by the second fact; so it is when it leaves one ticket out of an odd
+   queue and its spread is the least that any pairing of all tickets but one could have. That
+   is the usual case in a busy queue, and costs one pass;
+2. otherwise, the queue is cut where no allowed pair crosses (connected groups, contiguous in
+   MMR order), and each group where a ticket was left out is searched exactly: left to right,
+   each ticket left out or paired with any later allowed partner, memoised on which later
+   tickets are taken. The wide windows of old tickets can make a best matching need crossed
+   pairs, which only this search finds. Among equal counts and spreads it prefers matching
+   the older tickets (lexicographically, oldest first);
+3. a group too large for that search (more than `_EXACT_MAX` tickets or `_EXACT_STATES`
+   states) keeps the neighbours-only result when step 1's proof holds for it, and otherwise
+   the better of that and the previous matcher's pairing (oldest first, each ticket takes its
+   nearest allowed neighbour), so it is never worse than before.
+
+Proposals come in the order of their older ticket (ties by ticket id), that ticket first.
+"""
+from __future__ import annotations
+
+from array import array
+from itertools import accumulate, islice
+from operator import add, sub
+
+from mmserver.matchmaking.model import Proposal
+from mmserver.matchmaking.pool import Pool
+from mmserver.matchmaking.rules import MatchRules, window
+
+_EXACT_MAX = 48  # tickets in one group searched exactly
+_EXACT_STATES = 20_000  # memoised states per group before giving up on the exact search
+
+
+class _TooBig(Exception):
+    pass
+
+
+def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
+    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
+    ids, mmr, enqueued, anchors = pool.ids, pool.mmr, pool.enqueued, pool.anchors
+    n = len(anchors)
+    gaps = list(map(sub, islice(mmr, 2, n + 1), islice(mmr, 1, n)))  # gaps[t - 2]: t - 1 to t
+
+    # 1. Neighbours only. (k1, s1): pairs and spread over positions 1..t-1, (k0, s0) over
+    # 1..t-2; paired[t]: t pairs with t - 1. This loop runs once per queued ticket.
+    paired = bytearray(n + 1)
+    narrowest = base if base < cap else cap  # every window is at least this wide
+    k0 = k1 = 0
+    s0 = s1 = 0.0
+    t = 1
+    for g in gaps:
+        t += 1
+        if g > narrowest:
+            # window(rules, waited) of the older ticket, inlined.
+            a, b = enqueued[t], enqueued[t - 1]
+            waited = now - (a if a < b else b)
+            x = base + growth * waited if waited > 0 else base
+            if g > x or g > cap:
+                k0, s0 = k1, s1
+                continue
+        k = k0 + 1
+        s = s0 + g
+        if k > k1 or (k == k1 and s < s1):
+            paired[t] = 1
+            k0, s0, k1, s1 = k1, s1, k, s
+        else:
+            k0, s0 = k1, s1
+    partner = array("l", bytes(8 * (n + 2)))
+    t = n
+    while t >= 2:
+        if paired[t]:
+            partner[t] = t - 1
+            partner[t - 1] = t
+            t -= 2
+        else:
+            t -= 1
+    if 2 * k1 < n and not (2 * k1 == n - 1 and n > _EXACT_MAX and s1 <= _least_with_one_out(gaps) * (1 + 1e-12)):
+        _improve(pool, rules, now, partner)
+
+    # Proposals in the order of their older ticket, as the callers expect.
+    proposals = []
+    append = proposals.append
+    seen = bytearray(n + 2)
+    for p in anchors:
+        q = partner[p]
+        if q and not seen[p]:
+            seen[p] = seen[q] = 1
+            append(Proposal(((ids[p],), (ids[q],)), abs(mmr[q] - mmr[p])))
+    return proposals
+
+
+def _least_with_one_out(gaps: list[float]) -> float:
+    """Least spread of any pairing of all tickets but one (an odd number), allowed or not.
+
+    Leaving out the s-th ticket (1-based) of n, the rest pairs consecutively: (1,2), (3,4), ...
+    before it and (s+1,s+2), ... after it. An even s is never better than s - 1 (its pairing
+    holds the pair (s-1, s+1) where s - 1 left out holds (s, s+1)), so s is odd: the pairs
+    before it are the gaps 1, 3, ... and those after it the gaps s+1, s+3, ... .
+    """
+    before = [0.0, *accumulate(gaps[0::2])]
+    odd = gaps[1::2]
+    after = [*accumulate(reversed(odd), initial=0.0)]
+    after.reverse()
+    return min(map(add, before, after))
+
+
+def _improve(pool: Pool, rules: MatchRules, now: float, partner) -> None:
+    """Steps 2 and 3: rework each connected group where the neighbours-only pairing left a
+    ticket out, unless its result is already proven best."""
+    mmr, enqueued = pool.mmr, pool.enqueued
+    n = len(pool.anchors)
+    w = [0.0] + [window(rules, now - enqueued[t]) for t in range(1, n + 1)] + [0.0]
+    # Least left reach from position t onwards, to find the cuts.
+    low_from = [0.0] * (n + 2)
+    low = float("inf")
+    for t in range(n, 0, -1):
+        x = mmr[t] - w[t]
+        if x < low:
+            low = x
+        low_from[t] = low
+    rank = array("l", bytes(8 * (n + 2)))
+    for r, p in enumerate(pool.anchors):
+        rank[p] = r
+    start = 1
+    high = -float("inf")
+    for t in range(1, n + 1):
+        x = mmr[t] + w[t]
+        if x > high:
+            high = x
+        if t == n or (high < mmr[t + 1] and low_from[t + 1] > mmr[t]):
+            _settle(pool, rules, now, w, partner, rank, start, t)
+            start = t + 1
+            high = -float("inf")
+
+
+def _settle(pool, rules, now, w, partner, rank, lo: int, hi: int) -> None:
+    size = hi - lo + 1
+    left_out = [t for t in range(lo, hi + 1) if not partner[t]]
+    if not left_out or size < 2:
+        return
+    mmr = pool.mmr
+    if len(left_out) == 1 and size > _EXACT_MAX:
+        gaps = [mmr[t + 1] - mmr[t] for t in range(lo, hi)]
+        if _spread_of(mmr, partner, lo, hi) <= _least_with_one_out(gaps) * (1 + 1e-12):
+            return  # proven best; the tie-break among equals is not worth a search this large
+    positions = list(range(lo, hi + 1))
+    try:
+        if size > _EXACT_MAX:
+            raise _TooBig
+        pairs = _exact(positions, mmr, w, rank)
+    except _TooBig:
+        pairs = _better(_nearest_pairs(pool, rules, now, lo, hi), _current(partner, lo, hi), mmr)
+    for t in positions:
+        partner[t] = 0
+    for p, q in pairs:
+        partner[p] = q
+        partner[q] = p
+
+
+def _current(partner, lo: int, hi: int) -> list[tuple[int, int]]:
+    return [(t, partner[t]) for t in range(lo, hi + 1) if partner[t] > t]
+
+
+def _spread_of(mmr, partner, lo: int, hi: int) -> float:
+    return sum(mmr[q] - mmr[p] for p, q in _current(partner, lo, hi))
+
+
+def _better(a: list[tuple[int, int]], b: list[tuple[int, int]], mmr) -> list[tuple[int, int]]:
+    spread_a = sum(abs(mmr[q] - mmr[p]) for p, q in a)
+    spread_b = sum(abs(mmr[q] - mmr[p]) for p, q in b)
+    if len(a) != len(b):
+        return a if len(a) > len(b) else b
+    return a if spread_a < spread_b else b
+
+
+def _exact(positions: list[int], mmr, w, rank) -> list[tuple[int, int]]:
+    """Most pairs, then least spread, then the oldest tickets matched (lexicographically)."""
+    k = len(positions)
+    m = [mmr[p] for p in positions]
+    ww = [w[p] for p in positions]
+    later = [[j for j in range(i + 1, k) if m[j] - m[i] <= ww[i] or m[j] - m[i] <= ww[j]] for i in range(k)]
+    # Weights that make "older tickets matched" a sum: the oldest outweighs all younger ones.
+    by_age = sorted(range(k), key=lambda i: rank[positions[i]])
+    age = [0] * k
+    for r, i in enumerate(by_age):
+        age[i] = 1 << (k - 1 - r)
+    memo: dict[tuple[int, int], tuple[int, float, int, int]] = {}
+
+    def best(i: int, taken: int) -> tuple[int, float, int, int]:
+        while i < k and taken >> i & 1:
+            i += 1
+        if i >= k:
+            return (0, 0.0, 0, -1)
+        taken &= -(1 << i)
+        key = (i, taken)
+        found = memo.get(key)
+        if found is not None:
+            return found
+        if len(memo) >= _EXACT_STATES:
+            raise _TooBig
+        c, s, a, _ = best(i + 1, taken)
+        result = (c, s, a, -1)
+        for j in later[i]:
+            if taken >> j & 1:
+                continue
+            c2, s2, a2, _ = best(i + 1, taken | 1 << j)
+            c2 += 1
+            s2 += m[j] - m[i]
+            a2 += age[i] + age[j]
+            if c2 > result[0] or (c2 == result[0] and (s2 < result[1] or (s2 == result[1] and a2 > result[2]))):
+                result = (c2, s2, a2, j)
+        memo[key] = result
+        return result
+
+    pairs = []
+    i, taken = 0, 0
+    while True:
+        while i < k and taken >> i & 1:
+            i += 1
+        if i >= k:
+            break
+        j = best(i, taken)[3]
+        if j >= 0:
+            pairs.append((positions[i], positions[j]))
+            taken |= 1 << j
+        i += 1
+    return pairs
+
+
+def _nearest_pairs(pool: Pool, rules: MatchRules, now: float, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The previous matcher on positions lo..hi: oldest first, each takes its nearest allowed
+    unmatched neighbour."""
+    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
+    mmr, enqueued = pool.mmr, pool.enqueued
+    left = {t: t - 1 for t in range(lo, hi + 1)}
+    right = {t: t + 1 for t in range(lo, hi + 1)}
+    value = {t: mmr[t] for t in range(lo - 1, hi + 2)}
+    value[lo - 1] = -float("inf")
+    value[hi + 1] = float("inf")
+    taken = set()
+    pairs = []
+    for p in pool.anchors:
+        if not lo <= p <= hi or p in taken:
+            continue
+        waited = now - enqueued[p]
+        wp = base + growth * waited if waited > 0 else base
+        if wp > cap:
+            wp = cap
+        lp, rp = left[p], right[p]
+        dl = value[p] - value[lp]
+        dr = value[rp] - value[p]
+        if dr <= dl:
+            if dr > wp:
+                continue
+            q = rp
+        else:
+            if dl > wp:
+                continue
+            q = lp
+        for x in (p, q):
+            lx, rx = left[x], right[x]
+            if rx <= hi:
+                left[rx] = lx
+            if lx >= lo:
+                right[lx] = rx
+        taken.update((p, q))
+        pairs.append((min(p, q), max(p, q)))
+    return pairs
