@@ -45,9 +45,12 @@ setup(
             # tests/hostile/test_schemathesis.py generates requests from the OpenAPI document
             # and checks every answer against it (no 5xx, documented status, schema-conformant).
             "schemathesis>=4.3,<5",
+            # bench/bench_quality.py's exact 1v1 reference (a maximum-weight matching), which
+            # tests/unit/test_bench_smoke.py runs.
+            "networkx>=3.2",
         ],
         # bench/profile_mm.py samples the running mmserver process (docs/PERFORMANCE.md).
-        "bench": ["py-spy>=0.4"],
+        "bench": ["py-spy>=0.4", "networkx>=3.2"],
     },
     entry_points={
         "console_scripts": [

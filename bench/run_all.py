@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 FULL = {
     "matcher": ["bench_matcher.py"],
+    "quality": ["bench_quality.py"],
     "create": ["bench_create.py"],
     "tick": ["bench_tick.py"],
     "notify": ["bench_notify.py"],
@@ -28,6 +29,7 @@ FULL = {
 }
 QUICK = {
     "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
+    "quality": ["bench_quality.py", "--quick"],
     "create": ["bench_create.py", "--rounds", "2", "--seconds", "2"],
     "tick": ["bench_tick.py", "--sizes", "1000,10000", "--rounds", "1"],
     "notify": ["bench_notify.py", "--rounds", "1", "--idle", "100", "--probes", "50"],

@@ -29,6 +29,16 @@ def test_matcher(tmp_path):
     assert all(row["proposals"] > 0 for row in report["results"])
 
 
+def test_quality(tmp_path):
+    report = run("bench_quality.py", tmp_path / "q.json", "--ticks", "40")
+    rows = {(row["scenario"], row["arrivals_per_s"]): row for row in report["results"]}
+    assert {scenario for scenario, _ in rows} == {"1v1", "5v5"}
+    for (scenario, _), row in rows.items():
+        assert row["reference"]["matched_tickets"] > 0
+        if scenario == "1v1":  # the matcher forms as many pairs as the exact reference
+            assert row["matcher"]["matches_per_tick"] == row["reference"]["matches_per_tick"]
+
+
 def test_create_ratio(tmp_path):
     report = run("bench_create.py", tmp_path / "c.json", "--rounds", "1", "--seconds", "0.5",
                  "--concurrency", "4", "--threads", "4")
