@@ -15,7 +15,9 @@ removes what it matched. The same arrivals go through two policies, each with it
 
 Figures over the ticks after a warm-up (the first tenth): matches per tick, the wait of the
 matched tickets (p50, p90, p99, seconds) and the mean spread per match, for both policies,
-then matcher / reference. Each policy sees the same arrivals; the queues then differ.
+then matcher / reference. Each policy sees the same arrivals; the queues then differ. "Same
+queue" runs the reference, without acting, on the matcher's own queue in each tick: the
+matches it could have formed there, and their spread per match.
 
     .venv/bin/python bench/bench_quality.py [--ticks 1200] [--seed 1] [--quick] [--out PATH]
 """
@@ -107,8 +109,12 @@ def consecutive_groups(tickets: Sequence[QueuedTicket], rules: MatchRules, now: 
     return proposals
 
 
-def simulate(policy: Policy, rules: MatchRules, stream: list[tuple[float, float]], ticks: int, warmup: int) -> dict:
+def simulate(policy: Policy, rules: MatchRules, stream: list[tuple[float, float]], ticks: int, warmup: int,
+             shadow: Policy | None = None) -> dict:
+    """Run `policy` tick by tick; `shadow`, when given, is run on the same queue in each counted
+    tick without acting, to compare the two on identical input."""
     queue: dict[str, QueuedTicket] = {}
+    same_queue = [0, 0, 0.0, 0.0]  # matches: policy, shadow; spread: policy, shadow
     k = 0
     per_tick: list[int] = []
     waits: list[float] = []
@@ -122,9 +128,16 @@ def simulate(policy: Policy, rules: MatchRules, stream: list[tuple[float, float]
             queue[ticket_id] = QueuedTicket(ticket_id, mmr, 1, at)
             k += 1
         started = time.perf_counter()
-        proposals = policy(list(queue.values()), rules, now)
+        tickets = list(queue.values())
+        proposals = policy(tickets, rules, now)
         seconds += time.perf_counter() - started
         counted = n > warmup
+        if shadow is not None and counted:
+            other = shadow(tickets, rules, now)
+            same_queue[0] += len(proposals)
+            same_queue[1] += len(other)
+            same_queue[2] += sum(p.mmr_spread for p in proposals)
+            same_queue[3] += sum(p.mmr_spread for p in other)
         for proposal in proposals:
             for members in proposal.teams:
                 for ticket_id in members:
@@ -135,7 +148,7 @@ def simulate(policy: Policy, rules: MatchRules, stream: list[tuple[float, float]
                 spreads.append(proposal.mmr_spread)
         if counted:
             per_tick.append(len(proposals))
-    return {
+    result = {
         "matches_per_tick": round(sum(per_tick) / len(per_tick), 3) if per_tick else 0.0,
         "wait_p50_s": _round(percentile(waits, 50)),
         "wait_p90_s": _round(percentile(waits, 90)),
@@ -145,6 +158,12 @@ def simulate(policy: Policy, rules: MatchRules, stream: list[tuple[float, float]
         "left_in_queue": len(queue),
         "propose_s_total": round(seconds, 3),
     }
+    if shadow is not None:
+        result["same_queue"] = {
+            "matches_ratio": _ratio(same_queue[0], same_queue[1]),
+            "spread_per_match_ratio": _ratio(same_queue[2] / max(1, same_queue[0]), same_queue[3] / max(1, same_queue[1])),
+        }
+    return result
 
 
 def _round(value: float | None) -> float | None:
@@ -160,7 +179,7 @@ def compare(scenario: str, rate: float, ticks: int, seed: int, matcher: Policy =
     reference = exact_duels if rules.players_per_match == 2 else consecutive_groups
     stream = arrivals(rate, ticks * TICK_S, seed)
     warmup = ticks // 10
-    ours = simulate(matcher, rules, stream, ticks, warmup)
+    ours = simulate(matcher, rules, stream, ticks, warmup, shadow=reference)
     ref = simulate(reference, rules, stream, ticks, warmup)
     keys = ("matches_per_tick", "wait_p50_s", "wait_p90_s", "wait_p99_s", "mean_spread")
     return {
@@ -198,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{scenario} at {rate}/s")
             print(_line("matcher", row["matcher"]))
             print(_line("reference", row["reference"]))
-            print(_line("ratio", row["ratio"]), flush=True)
+            print(_line("ratio", row["ratio"]))
+            same = row["matcher"]["same_queue"]
+            print(f"  same queue, matcher / reference: matches {same['matches_ratio']}, "
+                  f"spread per match {same['spread_per_match_ratio']}", flush=True)
     report["results"] = rows
     report.write(args.out)
     return 0
