@@ -39,10 +39,11 @@ from operator import add, sub
 
 from mmserver.matchmaking.model import Proposal
 from mmserver.matchmaking.pool import Pool
-from mmserver.matchmaking.rules import MatchRules, window
+from mmserver.matchmaking.rules import MatchRules
 
 _EXACT_MAX = 48  # tickets in one group searched exactly
 _EXACT_STATES = 20_000  # memoised states per group before giving up on the exact search
+_TOLERANCE = 1e-12  # relative: spreads summed in different orders may differ in the last bits
 
 
 class _TooBig(Exception):
@@ -79,6 +80,10 @@ def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
             k0, s0, k1, s1 = k1, s1, k, s
         else:
             k0, s0 = k1, s1
+    if k1 == 0:
+        # No neighbours may pair, so no tickets at all may: were i and k allowed with no
+        # allowed pair closer than them, the ticket after i would make one (first fact).
+        return []
     partner = array("l", bytes(8 * (n + 2)))
     t = n
     while t >= 2:
@@ -88,7 +93,7 @@ def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
             t -= 2
         else:
             t -= 1
-    if 2 * k1 < n and not (2 * k1 == n - 1 and n > _EXACT_MAX and s1 <= _least_with_one_out(gaps) * (1 + 1e-12)):
+    if 2 * k1 < n and not (2 * k1 == n - 1 and _proven(s1, gaps)):
         _improve(pool, rules, now, partner)
 
     # Proposals in the order of their older ticket, as the callers expect.
@@ -103,8 +108,9 @@ def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     return proposals
 
 
-def _least_with_one_out(gaps: list[float]) -> float:
-    """Least spread of any pairing of all tickets but one (an odd number), allowed or not.
+def _least_with_one_out(gaps: list[float]) -> tuple[float, bool]:
+    """Least spread of any pairing of all tickets but one (an odd number), allowed or not, and
+    whether only one ticket left out reaches it.
 
     Leaving out the s-th ticket (1-based) of n, the rest pairs consecutively: (1,2), (3,4), ...
     before it and (s+1,s+2), ... after it. An even s is never better than s - 1 (its pairing
@@ -115,53 +121,60 @@ def _least_with_one_out(gaps: list[float]) -> float:
     odd = gaps[1::2]
     after = [*accumulate(reversed(odd), initial=0.0)]
     after.reverse()
-    return min(map(add, before, after))
+    totals = list(map(add, before, after))
+    least = min(totals)
+    near = least + _TOLERANCE * (1.0 + least)
+    return least, sum(1 for x in totals if x <= near) == 1
+
+
+def _proven(spread: float, gaps: list[float]) -> bool:
+    """Whether pairing all of an odd number of tickets but one at this spread is the one best
+    matching: the least any such pairing could have, reached by leaving out one ticket only
+    (a tie would leave the choice among equals to the search, which prefers older tickets)."""
+    least, unique = _least_with_one_out(gaps)
+    return unique and spread <= least + _TOLERANCE * (1.0 + least)
 
 
 def _improve(pool: Pool, rules: MatchRules, now: float, partner) -> None:
     """Steps 2 and 3: rework each connected group where the neighbours-only pairing left a
-    ticket out, unless its result is already proven best."""
+    ticket out, unless its result is already proven best.
+
+    This runs on every tick that leaves a ticket unmatched (a large queue with narrow windows
+    leaves most), so the cuts are found with whole-list operations, not a loop per ticket.
+    """
+    base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     mmr, enqueued = pool.mmr, pool.enqueued
     n = len(pool.anchors)
-    w = [0.0] + [window(rules, now - enqueued[t]) for t in range(1, n + 1)] + [0.0]
-    # Least left reach from position t onwards, to find the cuts.
-    low_from = [0.0] * (n + 2)
-    low = float("inf")
-    for t in range(n, 0, -1):
-        x = mmr[t] - w[t]
-        if x < low:
-            low = x
-        low_from[t] = low
-    rank = array("l", bytes(8 * (n + 2)))
-    for r, p in enumerate(pool.anchors):
-        rank[p] = r
-    start = 1
-    high = -float("inf")
-    for t in range(1, n + 1):
-        x = mmr[t] + w[t]
-        if x > high:
-            high = x
-        if t == n or (high < mmr[t + 1] and low_from[t + 1] > mmr[t]):
-            _settle(pool, rules, now, w, partner, rank, start, t)
-            start = t + 1
-            high = -float("inf")
+    values = mmr[1:n + 1]
+    windows = [min(cap, base + growth * (now - e) if now > e else base) for e in islice(enqueued, 1, n + 1)]
+    # Highest MMR reached from positions 1..t, lowest reached from t..n (index t - 1): no
+    # allowed pair crosses between t and t + 1 when neither reaches the other side.
+    up = list(accumulate(map(add, values, windows), max))
+    down = list(accumulate(map(sub, reversed(values), reversed(windows)), min))
+    down.reverse()
+    cuts = [0]
+    cuts += [t for t, high, above, low, here in zip(range(1, n), up, islice(values, 1, None), islice(down, 1, None), values)
+             if high < above and low > here]
+    cuts.append(n)
+    w = [0.0, *windows, 0.0]
+    for before, hi in zip(cuts, islice(cuts, 1, None)):
+        if hi - before >= 2:
+            _settle(pool, rules, now, w, partner, before + 1, hi)
 
 
-def _settle(pool, rules, now, w, partner, rank, lo: int, hi: int) -> None:
+def _settle(pool, rules, now, w, partner, lo: int, hi: int) -> None:
     size = hi - lo + 1
     left_out = [t for t in range(lo, hi + 1) if not partner[t]]
-    if not left_out or size < 2:
+    if not left_out:
         return
     mmr = pool.mmr
-    if len(left_out) == 1 and size > _EXACT_MAX:
-        gaps = [mmr[t + 1] - mmr[t] for t in range(lo, hi)]
-        if _spread_of(mmr, partner, lo, hi) <= _least_with_one_out(gaps) * (1 + 1e-12):
-            return  # proven best; the tie-break among equals is not worth a search this large
+    if len(left_out) == 1 and _proven(_spread_of(mmr, partner, lo, hi), [mmr[t + 1] - mmr[t] for t in range(lo, hi)]):
+        return
     positions = list(range(lo, hi + 1))
     try:
         if size > _EXACT_MAX:
             raise _TooBig
-        pairs = _exact(positions, mmr, w, rank)
+        pairs = _exact(positions, pool, w)
     except _TooBig:
         pairs = _better(_nearest_pairs(pool, rules, now, lo, hi), _current(partner, lo, hi), mmr)
     for t in positions:
@@ -187,14 +200,15 @@ def _better(a: list[tuple[int, int]], b: list[tuple[int, int]], mmr) -> list[tup
     return a if spread_a < spread_b else b
 
 
-def _exact(positions: list[int], mmr, w, rank) -> list[tuple[int, int]]:
+def _exact(positions: list[int], pool: Pool, w) -> list[tuple[int, int]]:
     """Most pairs, then least spread, then the oldest tickets matched (lexicographically)."""
+    mmr, enqueued, ids = pool.mmr, pool.enqueued, pool.ids
     k = len(positions)
     m = [mmr[p] for p in positions]
     ww = [w[p] for p in positions]
     later = [[j for j in range(i + 1, k) if m[j] - m[i] <= ww[i] or m[j] - m[i] <= ww[j]] for i in range(k)]
     # Weights that make "older tickets matched" a sum: the oldest outweighs all younger ones.
-    by_age = sorted(range(k), key=lambda i: rank[positions[i]])
+    by_age = sorted(range(k), key=lambda i: (enqueued[positions[i]], ids[positions[i]]))
     age = [0] * k
     for r, i in enumerate(by_age):
         age[i] = 1 << (k - 1 - r)
