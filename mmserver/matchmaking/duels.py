@@ -84,7 +84,7 @@ def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
         # No neighbours may pair, so no tickets at all may: were i and k allowed with no
         # allowed pair closer than them, the ticket after i would make one (first fact).
         return []
-    partner = array("l", bytes(8 * (n + 2)))
+    partner = array("l", [0]) * (n + 2)
     t = n
     while t >= 2:
         if paired[t]:
