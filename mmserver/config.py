@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mmserver.matchmaking.rules import Latency, Rule
+
 ENV_PREFIX = "MMSERVER_"
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
 LOG_FORMATS = ("text", "json")
@@ -70,6 +72,14 @@ class ModeConfig:
     mmr_window_max: float = 1000.0
     ticket_ttl_s: float = 300.0
     max_match_s: float = 14400.0  # an assigned match older than this is finished ("max duration")
+    # Match rules (SPEC "Match rules (v2)"); the defaults are today's plain mode.
+    min_team_size: int | None = None  # None: every team holds exactly team_size
+    fill_wait_s: float = 0.0  # oldest ticket's wait before teams below team_size may form
+    attributes: tuple[tuple[str, str], ...] = ()  # (name, "string" | "number" | "string_list")
+    roles: tuple[tuple[str, int], ...] = ()  # per team, (role, count), in file order
+    rules: tuple[Rule, ...] = ()
+    latency: Latency | None = None
+    match_function: str | None = None  # "module:function", imported at start
 
     @property
     def players_per_match(self) -> int:

@@ -264,8 +264,9 @@ def test_rules_come_from_the_mode_configuration():
     assert MatchRules.from_mode(mode) == MatchRules(4, 3, 50.0, 2.5, 400.0)
 
 
-@pytest.mark.parametrize("bad", [dict(team_size=0), dict(teams=1), dict(mmr_window=-1.0),
-                                 dict(mmr_window_max=float("inf"))])
+@pytest.mark.parametrize("bad", [dict(team_size=0), dict(teams=0), dict(mmr_window=-1.0),
+                                 dict(mmr_window_max=float("inf")), dict(min_team_size=2),
+                                 dict(roles=(("tank", 2),))])
 def test_impossible_rules_are_refused(bad):
     values = dict(team_size=1, teams=2, mmr_window=100.0, mmr_window_growth_per_s=20.0, mmr_window_max=1000.0)
     with pytest.raises(ValueError):
