@@ -85,6 +85,12 @@ class ModeConfig:
     def players_per_match(self) -> int:
         return self.team_size * self.teams
 
+    @property
+    def has_profiles(self) -> bool:
+        """Tickets of this mode carry a match profile (store/profiles.py): attributes,
+        latencies, roles, or player ids for a match function."""
+        return bool(self.attributes or self.roles or self.latency or self.match_function)
+
 
 @dataclass(frozen=True)
 class ServersConfig:

@@ -54,6 +54,7 @@ class TicketCollection:
         view, token = self._store.create_ticket(
             player_id=ticket.player_id, mode=ticket.mode, mmr=ticket.mmr,
             region=ticket.region, party=ticket.party, idempotency_key=ticket.idempotency_key,
+            attributes=ticket.attributes, latencies=ticket.latencies, roles=ticket.roles,
         )
         resp.status = falcon.HTTP_201
         resp.location = f"/v1/tickets/{view['ticket_id']}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import falcon
@@ -29,6 +29,12 @@ MODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MMR_MIN = 0.0
 MMR_MAX = 100000.0
 MAX_WAIT_S = 30.0
+# Attribute values: bounded so that no ticket makes a queue member (and a tick) large, and
+# free of the separators the store's records use.
+ATTRIBUTE_TEXT = re.compile(r"[^\x00-\x1f\x7f|;,\\\"]{1,64}")
+MAX_LIST_ITEMS = 16
+ATTRIBUTE_NUMBER_MAX = 1e9
+LATENCY_MAX_MS = 10000.0
 
 
 class ValidationError(Exception):
@@ -61,6 +67,9 @@ class TicketRequest:
     region: str | None
     party: tuple[str, ...]
     idempotency_key: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # str, float or tuple of str
+    latencies: Mapping[str, float] = field(default_factory=dict)  # region -> ms
+    roles: tuple[tuple[str, ...], ...] = ()  # per player, owner first; (): any role
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,8 @@ def _region(value: Any, regions: Sequence[str]) -> str:
 
 def ticket_request(document: Any, modes: Mapping[str, ModeConfig],
                    regions: Sequence[str] = ()) -> TicketRequest:
-    body = _require_object(document, {"player_id", "mode", "mmr", "region", "party", "idempotency_key"},
+    body = _require_object(document, {"player_id", "mode", "mmr", "region", "party", "idempotency_key",
+                                      "attributes", "latencies", "roles"},
                            {"player_id", "mode", "mmr"})
     player = player_id(body["player_id"])
     mode_name = body["mode"]
@@ -164,8 +174,124 @@ def ticket_request(document: Any, modes: Mapping[str, ModeConfig],
         raise Unprocessable("'party' lists the other members only, not the player themself.")
     if len(set(party)) != len(party):
         raise Unprocessable("'party' lists a player twice.")
+    attributes = _attributes(body.get("attributes"), mode)
+    latencies = _latencies(body.get("latencies"), mode, regions, region)
+    roles = _roles(body.get("roles"), mode, 1 + len(party))
     return TicketRequest(player_id=player, mode=mode_name, mmr=float(mmr), region=region, party=party,
-                         idempotency_key=idempotency_key)
+                         idempotency_key=idempotency_key, attributes=attributes, latencies=latencies,
+                         roles=roles)
+
+
+def _attributes(raw: Any, mode: ModeConfig) -> dict[str, Any]:
+    """The declared attributes of the mode, typed; every attribute a rule uses is required
+    (a ticket without it could never be matched)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise BadRequest("'attributes' must be an object of attribute name -> value.")
+    declared = dict(mode.attributes)
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        kind = declared.get(name)
+        if kind is None:
+            known = ", ".join(declared) or "none"
+            raise Unprocessable(f"Mode {mode.name!r} declares no attribute {name[:64]!r} (declared: {known}).")
+        values[name] = _attribute_value(name, kind, value)
+    for rule in mode.rules:
+        if rule.attribute in declared and rule.attribute not in values:
+            raise Unprocessable(f"Mode {mode.name!r} needs attribute {rule.attribute!r} (rule {rule.name!r}).")
+    return values
+
+
+def _attribute_value(name: str, kind: str, value: Any) -> Any:
+    where = f"attributes.{name}"
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Unprocessable(f"{where!r} must be a number.")
+        if not -ATTRIBUTE_NUMBER_MAX <= value <= ATTRIBUTE_NUMBER_MAX:
+            raise Unprocessable(f"{where!r} must be between -1e9 and 1e9.")
+        return float(value)
+    if kind == "string":
+        if not isinstance(value, str):
+            raise Unprocessable(f"{where!r} must be a string.")
+        return _attribute_text(value, where)
+    if not isinstance(value, list):
+        raise Unprocessable(f"{where!r} must be a list of strings.")
+    if not 1 <= len(value) <= MAX_LIST_ITEMS:
+        raise Unprocessable(f"{where!r} holds 1 to {MAX_LIST_ITEMS} strings.")
+    items = []
+    for item in value:
+        if not isinstance(item, str):
+            raise Unprocessable(f"{where!r} must be a list of strings.")
+        text = _attribute_text(item, where)
+        if text not in items:
+            items.append(text)
+    return tuple(items)
+
+
+def _attribute_text(value: str, where: str) -> str:
+    if not ATTRIBUTE_TEXT.fullmatch(value):
+        raise Unprocessable(f"{where!r}: a string is 1-64 characters without control characters, "
+                            f"'|', ';', ',', '\\' or '\"'.")
+    return value
+
+
+def _latencies(raw: Any, mode: ModeConfig, regions: Sequence[str], region: str | None) -> dict[str, float]:
+    """Measured round trips per region, for a mode that picks a match's region by latency. Such
+    a mode needs them, or a fixed `region` (which then wins: the ticket plays only there)."""
+    if raw is None:
+        if mode.latency is not None and region is None:
+            raise Unprocessable(f"Mode {mode.name!r} picks the region by latency: send 'latencies' "
+                                f"(region -> ms) or a fixed 'region'.")
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest("'latencies' must be an object of region -> milliseconds.")
+    if mode.latency is None:
+        raise Unprocessable(f"Mode {mode.name!r} has no latency rule: leave 'latencies' out.")
+    if not raw:
+        raise Unprocessable("'latencies' names no region.")
+    values = {}
+    for name, ms in raw.items():
+        _region(name, regions)
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+            raise Unprocessable(f"'latencies.{name}' must be a number of milliseconds.")
+        if not 0 <= ms <= LATENCY_MAX_MS:
+            raise Unprocessable(f"'latencies.{name}' must be between 0 and {LATENCY_MAX_MS:g} ms.")
+        values[name] = float(ms)
+    return values
+
+
+def _roles(raw: Any, mode: ModeConfig, players: int) -> tuple[tuple[str, ...], ...]:
+    """One list of offered roles for every player of the ticket, or one list per player (owner
+    first, then the party in its order). Left out: every player takes any role."""
+    if raw is None:
+        return ()
+    if not mode.roles:
+        raise Unprocessable(f"Mode {mode.name!r} has no roles: leave 'roles' out.")
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("'roles' must be a list of roles, or one list of roles per player.")
+    known = [role for role, _count in mode.roles]
+    if all(isinstance(item, list) for item in raw):
+        if len(raw) != players:
+            raise Unprocessable(f"'roles' gives {len(raw)} lists for {players} player(s): give one list "
+                                f"per player (owner first, then the party) or one list for all.")
+        return tuple(_role_list(item, known, mode.name) for item in raw)
+    one = _role_list(raw, known, mode.name)
+    return (one,) * players
+
+
+def _role_list(raw: Any, known: Sequence[str], mode_name: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or len(raw) > len(known):
+        raise Unprocessable(f"A role list holds 1 to {len(known)} roles of: {', '.join(known)}.")
+    roles = []
+    for role in raw:
+        if not isinstance(role, str):
+            raise BadRequest("A role must be a string.")
+        if role not in known:
+            raise Unprocessable(f"Mode {mode_name!r} has no role {role[:32]!r} (roles: {', '.join(known)}).")
+        if role not in roles:
+            roles.append(role)
+    return tuple(roles)
 
 
 def server_heartbeat(document: Any, regions: Sequence[str] = ()) -> ServerHeartbeat:

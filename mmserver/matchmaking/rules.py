@@ -127,3 +127,16 @@ class MatchRules:
 def window(rules: MatchRules, waited_s: float) -> float:
     """Largest MMR spread allowed in a match whose oldest ticket has waited `waited_s` seconds."""
     return min(rules.mmr_window_max, rules.mmr_window + rules.mmr_window_growth_per_s * max(0.0, waited_s))
+
+
+def limits_in_force(rules: MatchRules, waited_s: float) -> dict:
+    """What a ticket that has waited `waited_s` may be matched under, as its view shows it:
+    the MMR window, the latency ceiling (ms, modes with a latency rule) and each distance
+    rule's limit by the rule's name."""
+    limits: dict = {"mmr_window": window(rules, waited_s)}
+    if rules.latency is not None:
+        limits["latency_ms"] = rules.latency.limit(waited_s)
+    distances = {rule.name: rule.limit(waited_s) for rule in rules.rules if rule.kind == "distance"}
+    if distances:
+        limits["rules"] = distances
+    return limits

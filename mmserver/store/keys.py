@@ -108,6 +108,8 @@ PLAYERS_PREFIX = "mm:pl:"
 SESSION_PREFIX = "mm:s:"
 SERVER_PREFIX = "mm:svh:"  # its own family: no server id can name mm:sv:free and the like
 QUEUE_PREFIX = "mm:q:"
+# Per queue, why each ticket left unmatched waits (ticket id -> rule name), by the last tick.
+WHY_PREFIX = "mm:why:"
 REGIONS_PREFIX = "mm:qr:"
 REPLICA_PREFIX = "mm:r:"
 IDEMPOTENCY_PREFIX = "mm:ik:"
@@ -128,7 +130,7 @@ def players(player_id: str) -> str:
     return PLAYERS_PREFIX + hashlib.sha1(player_id.encode("utf-8")).hexdigest()[:3]
 
 
-QUEUED_FIELDS = ("r", "n", "e", "v", "u", "k", "m", "g", "p", "y")
+QUEUED_FIELDS = ("r", "n", "e", "v", "u", "k", "m", "g", "p", "y", "a")
 
 
 def unpack_queued(record: str) -> dict[str, str]:
@@ -142,11 +144,13 @@ def unpack_queued(record: str) -> dict[str, str]:
 
 def unpack_pending_session(value: str) -> dict[str, str]:
     """An `mm:cs` entry as the fields its session hash will hold (for tests and the checker)."""
-    state, mode, region, deadline, teams = value.split("|", 4)
+    state, mode, region, deadline, teams, *extras = value.split("|", 5)
     session = {"st": state, "md": mode, "rg": region, "tk": teams, "n": "0",
                "c": str(len([i for i in teams.replace(";", ",").split(",") if i]))}
     if deadline:
         session["dl"] = deadline
+    if extras and extras[0]:
+        session["mx"] = extras[0]
     return session
 
 
@@ -156,6 +160,11 @@ def session(session_id: str) -> str:
 
 def queue(mode: str, region: str | None) -> str:
     return f"{QUEUE_PREFIX}{mode}:{region or ''}"
+
+
+def why(mode: str, region: str | None) -> str:
+    """The explanations of one queue (see Sessions.record_blocked)."""
+    return f"{WHY_PREFIX}{mode}:{region or ''}"
 
 
 def regions(mode: str) -> str:
@@ -214,7 +223,7 @@ LUA_NAMES = {
     "REPLICAS": REPLICAS, "TICKET_PREFIX": TICKET_PREFIX, "QUEUED_PREFIX": QUEUED_PREFIX,
     "PLAYERS_PREFIX": PLAYERS_PREFIX, "SESSION_PREFIX": SESSION_PREFIX,
     "SERVER_PREFIX": SERVER_PREFIX, "QUEUE_PREFIX": QUEUE_PREFIX, "REGIONS_PREFIX": REGIONS_PREFIX,
-    "REPLICA_PREFIX": REPLICA_PREFIX,
+    "REPLICA_PREFIX": REPLICA_PREFIX, "WHY_PREFIX": WHY_PREFIX,
 }
 
 

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import redis
 
 from mmserver.matchmaking import QueuedTicket
-from mmserver.store import keys
+from mmserver.store import keys, profiles
 from mmserver.store.scripts import Scripts
 from mmserver.store.tickets import new_ids
 
@@ -41,8 +41,12 @@ class DeadlineCounts:
 
 
 def parse_member(member: str) -> QueuedTicket:
-    ticket_id, mmr, size, enqueued_ms = member.split("|")
-    return QueuedTicket(ticket_id, float(mmr), int(size), int(enqueued_ms) / 1000.0)
+    parts = member.split("|", 4)
+    if len(parts) == 4:
+        ticket_id, mmr, size, enqueued_ms = parts
+        return QueuedTicket(ticket_id, float(mmr), int(size), int(enqueued_ms) / 1000.0)
+    ticket_id, mmr, size, enqueued_ms, profile = parts
+    return profiles.queued_ticket(ticket_id, float(mmr), int(size), int(enqueued_ms) / 1000.0, profile)
 
 
 class Sessions:
@@ -50,7 +54,8 @@ class Sessions:
                  allocation_timeout_ms: int, heartbeat_ttl_ms: int, static_servers: Sequence[str],
                  static_regions: Mapping[str, str] | None = None,
                  max_match_ms: Mapping[str, int] | None = None,
-                 server_retention_ms: int = 3_600_000, regions: Sequence[str] = ()) -> None:
+                 server_retention_ms: int = 3_600_000, regions: Sequence[str] = (),
+                 profile_modes: Sequence[str] = ()) -> None:
         self._client = client
         self._scripts = scripts
         self._retention_s = retention_s
@@ -68,6 +73,8 @@ class Sessions:
         # The members of the last read of each queue, so claims name the exact members and the
         # script need not read each ticket to rebuild them.
         self._members: dict[str, dict[str, str]] = {}
+        self._profile_modes = frozenset(profile_modes)
+        self._parsed: dict[str, dict[str, QueuedTicket]] = {}
         self._members_lock = threading.Lock()
 
     def regions(self, mode: str) -> list[str | None]:
@@ -78,7 +85,15 @@ class Sessions:
         """Every queued ticket of one queue, in one ZRANGE (no ticket hash is touched)."""
         queue = keys.queue(mode, region)
         members = self._client.zrange(queue, 0, -1)
-        tickets = [parse_member(m) for m in members]
+        if self._profile_modes and mode in self._profile_modes:
+            # Members with a profile cost a JSON decoding each: a member read at the last tick
+            # (a member never changes while its ticket is queued) is taken from then.
+            before = self._parsed.get(queue, {})
+            parsed = {m: before.get(m) or parse_member(m) for m in members}
+            self._parsed[queue] = parsed
+            tickets = list(parsed.values())
+        else:
+            tickets = [parse_member(m) for m in members]
         with self._members_lock:
             self._members[queue] = {t.ticket_id: m for t, m in zip(tickets, members)}
         oldest = min((t.enqueued_at for t in tickets), default=None)
@@ -87,9 +102,10 @@ class Sessions:
         return tickets
 
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
-              accept_timeout_s: float) -> list[ClaimResult]:
+              accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:
         """One script call for the whole batch; each proposal (ticket ids per team) is
-        claimed all-or-nothing into a new loading session."""
+        claimed all-or-nothing into a new loading session. `choices`: per proposal, what the
+        rules chose (profiles.encode_choices; '' or None for a plain mode)."""
         if not proposals:
             return []
         with self._members_lock:
@@ -106,7 +122,8 @@ class Sessions:
         # An id missing from the last read goes bare: the script looks its member up.
         members = [known.get(i, i) for i in ids]
         args = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms,
-                len(proposals), len(ids), *session_ids, *teams_list, *counts, *members, *ids]
+                len(proposals), len(ids), *session_ids, *teams_list,
+                *(choices if choices is not None else [""] * len(proposals)), *counts, *members, *ids]
         replies = self._scripts.call("claim", args)
         return [
             ClaimResult(sid, ()) if reply == "" else ClaimResult(None, tuple(reply.split(",")))

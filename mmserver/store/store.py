@@ -9,7 +9,7 @@ import logging
 import re
 import secrets
 from types import TracebackType
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import redis
 
@@ -72,7 +72,7 @@ class Store:
         self._scripts = Scripts(client)
         allocation_timeout_ms = max(1, int(servers.allocation_timeout_s * 1000))
         self._tickets = Tickets(self._scripts, modes, retention_s=retention_s,
-                                allocation_timeout_ms=allocation_timeout_ms)
+                                allocation_timeout_ms=allocation_timeout_ms, regions=regions)
         self._sessions = Sessions(client, self._scripts, retention_s=retention_s,
                                   allocation_timeout_ms=allocation_timeout_ms,
                                   heartbeat_ttl_ms=max(1, int(servers.heartbeat_ttl_s * 1000)),
@@ -80,7 +80,8 @@ class Store:
                                   max_match_ms={name: max(1, int(mode.max_match_s * 1000))
                                                 for name, mode in modes.items()},
                                   server_retention_ms=max(1, int(servers.retention_s * 1000)),
-                                  regions=regions)
+                                  regions=regions,
+                                  profile_modes=[name for name, mode in modes.items() if mode.has_profiles])
         self._regions = tuple(regions)
         self._servers = Servers(self._scripts, retention_s=retention_s)
         self._replicas = Replicas(client, self._scripts)
@@ -89,10 +90,14 @@ class Store:
     # Ticket calls take the ticket's token, or `access` for a caller that is not its holder:
     # tickets.BACKEND_ACCESS (a game backend) or tickets.player_access(player_id).
     def create_ticket(self, *, player_id: str, mode: str, mmr: float, region: str | None,
-                      party: Sequence[str], idempotency_key: str | None = None) -> tuple[dict, str]:
+                      party: Sequence[str], idempotency_key: str | None = None,
+                      attributes: Mapping[str, Any] | None = None,
+                      latencies: Mapping[str, float] | None = None,
+                      roles: Sequence[Sequence[str]] = ()) -> tuple[dict, str]:
         with _RedisErrors():
             return self._tickets.create(player_id=player_id, mode=mode, mmr=mmr, region=region,
-                                        party=party, idempotency_key=idempotency_key)
+                                        party=party, idempotency_key=idempotency_key,
+                                        attributes=attributes, latencies=latencies, roles=roles)
 
     def read_ticket(self, ticket_id: str, token: str | None = None, *, access: str | None = None) -> dict:
         with _RedisErrors():
@@ -154,9 +159,9 @@ class Store:
             return self._sessions.read_queue(mode, region)
 
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
-              accept_timeout_s: float) -> list[ClaimResult]:
+              accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:
         with _RedisErrors():
-            return self._sessions.claim(mode, region, proposals, accept_timeout_s)
+            return self._sessions.claim(mode, region, proposals, accept_timeout_s, choices)
 
     def process_deadlines(self, limit: int) -> DeadlineCounts:
         with _RedisErrors():

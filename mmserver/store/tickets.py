@@ -4,9 +4,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from typing import Any, Mapping, Sequence
 
 from mmserver.config import ModeConfig
+from mmserver.matchmaking.rules import MatchRules, limits_in_force
+from mmserver.store import profiles
 from mmserver.store.errors import Conflict, Forbidden, NotFound, PlayerBusy, StoreError
 from mmserver.store.scripts import Scripts
 from mmserver.store.views import mmr_text, ticket_view
@@ -84,14 +87,17 @@ def check_reply(reply: Any) -> Any:
 
 class Tickets:
     def __init__(self, scripts: Scripts, modes: Mapping[str, ModeConfig], *,
-                 retention_s: int, allocation_timeout_ms: int) -> None:
+                 retention_s: int, allocation_timeout_ms: int, regions: Sequence[str] = ()) -> None:
         self._scripts = scripts
         self._modes = modes
+        self._rules = {name: MatchRules.from_mode(mode, regions) for name, mode in modes.items()}
         self._retention_s = retention_s
         self._allocation_timeout_ms = allocation_timeout_ms
 
     def create(self, *, player_id: str, mode: str, mmr: float, region: str | None,
-               party: Sequence[str], idempotency_key: str | None = None) -> tuple[dict, str]:
+               party: Sequence[str], idempotency_key: str | None = None,
+               attributes: Mapping[str, Any] | None = None, latencies: Mapping[str, float] | None = None,
+               roles: Sequence[Sequence[str]] = ()) -> tuple[dict, str]:
         config = self._modes.get(mode)
         if config is None:
             raise Conflict(f"Unknown mode {mode!r}.")
@@ -104,6 +110,19 @@ class Tickets:
         if any(c in value for value in (player_id, region or "", mode, *party) for c in _SEPARATORS) \
                 or not player_id or "" in party:
             raise Conflict("Player ids, regions and modes must not contain ',', ';' or '|'.")
+        profile = ""
+        if config.has_profiles:
+            # A mode that picks regions by latency has one queue; a fixed region is then a
+            # constraint the matcher reads from the profile.
+            fixed = region if config.latency is not None else None
+            if config.latency is not None:
+                region = None
+            profile = profiles.encode(attributes=attributes or {}, latencies=latencies or {}, roles=roles,
+                                      region=fixed,
+                                      # Player ids: what match functions see, and how
+                                      # the roles the matcher gives (per player) are named.
+                                      players=[player_id, *party]
+                                      if config.match_function or config.roles else ())
         token = new_token()
         idem_key, sealed, mask = "", "", b""
         if idempotency_key is not None:
@@ -113,16 +132,29 @@ class Tickets:
             reply = self._scripts.call("create", [
                 new_id(), token_hash(token), mode, region or "", player_id, ",".join(party),
                 mmr_text(mmr), 1 + len(party), int(config.ticket_ttl_s * 1000), idem_key, sealed,
+                profile,
             ])
             if reply[0] == "again":  # the same idempotency key: the same ticket and token
-                return ticket_view(reply[2:]), unseal(reply[1], mask)
+                return self.with_matching(ticket_view(reply[2:])), unseal(reply[1], mask)
             if reply[0] != "exists":  # a 96-bit id collision: practically never
-                return ticket_view(check_reply(reply)), token
+                return self.with_matching(ticket_view(check_reply(reply))), token
         raise StoreError("Could not allocate a ticket id.")
+
+    def with_matching(self, view: dict) -> dict:
+        """A queued ticket's `matching`: the limits in force for it now, its wait, and what
+        kept it from a match at the last tick (None until a tick has looked at it)."""
+        matching = view.get("matching")
+        rules = self._rules.get(view["mode"])
+        if matching is None or rules is None:
+            return view
+        waited = max(0.0, time.time() - view["enqueued_at"])
+        matching["waited_s"] = round(waited, 3)
+        matching["limits"] = limits_in_force(rules, waited)
+        return view
 
     # `access`: token_hash(ticket token), BACKEND_ACCESS or player_access(player_id).
     def read(self, ticket_id: str, access: str) -> dict:
-        return ticket_view(check_reply(self._scripts.call("read", [ticket_id, access])))
+        return self.with_matching(ticket_view(check_reply(self._scripts.call("read", [ticket_id, access]))))
 
     def cancel(self, ticket_id: str, access: str) -> dict:
         reply = self._scripts.call("cancel", [ticket_id, access, self._retention_s])
@@ -140,7 +172,7 @@ class Tickets:
         reply = self._scripts.call("player", [player_id])
         if reply[0] == "notfound":
             raise NotFound(f"Player {player_id!r} holds no live ticket.")
-        return {"player_id": player_id, "ticket": ticket_view(reply)}
+        return {"player_id": player_id, "ticket": self.with_matching(ticket_view(reply))}
 
     def release(self, player_id: str) -> dict:
         reply = self._scripts.call("release", [player_id, self._retention_s])

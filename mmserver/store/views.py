@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Sequence
 
+from mmserver.store import profiles
+
 TERMINAL = frozenset({"finished", "cancelled", "expired"})
 
 
@@ -36,24 +38,30 @@ def join_token_sha256(join_token: str) -> str:
     return hashlib.sha256(join_token.encode("ascii")).hexdigest()
 
 
-ROSTER_FIELDS = 7  # per ticket in match.lua's reply
+ROSTER_FIELDS = 8  # per ticket in match.lua's reply
+
+
+def _attributes_json(attributes: dict) -> dict:
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in attributes.items()}
 
 
 def match_view(match_id: str, reply: Sequence[Any]) -> dict:
     """reply = ['ok', state, mode, region, server id, address, assigned_at, reason, team count,
-    then ROSTER_FIELDS per ticket]."""
-    _ok, state, mode, region, server_id, address, assigned_ms, reason, team_count = reply[:9]
+    choices, then ROSTER_FIELDS per ticket]."""
+    _ok, state, mode, region, server_id, address, assigned_ms, reason, team_count, choices = reply[:10]
+    roles, chosen = profiles.decode_choices(choices)
     teams: list[dict] = [{"players": []} for _ in range(int(team_count))]
-    rest = reply[9:]
+    rest = reply[10:]
     for i in range(0, len(rest), ROSTER_FIELDS):
-        team, ticket_id, status, player, party, mmr, join = rest[i:i + ROSTER_FIELDS]
+        team, ticket_id, status, player, party, mmr, join, profile = rest[i:i + ROSTER_FIELDS]
+        attributes = _attributes_json(profiles.decode(profile)["attributes"]) if profile else {}
         for member in [player, *(party.split(",") if party else [])]:
             teams[int(team)]["players"].append({
                 "player_id": member,
                 "ticket_id": ticket_id,
                 "mmr": number(mmr) if mmr else None,
-                "role": None,
-                "attributes": {},
+                "role": roles.get(member),
+                "attributes": attributes,
                 "join_token_sha256": join_token_sha256(join) if join else None,
             })
     view: dict[str, Any] = {
@@ -65,7 +73,7 @@ def match_view(match_id: str, reply: Sequence[Any]) -> dict:
         "server_id": server_id or None,
         "created_at": seconds(assigned_ms) if assigned_ms else None,
         "teams": teams,
-        "attributes": {},
+        "attributes": chosen,
     }
     if reason:
         view["reason"] = reason
@@ -88,6 +96,19 @@ def ticket_view(reply: Sequence[Any]) -> dict:
         "enqueued_at": seconds(f["e"]),
         "updated_at": seconds(f.get("u") or f["e"]),
     }
+    if f.get("a"):
+        profile = profiles.decode(f["a"])
+        if profile["region"]:
+            view["region"] = profile["region"]
+        if profile["attributes"]:
+            view["attributes"] = _attributes_json(profile["attributes"])
+        if profile["latencies"]:
+            view["latencies"] = profile["latencies"]
+        if profile["roles"]:
+            view["roles"] = [list(offered) for offered in profile["roles"]]
+    if status == "queued":
+        # Completed by the caller, which knows the mode's rules (Tickets.with_matching).
+        view["matching"] = {"blocked_by": f.get("@why")}
     state = f.get("@st")
     if status == "matched" and state in ("accepting", "allocating"):
         accepting = state == "accepting"
@@ -106,6 +127,13 @@ def ticket_view(reply: Sequence[Any]) -> dict:
             "players": [player for team in teams for player in team],
             "teams": teams,
         }
+        if f.get("@mx"):
+            roles, chosen = profiles.decode_choices(f["@mx"])
+            # Every player's role: each client learns the whole line-up, as the server does.
+            if roles:
+                view["assignment"]["roles"] = roles
+            if chosen:
+                view["assignment"]["attributes"] = chosen
         if status == "assigned" and f.get("j"):
             # Secret: only the ticket's holders see it; the game server gets its SHA-256.
             view["assignment"]["join_token"] = f["j"]

@@ -1,6 +1,8 @@
 -- ARGV: mode, region, accept_timeout_ms (0: no ready check), allocation_timeout_ms,
 --       P (proposals), M (tickets in all of them), then P session ids, P teams ('a,b;c,d':
---       ticket ids per team, the session's tk), P ticket counts, M queue members
+--       ticket ids per team, the session's tk), P extras ('' for a plain mode, else
+--       'region|json': the region the rules chose ('' for the queue's) and the roles and
+--       chosen attributes as JSON, kept as the session's mx), P ticket counts, M queue members
 --       (id|mmr|size|enqueued_ms as the caller read them, or the bare ticket id when it has
 --       none), M ticket ids (the same tickets, proposal after proposal, in the same order).
 -- Each proposal is all-or-nothing: every ticket must still be in this queue (its member
@@ -14,8 +16,8 @@
 local mode, region = ARGV[1], ARGV[2]
 local accept_ms, alloc_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local P, M = tonumber(ARGV[5]), tonumber(ARGV[6])
-local SIDS, TEAMS, COUNTS_AT = 6, 6 + P, 6 + 2 * P
-local MEMBERS, IDS = 6 + 3 * P, 6 + 3 * P + M
+local SIDS, TEAMS, EXTRAS, COUNTS_AT = 6, 6 + P, 6 + 2 * P, 6 + 3 * P
+local MEMBERS, IDS = 6 + 4 * P, 6 + 4 * P + M
 local q = qkey(mode, region)
 local now = now_ms()
 local snow = int(now)
@@ -87,7 +89,15 @@ for k = 1, P do
       removed[nr] = members[j]
     end
     sessions[ns + 1] = sid
-    sessions[ns + 2] = session_head .. ARGV[TEAMS + k]
+    local extras = ARGV[EXTRAS + k]
+    if extras == '' then
+      sessions[ns + 2] = session_head .. ARGV[TEAMS + k]
+    else
+      local chosen, mx = string.match(extras, '^([^|]*)|(.*)$')
+      if chosen == '' then chosen = region end
+      sessions[ns + 2] = state .. '|' .. mode .. '|' .. chosen .. '|' .. (accept_ms > 0 and deadline or '')
+        .. '|' .. ARGV[TEAMS + k] .. '|' .. mx
+    end
     ns = ns + 2
     deadlines[nd + 1] = deadline
     deadlines[nd + 2] = sid

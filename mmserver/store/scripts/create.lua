@@ -1,11 +1,11 @@
 -- ARGV: ticket_id, token_hash, mode, region ('' for none), player, party (comma separated),
 --       mmr (canonical string), size, ttl_ms (the mode's), idempotency key name ('' for none),
---       the sealed token to keep under it
+--       the sealed token to keep under it, the match profile ('' for none; JSON without '|')
 -- Returns the view, {'again', sealed token, view...} for a repeated idempotency key, or
 -- {'busy', player_id, live_ticket_id}.
 local id, token_hash, mode, region = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local player, party, mmr, size, ttl = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local idem, sealed = ARGV[10], ARGV[11]
+local idem, sealed, profile = ARGV[10], ARGV[11], ARGV[12]
 -- A retry whose first answer was lost gets the same ticket, checked before anything else
 -- (its own live ticket would otherwise be a 409). The key expires with the ticket TTL.
 if idem ~= '' then
@@ -42,6 +42,7 @@ local t = { s = 'queued', v = '1', m = mode, p = player, r = mmr, n = size, e = 
             k = token_hash }
 if party ~= '' then t.y = party end
 if region ~= '' then t.g = region end
+if profile ~= '' then t.a = profile end
 redis.call('HSET', tqkey(id), id, pack_queued(t))
 for i, p in ipairs(players) do redis.call('HSET', buckets[i], p, id) end
 if redis.call('HGET', TTLS, mode) ~= ttl then redis.call('HSET', TTLS, mode, ttl) end

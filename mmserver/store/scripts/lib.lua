@@ -73,11 +73,17 @@ end
 local function peek_session(sid)
   local pending = redis.call('HGET', PENDING_SESSIONS, sid)
   if not pending then return nil end
-  local st, md, rg, dl, tk = string.match(pending, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  -- state|mode|region|deadline|teams, then |extras (roles and rule-chosen attributes, JSON)
+  -- for a mode with rules. Teams never hold '|'.
+  local st, md, rg, dl, tk, mx = string.match(pending, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  if st == nil then
+    st, md, rg, dl, tk = string.match(pending, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  end
   local c = 0
   for _ in string.gmatch(tk, '[^,;]+') do c = c + 1 end
   local s = { st = st, md = md, rg = rg, tk = tk, c = tostring(c), n = '0' }
   if dl ~= '' then s.dl = dl end
+  if mx ~= nil and mx ~= '' then s.mx = mx end
   return s
 end
 
@@ -94,21 +100,29 @@ local function load_session(sid)
   return p
 end
 
--- A queued ticket's record in its bucket: r|n|e|v|u|k|m|g|p|y (mmr, size, enqueued ms,
--- version, updated ms or '', token hash, mode, region or '', player, party or ''). It starts
--- with the queue member's tail (id|r|n|e). No field can hold '|' (refused at creation).
+-- A queued ticket's record in its bucket: r|n|e|v|u|k|m|g|p|y|a (mmr, size, enqueued ms,
+-- version, updated ms or '', token hash, mode, region or '', player, party or '', the match
+-- profile or ''). It starts with the queue member's tail (id|r|n|e). No field can hold '|'
+-- (refused at creation). The profile (attributes, latencies, roles: JSON written by
+-- store/profiles.py) is carried, never read, here. Records written before profiles existed
+-- have ten fields.
 local function unpack_queued(rec)
-  local r, n, e, v, u, k, m, g, p, y = string.match(rec,
-    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  local r, n, e, v, u, k, m, g, p, y, a = string.match(rec,
+    '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  if r == nil then
+    r, n, e, v, u, k, m, g, p, y = string.match(rec,
+      '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  end
   local t = { s = 'queued', r = r, n = n, e = e, v = v, k = k, m = m, p = p, ['@q'] = true }
   if u ~= '' then t.u = u end
   if g ~= '' then t.g = g end
   if y ~= '' then t.y = y end
+  if a ~= nil and a ~= '' then t.a = a end
   return t
 end
 
 local function pack_queued(t)
-  return table.concat({ t.r, t.n, t.e, t.v, t.u or '', t.k, t.m, t.g or '', t.p, t.y or '' }, '|')
+  return table.concat({ t.r, t.n, t.e, t.v, t.u or '', t.k, t.m, t.g or '', t.p, t.y or '', t.a or '' }, '|')
 end
 
 -- A ticket that leaves the queue gets a hash of its own (tkey), built from the table and
@@ -167,9 +181,13 @@ local function is_live(status)
   return status == 'queued' or status == 'matched' or status == 'assigned'
 end
 
--- The queue member carries the matcher's inputs: id|mmr|size|enqueued_ms. It is rebuilt from
--- the ticket's own fields, which hold exactly the strings it was built from.
-local function member(id, t) return id .. '|' .. t.r .. '|' .. t.n .. '|' .. t.e end
+-- The queue member carries the matcher's inputs: id|mmr|size|enqueued_ms, then |profile when
+-- the ticket has one. It is rebuilt from the ticket's own fields, which hold exactly the
+-- strings it was built from.
+local function member(id, t)
+  if t.a then return id .. '|' .. t.r .. '|' .. t.n .. '|' .. t.e .. '|' .. t.a end
+  return id .. '|' .. t.r .. '|' .. t.n .. '|' .. t.e
+end
 
 local function ticket_players(t)
   local out = { t.p }
@@ -207,7 +225,7 @@ end
 local function requeue(id, t, now)
   local deadline = tonumber(t.d) or (now + ttl_ms(t.m))
   local q = { r = t.r, n = t.n, e = t.e, v = tostring(tonumber(t.v) + 1), u = int(now), k = t.k,
-              m = t.m, g = t.g, p = t.p, y = t.y }
+              m = t.m, g = t.g, p = t.p, y = t.y, a = t.a }
   redis.call('DEL', tkey(id))
   redis.call('HSET', tqkey(id), id, pack_queued(q))
   redis.call('ZADD', qkey(t.m, t.g or ''), int(deadline), member(id, t))
@@ -269,11 +287,16 @@ local function view(id, loaded)
       out[#out + 1] = v
     end
   end
+  if t.s == 'queued' then
+    -- What kept it from a match at the last tick (written by the ticker, see record_blocked).
+    local why = redis.call('HGET', WHY_PREFIX .. t.m .. ':' .. (t.g or ''), id)
+    if why then out[#out + 1] = '@why'; out[#out + 1] = why end
+  end
   if t.x and (t.s == 'matched' or t.s == 'assigned' or t.s == 'finished') then
-    local s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl', 'rg')
+    local s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl', 'rg', 'mx')
     if not s[1] then
       local p = peek_session(t.x)
-      if p then s = { p.st, p.dl or false, false, false, false } end
+      if p then s = { p.st, p.dl or false, false, false, false, false } end
     end
     if s[1] then
       out[#out + 1] = '@st'; out[#out + 1] = s[1]
@@ -281,6 +304,7 @@ local function view(id, loaded)
       if s[3] then out[#out + 1] = '@ad'; out[#out + 1] = s[3] end
       if s[4] then out[#out + 1] = '@pl'; out[#out + 1] = s[4] end
       if s[5] then out[#out + 1] = '@rg'; out[#out + 1] = s[5] end
+      if s[6] then out[#out + 1] = '@mx'; out[#out + 1] = s[6] end
     end
   end
   return out

@@ -1,7 +1,8 @@
 -- ARGV: match_id. The roster of a loading session or match, for its game server.
 -- Returns {'notfound'} or {'ok', state, mode, region, server id, address, assigned_at,
--- finish reason, team count, then per ticket: team index, ticket id, status, player, party, mmr,
--- join token}; absent values are ''.
+-- finish reason, team count, extras (roles and rule-chosen attributes, JSON), then per
+-- ticket: team index, ticket id, status, player, party, mmr, join token, profile}; absent
+-- values are ''.
 local mid = ARGV[1]
 local s = hgetall(skey(mid))
 if s.st == nil then
@@ -9,7 +10,8 @@ if s.st == nil then
   if s == nil then return { 'notfound' } end
 end
 local teams = fields(s.tk, ';')
-local out = { 'ok', s.st, s.md or '', s.rg or '', s.sv or '', s.ad or '', s.as or '', s.fr or '', #teams }
+local out = { 'ok', s.st, s.md or '', s.rg or '', s.sv or '', s.ad or '', s.as or '', s.fr or '', #teams,
+              s.mx or '' }
 local team = 0
 for _, members in ipairs(teams) do
   for _, id in ipairs(split(members, ',')) do
@@ -21,6 +23,7 @@ for _, members in ipairs(teams) do
     out[#out + 1] = t.y or ''
     out[#out + 1] = t.r or ''
     out[#out + 1] = t.j or ''
+    out[#out + 1] = t.a or ''
   end
   team = team + 1
 end
