@@ -277,13 +277,23 @@ def _queues_section(lines: list[str], queues: Any) -> None:
     for mode, depths in queues.items():
         if isinstance(depths, Mapping):
             rows.append((str(mode), scalar(depths.get("queued")), age(depths.get("oldest_wait_s")),
-                         scalar(depths.get("matched")), scalar(depths.get("assigned"))))
+                         scalar(depths.get("matched")), scalar(depths.get("assigned")),
+                         _blocked(depths.get("blocked_by"))))
         else:
-            rows.append((str(mode), scalar(depths), "-", "-", "-"))
+            rows.append((str(mode), scalar(depths), "-", "-", "-", "-"))
     if rows:
-        _columns(lines, ("MODE", "QUEUED", "OLDEST WAIT", "MATCHED", "ASSIGNED"), rows)
+        _columns(lines, ("MODE", "QUEUED", "OLDEST WAIT", "MATCHED", "ASSIGNED", "WAITING ON"), rows)
     else:
         lines.append("  (none)")
+
+
+def _blocked(counts: Any) -> str:
+    """'level-gap 12, mmr 3': what kept the queue's tickets waiting at the last tick, most first."""
+    if not isinstance(counts, Mapping) or not counts:
+        return "-"
+    ranked = sorted(counts.items(), key=lambda item: (-item[1] if isinstance(item[1], (int, float)) else 0,
+                                                      str(item[0])))
+    return ", ".join(f"{rule} {scalar(n)}" for rule, n in ranked)
 
 
 def _workers_section(lines: list[str], workers: Any) -> None:

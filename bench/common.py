@@ -174,7 +174,7 @@ PARTY_WEIGHTS = (70, 15, 8, 4, 3)
 
 
 def _fill_worker(redis_url: str, modes: dict, mode: str, prefix: str, count: int, parties: bool,
-                 mmr_step: float, base: int, seed: int) -> None:
+                 mmr_step: float, base: int, seed: int, profile=None, regions=()) -> None:
     import random
 
     import redis
@@ -184,19 +184,22 @@ def _fill_worker(redis_url: str, modes: dict, mode: str, prefix: str, count: int
 
     rng = random.Random(seed)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    store = Store(client, modes, ServersConfig())
+    store = Store(client, modes, ServersConfig(), regions=regions)
     team_size = modes[mode].team_size
     for i in range(count):
         size = rng.choices(PARTY_SIZES[:team_size], PARTY_WEIGHTS[:team_size])[0] if parties else 1
         player = f"{prefix}{i}"
         mmr = (base + i) * mmr_step if mmr_step else rng.uniform(0, 3000)
-        store.create_ticket(player_id=player, mode=mode, mmr=mmr, region=None,
-                            party=[f"{player}.{k}" for k in range(1, size)])
+        # `profile(rng)`: more create arguments (attributes, latencies, roles, even mmr).
+        extra = {"mmr": mmr, **(profile(rng) if profile else {})}
+        store.create_ticket(player_id=player, mode=mode, region=None,
+                            party=[f"{player}.{k}" for k in range(1, size)], **extra)
     client.close()
 
 
 def fill_queue(redis_url: str, modes: dict, mode: str, count: int, *, parties: bool = False,
-               prefix: str = "f", processes: int = 3, mmr_step: float = 0.0) -> float:
+               prefix: str = "f", processes: int = 3, mmr_step: float = 0.0, profile=None,
+               regions: tuple = ()) -> float:
     """Create `count` queued tickets through Store.create_ticket (the real create script), from
     several processes (one Python process tops out at a few thousand a second: the GIL);
     returns tickets per second. MMRs are uniform in 0-3000, or i * mmr_step when given (no two
@@ -209,7 +212,7 @@ def fill_queue(redis_url: str, modes: dict, mode: str, count: int, *, parties: b
     started = time.perf_counter()
     workers = [context.Process(target=_fill_worker, name=f"fill-{k}",
                                args=(redis_url, modes, mode, f"{prefix}{k}-", share[k], parties, mmr_step,
-                                     sum(share[:k]), k))
+                                     sum(share[:k]), k, profile, regions))
                for k in range(processes) if share[k]]
     for worker in workers:
         worker.start()

@@ -53,6 +53,9 @@ TICK_COUNTS = {
     "matches_claimed": ("mmserver_matches_claimed", "Matches claimed by this replica's ticks"),
     "claim_conflicts": ("mmserver_claim_conflicts",
                         "Proposed matches another replica or client changed first (claim refused)"),
+    "match_function_errors": ("mmserver_match_function_errors",
+                              "Ticks in which a mode's match function raised or returned a bad "
+                              "proposal (that mode skipped the tick)"),
     "deadlines_processed": ("mmserver_deadlines_processed",
                             "Ready-check and allocation deadlines handled by this replica's ticks"),
 }
@@ -242,7 +245,8 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._read_stats()
-        queues, oldest, tickets, sessions, servers, connected, reconnects, redis_up = self._families()
+        (queues, oldest, blocked, tickets, sessions, servers, connected, reconnects,
+         redis_up) = self._families()
         redis_up.add_metric([], 1.0 if stats is not None else 0.0)
         if stats is not None:
             for mode, queue in sorted(_mapping(stats.get("queues")).items()):
@@ -251,6 +255,9 @@ class StateCollector(Collector):
                     queues.add_metric([str(mode), state], _number(queue.get(state)))
                 # An empty queue has no oldest ticket: 0 keeps "oldest wait > N" alerts simple.
                 oldest.add_metric([str(mode)], _number(queue.get("oldest_wait_s")))
+                # Rule names come from the configuration (and the fixed names): bounded labels.
+                for rule, count in sorted(_mapping(queue.get("blocked_by")).items()):
+                    blocked.add_metric([str(mode), str(rule)], _number(count))
             for mode, outcomes in sorted(_mapping(stats.get("outcomes")).items()):
                 outcomes = _mapping(outcomes)
                 for outcome in TICKET_OUTCOMES:
@@ -261,7 +268,7 @@ class StateCollector(Collector):
             server_counts = _mapping(stats.get("servers"))
             for state in SERVER_STATES:
                 servers.add_metric([state], _number(server_counts.get(state)))
-            yield from (queues, oldest, tickets, sessions, servers)
+            yield from (queues, oldest, blocked, tickets, sessions, servers)
         status = self._read_subscriber()
         if status is not None:
             connected.add_metric([], 1.0 if status.get("connected") else 0.0)
@@ -298,6 +305,10 @@ class StateCollector(Collector):
             GaugeMetricFamily("mmserver_queue_oldest_wait_seconds",
                               "Wait of the oldest queued ticket of each mode (0: queue empty)",
                               labels=["mode"]),
+            GaugeMetricFamily("mmserver_queue_blocked_tickets",
+                              "Queued tickets of each mode left unmatched at the last tick, by "
+                              "what kept them waiting (a rule's name, mmr, latency, roles, players)",
+                              labels=["mode", "rule"]),
             CounterMetricFamily("mmserver_tickets",
                                 "Tickets that reached each outcome, fleet-wide (read from Redis: "
                                 "every replica reports the same value)",

@@ -202,7 +202,7 @@ class Service:
         self._subscriber.start()
         self._metrics.watch(stats=self._store_stats.fresh, subscriber_status=self._subscriber.status)
 
-        self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown)
+        self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown, regions=config.regions)
         self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000),
                                     # Redis away: one line per job; the subscriber decides
                                     # when it has been away too long.

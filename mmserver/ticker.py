@@ -14,12 +14,13 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 from mmserver.config import ModeConfig
-from mmserver.matchmaking import MatchRules, propose_matches
+from mmserver.matchmaking import MatchRules, Proposal, QueuedTicket, functions, match_queue
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
+from mmserver.store.profiles import encode_choices
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,15 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 class Ticker:
     def __init__(self, store: Store, modes: Mapping[str, ModeConfig], *, shutdown: Shutdown,
-                 batch_size: int = 500, mode_lock_s: float = 5.0) -> None:
+                 batch_size: int = 500, mode_lock_s: float = 5.0, regions: Sequence[str] = ()) -> None:
         """mode_lock_s: how long one replica may hold a mode before others compute it too
-        (0 disables the lock)."""
+        (0 disables the lock). regions: [regions] names, where latency picks a match's region."""
         self._store = store
         self._modes = dict(modes)
-        self._rules = {name: MatchRules.from_mode(mode) for name, mode in self._modes.items()}
+        self._rules = {name: MatchRules.from_mode(mode, regions) for name, mode in self._modes.items()}
+        # Imported at start (the configuration already refused one that does not import).
+        self._functions = {name: functions.load(mode.match_function)
+                           for name, mode in self._modes.items() if mode.match_function}
         self._shutdown = shutdown
         self._batch_size = max(1, batch_size)
         self._mode_lock_s = mode_lock_s
@@ -58,7 +62,8 @@ class Ticker:
     def tick(self) -> dict:
         started = time.monotonic()
         counts = {"deadlines_processed": 0, "proposals": 0, "matches_claimed": 0,
-                  "claim_conflicts": 0, "allocated": 0, "stopped_early": False}
+                  "claim_conflicts": 0, "allocated": 0, "match_function_errors": 0,
+                  "stopped_early": False}
         if not self._deadlines(counts):
             return self._result(counts, started, stopped=True)
         for name in self._modes:
@@ -103,25 +108,49 @@ class Ticker:
             if lock is not None:
                 self._store.unlock(f"mode:{name}", lock)
 
+    def _propose(self, name: str, tickets: list[QueuedTicket]) -> tuple[list[Proposal], dict[str, str]] | None:
+        """Proposals and explanations for one queue; None when the mode's match function failed
+        (reported, and the mode skips this tick)."""
+        now = self._store.now()  # Redis's clock: the one that stamped every enqueue time
+        function = self._functions.get(name)
+        if function is None:
+            matching = match_queue(tickets, self._rules[name], now)
+            return matching.proposals, matching.blocked
+        try:
+            proposals = functions.run(function, tickets, self._modes[name], now)
+        except functions.MatchFunctionError:
+            # Logged at ERROR with the traceback: Sentry's logging integration reports it.
+            logger.exception("match function of mode %s failed; the mode skips this tick", name)
+            return None
+        matched = {ticket_id for p in proposals for team in p.teams for ticket_id in team}
+        return proposals, {t.ticket_id: "match_function" for t in tickets if t.ticket_id not in matched}
+
     def _match_queue(self, name: str, region: str | None, counts: dict) -> None:
         with _cyclic_gc_paused():
             tickets = self._store.read_queue(name, region)
-            if not tickets:
-                return
-            # Redis's clock: the one that stamped every enqueue time.
-            proposals = propose_matches(tickets, self._rules[name], self._store.now())
+            result = self._propose(name, tickets) if tickets else ([], {})
+        if result is None:
+            counts["match_function_errors"] += 1
+            return
+        proposals, blocked = result
+        self._store.record_blocked(name, region, blocked)
+        if not proposals:
+            return
         counts["proposals"] += len(proposals)
         accept_timeout_s = self._modes[name].accept_timeout_s
-        batches = [[p.teams for p in proposals[start:start + self._batch_size]]
-                   for start in range(0, len(proposals), self._batch_size)]
+        choices = _choices(proposals, tickets) if self._modes[name].has_profiles else None
+        batches = [(
+            [p.teams for p in proposals[start:start + self._batch_size]],
+            None if choices is None else choices[start:start + self._batch_size],
+        ) for start in range(0, len(proposals), self._batch_size)]
 
-        def claim(batch: list) -> int:
-            results = self._store.claim(name, region, batch, accept_timeout_s)
+        def claim(batch: tuple) -> int:
+            results = self._store.claim(name, region, batch[0], accept_timeout_s, batch[1])
             return sum(1 for r in results if r.session_id)
 
-        def count(claimed: int, batch: list) -> None:  # in this thread only
+        def count(claimed: int, batch: tuple) -> None:  # in this thread only
             counts["matches_claimed"] += claimed
-            counts["claim_conflicts"] += len(batch) - claimed
+            counts["claim_conflicts"] += len(batch[0]) - claimed
 
         if len(batches) == 1:
             if not self._shutdown.is_set():
@@ -132,7 +161,7 @@ class Ticker:
         # waits on its socket). Batches are disjoint and each is one atomic script, so their
         # order in Redis does not matter.
         with ThreadPoolExecutor(max_workers=CLAIMS_IN_FLIGHT, thread_name_prefix="mm-claim") as pool:
-            in_flight: deque[tuple[Future, list]] = deque()
+            in_flight: deque[tuple[Future, tuple]] = deque()
             try:
                 for batch in batches:
                     if len(in_flight) >= CLAIMS_IN_FLIGHT:
@@ -157,3 +186,16 @@ class Ticker:
             counts["allocated"] += allocated
             if allocated < self._batch_size or waiting == 0:
                 return True
+
+
+def _choices(proposals: list[Proposal], tickets: list[QueuedTicket]) -> list[str]:
+    """What the rules chose for each proposal, as the claim stores it: region, each player's
+    role (the matcher gives them per ticket, in the ticket's player order), chosen values."""
+    players = {t.ticket_id: t.players for t in tickets} if any(p.roles for p in proposals) else {}
+    out = []
+    for p in proposals:
+        roles = {}
+        for ticket_id, per_player in p.roles.items():
+            roles.update(zip(players.get(ticket_id, ()), per_player))
+        out.append(encode_choices(p.region, roles, p.attributes))
+    return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import threading
@@ -40,6 +41,9 @@ class DeadlineCounts:
                 + self.ended_matches + self.removed_servers)
 
 
+WHY_TTL_S = 60.0  # explanations outlive a tick by this much, then leave Redis
+
+
 def parse_member(member: str) -> QueuedTicket:
     parts = member.split("|", 4)
     if len(parts) == 4:
@@ -74,6 +78,8 @@ class Sessions:
         # script need not read each ticket to rebuild them.
         self._members: dict[str, dict[str, str]] = {}
         self._profile_modes = frozenset(profile_modes)
+        # Per why key: this replica's last write (its token, and what it wrote).
+        self._why: dict[str, tuple[str, dict[str, str]]] = {}
         self._parsed: dict[str, dict[str, QueuedTicket]] = {}
         self._members_lock = threading.Lock()
 
@@ -100,6 +106,33 @@ class Sessions:
         if oldest is not None:
             self._client.hset(keys.OLDEST, queue, int(oldest * 1000))
         return tickets
+
+    def record_blocked(self, mode: str, region: str | None, blocked: Mapping[str, str],
+                       ttl_s: float = WHY_TTL_S) -> None:
+        """Why each unmatched ticket of a queue waits, for its view (`matching.blocked_by`)
+        and the per-rule counts of the status. Only changes since this replica's own last
+        write go to Redis (why.lua), so a big queue that does not move costs one small call."""
+        key = keys.why(mode, region)
+        last = self._why.get(key)
+        if not blocked and (last is None or not last[1]):
+            return  # nothing waits, nothing was written: no call (an old key expires)
+        counts: dict[str, int] = {}
+        for rule in blocked.values():
+            counts[rule] = counts.get(rule, 0) + 1
+        counts_json = json.dumps(counts, separators=(",", ":"), sort_keys=True)
+        ttl_ms = max(1, int(ttl_s * 1000))
+        if last is not None:
+            token, before = last
+            changed = [(i, r) for i, r in blocked.items() if before.get(i) != r]
+            dropped = [i for i in before if i not in blocked]
+            if self._scripts.call("why", [key, token, "delta", ttl_ms, counts_json, len(changed),
+                                          *(i for i, _ in changed), *(r for _, r in changed), *dropped]):
+                self._why[key] = (token, dict(blocked))
+                return
+        token = secrets.token_hex(8)
+        self._scripts.call("why", [key, token, "full", ttl_ms, counts_json, len(blocked),
+                                   *blocked.keys(), *blocked.values()])
+        self._why[key] = (token, dict(blocked))
 
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
               accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:

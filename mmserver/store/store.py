@@ -5,6 +5,7 @@ inside the scripts so all replicas share one clock. Redis errors become RedisUna
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -158,6 +159,10 @@ class Store:
         with _RedisErrors():
             return self._sessions.read_queue(mode, region)
 
+    def record_blocked(self, mode: str, region: str | None, blocked: Mapping[str, str]) -> None:
+        with _RedisErrors():
+            self._sessions.record_blocked(mode, region, blocked)
+
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
               accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:
         with _RedisErrors():
@@ -224,6 +229,7 @@ class Store:
             for mode, regions in queues.items():
                 for region in regions:
                     pipe.zcard(keys.queue(mode, region))
+                    pipe.hget(keys.why(mode, region), "@counts")
             replies = pipe.execute()
             ((seconds, micros), counts, oldest, outcomes, accepting, allocating, assigned,
              busy) = replies[:8]
@@ -237,10 +243,14 @@ class Store:
         depths = iter(replies[8 + len(free_sets):])
         result_queues = {}
         for mode, regions in queues.items():
-            queued, oldest_ms = 0, None
+            queued, oldest_ms, blocked = 0, None, {}
             for region in regions:
                 depth = next(depths)
+                why = next(depths)
                 queued += depth
+                if depth and why:
+                    for rule, n in json.loads(why).items():
+                        blocked[rule] = blocked.get(rule, 0) + int(n)
                 seen = oldest.get(keys.queue(mode, region))
                 if depth and seen is not None:
                     oldest_ms = int(seen) if oldest_ms is None else min(oldest_ms, int(seen))
@@ -249,6 +259,8 @@ class Store:
                 "oldest_wait_s": None if oldest_ms is None else max(0.0, (now_ms - oldest_ms) / 1000),
                 "matched": int(counts.get(keys.matched_count(mode), 0)),
                 "assigned": int(counts.get(keys.assigned_count(mode), 0)),
+                # Tickets each rule kept waiting at the last tick (SPEC "blocked_by").
+                "blocked_by": blocked,
             }
         return {
             "queues": result_queues,

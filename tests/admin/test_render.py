@@ -172,6 +172,23 @@ def test_status_text_of_the_services_shape():
     assert "readiness: draining" in lines
 
 
+def test_watch_names_what_keeps_each_queue_waiting():
+    status = {"queues": {
+        "ranked": {"queued": 15, "oldest_wait_s": 40.0, "matched": 0, "assigned": 10,
+                   "blocked_by": {"mmr": 3, "level-gap": 12}},
+        "duel": {"queued": 0, "oldest_wait_s": None, "matched": 0, "assigned": 0, "blocked_by": {}},
+    }}
+    lines = render.watch_text(status, "http://127.0.0.1:8081", 0.0).splitlines()
+    header = next(line for line in lines if line.strip().startswith("MODE"))
+    assert header.split()[-2:] == ["WAITING", "ON"]
+    ranked = next(line for line in lines if line.strip().startswith("ranked"))
+    assert ranked.rstrip().endswith("level-gap 12, mmr 3")  # most first
+    duel = next(line for line in lines if line.strip().startswith("duel"))
+    assert duel.rstrip().endswith("-")
+    # mmadmin status shows the counts too
+    assert 'blocked_by={"level-gap":12,"mmr":3}' in render.status_text(status)
+
+
 # --- mmadmin match / player ---
 
 def test_record_text_of_a_match():

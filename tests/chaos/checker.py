@@ -260,7 +260,7 @@ class Checker:
 
     def _check_queued(self, snap: Snapshot, tid: str, t: dict, places: list) -> None:
         expected_queue = f"mm:q:{t.get('m')}:{t.get('g', '')}"
-        expected_member = f"{tid}|{t.get('r')}|{t.get('n')}|{t.get('e')}"
+        expected_member = f"{tid}|{t.get('r')}|{t.get('n')}|{t.get('e')}" + (f"|{t['a']}" if t.get("a") else "")
         if len(places) != 1:
             self._bad("duplicated" if len(places) > 1 else "stranded", tid,
                       f"queued ticket in {len(places)} queues: {[p[0] for p in places]}")

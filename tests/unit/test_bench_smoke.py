@@ -56,6 +56,15 @@ def test_tick(tmp_path):
     assert rows["1v1"]["tickets_matched"] > 150  # uniform MMRs: nearly all pair up
 
 
+def test_rules(tmp_path):
+    report = run("bench_rules.py", tmp_path / "r.json", "--count", "400", "--rounds", "1")
+    rows = {row["scenario"]: row for row in report["results"]}
+    assert set(rows) == {"1v1", "5v5-rules"}
+    assert rows["5v5-rules"]["queued"] == 400
+    assert rows["5v5-rules"]["tickets_matched"] > 0  # the rules mode forms matches at all
+    assert report["ratios"]["steady_tick"] > 0
+
+
 def test_notify(tmp_path):
     report = run("bench_notify.py", tmp_path / "n.json", "--rounds", "1", "--idle", "5", "--probes", "5",
                  "--rate", "50")

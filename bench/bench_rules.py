@@ -1,0 +1,159 @@
+"""Matchmaker tick with match rules at 100,000 queued tickets, beside the plain 1v1 mode.
+
+The rules scenario is the one docs/PERFORMANCE.md names: a 5v5 mode with roles (tank 1,
+healer 1, dps 3; each player offers one to three), two rules (`same` on a string attribute
+with three values, `distance` on a number attribute, max 10 widening to 30 after 20 s) and
+latencies over three regions (max 80 ms widening to 150 after 15 s); MMR ~ N(1500, 300).
+The plain scenario is 1v1 on the same number of tickets, the ratio's base.
+
+For each, on a real redis-server filled through the store's own create script:
+- steady tick: the same queue under a zero MMR window (MMRs are continuous, so nothing can
+  match): what every tick pays for a queue that size; median of --rounds ticks;
+- read and match: the queue read (ZRANGE and parsing) and the pure matcher timed apart;
+- matching tick: the real rules, first tick over the full queue: nearly everything is matched
+  and claimed in that one tick.
+
+    .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RedisServer, Report, fill_queue, median  # noqa: E402
+
+from mmserver.config import ModeConfig, ServersConfig  # noqa: E402
+from mmserver.matchmaking import MatchRules, match_queue  # noqa: E402
+from mmserver.matchmaking.rules import Latency, Rule, Step  # noqa: E402
+from mmserver.shutdown import Shutdown  # noqa: E402
+from mmserver.store import Store, keys  # noqa: E402
+from mmserver.ticker import Ticker  # noqa: E402
+
+REGIONS = ("eu-west", "us-east", "ap-south")
+ROLES = ("tank", "healer", "dps")
+BUILDS = ("aggressive", "balanced", "defensive")
+
+RULES_MODE = ModeConfig(
+    "ranked", team_size=5, teams=2, ticket_ttl_s=7200,
+    attributes=(("build", "string"), ("level", "number")),
+    roles=(("tank", 1), ("healer", 1), ("dps", 3)),
+    rules=(Rule("same-build", "same", "build"),
+           Rule("level-gap", "distance", "level", max=10.0, expand=(Step(20.0, 30.0),))),
+    latency=Latency(max_ms=80.0, expand=(Step(15.0, 150.0),)),
+)
+PLAIN_MODE = ModeConfig("duel", team_size=1, teams=2, ticket_ttl_s=7200)
+
+
+def rules_profile(rng) -> dict:
+    """One player's create arguments: roles offered (dps most often), build, level, latencies
+    (one region near, the others farther), MMR ~ N(1500, 300)."""
+    offered = rng.choices([["dps"], ["tank"], ["healer"], ["dps", "tank"], ["dps", "healer"], list(ROLES)],
+                          [40, 10, 10, 15, 15, 10])[0]
+    home = rng.randrange(len(REGIONS))
+    latencies = {region: round(rng.uniform(10, 60) if k == home else rng.uniform(60, 220), 1)
+                 for k, region in enumerate(REGIONS)}
+    return {"mmr": min(100000.0, max(0.0, rng.gauss(1500, 300))),
+            "attributes": {"build": rng.choice(BUILDS), "level": float(rng.randint(1, 60))},
+            "latencies": latencies, "roles": [offered]}
+
+
+def plain_profile(rng) -> dict:
+    return {"mmr": min(100000.0, max(0.0, rng.gauss(1500, 300)))}
+
+
+SCENARIOS = {"1v1": (PLAIN_MODE, plain_profile), "5v5-rules": (RULES_MODE, rules_profile)}
+
+
+def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -> dict:
+    mode, profile = SCENARIOS[scenario]
+    modes = {mode.name: mode}
+    client = redis_server.client(decode_responses=True, socket_timeout=None)
+    client.flushall()
+    fill_rate = fill_queue(redis_server.url, modes, mode.name, count, prefix=f"{scenario}-",
+                           profile=profile, regions=REGIONS)
+    queued = client.zcard(keys.queue(mode.name, None))
+    store = Store(client, modes, ServersConfig(), regions=REGIONS)
+
+    frozen = dataclasses.replace(mode, mmr_window=0.0, mmr_window_growth_per_s=0.0, mmr_window_max=0.0)
+    steady_ticker = Ticker(store, {mode.name: frozen}, shutdown=Shutdown(), regions=REGIONS)
+    steady = []
+    for _ in range(rounds):
+        result = steady_ticker.tick()
+        steady.append(result["duration_s"])
+        if result["matches_claimed"]:
+            raise RuntimeError("the steady tick matched tickets: the benchmark's data is wrong")
+
+    reads, matches = [], []
+    rules = MatchRules.from_mode(mode, REGIONS)
+    for _ in range(rounds):
+        started = time.perf_counter()
+        tickets = store.read_queue(mode.name, None)
+        reads.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        matching = match_queue(tickets, rules, store.now())
+        matches.append(time.perf_counter() - started)
+
+    result = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS).tick()
+    left = client.zcard(keys.queue(mode.name, None))
+    row = {
+        "scenario": scenario,
+        "queued": queued,
+        "fill_per_s": round(fill_rate),
+        "steady_tick_s": round(median(steady), 4),
+        "read_queue_s": round(median(reads), 4),
+        "match_s": round(median(matches), 4),
+        "proposals": len(matching.proposals),
+        "matching_tick_s": round(result["duration_s"], 4),
+        "matches_claimed": result["matches_claimed"],
+        "tickets_matched": queued - left,
+        "rounds": rounds,
+    }
+    client.flushall()
+    client.close()
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    report = Report("rules", vars(args) | {"out": None})
+    report["target"] = "5v5 with roles, two rules and latencies, 100,000 queued: steady tick < 1 s, matching tick < 2 s"
+    rows = []
+    print(f"{'scenario':<10} {'queued':>8} {'steady':>8} {'read':>7} {'match':>7} {'matching tick':>14} "
+          f"{'matches':>8} {'tickets':>8}")
+    with tempfile.TemporaryDirectory() as directory:
+        redis_server = RedisServer(Path(directory)).start()
+        try:
+            for scenario in args.scenarios.split(","):
+                row = measure(redis_server, scenario, args.count, args.rounds)
+                rows.append(row)
+                print(f"{scenario:<10} {row['queued']:>8,} {row['steady_tick_s']:>8.3f} {row['read_queue_s']:>7.3f} "
+                      f"{row['match_s']:>7.3f} {row['matching_tick_s']:>14.3f} {row['matches_claimed']:>8,} "
+                      f"{row['tickets_matched']:>8,}", flush=True)
+        finally:
+            redis_server.stop()
+    if len(rows) == 2:
+        base, rules = rows
+        report["ratios"] = {
+            "steady_tick": round(rules["steady_tick_s"] / base["steady_tick_s"], 2),
+            "matching_tick": round(rules["matching_tick_s"] / base["matching_tick_s"], 2),
+        }
+        print(f"ratio 5v5-rules / 1v1: steady tick {report['ratios']['steady_tick']}x, "
+              f"matching tick {report['ratios']['matching_tick']}x")
+    report["results"] = rows
+    report.write(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
