@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,12 @@ def test_a_value_with_a_failing_repr_still_gives_a_clear_error():
 
     with pytest.raises(MatchFunctionError, match="returned Odd \\(unprintable\\), not a list of proposals"):
         functions.run(returning(Odd()), TICKETS, DUEL, NOW)
+
+
+def test_the_documented_example_is_the_tested_one():
+    docs = (Path(__file__).parents[2] / "docs" / "MATCH_RULES.md").read_text()
+    section = docs.split("## Match functions", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    example = Path(match_function_example.__file__).read_text()
+    assert code.strip() and code in example
+    assert code.startswith("MAX_GAP") and example.rstrip().endswith(code.rstrip())
