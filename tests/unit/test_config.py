@@ -121,7 +121,7 @@ allocation_timeout_s = 30
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("[modes.duel]\nteams = 1\n", "at least 2"),
+        ("[modes.duel]\nteams = 0\n", "at least 1"),
         ("[modes.duel]\nteam_size = 0\n", "at least 1"),
         ("[modes.duel]\naccept_timeout_s = -1\n", "negative"),
         ("[modes.duel]\nmmr_window = 200\nmmr_window_max = 100\n", "below mmr_window"),
