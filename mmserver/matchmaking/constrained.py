@@ -71,6 +71,7 @@ window), so a big queue that cannot match costs little per tick.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Sequence
 
 from mmserver.matchmaking.lineup import Lineup
@@ -80,16 +81,24 @@ from mmserver.matchmaking.rules import MMR_RULE, MatchRules
 
 _INF = float("inf")
 _MISSING = object()
-_NODE_BUDGET = 3000  # depth-first search nodes per anchor
-_RELAXED_BUDGET = 1000  # nodes of the search that names why an anchor failed
+_NODE_BUDGET = 600  # depth-first search nodes per anchor
+_RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
 
 
 def _walk_limit(players_per_match: int) -> int:
-    return 32 * players_per_match + 64
+    return 16 * players_per_match + 32
 
 
 def _pass_limit(players_per_match: int) -> int:
     return 4 * players_per_match + 16
+
+
+def _mask_under(latencies: tuple, limit: float) -> int:
+    mask = 0
+    for bit, ms in enumerate(latencies):
+        if ms <= limit:
+            mask |= 1 << bit
+    return mask
 
 
 def _number(value) -> float | None:
@@ -129,6 +138,7 @@ class _Constrained:
         self.overlaps = [r for r in rules.rules if r.kind == "overlap"]
         self.distances = [r for r in rules.rules if r.kind == "distance"]
         self.regions = rules.regions if rules.latency is not None else ()
+        self._composable_memo: dict = {}
         self.eligible = [t for t in tickets if 1 <= t.size <= hi and (not t.roles or len(t.roles) == t.size)]
         self.max_players = rules.team_size * rules.teams
         self.fill_possible = (not rules.roles and rules.min_team_size is not None
@@ -186,6 +196,8 @@ class _Constrained:
             if i >= 0:
                 pos_of[i] = p
         self.pos_of = pos_of
+        self.static: list = [None] * n
+        self._rmasks: dict = {}
         enq = [t.enqueued_at for t in el]
         ids = [t.ticket_id for t in el]
         order = sorted(range(n), key=enq.__getitem__)
@@ -279,6 +291,25 @@ class _Constrained:
         t = self.eligible[j]
         return self.lineup.masks(t.size, t.roles)
 
+    def _static(self, j: int) -> tuple:
+        """What the filters read of ticket j: latency per region, overlap lists, distance
+        values, role masks and lineup key (masks None: a player offers no role of the mode)."""
+        t = self.eligible[j]
+        if t.region is not None:
+            lat = tuple(0.0 if r == t.region else _INF for r in self.regions)
+        else:
+            get = t.latencies.get
+            lat = tuple(_INF if get(r) is None else get(r) for r in self.regions)
+        overs = []
+        for rule in self.overlaps:
+            value = t.attributes.get(rule.attribute)
+            overs.append(frozenset(value) if isinstance(value, tuple) else None)
+        dists = tuple(t.mmr if rule.attribute == MMR_RULE else _number(t.attributes.get(rule.attribute))
+                      for rule in self.distances)
+        masks = self.lineup.masks(t.size, t.roles)
+        key = self.lineup.key(t.size, masks) if masks is not None else None
+        return lat, tuple(overs), dists, masks, key
+
     def _region_mask(self, t: QueuedTicket, limit: float) -> int:
         mask = 0
         fixed = t.region
@@ -334,6 +365,10 @@ class _Constrained:
                   tuple((1 << len(v)) - 1 for v in avalues), lineup.key(anchor.size, amasks), amasks, anchor.mmr)
 
         # Walk the MMR window nearest first, filtering pairwise.
+        static = self.static
+        rmasks = self._rmasks.get(lat_limit)
+        if rmasks is None:
+            rmasks = self._rmasks[lat_limit] = [-1] * len(el)
         need = self.max_players
         walk_cap, pass_cap = _walk_limit(need), _pass_limit(need)
         players_by_fail = [0] * (nfilters + 1)
@@ -359,49 +394,51 @@ class _Constrained:
                 dr = mmr[rp] - m
             walked += 1
             j = layout[q]
-            t = el[j]
             s = sizes[j]
             window_players += s
+            info = static[j]
+            if info is None:
+                info = static[j] = self._static(j)
             f = 0
             fail = -1
             rmask = 0
             if latency_on:
-                rmask = self._region_mask(t, lat_limit) & amask
+                rmask = rmasks[j]
+                if rmask < 0:
+                    rmask = rmasks[j] = _mask_under(info[0], lat_limit)
+                rmask &= amask
                 if not rmask:
                     fail = f
                 f += 1
-            omasks = []
-            if fail < 0:
-                for k, rule in enumerate(overlaps):
-                    value = t.attributes.get(rule.attribute)
+            omasks = ()
+            if fail < 0 and overlaps:
+                found_masks = []
+                for k, listed in enumerate(info[1]):
                     om = 0
-                    if isinstance(value, tuple):
+                    if listed is not None:
                         for bit, v in enumerate(avalues[k]):
-                            if v in value:
+                            if v in listed:
                                 om |= 1 << bit
                     if not om:
                         fail = f
                         break
-                    omasks.append(om)
+                    found_masks.append(om)
                     f += 1
-            dvals = []
-            if fail < 0:
-                for k, rule in enumerate(distances):
-                    v = t.mmr if rule.attribute == MMR_RULE else _number(t.attributes.get(rule.attribute))
+                omasks = tuple(found_masks)
+            if fail < 0 and distances:
+                for k, v in enumerate(info[2]):
                     av = adist[k]
                     if v is None or av is None or abs(v - av) > dist_limits[k]:
                         fail = f
                         break
-                    dvals.append(v)
                     f += 1
             if fail >= 0:
                 players_by_fail[fail] += s
                 continue
-            masks = self._masks_of(j)
-            if masks is None:
+            if info[3] is None:
                 continue  # can take no role: never in a match
             players_by_fail[nfilters] += s
-            cands.append(_Cand(q, s, (t.mmr, *dvals), rmask, tuple(omasks), lineup.key(s, masks), masks, t.mmr))
+            cands.append(_Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q]))
         capped = walked >= walk_cap or len(cands) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
@@ -413,19 +450,77 @@ class _Constrained:
                 remaining -= anchor.size
             if remaining < smallest:
                 return None, self.filter_names[k]
+        # Sizes and roles alone (no collective condition) must make a match: cheap and memoised.
+        if not self._composable(a, cands, lo, smallest, self.lineup):
+            if self.rules.roles and self._composable(a, cands, lo, smallest, self.sizes_only):
+                return None, "roles"
+            return None, "players"
         chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
             return chosen, None
         return None, self._why(a, cands, lims, lo, smallest)
 
+    def _composable(self, a: _Cand, cands: list[_Cand], lo: int, smallest: int, lineup: Lineup) -> bool:
+        """Can the anchor and some of the candidates make a match by sizes and roles alone?
+
+        Solo tickets with roles: the players can fill every slot iff the largest assignment of
+        players to slots covers them all, and that size is, by max-flow/min-cut, the least over
+        role sets Y of (slots of Y) + (players offering a role outside Y); the anchor can then
+        be in it (the sets of players an assignment covers form a matroid). Otherwise a search
+        over how many tickets of each key to take, memoised by the capped key counts.
+        """
+        keyed = lineup is self.lineup
+        if keyed and lineup.k and a.size == 1 and all(c.size == 1 for c in cands):
+            by_mask = Counter(c.masks[0] for c in cands)
+            by_mask[a.masks[0]] += 1
+            slots = [count * self.rules.teams for count in lineup.role_counts]
+            total = sum(slots)
+            for subset in range(lineup.all_roles + 1):
+                cut = sum(slots[b] for b in range(lineup.k) if subset >> b & 1)
+                cut += sum(n for mask, n in by_mask.items() if mask & ~subset)
+                if cut < total:
+                    return False
+            return True
+        maxp = self.max_players
+        counts = Counter(c.key if keyed else c.size for c in cands)
+        a_key = a.key if keyed else a.size
+        size_of = (lambda key: key[0]) if keyed and lineup.k else (lambda key: key)
+        types = sorted(((key, min(n, maxp // size_of(key))) for key, n in counts.items()),
+                       key=lambda kn: (-size_of(kn[0]), kn[0]))
+        signature = (id(lineup), a_key, lo, smallest, tuple(types))
+        found = self._composable_memo.get(signature)
+        if found is not None:
+            return found
+        fits = lineup.fits
+        nodes = 0
+
+        def pick(t: int, keys: list, players: int) -> bool:
+            nonlocal nodes
+            nodes += 1
+            if nodes > _RELAXED_BUDGET:
+                return True  # undecided: let the search try
+            if players >= smallest and fits(tuple(sorted(keys)), lo):
+                return True
+            if t == len(types):
+                return False
+            key, n = types[t]
+            size = size_of(key)
+            for take in range(min(n, (maxp - players) // size), -1, -1):
+                more = keys + [key] * take
+                if take and not fits(tuple(sorted(more))):
+                    continue
+                if pick(t + 1, more, players + take * size):
+                    return True
+            return False
+
+        found = pick(0, [a_key], a.size)
+        self._composable_memo[signature] = found
+        return found
+
     def _why(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> str:
         found = self._search(a, cands, lims, lo, smallest, _RELAXED_BUDGET, relaxed=True)
         if found is None:
-            if self.rules.roles:
-                sized = self._search(a, cands, lims, lo, smallest, _RELAXED_BUDGET, relaxed=True,
-                                     lineup=self.sizes_only)
-                return "roles" if sized is not None else "players"
-            return "players"
+            return "players"  # undecided within the budget
         for k, rule in enumerate(self.distances, 1):
             values = [c.vals[k] for c in found]
             if max(values) - min(values) > lims[k]:
