@@ -267,3 +267,106 @@ def test_match_queue_answers_for_every_mode(case):
     rules, tickets = case
     matching = match_queue(tickets, rules, NOW)
     check_matching(matching, tickets, rules, NOW)
+
+
+# --- examples -----------------------------------------------------------------------------------
+
+def solo(n, mmr=1500.0, waited=0.0, size=1, **fields) -> QueuedTicket:
+    return QueuedTicket(f"t{n}", mmr, size, NOW - waited, **fields)
+
+
+def lobby_rules(**changes) -> MatchRules:
+    values = dict(team_size=2, teams=1, mmr_window=100.0, mmr_window_growth_per_s=0.0, mmr_window_max=1000.0)
+    values.update(changes)
+    return MatchRules(**values)
+
+
+def test_same_rule_keeps_values_apart():
+    rules = lobby_rules(rules=(Rule("same-build", "same", "build"),))
+    tickets = [solo(0, attributes={"build": "a"}), solo(1, attributes={"build": "b"}),
+               solo(2, attributes={"build": "a"}), solo(3)]
+    matching = propose_constrained(tickets, rules, NOW)
+    assert [sorted(p.teams[0]) for p in matching.proposals] == [["t0", "t2"]]
+    assert matching.blocked == {"t1": "same-build", "t3": "same-build"}
+
+
+def test_overlap_records_the_first_common_value_of_the_anchor():
+    rules = lobby_rules(rules=(Rule("common-map", "overlap", "maps"),))
+    tickets = [solo(0, waited=5, attributes={"maps": ("m1", "m2", "m3")}),
+               solo(1, attributes={"maps": ("m3", "m2")})]
+    [proposal] = propose_constrained(tickets, rules, NOW).proposals
+    assert proposal.attributes == {"maps": "m2"}
+    blocked = propose_constrained([solo(0, attributes={"maps": ("m1",)}), solo(1, attributes={"maps": ("m2",)})],
+                                  rules, NOW).blocked
+    assert blocked == {"t0": "common-map", "t1": "common-map"}
+
+
+def test_distance_rule_expands_with_the_oldest_wait():
+    rules = lobby_rules(rules=(Rule("level-gap", "distance", "level", 5.0, (Step(20.0, 15.0),)),))
+    young = [solo(0, waited=10, attributes={"level": 10.0}), solo(1, attributes={"level": 22.0})]
+    assert propose_constrained(young, rules, NOW).blocked == {"t0": "level-gap", "t1": "level-gap"}
+    old = [solo(0, waited=25, attributes={"level": 10.0}), solo(1, attributes={"level": 22.0})]
+    assert len(propose_constrained(old, rules, NOW).proposals) == 1
+
+
+def test_mmr_window_and_players():
+    rules = lobby_rules()
+    assert propose_constrained([solo(0, 1000.0), solo(1, 1500.0)], rules, NOW).blocked == {"t0": "mmr", "t1": "mmr"}
+    assert propose_constrained([solo(0)], rules, NOW).blocked == {"t0": "players"}
+
+
+def test_latency_picks_the_lowest_worst_region_and_expands():
+    rules = lobby_rules(latency=Latency(50.0, (Step(30.0, 120.0),)), regions=("eu", "us"))
+    tickets = [solo(0, latencies={"eu": 40.0, "us": 20.0}), solo(1, latencies={"eu": 30.0, "us": 45.0})]
+    [proposal] = propose_constrained(tickets, rules, NOW).proposals
+    assert proposal.region == "eu"  # worst 40 in eu, 45 in us
+    apart = [solo(0, latencies={"eu": 20.0, "us": 100.0}), solo(1, latencies={"eu": 100.0, "us": 20.0})]
+    assert propose_constrained(apart, rules, NOW).blocked == {"t0": "latency", "t1": "latency"}
+    later = [solo(0, waited=40, latencies={"eu": 20.0, "us": 100.0}), solo(1, latencies={"eu": 100.0, "us": 20.0})]
+    [proposal] = propose_constrained(later, rules, NOW).proposals
+    assert proposal.region == "eu"
+    fixed = [solo(0, region="us"), solo(1, latencies={"eu": 10.0, "us": 45.0})]
+    assert propose_constrained(fixed, rules, NOW).proposals[0].region == "us"
+
+
+def test_roles_one_tank_one_healer_three_dps_with_a_party():
+    rules = MatchRules(5, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1), ("dps", 3)))
+    party = solo(0, size=3, waited=10, roles=(("tank",), ("dps", "healer"), ("dps",)))
+    tickets = [party] + [solo(n, roles=(("dps", "healer", "tank"),)) for n in range(1, 8)]
+    matching = propose_constrained(tickets, rules, NOW)
+    check_matching(matching, tickets, rules, NOW)
+    [proposal] = matching.proposals
+    assert proposal.roles["t0"][0] == "tank" and proposal.roles["t0"][2] == "dps"
+    tanks = [solo(n, roles=(("tank",),)) for n in range(10)]
+    assert set(propose_constrained(tanks, rules, NOW).blocked.values()) == {"roles"}
+
+
+def test_lobby_fills_after_the_wait():
+    rules = lobby_rules(team_size=6, min_team_size=3, fill_wait_s=30.0)
+    four = [solo(0, waited=10), solo(1), solo(2), solo(3)]
+    assert propose_constrained(four, rules, NOW).blocked == {f"t{n}": "players" for n in range(4)}
+    four[0] = solo(0, waited=40)
+    [proposal] = propose_constrained(four, rules, NOW).proposals
+    assert sorted(proposal.teams[0]) == ["t0", "t1", "t2", "t3"]  # the largest lobby at hand
+    seven = [solo(n, waited=5) for n in range(7)]
+    matching = propose_constrained(seven, rules, NOW)
+    assert [len(p.teams[0]) for p in matching.proposals] == [6] and len(matching.blocked) == 1
+
+
+def test_many_teams_are_as_even_as_the_parties_allow():
+    rules = MatchRules(3, 4, 100.0, 0.0, 100.0, min_team_size=2, fill_wait_s=0.0)
+    tickets = [solo(0, size=2), solo(1, size=2)] + [solo(n) for n in range(2, 7)]  # 9 players
+    matching = propose_constrained(tickets, rules, NOW)
+    check_matching(matching, tickets, rules, NOW)
+    [proposal] = matching.proposals
+    sizes = sorted(sum(next(t.size for t in tickets if t.ticket_id == x) for x in team) for team in proposal.teams)
+    assert sizes == [2, 2, 2, 3]
+
+
+def test_plain_modes_keep_the_fast_search_and_say_why_others_wait():
+    rules = MatchRules(1, 2, 100.0, 0.0, 100.0)
+    tickets = [solo(0, 1000.0), solo(1, 1050.0), solo(2, 2000.0)]
+    matching = match_queue(tickets, rules, NOW)
+    assert len(matching.proposals) == 1 and matching.blocked == {"t2": "players"}
+    matching = match_queue(tickets + [solo(3, 2500.0)], rules, NOW)
+    assert matching.blocked == {"t2": "mmr", "t3": "mmr"}
