@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mmserver.matchmaking.constrained import propose_constrained
 from mmserver.matchmaking.duels import propose_duels
-from mmserver.matchmaking.model import Proposal, QueuedTicket
+from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
 from mmserver.matchmaking.packing import find_composition
 from mmserver.matchmaking.pool import Pool
 from mmserver.matchmaking.rules import MatchRules
@@ -39,6 +40,24 @@ _MISSING = object()
 
 def _candidate_limit(players_per_match: int) -> int:
     return 8 * players_per_match + 16
+
+
+def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> Matching:
+    """One tick of matching for a mode: proposals, and why each unmatched ticket waits.
+
+    Plain modes (`rules.plain`) use the fast searches of `propose_matches`; their unmatched
+    eligible tickets are blocked by "players" when the unmatched queue holds fewer players than
+    a match, else by "mmr" (the MMR window is their only rule). Every other mode goes to
+    constrained.propose_constrained, which documents its semantics and blocked_by order.
+    """
+    if not rules.plain:
+        return propose_constrained(tickets, rules, now)
+    proposals = propose_matches(tickets, rules, now)
+    matched = {ticket_id for proposal in proposals for team in proposal.teams for ticket_id in team}
+    team_size = rules.team_size
+    waiting = [t for t in tickets if 1 <= t.size <= team_size and t.ticket_id not in matched]
+    reason = "players" if sum(t.size for t in waiting) < rules.players_per_match else "mmr"
+    return Matching(proposals, {t.ticket_id: reason for t in waiting})
 
 
 def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> list[Proposal]:

@@ -1,0 +1,690 @@
+"""Forming matches for modes with rules: attributes, latency, roles, lobbies and team shapes.
+
+`propose_constrained(tickets, rules, now)` serves every mode that is not `rules.plain`
+(matcher.match_queue picks it). Pure Python, no I/O.
+
+Semantics
+---------
+- Eligible tickets: 1 <= size <= team_size, and `roles` empty or one tuple per player. Other
+  tickets are ignored (neither proposed nor in `blocked`).
+- Anchors are taken oldest first (enqueued_at, ties by ticket_id). An anchor's match holds the
+  anchor and unmatched tickets only, and is checked with the limits in force for the anchor
+  (its wait = now - enqueued_at). A ticket older than the anchor may join (it failed as an
+  anchor earlier); its own limits are wider, so the match satisfies the limits of its oldest
+  ticket, as the specification requires, and never anything looser.
+- MMR window: the spread of the tickets' MMRs is at most window(rules, wait).
+- `same`: every ticket has an equal value. `overlap`: the tickets' lists share a value; the
+  proposal's `attributes[rule.attribute]` is the first value of the anchor's list that every
+  ticket has. `distance`: largest minus smallest value at most rule.limit(wait); the attribute
+  "mmr" is the ticket's MMR. A ticket lacking an attribute a rule uses never satisfies it.
+- Latency (rules.latency set): a ticket may play in region r of rules.regions when
+  latencies[r] <= latency.limit(wait); a ticket with a fixed `region` plays only there (as
+  latency 0). The match's region is, among the regions allowed for all its tickets, the one
+  with the lowest worst latency (ties: order of rules.regions). Without rules.latency,
+  Proposal.region is None and the region fields are ignored.
+- Roles (rules.roles set; teams are then always full): every player takes exactly one role it
+  offers (no roles offered: any role), each team's role counts are met exactly, parties stay on
+  one team. Proposal.roles maps ticket id -> one role per player in ticket order ({} without
+  roles).
+- Team shapes: `teams` teams (1 = one lobby). A full match (every team exactly team_size) is
+  always allowed; once the anchor has waited fill_wait_s (and min_team_size < team_size, no
+  roles), a match whose every team holds min_team_size..team_size players is allowed too. The
+  largest match found is preferred, with teams as even as the parties allow (lineup.py).
+  Parties never split. Teams are balanced by MMR sums, within the roles.
+- Each ticket is in at most one proposal; as many matches are formed as the rules allow, oldest
+  anchors first.
+
+How: tickets are partitioned by the values of the `same` rules, each partition laid out in MMR
+order as a linked list (as pool.Pool, with sentinels between partitions), so an anchor walks its
+nearest unmatched neighbours within its MMR window. Each neighbour is filtered pairwise against
+the anchor (a shared region, a shared value of each `overlap` list, each `distance` within the
+limit of the anchor's value); the walk stops after `_walk_limit` neighbours or `_pass_limit`
+that pass. The match is then picked from those by a greedy nearest-first selection (every
+collective condition kept: common region and values, spreads, roles and team sizes still
+fillable), then, when that fails or a lobby may grow, by an exhaustive depth-first search over
+the same candidates bounded by `_NODE_BUDGET` nodes. Below these limits the search is
+exhaustive: an anchor is matched whenever it can be.
+
+`blocked`: every eligible ticket left unmatched gets one name, found when it fails as an
+anchor (so against the queue at its turn). With "the smallest match" = teams x the smallest
+team allowed for it now, the first of these that holds is named:
+
+1. "players": the unmatched eligible players of the whole queue are fewer than the smallest
+   match;
+2. each `same` rule in configuration order: the ticket lacks the attribute, or fewer players
+   share its values of this rule and the earlier `same` rules;
+3. "mmr": fewer players than the smallest match in its MMR window (in its partition);
+4. within the MMR window, filters applied in turn, cumulatively: "latency" (can share a region
+   with the ticket), each `overlap` rule (shares a value with the ticket's list), each
+   `distance` rule (within the limit of the ticket's value), in configuration order; the first
+   that leaves fewer players than the smallest match is named;
+5. every filter leaves enough players but no match was found: "roles" when no team and role
+   assignment can be made from those candidates with the ticket (ignoring the collective
+   conditions), or "players" when the party sizes cannot even make the teams; otherwise the
+   collective condition that fails for such an assignment: the first `distance` rule whose
+   spread is too wide, else "mmr", else "latency" (no region common to all), else the first
+   `overlap` rule without a common value, else "players".
+
+Steps 1 to 3 cost a few operations per ticket (step 3 stops at the first neighbour outside the
+window), so a big queue that cannot match costs little per tick.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Sequence
+
+from mmserver.matchmaking.lineup import Lineup
+from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
+from mmserver.matchmaking.pool import _order_ties
+from mmserver.matchmaking.rules import MMR_RULE, MatchRules
+
+_INF = float("inf")
+_MISSING = object()
+_NODE_BUDGET = 600  # depth-first search nodes per anchor
+_RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
+
+
+def _walk_limit(players_per_match: int) -> int:
+    return 16 * players_per_match + 32
+
+
+def _pass_limit(players_per_match: int) -> int:
+    return 4 * players_per_match + 16
+
+
+def _mask_under(latencies: tuple, limit: float) -> int:
+    mask = 0
+    for bit, ms in enumerate(latencies):
+        if ms <= limit:
+            mask |= 1 << bit
+    return mask
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class _Cand:
+    """A ticket as a candidate for one anchor's match (values relative to that anchor)."""
+
+    __slots__ = ("pos", "size", "vals", "rmask", "omasks", "key", "masks", "mmr")
+
+    def __init__(self, pos, size, vals, rmask, omasks, key, masks, mmr):
+        self.pos = pos
+        self.size = size
+        self.vals = vals  # one value per dimension: MMR, then each distance rule
+        self.rmask = rmask  # regions allowed (bit per rules.regions)
+        self.omasks = omasks  # per overlap rule: bit i = the anchor's i-th value is shared
+        self.key = key  # lineup key (size, role masks)
+        self.masks = masks
+        self.mmr = mmr
+
+
+def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> Matching:
+    return _Constrained(tickets, rules, now).run()
+
+
+class _Constrained:
+    def __init__(self, tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> None:
+        self.rules = rules
+        self.now = now
+        hi = rules.team_size
+        self.lineup = Lineup(rules)
+        self.sizes_only = Lineup(rules, use_roles=False) if rules.roles else self.lineup
+        self.same = [r for r in rules.rules if r.kind == "same"]
+        self.overlaps = [r for r in rules.rules if r.kind == "overlap"]
+        self.distances = [r for r in rules.rules if r.kind == "distance"]
+        self.regions = rules.regions if rules.latency is not None else ()
+        self._composable_memo: dict = {}
+        self.eligible = [t for t in tickets if 1 <= t.size <= hi and (not t.roles or len(t.roles) == t.size)]
+        self.max_players = rules.team_size * rules.teams
+        self.fill_possible = (not rules.roles and rules.min_team_size is not None
+                              and rules.min_team_size < hi)
+        # Filters of the walk, in blocked_by order; the anchor's own pass is checked the same way.
+        self.filter_names = ((["latency"] if rules.latency is not None else [])
+                             + [r.name for r in self.overlaps] + [r.name for r in self.distances])
+
+    # --- layout ------------------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        el = self.eligible
+        n = len(el)
+        mmrs = [t.mmr for t in el]
+        by_mmr = sorted(range(n), key=mmrs.__getitem__)
+        same = self.same
+        if not same:
+            keys = None
+            groups = [by_mmr]
+        else:
+            attrs = [r.attribute for r in same]
+            if len(attrs) == 1:
+                a = attrs[0]
+                keys = [(t.attributes.get(a, _MISSING),) for t in el]
+            else:
+                keys = [tuple(t.attributes.get(a, _MISSING) for a in attrs) for t in el]
+            by_key: dict = {}
+            for i in by_mmr:
+                k = keys[i]
+                g = by_key.get(k)
+                if g is None:
+                    by_key[k] = [i]
+                else:
+                    g.append(i)
+            groups = list(by_key.values())
+        self.keys = keys
+        # Positions: -inf sentinel, the partition in MMR order, +inf sentinel, next partition...
+        layout: list[int] = []
+        mmr: list[float] = []
+        for g in groups:
+            layout.append(-1)
+            mmr.append(-_INF)
+            layout.extend(g)
+            mmr.extend([mmrs[i] for i in g])
+            layout.append(-1)
+            mmr.append(_INF)
+        npos = len(layout)
+        self.layout = layout
+        self.mmr = mmr
+        self.left = list(range(-1, npos - 1))
+        self.right = list(range(1, npos + 1))
+        self.taken = bytearray(npos)
+        pos_of = [0] * n
+        for p, i in enumerate(layout):
+            if i >= 0:
+                pos_of[i] = p
+        self.pos_of = pos_of
+        self.static: list = [None] * n
+        self._rmasks: dict = {}
+        enq = [t.enqueued_at for t in el]
+        ids = [t.ticket_id for t in el]
+        order = sorted(range(n), key=enq.__getitem__)
+        _order_ties(order, enq, ids)
+        self.order = order
+        self.enq = enq
+        self.ids = ids
+        sizes = [t.size for t in el]
+        self.sizes = sizes
+        self.total_players = sum(sizes)
+        # Players per prefix of the `same` values (prefix k: the first k + 1 rules).
+        self.prefix_players: list[dict] = []
+        if same:
+            for k in range(len(same)):
+                counts: dict = {}
+                for key, s in zip(keys, sizes):
+                    pk = key[:k + 1]
+                    counts[pk] = counts.get(pk, 0) + s
+                self.prefix_players.append(counts)
+
+    # --- the tick ----------------------------------------------------------------------------
+
+    def run(self) -> Matching:
+        rules = self.rules
+        proposals: list[Proposal] = []
+        blocked: dict[str, str] = {}
+        if not self.eligible:
+            return Matching(proposals, blocked)
+        self._layout()
+        base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
+        teams, hi = rules.teams, rules.team_size
+        min_team = rules.min_team_size if self.fill_possible else hi
+        fill_wait = rules.fill_wait_s
+        now = self.now
+        same = self.same
+        keys = self.keys
+        prefix_players = self.prefix_players
+        mmr, left, right, taken = self.mmr, self.left, self.right, self.taken
+        pos_of, enq, ids, sizes = self.pos_of, self.enq, self.ids, self.sizes
+        for i in self.order:
+            p = pos_of[i]
+            if taken[p]:
+                continue
+            waited = now - enq[i]
+            lo = min_team if waited >= fill_wait else hi
+            smallest = teams * lo
+            if self.total_players < smallest:
+                blocked[ids[i]] = "players"
+                continue
+            if same:
+                key = keys[i]
+                reason = None
+                for k, rule in enumerate(same):
+                    if key[k] is _MISSING or prefix_players[k][key[:k + 1]] < smallest:
+                        reason = rule.name
+                        break
+                if reason is not None:
+                    blocked[ids[i]] = reason
+                    continue
+            w = base + growth * waited if waited > 0 else base
+            if w > cap:
+                w = cap
+            m = mmr[p]
+            # Fast refusal: nobody in the window and the anchor alone is too small.
+            if sizes[i] < smallest and m - mmr[left[p]] > w and mmr[right[p]] - m > w:
+                blocked[ids[i]] = MMR_RULE
+                continue
+            chosen, reason = self._anchor(i, p, waited, w, lo, smallest)
+            if chosen is None:
+                blocked[ids[i]] = reason
+                continue
+            proposals.append(self._propose(chosen, lo))
+            for c in chosen:
+                q = c.pos
+                lq, rq = left[q], right[q]
+                right[lq] = rq
+                left[rq] = lq
+                taken[q] = 1
+                j = self.layout[q]
+                self.total_players -= sizes[j]
+                if same:
+                    key = keys[j]
+                    for k in range(len(same)):
+                        prefix_players[k][key[:k + 1]] -= sizes[j]
+                blocked.pop(ids[j], None)
+        return Matching(proposals, blocked)
+
+    # --- one anchor --------------------------------------------------------------------------
+
+    def _masks_of(self, j: int):
+        t = self.eligible[j]
+        return self.lineup.masks(t.size, t.roles)
+
+    def _static(self, j: int) -> tuple:
+        """What the filters read of ticket j: latency per region, overlap lists, distance
+        values, role masks and lineup key (masks None: a player offers no role of the mode)."""
+        t = self.eligible[j]
+        if t.region is not None:
+            lat = tuple(0.0 if r == t.region else _INF for r in self.regions)
+        else:
+            get = t.latencies.get
+            lat = tuple(_INF if get(r) is None else get(r) for r in self.regions)
+        overs = []
+        for rule in self.overlaps:
+            value = t.attributes.get(rule.attribute)
+            overs.append(frozenset(value) if isinstance(value, tuple) else None)
+        dists = tuple(t.mmr if rule.attribute == MMR_RULE else _number(t.attributes.get(rule.attribute))
+                      for rule in self.distances)
+        masks = self.lineup.masks(t.size, t.roles)
+        key = self.lineup.key(t.size, masks) if masks is not None else None
+        return lat, tuple(overs), dists, masks, key
+
+    def _region_mask(self, t: QueuedTicket, limit: float) -> int:
+        mask = 0
+        fixed = t.region
+        for bit, region in enumerate(self.regions):
+            if fixed is not None:
+                if region == fixed:
+                    mask |= 1 << bit
+            else:
+                ms = t.latencies.get(region)
+                if ms is not None and ms <= limit:
+                    mask |= 1 << bit
+        return mask
+
+    def _anchor(self, i: int, p: int, waited: float, w: float, lo: int, smallest: int):
+        rules = self.rules
+        el = self.eligible
+        anchor = el[i]
+        mmr, left, right, layout = self.mmr, self.left, self.right, self.layout
+        sizes = self.sizes
+        lat_limit = rules.latency.limit(waited) if rules.latency is not None else 0.0
+        dist_limits = [r.limit(waited) for r in self.distances]
+        lims = (w, *dist_limits)
+        latency_on = rules.latency is not None
+        # The anchor's own values; the first filter it fails itself (len(filters): none).
+        nfilters = len(self.filter_names)
+        own_fail = nfilters
+        f = 0
+        amask = self._region_mask(anchor, lat_limit) if latency_on else 0
+        if latency_on:
+            if not amask and own_fail == nfilters:
+                own_fail = f
+            f += 1
+        avalues = []
+        for rule in self.overlaps:
+            value = anchor.attributes.get(rule.attribute)
+            listed = tuple(dict.fromkeys(value)) if isinstance(value, tuple) else ()
+            avalues.append(listed)
+            if not listed and own_fail == nfilters:
+                own_fail = f
+            f += 1
+        adist = []
+        for rule in self.distances:
+            v = anchor.mmr if rule.attribute == MMR_RULE else _number(anchor.attributes.get(rule.attribute))
+            adist.append(v)
+            if v is None and own_fail == nfilters:
+                own_fail = f
+            f += 1
+        amasks = self._masks_of(i)
+        if amasks is None:
+            return None, "roles"
+        lineup = self.lineup
+        a = _Cand(p, anchor.size, (anchor.mmr, *adist), amask,
+                  tuple((1 << len(v)) - 1 for v in avalues), lineup.key(anchor.size, amasks), amasks, anchor.mmr)
+
+        # Walk the MMR window nearest first, filtering pairwise.
+        static = self.static
+        rmasks = self._rmasks.get(lat_limit)
+        if rmasks is None:
+            rmasks = self._rmasks[lat_limit] = [-1] * len(el)
+        need = self.max_players
+        walk_cap, pass_cap = _walk_limit(need), _pass_limit(need)
+        players_by_fail = [0] * (nfilters + 1)
+        window_players = anchor.size
+        cands: list[_Cand] = []
+        m = mmr[p]
+        lp, rp = left[p], right[p]
+        dl, dr = m - mmr[lp], mmr[rp] - m
+        walked = 0
+        overlaps, distances = self.overlaps, self.distances
+        while walked < walk_cap and len(cands) < pass_cap:
+            if dl <= dr:
+                if dl > w:
+                    break
+                q = lp
+                lp = left[lp]
+                dl = m - mmr[lp]
+            else:
+                if dr > w:
+                    break
+                q = rp
+                rp = right[rp]
+                dr = mmr[rp] - m
+            walked += 1
+            j = layout[q]
+            s = sizes[j]
+            window_players += s
+            info = static[j]
+            if info is None:
+                info = static[j] = self._static(j)
+            f = 0
+            fail = -1
+            rmask = 0
+            if latency_on:
+                rmask = rmasks[j]
+                if rmask < 0:
+                    rmask = rmasks[j] = _mask_under(info[0], lat_limit)
+                rmask &= amask
+                if not rmask:
+                    fail = f
+                f += 1
+            omasks = ()
+            if fail < 0 and overlaps:
+                found_masks = []
+                for k, listed in enumerate(info[1]):
+                    om = 0
+                    if listed is not None:
+                        for bit, v in enumerate(avalues[k]):
+                            if v in listed:
+                                om |= 1 << bit
+                    if not om:
+                        fail = f
+                        break
+                    found_masks.append(om)
+                    f += 1
+                omasks = tuple(found_masks)
+            if fail < 0 and distances:
+                for k, v in enumerate(info[2]):
+                    av = adist[k]
+                    if v is None or av is None or abs(v - av) > dist_limits[k]:
+                        fail = f
+                        break
+                    f += 1
+            if fail >= 0:
+                players_by_fail[fail] += s
+                continue
+            if info[3] is None:
+                continue  # can take no role: never in a match
+            players_by_fail[nfilters] += s
+            cands.append(_Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q]))
+        capped = walked >= walk_cap or len(cands) >= pass_cap
+        if not capped and window_players < smallest:
+            return None, MMR_RULE
+        # Cumulative filters: players still in after filter k.
+        remaining = window_players
+        for k in range(nfilters):
+            remaining -= players_by_fail[k]
+            if own_fail == k:
+                remaining -= anchor.size
+            if remaining < smallest:
+                return None, self.filter_names[k]
+        # Sizes and roles alone (no collective condition) must make a match: cheap and memoised.
+        if not self._composable(a, cands, lo, smallest, self.lineup):
+            if self.rules.roles and self._composable(a, cands, lo, smallest, self.sizes_only):
+                return None, "roles"
+            return None, "players"
+        chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
+        if chosen is not None:
+            return chosen, None
+        return None, self._why(a, cands, lims, lo, smallest)
+
+    def _composable(self, a: _Cand, cands: list[_Cand], lo: int, smallest: int, lineup: Lineup) -> bool:
+        """Can the anchor and some of the candidates make a match by sizes and roles alone?
+
+        Solo tickets with roles: the players can fill every slot iff the largest assignment of
+        players to slots covers them all, and that size is, by max-flow/min-cut, the least over
+        role sets Y of (slots of Y) + (players offering a role outside Y); the anchor can then
+        be in it (the sets of players an assignment covers form a matroid). Otherwise a search
+        over how many tickets of each key to take, memoised by the capped key counts.
+        """
+        keyed = lineup is self.lineup
+        if keyed and lineup.k and a.size == 1 and all(c.size == 1 for c in cands):
+            by_mask = Counter(c.masks[0] for c in cands)
+            by_mask[a.masks[0]] += 1
+            slots = [count * self.rules.teams for count in lineup.role_counts]
+            total = sum(slots)
+            for subset in range(lineup.all_roles + 1):
+                cut = sum(slots[b] for b in range(lineup.k) if subset >> b & 1)
+                cut += sum(n for mask, n in by_mask.items() if mask & ~subset)
+                if cut < total:
+                    return False
+            return True
+        maxp = self.max_players
+        counts = Counter(c.key if keyed else c.size for c in cands)
+        a_key = a.key if keyed else a.size
+        size_of = (lambda key: key[0]) if keyed and lineup.k else (lambda key: key)
+        types = sorted(((key, min(n, maxp // size_of(key))) for key, n in counts.items()),
+                       key=lambda kn: (-size_of(kn[0]), kn[0]))
+        signature = (id(lineup), a_key, lo, smallest, tuple(types))
+        found = self._composable_memo.get(signature)
+        if found is not None:
+            return found
+        fits = lineup.fits
+        nodes = 0
+
+        def pick(t: int, keys: list, players: int) -> bool:
+            nonlocal nodes
+            nodes += 1
+            if nodes > _RELAXED_BUDGET:
+                return True  # undecided: let the search try
+            if players >= smallest and fits(tuple(sorted(keys)), lo):
+                return True
+            if t == len(types):
+                return False
+            key, n = types[t]
+            size = size_of(key)
+            for take in range(min(n, (maxp - players) // size), -1, -1):
+                more = keys + [key] * take
+                if take and not fits(tuple(sorted(more))):
+                    continue
+                if pick(t + 1, more, players + take * size):
+                    return True
+            return False
+
+        found = pick(0, [a_key], a.size)
+        self._composable_memo[signature] = found
+        return found
+
+    def _why(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> str:
+        found = self._search(a, cands, lims, lo, smallest, _RELAXED_BUDGET, relaxed=True)
+        if found is None:
+            return "players"  # undecided within the budget
+        for k, rule in enumerate(self.distances, 1):
+            values = [c.vals[k] for c in found]
+            if max(values) - min(values) > lims[k]:
+                return rule.name
+        values = [c.mmr for c in found]
+        if max(values) - min(values) > lims[0]:
+            return MMR_RULE
+        if self.rules.latency is not None:
+            common = a.rmask
+            for c in found:
+                common &= c.rmask
+            if not common:
+                return "latency"
+        for k, rule in enumerate(self.overlaps):
+            common = a.omasks[k]
+            for c in found:
+                common &= c.omasks[k]
+            if not common:
+                return rule.name
+        return "players"
+
+    # --- search ------------------------------------------------------------------------------
+
+    def _search(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int, budget: int,
+                relaxed: bool, lineup: Lineup | None = None) -> list[_Cand] | None:
+        """The largest valid match holding `a` (a full one ends the search), or None."""
+        lineup = lineup or self.lineup
+        fits = lineup.fits
+        maxp = self.max_players
+        ndim = len(lims)
+        keyed = lineup is self.lineup
+
+        def key_of(c):
+            return c.key if keyed else c.size
+
+        if relaxed:
+            lims = (_INF,) * ndim
+        # Greedy, nearest first.
+        chosen = [a]
+        players = a.size
+        lows = list(a.vals)
+        highs = list(a.vals)
+        rm = a.rmask
+        om = list(a.omasks)
+        keys = [key_of(a)]
+        check_masks = not relaxed and self.rules.latency is not None
+        check_over = not relaxed and bool(om)
+        if players == maxp and fits(tuple(keys)):
+            return chosen
+        for c in cands:
+            s = c.size
+            if players + s > maxp:
+                continue
+            if check_masks and not rm & c.rmask:
+                continue
+            if check_over and not all(x & y for x, y in zip(om, c.omasks)):
+                continue
+            vals = c.vals
+            if any((h if h > v else v) - (l if l < v else v) > lim
+                   for v, l, h, lim in zip(vals, lows, highs, lims)):
+                continue
+            nk = sorted(keys + [key_of(c)])
+            if not fits(tuple(nk)):
+                continue
+            chosen.append(c)
+            keys = nk
+            players += s
+            for d, v in enumerate(vals):
+                if v < lows[d]:
+                    lows[d] = v
+                if v > highs[d]:
+                    highs[d] = v
+            if check_masks:
+                rm &= c.rmask
+            if check_over:
+                om = [x & y for x, y in zip(om, c.omasks)]
+            if players == maxp:
+                return chosen
+        best: list[_Cand] | None = None
+        best_players = smallest - 1
+        if players >= smallest and fits(tuple(keys), lo):
+            best, best_players = chosen, players
+        # Exhaustive depth-first search over the candidates, within the node budget.
+        n = len(cands)
+        suffix = [0] * (n + 1)
+        for j in range(n - 1, -1, -1):
+            suffix[j] = suffix[j + 1] + cands[j].size
+        if a.size + suffix[0] <= best_players:
+            return best
+        nodes = 0
+        stack = [a]
+        result = [best, best_players]
+
+        def rec(start: int, players: int, lows: tuple, highs: tuple, rm: int, om: tuple, keys: list) -> bool:
+            nonlocal nodes
+            for j in range(start, n):
+                if players + suffix[j] <= result[1]:
+                    return False
+                nodes += 1
+                if nodes > budget:
+                    return True
+                c = cands[j]
+                s = c.size
+                np = players + s
+                if np > maxp:
+                    continue
+                if check_masks and not rm & c.rmask:
+                    continue
+                if check_over and not all(x & y for x, y in zip(om, c.omasks)):
+                    continue
+                vals = c.vals
+                nl = tuple(v if v < l else l for v, l in zip(vals, lows))
+                nh = tuple(v if v > h else h for v, h in zip(vals, highs))
+                if any(h - l > lim for h, l, lim in zip(nh, nl, lims)):
+                    continue
+                nk = sorted(keys + [key_of(c)])
+                tk = tuple(nk)
+                if not fits(tk):
+                    continue
+                stack.append(c)
+                if np > result[1] and np >= smallest and fits(tk, lo):
+                    result[0] = list(stack)
+                    result[1] = np
+                    if np == maxp:
+                        return True
+                nrm = rm & c.rmask if check_masks else rm
+                nom = tuple(x & y for x, y in zip(om, c.omasks)) if check_over else om
+                if rec(j + 1, np, nl, nh, nrm, nom, nk):
+                    return True
+                stack.pop()
+            return False
+
+        rec(0, a.size, tuple(a.vals), tuple(a.vals), a.rmask, tuple(a.omasks), [key_of(a)])
+        return result[0]
+
+    # --- the proposal ------------------------------------------------------------------------
+
+    def _propose(self, chosen: list[_Cand], lo: int) -> Proposal:
+        el, layout = self.eligible, self.layout
+        tickets = [el[layout[c.pos]] for c in chosen]
+        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen],
+                                             [c.mmr for c in chosen], lo)
+        teams = tuple(tuple(tickets[x].ticket_id for x in team) for team in members)
+        mmrs = [c.mmr for c in chosen]
+        region = None
+        if self.rules.latency is not None:
+            common = chosen[0].rmask
+            for c in chosen:
+                common &= c.rmask
+            best = _INF
+            for bit, name in enumerate(self.regions):
+                if common >> bit & 1:
+                    worst = max(0.0 if t.region is not None else t.latencies[name] for t in tickets)
+                    if worst < best:
+                        best, region = worst, name
+        attributes = {}
+        anchor = tickets[0]
+        for k, rule in enumerate(self.overlaps):
+            common = chosen[0].omasks[k]
+            for c in chosen:
+                common &= c.omasks[k]
+            listed = tuple(dict.fromkeys(anchor.attributes[rule.attribute]))
+            attributes[rule.attribute] = listed[(common & -common).bit_length() - 1]
+        role_map = {}
+        if roles is not None:
+            role_map = {tickets[x].ticket_id: roles[x] for x in range(len(tickets))}
+        return Proposal(teams, max(mmrs) - min(mmrs), region, role_map, attributes)

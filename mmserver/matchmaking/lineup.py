@@ -1,0 +1,300 @@
+"""Team shapes and roles for the matcher of modes with rules (constrained.py).
+
+Given the tickets of a candidate match, two questions:
+
+- `fits(keys, lo)`: can these tickets form `teams` teams, each of `lo`..`team_size` players
+  (parties whole), and with roles each team's role counts filled (role counts cap every team,
+  so a set that is not yet a whole match "fits" when it could still be completed)? The answer
+  depends only on the multiset of ticket keys (size, and with roles the sorted role masks of
+  the players), so it is memoised by that multiset.
+- `arrange(items, lo)`: the actual teams (and roles) for a chosen match, balanced by MMR.
+
+Roles: each player offers a set of roles (a bit mask over the mode's roles; a ticket without
+roles offers every role). Parties are placed by an exact depth-first search (team, and a role
+for every member); the solo tickets that remain only need roles, not teams, so they are
+checked at once over all teams with Hall's condition (for every set R of roles, the solos
+whose offers lie within R are no more than the free slots of R) and assigned by augmenting
+paths. Teams are then balanced by MMR sums by exchanging tickets of the same size and the
+same assigned roles between teams, which keeps every team's role counts.
+
+Without roles, team shapes are a bin packing: `teams` bins of `lo`..`team_size` players. A full
+match of equal teams is split by teams.balance, as in plain modes; otherwise the smallest
+largest team the parties allow is found first (teams as even as possible), then same-size
+exchanges balance the MMR sums.
+"""
+from __future__ import annotations
+
+from itertools import product
+from typing import Sequence
+
+from mmserver.matchmaking.rules import MatchRules
+from mmserver.matchmaking.teams import balance
+
+_MAX_ROUNDS = 64
+
+
+class Lineup:
+    def __init__(self, rules: MatchRules, use_roles: bool = True) -> None:
+        self.teams = rules.teams
+        self.team_size = rules.team_size
+        roles = rules.roles if use_roles else ()
+        self.role_names = tuple(name for name, _ in roles)
+        self.role_counts = tuple(count for _, count in roles)
+        self.index = {name: bit for bit, name in enumerate(self.role_names)}
+        self.k = len(self.role_names)
+        self.all_roles = (1 << self.k) - 1
+        self._fits: dict[tuple, bool] = {}
+        self._options: dict[tuple, dict[tuple, tuple]] = {}
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def masks(self, size: int, offered: Sequence[Sequence[str]]) -> tuple[int, ...] | None:
+        """One role mask per player; None when a player offers no role of the mode."""
+        if not self.k:
+            return ()
+        if not offered:
+            return (self.all_roles,) * size
+        out = []
+        index = self.index
+        for offer in offered:
+            mask = 0
+            for role in offer:
+                bit = index.get(role)
+                if bit is not None:
+                    mask |= 1 << bit
+            if not mask:
+                return None
+            out.append(mask)
+        return tuple(out)
+
+    def key(self, size: int, masks: tuple[int, ...]):
+        return (size, tuple(sorted(masks))) if self.k else size
+
+    # --- feasibility -------------------------------------------------------------------------
+
+    def fits(self, keys: tuple, lo: int = 0) -> bool:
+        """Can tickets with these keys (sorted) be placed in the teams, each team holding at
+        least `lo` players (0: the set need not be complete)?"""
+        memo_key = (keys, lo)
+        found = self._fits.get(memo_key)
+        if found is None:
+            if self.k:
+                found = self._place_roles([masks for _, masks in keys], construct=False) is not None
+            else:
+                found = _pack(list(keys), self.teams, lo, self.team_size) is not None
+            self._fits[memo_key] = found
+        return found
+
+    # --- arrangement -------------------------------------------------------------------------
+
+    def arrange(self, sizes: Sequence[int], masks: Sequence[tuple[int, ...]], mmrs: Sequence[float],
+                lo: int) -> tuple[list[list[int]], list[tuple[str, ...]] | None]:
+        """Teams (item indexes) and, with roles, each item's roles in player order."""
+        n = len(sizes)
+        if self.k:
+            plan = self._place_roles(list(masks), construct=True)
+            if plan is None:
+                raise ValueError("tickets do not fill the roles")
+            team_of, role_bits = plan
+            members: list[list[int]] = [[] for _ in range(self.teams)]
+            for item in range(n):
+                members[team_of[item]].append(item)
+            classes = [(sizes[i], tuple(sorted(role_bits[i]))) for i in range(n)]
+            _improve(members, mmrs, sizes, classes)
+            names = self.role_names
+            return members, [tuple(names[b] for b in role_bits[i]) for i in range(n)]
+        total = sum(sizes)
+        if lo == self.team_size and total == self.team_size * self.teams:
+            return balance(mmrs, sizes, self.team_size, self.teams), None
+        # Teams as even as the parties allow: the smallest largest team that packs.
+        for cap in range(max(lo, -(-total // self.teams)), self.team_size + 1):
+            team_of = _pack(list(sizes), self.teams, lo, cap)
+            if team_of is not None:
+                break
+        else:
+            raise ValueError(f"sizes {sorted(sizes)} do not make {self.teams} teams of {lo}..{self.team_size}")
+        members = [[] for _ in range(self.teams)]
+        for item in range(n):
+            members[team_of[item]].append(item)
+        _improve(members, mmrs, sizes, list(sizes))
+        return members, None
+
+    # --- roles -------------------------------------------------------------------------------
+
+    def _party_options(self, masks: tuple[int, ...]) -> dict[tuple, tuple]:
+        """Role count vectors a party can take -> one role (bit) per member giving it."""
+        found = self._options.get(masks)
+        if found is None:
+            found = {}
+            choices = [[b for b in range(self.k) if m >> b & 1] for m in masks]
+            for pick in product(*choices):
+                vec = [0] * self.k
+                for b in pick:
+                    vec[b] += 1
+                found.setdefault(tuple(vec), pick)
+            self._options[masks] = found
+        return found
+
+    def _place_roles(self, masks: list[tuple[int, ...]], construct: bool):
+        """Parties by search, solos by Hall's condition. With `construct`, (team of each item,
+        role bits of each item's players), else a truthy value; None when impossible."""
+        k, teams = self.k, self.teams
+        if sum(len(m) for m in masks) > self.team_size * teams:
+            return None
+        parties = sorted((i for i in range(len(masks)) if len(masks[i]) > 1), key=lambda i: -len(masks[i]))
+        solos = [i for i in range(len(masks)) if len(masks[i]) == 1]
+        solo_count = [0] * (self.all_roles + 1)
+        for i in solos:
+            solo_count[masks[i][0]] += 1
+        rem = [list(self.role_counts) for _ in range(teams)]
+        placed: dict[int, tuple[int, tuple]] = {}
+        failed: set = set()
+
+        def hall() -> bool:
+            caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
+            for subset in range(1, self.all_roles + 1):
+                inside = 0
+                for mask in range(1, self.all_roles + 1):
+                    if solo_count[mask] and mask & ~subset == 0:
+                        inside += solo_count[mask]
+                if inside > sum(caps[b] for b in range(k) if subset >> b & 1):
+                    return False
+            return True
+
+        def place(j: int) -> bool:
+            if j == len(parties):
+                return hall()
+            state = (j, tuple(sorted(tuple(r) for r in rem)))
+            if state in failed:
+                return False
+            item = parties[j]
+            options = self._party_options(masks[item])
+            tried = set()
+            for t in range(teams):
+                here = tuple(rem[t])
+                if here in tried:
+                    continue
+                tried.add(here)
+                for vec, pick in options.items():
+                    if all(v <= r for v, r in zip(vec, here)):
+                        for b in range(k):
+                            rem[t][b] -= vec[b]
+                        placed[item] = (t, pick)
+                        if place(j + 1):
+                            return True
+                        for b in range(k):
+                            rem[t][b] += vec[b]
+            failed.add(state)
+            return False
+
+        if not place(0):
+            return None
+        if not construct:
+            return True
+        team_of = [0] * len(masks)
+        role_bits: list[tuple[int, ...]] = [()] * len(masks)
+        for item, (t, pick) in placed.items():
+            team_of[item] = t
+            role_bits[item] = tuple(pick)
+        caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
+        holders: list[list[int]] = [[] for _ in range(k)]
+
+        def augment(s: int, seen: set) -> bool:
+            mask = masks[s][0]
+            for b in range(k):
+                if mask >> b & 1 and b not in seen:
+                    seen.add(b)
+                    if len(holders[b]) < caps[b]:
+                        holders[b].append(s)
+                        return True
+                    for at, other in enumerate(holders[b]):
+                        if augment(other, seen):
+                            holders[b][at] = s
+                            return True
+            return False
+
+        for s in solos:
+            if not augment(s, set()):
+                return None  # Hall's condition said otherwise; never expected
+        for b in range(k):
+            queue = holders[b]
+            for t in range(teams):
+                for _ in range(rem[t][b]):
+                    if not queue:
+                        break
+                    s = queue.pop()
+                    team_of[s] = t
+                    role_bits[s] = (b,)
+        return team_of, role_bits
+
+
+def _pack(sizes: list[int], teams: int, lo: int, cap: int) -> list[int] | None:
+    """A team for each ticket so that every team holds `lo`..`cap` players, or None."""
+    total = sum(sizes)
+    if total > cap * teams or total < lo * teams or any(s > cap for s in sizes):
+        return None
+    order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)
+    load = [0] * teams
+    team_of = [0] * len(sizes)
+    failed: set = set()
+    suffix = [0] * (len(order) + 1)
+    for j in range(len(order) - 1, -1, -1):
+        suffix[j] = suffix[j + 1] + sizes[order[j]]
+
+    def place(j: int) -> bool:
+        if sum(lo - x for x in load if x < lo) > suffix[j]:
+            return False
+        if j == len(order):
+            return True
+        state = (j, tuple(sorted(load)))
+        if state in failed:
+            return False
+        item = order[j]
+        size = sizes[item]
+        tried = set()
+        # Least loaded team first: the first packing found is an even one.
+        for t in sorted(range(teams), key=load.__getitem__):
+            if load[t] + size <= cap and load[t] not in tried:
+                tried.add(load[t])
+                load[t] += size
+                team_of[item] = t
+                if place(j + 1):
+                    return True
+                load[t] -= size
+        failed.add(state)
+        return False
+
+    return team_of if place(0) else None
+
+
+def _improve(members: list[list[int]], mmrs: Sequence[float], sizes: Sequence[int], classes: Sequence) -> None:
+    """Exchange tickets of the same class between teams, best first, while the sum of squared
+    team MMR sums (mmr x size) drops."""
+    teams = len(members)
+    sums = [sum(mmrs[i] * sizes[i] for i in team) for team in members]
+    for _ in range(_MAX_ROUNDS):
+        best_gain = 0.0
+        best = None
+        for a in range(teams):
+            for b in range(teams):
+                gap = sums[a] - sums[b]
+                if gap <= 0:
+                    continue
+                for x in members[a]:
+                    cx = classes[x]
+                    wx = mmrs[x] * sizes[x]
+                    for y in members[b]:
+                        if classes[y] == cx:
+                            d = wx - mmrs[y] * sizes[y]
+                            if 0 < d < gap:
+                                gain = d * (gap - d)
+                                if gain > best_gain:
+                                    best_gain = gain
+                                    best = (a, b, x, y, d)
+        if best is None:
+            return
+        a, b, x, y, d = best
+        members[a][members[a].index(x)] = y
+        members[b][members[b].index(y)] = x
+        sums[a] -= d
+        sums[b] += d

@@ -1,0 +1,372 @@
+"""The matcher of modes with rules, checked against brute force on small queues."""
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mmserver.matchmaking import MatchRules, QueuedTicket, match_queue, window
+from mmserver.matchmaking.constrained import propose_constrained
+from mmserver.matchmaking.rules import Latency, Rule, Step
+
+NOW = 1000.0
+FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+REGIONS = ("eu", "us", "asia")
+ROLE_NAMES = ("tank", "healer", "dps")
+
+
+# --- an independent, straightforward reference -------------------------------------------------
+
+def eligible(t: QueuedTicket, rules: MatchRules) -> bool:
+    return 1 <= t.size <= rules.team_size and (not t.roles or len(t.roles) == t.size)
+
+
+def oldest(tickets) -> QueuedTicket:
+    return min(tickets, key=lambda t: (t.enqueued_at, t.ticket_id))
+
+
+def number(t: QueuedTicket, attribute: str):
+    if attribute == "mmr":
+        return t.mmr
+    value = t.attributes.get(attribute)
+    return value if isinstance(value, (int, float)) else None
+
+
+def allowed_regions(t: QueuedTicket, rules: MatchRules, waited: float) -> list[str]:
+    limit = rules.latency.limit(waited)
+    if t.region is not None:
+        return [t.region] if t.region in rules.regions else []
+    return [r for r in rules.regions if t.latencies.get(r) is not None and t.latencies[r] <= limit]
+
+
+def latency_in(t: QueuedTicket, region: str) -> float:
+    return 0.0 if t.region is not None else t.latencies[region]
+
+
+def team_bounds(rules: MatchRules, waited: float) -> tuple[int, int]:
+    if (not rules.roles and rules.min_team_size is not None and rules.min_team_size < rules.team_size
+            and waited >= rules.fill_wait_s):
+        return rules.min_team_size, rules.team_size
+    return rules.team_size, rules.team_size
+
+
+def team_roles_ok(members: list[QueuedTicket], rules: MatchRules) -> bool:
+    """Brute force: can every player of these tickets take a role it offers, counts exact?"""
+    players = [(t, k) for t in members for k in range(t.size)]
+    wanted = dict(rules.roles)
+    choices = [[r for r in (t.roles[k] if t.roles else wanted) if r in wanted] for t, k in players]
+    for pick in itertools.product(*choices):
+        if Counter(pick) == Counter(wanted):
+            return True
+    return False
+
+
+def conditions_hold(group, rules: MatchRules, now: float) -> bool:
+    """Every rule but the team shape, with the limits of the group's oldest ticket."""
+    waited = now - oldest(group).enqueued_at
+    mmrs = [t.mmr for t in group]
+    if max(mmrs) - min(mmrs) > window(rules, waited):
+        return False
+    for rule in rules.rules:
+        if rule.kind == "same":
+            values = [t.attributes.get(rule.attribute, None) for t in group]
+            if values[0] is None or any(v != values[0] for v in values):
+                return False
+        elif rule.kind == "overlap":
+            lists = [t.attributes.get(rule.attribute) for t in group]
+            if any(not isinstance(v, tuple) for v in lists) or not set.intersection(*(set(v) for v in lists)):
+                return False
+        else:
+            values = [number(t, rule.attribute) for t in group]
+            if any(v is None for v in values) or max(values) - min(values) > rule.limit(waited):
+                return False
+    if rules.latency is not None:
+        if not set.intersection(*(set(allowed_regions(t, rules, waited)) for t in group)):
+            return False
+    return True
+
+
+def shape_ok(group, rules: MatchRules, now: float) -> bool:
+    """Brute force over team assignments (and roles)."""
+    waited = now - oldest(group).enqueued_at
+    lo, hi = team_bounds(rules, waited)
+    total = sum(t.size for t in group)
+    if not rules.teams * lo <= total <= rules.teams * hi:
+        return False
+    for assignment in itertools.product(range(rules.teams), repeat=len(group)):
+        teams = [[t for t, a in zip(group, assignment) if a == k] for k in range(rules.teams)]
+        if not all(lo <= sum(t.size for t in team) <= hi for team in teams):
+            continue
+        if rules.roles and not all(team_roles_ok(team, rules) for team in teams):
+            continue
+        return True
+    return False
+
+
+def valid_match_exists(tickets, rules: MatchRules, now: float) -> bool:
+    pool = [t for t in tickets if eligible(t, rules)]
+    for count in range(1, len(pool) + 1):
+        for group in itertools.combinations(pool, count):
+            if sum(t.size for t in group) > rules.teams * rules.team_size:
+                continue
+            if conditions_hold(group, rules, now) and shape_ok(group, rules, now):
+                return True
+    return False
+
+
+def check_matching(matching, tickets, rules: MatchRules, now: float) -> None:
+    """Every rule each proposal must satisfy, and `blocked` exactly the unmatched eligible."""
+    by_id = {t.ticket_id: t for t in tickets}
+    seen: set[str] = set()
+    for proposal in matching.proposals:
+        assert len(proposal.teams) == rules.teams
+        group = []
+        for team in proposal.teams:
+            for ticket_id in team:
+                assert ticket_id in by_id and ticket_id not in seen
+                assert eligible(by_id[ticket_id], rules)
+                seen.add(ticket_id)
+                group.append(by_id[ticket_id])
+        waited = now - oldest(group).enqueued_at
+        lo, hi = team_bounds(rules, waited)
+        team_players = [sum(by_id[x].size for x in team) for team in proposal.teams]
+        assert all(lo <= n <= hi for n in team_players), (team_players, lo, hi)
+        assert conditions_hold(group, rules, now)
+        mmrs = [t.mmr for t in group]
+        assert proposal.mmr_spread == max(mmrs) - min(mmrs)
+        if rules.roles:
+            assert set(proposal.roles) == {t.ticket_id for t in group}
+            for team in proposal.teams:
+                counts = Counter()
+                for ticket_id in team:
+                    t = by_id[ticket_id]
+                    got = proposal.roles[ticket_id]
+                    assert len(got) == t.size
+                    for k, role in enumerate(got):
+                        assert role in dict(rules.roles)
+                        assert not t.roles or role in t.roles[k]
+                    counts.update(got)
+                assert counts == Counter(dict(rules.roles))
+        else:
+            assert proposal.roles == {}
+        for rule in rules.rules:
+            if rule.kind == "overlap":
+                value = proposal.attributes[rule.attribute]
+                assert all(value in t.attributes[rule.attribute] for t in group)
+        if rules.latency is None:
+            assert proposal.region is None
+        else:
+            common = [r for r in rules.regions if all(r in allowed_regions(t, rules, waited) for t in group)]
+            assert proposal.region in common
+            worst = {r: max(latency_in(t, r) for t in group) for r in common}
+            best = min(common, key=lambda r: (worst[r], rules.regions.index(r)))
+            assert proposal.region == best
+    unmatched = {t.ticket_id for t in tickets if eligible(t, rules)} - seen
+    assert set(matching.blocked) == unmatched
+    names = {r.name for r in rules.rules} | {"mmr", "latency", "roles", "players"}
+    assert set(matching.blocked.values()) <= names
+
+
+# --- random modes and queues --------------------------------------------------------------------
+
+@st.composite
+def modes(draw):
+    team_size = draw(st.integers(1, 3))
+    teams = draw(st.integers(1, 3))
+    roles = ()
+    min_team = None
+    if draw(st.booleans()):
+        names = draw(st.lists(st.sampled_from(ROLE_NAMES), min_size=1, max_size=3, unique=True))
+        cuts = sorted(draw(st.lists(st.integers(0, team_size), min_size=len(names) - 1,
+                                    max_size=len(names) - 1)))
+        counts = [b - a for a, b in zip([0, *cuts], [*cuts, team_size])]
+        roles = tuple((n, c) for n, c in zip(names, counts) if c > 0)
+    elif draw(st.booleans()):
+        min_team = draw(st.integers(1, team_size))
+    rules = []
+    if draw(st.booleans()):
+        rules.append(Rule("same-build", "same", "build"))
+    if draw(st.booleans()):
+        rules.append(Rule("common-map", "overlap", "maps"))
+    if draw(st.booleans()):
+        base = draw(st.integers(0, 10))
+        expand = (Step(draw(st.integers(1, 20)), base + draw(st.integers(1, 10))),) if draw(st.booleans()) else ()
+        rules.append(Rule("level-gap", "distance", "level", base, expand))
+    if draw(st.booleans()):
+        rules.append(Rule("mmr-gap", "distance", "mmr", draw(st.integers(0, 200))))
+    latency = None
+    regions = ()
+    if draw(st.booleans()):
+        base = draw(st.integers(20, 80))
+        expand = (Step(draw(st.integers(1, 20)), base + draw(st.integers(1, 60))),) if draw(st.booleans()) else ()
+        latency = Latency(base, expand)
+        regions = REGIONS[:draw(st.integers(2, 3))]
+    return MatchRules(team_size, teams, draw(st.sampled_from([0.0, 50.0, 150.0, 400.0])),
+                      draw(st.sampled_from([0.0, 5.0])), 1000.0, min_team_size=min_team,
+                      fill_wait_s=draw(st.sampled_from([0.0, 10.0, 100.0])), roles=roles,
+                      rules=tuple(rules), latency=latency, regions=regions)
+
+
+@st.composite
+def queues(draw, rules: MatchRules):
+    count = draw(st.integers(0, 8))
+    out = []
+    for n in range(count):
+        size = 1 if draw(st.booleans()) else draw(st.integers(1, rules.team_size + (draw(st.integers(0, 9)) == 0)))
+        attributes = {}
+        if draw(st.integers(0, 9)):
+            attributes["build"] = draw(st.sampled_from(["a", "b"]))
+        if draw(st.integers(0, 9)):
+            attributes["maps"] = tuple(draw(st.lists(st.sampled_from(["m1", "m2", "m3"]), max_size=3, unique=True)))
+        if draw(st.integers(0, 9)):
+            attributes["level"] = float(draw(st.integers(0, 30)))
+        # Few distinct latencies: ties between regions happen.
+        latencies = {r: draw(st.sampled_from([10.0, 40.0, 70.0, 100.0, 140.0])) for r in REGIONS
+                     if draw(st.integers(0, 4))}
+        region = draw(st.sampled_from(REGIONS)) if draw(st.integers(0, 5)) == 0 else None
+        roles = ()
+        if rules.roles and draw(st.booleans()):
+            choices = [name for name, _ in rules.roles] + ["other"]
+            roles = tuple(tuple(draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3, unique=True)))
+                          for _ in range(size))
+        out.append(QueuedTicket(f"t{n}", float(draw(st.integers(1000, 1300))), size,
+                                NOW - draw(st.integers(0, 30)), attributes, latencies, region, roles))
+    return out
+
+
+@st.composite
+def cases(draw):
+    rules = draw(modes())
+    return rules, draw(queues(rules))
+
+
+@FAST
+@given(cases())
+def test_proposals_keep_every_rule_and_blocked_lists_the_rest(case):
+    rules, tickets = case
+    matching = propose_constrained(tickets, rules, NOW)
+    check_matching(matching, tickets, rules, NOW)
+
+
+@FAST
+@given(cases())
+def test_a_match_is_proposed_whenever_one_exists(case):
+    rules, tickets = case
+    matching = propose_constrained(tickets, rules, NOW)
+    if valid_match_exists(tickets, rules, NOW):
+        assert matching.proposals
+    else:
+        assert not matching.proposals
+
+
+@FAST
+@given(cases())
+def test_match_queue_answers_for_every_mode(case):
+    rules, tickets = case
+    matching = match_queue(tickets, rules, NOW)
+    check_matching(matching, tickets, rules, NOW)
+
+
+# --- examples -----------------------------------------------------------------------------------
+
+def solo(n, mmr=1500.0, waited=0.0, size=1, **fields) -> QueuedTicket:
+    return QueuedTicket(f"t{n}", mmr, size, NOW - waited, **fields)
+
+
+def lobby_rules(**changes) -> MatchRules:
+    values = dict(team_size=2, teams=1, mmr_window=100.0, mmr_window_growth_per_s=0.0, mmr_window_max=1000.0)
+    values.update(changes)
+    return MatchRules(**values)
+
+
+def test_same_rule_keeps_values_apart():
+    rules = lobby_rules(rules=(Rule("same-build", "same", "build"),))
+    tickets = [solo(0, attributes={"build": "a"}), solo(1, attributes={"build": "b"}),
+               solo(2, attributes={"build": "a"}), solo(3)]
+    matching = propose_constrained(tickets, rules, NOW)
+    assert [sorted(p.teams[0]) for p in matching.proposals] == [["t0", "t2"]]
+    assert matching.blocked == {"t1": "same-build", "t3": "same-build"}
+
+
+def test_overlap_records_the_first_common_value_of_the_anchor():
+    rules = lobby_rules(rules=(Rule("common-map", "overlap", "maps"),))
+    tickets = [solo(0, waited=5, attributes={"maps": ("m1", "m2", "m3")}),
+               solo(1, attributes={"maps": ("m3", "m2")})]
+    [proposal] = propose_constrained(tickets, rules, NOW).proposals
+    assert proposal.attributes == {"maps": "m2"}
+    blocked = propose_constrained([solo(0, attributes={"maps": ("m1",)}), solo(1, attributes={"maps": ("m2",)})],
+                                  rules, NOW).blocked
+    assert blocked == {"t0": "common-map", "t1": "common-map"}
+
+
+def test_distance_rule_expands_with_the_oldest_wait():
+    rules = lobby_rules(rules=(Rule("level-gap", "distance", "level", 5.0, (Step(20.0, 15.0),)),))
+    young = [solo(0, waited=10, attributes={"level": 10.0}), solo(1, attributes={"level": 22.0})]
+    assert propose_constrained(young, rules, NOW).blocked == {"t0": "level-gap", "t1": "level-gap"}
+    old = [solo(0, waited=25, attributes={"level": 10.0}), solo(1, attributes={"level": 22.0})]
+    assert len(propose_constrained(old, rules, NOW).proposals) == 1
+
+
+def test_mmr_window_and_players():
+    rules = lobby_rules()
+    assert propose_constrained([solo(0, 1000.0), solo(1, 1500.0)], rules, NOW).blocked == {"t0": "mmr", "t1": "mmr"}
+    assert propose_constrained([solo(0)], rules, NOW).blocked == {"t0": "players"}
+
+
+def test_latency_picks_the_lowest_worst_region_and_expands():
+    rules = lobby_rules(latency=Latency(50.0, (Step(30.0, 120.0),)), regions=("eu", "us"))
+    tickets = [solo(0, latencies={"eu": 40.0, "us": 20.0}), solo(1, latencies={"eu": 30.0, "us": 45.0})]
+    [proposal] = propose_constrained(tickets, rules, NOW).proposals
+    assert proposal.region == "eu"  # worst 40 in eu, 45 in us
+    apart = [solo(0, latencies={"eu": 20.0, "us": 100.0}), solo(1, latencies={"eu": 100.0, "us": 20.0})]
+    assert propose_constrained(apart, rules, NOW).blocked == {"t0": "latency", "t1": "latency"}
+    later = [solo(0, waited=40, latencies={"eu": 20.0, "us": 100.0}), solo(1, latencies={"eu": 100.0, "us": 20.0})]
+    [proposal] = propose_constrained(later, rules, NOW).proposals
+    assert proposal.region == "eu"
+    fixed = [solo(0, region="us"), solo(1, latencies={"eu": 10.0, "us": 45.0})]
+    assert propose_constrained(fixed, rules, NOW).proposals[0].region == "us"
+
+
+def test_roles_one_tank_one_healer_three_dps_with_a_party():
+    rules = MatchRules(5, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1), ("dps", 3)))
+    party = solo(0, size=3, waited=10, roles=(("tank",), ("dps", "healer"), ("dps",)))
+    tickets = [party] + [solo(n, roles=(("dps", "healer", "tank"),)) for n in range(1, 8)]
+    matching = propose_constrained(tickets, rules, NOW)
+    check_matching(matching, tickets, rules, NOW)
+    [proposal] = matching.proposals
+    assert proposal.roles["t0"][0] == "tank" and proposal.roles["t0"][2] == "dps"
+    tanks = [solo(n, roles=(("tank",),)) for n in range(10)]
+    assert set(propose_constrained(tanks, rules, NOW).blocked.values()) == {"roles"}
+
+
+def test_lobby_fills_after_the_wait():
+    rules = lobby_rules(team_size=6, min_team_size=3, fill_wait_s=30.0)
+    four = [solo(0, waited=10), solo(1), solo(2), solo(3)]
+    assert propose_constrained(four, rules, NOW).blocked == {f"t{n}": "players" for n in range(4)}
+    four[0] = solo(0, waited=40)
+    [proposal] = propose_constrained(four, rules, NOW).proposals
+    assert sorted(proposal.teams[0]) == ["t0", "t1", "t2", "t3"]  # the largest lobby at hand
+    seven = [solo(n, waited=5) for n in range(7)]
+    matching = propose_constrained(seven, rules, NOW)
+    assert [len(p.teams[0]) for p in matching.proposals] == [6] and len(matching.blocked) == 1
+
+
+def test_many_teams_are_as_even_as_the_parties_allow():
+    rules = MatchRules(3, 4, 100.0, 0.0, 100.0, min_team_size=2, fill_wait_s=0.0)
+    tickets = [solo(0, size=2), solo(1, size=2)] + [solo(n) for n in range(2, 7)]  # 9 players
+    matching = propose_constrained(tickets, rules, NOW)
+    check_matching(matching, tickets, rules, NOW)
+    [proposal] = matching.proposals
+    sizes = sorted(sum(next(t.size for t in tickets if t.ticket_id == x) for x in team) for team in proposal.teams)
+    assert sizes == [2, 2, 2, 3]
+
+
+def test_plain_modes_keep_the_fast_search_and_say_why_others_wait():
+    rules = MatchRules(1, 2, 100.0, 0.0, 100.0)
+    tickets = [solo(0, 1000.0), solo(1, 1050.0), solo(2, 2000.0)]
+    matching = match_queue(tickets, rules, NOW)
+    assert len(matching.proposals) == 1 and matching.blocked == {"t2": "players"}
+    matching = match_queue(tickets + [solo(3, 2500.0)], rules, NOW)
+    assert matching.blocked == {"t2": "mmr", "t3": "mmr"}
