@@ -144,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             redis_server.stop()
     if len(rows) == 2:
         base, rules = rows
-        report["ratios"] = {
+        ratios = {
             "steady_tick": round(rules["steady_tick_s"] / base["steady_tick_s"], 2),
             "matching_tick": round(rules["matching_tick_s"] / base["matching_tick_s"], 2),
         }
-        print(f"ratio 5v5-rules / 1v1: steady tick {report['ratios']['steady_tick']}x, "
-              f"matching tick {report['ratios']['matching_tick']}x")
+        report["ratios"] = ratios
+        print(f"ratio 5v5-rules / 1v1: steady tick {ratios['steady_tick']}x, "
+              f"matching tick {ratios['matching_tick']}x")
     report["results"] = rows
     report.write(args.out)
     return 0

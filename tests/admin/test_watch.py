@@ -53,7 +53,7 @@ def test_frame_of_the_fleet():
     assert own.split() == ["*", "replica-a1", "node-1", "running", "0.4s", "1h", "2m", "5s", "0.2.0", "101"]
     other = next(line for line in lines if "replica-b2" in line)
     assert other.split() == ["replica-b2", "node-2", "draining", "42s", "1m", "30s", "0.2.0", "202"]
-    assert next(line for line in lines if line.split()[:1] == ["duel"]).split() == ["duel", "4", "2.5s", "2", "6"]
+    assert next(line for line in lines if line.split()[:1] == ["duel"]).split() == ["duel", "4", "2.5s", "2", "6", "-"]
     assert "sessions:  accepting=1 allocating=0 assigned=3" in lines
     assert "servers:   free=2 busy=3 stale=0" in lines
     assert any(line.split()[:2] == ["http", "ok"] and "long_polls=5" in line for line in lines)

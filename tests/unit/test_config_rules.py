@@ -332,3 +332,22 @@ def test_the_command_exits_2_with_one_line_for_a_bad_rule(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines == [f"mmserver: error: {path}: modes.ranked.rules[0] \"level-gap\": attribute 'lvl' is not "
                      f"declared in [modes.ranked.attributes]"], result.stderr
+
+
+def test_the_documented_configuration_parses():
+    """docs/MATCH_RULES.md's worked configuration is a real one."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from mmserver.config import parse_config_document
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "MATCH_RULES.md").read_text()
+    block = re.search(r"## A worked configuration\n\n```toml\n(.*?)```", text, re.S).group(1)
+    parsed = parse_config_document(tomllib.loads(block), "docs")
+    ranked = parsed["modes"]["ranked"]
+    assert [r.name for r in ranked.rules] == ["same-build", "common-map", "level-gap"]
+    assert ranked.roles == (("tank", 1), ("healer", 1), ("dps", 3))
+    assert ranked.latency.max_ms == 80
+    royale = parsed["modes"]["royale"]
+    assert (royale.teams, royale.min_team_size, royale.team_size, royale.fill_wait_s) == (1, 20, 40, 30)

@@ -21,6 +21,11 @@ end
 for i = DROPS, #ARGV, 500 do
   redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
+if redis.call('HLEN', key) == 0 or (S == 0 and counts == '{}' and redis.call('HLEN', key) <= 2) then
+  -- Nothing waits: no key at all (the next write from anyone is then a full one).
+  redis.call('DEL', key)
+  return 1
+end
 redis.call('HSET', key, '@by', token, '@counts', counts)
 redis.call('PEXPIRE', key, ttl)
 return 1
