@@ -2,14 +2,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Mapping, Union
 
 # An attribute's value, by its declared type: "string" -> str, "number" -> float,
 # "string_list" -> tuple of str.
 AttributeValue = Union[str, float, tuple]
-NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
-NO_LATENCIES: Mapping[str, float] = MappingProxyType({})
+
+
+class _Nothing(Mapping):
+    """The empty read-only mapping the fields below default to. Hashable, so a dataclass takes
+    it as a plain default: a default_factory would cost a call per ticket, and the store builds
+    every queued ticket of a queue at every tick."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+NO_ATTRIBUTES: Mapping[str, AttributeValue] = _Nothing()
+NO_LATENCIES: Mapping[str, float] = NO_ATTRIBUTES  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +56,8 @@ class QueuedTicket:
     mmr: float
     size: int  # 1 <= size <= team_size; larger tickets can never be placed and are ignored
     enqueued_at: float  # Unix seconds; earlier = waited longer = served first
-    # Shared empty read-only mappings (a dataclass refuses them as plain defaults).
-    attributes: Mapping[str, AttributeValue] = field(default_factory=lambda: NO_ATTRIBUTES)
-    latencies: Mapping[str, float] = field(default_factory=lambda: NO_LATENCIES)
+    attributes: Mapping[str, AttributeValue] = NO_ATTRIBUTES
+    latencies: Mapping[str, float] = NO_LATENCIES
     region: str | None = None
     roles: tuple[tuple[str, ...], ...] = ()
     players: tuple[str, ...] = ()
@@ -53,8 +76,8 @@ class Proposal:
     teams: tuple[tuple[str, ...], ...]
     mmr_spread: float
     region: str | None = None
-    roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    roles: Mapping[str, tuple[str, ...]] = NO_ATTRIBUTES  # type: ignore[assignment]
+    attributes: Mapping[str, str] = NO_ATTRIBUTES  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)

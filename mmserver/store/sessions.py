@@ -125,6 +125,9 @@ class Sessions:
             token, before = last
             changed = [(i, r) for i, r in blocked.items() if before.get(i) != r]
             dropped = [i for i in before if i not in blocked]
+        # After a tick that matched most of the queue, rewriting the few left is cheaper than
+        # deleting the many gone.
+        if last is not None and len(changed) + len(dropped) <= len(blocked):
             if self._scripts.call("why", [key, token, "delta", ttl_ms, counts_json, len(changed),
                                           *(i for i, _ in changed), *(r for _, r in changed), *dropped]):
                 self._why[key] = (token, dict(blocked))
