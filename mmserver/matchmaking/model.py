@@ -36,7 +36,10 @@ NO_ATTRIBUTES: Mapping[str, AttributeValue] = _Nothing()
 NO_LATENCIES: Mapping[str, float] = NO_ATTRIBUTES  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which doubles the
+# cost of building one (the store builds every queued ticket of a queue at every tick). Treat
+# it as read-only all the same; unsafe_hash keeps it hashable as a frozen one would be.
+@dataclass(slots=True, unsafe_hash=True)
 class QueuedTicket:
     """One queued ticket as the matcher sees it.
 
