@@ -1,4 +1,4 @@
-"""What the matcher takes in and hands back: plain frozen values, no I/O."""
+"""What the matcher takes in and hands back: plain values, no I/O (treated as read-only)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
