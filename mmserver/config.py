@@ -131,6 +131,17 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """The `[events]` table: how much of the event log Redis keeps (SPEC "Events (v2)").
+
+    Both bounds apply: an event leaves the log when it is older than `max_age_s` or when more
+    than `max_len` newer ones exist (trimmed approximately, a little over either bound)."""
+
+    max_len: int = 1_000_000
+    max_age_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     redis_url: str | None = None  # None: embedded Redis under data_dir
     data_dir: Path = Path("./var")
@@ -158,6 +169,7 @@ class Config:
     auth: AuthConfig | None = None  # None: no [auth] table, creation open (loopback only)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     regions: tuple[str, ...] = ()  # [regions] names; empty: any region name is accepted
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     @property
     def open_creation(self) -> bool:
@@ -687,6 +699,10 @@ _LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     address_per_s=_toml_rate,
     address_burst=_toml_int(1),
 )
+_EVENT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
+    max_len=_toml_int(1000),
+    max_age_s=_toml_positive,
+)
 MAX_REGIONS = 64
 REGION_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MODE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -704,7 +720,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return parse_config_document(document, f"{path}")
 
 
-SECTIONS = ("modes", "servers", "regions", "auth", "limits")
+SECTIONS = ("modes", "servers", "regions", "auth", "limits", "events")
 
 
 def parse_config_document(document: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -732,6 +748,8 @@ def parse_config_document(document: Mapping[str, Any], where: str) -> dict[str, 
         result["auth"] = _parse_auth(document["auth"], f"{where}: auth")
     if "limits" in document:
         result["limits"] = LimitsConfig(**_parse_table(document["limits"], _LIMIT_KEYS, f"{where}: limits"))
+    if "events" in document:
+        result["events"] = EventsConfig(**_parse_table(document["events"], _EVENT_KEYS, f"{where}: events"))
     return result
 
 

@@ -167,7 +167,8 @@ class Service:
         except RedisURLError as error:  # options only a client can check (unknown, missing files)
             raise StartupRefused(f"{env_name('redis_url')}: {error}") from None
         self._redis_clients.append(store_client)
-        self._store = Store(store_client, config.modes, config.servers, regions=config.regions)
+        self._store = Store(store_client, config.modes, config.servers, regions=config.regions,
+                            events=config.events)
         self._waiters = Waiters(max_waiting=config.max_longpolls)
         public_app = create_public_app(store=self._store, waiters=self._waiters,
                                        readiness=self.readiness, config=config,

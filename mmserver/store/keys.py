@@ -70,6 +70,14 @@ Replicas and locks
 - `mm:r:{replica_id}` JSON info with a TTL; `mm:replicas` sorted set id -> expiry (ms).
 - `mm:lock:{name}` short SET NX PX locks (an optimisation, never needed for correctness).
 
+Events
+- `mm:ev` stream, the event log (SPEC "Events (v2)"): every script that makes a transition
+  appends its events here in the same call. Entry fields, always these and in this order (Redis
+  then stores the names once per block of entries): y type, t ticket id, m match id, o mode
+  (each '' when the event has none), d data (a JSON object). The entry id is the event id and
+  its time. Trimmed to the `[events]` bounds: by length at every append (MAXLEN ~), by age at
+  every tick (deadlines.lua, MINID ~).
+
 Channel: `mm:events` (changed ticket ids, comma separated).
 
 The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
@@ -78,6 +86,7 @@ lib.lua, and no script spells a key itself (tests/store/test_key_names.py).
 from __future__ import annotations
 
 import hashlib
+from typing import Mapping
 
 PREFIX = "mm:"
 EVENTS_CHANNEL = "mm:events"
@@ -99,6 +108,7 @@ SERVERS_HEARTBEAT = "mm:sv:hb"
 REPLICAS = "mm:replicas"
 CLAIMED = "mm:cl"
 PENDING_SESSIONS = "mm:cs"
+EVENT_LOG = "mm:ev"
 STATIC_DIGEST = "mm:sv:static"
 
 # Prefixes of the key families (one key per ticket, session, server...).
@@ -223,9 +233,11 @@ LUA_NAMES = {
     "REPLICAS": REPLICAS, "TICKET_PREFIX": TICKET_PREFIX, "QUEUED_PREFIX": QUEUED_PREFIX,
     "PLAYERS_PREFIX": PLAYERS_PREFIX, "SESSION_PREFIX": SESSION_PREFIX,
     "SERVER_PREFIX": SERVER_PREFIX, "QUEUE_PREFIX": QUEUE_PREFIX, "REGIONS_PREFIX": REGIONS_PREFIX,
-    "REPLICA_PREFIX": REPLICA_PREFIX, "WHY_PREFIX": WHY_PREFIX,
+    "REPLICA_PREFIX": REPLICA_PREFIX, "WHY_PREFIX": WHY_PREFIX, "EVENT_LOG": EVENT_LOG,
 }
 
 
-def lua_prelude() -> str:
-    return "".join(f"local {name} = '{value}'\n" for name, value in LUA_NAMES.items())
+def lua_prelude(settings: Mapping[str, int] | None = None) -> str:
+    """The key names, then the deployment's numeric settings (e.g. EVENT_MAX_LEN) as locals."""
+    names = "".join(f"local {name} = '{value}'\n" for name, value in LUA_NAMES.items())
+    return names + "".join(f"local {name} = {int(value)}\n" for name, value in (settings or {}).items())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import redis
 
@@ -45,11 +45,17 @@ def _retries(client: redis.Redis) -> bool:
                 or options.get("retry_on_timeout"))
 
 
+# What the scripts need from the configuration, as Lua constants (see Scripts(settings=)).
+DEFAULT_SETTINGS = {"EVENT_MAX_LEN": 1_000_000, "EVENT_MAX_AGE_MS": 3_600_000}
+
+
 class Scripts:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, settings: Mapping[str, int] | None = None) -> None:
+        """`settings`: numeric constants the scripts read (DEFAULT_SETTINGS's names); replicas
+        with different settings load different scripts, each with its own SHA."""
         self._client = client
         # Key names first (keys.py, the one place they are spelled), then the shared library.
-        lib = keys.lua_prelude() + _source("lib")
+        lib = keys.lua_prelude({**DEFAULT_SETTINGS, **(settings or {})}) + _source("lib")
         self._sources = {name: lib + "\n" + _source(name) for name in NAMES}
         self._shas: dict[str, str] = {}
         self._lock = threading.Lock()

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import redis
 
-from mmserver.config import ModeConfig, ServersConfig
+from mmserver.config import EventsConfig, ModeConfig, ServersConfig
 from mmserver.matchmaking import QueuedTicket
 from mmserver.store import keys
 from mmserver.store.errors import RedisUnavailable
@@ -66,11 +66,13 @@ class _RedisErrors:
 
 class Store:
     def __init__(self, client: redis.Redis, modes: Mapping[str, ModeConfig], servers: ServersConfig,
-                 *, retention_s: int = DEFAULT_RETENTION_S, regions: Sequence[str] = ()) -> None:
+                 *, retention_s: int = DEFAULT_RETENTION_S, regions: Sequence[str] = (),
+                 events: EventsConfig = EventsConfig()) -> None:
         self._client = client
         self._modes = modes
         self._servers_config = servers
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, settings={"EVENT_MAX_LEN": events.max_len,
+                                                  "EVENT_MAX_AGE_MS": int(events.max_age_s * 1000)})
         allocation_timeout_ms = max(1, int(servers.allocation_timeout_s * 1000))
         self._tickets = Tickets(self._scripts, modes, retention_s=retention_s,
                                 allocation_timeout_ms=allocation_timeout_ms, regions=regions)

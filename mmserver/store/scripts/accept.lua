@@ -14,6 +14,7 @@ if now >= tonumber(s.dl) then return { 'conflict', 'the ready check has timed ou
 redis.call('HSET', tkey(id), 'c', '1')
 touch(id, now)
 local accepted = redis.call('HINCRBY', skey(sid), 'n', 1)
+emit('ticket.accepted', id, sid, t.m, '{}')
 if accepted < tonumber(s.c) then
   publish({ id })
   return view(id)
@@ -26,5 +27,6 @@ local ids = session_ticket_ids(s)
 for _, other in ipairs(ids) do
   if other ~= id then touch(other, now) end
 end
+emit('match.accepted', nil, sid, s.md, '{}')
 publish(ids)
 return view(id)

@@ -112,12 +112,18 @@ for _, sid in ipairs(sessions) do
                        'j', redis.sha1hex(salt .. id))
             changed[#changed + 1] = id
             n = n + 1
+            emit('ticket.assigned', id, sid, s.md, '{}')
           end
           for _, p in ipairs(ticket_players(t)) do players[#players + 1] = p end
         end
         teams[#teams + 1] = table.concat(players, ',')
       end
       redis.call('HSET', skey(sid), 'pl', table.concat(teams, ';'))
+      local roster = {}
+      for i, team in ipairs(teams) do roster[i] = split(team, ',') end
+      emit('match.assigned', nil, sid, s.md, cjson.encode({ server_id = server, address = sv[1],
+                                                             region = (s.rg ~= '' and s.rg) or nil,
+                                                             teams = roster }))
       per_mode[s.md] = (per_mode[s.md] or 0) + n
     end
   end

@@ -130,7 +130,11 @@ if nr > 0 then
   -- Counted at claim time: the tickets' hashes are rewritten later, lazily (load()).
   count_outcome(mode, 'matched', claimed_tickets)
   local changed = {}
-  for i = 1, nr do changed[i] = pending[2 * i - 1] end
+  for i = 1, nr do
+    local id = pending[2 * i - 1]
+    changed[i] = id
+    emit('ticket.matched', id, string.match(pending[2 * i], '^[^|]+'), mode, '{}')
+  end
   publish(changed)
 end
 return results

@@ -52,5 +52,7 @@ redis.call('SADD', REGIONS_PREFIX .. mode, region)
 redis.call('SADD', QUEUE_KEYS, q)
 if idem ~= '' then redis.call('SET', idem, id .. '|' .. sealed, 'PX', ttl) end
 count_outcome(mode, 'created', 1)
+emit('ticket.queued', id, nil, mode, cjson.encode({ player_id = player, players = players, mmr = tonumber(mmr),
+                                                   region = region ~= '' and region or nil }))
 publish({ id })
 return view(id)

@@ -12,6 +12,8 @@ local now = now_ms()
 local changed = {}
 local counts = { 0, 0, 0, 0 }
 local more = 0
+-- The event log's age bound (its length bound is kept by every append).
+redis.call('XTRIM', EVENT_LOG, 'MINID', '~', int(now - EVENT_MAX_AGE_MS))
 local function append(ids) for _, id in ipairs(ids) do changed[#changed + 1] = id end end
 
 for kind, key in ipairs({ ACCEPTING, ALLOCATING }) do

@@ -39,6 +39,21 @@ end
 -- Integers up to 2^53 print exactly with %d (tostring would use %.14g).
 local function int(n) return string.format('%d', n) end
 
+-- The event log (SPEC "Events (v2)"): the script that makes a transition appends its event in
+-- the same call, so an event exists exactly when its transition happened (keys.py, EVENT_LOG).
+-- Every entry has the same fields in the same order, which Redis stores once per block:
+-- y type, t ticket id, m match id, o mode ('' when the event has none), d data (JSON object).
+-- MAXLEN ~ keeps the length bound at almost no cost; the age bound is applied each tick.
+local function emit(kind, ticket, match, mode, data)
+  redis.call('XADD', EVENT_LOG, 'MAXLEN', '~', EVENT_MAX_LEN, '*',
+             'y', kind, 't', ticket or '', 'm', match or '', 'o', mode or '', 'd', data or '{}')
+end
+
+-- A reason (or any string) as event data: cjson escapes what needs escaping.
+local function reason_data(reason)
+  return cjson.encode({ reason = reason })
+end
+
 local function split(s, sep)
   local out = {}
   if s == nil or s == false or s == '' then return out end
@@ -217,6 +232,7 @@ local function make_terminal(id, t, now, status, reason, retention)
     if redis.call('HGET', bucket, p) == id then redis.call('HDEL', bucket, p) end
   end
   redis.call('EXPIRE', key, retention)
+  emit('ticket.' .. status, id, t.x, t.m, reason_data(reason))
 end
 
 -- Back to its queue with its original enqueue time (in the member); the score is its TTL
@@ -229,6 +245,7 @@ local function requeue(id, t, now)
   redis.call('DEL', tkey(id))
   redis.call('HSET', tqkey(id), id, pack_queued(q))
   redis.call('ZADD', qkey(t.m, t.g or ''), int(deadline), member(id, t))
+  emit('ticket.requeued', id, t.x, t.m, '{}')
 end
 
 local function session_ticket_ids(s) return split(s.tk, ',;') end
@@ -263,6 +280,11 @@ local function dissolve(sid, now, culprit, reason, retention)
   redis.call('HINCRBY', COUNTS, 'm:' .. s.md, -left)
   count_outcome(s.md, 'cancelled', cancelled)
   redis.call('DEL', skey(sid))
+  local why = reason
+  if culprit == nil then
+    why = timed_out and 'ready check timed out' or 'no server in time'
+  end
+  emit('match.dissolved', nil, sid, s.md, reason_data(why))
   return changed
 end
 
@@ -357,6 +379,7 @@ local function finish(mid, now, reason, retention)
   count_outcome(s.md, 'finished', #changed)
   redis.call('HSET', skey(mid), 'st', 'finished', 'fr', reason)
   redis.call('EXPIRE', skey(mid), retention)
+  emit('match.finished', nil, mid, s.md, reason_data(reason))
   redis.call('SREM', ASSIGNED, mid)
   redis.call('ZREM', ENDS, mid)
   if s.sv then

@@ -41,6 +41,7 @@ else
     pl[#pl + 1] = table.concat(kept, ',')
   end
   redis.call('HSET', skey(mid), 'tk', table.concat(tk, ';'), 'pl', table.concat(pl, ';'))
+  emit('match.player_left', id, mid, t.m, cjson.encode({ players = ticket_players(t), reason = reason }))
   publish({ id })
 end
 return view(id)
