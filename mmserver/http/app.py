@@ -17,6 +17,7 @@ import falcon.media
 from mmserver.config import Config
 from mmserver.http import errors
 from mmserver.http.body import BodyLimit
+from mmserver.http.events import EventsResource
 from mmserver.http.health import Liveness, ReadinessResource
 from mmserver.http.access import Access, AccessMiddleware, RateLimits
 from mmserver.http.servers import MatchFinishResource, MatchResource, ServerResource
@@ -24,6 +25,7 @@ from mmserver.http.tickets import TicketCollection, TicketResource
 from mmserver.http.waiters import Waiters
 from mmserver.readiness import Readiness
 from mmserver.store import Store
+from mmserver.store.events import EVENT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, c
     app.add_route("/v1/servers/{server_id}", ServerResource(store, access, config.regions))
     app.add_route("/v1/matches/{match_id}", MatchResource(store, access))
     app.add_route("/v1/matches/{match_id}/finish", MatchFinishResource(store, access))
+    app.add_route("/v1/events", EventsResource(store, waiters, access, EVENT_TYPES, config.modes,
+                                               on_busy_longpoll=counters.longpoll_answered_early))
     app.add_route("/v1/openapi.json", OpenApiDocument())
     app.add_route("/healthz", Liveness())
     app.add_route("/readyz", ReadinessResource(readiness))

@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 from types import TracebackType
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import redis
 
@@ -18,6 +18,7 @@ from mmserver.config import EventsConfig, ModeConfig, ServersConfig
 from mmserver.matchmaking import QueuedTicket
 from mmserver.store import keys
 from mmserver.store.errors import RedisUnavailable
+from mmserver.store.events import EventLog, Page
 from mmserver.store.replicas import Replicas
 from mmserver.store.scripts import Scripts
 from mmserver.store.servers import Servers
@@ -88,6 +89,7 @@ class Store:
         self._regions = tuple(regions)
         self._servers = Servers(self._scripts, retention_s=retention_s)
         self._replicas = Replicas(client, self._scripts)
+        self._events = EventLog(client)
 
     # --- tickets ---
     # Ticket calls take the ticket's token, or `access` for a caller that is not its holder:
@@ -145,6 +147,13 @@ class Store:
         """The match document with its roster (SPEC "Matches and game servers")."""
         with _RedisErrors():
             return self._servers.match(match_id)
+
+    # --- the event log ---
+    def events(self, after: str | None, *, limit: int, types: Collection[str] = (),
+               modes: Collection[str] = ()) -> Page:
+        """A page of the event log after the cursor `after` (see store/events.py)."""
+        with _RedisErrors():
+            return self._events.read(after, limit=limit, types=types, modes=modes)
 
     # --- the matchmaker tick (mmserver/ticker.py) ---
     def now(self) -> float:
