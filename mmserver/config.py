@@ -991,9 +991,9 @@ def _toml_url(where: str, value: Any) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https"):
         raise ConfigError(f"{where}: expected an http:// or https:// URL, got scheme {parsed.scheme or '(none)'!r}")
+    if not parsed.hostname:
+        raise ConfigError(f"{where}: no host in {url!r}")
     try:
-        if not parsed.hostname:
-            raise ConfigError(f"{where}: no host in {url!r}")
         parsed.port  # raises on a bad port
     except ValueError:
         raise ConfigError(f"{where}: bad port in {url!r}") from None
