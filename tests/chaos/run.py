@@ -2,28 +2,68 @@
 stop the clients, let every deadline pass, check the invariants, stop everything."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
 import tempfile
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mmserver.store import keys
 from tests.chaos import faults as faults_module
-from tests.chaos.checker import Checker, Violation
+from tests.chaos.checker import Checker, Violation, read_event_log
 from tests.chaos.cluster import DurableRedis, OutageClock, Supervisor
 from tests.chaos.faults import Injector
 from tests.chaos.ledger import Ledger
 from tests.chaos.report import summary
-from tests.chaos.settings import ChaosSettings
+from tests.chaos.settings import WEBHOOK_SECRET, ChaosSettings
 from tests.chaos.traffic import Players, Router, ServerFleet
+from tests.webhook_receiver import WebhookReceiver
 
 logger = logging.getLogger(__name__)
 
 RETENTION_S = 3600  # mmserver.store.store.DEFAULT_RETENTION_S: nothing is purged during a run
+WEBHOOK_FIRST_FAILURES = 5  # one event in this many is answered 500 at its first attempt
+WEBHOOK_DELIVERY_WAIT_S = 90.0  # after the settle: time for the last retries to arrive
+
+
+def failing_first(event_id: str, attempt: int) -> int:
+    """The run's receiver: a seeded share of events fail their first attempt, then succeed."""
+    return 500 if attempt == 1 and zlib.crc32(event_id.encode()) % WEBHOOK_FIRST_FAILURES == 0 else 200
+
+
+def check_webhooks(receiver: WebhookReceiver, client) -> tuple[list[Violation], dict]:
+    """Every event in the log arrived at least once, signed; nothing arrived that the log lacks."""
+    log = {event["id"]: event for event in read_event_log(client)}
+    missing = receiver.wait_for(set(log), WEBHOOK_DELIVERY_WAIT_S)
+    violations = [Violation("webhook", event_id, f"{log[event_id]['type']} never delivered")
+                  for event_id in sorted(missing)[:50]]
+    if len(missing) > 50:
+        violations.append(Violation("webhook", "events", f"{len(missing)} events never delivered in all"))
+    for bad in receiver.bad_signatures():
+        violations.append(Violation("webhook", bad.event_id, "delivered with a signature that does not verify"))
+    with receiver.lock:
+        received = list(receiver.received)
+    for arrival in received:
+        event = log.get(arrival.event_id)
+        if event is None:
+            violations.append(Violation("webhook", arrival.event_id, "delivered, but the log never had it"))
+        elif arrival.event.get("type") != event["type"] or arrival.event.get("ticket_id") != event.get("ticket_id"):
+            violations.append(Violation("webhook", arrival.event_id, f"delivered {arrival.event}, the log has {event}"))
+    dead = client.xlen(keys.WEBHOOK_DEAD)
+    if dead:
+        violations.append(Violation("webhook", "dead letters", f"{dead} events dead-lettered"))
+    attempts = Counter(r.answered for r in received)
+    delivered = {r.event_id for r in received if 200 <= r.answered < 300}
+    figures = {"events": len(log), "delivered": len(delivered), "posts": len(received),
+               "refused_first_tries": attempts.get(500, 0),
+               "duplicates": sum(1 for r in received if 200 <= r.answered < 300) - len(delivered)}
+    return violations, figures
 
 
 @dataclass(frozen=True)
@@ -49,6 +89,8 @@ def run(options: Options, settings: ChaosSettings | None = None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     started_wall = time.monotonic()
     redis = DurableRedis(workdir / "redis").start()
+    receiver = WebhookReceiver(WEBHOOK_SECRET, failing_first).start()
+    settings = dataclasses.replace(settings, webhook_url=receiver.url)
     # An exit 1 this long after Redis came back is still the outage's doing: the subscriber's
     # last attempts, then the bounded stop sequence.
     outage = OutageClock(margin_s=settings.reconnect_budget_s + 12.0 + settings.shutdown_timeout_s)
@@ -105,7 +147,10 @@ def run(options: Options, settings: ChaosSettings | None = None) -> dict:
         else:
             problems.append("no ready replica for the API check")
         violations += checker.violations
+        webhook_violations, webhook_figures = check_webhooks(receiver, redis.client(decode_responses=True))
+        violations += webhook_violations
     finally:
+        receiver.stop()
         stop_faults.set()
         stop_clients.set()
         stop_servers.set()
@@ -124,6 +169,7 @@ def run(options: Options, settings: ChaosSettings | None = None) -> dict:
     traffic = dict(players.counts) if players else {}
     traffic.update({f"servers_{k}": v for k, v in (fleet.counts.items() if fleet else ())})
     traffic["replica_starts"] = supervisor.starts
+    traffic.update({f"webhook_{k}": v for k, v in (webhook_figures if 'webhook_figures' in locals() else {}).items()})
     traffic["replica_log_tracebacks"] = count_tracebacks(workdir)
     for key, n in traffic.items():
         if key.endswith("_500"):  # SPEC: never a 500, whatever happens to Redis or replicas

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVER_TOKEN = "chaos-server-token"
+WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 ADMIN_TOKEN = "chaos-admin-token"
 MODES = ("duel", "squad")  # duel: 1v1; squad: 2v2 with parties of two
 
@@ -27,6 +28,10 @@ class ChaosSettings:
     shutdown_timeout_s: float = 5.0
     static_servers: tuple[str, ...] = ("127.0.0.1:7001", "127.0.0.1:7002")
     restart_delay_s: float = 1.0  # systemd RestartSec
+    # Webhooks to the run's receiver: retried quickly and never given up within a run, so that
+    # every event must arrive (the dead-letter path has its own tests).
+    webhook_url: str | None = None
+    webhook_timeout_s: float = 2.0
     extra_env: dict = field(default_factory=dict)
 
     @property
@@ -67,10 +72,25 @@ class ChaosSettings:
             f"allocation_timeout_s = {self.allocation_timeout_s}\n"
         )
 
+    def webhooks_toml(self, secret_file: Path) -> str:
+        if self.webhook_url is None:
+            return ""
+        return (
+            "\n[webhooks]\n"
+            f'url = "{self.webhook_url}"\n'
+            f'secret_file = "{secret_file}"\n'
+            "max_attempts = 1000\n"
+            f"timeout_s = {self.webhook_timeout_s}\n"
+            "backoff_initial_s = 0.2\n"
+            "backoff_max_s = 1.0\n"
+        )
+
     def write_config(self, directory: Path) -> Path:
         path = Path(directory) / "mmserver.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.config_toml())
+        secret_file = Path(directory) / "webhook.secret"
+        secret_file.write_text(WEBHOOK_SECRET)
+        path.write_text(self.config_toml() + self.webhooks_toml(secret_file))
         return path
 
     def replica_env(self, config_path: Path) -> dict[str, str]:

@@ -27,3 +27,7 @@ def test_short_chaos_run_loses_duplicates_and_strands_nothing(tmp_path):
     statuses = result["exits"]["by_status"]
     assert {"signal 9", "exit 0", "exit 1"} <= set(statuses), summary
     assert "exit 2" not in statuses, summary
+    # Webhooks went to a receiver refusing some first tries: every event of the log arrived.
+    traffic = result["traffic"]
+    assert traffic["webhook_events"] > 200 and traffic["webhook_delivered"] == traffic["webhook_events"], traffic
+    assert traffic["webhook_refused_first_tries"] > 0, traffic
