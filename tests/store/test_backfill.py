@@ -2,6 +2,7 @@
 counts, the events and the invariants (tests/store/invariants.py)."""
 import hashlib
 import time
+from collections import Counter
 
 import pytest
 
@@ -223,3 +224,53 @@ def test_heartbeat_tells_the_server_its_roster_version(redis_client):
     assert store.heartbeat_server("gs1", "10.1.1.1:7000")["match_version"] == 2
     store.finish_match(result.session_id)
     assert "match_version" not in store.heartbeat_server("gs1", "10.1.1.1:7000")
+
+
+def test_a_backfill_racing_a_new_match_for_the_same_ticket(redis_server, redis_client):
+    """Two replicas (two Stores, two connections) at the same instant: one fills a backfill
+    with a ticket, the other claims the same ticket into a new match. One wins, whole."""
+    import threading
+
+    servers = ServersConfig(static=tuple(f"10.0.1.{n}:7777" for n in range(1, 100)))
+    replica_a = Store(redis_server.client(decode_responses=True), MODES, servers, retention_s=60)
+    replica_b = Store(redis_server.client(decode_responses=True), MODES, servers, retention_s=60)
+    wins = Counter()
+    for n in range(30):
+        four = [new_ticket(replica_a, f"{p}{n}", mode="squad", mmr=1500)[0] for p in "abcd"]
+        replica_a.read_queue("squad", None)
+        [match] = replica_a.claim("squad", None, [(tuple(four[:2]), tuple(four[2:]))], 0)
+        replica_a.allocate(100)
+        mid = match.session_id
+        replica_a.leave_match(mid, f"d{n}")
+        bid = replica_a.create_backfill(mid, MODES["squad"], [Slot(1, 1)], 60)["backfill_id"]
+        contested = new_ticket(replica_a, f"x{n}", mode="squad", mmr=1500)
+        others = [new_ticket(replica_a, f"{p}{n}", mode="squad", mmr=1500)[0] for p in "efg"]
+        replica_a.read_queue("squad", None)
+        replica_b.read_queue("squad", None)
+        barrier = threading.Barrier(2)
+        answers = {}
+
+        def fill():
+            barrier.wait()
+            answers["fill"] = replica_a.fill_backfills("squad", None, 2, [Fill(bid, mid, contested[0], 1)])
+
+        def claim():
+            barrier.wait()
+            answers["claim"] = replica_b.claim("squad", None, [((contested[0], others[0]), (others[1], others[2]))], 0)
+
+        threads = [threading.Thread(target=fill), threading.Thread(target=claim)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        filled = answers["fill"] == [""]
+        claimed = answers["claim"][0].session_id is not None
+        assert filled != claimed, answers  # exactly one wins
+        wins["fill" if filled else "claim"] += 1
+        view = replica_a.read_ticket(*contested)
+        assert view["status"] == ("assigned" if filled else "matched")
+        if filled:
+            assert view["assignment"]["match_id"] == mid
+        check_invariants(redis_client, {"squad": 2})
+    assert sum(wins.values()) == 30
+    print("race wins:", dict(wins))  # which script Redis ran first is its business
