@@ -274,3 +274,34 @@ def test_a_backfill_racing_a_new_match_for_the_same_ticket(redis_server, redis_c
         check_invariants(redis_client, {"squad": 2})
     assert sum(wins.values()) == 30
     print("race wins:", dict(wins))  # which script Redis ran first is its business
+
+
+def test_backfill_churn_and_leaves_stay_bounded(redis_client):
+    """A server that opens and cancels backfills without end, and a match that loses player
+    after player, leave bounded state: ended backfills expire with the retention, a match keeps
+    its last 64 leavers, open backfills never outnumber open places."""
+    modes = {**MODES, "lobby": ModeConfig("lobby", team_size=80, teams=1, accept_timeout_s=0)}
+    store = Store(redis_client, modes, ServersConfig(static=("10.0.0.5:7777",)), retention_s=1)
+    ids = [new_ticket(store, f"p{i}", mode="lobby")[0] for i in range(80)]
+    store.read_queue("lobby", None)
+    [match] = store.claim("lobby", None, [(tuple(ids),)], 0)
+    store.allocate(10)
+    mid = match.session_id
+    for i in range(70):
+        store.leave_match(mid, f"p{i}")
+    assert len(redis_client.hget(keys.session(mid), "lf").split(",")) == 64
+    assert store.leave_match(mid, "p69")["state"] == "left"
+    with pytest.raises(NotFound):
+        store.leave_match(mid, "p0")  # forgotten: out of the last 64
+    for _ in range(200):
+        bid = store.create_backfill(mid, modes["lobby"], [Slot(0, 70)], 60)["backfill_id"]
+        with pytest.raises(Conflict):
+            store.create_backfill(mid, modes["lobby"], [Slot(0, 1)], 60)
+        store.cancel_backfill(mid, bid)
+    assert redis_client.zcard(keys.open_backfills("lobby")) == 0 and redis_client.zcard(keys.BACKFILL_EXPIRY) == 0
+    assert redis_client.hget(keys.session(mid), "bf") is None
+    assert all(0 < redis_client.ttl(k) <= 1 for k in redis_client.scan_iter(keys.BACKFILL_PREFIX + "*"))
+    store.finish_match(mid)
+    time.sleep(1.2)
+    assert list(redis_client.scan_iter(keys.BACKFILL_PREFIX + "*")) == []
+    check_invariants(redis_client, {"lobby": 80})
