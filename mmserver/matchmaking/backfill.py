@@ -24,9 +24,10 @@ What a ticket must satisfy to join a match, with the limits in force for the tic
   none takes any), all in one team: a party stays whole on one team, within the backfill.
 
 Order and bounds: backfills oldest first; for each, among the unused tickets of the queue
-closest in MMR to the match's mean (at most `scan` of them, within the widest window the
-mode allows), the oldest that pass. Each call costs O(T log T + B * scan log scan) for T
-queued tickets and B backfills, whatever the queue holds.
+that share the match's `same` values and are closest in MMR to the match's mean (at most
+`scan` of them, within the widest window the mode allows, walking at most 4 * scan tickets),
+the oldest that pass. Each call costs O(T log T + B * scan log scan) for T queued tickets and
+B backfills, whatever the queue holds.
 """
 from __future__ import annotations
 
@@ -211,17 +212,22 @@ def assign_roles(offered: Sequence[Sequence[str]], size: int, free: Mapping[str,
 
 
 def _nearest(by_mmr: list[QueuedTicket], mmrs: list[float], mean: float | None, reach: float,
-             used: set[str], scan: int) -> list[QueuedTicket]:
-    """Up to `scan` unused tickets within `reach` of `mean` (all, nearest first, when the match
-    has no player), then oldest first."""
+             used: set[str], scan: int, largest: int) -> list[QueuedTicket]:
+    """Up to `scan` unused tickets of at most `largest` players within `reach` of `mean` (any
+    MMR when the match has no player left), nearest first, then ordered oldest first. Tickets
+    too big for every team's open places are not even counted against `scan`."""
     found: list[QueuedTicket] = []
     if mean is None:
-        found = [t for t in by_mmr if t.ticket_id not in used]
+        found = [t for t in by_mmr if t.ticket_id not in used and t.size <= largest]
         found.sort(key=lambda t: (t.enqueued_at, t.ticket_id))
         return found[:scan]
     right = bisect_left(mmrs, mean)
     left = right - 1
-    while len(found) < scan:
+    # Skipped tickets (used, or too big) count against a walk bound, so a queue full of them
+    # costs at most 4 * scan steps per backfill, not the whole queue.
+    for _step in range(4 * scan):
+        if len(found) >= scan:
+            break
         go_left = left >= 0 and mean - mmrs[left] <= reach
         go_right = right < len(mmrs) and mmrs[right] - mean <= reach
         if not go_left and not go_right:
@@ -232,7 +238,7 @@ def _nearest(by_mmr: list[QueuedTicket], mmrs: list[float], mean: float | None, 
         else:
             ticket = by_mmr[right]
             right += 1
-        if ticket.ticket_id not in used:
+        if ticket.ticket_id not in used and ticket.size <= largest:
             found.append(ticket)
     found.sort(key=lambda t: (t.enqueued_at, t.ticket_id))
     return found
@@ -243,8 +249,18 @@ def plan_backfills(backfills: Sequence[OpenBackfill], tickets: Sequence[QueuedTi
     """The fills to attempt, oldest backfill first; each ticket in at most one fill."""
     if not backfills or not tickets:
         return []
-    by_mmr = sorted((t for t in tickets if _eligible(t, rules)), key=lambda t: t.mmr)
-    mmrs = [t.mmr for t in by_mmr]
+    # Tickets by the values of the `same` rules (a match takes only its own values), each group
+    # in MMR order; a match that has no value yet (no player left) looks at every ticket.
+    same = [rule.attribute for rule in rules.rules if rule.kind == "same"]
+    eligible = sorted((t for t in tickets if _eligible(t, rules)), key=lambda t: t.mmr)
+    groups: dict[tuple, list[QueuedTicket]] = {}
+    if same:
+        for ticket in eligible:
+            key = tuple(ticket.attributes.get(attribute) for attribute in same)
+            if None not in key:
+                groups.setdefault(key, []).append(ticket)
+    by_key = {key: (group, [t.mmr for t in group]) for key, group in groups.items()}
+    everyone = (eligible, [t.mmr for t in eligible])
     reach = rules.mmr_window_max / 2  # the widest window any wait can reach
     role_names = [role for role, _count in rules.roles]
     used: set[str] = set()
@@ -264,7 +280,12 @@ def plan_backfills(backfills: Sequence[OpenBackfill], tickets: Sequence[QueuedTi
             if slot.count > 0 and 0 <= slot.team < rules.teams:
                 roles = free.setdefault(slot.team, {})
                 roles[slot.role] = roles.get(slot.role, 0) + slot.count
-        for ticket in _nearest(by_mmr, mmrs, match.mean, reach, used, scan):
+        if not free:
+            continue
+        largest = max(sum(places.values()) for places in free.values())
+        key = tuple(match.same.get(attribute) for attribute in same)
+        by_mmr, mmrs = by_key.get(key, ([], [])) if same and None not in key else everyone
+        for ticket in _nearest(by_mmr, mmrs, match.mean, reach, used, scan, largest):
             if not free:
                 break
             waited = max(0.0, now - ticket.enqueued_at)

@@ -149,3 +149,15 @@ def test_no_ticket_twice_and_no_slot_overfilled(slots, queue, backfills):
     for b in opened:
         for team in (0, 1):
             assert used[(b.backfill_id, team)] <= sum(s.count for s in b.slots if s.team == team)
+
+
+def test_a_match_everyone_left_takes_the_oldest_ticket_at_any_mmr():
+    empty = bf(slots=(Slot(0, 2), Slot(1, 2)), roster=())
+    planned = fills([empty], [t("young", 1500), t("old", 3000, waited=5), t("older", 100, waited=9)])
+    assert [p[1] for p in planned] == ["older"]  # then 3000 is 2900 from the new mean: out
+
+
+def test_the_same_rule_partitions_the_queue():
+    b = ranked_backfill()
+    crowd = [ranked_ticket(f"o{i}", build="other", waited=10) for i in range(2000)]
+    assert fills([b], [*crowd, ranked_ticket("mine")], RANKED) == [("b1", "mine", 1, ("tank",))]
