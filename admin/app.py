@@ -8,6 +8,9 @@
     POST   /admin/matches/{match_id}/finish -> 200 control.finish_match(match_id)
     GET    /admin/players/{player_id}      -> 200 control.player(player_id)
     DELETE /admin/players/{player_id}      -> 200 control.release_player(player_id)
+    GET    /admin/webhooks/dead?after=&limit= -> 200 control.dead_letters(after, limit)
+    POST   /admin/webhooks/dead/replay {} | {"ids"} -> 200 control.replay_dead_letters(ids | None)
+    DELETE /admin/webhooks/dead [{"ids"}]  -> 200 control.discard_dead_letters(ids | None)
     GET    /metrics                        -> Prometheus text from metrics(), no token; 404 without it
     + `routes` outside /admin (the service adds /healthz and /readyz), no token
 
@@ -31,6 +34,7 @@ from mmserver.http.body import BodyLimit
 from .auth import BearerAuth, is_admin_path
 from .resources import (
     Control,
+    DeadLettersResource,
     DrainResource,
     MatchResource,
     MetricsResource,
@@ -81,6 +85,9 @@ def create_admin_app(
     app.add_route("/admin/matches/{match_id}", matches)
     app.add_route("/admin/matches/{match_id}/finish", matches, suffix="finish")
     app.add_route("/admin/players/{player_id}", PlayerResource(control))
+    dead_letters = DeadLettersResource(control)
+    app.add_route("/admin/webhooks/dead", dead_letters)
+    app.add_route("/admin/webhooks/dead/replay", dead_letters, suffix="replay")
     app.add_route("/metrics", MetricsResource(metrics))
     for path, resource in routes.items():
         app.add_route(path, resource)

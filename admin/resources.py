@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Callable, Protocol
 
 import falcon
@@ -20,6 +21,15 @@ from mmserver.http.validation import BadRequest
 logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 200
+MAX_DEAD_LETTER_PAGE = 1000
+MAX_DEAD_LETTER_IDS = 1000  # ids named in one replay or discard
+DEAD_LETTER_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+class WebhooksNotConfigured(ApiError):
+    def __init__(self) -> None:
+        super().__init__(404, "Webhooks not configured",
+                         "This deployment has no [webhooks] table: there are no dead letters.")
 
 
 class Control(Protocol):
@@ -68,6 +78,20 @@ class Control(Protocol):
     def release_player(self, player_id: str) -> dict:
         """Free a player: its live ticket is cancelled, or it leaves its match. Returns
         {"player_id", "released": True, "ticket": the ticket's view after it}."""
+        ...
+
+    def dead_letters(self, after: str | None, limit: int) -> dict:
+        """Webhook dead letters after the dead-letter id `after`, oldest first: {"dead_letters":
+        [{"id", "event", "attempts", "last_error", "dead_at"}], "next", "total"}. Raises
+        WebhooksNotConfigured without a [webhooks] table."""
+        ...
+
+    def replay_dead_letters(self, ids: list[str] | None) -> dict:
+        """Deliver dead letters again (all when `ids` is None): {"replayed", "not_found"}."""
+        ...
+
+    def discard_dead_letters(self, ids: list[str] | None) -> dict:
+        """Delete dead letters for good (all when `ids` is None): {"discarded"}."""
         ...
 
 
@@ -203,3 +227,56 @@ class MetricsResource:
         data, content_type = self._metrics()
         resp.data = data
         resp.content_type = content_type
+
+
+def _dead_letter_ids(body: dict) -> list[str] | None:
+    """`{}`: every dead letter (None); `{"ids": [...]}`: those (dead-letter ids, "<ms>-<seq>")."""
+    unknown = set(body) - {"ids"}
+    if unknown:
+        raise BadRequest(f"Unknown field {sorted(unknown)[0]!r}: the body is {{}} (all) or {{\"ids\": [...]}}.")
+    if "ids" not in body:
+        return None
+    ids = body["ids"]
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_DEAD_LETTER_IDS:
+        raise BadRequest(f"'ids' must be a list of 1 to {MAX_DEAD_LETTER_IDS} dead-letter ids.")
+    for value in ids:
+        if not isinstance(value, str) or not DEAD_LETTER_ID.fullmatch(value):
+            raise BadRequest("Each id must be a dead-letter id such as \"1718000000000-0\".")
+    return list(dict.fromkeys(ids))
+
+
+class DeadLettersResource:
+    """GET and DELETE /admin/webhooks/dead; POST /admin/webhooks/dead/replay"""
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        after = req.get_param("after")
+        if after is not None and not DEAD_LETTER_ID.fullmatch(after):
+            raise BadRequest("'after' must be a dead-letter id such as \"1718000000000-0\".")
+        raw_limit = req.get_param("limit") or "100"
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_DEAD_LETTER_PAGE:
+            raise BadRequest(f"'limit' must be an integer from 1 to {MAX_DEAD_LETTER_PAGE}.")
+        send_json(resp, self._control.dead_letters(after, int(raw_limit)))
+
+    def on_post_replay(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ids = _dead_letter_ids(read_json_object(req))
+        logger.warning("admin replay of %s dead letters requested from %s",
+                       "all" if ids is None else len(ids), req.remote_addr)
+        send_json(resp, self._control.replay_dead_letters(ids))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raw = req.bounded_stream.read()
+        body = {} if not raw.strip() else None
+        if body is None:
+            try:
+                body = json.loads(raw)
+            except (UnicodeDecodeError, ValueError):
+                raise BadRequest("The request body is not valid JSON.") from None
+            if not isinstance(body, dict):
+                raise BadRequest("The request body must be a JSON object.")
+        ids = _dead_letter_ids(body)
+        logger.warning("admin discard of %s dead letters requested from %s",
+                       "all" if ids is None else len(ids), req.remote_addr)
+        send_json(resp, self._control.discard_dead_letters(ids))

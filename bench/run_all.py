@@ -27,6 +27,7 @@ FULL = {
     "lifecycle": ["bench_lifecycle.py"],
     "memory": ["bench_memory.py"],
     "auth": ["bench_auth.py"],
+    "webhooks": ["bench_webhooks.py"],
 }
 QUICK = {
     "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
@@ -39,6 +40,7 @@ QUICK = {
     "lifecycle": ["bench_lifecycle.py", "--rounds", "1"],
     "memory": ["bench_memory.py", "--tickets", "10000", "--settle", "1"],
     "auth": ["bench_auth.py", "--rounds", "1", "--calls", "200"],
+    "webhooks": ["bench_webhooks.py", "--rounds", "1", "--seconds", "2", "--burst", "1000"],
 }
 
 

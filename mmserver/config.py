@@ -142,6 +142,29 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    """The `[webhooks]` table: where events are POSTed and how failures are retried
+    (docs/WEBHOOKS.md). Absent table: no webhooks (Config.webhooks is None)."""
+
+    url: str
+    secret: str = field(repr=False)  # read from secret_file; never logged
+    # Event types or "prefix.*" patterns (e.g. "ticket.*"); None: every event.
+    events: tuple[str, ...] | None = None
+    max_attempts: int = 10
+    timeout_s: float = 5.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 300.0
+    max_dead_letters: int = 10_000  # the dead-letter stream is trimmed to about this many
+
+    def wants(self, event_type: str) -> bool:
+        """Whether an event of this type is sent (the others are acknowledged unsent)."""
+        if self.events is None:
+            return True
+        return any(event_type == pattern or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
+                   for pattern in self.events)
+
+
+@dataclass(frozen=True)
 class Config:
     redis_url: str | None = None  # None: embedded Redis under data_dir
     data_dir: Path = Path("./var")
@@ -170,6 +193,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     regions: tuple[str, ...] = ()  # [regions] names; empty: any region name is accepted
     events: EventsConfig = field(default_factory=EventsConfig)
+    webhooks: WebhooksConfig | None = None  # None: no [webhooks] table
 
     @property
     def open_creation(self) -> bool:
@@ -720,7 +744,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return parse_config_document(document, f"{path}")
 
 
-SECTIONS = ("modes", "servers", "regions", "auth", "limits", "events")
+SECTIONS = ("modes", "servers", "regions", "auth", "limits", "events", "webhooks")
 
 
 def parse_config_document(document: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -750,6 +774,8 @@ def parse_config_document(document: Mapping[str, Any], where: str) -> dict[str, 
         result["limits"] = LimitsConfig(**_parse_table(document["limits"], _LIMIT_KEYS, f"{where}: limits"))
     if "events" in document:
         result["events"] = EventsConfig(**_parse_table(document["events"], _EVENT_KEYS, f"{where}: events"))
+    if "webhooks" in document:
+        result["webhooks"] = _parse_webhooks(document["webhooks"], f"{where}: webhooks")
     return result
 
 
@@ -948,3 +974,77 @@ def _refuse_placeholder(secret: str, where: str) -> None:
 def _refuse_short(secret: str, where: str, minimum: int) -> None:
     if len(secret.encode("utf-8")) < minimum:
         raise ConfigError(f"{where}: a secret must be at least {minimum} characters long")
+
+
+# --- [webhooks] (docs/WEBHOOKS.md) ---
+
+# Types of the backfill events added beside EVENT_TYPES; any "backfill." type is accepted so the
+# two features do not depend on each other's lists.
+WEBHOOK_TYPE_PREFIXES = ("ticket.", "match.", "backfill.")
+WEBHOOK_EVENT_NAME = re.compile(r"[a-z_]+\.(?:[a-z_]+|\*)")
+
+
+def _toml_url(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: expected an http:// or https:// URL")
+    url = value.strip()
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: expected an http:// or https:// URL, got scheme {parsed.scheme or '(none)'!r}")
+    if not parsed.hostname:
+        raise ConfigError(f"{where}: no host in {url!r}")
+    try:
+        parsed.port  # raises on a bad port
+    except ValueError:
+        raise ConfigError(f"{where}: bad port in {url!r}") from None
+    if parsed.username or parsed.password:
+        # The URL is shown in logs and /admin/status: credentials belong in the signature.
+        raise ConfigError(f"{where}: must not hold a user or password (receivers check the signature)")
+    if parsed.fragment:
+        raise ConfigError(f"{where}: must not hold a #fragment")
+    return url
+
+
+def _toml_event_types(where: str, value: Any) -> tuple[str, ...]:
+    from mmserver.store.events import EVENT_TYPES  # the store imports this module
+
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a non-empty list of event types (\"ticket.assigned\", \"match.*\", ...)")
+    for name in value:
+        known = name in EVENT_TYPES or (
+            WEBHOOK_EVENT_NAME.fullmatch(name) is not None
+            and (name.endswith(".*") and name[:-1] in WEBHOOK_TYPE_PREFIXES or name.startswith("backfill.")))
+        if not known:
+            raise ConfigError(f"{where}: unknown event type {name!r} (known: {', '.join(EVENT_TYPES)}, "
+                              f"backfill.*, or a prefix such as \"ticket.*\")")
+    return tuple(dict.fromkeys(value))
+
+
+_WEBHOOK_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
+    url=_toml_url,
+    secret_file=_toml_path,
+    events=_toml_event_types,
+    max_attempts=_toml_int(1),
+    timeout_s=_toml_positive,
+    backoff_initial_s=_toml_positive,
+    backoff_max_s=_toml_positive,
+    max_dead_letters=_toml_int(100),
+)
+
+
+def _parse_webhooks(table: Any, where: str) -> WebhooksConfig:
+    if isinstance(table, dict) and "secret" in table:
+        # Only a file: an inline secret ends up in version control with the rest of the file.
+        raise ConfigError(f"{where}: set secret_file (a file holding the signing secret), not secret")
+    values = _parse_table(table, _WEBHOOK_KEYS, where)
+    for key in ("url", "secret_file"):
+        if key not in values:
+            raise ConfigError(f"{where}: missing key {key!r}")
+    secret = _read_secret_file(values.pop("secret_file"), f"{where}.secret_file")
+    _refuse_placeholder(secret, f"{where}.secret_file")
+    _refuse_short(secret, f"{where}.secret_file", MIN_SECRET_CHARS)
+    webhooks = WebhooksConfig(secret=secret, **values)
+    if webhooks.backoff_max_s < webhooks.backoff_initial_s:
+        raise ConfigError(f"{where}: backoff_max_s ({webhooks.backoff_max_s:g}) is below backoff_initial_s "
+                          f"({webhooks.backoff_initial_s:g})")
+    return webhooks

@@ -69,6 +69,10 @@ OTHER = "other"
 # Long-polls wait up to 30 s, so the HTTP buckets go well past prometheus_client's 10 s default.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 # A tick is a few Redis round trips: milliseconds when healthy, seconds when Redis struggles.
+# Webhook outcomes (mmserver/webhooks/worker.py) and commit-to-2xx latency: milliseconds when the
+# receiver is healthy, up to the retry schedule (minutes) when it was not.
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped", "skipped")
+WEBHOOK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -108,6 +112,18 @@ class Metrics:
         for reason in SHUTDOWN_REASONS:
             self._shutdowns.labels(reason=reason)
         self._watch: StateCollector | None = None
+        self._webhook_deliveries = Counter(
+            "mmserver_webhook_deliveries",
+            "Webhook delivery outcomes by this replica: delivered (2xx), failed (an attempt that "
+            "will be retried or buried), dead (became a dead letter), dropped (left the event log "
+            "before delivery), skipped (type not in [webhooks] events)",
+            ["outcome"], registry=self.registry)
+        for outcome in WEBHOOK_OUTCOMES:
+            self._webhook_deliveries.labels(outcome=outcome)
+        self._webhook_latency = Histogram(
+            "mmserver_webhook_delivery_latency_seconds",
+            "From the transition's commit (the event id's time, Redis's clock) to the receiver's 2xx",
+            buckets=WEBHOOK_BUCKETS, registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type (the /metrics answer)."""
@@ -171,6 +187,17 @@ class Metrics:
         self.registry.register(self._watch)
 
 
+    def webhook_delivery(self, outcome: str, count: int = 1) -> None:
+        self._webhook_deliveries.labels(outcome=_bounded(outcome, WEBHOOK_OUTCOMES, "webhook outcome")).inc(count)
+
+    def webhook_latency(self, seconds: float) -> None:
+        self._webhook_latency.observe(max(0.0, seconds))
+
+    def watch_webhooks(self, stats: Callable[[], dict | None]) -> None:
+        """Report the fleet-wide delivery state (store/deliveries.py `stats`, through a cached
+        or bounded read: None when Redis did not answer) at every scrape."""
+        self.registry.register(WebhookStateCollector(stats))
+
     def watch_logs(self, dropped: Callable[[], int]) -> None:
         """Report `dropped()` (log records dropped on a full log queue, logs.LogPipeline) as
         `mmserver_log_records_dropped_total` at every scrape."""
@@ -187,6 +214,41 @@ class LogDropsCollector(Collector):
                                      "(the output stream slow or blocked)")
         family.add_metric([], float(self._dropped()))
         yield family
+
+
+class WebhookStateCollector(Collector):
+    """Gauges of the delivery state, left out of a scrape while Redis does not answer."""
+
+    def __init__(self, stats: Callable[[], dict | None]) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            stats = self._stats()
+        except Exception as error:  # Redis away: the rest of the scrape still answers
+            logger.debug("webhook stats for /metrics failed: %r", error)
+            return
+        if not stats:
+            return
+        lag, pending, dead = self._families()
+        lag.add_metric([], _number(stats.get("lag_s")))
+        pending.add_metric([], _number(stats.get("pending")) + _number(stats.get("replays_waiting")))
+        dead.add_metric([], _number(stats.get("dead_letters")))
+        yield from (lag, pending, dead)
+
+    @staticmethod
+    def _families() -> tuple[Metric, ...]:
+        return (
+            GaugeMetricFamily("mmserver_webhook_lag_seconds",
+                              "Age of the oldest event not yet delivered (0: none), fleet-wide"),
+            GaugeMetricFamily("mmserver_webhook_pending",
+                              "Events read and not yet delivered (in flight or waiting for a retry) "
+                              "plus replays waiting, fleet-wide"),
+            GaugeMetricFamily("mmserver_webhook_dead_letters", "Dead letters kept, fleet-wide"),
+        )
 
 
 class HttpMetricsMiddleware:

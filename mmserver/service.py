@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Mapping
 
@@ -43,9 +44,16 @@ from mmserver.shutdown import EXIT_OK, EXIT_RESTART, EXIT_USAGE, Shutdown
 from mmserver.stop import StopSequence
 from mmserver.store import Store
 from mmserver.subscriber import Subscriber
+from mmserver.store.deliveries import Deliveries
+from mmserver.webhooks.retry import RetryPolicy
+from mmserver.webhooks.sender import Sender
+from mmserver.webhooks.worker import DeliveryWorker
 from mmserver.telemetry import Telemetry
 from mmserver.ticker import Ticker
 from mmserver_admin.app import create_admin_app
+from mmserver_admin.resources import WebhooksNotConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +121,8 @@ class Service:
         self._ready_sent = False
         self._http_started = False
         self._redis_clients: list = []
+        self._webhooks: DeliveryWorker | None = None  # None: no [webhooks] configured
+        self._dead_letters: Deliveries | None = None  # the control plane's view of the same state
 
     # --- run ---
 
@@ -203,6 +213,9 @@ class Service:
         self._subscriber.start()
         self._metrics.watch(stats=self._store_stats.fresh, subscriber_status=self._subscriber.status)
 
+        if config.webhooks is not None:
+            self._start_webhooks(redis_url, store_client)
+
         self._ticker = Ticker(self._store, config.modes, shutdown=self.shutdown, regions=config.regions)
         self._scheduler = Scheduler(stall_after_s=max(30.0, 20 * config.tick_interval_ms / 1000),
                                     # Redis away: one line per job; the subscriber decides
@@ -219,6 +232,28 @@ class Service:
             self.state = "draining" if self.readiness.draining else "running"
         self._scheduler.start()
         self.notifier.status("waiting for Redis")
+
+    def _start_webhooks(self, redis_url: str, store_client) -> None:
+        webhooks = self.config.webhooks
+        # The worker's own client: its XREADGROUP blocks a connection for READ_BLOCK_MS, and
+        # it retries with its own backoff, interruptible by the shutdown (no hidden retries).
+        worker_client = connect(redis_url, lean=False, max_connections=2, retry=Retry(NoBackoff(), 0))
+        self._redis_clients.append(worker_client)
+        self._webhooks = DeliveryWorker(
+            Deliveries(worker_client, consumer=self.replica_id, max_dead_letters=webhooks.max_dead_letters),
+            Sender(webhooks.url, webhooks.timeout_s, user_agent=f"mmserver/{__version__} webhooks"),
+            secret=webhooks.secret,
+            policy=RetryPolicy(webhooks.max_attempts, webhooks.backoff_initial_s, webhooks.backoff_max_s,
+                               webhooks.timeout_s),
+            wants=webhooks.wants, shutdown=self.shutdown, recorder=self._metrics,
+            backoff=Backoff(self.config.redis_backoff_initial_ms, self.config.redis_backoff_max_ms,
+                            self.config.redis_reconnect_attempts))
+        self._dead_letters = Deliveries(store_client, consumer=self.replica_id,
+                                        max_dead_letters=webhooks.max_dead_letters)
+        self._metrics.watch_webhooks(
+            BoundedRead(self._dead_letters.stats, wait_s=STATUS_READ_WAIT_S, name="webhooks").fresh)
+        self._webhooks.start()
+        logger.info("webhooks: delivering events to %s", _url_for_log(webhooks.url))
 
     def _listen_refusal(self, error: ListenError) -> str:
         """`cannot listen on 127.0.0.1:8080 (MMSERVER_LISTEN, public API): Address already in
@@ -260,6 +295,8 @@ class Service:
                                   EXIT_RESTART)
         elif self._subscriber and not self._subscriber.status()["alive"] and not self.shutdown.is_set():
             self.shutdown.request("subscriber thread ended", EXIT_RESTART)
+        elif self._webhooks and not self._webhooks.status()["alive"] and not self.shutdown.is_set():
+            self.shutdown.request("webhook delivery thread ended", EXIT_RESTART)
 
     # --- stop ---
 
@@ -296,6 +333,10 @@ class Service:
             steps.run("scheduler", lambda: self._scheduler.stop(steps.remaining()))
         if self._subscriber:
             steps.run("subscriber", lambda: self._subscriber.join(steps.remaining()))
+        if self._webhooks:
+            # An attempt in flight may take up to the request timeout; past the deadline it is
+            # abandoned (still pending: another replica, or the next start, delivers it).
+            steps.run("webhooks", lambda: self._webhooks.join(steps.remaining()))
         if self._store:
             steps.run("replica-record", lambda: self._store.remove_replica(self.replica_id))
         for client in self._redis_clients:
@@ -510,6 +551,7 @@ class Service:
                          "long_polls": self._waiters.waiting if self._waiters else 0},
                 "scheduler": self._scheduler.status() if self._scheduler else None,
                 "subscriber": self._subscriber.status() if self._subscriber else None,
+                **({"webhooks": self._webhooks.status()} if self._webhooks else {}),
             },
         }
         if self._store_status is not None:
@@ -524,7 +566,36 @@ class Service:
         return result
 
     def _read_store_status(self) -> dict:
-        return {**self._store.stats(), "replicas": self._store.replicas()}
+        status = {**self._store.stats(), "replicas": self._store.replicas()}
+        if self._dead_letters is not None:
+            status["webhooks"] = self._dead_letters.stats()
+        return status
+
+    # --- webhook dead letters (admin/resources.py; WebhooksNotConfigured is a 404) ---
+
+    def _webhook_state(self) -> Deliveries:
+        if self._dead_letters is None:
+            raise WebhooksNotConfigured()
+        return self._dead_letters
+
+    def dead_letters(self, after: str | None, limit: int) -> dict:
+        return self._webhook_state().dead_letters(after, limit)
+
+    def replay_dead_letters(self, ids: list[str] | None) -> dict:
+        answer = self._webhook_state().replay(ids)
+        logger.warning("webhooks: %d dead letters replayed on operator request", answer["replayed"])
+        return answer
+
+    def discard_dead_letters(self, ids: list[str] | None) -> dict:
+        answer = self._webhook_state().discard(ids)
+        logger.warning("webhooks: %d dead letters discarded on operator request", answer["discarded"])
+        return answer
+
+
+def _url_for_log(url: str) -> str:
+    """Scheme, host and path: a query string may carry a receiver's own token."""
+    parsed = urllib.parse.urlsplit(url)
+    return f"{parsed.scheme}://{parsed.netloc}{parsed.path}"
 
 
 def _reason_kind(reason: str) -> str:

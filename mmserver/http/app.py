@@ -18,6 +18,7 @@ from mmserver.config import Config
 from mmserver.http import errors
 from mmserver.http.backfills import BackfillCollection, BackfillResource, MatchPlayerResource
 from mmserver.http.body import BodyLimit
+from mmserver.http.events import EventsResource
 from mmserver.http.health import Liveness, ReadinessResource
 from mmserver.http.access import Access, AccessMiddleware, RateLimits
 from mmserver.http.servers import MatchFinishResource, MatchResource, ServerResource
@@ -25,6 +26,7 @@ from mmserver.http.tickets import TicketCollection, TicketResource
 from mmserver.http.waiters import Waiters
 from mmserver.readiness import Readiness
 from mmserver.store import Store
+from mmserver.store.events import EVENT_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, c
     app.add_route("/v1/matches/{match_id}/backfill", BackfillCollection(store, access, config.modes))
     app.add_route("/v1/matches/{match_id}/backfill/{backfill_id}", BackfillResource(store, access))
     app.add_route("/v1/matches/{match_id}/players/{player_id}", MatchPlayerResource(store, access))
+    app.add_route("/v1/events", EventsResource(store, waiters, access, EVENT_TYPES, config.modes,
+                                               on_busy_longpoll=counters.longpoll_answered_early))
     app.add_route("/v1/openapi.json", OpenApiDocument())
     app.add_route("/healthz", Liveness())
     app.add_route("/readyz", ReadinessResource(readiness))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import falcon
 
@@ -392,6 +392,53 @@ def poll_request(params: Mapping[str, Any]) -> PollRequest:
             raise BadRequest("'version' must be a non-negative integer.")
         version_n = int(version)
     return PollRequest(wait=wait_s, version=version_n)
+
+
+@dataclass(frozen=True)
+class EventsRequest:
+    after: str | None       # exclusive cursor; None: from the oldest event kept
+    wait: float | None      # seconds to wait for a first event; None: answer at once
+    limit: int
+    types: frozenset[str]   # empty: every type
+    modes: frozenset[str]   # empty: every mode
+
+
+MAX_EVENTS_PER_PAGE = 1000
+DEFAULT_EVENTS_PER_PAGE = 100
+EVENT_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+def events_request(params: Mapping[str, Any], event_types: Collection[str],
+                   modes: Collection[str]) -> EventsRequest:
+    """The query of GET /v1/events: after, wait, limit, type and mode (comma separated)."""
+    allowed = ("after", "wait", "limit", "type", "mode")
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise BadRequest(f"Unknown query parameter {unknown[0]!r}; allowed: {', '.join(allowed)}.")
+    after = _single(params, "after")
+    if after is not None and EVENT_CURSOR.fullmatch(after) is None:
+        raise BadRequest("'after' must be an event id (as in 'next' or an event's 'id').")
+    wait_s = poll_request({"wait": params["wait"]}).wait if "wait" in params else None
+    limit = DEFAULT_EVENTS_PER_PAGE
+    raw_limit = _single(params, "limit")
+    if raw_limit is not None:
+        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_EVENTS_PER_PAGE:
+            raise BadRequest(f"'limit' must be an integer from 1 to {MAX_EVENTS_PER_PAGE}.")
+        limit = int(raw_limit)
+    return EventsRequest(after=after, wait=wait_s, limit=limit,
+                         types=_choices(params, "type", event_types), modes=_choices(params, "mode", modes))
+
+
+def _choices(params: Mapping[str, Any], name: str, known: Collection[str]) -> frozenset[str]:
+    raw = _single(params, name)
+    if raw is None:
+        return frozenset()
+    chosen = frozenset(part for part in raw.split(",") if part)
+    for value in sorted(chosen):
+        if value not in known:
+            shown = value if len(value) <= 64 else value[:64] + "..."
+            raise BadRequest(f"Unknown {name} {shown!r}; known: {', '.join(sorted(known))}.")
+    return chosen
 
 
 def _single(params: Mapping[str, Any], name: str) -> str | None:

@@ -17,6 +17,9 @@ from typing import Iterable
 
 logger = logging.getLogger(__name__)
 
+# The key of waiters woken by every change (GET /v1/events): no ticket id looks like it.
+ANY_CHANGE = "*"
+
 
 class Waiter:
     """One long-poll on one ticket. Woken by events for that ticket, by wake_all and close."""
@@ -109,7 +112,7 @@ class Waiters:
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
         ids = [part.strip() for part in data.split(",")]
-        self.notify(ticket_id for ticket_id in ids if ticket_id)
+        self.notify([*(ticket_id for ticket_id in ids if ticket_id), ANY_CHANGE])
 
     def wake_all(self) -> None:
         """Pub/sub drops messages while disconnected: after a reconnect every waiter re-reads."""

@@ -93,6 +93,10 @@ def _pass_limit(players_per_match: int) -> int:
     return 4 * players_per_match + 16
 
 
+def _first_stage(players_per_match: int) -> int:
+    return 2 * players_per_match
+
+
 def _mask_under(latencies: tuple, limit: float) -> int:
     mask = 0
     for bit, ms in enumerate(latencies):
@@ -379,66 +383,77 @@ class _Constrained:
         dl, dr = m - mmr[lp], mmr[rp] - m
         walked = 0
         overlaps, distances = self.overlaps, self.distances
-        while walked < walk_cap and len(cands) < pass_cap:
-            if dl <= dr:
-                if dl > w:
-                    break
-                q = lp
-                lp = left[lp]
-                dl = m - mmr[lp]
-            else:
-                if dr > w:
-                    break
-                q = rp
-                rp = right[rp]
-                dr = mmr[rp] - m
-            walked += 1
-            j = layout[q]
-            s = sizes[j]
-            window_players += s
-            info = static[j]
-            if info is None:
-                info = static[j] = self._static(j)
-            f = 0
-            fail = -1
-            rmask = 0
-            if latency_on:
-                rmask = rmasks[j]
-                if rmask < 0:
-                    rmask = rmasks[j] = _mask_under(info[0], lat_limit)
-                rmask &= amask
-                if not rmask:
-                    fail = f
-                f += 1
-            omasks = ()
-            if fail < 0 and overlaps:
-                found_masks = []
-                for k, listed in enumerate(info[1]):
-                    om = 0
-                    if listed is not None:
-                        for bit, v in enumerate(avalues[k]):
-                            if v in listed:
-                                om |= 1 << bit
-                    if not om:
-                        fail = f
+        # Two stages: most anchors that match do so among their nearest neighbours, so the walk
+        # first stops at _first_stage candidates and tries the greedy pick alone. The greedy
+        # takes candidates in walk order and returns once the match is full: a full match found
+        # among the first candidates is exactly the one it would find among all of them, so the
+        # rest of the walk and the search are skipped. Otherwise the walk goes on as before.
+        first_cap = _first_stage(need) if not self.fill_possible else pass_cap
+        for stage_cap in (first_cap, pass_cap):
+            while walked < walk_cap and len(cands) < stage_cap:
+                if dl <= dr:
+                    if dl > w:
                         break
-                    found_masks.append(om)
-                    f += 1
-                omasks = tuple(found_masks)
-            if fail < 0 and distances:
-                for k, v in enumerate(info[2]):
-                    av = adist[k]
-                    if v is None or av is None or abs(v - av) > dist_limits[k]:
-                        fail = f
+                    q = lp
+                    lp = left[lp]
+                    dl = m - mmr[lp]
+                else:
+                    if dr > w:
                         break
+                    q = rp
+                    rp = right[rp]
+                    dr = mmr[rp] - m
+                walked += 1
+                j = layout[q]
+                s = sizes[j]
+                window_players += s
+                info = static[j]
+                if info is None:
+                    info = static[j] = self._static(j)
+                f = 0
+                fail = -1
+                rmask = 0
+                if latency_on:
+                    rmask = rmasks[j]
+                    if rmask < 0:
+                        rmask = rmasks[j] = _mask_under(info[0], lat_limit)
+                    rmask &= amask
+                    if not rmask:
+                        fail = f
                     f += 1
-            if fail >= 0:
-                players_by_fail[fail] += s
-                continue
-            if info[3] is None:
-                continue  # can take no role: never in a match
-            players_by_fail[nfilters] += s
-            cands.append(_Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q]))
+                omasks = ()
+                if fail < 0 and overlaps:
+                    found_masks = []
+                    for k, listed in enumerate(info[1]):
+                        om = 0
+                        if listed is not None:
+                            for bit, v in enumerate(avalues[k]):
+                                if v in listed:
+                                    om |= 1 << bit
+                        if not om:
+                            fail = f
+                            break
+                        found_masks.append(om)
+                        f += 1
+                    omasks = tuple(found_masks)
+                if fail < 0 and distances:
+                    for k, v in enumerate(info[2]):
+                        av = adist[k]
+                        if v is None or av is None or abs(v - av) > dist_limits[k]:
+                            fail = f
+                            break
+                        f += 1
+                if fail >= 0:
+                    players_by_fail[fail] += s
+                    continue
+                if info[3] is None:
+                    continue  # can take no role: never in a match
+                players_by_fail[nfilters] += s
+                cands.append(_Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q]))
+            if stage_cap < pass_cap and len(cands) >= stage_cap:
+                chosen = self._greedy(a, cands, lims)
+                if chosen is not None:
+                    return chosen, None
         capped = walked >= walk_cap or len(cands) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
@@ -544,21 +559,21 @@ class _Constrained:
 
     # --- search ------------------------------------------------------------------------------
 
-    def _search(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int, budget: int,
-                relaxed: bool, lineup: Lineup | None = None) -> list[_Cand] | None:
-        """The largest valid match holding `a` (a full one ends the search), or None."""
-        lineup = lineup or self.lineup
+    def _greedy(self, a: _Cand, cands: list[_Cand], lims) -> list[_Cand] | None:
+        """The greedy pick's full match, or None (see _greedy_pick)."""
+        chosen, _players, _keys, full = self._greedy_pick(a, cands, lims, False, self.lineup)
+        return chosen if full else None
+
+    def _greedy_pick(self, a: _Cand, cands: list[_Cand], lims, relaxed: bool, lineup: Lineup):
+        """Nearest first: each candidate that keeps every condition is taken, until the match
+        is full. Returns (chosen, players, lineup keys, full)."""
         fits = lineup.fits
         maxp = self.max_players
-        ndim = len(lims)
         keyed = lineup is self.lineup
 
         def key_of(c):
             return c.key if keyed else c.size
 
-        if relaxed:
-            lims = (_INF,) * ndim
-        # Greedy, nearest first.
         chosen = [a]
         players = a.size
         lows = list(a.vals)
@@ -569,7 +584,7 @@ class _Constrained:
         check_masks = not relaxed and self.rules.latency is not None
         check_over = not relaxed and bool(om)
         if players == maxp and fits(tuple(keys)):
-            return chosen
+            return chosen, players, keys, True
         for c in cands:
             s = c.size
             if players + s > maxp:
@@ -598,7 +613,28 @@ class _Constrained:
             if check_over:
                 om = [x & y for x, y in zip(om, c.omasks)]
             if players == maxp:
-                return chosen
+                return chosen, players, keys, True
+        return chosen, players, keys, False
+
+    def _search(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int, budget: int,
+                relaxed: bool, lineup: Lineup | None = None) -> list[_Cand] | None:
+        """The largest valid match holding `a` (a full one ends the search), or None."""
+        lineup = lineup or self.lineup
+        fits = lineup.fits
+        maxp = self.max_players
+        ndim = len(lims)
+        keyed = lineup is self.lineup
+
+        def key_of(c):
+            return c.key if keyed else c.size
+
+        if relaxed:
+            lims = (_INF,) * ndim
+        chosen, players, keys, full = self._greedy_pick(a, cands, lims, relaxed, lineup)
+        if full:
+            return chosen
+        check_masks = not relaxed and self.rules.latency is not None
+        check_over = not relaxed and bool(a.omasks)
         best: list[_Cand] | None = None
         best_players = smallest - 1
         if players >= smallest and fits(tuple(keys), lo):

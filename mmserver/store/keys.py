@@ -90,6 +90,16 @@ Events
   its time. Trimmed to the `[events]` bounds: by length at every append (MAXLEN ~), by age at
   every tick (deadlines.lua, MINID ~).
 
+Webhooks (docs/WEBHOOKS.md; store/deliveries.py, never the Lua scripts)
+- Consumer group `webhooks` on `mm:ev` and on `mm:wh:replay`: its pending entries are the events
+  being delivered or waiting for a retry (the delivery count is the attempt count); consumers
+  are the replicas' ids, removed once idle and owning nothing.
+- `mm:wh:dead` stream of dead letters: fields i event id, y t m o d the event's own fields, n
+  attempts, e last error. The entry id is when it died. Trimmed at every append (MAXLEN ~
+  `[webhooks] max_dead_letters`).
+- `mm:wh:replay` stream: dead letters an operator replayed, fields as `mm:wh:dead`; delivered by
+  the same group and deleted once delivered (MAXLEN ~ max_dead_letters as well).
+
 Channel: `mm:events` (changed ticket ids, comma separated).
 
 The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
@@ -123,6 +133,9 @@ PENDING_SESSIONS = "mm:cs"
 EVENT_LOG = "mm:ev"
 BACKFILL_EXPIRY = "mm:bfx"
 STATIC_DIGEST = "mm:sv:static"
+WEBHOOK_GROUP = "webhooks"  # a consumer group name, not a key: on EVENT_LOG and WEBHOOK_REPLAY
+WEBHOOK_DEAD = "mm:wh:dead"
+WEBHOOK_REPLAY = "mm:wh:replay"
 
 # Prefixes of the key families (one key per ticket, session, server...).
 TICKET_PREFIX = "mm:t:"

@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 from types import TracebackType
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import redis
 
@@ -20,6 +20,7 @@ from mmserver.matchmaking.backfill import Fill, OpenBackfill, Slot
 from mmserver.store import keys
 from mmserver.store.backfills import Backfills
 from mmserver.store.errors import RedisUnavailable
+from mmserver.store.events import EventLog, Page
 from mmserver.store.replicas import Replicas
 from mmserver.store.scripts import Scripts
 from mmserver.store.servers import Servers
@@ -92,6 +93,7 @@ class Store:
         self._replicas = Replicas(client, self._scripts)
         self._backfills = Backfills(client, self._scripts, retention_s=retention_s,
                                     members=self._sessions.queued_members)
+        self._events = EventLog(client)
 
     # --- tickets ---
     # Ticket calls take the ticket's token, or `access` for a caller that is not its holder:
@@ -175,6 +177,13 @@ class Store:
     def fill_backfills(self, mode: str, region: str | None, team_size: int, fills: Sequence[Fill]) -> list[str]:
         with _RedisErrors():
             return self._backfills.fill(mode, region, team_size, fills)
+
+    # --- the event log ---
+    def events(self, after: str | None, *, limit: int, types: Collection[str] = (),
+               modes: Collection[str] = ()) -> Page:
+        """A page of the event log after the cursor `after` (see store/events.py)."""
+        with _RedisErrors():
+            return self._events.read(after, limit=limit, types=types, modes=modes)
 
     # --- the matchmaker tick (mmserver/ticker.py) ---
     def now(self) -> float:

@@ -111,6 +111,18 @@ class RecordingControl:
         ticket = dict(self.players[player_id]["ticket"], status="finished", reason="released")
         return {"player_id": player_id, "released": True, "ticket": ticket}
 
+    def dead_letters(self, after: str | None, limit: int) -> dict:
+        self._record("dead_letters", after, limit)
+        return {"dead_letters": [], "next": after or "0-0", "total": 0}
+
+    def replay_dead_letters(self, ids: list[str] | None) -> dict:
+        self._record("replay_dead_letters", ids)
+        return {"replayed": len(ids or []), "not_found": []}
+
+    def discard_dead_letters(self, ids: list[str] | None) -> dict:
+        self._record("discard_dead_letters", ids)
+        return {"discarded": len(ids or [])}
+
     def status(self) -> dict:
         with self._lock:
             self.calls.append(("status",))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import redis
 
 from mmserver.store import keys
+from mmserver.store.events import decode as decode_event
 from tests.chaos.api import call
 from tests.chaos.ledger import LIVE, TERMINAL, Ledger
 
@@ -165,6 +166,30 @@ def snapshot(client: redis.Redis) -> Snapshot:
     return snap
 
 
+# Ticket event -> the states a ticket may be in just before it (None: no event yet).
+_TICKET_STEPS = {
+    "queued": (None,),
+    "matched": ("queued",),
+    "accepted": ("matched",),
+    "requeued": ("matched",),
+    "assigned": ("matched",),
+    "cancelled": ("queued", "matched"),
+    "expired": ("queued",),
+    "finished": ("assigned",),
+}
+_EVENT_STATE = {"accepted": "matched", "requeued": "queued"}
+
+
+def read_event_log(client: redis.Redis) -> list[dict]:
+    events, cursor = [], "-"
+    while True:
+        batch = client.xrange(keys.EVENT_LOG, cursor, "+", count=5000)
+        if not batch:
+            return events
+        events.extend(decode_event(entry_id, fields) for entry_id, fields in batch)
+        cursor = "(" + batch[-1][0]
+
+
 def stored_status(client: redis.Redis, tid: str) -> tuple[str | None, int]:
     """The ticket's (status, version) as Redis holds it, read atomically (a pending claim not
     applied: call it after a GET, which applies it)."""
@@ -213,6 +238,7 @@ class Checker:
         self._check_servers(snap)
         self._check_counters(snap)
         self._check_ledger(snap)
+        self._check_events(snap)
         for tid, detail in snap.stale_claims.items():
             self._bad("state", tid, detail)
         for subject, detail in snap.misplaced.items():
@@ -397,6 +423,32 @@ class Checker:
                 stored = int(snap.counts.get(f"{name}:{mode}", 0))
                 if stored != real:
                     self._bad("state", f"mm:n {name}:{mode}", f"counter says {stored}, tickets say {real}")
+
+    # --- the event log: an event exactly when its transition happened ---
+
+    def _check_events(self, snap: Snapshot) -> None:
+        """Replays each ticket's events through the state machine: every step must be a legal
+        transition and the last must leave the ticket in the state Redis holds. A transition
+        without its event, or an event without its transition, breaks one of the two. (A run
+        keeps far fewer events than [events] max_len, so nothing was trimmed.)"""
+        state: dict[str, str] = {}
+        for event in read_event_log(self._client):
+            tid, kind = event.get("ticket_id"), event["type"]
+            if not tid or not kind.startswith("ticket."):
+                continue
+            to = kind.split(".", 1)[1]
+            before = state.get(tid)
+            allowed = _TICKET_STEPS.get(to, ())
+            backfilled = to == "assigned" and before == "queued" and "backfill_id" in event["data"]
+            if before not in allowed and not backfilled:
+                self._bad("state", tid, f"event {kind} ({event['id']}) after {before or 'no event'}")
+            state[tid] = _EVENT_STATE.get(to, to)
+        for tid, t in snap.tickets.items():
+            if state.get(tid) != t.get("s"):
+                self._bad("state", tid, f"Redis holds it {t.get('s')}, its events say {state.get(tid) or 'nothing'}")
+        for tid in self._ledger.records:
+            if tid not in state:
+                self._bad("lost", tid, "acknowledged, but the event log never had it queued")
 
     # --- what clients were told ---
 

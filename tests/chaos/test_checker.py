@@ -173,3 +173,29 @@ def test_two_servers_on_one_address_are_duplicated(store, ledger, redis_client):
     store.heartbeat_server("sv1", "127.0.0.1:9001")
     redis_client.hset(keys.server("sv2"), mapping={"a": "127.0.0.1:9001", "k": "r", "h": 1})
     assert ("duplicated", "127.0.0.1:9001") in findings(redis_client, ledger)
+
+
+def _delete_event(redis_client, ticket: str, kind: str) -> None:
+    for entry_id, fields in redis_client.xrange(keys.EVENT_LOG):
+        if fields["t"] == ticket and fields["y"] == kind:
+            redis_client.xdel(keys.EVENT_LOG, entry_id)
+            return
+    raise AssertionError(f"no {kind} event for {ticket}")
+
+
+def test_a_transition_without_its_event_is_found(store, ledger, redis_client):
+    a, b, session = matched_pair(store, ledger)
+    _delete_event(redis_client, a, "ticket.matched")
+    assert ("state", a) in findings(redis_client, ledger)
+
+
+def test_a_ticket_never_logged_as_queued_is_found(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    _delete_event(redis_client, ticket, "ticket.queued")
+    assert ("lost", ticket) in findings(redis_client, ledger)
+
+
+def test_an_event_without_its_transition_is_found(store, ledger, redis_client):
+    ticket = acknowledged(store, ledger, "p1")
+    redis_client.xadd(keys.EVENT_LOG, {"y": "ticket.finished", "t": ticket, "m": "", "o": "duel", "d": "{}"})
+    assert ("state", ticket) in findings(redis_client, ledger)

@@ -112,3 +112,12 @@ def test_auth(tmp_path):
     names = {row["credential"] for row in report["results"]}
     assert {"ticket token (baseline)", "player JWT HS256 cold", "player JWT ES256 warm"} <= names
     assert all(row["us_per_call_median"] > 0 for row in report["results"])
+
+
+def test_webhooks(tmp_path):
+    report = run("bench_webhooks.py", tmp_path / "w.json", "--rounds", "1", "--rate", "20", "--seconds", "0.5",
+                 "--burst", "50")
+    row = report["rounds"][0]
+    assert row["steady_events"] == 10 and row["burst_events"] == 50
+    assert row["latency_p50_ms"] > 0 and row["burst_delivered_per_s"] > 0
+    assert report["summary"]["delivered"] == 60

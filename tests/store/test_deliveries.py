@@ -1,0 +1,116 @@
+"""The Redis side of webhook delivery (mmserver/store/deliveries.py) on a real redis-server:
+the consumer group, claims of due retries, dropped entries, dead letters, replay, consumers."""
+from __future__ import annotations
+
+import time
+
+from mmserver.store import keys
+from mmserver.store.deliveries import Deliveries
+from tests.store.conftest import new_ticket
+
+
+def deliveries(redis_client, consumer: str = "replica-a", max_dead: int = 100) -> Deliveries:
+    return Deliveries(redis_client, consumer=consumer, max_dead_letters=max_dead)
+
+
+def test_events_before_the_group_are_not_sent_and_every_later_one_is_read_once(store, redis_client):
+    new_ticket(store, "before")
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    b.ensure_groups()  # idempotent across replicas
+    new_ticket(store, "p1")
+    new_ticket(store, "p2")
+    got_a = a.read_new(1, 10)
+    got_b = b.read_new(10, 10)
+    assert [d.event["type"] for d in got_a + got_b] == ["ticket.queued", "ticket.queued"]
+    assert {d.event["data"].get("player_id", d.event.get("ticket_id")) is not None for d in got_a + got_b}
+    assert all(d.attempts == 1 for d in got_a + got_b)
+    assert a.read_new(10, 10) == [] and b.read_new(10, 10) == []
+    a.acknowledge(got_a + got_b)
+    assert redis_client.xpending(keys.EVENT_LOG, keys.WEBHOOK_GROUP)["pending"] == 0
+
+
+def test_a_due_entry_is_claimed_by_one_replica_and_a_trimmed_one_is_gone(store, redis_client):
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    new_ticket(store, "p2")
+    first, second = a.read_new(10, 10)  # then "a" dies holding both
+    redis_client.xdel(keys.EVENT_LOG, second.entry_id)  # the log trimmed one before delivery
+    time.sleep(0.05)
+    waiting = b.waiting({}, 10, 0.02)
+    assert [(w.entry_id, w.attempts) for w in waiting] == [(first.entry_id, 1), (second.entry_id, 1)]
+    claimed, gone = b.claim(waiting, lambda w: 0.02)
+    assert [(d.entry_id, d.attempts, d.event["type"]) for d in claimed] == [(first.entry_id, 2, "ticket.queued")]
+    assert [w.entry_id for w in gone] == [second.entry_id]
+    # Claimed just now: not idle enough for anyone else.
+    assert a.claim(b.waiting({}, 10, 0), lambda w: 0.02) == ([], [])
+    b.acknowledge(claimed + gone)
+    assert redis_client.xpending(keys.EVENT_LOG, keys.WEBHOOK_GROUP)["pending"] == 0
+
+
+def test_dead_letters_keep_the_event_and_replay_moves_them_back_once(store, redis_client):
+    a = deliveries(redis_client, "a", max_dead=100)
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    (delivery,) = a.read_new(10, 10)
+    dead_id = a.bury(delivery, "HTTP 503 Service Unavailable")
+    assert redis_client.xpending(keys.EVENT_LOG, keys.WEBHOOK_GROUP)["pending"] == 0
+    page = a.dead_letters(None, 10)
+    assert page["total"] == 1 and page["next"] == dead_id
+    (letter,) = page["dead_letters"]
+    assert letter["event"] == delivery.event and letter["attempts"] == 1
+    assert letter["last_error"] == "HTTP 503 Service Unavailable"
+    assert a.dead_letters(dead_id, 10)["dead_letters"] == []
+
+    assert a.replay([dead_id, "1-0"]) == {"replayed": 1, "not_found": ["1-0"]}
+    assert a.replay(None) == {"replayed": 0, "not_found": []}
+    assert redis_client.xlen(keys.WEBHOOK_DEAD) == 0
+    (again,) = a.read_new(10, 10)
+    assert again.stream == keys.WEBHOOK_REPLAY and again.event == delivery.event  # the original id
+    a.acknowledge([again])
+    assert redis_client.xlen(keys.WEBHOOK_REPLAY) == 0  # delivered copies leave the stream
+
+
+def test_dead_letters_are_bounded(store, redis_client):
+    a = deliveries(redis_client, "a", max_dead=100)
+    a.ensure_groups()
+    for i in range(60):
+        new_ticket(store, f"p{i}")
+    for round_ in range(5):
+        for d in a.read_new(100, 10):
+            a.bury(d, "x")
+        a.replay(None)
+    # 300 burials of 60 events: MAXLEN ~ keeps about max_dead_letters (whole blocks of ~100).
+    assert redis_client.xlen(keys.WEBHOOK_REPLAY) <= 200
+    assert a.discard(None)["discarded"] <= 200
+
+
+def test_consumers_owning_nothing_are_removed_never_one_with_entries(store, redis_client):
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    new_ticket(store, "p2")
+    assert len(a.read_new(1, 10)) == 1  # "a" owns an entry
+    b.acknowledge(b.read_new(1, 10))  # "b" read one and owns nothing now
+    assert b.remove_idle_consumers(0) == 1
+    names = {c["name"] for c in redis_client.xinfo_consumers(keys.EVENT_LOG, keys.WEBHOOK_GROUP)}
+    assert names == {"a"}
+    a.leave()  # still owns its entry: stays
+    assert {c["name"] for c in redis_client.xinfo_consumers(keys.EVENT_LOG, keys.WEBHOOK_GROUP)} == {"a"}
+
+
+def test_stats_report_lag_of_the_oldest_undelivered_event(store, redis_client):
+    a = deliveries(redis_client, "a")
+    assert a.stats()["group"] is False
+    a.ensure_groups()
+    assert a.stats()["lag_s"] == 0.0
+    new_ticket(store, "p1")
+    time.sleep(0.2)
+    unread = a.stats()
+    assert unread["lag_s"] >= 0.2 and unread["pending"] == 0
+    (d,) = a.read_new(10, 10)
+    read = a.stats()
+    assert read["pending"] == 1 and read["oldest_undelivered"] == d.entry_id
+    a.acknowledge([d])
+    assert a.stats()["lag_s"] == 0.0
