@@ -1,4 +1,4 @@
-"""The matchmaker tick: due deadlines, then matching and claiming per queue, then allocation.
+"""The matchmaker tick: due deadlines, then per queue backfills and matching, then allocation.
 
 Every unit of work is one atomic store script, so the tick can stop between any two of them
 (shutdown, an exception, SIGKILL) without leaving anything half-done, and any number of
@@ -18,6 +18,7 @@ from typing import Iterator, Mapping, Sequence
 
 from mmserver.config import ModeConfig
 from mmserver.matchmaking import MatchRules, Proposal, QueuedTicket, functions, match_queue
+from mmserver.matchmaking.backfill import OpenBackfill, plan_backfills
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
 from mmserver.store.profiles import encode_choices
@@ -63,7 +64,7 @@ class Ticker:
         started = time.monotonic()
         counts = {"deadlines_processed": 0, "proposals": 0, "matches_claimed": 0,
                   "claim_conflicts": 0, "allocated": 0, "match_function_errors": 0,
-                  "stopped_early": False}
+                  "backfilled": 0, "stopped_early": False}
         if not self._deadlines(counts):
             return self._result(counts, started, stopped=True)
         for name in self._modes:
@@ -100,10 +101,13 @@ class Ticker:
                 logger.debug("mode %s is being matched by another replica", name)
                 return
         try:
+            # Open backfills are served first, from every queue of the mode, before new
+            # matches form (docs/BACKFILL.md). The oldest batch_size per tick: bounded work.
+            backfills = [] if name in self._functions else self._store.open_backfills(name, self._batch_size)
             for region in self._store.regions(name):
                 if self._shutdown.is_set():
                     return
-                self._match_queue(name, region, counts)
+                self._match_queue(name, region, counts, backfills)
         finally:
             if lock is not None:
                 self._store.unlock(f"mode:{name}", lock)
@@ -125,9 +129,25 @@ class Ticker:
         matched = {ticket_id for p in proposals for team in p.teams for ticket_id in team}
         return proposals, {t.ticket_id: "match_function" for t in tickets if t.ticket_id not in matched}
 
-    def _match_queue(self, name: str, region: str | None, counts: dict) -> None:
+    def _backfill(self, name: str, region: str | None, tickets: list[QueuedTicket],
+                  backfills: list[OpenBackfill], counts: dict) -> list[QueuedTicket]:
+        """Fills open backfills from this queue; returns the tickets left for new matches.
+        A planned fill that the script refuses (the slot or ticket taken meanwhile) leaves its
+        ticket to normal matching, whose claim re-checks it in turn."""
+        fills = plan_backfills(backfills, tickets, self._rules[name], self._store.now(), region)
+        if not fills:
+            return tickets
+        results = self._store.fill_backfills(name, region, self._modes[name].team_size, fills)
+        filled = {fill.ticket_id for fill, why in zip(fills, results) if why == ""}
+        counts["backfilled"] += len(filled)
+        return [t for t in tickets if t.ticket_id not in filled] if filled else tickets
+
+    def _match_queue(self, name: str, region: str | None, counts: dict,
+                     backfills: list[OpenBackfill] = ()) -> None:
         with _cyclic_gc_paused():
             tickets = self._store.read_queue(name, region)
+            if backfills and tickets:
+                tickets = self._backfill(name, region, tickets, backfills, counts)
             result = self._propose(name, tickets) if tickets else ([], {})
         if result is None:
             counts["match_function_errors"] += 1

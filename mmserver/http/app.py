@@ -16,6 +16,7 @@ import falcon.media
 
 from mmserver.config import Config
 from mmserver.http import errors
+from mmserver.http.backfills import BackfillCollection, BackfillResource, MatchPlayerResource
 from mmserver.http.body import BodyLimit
 from mmserver.http.events import EventsResource
 from mmserver.http.health import Liveness, ReadinessResource
@@ -84,6 +85,9 @@ def create_public_app(*, store: Store, waiters: Waiters, readiness: Readiness, c
     app.add_route("/v1/servers/{server_id}", ServerResource(store, access, config.regions))
     app.add_route("/v1/matches/{match_id}", MatchResource(store, access))
     app.add_route("/v1/matches/{match_id}/finish", MatchFinishResource(store, access))
+    app.add_route("/v1/matches/{match_id}/backfill", BackfillCollection(store, access, config.modes))
+    app.add_route("/v1/matches/{match_id}/backfill/{backfill_id}", BackfillResource(store, access))
+    app.add_route("/v1/matches/{match_id}/players/{player_id}", MatchPlayerResource(store, access))
     app.add_route("/v1/events", EventsResource(store, waiters, access, EVENT_TYPES, config.modes,
                                                on_busy_longpoll=counters.longpoll_answered_early))
     app.add_route("/v1/openapi.json", OpenApiDocument())

@@ -17,6 +17,7 @@ from typing import Any, Collection, Mapping, Sequence
 import falcon
 
 from mmserver.config import ModeConfig
+from mmserver.matchmaking.backfill import Slot
 
 PLAYER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 SERVER_ID = PLAYER_ID
@@ -309,6 +310,65 @@ def server_heartbeat(document: Any, regions: Sequence[str] = ()) -> ServerHeartb
     if region is not None:
         region = _region(region, regions)
     return ServerHeartbeat(address=address, region=region)
+
+
+# A backfill's bounds: an unfilled one ends after ttl_s (default 60 s, at most an hour); its
+# slots are at most one entry per team and role, each within the team's size.
+BACKFILL_TTL_S = 60.0
+BACKFILL_TTL_MIN_S = 1.0
+BACKFILL_TTL_MAX_S = 3600.0
+MAX_BACKFILL_SLOTS = 64
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    slots: tuple[Slot, ...]  # one per (team, role), counts of repeated entries added up
+    ttl_s: float
+
+
+def backfill_request(document: Any, mode: ModeConfig) -> BackfillRequest:
+    """`{"slots": [{"team", "count", "role"?}], "ttl_s"?}` for a match of `mode`. A mode with
+    roles needs a role in every slot (the roster must say who plays what); a mode without
+    roles refuses one. Whether the team has room is the store's check (409)."""
+    body = _require_object(document, {"slots", "ttl_s"}, {"slots"})
+    raw = body["slots"]
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("'slots' must be a non-empty list of {\"team\", \"count\", \"role\"?}.")
+    if len(raw) > MAX_BACKFILL_SLOTS:
+        raise BadRequest(f"'slots' holds at most {MAX_BACKFILL_SLOTS} entries.")
+    if mode.match_function:
+        raise Unprocessable(f"Mode {mode.name!r} is matched by a match function, which owns its rules: "
+                            "it takes no backfills.")
+    known = [role for role, _count in mode.roles]
+    merged: dict[tuple[int, str | None], int] = {}
+    for item in raw:
+        slot = _require_object(item, {"team", "count", "role"}, {"team", "count"})
+        team, count = slot["team"], slot["count"]
+        if isinstance(team, bool) or not isinstance(team, int):
+            raise BadRequest("A slot's 'team' must be an integer.")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise BadRequest("A slot's 'count' must be an integer.")
+        if not 0 <= team < mode.teams:
+            raise Unprocessable(f"Mode {mode.name!r} has teams 0 to {mode.teams - 1}; a slot names team {team}.")
+        if not 1 <= count <= mode.team_size:
+            raise Unprocessable(f"A slot's 'count' is 1 to {mode.team_size} (the team size).")
+        role = slot.get("role")
+        if role is not None:
+            if not isinstance(role, str):
+                raise BadRequest("A slot's 'role' must be a string.")
+            if not known:
+                raise Unprocessable(f"Mode {mode.name!r} has no roles: leave 'role' out.")
+            if role not in known:
+                raise Unprocessable(f"Mode {mode.name!r} has no role {role[:32]!r} (roles: {', '.join(known)}).")
+        elif known:
+            raise Unprocessable(f"Mode {mode.name!r} has roles: every slot names one ({', '.join(known)}).")
+        merged[(team, role)] = merged.get((team, role), 0) + count
+    ttl = body.get("ttl_s", BACKFILL_TTL_S)
+    ttl = _number(ttl, "ttl_s")
+    if not (math.isfinite(ttl) and BACKFILL_TTL_MIN_S <= ttl <= BACKFILL_TTL_MAX_S):
+        raise Unprocessable(f"'ttl_s' must be between {BACKFILL_TTL_MIN_S:g} and {BACKFILL_TTL_MAX_S:g} seconds.")
+    return BackfillRequest(tuple(Slot(team, count, role) for (team, role), count in sorted(
+        merged.items(), key=lambda item: (item[0][0], item[0][1] or ""))), float(ttl))
 
 
 def poll_request(params: Mapping[str, Any]) -> PollRequest:

@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "ticket.queued", "ticket.matched", "ticket.accepted", "ticket.requeued", "ticket.assigned",
     "ticket.finished", "ticket.cancelled", "ticket.expired",
     "match.accepted", "match.dissolved", "match.assigned", "match.player_left", "match.finished",
+    "backfill.created", "backfill.filled", "backfill.cancelled", "backfill.expired",
 )
 
 

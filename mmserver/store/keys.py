@@ -62,6 +62,18 @@ Matches
 - `mm:end` sorted set assigned match -> end of its mode's max_match_s (ms).
 - An assigned ticket's hash holds `j`, its join token for that match.
 
+Backfills (docs/BACKFILL.md)
+- `mm:bf:{backfill_id}` hash: m match id, o mode, g the match's region, sl open slots
+  ("team:role:count,..."; role '' in a mode without roles), c created (ms), x expires (ms),
+  st open|filled|cancelled|expired, w reason once ended. An ended backfill keeps its hash for
+  the retention (a repeated cancel answers its end), with an EXPIRE.
+- `mm:bfo:{mode}` sorted set open backfill -> created (ms): what the tick serves, oldest first.
+- `mm:bfx` sorted set open backfill -> expiry (ms), processed by deadlines.lua.
+- The match's hash gains bf (its open backfill ids, comma separated: bounded by its open
+  slots), mv (its roster version, absent = 1) and lf (the last players who left, for a
+  repeated leave: at most LEFT_KEPT). A party ticket some of whose players left holds them in
+  lf (comma separated); they are off the roster and out of the player index.
+
 Idempotent creation
 - `mm:ik:{digest of player and key}` string "ticket_id|sealed token", expiring with the
   mode's ticket TTL (tickets.idempotency_slot).
@@ -119,6 +131,7 @@ REPLICAS = "mm:replicas"
 CLAIMED = "mm:cl"
 PENDING_SESSIONS = "mm:cs"
 EVENT_LOG = "mm:ev"
+BACKFILL_EXPIRY = "mm:bfx"
 STATIC_DIGEST = "mm:sv:static"
 WEBHOOK_GROUP = "webhooks"  # a consumer group name, not a key: on EVENT_LOG and WEBHOOK_REPLAY
 WEBHOOK_DEAD = "mm:wh:dead"
@@ -137,6 +150,8 @@ REGIONS_PREFIX = "mm:qr:"
 REPLICA_PREFIX = "mm:r:"
 IDEMPOTENCY_PREFIX = "mm:ik:"
 LOCK_PREFIX = "mm:lock:"
+BACKFILL_PREFIX = "mm:bf:"
+OPEN_BACKFILLS_PREFIX = "mm:bfo:"
 
 
 def ticket(ticket_id: str) -> str:
@@ -198,6 +213,15 @@ def server(server_id: str) -> str:
     return SERVER_PREFIX + server_id
 
 
+def backfill(backfill_id: str) -> str:
+    return BACKFILL_PREFIX + backfill_id
+
+
+def open_backfills(mode: str) -> str:
+    """The open backfills of one mode, oldest first (score: created ms)."""
+    return OPEN_BACKFILLS_PREFIX + mode
+
+
 def free_servers(region: str | None) -> str:
     """The free pool of a region (SERVERS_FREE itself for servers without one)."""
     return f"{SERVERS_FREE}:{region}" if region else SERVERS_FREE
@@ -247,6 +271,8 @@ LUA_NAMES = {
     "PLAYERS_PREFIX": PLAYERS_PREFIX, "SESSION_PREFIX": SESSION_PREFIX,
     "SERVER_PREFIX": SERVER_PREFIX, "QUEUE_PREFIX": QUEUE_PREFIX, "REGIONS_PREFIX": REGIONS_PREFIX,
     "REPLICA_PREFIX": REPLICA_PREFIX, "WHY_PREFIX": WHY_PREFIX, "EVENT_LOG": EVENT_LOG,
+    "BACKFILL_PREFIX": BACKFILL_PREFIX, "OPEN_BACKFILLS_PREFIX": OPEN_BACKFILLS_PREFIX,
+    "BACKFILL_EXPIRY": BACKFILL_EXPIRY,
 }
 
 

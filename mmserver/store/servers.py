@@ -32,10 +32,12 @@ class Servers:
         if reply[0] == "moving":
             raise Conflict(f"{server_id} hosts match {reply[1]} at its registered address; it may "
                            "change address only while free.", title="Server busy")
-        _ok, sid, addr, state, match_id, region_name, leaving = reply
+        _ok, sid, addr, state, match_id, region_name, leaving, version = reply
         result = {"server_id": sid, "address": addr, "region": region_name or None, "state": state}
         if match_id:
             result["match_id"] = match_id
+            # The roster's version: it goes up when a player joins (backfill) or leaves.
+            result["match_version"] = int(version)
         if leaving:
             result["leaving"] = True  # deregistered: leaves the registry when its match ends
         return result

@@ -34,11 +34,12 @@ class DeadlineCounts:
     more: bool  # more were due than the limit allowed
     ended_matches: int = 0  # past their mode's max_match_s
     removed_servers: int = 0  # registered servers silent past their retention
+    expired_backfills: int = 0  # open backfills past their ttl_s
 
     @property
     def total(self) -> int:
         return (self.ready_checks + self.allocation_timeouts + self.expired_tickets + self.lost_servers
-                + self.ended_matches + self.removed_servers)
+                + self.ended_matches + self.removed_servers + self.expired_backfills)
 
 
 WHY_TTL_S = 60.0  # explanations outlive a tick by this much, then leave Redis
@@ -107,6 +108,11 @@ class Sessions:
             self._client.hset(keys.OLDEST, queue, int(oldest * 1000))
         return tickets
 
+    def queued_members(self, mode: str, region: str | None) -> dict[str, str]:
+        """Ticket id -> queue member, as the last read_queue of that queue saw them."""
+        with self._members_lock:
+            return self._members.get(keys.queue(mode, region), {})
+
     def record_blocked(self, mode: str, region: str | None, blocked: Mapping[str, str],
                        ttl_s: float = WHY_TTL_S) -> None:
         """Why each unmatched ticket of a queue waits, for its view (`matching.blocked_by`)
@@ -170,7 +176,8 @@ class Sessions:
         reply = self._scripts.call("deadlines", [limit, self._retention_s, self._heartbeat_ttl_ms,
                                                  self._server_retention_ms, *self._regions])
         return DeadlineCounts(*(int(x) for x in reply[:4]), more=bool(int(reply[4])),
-                              ended_matches=int(reply[5]), removed_servers=int(reply[6]))
+                              ended_matches=int(reply[5]), removed_servers=int(reply[6]),
+                              expired_backfills=int(reply[7]))
 
     def allocate(self, limit: int) -> tuple[int, int]:
         """(matches allocated, sessions still waiting for a server)."""

@@ -16,7 +16,9 @@ import redis
 
 from mmserver.config import EventsConfig, ModeConfig, ServersConfig
 from mmserver.matchmaking import QueuedTicket
+from mmserver.matchmaking.backfill import Fill, OpenBackfill, Slot
 from mmserver.store import keys
+from mmserver.store.backfills import Backfills
 from mmserver.store.errors import RedisUnavailable
 from mmserver.store.events import EventLog, Page
 from mmserver.store.replicas import Replicas
@@ -89,6 +91,8 @@ class Store:
         self._regions = tuple(regions)
         self._servers = Servers(self._scripts, retention_s=retention_s)
         self._replicas = Replicas(client, self._scripts)
+        self._backfills = Backfills(client, self._scripts, retention_s=retention_s,
+                                    members=self._sessions.queued_members)
         self._events = EventLog(client)
 
     # --- tickets ---
@@ -147,6 +151,32 @@ class Store:
         """The match document with its roster (SPEC "Matches and game servers")."""
         with _RedisErrors():
             return self._servers.match(match_id)
+
+    # --- backfills and leaves (docs/BACKFILL.md) ---
+    def match_mode(self, match_id: str) -> str:
+        """The mode of an existing match; NotFound, or Conflict for a loading session."""
+        with _RedisErrors():
+            return self._backfills.match_mode(match_id)
+
+    def create_backfill(self, match_id: str, mode: ModeConfig, slots: Sequence[Slot], ttl_s: float) -> dict:
+        with _RedisErrors():
+            return self._backfills.create(match_id, mode, slots, ttl_s)
+
+    def cancel_backfill(self, match_id: str, backfill_id: str) -> dict:
+        with _RedisErrors():
+            return self._backfills.cancel(match_id, backfill_id)
+
+    def leave_match(self, match_id: str, player_id: str) -> dict:
+        with _RedisErrors():
+            return self._backfills.leave(match_id, player_id)
+
+    def open_backfills(self, mode: str, limit: int) -> list[OpenBackfill]:
+        with _RedisErrors():
+            return self._backfills.open(mode, limit)
+
+    def fill_backfills(self, mode: str, region: str | None, team_size: int, fills: Sequence[Fill]) -> list[str]:
+        with _RedisErrors():
+            return self._backfills.fill(mode, region, team_size, fills)
 
     # --- the event log ---
     def events(self, after: str | None, *, limit: int, types: Collection[str] = (),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Sequence
 
 from mmserver.store import profiles
@@ -38,24 +39,46 @@ def join_token_sha256(join_token: str) -> str:
     return hashlib.sha256(join_token.encode("ascii")).hexdigest()
 
 
-ROSTER_FIELDS = 8  # per ticket in match.lua's reply
+ROSTER_FIELDS = 9  # per ticket in match.lua's reply
+MATCH_FIELDS = 12  # before the roster in match.lua's reply
 
 
 def _attributes_json(attributes: dict) -> dict:
     return {name: list(value) if isinstance(value, tuple) else value for name, value in attributes.items()}
 
 
+def backfill_slots(text: str) -> list[dict]:
+    """A backfill's open slots ('team:role:count,...', role '' for none) as the API shows
+    them: [{"team", "count", "role"?}]."""
+    out = []
+    for entry in (text or "").split(","):
+        if entry:
+            team, role, count = entry.split(":")
+            out.append({"team": int(team), "count": int(count), **({"role": role} if role else {})})
+    return out
+
+
+def _backfill_json(entry: dict) -> dict:
+    slots = backfill_slots(entry.get("slots") or "")
+    return {"backfill_id": entry["id"], "slots": slots, "created_at": seconds(entry["created"]),
+            "expires_at": seconds(entry["expires"])}
+
+
 def match_view(match_id: str, reply: Sequence[Any]) -> dict:
     """reply = ['ok', state, mode, region, server id, address, assigned_at, reason, team count,
-    choices, then ROSTER_FIELDS per ticket]."""
-    _ok, state, mode, region, server_id, address, assigned_ms, reason, team_count, choices = reply[:10]
+    choices, version, open backfills (JSON), then ROSTER_FIELDS per ticket]."""
+    (_ok, state, mode, region, server_id, address, assigned_ms, reason, team_count, choices, version,
+     backfills) = reply[:MATCH_FIELDS]
     roles, chosen = profiles.decode_choices(choices)
     teams: list[dict] = [{"players": []} for _ in range(int(team_count))]
-    rest = reply[10:]
+    rest = reply[MATCH_FIELDS:]
     for i in range(0, len(rest), ROSTER_FIELDS):
-        team, ticket_id, status, player, party, mmr, join, profile = rest[i:i + ROSTER_FIELDS]
+        team, ticket_id, status, player, party, mmr, join, profile, left = rest[i:i + ROSTER_FIELDS]
         attributes = _attributes_json(profiles.decode(profile)["attributes"]) if profile else {}
+        gone = set(left.split(",")) if left else set()
         for member in [player, *(party.split(",") if party else [])]:
+            if member in gone:
+                continue  # a party member who left (docs/BACKFILL.md)
             teams[int(team)]["players"].append({
                 "player_id": member,
                 "ticket_id": ticket_id,
@@ -74,6 +97,9 @@ def match_view(match_id: str, reply: Sequence[Any]) -> dict:
         "created_at": seconds(assigned_ms) if assigned_ms else None,
         "teams": teams,
         "attributes": chosen,
+        # The roster's version: it goes up each time a player joins (backfill) or leaves.
+        "version": int(version or 1),
+        "backfills": [_backfill_json(b) for b in (json.loads(backfills) if backfills else [])],
     }
     if reason:
         view["reason"] = reason

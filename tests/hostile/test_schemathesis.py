@@ -47,7 +47,8 @@ CHECKS = [
     negative_data_rejection,
 ]
 TICKET_OPERATIONS = {"readTicket", "cancelTicket", "acceptMatch", "declineMatch"}
-SERVER_OPERATIONS = {"heartbeatServer", "deregisterServer", "readMatch", "finishMatch"}
+SERVER_OPERATIONS = {"heartbeatServer", "deregisterServer", "readMatch", "finishMatch", "createBackfill",
+                     "cancelBackfill", "leaveMatch"}
 # A long-poll on a live ticket would wait up to 30 s for a change that never comes.
 LONGEST_WAIT_S = 0.2
 # Per operation; HOSTILE_MAX_EXAMPLES=1000 for a deeper run by hand (docs/HOSTILE.md).

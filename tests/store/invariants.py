@@ -8,8 +8,10 @@ from mmserver.store import keys
 LIVE = {"queued", "matched", "assigned"}
 
 
-def check_invariants(client) -> dict:
-    """Raises AssertionError on any broken invariant; returns {ticket_id: status}."""
+def check_invariants(client, team_sizes: dict | None = None) -> dict:
+    """Raises AssertionError on any broken invariant; returns {ticket_id: status}.
+    `team_sizes` (mode -> team size), when given, also checks that no team of an assigned match
+    holds more players plus open backfill places than its size."""
     tickets = {}
     pending = client.hgetall("mm:cl")  # claimed, not rewritten yet (see load() in lib.lua)
     for key in client.scan_iter("mm:t:*", count=1000):
@@ -65,8 +67,9 @@ def check_invariants(client) -> dict:
         else:
             assert in_sessions[tid] == 0, f"{status} {tid} still in a live session"
         if status in LIVE:
+            left = set((t.get("lf") or "").split(","))  # party members who left their match
             for p in [t["p"], *(t.get("y") or "").split(",")]:
-                if p:
+                if p and p not in left:
                     players[p] += 1
                     assert client.hget(keys.players(p), p) == tid, f"index of {p} does not name {tid}"
     assert all(n == 1 for n in players.values()), "a player holds two live tickets"
@@ -77,4 +80,49 @@ def check_invariants(client) -> dict:
     busy = client.smembers("mm:sv:busy")
     owners = Counter(client.hget(keys.server(sv), "m") for sv in busy)
     assert all(n == 1 for n in owners.values()), "a match holds two servers"
+    _check_rosters_and_backfills(client, tickets, sessions, team_sizes or {})
     return {tid: t["s"] for tid, t in tickets.items()}
+
+
+def _check_rosters_and_backfills(client, tickets: dict, sessions: dict, team_sizes: dict) -> None:
+    """An assigned match's players by team (pl) are exactly the players still there of the
+    tickets on its ticket lists (tk), team by team; every open backfill is listed by its
+    assigned match, in its mode's open set and in the expiry set, and nothing else is."""
+    open_backfills = {}
+    for key in client.scan_iter(keys.BACKFILL_PREFIX + "*", count=1000):
+        b = client.hgetall(key)
+        if b.get("st") == "open":
+            open_backfills[key[len(keys.BACKFILL_PREFIX):]] = b
+    listed = set()
+    for sid, s in sessions.items():
+        if s.get("st") != "assigned":
+            assert not s.get("bf"), f"{s.get('st')} match {sid} lists backfills {s.get('bf')}"
+            continue
+        expected = []
+        for team in s["tk"].split(";"):
+            players = []
+            for tid in [i for i in team.split(",") if i]:
+                t = tickets[tid]
+                if t["s"] != "assigned" or t.get("x") != sid:
+                    continue
+                left = set((t.get("lf") or "").split(","))
+                players += [p for p in [t["p"], *(t.get("y") or "").split(",")] if p and p not in left]
+            expected.append(sorted(players))
+        actual = [sorted(p for p in team.split(",") if p) for team in (s.get("pl") or "").split(";")]
+        assert actual == expected, f"match {sid} roster {actual} but its tickets hold {expected}"
+        places = Counter()
+        for bid in [i for i in (s.get("bf") or "").split(",") if i]:
+            b = open_backfills.get(bid)
+            assert b is not None and b["m"] == sid, f"match {sid} lists {bid}, not an open backfill of it"
+            listed.add(bid)
+            for slot in b["sl"].split(","):
+                team, _role, count = slot.split(":")
+                places[int(team)] += int(count)
+        size = team_sizes.get(s["md"])
+        if size is not None:
+            for team, players in enumerate(actual):
+                assert len(players) + places[team] <= size, f"team {team} of {sid} over-full"
+    assert set(open_backfills) == listed, f"open backfills no match lists: {set(open_backfills) - listed}"
+    for bid, b in open_backfills.items():
+        assert client.zscore(keys.open_backfills(b["o"]), bid) is not None, f"{bid} not in its open set"
+        assert client.zscore(keys.BACKFILL_EXPIRY, bid) is not None, f"{bid} not in the expiry set"

@@ -4,8 +4,9 @@
 -- mode's max_match_s, registered servers silent past their retention. Every entry is
 -- re-checked against the current state, so two replicas processing the same deadline, or
 -- one processing it late, do no harm.
+-- Then open backfills past their ttl_s expire.
 -- Returns {ready_checks, allocation_timeouts, expired_tickets, lost_servers, more (0/1),
---          ended_matches, removed_servers}.
+--          ended_matches, removed_servers, expired_backfills}.
 local limit, retention, hb_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local server_retention = tonumber(ARGV[4])
 local now = now_ms()
@@ -91,5 +92,20 @@ for _, pool in ipairs(pools) do
   end
 end
 
+-- An open backfill past its ttl_s ends (a server that still wants players asks again).
+local lapsed = 0
+local stale = redis.call('ZRANGEBYSCORE', BACKFILL_EXPIRY, '-inf', int(now), 'LIMIT', 0, limit + 1)
+if #stale > limit then more = 1 end
+for i = 1, math.min(#stale, limit) do
+  local b = hgetall(bfkey(stale[i]))
+  if b.st == 'open' then
+    end_backfill(stale[i], b, 'expired', '', retention)
+    emit('backfill.expired', nil, b.m, b.o, backfill_data(stale[i]))
+    lapsed = lapsed + 1
+  else
+    redis.call('ZREM', BACKFILL_EXPIRY, stale[i])
+  end
+end
+
 publish(changed)
-return { counts[1], counts[2], counts[3], counts[4], more, ended, removed }
+return { counts[1], counts[2], counts[3], counts[4], more, ended, removed, lapsed }

@@ -1,5 +1,6 @@
 -- ARGV: server_id, address, region ('' for none). Registers or refreshes a server.
--- Returns {server_id, address, 'free'|'busy', match_id or '', region or '', '1' if leaving}, {'clash', holder}
+-- Returns {server_id, address, 'free'|'busy', match_id or '', region or '', '1' if leaving,
+-- the match's roster version or ''}, {'clash', holder}
 -- when another server holds the address, or {'static'} for a static server's id.
 local id, address, region = ARGV[1], ARGV[2], ARGV[3]
 local key = svkey(id)
@@ -19,8 +20,10 @@ redis.call('HSET', key, 'a', address, 'h', now, 'k', 'r')
 if region ~= '' then redis.call('HSET', key, 'g', region) else redis.call('HDEL', key, 'g') end
 if sv.m then
   redis.call('ZADD', HEARTBEATS, now, id)
-  return { 'ok', id, address, 'busy', sv.m, region, sv.x or '' }
+  -- The roster version: a server learns from its heartbeat that players joined or left.
+  local version = redis.call('HGET', skey(sv.m), 'mv') or '1'
+  return { 'ok', id, address, 'busy', sv.m, region, sv.x or '', version }
 end
 if sv.a and (sv.g or '') ~= region then redis.call('ZREM', freekey(sv.g), id) end
 redis.call('ZADD', freekey(region), now, id)
-return { 'ok', id, address, 'free', '', region, '' }
+return { 'ok', id, address, 'free', '', region, '', '' }

@@ -360,6 +360,112 @@ local function remove_server(id, sv)
   redis.call('DEL', svkey(id))
 end
 
+-- Backfills (docs/BACKFILL.md, keys.py). A backfill's open slots are 'team:role:count,...'
+-- (teams from 0, role '' in a mode without roles); the match lists its open backfills in bf.
+local function bfkey(id) return BACKFILL_PREFIX .. id end
+local function bfokey(mode) return OPEN_BACKFILLS_PREFIX .. mode end
+-- Players who left a match, kept on it so that a repeated leave answers the same: the last
+-- LEFT_KEPT only (a long match with much churn must not grow its hash without bound).
+local LEFT_KEPT = 64
+
+-- The players of a ticket still in its match: a party member who left is in the ticket's lf.
+local function present_players(t)
+  if not t.lf then return ticket_players(t) end
+  local left = {}
+  for _, p in ipairs(split(t.lf, ',')) do left[p] = true end
+  local out = {}
+  for _, p in ipairs(ticket_players(t)) do
+    if not left[p] then out[#out + 1] = p end
+  end
+  return out
+end
+
+local function parse_slots(text)
+  local out = {}
+  for _, entry in ipairs(split(text, ',')) do
+    local team, role, count = string.match(entry, '^(%d+):([^:]*):(%d+)$')
+    if team then out[#out + 1] = { team = tonumber(team), role = role, count = tonumber(count) } end
+  end
+  return out
+end
+
+local function pack_slots(slots)
+  local parts = {}
+  for _, slot in ipairs(slots) do
+    if slot.count > 0 then parts[#parts + 1] = int(slot.team) .. ':' .. slot.role .. ':' .. int(slot.count) end
+  end
+  return table.concat(parts, ',')
+end
+
+-- Takes an open backfill out of the tick's set, the deadline set and its match's list; its
+-- hash stays readable for `retention` s with its end (st, w), so a repeated cancel answers it.
+-- The caller emits the event (each type spelled where it happens).
+local function end_backfill(bid, b, status, reason, retention)
+  redis.call('ZREM', bfokey(b.o), bid)
+  redis.call('ZREM', BACKFILL_EXPIRY, bid)
+  local open = redis.call('HGET', skey(b.m), 'bf')
+  if open then
+    local kept = {}
+    for _, other in ipairs(split(open, ',')) do
+      if other ~= bid then kept[#kept + 1] = other end
+    end
+    if #kept > 0 then
+      redis.call('HSET', skey(b.m), 'bf', table.concat(kept, ','))
+    else
+      redis.call('HDEL', skey(b.m), 'bf')
+    end
+  end
+  redis.call('HSET', bfkey(bid), 'st', status, 'w', reason or '')
+  redis.call('EXPIRE', bfkey(bid), retention)
+end
+
+local function backfill_data(bid, reason)
+  if reason then return cjson.encode({ backfill_id = bid, reason = reason }) end
+  return cjson.encode({ backfill_id = bid })
+end
+
+-- The roster changed (a player joined or left): the match's version, which the game server
+-- reads in the match document and in its heartbeat answer, goes up. Absent means 1.
+local function bump_version(mid, s)
+  local v = int(tonumber(s.mv or '1') + 1)
+  redis.call('HSET', skey(mid), 'mv', v)
+  s.mv = v
+  return v
+end
+
+-- Takes players off a match's roster (pl, players by team), and a ticket off its ticket lists
+-- (tk) when `gone_ticket` is set; remembers them as recent leavers; bumps the version.
+local function off_roster(mid, s, players, gone_ticket)
+  local gone = {}
+  for _, p in ipairs(players) do gone[p] = true end
+  if gone_ticket then
+    local tk = {}
+    for _, members in ipairs(fields(s.tk, ';')) do
+      local kept = {}
+      for _, other in ipairs(split(members, ',')) do
+        if other ~= gone_ticket then kept[#kept + 1] = other end
+      end
+      tk[#tk + 1] = table.concat(kept, ',')
+    end
+    s.tk = table.concat(tk, ';')
+  end
+  local pl = {}
+  for _, members in ipairs(fields(s.pl, ';')) do
+    local kept = {}
+    for _, p in ipairs(split(members, ',')) do
+      if not gone[p] then kept[#kept + 1] = p end
+    end
+    pl[#pl + 1] = table.concat(kept, ',')
+  end
+  s.pl = table.concat(pl, ';')
+  local left = split(s.lf, ',')
+  for _, p in ipairs(players) do left[#left + 1] = p end
+  while #left > LEFT_KEPT do table.remove(left, 1) end
+  s.lf = table.concat(left, ',')
+  redis.call('HSET', skey(mid), 'tk', s.tk, 'pl', s.pl, 'lf', s.lf)
+  bump_version(mid, s)
+end
+
 -- Ends an assigned match: tickets finished (terminal), server back to the free pool of its
 -- region (where a registered server is allocated again only while its heartbeat is fresh), or
 -- out of the registry if it was deregistered or left the static list meanwhile. Returns
@@ -377,6 +483,15 @@ local function finish(mid, now, reason, retention)
   end
   redis.call('HINCRBY', COUNTS, 'a:' .. s.md, -#changed)
   count_outcome(s.md, 'finished', #changed)
+  -- Its open backfills end with it (bounded: at most its open slots).
+  for _, bid in ipairs(split(s.bf, ',')) do
+    local b = hgetall(bfkey(bid))
+    if b.st == 'open' then
+      end_backfill(bid, b, 'cancelled', 'match finished', retention)
+      emit('backfill.cancelled', nil, mid, s.md, backfill_data(bid, 'match finished'))
+    end
+  end
+  redis.call('HDEL', skey(mid), 'bf')
   redis.call('HSET', skey(mid), 'st', 'finished', 'fr', reason)
   redis.call('EXPIRE', skey(mid), retention)
   emit('match.finished', nil, mid, s.md, reason_data(reason))

@@ -22,26 +22,9 @@ else
   redis.call('HINCRBY', COUNTS, 'a:' .. t.m, -1)
   count_outcome(t.m, 'finished', 1)
   -- Off the roster: the match's ticket and player lists keep only who is still in it.
-  local s = load_session(mid)
-  local gone = {}
-  for _, p in ipairs(ticket_players(t)) do gone[p] = true end
-  local tk, pl = {}, {}
-  for _, members in ipairs(fields(s.tk, ';')) do
-    local kept = {}
-    for _, other in ipairs(split(members, ',')) do
-      if other ~= id then kept[#kept + 1] = other end
-    end
-    tk[#tk + 1] = table.concat(kept, ',')
-  end
-  for _, members in ipairs(fields(s.pl, ';')) do
-    local kept = {}
-    for _, p in ipairs(split(members, ',')) do
-      if not gone[p] then kept[#kept + 1] = p end
-    end
-    pl[#pl + 1] = table.concat(kept, ',')
-  end
-  redis.call('HSET', skey(mid), 'tk', table.concat(tk, ';'), 'pl', table.concat(pl, ';'))
-  emit('match.player_left', id, mid, t.m, cjson.encode({ players = ticket_players(t), reason = reason }))
+  local players = present_players(t)
+  off_roster(mid, load_session(mid), players, id)
+  emit('match.player_left', id, mid, t.m, cjson.encode({ players = players, reason = reason }))
   publish({ id })
 end
 return view(id)
