@@ -28,6 +28,8 @@ from mmserver.store import keys
 from mmserver.store.events import decode as decode_event
 from tests.chaos.api import call
 from tests.chaos.ledger import LIVE, TERMINAL, Ledger
+from tests.chaos.settings import TEAM_SIZES
+from tests.store.invariants import check_rosters_and_backfills
 
 STATUSES = LIVE | TERMINAL
 
@@ -215,6 +217,13 @@ def ticket_players(t: dict) -> list[str]:
     return [t["p"], *split(t.get("y"))] if "p" in t else split(t.get("y"))
 
 
+def present_players(t: dict) -> list[str]:
+    """The ticket's players still with it: a party member who left its match (backfill's leave)
+    is in `lf`, freed from the player index and free to queue again."""
+    gone = set(split(t.get("lf")))
+    return [p for p in ticket_players(t) if p not in gone]
+
+
 class Checker:
     def __init__(self, client: redis.Redis, ledger: Ledger, *, slack_s: float, retention_s: float,
                  heartbeat_ttl_s: float, silenced: list[tuple[str, float]]) -> None:
@@ -239,6 +248,7 @@ class Checker:
         self._check_counters(snap)
         self._check_ledger(snap)
         self._check_events(snap)
+        self._check_backfills(snap)
         for tid, detail in snap.stale_claims.items():
             self._bad("state", tid, detail)
         for subject, detail in snap.misplaced.items():
@@ -279,7 +289,7 @@ class Checker:
                 if status != "finished" and t.get("x"):
                     self._bad("state", tid, f"{status} yet still names session {t['x']}")
             if status in LIVE:
-                for player in ticket_players(t):
+                for player in present_players(t):
                     if snap.players.get(player) != tid:
                         self._bad("state", tid, f"live ticket, but the player index maps {player} to "
                                                 f"{snap.players.get(player)!r}: a new ticket for them would be accepted")
@@ -318,7 +328,7 @@ class Checker:
         holders: dict[str, list[str]] = defaultdict(list)
         for tid, t in snap.tickets.items():
             if t.get("s") in LIVE:
-                for player in ticket_players(t):
+                for player in present_players(t):
                     holders[player].append(tid)
         for player, tids in holders.items():
             if len(tids) > 1:
@@ -423,6 +433,17 @@ class Checker:
                 stored = int(snap.counts.get(f"{name}:{mode}", 0))
                 if stored != real:
                     self._bad("state", f"mm:n {name}:{mode}", f"counter says {stored}, tickets say {real}")
+
+    # --- backfills and rosters ---
+
+    def _check_backfills(self, snap: Snapshot) -> None:
+        """Every assigned match's roster is exactly its tickets' players still there; every open
+        backfill belongs to an assigned match that lists it, in the open and expiry sets; no team
+        holds more players plus open places than its size (tests/store/invariants.py)."""
+        try:
+            check_rosters_and_backfills(self._client, snap.tickets, snap.sessions, TEAM_SIZES)
+        except AssertionError as error:
+            self._bad("state", "backfills", str(error))
 
     # --- the event log: an event exactly when its transition happened ---
 

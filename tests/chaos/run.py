@@ -62,7 +62,8 @@ def check_webhooks(receiver: WebhookReceiver, client) -> tuple[list[Violation], 
     delivered = {r.event_id for r in received if 200 <= r.answered < 300}
     figures = {"events": len(log), "delivered": len(delivered), "posts": len(received),
                "refused_first_tries": attempts.get(500, 0),
-               "duplicates": sum(1 for r in received if 200 <= r.answered < 300) - len(delivered)}
+               "duplicates": sum(1 for r in received if 200 <= r.answered < 300) - len(delivered),
+               "backfills_filled": sum(1 for event in log.values() if event["type"] == "backfill.filled")}
     return violations, figures
 
 
@@ -147,6 +148,8 @@ def run(options: Options, settings: ChaosSettings | None = None) -> dict:
         else:
             problems.append("no ready replica for the API check")
         violations += checker.violations
+        violations += [Violation("duplicated", match_id, f"roster seen by its server: {detail}")
+                       for match_id, detail in fleet.anomalies]
         webhook_violations, webhook_figures = check_webhooks(receiver, redis.client(decode_responses=True))
         violations += webhook_violations
     finally:

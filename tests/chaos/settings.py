@@ -13,6 +13,7 @@ SERVER_TOKEN = "chaos-server-token"
 WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 ADMIN_TOKEN = "chaos-admin-token"
 MODES = ("duel", "squad")  # duel: 1v1; squad: 2v2 with parties of two
+TEAM_SIZES = {"duel": 1, "squad": 2}
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ChaosSettings:
     def config_toml(self) -> str:
         statics = ", ".join(f'"{a}"' for a in self.static_servers)
         modes = ""
-        for name, team_size in (("duel", 1), ("squad", 2)):
+        for name, team_size in TEAM_SIZES.items():
             modes += (
                 f"[modes.{name}]\n"
                 f"team_size = {team_size}\n"

@@ -31,3 +31,6 @@ def test_short_chaos_run_loses_duplicates_and_strands_nothing(tmp_path):
     traffic = result["traffic"]
     assert traffic["webhook_events"] > 200 and traffic["webhook_delivered"] == traffic["webhook_events"], traffic
     assert traffic["webhook_refused_first_tries"] > 0, traffic
+    # Servers lost players and asked for others, and the matcher filled some of those places.
+    assert traffic.get("servers_leave_200", 0) > 0 and traffic.get("servers_backfill_201", 0) > 0, traffic
+    assert traffic["webhook_backfills_filled"] > 0, traffic

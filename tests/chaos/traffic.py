@@ -17,11 +17,13 @@ from typing import Callable
 
 from tests.chaos.api import Answer, call
 from tests.chaos.ledger import TERMINAL, Ledger, TicketRecord
-from tests.chaos.settings import SERVER_TOKEN
+from tests.chaos.settings import SERVER_TOKEN, TEAM_SIZES
 
 logger = logging.getLogger(__name__)
 
 POLL_WAIT_S = 2
+BACKFILL_SHARE = 0.5  # matches on registered servers that lose a player and ask for another
+BACKFILL_TTL_S = 3
 FOLLOW_LIMIT_S = 60.0
 # behaviour -> weight. "vanish": stops polling once in a ready check; "abandon": never polls.
 BEHAVIOURS = {"accept": 72, "decline": 7, "cancel": 7, "abandon": 7, "vanish": 7}
@@ -57,6 +59,8 @@ class SimServer:
     match_id: str | None = None
     match_seen: float = 0.0
     hold_s: float = 0.0
+    match_version: int = 0
+    leave_at: float | None = None  # when a player of the match leaves and a backfill is asked
 
 
 class ServerFleet:
@@ -75,6 +79,10 @@ class ServerFleet:
         self._static_matches: dict[str, float] = {}  # match id -> when to finish it
         self._static_done: set[str] = set()
         self.counts: Counter = Counter()
+        # Rosters that broke a rule while their server held them (a team over its size, a player
+        # twice): each is a violation of the run.
+        self.anomalies: list[tuple[str, str]] = []
+        self.team_sizes = TEAM_SIZES
         for _ in range(count):
             self._add()
         self._thread = threading.Thread(target=self._run, name="chaos-servers", daemon=True)
@@ -147,14 +155,68 @@ class ServerFleet:
         if match_id != server.match_id:
             server.match_id, server.match_seen = match_id, time.monotonic()
             server.hold_s = self._rng.uniform(1.0, 4.0)
+            server.match_version = 0
+            # Half the matches lose a player early on, and their server asks for a replacement.
+            server.leave_at = (time.monotonic() + self._rng.uniform(0.2, 1.0)
+                               if self._rng.random() < BACKFILL_SHARE else None)
+            if server.leave_at is not None:
+                server.hold_s += 3.0  # time for the backfill to be served
             self.counts["matches_hosted"] += 1
             return
+        version = answer.body.get("match_version")
+        if version is not None and version != server.match_version:
+            server.match_version = version
+            self._check_roster(match_id)
+        if server.leave_at is not None and time.monotonic() >= server.leave_at:
+            server.leave_at = None
+            self._leave_and_backfill(match_id)
         if time.monotonic() - server.match_seen >= server.hold_s:
             finish = self._router.send(self._rng, "POST", f"/v1/matches/{match_id}/finish", None,
                                        SERVER_TOKEN, attempts=1)
             self.counts[f"finish_{finish.status}"] += 1
             if finish.status in (200, 404):
                 server.match_id = None
+
+
+    def _roster(self, match_id: str) -> dict | None:
+        answer = self._router.send(self._rng, "GET", f"/v1/matches/{match_id}", None, SERVER_TOKEN, attempts=1)
+        self.counts[f"roster_{answer.status}"] += 1
+        return answer.body if answer.status == 200 else None
+
+    def _check_roster(self, match_id: str) -> None:
+        """What a game server would trust: every team within its size, every player once."""
+        roster = self._roster(match_id)
+        if roster is None or roster.get("state") != "assigned":
+            return
+        size = self.team_sizes.get(roster.get("mode"))
+        seen: set[str] = set()
+        for index, team in enumerate(roster["teams"]):
+            players = [p["player_id"] for p in team["players"]]
+            if size is not None and len(players) > size:
+                self.anomalies.append((match_id, f"team {index} holds {players}, over its size {size}"))
+            for player in players:
+                if player in seen:
+                    self.anomalies.append((match_id, f"player {player} twice on the roster"))
+                seen.add(player)
+
+    def _leave_and_backfill(self, match_id: str) -> None:
+        """A player drops out; the server reports it and asks the matcher for a replacement."""
+        roster = self._roster(match_id)
+        if roster is None or roster.get("state") != "assigned":
+            return
+        placed = [(index, p["player_id"]) for index, team in enumerate(roster["teams"]) for p in team["players"]]
+        if not placed:
+            return
+        team, player = self._rng.choice(placed)
+        left = self._router.send(self._rng, "DELETE", f"/v1/matches/{match_id}/players/{player}", None,
+                                 SERVER_TOKEN, attempts=1)
+        self.counts[f"leave_{left.status}"] += 1
+        if left.status != 200:
+            return
+        asked = self._router.send(self._rng, "POST", f"/v1/matches/{match_id}/backfill",
+                                  {"slots": [{"team": team, "count": 1}], "ttl_s": BACKFILL_TTL_S},
+                                  SERVER_TOKEN, attempts=1)
+        self.counts[f"backfill_{asked.status}"] += 1
 
 
 class Players:

@@ -80,11 +80,11 @@ def check_invariants(client, team_sizes: dict | None = None) -> dict:
     busy = client.smembers("mm:sv:busy")
     owners = Counter(client.hget(keys.server(sv), "m") for sv in busy)
     assert all(n == 1 for n in owners.values()), "a match holds two servers"
-    _check_rosters_and_backfills(client, tickets, sessions, team_sizes or {})
+    check_rosters_and_backfills(client, tickets, sessions, team_sizes or {})
     return {tid: t["s"] for tid, t in tickets.items()}
 
 
-def _check_rosters_and_backfills(client, tickets: dict, sessions: dict, team_sizes: dict) -> None:
+def check_rosters_and_backfills(client, tickets: dict, sessions: dict, team_sizes: dict) -> None:
     """An assigned match's players by team (pl) are exactly the players still there of the
     tickets on its ticket lists (tk), team by team; every open backfill is listed by its
     assigned match, in its mode's open set and in the expiry set, and nothing else is."""
