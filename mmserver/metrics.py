@@ -56,6 +56,8 @@ TICK_COUNTS = {
     "match_function_errors": ("mmserver_match_function_errors",
                               "Ticks in which a mode's match function raised or returned a bad "
                               "proposal (that mode skipped the tick)"),
+    "backfilled": ("mmserver_backfill_fills",
+                   "Queued tickets this replica's ticks placed into running matches' backfills"),
     "deadlines_processed": ("mmserver_deadlines_processed",
                             "Ready-check and allocation deadlines handled by this replica's ticks"),
 }
@@ -307,7 +309,7 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._read_stats()
-        (queues, oldest, blocked, tickets, sessions, servers, connected, reconnects,
+        (queues, oldest, blocked, backfills, tickets, sessions, servers, connected, reconnects,
          redis_up) = self._families()
         redis_up.add_metric([], 1.0 if stats is not None else 0.0)
         if stats is not None:
@@ -320,6 +322,7 @@ class StateCollector(Collector):
                 # Rule names come from the configuration (and the fixed names): bounded labels.
                 for rule, count in sorted(_mapping(queue.get("blocked_by")).items()):
                     blocked.add_metric([str(mode), str(rule)], _number(count))
+                backfills.add_metric([str(mode)], _number(queue.get("backfills_open")))
             for mode, outcomes in sorted(_mapping(stats.get("outcomes")).items()):
                 outcomes = _mapping(outcomes)
                 for outcome in TICKET_OUTCOMES:
@@ -330,7 +333,7 @@ class StateCollector(Collector):
             server_counts = _mapping(stats.get("servers"))
             for state in SERVER_STATES:
                 servers.add_metric([state], _number(server_counts.get(state)))
-            yield from (queues, oldest, blocked, tickets, sessions, servers)
+            yield from (queues, oldest, blocked, backfills, tickets, sessions, servers)
         status = self._read_subscriber()
         if status is not None:
             connected.add_metric([], 1.0 if status.get("connected") else 0.0)
@@ -371,6 +374,9 @@ class StateCollector(Collector):
                               "Queued tickets of each mode left unmatched at the last tick, by "
                               "what kept them waiting (a rule's name, mmr, latency, roles, players)",
                               labels=["mode", "rule"]),
+            GaugeMetricFamily("mmserver_backfills_open",
+                              "Backfill requests of running matches not yet filled, by mode",
+                              labels=["mode"]),
             CounterMetricFamily("mmserver_tickets",
                                 "Tickets that reached each outcome, fleet-wide (read from Redis: "
                                 "every replica reports the same value)",

@@ -246,7 +246,7 @@ class Store:
     def stats(self) -> dict:
         """Counters and cardinalities only: cost grows with modes and regions, not tickets.
 
-        {"queues": {mode: {queued, oldest_wait_s, matched, assigned}},
+        {"queues": {mode: {queued, oldest_wait_s, matched, assigned, blocked_by, backfills_open}},
          "outcomes": {mode: {outcome: tickets}} (keys.TICKET_OUTCOMES, monotonic, fleet-wide),
          "sessions": {accepting, allocating, assigned}, "servers": {free, busy, stale}}"""
         with _RedisErrors():
@@ -267,6 +267,8 @@ class Store:
             free_sets = [keys.free_servers(region) for region in (None, *self._regions)]
             for free_set in free_sets:
                 pipe.zcard(free_set)
+            for mode in self._modes:
+                pipe.zcard(keys.open_backfills(mode))
             for mode, regions in queues.items():
                 for region in regions:
                     pipe.zcard(keys.queue(mode, region))
@@ -281,7 +283,8 @@ class Store:
             for free_set in free_sets:
                 pipe.zcount(free_set, f"({healthy_after}", "+inf")
             free = sum(pipe.execute())
-        depths = iter(replies[8 + len(free_sets):])
+        open_backfills = dict(zip(self._modes, replies[8 + len(free_sets):8 + len(free_sets) + len(self._modes)]))
+        depths = iter(replies[8 + len(free_sets) + len(self._modes):])
         result_queues = {}
         for mode, regions in queues.items():
             queued, oldest_ms, blocked = 0, None, {}
@@ -302,6 +305,7 @@ class Store:
                 "assigned": int(counts.get(keys.assigned_count(mode), 0)),
                 # Tickets each rule kept waiting at the last tick (SPEC "blocked_by").
                 "blocked_by": blocked,
+                "backfills_open": int(open_backfills.get(mode, 0)),
             }
         return {
             "queues": result_queues,

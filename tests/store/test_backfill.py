@@ -59,12 +59,14 @@ def test_leave_then_backfill_fills_the_place_from_the_queue(store, redis_client)
     backfill = store.create_backfill(mid, MODES["squad"], [Slot(1, 1)], 60)
     assert backfill["slots"] == [{"team": 1, "count": 1}]
     assert store.match(mid)["backfills"][0]["backfill_id"] == backfill["backfill_id"]
+    assert store.stats()["queues"]["squad"]["backfills_open"] == 1
     dan = new_ticket(store, "dan", mode="squad", mmr=1520)
     fills, results = fill_from_queue(store)
     assert [f.ticket_id for f in fills] == [dan[0]] and results == [""]
     match = store.match(mid)
     assert team_players(match) == [["ann", "amy"], ["bob", "dan"]]
     assert match["version"] == 3 and match["backfills"] == []
+    assert store.stats()["queues"]["squad"]["backfills_open"] == 0
     view = store.read_ticket(*dan)
     assignment = view["assignment"]
     assert view["status"] == "assigned" and assignment["match_id"] == mid

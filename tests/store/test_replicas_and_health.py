@@ -24,7 +24,8 @@ def test_stats_counts_queues_sessions_and_servers(make_store):
     store = make_store({"duel": ModeConfig("duel"), "squad": ModeConfig("squad", team_size=2)},
                        ServersConfig(static=("10.0.0.1:1", "10.0.0.2:1")))
     assert store.stats()["queues"]["squad"] == {"queued": 0, "oldest_wait_s": None,
-                                                "matched": 0, "assigned": 0, "blocked_by": {}}
+                                                "matched": 0, "assigned": 0, "blocked_by": {},
+                                                "backfills_open": 0}
     new_ticket(store, "a", region="eu")
     new_ticket(store, "b")
     new_ticket(store, "c", mode="squad", party=["d"])

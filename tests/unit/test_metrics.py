@@ -143,7 +143,8 @@ def test_no_per_replica_ticket_counter():
 
 def test_observe_tick_with_partial_and_empty_results():
     metrics = Metrics()
-    metrics.observe_tick({"matches_claimed": 2, "claim_conflicts": 1, "deadlines_processed": 3}, 0.004)
+    metrics.observe_tick({"matches_claimed": 2, "claim_conflicts": 1, "deadlines_processed": 3,
+                          "backfilled": 2}, 0.004)
     metrics.observe_tick({"matches_claimed": 1}, 0.02)
     metrics.observe_tick({}, 0.5)
     metrics.observe_tick(None, 0.001)
@@ -152,6 +153,7 @@ def test_observe_tick_with_partial_and_empty_results():
     assert value(metrics, "mmserver_matches_claimed_total") == 3
     assert value(metrics, "mmserver_claim_conflicts_total") == 1
     assert value(metrics, "mmserver_deadlines_processed_total") == 3
+    assert value(metrics, "mmserver_backfill_fills_total") == 2
     assert value(metrics, "mmserver_tick_duration_seconds_count") == 5
     assert value(metrics, "mmserver_tick_duration_seconds_sum") == pytest.approx(0.526)
     assert value(metrics, "mmserver_tick_duration_seconds_bucket", le="0.005") == 3
