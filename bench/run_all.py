@@ -28,6 +28,7 @@ FULL = {
     "memory": ["bench_memory.py"],
     "auth": ["bench_auth.py"],
     "webhooks": ["bench_webhooks.py"],
+    "event_log": ["bench_event_log.py"],
 }
 QUICK = {
     "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
@@ -41,6 +42,7 @@ QUICK = {
     "memory": ["bench_memory.py", "--tickets", "10000", "--settle", "1"],
     "auth": ["bench_auth.py", "--rounds", "1", "--calls", "200"],
     "webhooks": ["bench_webhooks.py", "--rounds", "1", "--seconds", "2", "--burst", "1000"],
+    "event_log": ["bench_event_log.py", "--tickets", "5000", "--lifecycles", "200"],
 }
 
 

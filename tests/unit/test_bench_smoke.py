@@ -121,3 +121,13 @@ def test_webhooks(tmp_path):
     assert row["steady_events"] == 10 and row["burst_events"] == 50
     assert row["latency_p50_ms"] > 0 and row["burst_delivered_per_s"] > 0
     assert report["summary"]["delivered"] == 60
+
+
+def test_event_log(tmp_path):
+    report = run("bench_event_log.py", tmp_path / "e.json", "--tickets", "200", "--lifecycles", "20")
+    rows = {row["phase"]: row for row in report["results"]}
+    assert rows["create"]["events"] == 200 and rows["create"]["xadd_calls"] == 200
+    assert rows["match (one tick)"]["events"] == 200
+    # A whole match: accepted x2, match.accepted, assigned x2, match.assigned, finished x2, match.finished.
+    assert rows["accept, allocate, finish"]["events"] == 20 * 9
+    assert report["event_bytes"] > 0
