@@ -6,6 +6,7 @@ the traffic, so an event some replica committed and nobody delivered cannot go u
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 
@@ -275,3 +276,58 @@ def test_without_webhooks_the_dead_letter_routes_answer_404(tmp_path, redis_serv
         assert redis_server.client().exists(keys.WEBHOOK_DEAD, keys.WEBHOOK_REPLAY) == 0
     finally:
         stop_all([replica])
+
+
+class SilentReceiver:
+    """Accepts connections and reads requests, never answers: every attempt times out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._run, name="silent-receiver", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks"
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_receiver_that_never_answers_dead_letters_and_a_stop_is_not_held(tmp_path, redis_server, secret_file):
+    receiver = SilentReceiver()
+    config = config_text(receiver.url, secret_file, max_attempts=2, timeout_s=0.5, backoff_initial_s=0.1,
+                         backoff_max_s=0.2, events='["ticket.queued"]')
+    [replica] = start_replicas(tmp_path, redis_server.url, config, 1)
+    try:
+        create_players([replica], "s", 3)
+        deadline = time.monotonic() + 30
+        while replica.admin("/admin/status").json()["webhooks"]["dead_letters"] < 3:
+            assert time.monotonic() < deadline, replica.admin("/admin/status").json()["webhooks"]
+            time.sleep(0.2)
+        letters = replica.admin("/admin/webhooks/dead").json()["dead_letters"]
+        assert {letter["attempts"] for letter in letters} == {2}
+        assert all(letter["last_error"] == "timeout" for letter in letters), letters
+        # A delivery hanging on the silent receiver when the stop comes does not hold the stop.
+        create_players([replica], "late", 1)
+        time.sleep(0.2)
+        started = time.monotonic()
+        replica.signal(signal.SIGTERM)
+        assert replica.wait(20) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        stop_all([replica])
+        receiver.stop()
