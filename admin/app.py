@@ -12,6 +12,8 @@
     POST   /admin/webhooks/dead/replay {} | {"ids"} -> 200 control.replay_dead_letters(ids | None)
     DELETE /admin/webhooks/dead [{"ids"}]  -> 200 control.discard_dead_letters(ids | None)
     GET    /metrics                        -> Prometheus text from metrics(), no token; 404 without it
+    GET    /console, /console/{file}       -> the operator console (admin/console.py), no token:
+                                              static files only, its data calls are /admin/*
     + `routes` outside /admin (the service adds /healthz and /readyz), no token
 
 The bearer token is read and compared as on the public listener (mmserver.credentials), bodies
@@ -32,6 +34,7 @@ from mmserver.http import errors
 from mmserver.http.body import BodyLimit
 
 from .auth import BearerAuth, is_admin_path
+from .console import CONSOLE_PATH, ConsoleResource, SecurityHeaders
 from .resources import (
     Control,
     DeadLettersResource,
@@ -69,12 +72,12 @@ def create_admin_app(
     routes = dict(routes or {})
     for path in routes:
         # extra routes are open (no token): they must not take a control-plane path
-        if is_admin_path(path) or path == "/metrics":
+        if is_admin_path(path) or path == "/metrics" or path.startswith(CONSOLE_PATH):
             raise ValueError(f"extra route {path!r} is a control-plane path")
     app = falcon.App(
         # Authentication first: an unauthenticated caller learns nothing, not even body limits,
         # and its body is never read.
-        middleware=[BearerAuth(token), BodyLimit(max_body_bytes), NoStore()],
+        middleware=[BearerAuth(token), BodyLimit(max_body_bytes), NoStore(), SecurityHeaders()],
     )
     errors.install(app)
     matches = MatchResource(control)
@@ -89,6 +92,9 @@ def create_admin_app(
     app.add_route("/admin/webhooks/dead", dead_letters)
     app.add_route("/admin/webhooks/dead/replay", dead_letters, suffix="replay")
     app.add_route("/metrics", MetricsResource(metrics))
+    console = ConsoleResource()
+    app.add_route(CONSOLE_PATH, console)
+    app.add_route(CONSOLE_PATH + "/{name}", console, suffix="file")
     for path, resource in routes.items():
         app.add_route(path, resource)
     return app
