@@ -51,6 +51,9 @@ setup(
             # bench/bench_quality.py's exact 1v1 reference (a maximum-weight matching), which
             # tests/unit/test_bench_smoke.py runs.
             "networkx>=3.2",
+            # tests/live/test_console_browser.py drives Debian's chromium through its
+            # chromium-driver (make live installs both); Selenium is only the client.
+            "selenium>=4.30,<5",
         ],
         # bench/profile_mm.py samples the running mmserver process (docs/PERFORMANCE.md).
         "bench": ["py-spy>=0.4", "networkx>=3.2"],
