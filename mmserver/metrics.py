@@ -200,10 +200,27 @@ class Metrics:
         or bounded read: None when Redis did not answer) at every scrape."""
         self.registry.register(WebhookStateCollector(stats))
 
+    def watch_readiness(self, check: Callable[[], tuple[bool, str]]) -> None:
+        """Report `check()` (Readiness.check: the answer behind /readyz) as `mmserver_ready`
+        at every scrape, so that an alert can count the replicas a load balancer would use."""
+        self.registry.register(ReadinessCollector(check))
+
     def watch_logs(self, dropped: Callable[[], int]) -> None:
         """Report `dropped()` (log records dropped on a full log queue, logs.LogPipeline) as
         `mmserver_log_records_dropped_total` at every scrape."""
         self.registry.register(LogDropsCollector(dropped))
+
+
+class ReadinessCollector(Collector):
+    def __init__(self, check: Callable[[], tuple[bool, str]]) -> None:
+        self._check = check
+
+    def collect(self) -> Iterator[Metric]:
+        ready, _reason = self._check()
+        family = GaugeMetricFamily("mmserver_ready",
+                                   "1 while /readyz answers 200 (started, not draining, Redis answers)")
+        family.add_metric([], 1.0 if ready else 0.0)
+        yield family
 
 
 class LogDropsCollector(Collector):

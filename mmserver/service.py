@@ -130,6 +130,7 @@ class Service:
         """Start, serve until asked to stop, stop; return the exit status."""
         self._logs = LogPipeline.start(fmt=self.config.log_format, level=self.config.log_level)
         self._metrics.watch_logs(self._logs.dropped)
+        self._metrics.watch_readiness(self.readiness.check)
         self._install_signal_handlers()
         self.shutdown.on_request(lambda: self._signals.put_nowait(None))
         self.shutdown.on_request(self._count_shutdown)

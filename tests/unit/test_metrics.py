@@ -344,3 +344,14 @@ def test_served_on_the_control_plane_metrics_route():
     names = {family.name for family in text_string_to_metric_families(result.text)}
     assert {"mmserver_tickets", "mmserver_redis_up", "mmserver_queue_tickets"} <= names
     assert 'mmserver_tickets_total{mode="duel",outcome="assigned"} 24.0' in result.text
+
+
+def test_ready_gauge_follows_the_readiness_check():
+    metrics = Metrics()
+    answer = [(False, "starting")]
+    metrics.watch_readiness(lambda: answer[0])
+    assert samples(metrics)[("mmserver_ready", ())] == 0.0
+    answer[0] = (True, "ready")
+    assert samples(metrics)[("mmserver_ready", ())] == 1.0
+    answer[0] = (False, "draining")
+    assert samples(metrics)[("mmserver_ready", ())] == 0.0
