@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHAOS_SEED ?= 4242
 
-.PHONY: run test venv clean chaos soak bench bench-quick
+.PHONY: run test venv clean chaos soak bench bench-quick live
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ run: $(STAMP)
 # chaos and soak runs. The long versions have their own targets below.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The deployment proven by running it (tests/live, see the README): the systemd unit under a
+# real systemd (nspawn), the image built and run with podman, the operator console in headless
+# Chromium, the alerting rules with promtool. Installs the Debian packages it needs (as root, as
+# on CI) when one is missing.
+LIVE_PACKAGES := mmdebstrap systemd-container podman buildah runc chromium chromium-driver prometheus
+live: $(STAMP)
+	dpkg -s $(LIVE_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LIVE_PACKAGES); }
+	$(BIN)/python -m pytest -q -m live tests/live
 
 # The documented run of docs/RELIABILITY.md: 207 faults of every kind, reproducible from the seed.
 chaos: $(STAMP)
