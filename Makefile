@@ -33,7 +33,7 @@ LIVE_PACKAGES := mmdebstrap systemd-container podman buildah runc chromium chrom
 live: $(STAMP)
 	dpkg -s $(LIVE_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LIVE_PACKAGES); }
-	$(BIN)/python -m pytest -q -m live tests/live
+	$(BIN)/python -m pytest -q -s -m live tests/live
 
 # The documented run of docs/RELIABILITY.md: 207 faults of every kind, reproducible from the seed.
 chaos: $(STAMP)

@@ -1,6 +1,7 @@
 """Live deployment tests (`make live`): a real systemd, a real image, a real browser, promtool.
 
-Every test here is marked `live` and deselected by pytest.ini unless `-m live` is given: they
+Every module here sets `pytestmark` with the `live` mark, which pytest.ini deselects unless
+`-m live` is given (a plain `pytest tests` collects them and runs none): they
 need Debian packages that `make live` installs and take minutes, so `make test` stays quick. A
 tool that is missing fails the test rather than skipping it: under `make live` a skip would hide
 a broken install step.
@@ -8,16 +9,8 @@ a broken install step.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.live)
 
 
 def need(*tools: str) -> dict[str, str]:

@@ -22,6 +22,8 @@ from tests.waiting import wait_until
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium missing: pip install -e '.[test]'")
 from selenium.webdriver.common.by import By  # noqa: E402
 
+pytestmark = pytest.mark.live
+
 TOKEN = "console-test-token-0123456789abcdef"
 CONFIG = """
 [modes.duel]

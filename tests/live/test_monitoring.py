@@ -24,6 +24,8 @@ from tests.process.harness import MMServer
 from tests.redis_server import free_port
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.live
+
 RULE_TESTS = REPO / "monitoring" / "prometheus" / "mmserver.rules.test.yaml"
 # A metric name inside PromQL: every one of ours (and the standard process collector's) has one
 # of these prefixes, which no PromQL function or keyword has.

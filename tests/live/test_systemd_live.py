@@ -35,7 +35,7 @@ PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "iprou
 FIGURES = ("ActiveState", "SubState", "Result", "ExecMainStatus", "NRestarts", "MainPID")
 SHIPPED_UNIT = parse_unit((REPO / "systemd" / "mmserver.service").read_text())["Service"]
 # Building the root file system and the watchdog's wait take minutes, not pytest.ini's 120 s.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.live, pytest.mark.timeout(900)]
 RESTART_S = timespan_seconds(single(SHIPPED_UNIT, "RestartSec"))
 WATCHDOG_S = timespan_seconds(single(SHIPPED_UNIT, "WatchdogSec"))
 
