@@ -17,6 +17,7 @@ import pytest
 
 from tests.live.conftest import need
 from tests.process.harness import MMServer
+from tests.redis_server import free_port
 from tests.waiting import wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium missing: pip install -e '.[test]'")
@@ -42,12 +43,21 @@ open = true          # loopback only: the test plays the game backend without ke
 [servers]
 token = "console-test-server-token-0123456789"
 static = ["10.0.0.5:7777"]
+
+[webhooks]
+url = "http://127.0.0.1:{port}/hook"   # nothing listens: each event fails once and dead-letters
+secret_file = "{secret}"
+max_attempts = 1
+timeout_s = 1
 """
 
 
 @pytest.fixture
 def replica(tmp_path):
-    (tmp_path / "mmserver.toml").write_text(CONFIG)
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("console-test-webhook-secret-0123456789\n")
+    secret.chmod(0o600)
+    (tmp_path / "mmserver.toml").write_text(CONFIG.format(port=free_port(), secret=secret))
     server = MMServer(tmp_path / "replica", env={"MMSERVER_CONFIG": str(tmp_path / "mmserver.toml"),
                                                  "MMSERVER_ADMIN_TOKEN": TOKEN,
                                                  "MMSERVER_TICK_INTERVAL_MS": "200"})
@@ -167,6 +177,15 @@ def test_console_logs_in_shows_live_figures_and_steers_the_replica(replica, brow
     click_and_confirm(browser, "release-player")
     assert wait_until(lambda: text(browser, queued) == "1", 10)
     assert replica.admin("/admin/players/high").status == 404
+
+    # Webhook events of all this went nowhere: the dead letters the API lists, the page lists.
+    def dead_letters_shown():
+        total = replica.admin("/admin/webhooks/dead").json()["total"]
+        rows = browser.execute_script("return document.querySelectorAll('#dead tbody tr').length")
+        return total > 0 and text(browser, "#dead-summary").startswith(f"{total} dead letter") and rows == min(total, 20)
+
+    assert wait_until(dead_letters_shown, 20), text(browser, "#dead-summary")
+    assert "ticket." in text(browser, "#dead tbody")
 
     screenshot = tmp_path / "console.png"
     browser.save_screenshot(str(screenshot))
