@@ -4,6 +4,7 @@
     POST   /admin/drain                    -> 200 control.drain()
     POST   /admin/undrain                  -> 200 control.undrain()
     GET    /admin/status                   -> 200 control.status()
+    GET    /admin/matches?limit=           -> 200 control.running_matches(limit): running matches, newest first
     GET    /admin/matches/{match_id}       -> 200 control.match(match_id)
     POST   /admin/matches/{match_id}/finish -> 200 control.finish_match(match_id)
     GET    /admin/players/{player_id}      -> 200 control.player(player_id)
@@ -40,6 +41,7 @@ from .resources import (
     DeadLettersResource,
     DrainResource,
     MatchResource,
+    MatchesResource,
     MetricsResource,
     PlayerResource,
     ShutdownResource,
@@ -85,6 +87,7 @@ def create_admin_app(
     app.add_route("/admin/drain", DrainResource(control))
     app.add_route("/admin/undrain", UndrainResource(control))
     app.add_route("/admin/status", StatusResource(control))
+    app.add_route("/admin/matches", MatchesResource(control))
     app.add_route("/admin/matches/{match_id}", matches)
     app.add_route("/admin/matches/{match_id}/finish", matches, suffix="finish")
     app.add_route("/admin/players/{player_id}", PlayerResource(control))

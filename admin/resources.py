@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 200
 MAX_DEAD_LETTER_PAGE = 1000
+MAX_MATCH_PAGE = 200  # each listed match is one script call: the page stays cheap
 MAX_DEAD_LETTER_IDS = 1000  # ids named in one replay or discard
 DEAD_LETTER_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
@@ -63,6 +64,11 @@ class Control(Protocol):
     def match(self, match_id: str) -> dict:
         """One match as the store sees it: the roster document of GET /v1/matches/{id}
         (mode, region, state, server, created_at, teams of players)."""
+        ...
+
+    def running_matches(self, limit: int) -> dict:
+        """Up to `limit` running (assigned) matches, newest first: {"matches": [documents as
+        match() returns them], "total": how many are running}."""
         ...
 
     def finish_match(self, match_id: str) -> dict:
@@ -185,6 +191,23 @@ class StatusResource:
         send_json(resp, self._control.status())
 
 
+def page_limit(req: falcon.Request, default: int, maximum: int) -> int:
+    raw = req.get_param("limit") or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise BadRequest(f"'limit' must be an integer from 1 to {maximum}.")
+    return int(raw)
+
+
+class MatchesResource:
+    """GET /admin/matches?limit=: the running matches (the console's list)."""
+
+    def __init__(self, control: Control) -> None:
+        self._control = control
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send_json(resp, self._control.running_matches(page_limit(req, 50, MAX_MATCH_PAGE)))
+
+
 class MatchResource:
     """GET /admin/matches/{match_id}; POST /admin/matches/{match_id}/finish"""
 
@@ -255,10 +278,7 @@ class DeadLettersResource:
         after = req.get_param("after")
         if after is not None and not DEAD_LETTER_ID.fullmatch(after):
             raise BadRequest("'after' must be a dead-letter id such as \"1718000000000-0\".")
-        raw_limit = req.get_param("limit") or "100"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_DEAD_LETTER_PAGE:
-            raise BadRequest(f"'limit' must be an integer from 1 to {MAX_DEAD_LETTER_PAGE}.")
-        send_json(resp, self._control.dead_letters(after, int(raw_limit)))
+        send_json(resp, self._control.dead_letters(after, page_limit(req, 100, MAX_DEAD_LETTER_PAGE)))
 
     def on_post_replay(self, req: falcon.Request, resp: falcon.Response) -> None:
         ids = _dead_letter_ids(read_json_object(req))

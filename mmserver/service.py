@@ -523,6 +523,9 @@ class Service:
     def match(self, match_id: str) -> dict:
         return self._store.match(match_id)
 
+    def running_matches(self, limit: int) -> dict:
+        return self._store.assigned_matches(limit)
+
     def finish_match(self, match_id: str) -> dict:
         answer = self._store.finish_match(match_id, reason=OPERATOR_FINISH_REASON)
         logger.warning("match %s finished on operator request", match_id)

@@ -155,9 +155,43 @@ function renderDeadLetters(page) {
   }));
 }
 
+const MATCH_PAGE = 50;
+
+function renderMatches(page) {
+  const shown = page.matches.length;
+  $("matches-summary").textContent = `${page.total} running` + (page.total > shown ? `, ${shown} shown` : "");
+  const now = Date.now() / 1000;
+  fillRows($("matches").tBodies[0], page.matches.map((match) => {
+    const row = document.createElement("tr");
+    row.dataset.match = match.match_id;
+    cell(row, match.match_id);
+    cell(row, match.mode);
+    cell(row, match.region);
+    cell(row, match.server);
+    const players = (match.teams || []).map((team) => team.players.map((p) => p.player_id).join(", "));
+    cell(row, players.join("  vs  "));
+    cell(row, match.created_at ? seconds(Math.max(0, now - match.created_at)) : null, "num");
+    const action = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "finish danger";
+    button.dataset.id = match.match_id;
+    button.textContent = "Finish";
+    action.appendChild(button);
+    row.appendChild(action);
+    return row;
+  }));
+}
+
+function finishMatch(id) {
+  return act(`Finish match ${id}? Its server is freed and its players' tickets end.`, "POST",
+             `/admin/matches/${encodeURIComponent(id)}/finish`);
+}
+
 async function refresh() {
   try {
     renderStatus(await call("GET", "/admin/status"));
+    renderMatches(await call("GET", `/admin/matches?limit=${MATCH_PAGE}`));
     let dead = null;
     try {
       dead = await call("GET", "/admin/webhooks/dead?limit=20");
@@ -265,10 +299,12 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("finish-match").addEventListener("click", async () => {
     const id = $("finish-match").dataset.id;
-    if (await act(`Finish match ${id}? Its server is freed and its players' tickets end.`, "POST",
-                  `/admin/matches/${encodeURIComponent(id)}/finish`)) {
-      lookup("matches", id);
-    }
+    if (await finishMatch(id)) lookup("matches", id);
+  });
+  // One listener for the rows' buttons: the rows are rebuilt at every refresh.
+  $("matches").tBodies[0].addEventListener("click", (event) => {
+    const button = event.target.closest("button.finish");
+    if (button) finishMatch(button.dataset.id);
   });
   $("release-player").addEventListener("click", async () => {
     const id = $("release-player").dataset.id;

@@ -152,6 +152,25 @@ class Store:
         with _RedisErrors():
             return self._servers.match(match_id)
 
+    def assigned_matches(self, limit: int) -> dict:
+        """Up to `limit` running (assigned) matches, newest first, and how many there are:
+        {"matches": [match documents], "total": N}. The set of assigned matches has no order:
+        with more than `limit` of them, which ones come back is Redis's random pick. A match that
+        ends between the two reads is left out."""
+        with _RedisErrors():
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.scard(keys.ASSIGNED)
+                pipe.srandmember(keys.ASSIGNED, limit)
+                total, ids = pipe.execute()
+            found = []
+            for match_id in ids or []:
+                try:
+                    found.append(self._servers.match(match_id))
+                except NotFound:
+                    continue
+        found.sort(key=lambda match: (match.get("created_at") or 0, match["match_id"]), reverse=True)
+        return {"matches": found, "total": int(total)}
+
     # --- backfills and leaves (docs/BACKFILL.md) ---
     def match_mode(self, match_id: str) -> str:
         """The mode of an existing match; NotFound, or Conflict for a loading session."""

@@ -92,6 +92,10 @@ class RecordingControl:
             raise NotFound(f"No match {match_id!r}.")
         return self.matches[match_id]
 
+    def running_matches(self, limit: int) -> dict:
+        self._record("running_matches", limit)
+        return {"matches": list(self.matches.values())[:limit], "total": len(self.matches)}
+
     def finish_match(self, match_id: str) -> dict:
         self._record("finish_match", match_id)
         if match_id not in self.matches:

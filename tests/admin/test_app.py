@@ -14,7 +14,7 @@ from tests.admin.controls import MATCH, PLAYER, TOKEN, RecordingControl, metrics
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ADMIN_ROUTES = [("POST", "/admin/shutdown"), ("POST", "/admin/drain"), ("POST", "/admin/undrain"),
-                ("GET", "/admin/status"), ("GET", "/admin/matches/m-7Qx2"),
+                ("GET", "/admin/status"), ("GET", "/admin/matches"), ("GET", "/admin/matches/m-7Qx2"),
                 ("POST", "/admin/matches/m-7Qx2/finish"), ("GET", "/admin/players/alice"),
                 ("DELETE", "/admin/players/alice")]
 
@@ -430,3 +430,23 @@ def test_operator_actions_are_logged_with_the_remote_address_never_the_token(cli
     assert f"admin finish of match {MATCH['match_id']} requested from 10.1.2.3" in warnings
     assert "admin release of player alice requested from 10.1.2.3" in warnings
     assert TOKEN not in caplog.text
+
+
+# --- the running matches (the console's list) ---
+
+def test_running_matches_default_and_explicit_limit(client, control):
+    result = client.simulate_get("/admin/matches", headers=AUTH)
+    assert result.status_code == 200
+    assert result.json == {"matches": [MATCH], "total": 1}
+    assert client.simulate_get("/admin/matches", headers=AUTH, params={"limit": "200"}).status_code == 200
+    assert control.calls == [("running_matches", 50), ("running_matches", 200)]
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "-1", "ten", "1.5", ""])
+def test_running_matches_refuse_a_bad_limit(client, control, limit):
+    result = client.simulate_get("/admin/matches", headers=AUTH, query_string=f"limit={limit}")
+    if limit == "":
+        assert result.status_code == 200  # an empty value is the default
+        return
+    assert_json_error(result, 400)
+    assert control.calls == []

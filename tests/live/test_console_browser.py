@@ -21,6 +21,7 @@ from tests.redis_server import free_port
 from tests.waiting import wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium missing: pip install -e '.[test]'")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 pytestmark = pytest.mark.live
@@ -73,7 +74,7 @@ def browser(tmp_path):
     options = webdriver.ChromeOptions()
     options.binary_location = tools["chromium"]
     for argument in ("--headless=new", "--no-sandbox",  # root in a container: no setuid sandbox
-                     "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1500",
+                     "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1900",
                      f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(argument)
     # The driver named explicitly: Selenium Manager would otherwise try to download one.
@@ -158,12 +159,33 @@ def test_console_logs_in_shows_live_figures_and_steers_the_replica(replica, brow
     assert wait_until(lambda: text(browser, 'tr[data-mode="duel"] td.assigned') == "2", 10)
     assert wait_until(lambda: text(browser, '#servers tr[data-state="busy"] td') == "1", 10)
 
+    # The lookup finds the player's match...
     browser.find_element(By.ID, "lookup-id").send_keys("low")
     browser.find_element(By.ID, "lookup").click()
     assert wait_until(lambda: shown(browser, "finish-match"), 10)
     assert browser.find_element(By.ID, "finish-match").get_attribute("data-id") == match_id
-    question = click_and_confirm(browser, "finish-match")
+    # ...and the list of running matches has it, with its server and players: finish it there.
+    row = f'#matches tr[data-match="{match_id}"]'
+    assert wait_until(lambda: "10.0.0.5:7777" in text(browser, row), 10)
+    assert "low" in text(browser, row) and "partner" in text(browser, row)
+    assert text(browser, "#matches-summary") == "1 running"
+    # The screenshot for the docs: a busy moment (queued tickets, a running match).
+    screenshot = tmp_path / "console.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("MMSERVER_CONSOLE_SCREENSHOT"):
+        shutil.copyfile(screenshot, Path(os.environ["MMSERVER_CONSOLE_SCREENSHOT"]))
+    for _attempt in range(5):
+        try:
+            browser.find_element(By.CSS_SELECTOR, row + " button.finish").click()
+            break
+        except StaleElementReferenceException:
+            continue  # the 2 s refresh rebuilt the row between finding and clicking it
+    alert = browser.switch_to.alert
+    question = alert.text
+    alert.accept()
     assert match_id in question
+    assert wait_until(lambda: text(browser, row) == "" and text(browser, "#matches-summary") == "0 running", 10)
     assert wait_until(lambda: replica.admin(f"/admin/matches/{match_id}").json().get("state") != "assigned", 10)
     assert wait_until(lambda: text(browser, '#servers tr[data-state="free"] td') == "1", 10)
     assert wait_until(lambda: text(browser, 'tr[data-mode="duel"] td.finished') == "2", 10)
@@ -186,12 +208,6 @@ def test_console_logs_in_shows_live_figures_and_steers_the_replica(replica, brow
 
     assert wait_until(dead_letters_shown, 20), text(browser, "#dead-summary")
     assert "ticket." in text(browser, "#dead tbody")
-
-    screenshot = tmp_path / "console.png"
-    browser.save_screenshot(str(screenshot))
-    assert screenshot.stat().st_size > 10_000
-    if os.environ.get("MMSERVER_CONSOLE_SCREENSHOT"):
-        shutil.copyfile(screenshot, Path(os.environ["MMSERVER_CONSOLE_SCREENSHOT"]))
 
     # Logging out forgets the token.
     browser.find_element(By.ID, "logout").click()

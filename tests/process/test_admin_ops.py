@@ -99,8 +99,13 @@ def test_an_operator_looks_up_and_finishes_a_match_and_releases_a_player(tmp_pat
         assert player.returncode == 0, player.stderr
         assert json.loads(player.stdout)["ticket"]["status"] == "assigned"
 
+        # The console's list of running matches has it, as GET /admin/matches/{id} shows it.
+        running = server.admin("/admin/matches").json()
+        assert running["total"] == 1 and running["matches"] == [match]
+
         finished = mmadmin(server, "finish-match", match_id)
         assert finished.returncode == 0, finished.stderr
+        assert server.admin("/admin/matches").json() == {"matches": [], "total": 0}
         view = server.get(f"/v1/tickets/{alice['ticket_id']}", token=alice["token"]).json()
         assert (view["status"], view["reason"]) == ("finished", "finished by operator")
         gone = mmadmin(server, "player", "alice")

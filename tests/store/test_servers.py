@@ -155,3 +155,26 @@ def test_declining_while_waiting_for_a_server_requeues_the_others(make_store):
     assert store.decline(a, ta)["reason"] == "declined by player"
     assert store.read_ticket(b, tb)["status"] == "queued"
     assert store.stats()["sessions"]["allocating"] == 0
+
+
+def test_assigned_matches_lists_running_matches_only(make_store):
+    store = _store(make_store, static=("10.0.0.5:7777", "10.0.0.6:7777", "10.0.0.7:7777"))
+    assert store.assigned_matches(10) == {"matches": [], "total": 0}
+    _allocating(store, 3)
+    assert store.allocate(10) == (3, 0)
+    listed = store.assigned_matches(10)
+    assert listed["total"] == 3 and len(listed["matches"]) == 3
+    assert {m["server"] for m in listed["matches"]} == {"10.0.0.5:7777", "10.0.0.6:7777", "10.0.0.7:7777"}
+    assert all(m["state"] == "assigned" and m["mode"] == "duel" for m in listed["matches"])
+    created = [m["created_at"] for m in listed["matches"]]
+    assert created == sorted(created, reverse=True)  # newest first
+    # Each is the same document GET /admin/matches/{id} gives.
+    assert all(store.match(m["match_id"]) == m for m in listed["matches"])
+    # The limit bounds the reads, not the total.
+    few = store.assigned_matches(2)
+    assert few["total"] == 3 and len(few["matches"]) == 2
+    # A finished match leaves the list.
+    store.finish_match(listed["matches"][0]["match_id"])
+    after = store.assigned_matches(10)
+    assert after["total"] == 2
+    assert listed["matches"][0]["match_id"] not in {m["match_id"] for m in after["matches"]}
