@@ -107,8 +107,9 @@ def deployment(tmp_path_factory):
 
 
 def _install_configuration(root: Path, port: int, admin_port: int) -> None:
-    """docs/DEPLOY.md's install steps: root-only /etc/mmserver, the shipped files, fresh secrets;
-    the unit enabled by its [Install] symlink and never started by the boot (the test starts it)."""
+    """docs/DEPLOY.md's install steps: root-only /etc/mmserver, the shipped files, fresh secrets,
+    the unit in /etc/systemd/system. Not enabled: the boot must not start it before the test
+    watches (the test starts it itself)."""
     etc = root / "etc/mmserver"
     etc.mkdir(mode=0o700)
     for name in ("admin-token", "backend.keys", "server.token", "jwt.secret"):
@@ -126,7 +127,6 @@ def _install_configuration(root: Path, port: int, admin_port: int) -> None:
     (etc / "mmserver.env").write_text(env)
     unit = root / "etc/systemd/system" / UNIT
     unit.write_bytes((REPO / "systemd" / UNIT).read_bytes())  # byte for byte as shipped
-    # Not enabled: systemctl enable would start it at boot, before the test is watching.
 
 
 def create_tickets(deployment: Deployment, count: int) -> dict[str, str]:
