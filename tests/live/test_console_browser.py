@@ -209,6 +209,16 @@ def test_console_logs_in_shows_live_figures_and_steers_the_replica(replica, brow
     assert wait_until(dead_letters_shown, 20), text(browser, "#dead-summary")
     assert "ticket." in text(browser, "#dead tbody")
 
+    # Shut down: refused without a reason; with one, confirmed, the replica stops with exit 1
+    # (the status its supervisor restarts), and the reason is the one typed.
+    browser.find_element(By.ID, "shutdown").click()
+    assert "reason" in text(browser, "#action-result")
+    browser.find_element(By.ID, "shutdown-reason").send_keys("console test")
+    question = click_and_confirm(browser, "shutdown")
+    assert "console test" in question
+    assert replica.wait(30) == 1
+    assert "console test" in replica.output()
+
     # Logging out forgets the token.
     browser.find_element(By.ID, "logout").click()
     assert browser.execute_script("return sessionStorage.length") == 0
