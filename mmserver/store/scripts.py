@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 NAMES = (
     "create", "read", "cancel", "accept", "decline", "claim", "deadlines", "allocate",
     "finish", "heartbeat", "replica_record", "replica_list", "unlock", "deregister", "match",
-    "player", "release", "why", "backfill", "backfill_cancel", "backfills", "fill", "leave",
+    "player", "release", "why", "backfill", "backfill_cancel", "backfills", "fill", "leave", "refresh",
 )
 
 

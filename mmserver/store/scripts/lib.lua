@@ -292,6 +292,12 @@ local function publish(ids)
   if #ids > 0 then redis.call('PUBLISH', EVENTS, table.concat(ids, ',')) end
 end
 
+-- Tickets whose view changed but not their version (no long-poll is woken): replicas drop
+-- their cached views of them (store/viewcache.py).
+local function publish_views(ids)
+  if #ids > 0 then redis.call('PUBLISH', VIEWS, table.concat(ids, ',')) end
+end
+
 -- The ticket as a flat list for the Python side (call it on a ticket already load()ed;
 -- `loaded`, optional, is that table when the script changed nothing the view shows since): the ticket's own fields (never the token
 -- hash), then the session's or the match's fields the view shows, prefixed with '@'.
