@@ -131,3 +131,17 @@ def test_event_log(tmp_path):
     # A whole match: accepted x2, match.accepted, assigned x2, match.assigned, finished x2, match.finished.
     assert rows["accept, allocate, finish"]["events"] == 20 * 9
     assert report["event_bytes"] > 0
+
+
+def test_redis_cpu(tmp_path):
+    report = run("bench_redis_cpu.py", tmp_path / "rc.json", "--rounds", "1", "--players", "40",
+                 "--poll-tickets", "20", "--poll-rounds", "2", "--no-before", timeout=120)
+    summary = report["summary"]
+    assert set(summary) == {"cache off", "after"}
+    for variant in summary.values():
+        for mode in ("duel", "squad"):
+            assert variant["lifecycle"][mode]["assigned_all"]  # every player went the whole way
+            assert variant["lifecycle"][mode]["total"]["cpu_us"] > 0
+        assert variant["polls"]["still_queued_all"]  # polled tickets stay alive
+    # The cache answers the read after a creation itself.
+    assert summary["after"]["lifecycle"]["duel"]["phases"]["read"]["script_us"] == 0
