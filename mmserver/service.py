@@ -184,6 +184,8 @@ class Service:
                             if config.view_cache > 0 else None)
         self._store = Store(store_client, config.modes, config.servers, regions=config.regions,
                             events=config.events, view_cache=self._view_cache)
+        if self._view_cache is not None:
+            self._metrics.watch_view_cache(self._view_cache.status)
         self._waiters = Waiters(max_waiting=config.max_longpolls)
         public_app = create_public_app(store=self._store, waiters=self._waiters,
                                        readiness=self.readiness, config=config,
@@ -570,6 +572,8 @@ class Service:
                 "subscriber": self._subscriber.status() if self._subscriber else None,
                 **({"webhooks": self._webhooks.status()} if self._webhooks else {}),
             },
+            # This replica's ticket view cache (store/viewcache.py); None when it is off.
+            "view_cache": self._view_cache.status() if self._view_cache is not None else None,
         }
         if self._store_status is not None:
             # Redis away or frozen: the status still answers within STATUS_READ_WAIT_S, with the

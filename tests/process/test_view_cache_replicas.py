@@ -44,6 +44,10 @@ def test_a_long_poll_on_one_replica_answers_a_change_made_on_another(replicas):
     views = [second.get(path, token=token).json() for _ in range(3)]
     assert {v["status"] for v in views} == {"queued"}
     assert second.get(path, token="wrong-token").status == 403  # the token, checked from the cache
+    cache = second.admin("/admin/status").json()["view_cache"]
+    assert cache["live"] and cache["hits"] >= 1 and cache["entries"] >= 1, cache
+    metrics = request(second.admin_url + "/metrics").body.decode()
+    assert 'mmserver_view_cache_reads_total{result="hit"}' in metrics
     answered: list = []
     poll = threading.Thread(target=lambda: answered.append(
         request(f"{second.url}{path}?wait=20&version={views[-1]['version']}", token=token, timeout=30)))

@@ -344,3 +344,22 @@ def test_served_on_the_control_plane_metrics_route():
     names = {family.name for family in text_string_to_metric_families(result.text)}
     assert {"mmserver_tickets", "mmserver_redis_up", "mmserver_queue_tickets"} <= names
     assert 'mmserver_tickets_total{mode="duel",outcome="assigned"} 24.0' in result.text
+
+
+def test_view_cache_counters_come_from_the_cache_itself():
+    from mmserver.store.viewcache import ViewCache
+
+    cache = ViewCache(10, 30.0)
+    cache.connected()
+    fill = cache.begin("t1")
+    cache.put(fill, ["ok", "id", "t1", "s", "queued", "v", "1", "p", "alice", "m", "duel"], "@b")
+    assert cache.get("t1", "@b") is not None  # a hit
+    assert cache.get("t2", "@b") is None      # a miss
+    cache.on_message("t1")                    # the ticket changed: dropped
+    metrics = Metrics()
+    metrics.watch_view_cache(cache.status)
+    assert value(metrics, "mmserver_view_cache_reads_total", result="hit") == cache.hits >= 1
+    assert value(metrics, "mmserver_view_cache_reads_total", result="miss") == cache.misses >= 1
+    assert value(metrics, "mmserver_view_cache_invalidations_total") == cache.invalidations >= 1
+    assert value(metrics, "mmserver_view_cache_entries") == 0
+    assert value(metrics, "mmserver_view_cache_live") == 1
