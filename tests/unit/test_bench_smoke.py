@@ -145,3 +145,12 @@ def test_redis_cpu(tmp_path):
         assert variant["polls"]["still_queued_all"]  # polled tickets stay alive
     # The cache answers the read after a creation itself.
     assert summary["after"]["lifecycle"]["duel"]["phases"]["read"]["script_us"] == 0
+
+
+def test_fleet(tmp_path):
+    report = run("bench_fleet.py", tmp_path / "f.json", "--rate", "5", "--duration", "2", "--idle", "0.5",
+                 "--replicas", "2", "--by-script", timeout=120)
+    assert report["created"] == 10 and report["assigned"] == 10 and report["failures"] == {}
+    assert report["redis_cpu_measured_s"] > 0 and report["redis_cpu_predicted_s"] > 0
+    assert report["scripts"]["create"]["calls"] == 10
+    assert report["replica_polls_per_s"] > 0
