@@ -112,13 +112,16 @@ def send_json(resp: falcon.Response, data: Any, status: int = 200) -> None:
     resp.data = json.dumps(data).encode("utf-8")
 
 
-def read_json_object(req: falcon.Request) -> dict:
-    """The request body as a JSON object; 400 if absent or malformed.
+def read_json_object(req: falcon.Request, *, optional: bool = False) -> dict:
+    """The request body as a JSON object; 400 if malformed, or absent unless `optional` (then
+    an empty body is {}).
 
     BodyLimit has already refused a body over the limit and buffered the rest.
     """
     raw = req.bounded_stream.read()
     if not raw.strip():
+        if optional:
+            return {}
         raise BadRequest("A JSON body is required.")
     try:
         body = json.loads(raw)
@@ -287,16 +290,7 @@ class DeadLettersResource:
         send_json(resp, self._control.replay_dead_letters(ids))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
-        raw = req.bounded_stream.read()
-        body = {} if not raw.strip() else None
-        if body is None:
-            try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, ValueError):
-                raise BadRequest("The request body is not valid JSON.") from None
-            if not isinstance(body, dict):
-                raise BadRequest("The request body must be a JSON object.")
-        ids = _dead_letter_ids(body)
+        ids = _dead_letter_ids(read_json_object(req, optional=True))
         logger.warning("admin discard of %s dead letters requested from %s",
                        "all" if ids is None else len(ids), req.remote_addr)
         send_json(resp, self._control.discard_dead_letters(ids))

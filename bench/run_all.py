@@ -29,6 +29,7 @@ FULL = {
     "auth": ["bench_auth.py"],
     "webhooks": ["bench_webhooks.py"],
     "event_log": ["bench_event_log.py"],
+    "redis_cpu": ["bench_redis_cpu.py"],
 }
 QUICK = {
     "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
@@ -43,6 +44,7 @@ QUICK = {
     "auth": ["bench_auth.py", "--rounds", "1", "--calls", "200"],
     "webhooks": ["bench_webhooks.py", "--rounds", "1", "--seconds", "2", "--burst", "1000"],
     "event_log": ["bench_event_log.py", "--tickets", "5000", "--lifecycles", "200"],
+    "redis_cpu": ["bench_redis_cpu.py", "--rounds", "1", "--players", "200", "--poll-tickets", "200", "--no-before"],
 }
 
 

@@ -184,6 +184,10 @@ class Config:
     http_threads: int = 16
     max_longpolls: int = 12
     max_body_bytes: int = 16384
+    # Ticket views cached in this replica's memory, invalidated by pub/sub (store/viewcache.py);
+    # 0 turns the cache off (every poll is then a read script on Redis).
+    view_cache: int = 50_000
+    view_cache_max_age_s: float = 30.0  # a cached view older than this is read again
     modes: Mapping[str, ModeConfig] = field(
         # The built-in demo mode gives a person typing the README's commands time to accept.
         default_factory=lambda: {"duel": ModeConfig(name="duel", accept_timeout_s=DEMO_ACCEPT_TIMEOUT_S)}
@@ -323,6 +327,8 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("http_threads", _int_at_least(4), "waitress worker threads of the public API (the control plane has its own)"),
     ("max_longpolls", _int_at_least(0), "long-polls allowed to wait at once; beyond, answer at once"),
     ("max_body_bytes", _int_at_least(256), "largest request body accepted (413 beyond)"),
+    ("view_cache", _int_at_least(0), "ticket views cached in memory, invalidated by pub/sub events; 0: off"),
+    ("view_cache_max_age_s", _positive_seconds, "a cached ticket view older than this is read from Redis again"),
 )
 
 

@@ -205,6 +205,10 @@ class Metrics:
         at every scrape, so that an alert can count the replicas a load balancer would use."""
         self.registry.register(ReadinessCollector(check))
 
+    def watch_view_cache(self, status: Callable[[], dict]) -> None:
+        """Report the ticket view cache's counters (store/viewcache.py `status`) at every scrape."""
+        self.registry.register(ViewCacheCollector(status))
+
     def watch_logs(self, dropped: Callable[[], int]) -> None:
         """Report `dropped()` (log records dropped on a full log queue, logs.LogPipeline) as
         `mmserver_log_records_dropped_total` at every scrape."""
@@ -221,6 +225,33 @@ class ReadinessCollector(Collector):
                                    "1 while /readyz answers 200 (started, not draining, Redis answers)")
         family.add_metric([], 1.0 if ready else 0.0)
         yield family
+
+
+class ViewCacheCollector(Collector):
+    """This replica's ticket view cache: reads answered without Redis, and why not."""
+
+    def __init__(self, status: Callable[[], dict]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        status = _mapping(self._status())
+        reads = CounterMetricFamily("mmserver_view_cache_reads",
+                                    "Ticket reads by whether this replica's view cache answered them",
+                                    labels=["result"])
+        reads.add_metric(["hit"], _number(status.get("hits")))
+        reads.add_metric(["miss"], _number(status.get("misses")))
+        yield reads
+        invalidations = CounterMetricFamily("mmserver_view_cache_invalidations",
+                                            "Cached views dropped because their ticket changed")
+        invalidations.add_metric([], _number(status.get("invalidations")))
+        yield invalidations
+        entries = GaugeMetricFamily("mmserver_view_cache_entries", "Ticket views this replica holds")
+        entries.add_metric([], _number(status.get("entries")))
+        yield entries
+        live = GaugeMetricFamily("mmserver_view_cache_live",
+                                 "1 while the cache serves reads (its subscriber connected)")
+        live.add_metric([], 1.0 if status.get("live") else 0.0)
+        yield live
 
 
 class LogDropsCollector(Collector):

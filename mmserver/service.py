@@ -45,6 +45,8 @@ from mmserver.stop import StopSequence
 from mmserver.store import Store
 from mmserver.subscriber import Subscriber
 from mmserver.store.deliveries import Deliveries
+from mmserver.store.keys import EVENTS_CHANNEL, VIEWS_CHANNEL
+from mmserver.store.viewcache import ViewCache
 from mmserver.webhooks.retry import RetryPolicy
 from mmserver.webhooks.sender import Sender
 from mmserver.webhooks.worker import DeliveryWorker
@@ -57,7 +59,6 @@ from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
-EVENTS_CHANNEL = "mm:events"
 REPLICA_HEARTBEAT_S = 2.0
 SUBSCRIBER_HEALTH_S = 1.0
 PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
@@ -115,6 +116,7 @@ class Service:
         self._store: Store | None = None
         self._store_status: BoundedRead[dict] | None = None
         self._waiters: Waiters | None = None
+        self._view_cache: ViewCache | None = None
         self._metrics = Metrics()
         self._ticker: Ticker | None = None
         self._admin_token: str | None = config.admin_token
@@ -178,8 +180,13 @@ class Service:
         except RedisURLError as error:  # options only a client can check (unknown, missing files)
             raise StartupRefused(f"{env_name('redis_url')}: {error}") from None
         self._redis_clients.append(store_client)
+        # Off (None) until the subscriber connects, emptied whenever it disconnects.
+        self._view_cache = (ViewCache(config.view_cache, config.view_cache_max_age_s)
+                            if config.view_cache > 0 else None)
         self._store = Store(store_client, config.modes, config.servers, regions=config.regions,
-                            events=config.events)
+                            events=config.events, view_cache=self._view_cache)
+        if self._view_cache is not None:
+            self._metrics.watch_view_cache(self._view_cache.status)
         self._waiters = Waiters(max_waiting=config.max_longpolls)
         public_app = create_public_app(store=self._store, waiters=self._waiters,
                                        readiness=self.readiness, config=config,
@@ -203,9 +210,10 @@ class Service:
             connect=lambda: connect_subscriber(redis_url, health_check_interval=SUBSCRIBER_HEALTH_S,
                                                socket_timeout=3 * SUBSCRIBER_HEALTH_S),
             health_interval_s=SUBSCRIBER_HEALTH_S,
-            channels=[EVENTS_CHANNEL],
+            channels=[EVENTS_CHANNEL, VIEWS_CHANNEL] if self._view_cache is not None else [EVENTS_CHANNEL],
             on_message=self._on_message,
-            on_connect=self._waiters.wake_all,
+            on_connect=self._on_subscribed,
+            on_disconnect=self._view_cache.disconnected if self._view_cache is not None else lambda: None,
             readiness=self.readiness,
             shutdown=self.shutdown,
             backoff=Backoff(config.redis_backoff_initial_ms, config.redis_backoff_max_ms,
@@ -467,7 +475,18 @@ class Service:
     # --- workers' callbacks ---
 
     def _on_message(self, channel: str, data: str) -> None:
-        self._waiters.on_event(channel, data)
+        # The cache first: a long-poll woken here re-reads from Redis, not from a stale entry.
+        if self._view_cache is not None:
+            self._view_cache.on_message(data)
+        if channel == EVENTS_CHANNEL:
+            self._waiters.on_event(channel, data)
+
+    def _on_subscribed(self) -> None:
+        # Messages published while disconnected are gone: nothing cached before is trusted,
+        # and every long-poll re-reads.
+        if self._view_cache is not None:
+            self._view_cache.connected()
+        self._waiters.wake_all()
 
     def _record_replica(self) -> None:
         self._store.record_replica(self._replica_info(), REPLICA_TTL_S)
@@ -557,6 +576,8 @@ class Service:
                 "subscriber": self._subscriber.status() if self._subscriber else None,
                 **({"webhooks": self._webhooks.status()} if self._webhooks else {}),
             },
+            # This replica's ticket view cache (store/viewcache.py); None when it is off.
+            "view_cache": self._view_cache.status() if self._view_cache is not None else None,
         }
         if self._store_status is not None:
             # Redis away or frozen: the status still answers within STATUS_READ_WAIT_S, with the

@@ -58,7 +58,10 @@ class Subscriber:
     def __init__(self, *, connect: Callable[[], redis.Redis], channels: Sequence[str],
                  on_message: Callable[[str, str], None], on_connect: Callable[[], None],
                  readiness: Readiness, shutdown: Shutdown, backoff: Backoff,
-                 health_interval_s: float = 1.0) -> None:
+                 health_interval_s: float = 1.0,
+                 on_disconnect: Callable[[], None] = lambda: None) -> None:
+        """`on_disconnect`: called whenever a connection is lost or the thread ends (from
+        then on messages are missed until the next `on_connect`)."""
         if not channels:
             raise ValueError("at least one channel is needed")
         if health_interval_s <= 0:
@@ -67,6 +70,7 @@ class Subscriber:
         self._channels = list(channels)
         self._on_message = on_message
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
         self._readiness = readiness
         self._shutdown = shutdown
         self._backoff = backoff
@@ -239,6 +243,8 @@ class Subscriber:
     def _set_connected(self, connected: bool) -> None:
         self._connected = connected
         self._readiness.set_redis_connected(connected)
+        if not connected:
+            self._on_disconnect()
 
 
 def _poll(pubsub: redis.client.PubSub, timeout: float = POLL_S) -> dict | None:

@@ -65,6 +65,9 @@ class Ticker:
         counts = {"deadlines_processed": 0, "proposals": 0, "matches_claimed": 0,
                   "claim_conflicts": 0, "allocated": 0, "match_function_errors": 0,
                   "backfilled": 0, "stopped_early": False}
+        # First: a ticket read (from the view cache) since the last tick must not expire in
+        # this tick's deadlines.
+        counts["reads_refreshed"] = self._store.refresh_reads()
         if not self._deadlines(counts):
             return self._result(counts, started, stopped=True)
         for name in self._modes:

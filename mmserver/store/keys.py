@@ -100,7 +100,8 @@ Webhooks (docs/WEBHOOKS.md; store/deliveries.py, never the Lua scripts)
 - `mm:wh:replay` stream: dead letters an operator replayed, fields as `mm:wh:dead`; delivered by
   the same group and deleted once delivered (MAXLEN ~ max_dead_letters as well).
 
-Channel: `mm:events` (changed ticket ids, comma separated).
+Channels: `mm:events` (changed ticket ids, comma separated); `mm:views` (ids of tickets whose
+view changed without a new version: `matching.blocked_by`, a match's roster).
 
 The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
 lib.lua, and no script spells a key itself (tests/store/test_key_names.py).
@@ -112,6 +113,9 @@ from typing import Mapping
 
 PREFIX = "mm:"
 EVENTS_CHANNEL = "mm:events"
+# Tickets whose view changed while their version did not (a tick's explanation, a match's
+# roster): replicas drop their cached views (store/viewcache.py); long-polls are not woken.
+VIEWS_CHANNEL = "mm:views"
 
 TTLS = "mm:ttl"
 QUEUE_KEYS = "mm:qk"
@@ -266,7 +270,7 @@ LUA_NAMES = {
     "ASSIGNED": ASSIGNED, "COUNTS": COUNTS, "OUTCOMES": OUTCOMES, "FREE": SERVERS_FREE,
     "BUSY": SERVERS_BUSY, "HEARTBEATS": SERVERS_HEARTBEAT, "ADDRESSES": SERVER_ADDRESSES,
     "STATIC": STATIC_SERVERS, "STATIC_DIGEST": STATIC_DIGEST, "ENDS": MATCH_ENDS,
-    "EVENTS": EVENTS_CHANNEL, "CLAIMED": CLAIMED, "PENDING_SESSIONS": PENDING_SESSIONS,
+    "EVENTS": EVENTS_CHANNEL, "VIEWS": VIEWS_CHANNEL, "CLAIMED": CLAIMED, "PENDING_SESSIONS": PENDING_SESSIONS,
     "REPLICAS": REPLICAS, "TICKET_PREFIX": TICKET_PREFIX, "QUEUED_PREFIX": QUEUED_PREFIX,
     "PLAYERS_PREFIX": PLAYERS_PREFIX, "SESSION_PREFIX": SESSION_PREFIX,
     "SERVER_PREFIX": SERVER_PREFIX, "QUEUE_PREFIX": QUEUE_PREFIX, "REGIONS_PREFIX": REGIONS_PREFIX,

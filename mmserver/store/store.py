@@ -26,6 +26,7 @@ from mmserver.store.scripts import Scripts
 from mmserver.store.servers import Servers
 from mmserver.store.sessions import ClaimResult, DeadlineCounts, Sessions
 from mmserver.store.tickets import Tickets, token_hash
+from mmserver.store.viewcache import ViewCache
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,10 @@ class _RedisErrors:
 class Store:
     def __init__(self, client: redis.Redis, modes: Mapping[str, ModeConfig], servers: ServersConfig,
                  *, retention_s: int = DEFAULT_RETENTION_S, regions: Sequence[str] = (),
-                 events: EventsConfig = EventsConfig()) -> None:
+                 events: EventsConfig = EventsConfig(), view_cache: ViewCache | None = None) -> None:
+        """`view_cache`: ticket views kept in this replica's memory (viewcache.py); it must be
+        fed the messages of keys.EVENTS_CHANNEL and keys.VIEWS_CHANNEL and told when the
+        subscriber connects and disconnects. None: every read is a read script."""
         self._client = client
         self._modes = modes
         self._servers_config = servers
@@ -78,7 +82,8 @@ class Store:
                                                   "EVENT_MAX_AGE_MS": int(events.max_age_s * 1000)})
         allocation_timeout_ms = max(1, int(servers.allocation_timeout_s * 1000))
         self._tickets = Tickets(self._scripts, modes, retention_s=retention_s,
-                                allocation_timeout_ms=allocation_timeout_ms, regions=regions)
+                                allocation_timeout_ms=allocation_timeout_ms, regions=regions,
+                                cache=view_cache)
         self._sessions = Sessions(client, self._scripts, retention_s=retention_s,
                                   allocation_timeout_ms=allocation_timeout_ms,
                                   heartbeat_ttl_ms=max(1, int(servers.heartbeat_ttl_s * 1000)),
@@ -227,6 +232,16 @@ class Store:
               accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:
         with _RedisErrors():
             return self._sessions.claim(mode, region, proposals, accept_timeout_s, choices)
+
+    def refresh_reads(self) -> int:
+        """The TTL refreshes of reads the view cache answered since the last call (one script
+        per 1,000 tickets); the tick calls it before processing deadlines."""
+        with _RedisErrors():
+            return self._tickets.refresh_reads()
+
+    @property
+    def view_cache(self) -> ViewCache | None:
+        return self._tickets.cache
 
     def process_deadlines(self, limit: int) -> DeadlineCounts:
         with _RedisErrors():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -12,6 +13,7 @@ from mmserver.matchmaking.rules import MatchRules, limits_in_force
 from mmserver.store import profiles
 from mmserver.store.errors import Conflict, Forbidden, NotFound, PlayerBusy, StoreError
 from mmserver.store.scripts import Scripts
+from mmserver.store.viewcache import FORBIDDEN, ViewCache
 from mmserver.store.views import mmr_text, ticket_view
 
 
@@ -85,10 +87,75 @@ def check_reply(reply: Any) -> Any:
     return reply
 
 
+# Tickets per refresh script call (a tick's refreshes go in several calls beyond this).
+REFRESH_BATCH = 1000
+# Reads answered from the cache whose TTL refresh waits for the next tick, at most; beyond,
+# a read goes to Redis (whose read script refreshes the TTL itself).
+MAX_PENDING_REFRESHES = 200_000
+
+
+class ReadRefreshes:
+    """The TTL refreshes owed for reads answered from the view cache, sent once per tick.
+
+    A read script refreshes its ticket's TTL deadline (the queue member's score while queued,
+    the `d` field while matched). A read answered from the cache records the ticket here
+    instead, and the tick sends every recorded ticket's refresh in one script call per
+    REFRESH_BATCH (refresh.lua) before it processes deadlines. The price: a ticket's deadline
+    is counted from the tick after its last read instead of the read itself, so a ticket whose
+    client stopped polling expires between TTL and TTL + one tick period after its last read,
+    and a client keeps its ticket alive by polling at least once every TTL minus one tick
+    period (see docs/REDIS.md, "The view cache")."""
+
+    def __init__(self, max_pending: int = MAX_PENDING_REFRESHES) -> None:
+        self._max_pending = max_pending
+        self._lock = threading.Lock()
+        self._queued: dict[str, tuple[str, str, str]] = {}  # id -> (mode, region, member)
+        self._matched: set[str] = set()
+
+    def record(self, ticket_id: str, fields: Mapping[str, str]) -> bool:
+        """Owe the refresh of a read answered from the cache; False when too many are owed
+        (the caller reads from Redis instead)."""
+        status = fields["s"]
+        if status not in ("queued", "matched"):
+            return True  # a read refreshes nothing else
+        with self._lock:
+            if len(self._queued) + len(self._matched) >= self._max_pending:
+                return False
+            if status == "queued":
+                # The member as lib.lua member() builds it, from the very strings it holds.
+                member = f"{ticket_id}|{fields['r']}|{fields['n']}|{fields['e']}"
+                if fields.get("a"):
+                    member += "|" + fields["a"]
+                self._queued[ticket_id] = (fields["m"], fields.get("g", ""), member)
+            else:
+                self._matched.add(ticket_id)
+        return True
+
+    def take(self) -> tuple[dict[str, tuple[str, str, str]], set[str]]:
+        with self._lock:
+            queued, matched = self._queued, self._matched
+            self._queued, self._matched = {}, set()
+        return queued, matched
+
+    def give_back(self, queued: Mapping[str, tuple[str, str, str]], matched: set[str]) -> None:
+        """A flush failed (Redis away): owe them again, for the next tick."""
+        with self._lock:
+            for ticket_id, entry in queued.items():
+                self._queued.setdefault(ticket_id, entry)
+            self._matched |= matched
+
+    @property
+    def pending(self) -> int:
+        return len(self._queued) + len(self._matched)
+
+
 class Tickets:
     def __init__(self, scripts: Scripts, modes: Mapping[str, ModeConfig], *,
-                 retention_s: int, allocation_timeout_ms: int, regions: Sequence[str] = ()) -> None:
+                 retention_s: int, allocation_timeout_ms: int, regions: Sequence[str] = (),
+                 cache: ViewCache | None = None) -> None:
         self._scripts = scripts
+        self._cache = cache
+        self._refreshes = ReadRefreshes()
         self._modes = modes
         self._rules = {name: MatchRules.from_mode(mode, regions) for name, mode in modes.items()}
         self._retention_s = retention_s
@@ -128,14 +195,27 @@ class Tickets:
         if idempotency_key is not None:
             idem_key, mask = idempotency_slot(player_id, idempotency_key)
             sealed = seal(token, mask)
+        hashed = token_hash(token)
+        cache = self._cache
         for _attempt in range(3):
-            reply = self._scripts.call("create", [
-                new_id(), token_hash(token), mode, region or "", player_id, ",".join(party),
-                mmr_text(mmr), 1 + len(party), int(config.ticket_ttl_s * 1000), idem_key, sealed,
-                profile,
-            ])
+            ticket_id = new_id()
+            fill = cache.begin(ticket_id) if cache is not None else None
+            reply = None
+            try:
+                reply = self._scripts.call("create", [
+                    ticket_id, hashed, mode, region or "", player_id, ",".join(party),
+                    mmr_text(mmr), 1 + len(party), int(config.ticket_ttl_s * 1000), idem_key, sealed,
+                    profile,
+                ])
+            finally:
+                if fill is not None and (reply is None or reply[0] != "ok"):
+                    cache.end(fill)
             if reply[0] == "again":  # the same idempotency key: the same ticket and token
                 return self.with_matching(ticket_view(reply[2:])), unseal(reply[1], mask)
+            if reply[0] == "ok" and fill is not None:
+                # The creation's view is the freshest there is; its own publish (exactly one,
+                # create.lua) is yet to arrive and must not evict it.
+                cache.put(fill, reply, hashed, own_messages=1)
             if reply[0] != "exists":  # a 96-bit id collision: practically never
                 return self.with_matching(ticket_view(check_reply(reply))), token
         raise StoreError("Could not allocate a ticket id.")
@@ -154,7 +234,53 @@ class Tickets:
 
     # `access`: token_hash(ticket token), BACKEND_ACCESS or player_access(player_id).
     def read(self, ticket_id: str, access: str) -> dict:
-        return self.with_matching(ticket_view(check_reply(self._scripts.call("read", [ticket_id, access]))))
+        cache = self._cache
+        if cache is None:
+            return self.with_matching(ticket_view(check_reply(self._scripts.call("read", [ticket_id, access]))))
+        reply = cache.get(ticket_id, access)
+        if reply is FORBIDDEN:
+            raise Forbidden("The token does not match this ticket.")
+        if reply is not None:
+            fields = cache.fields(ticket_id)
+            if fields is not None and self._refreshes.record(ticket_id, fields):
+                return self.with_matching(ticket_view(reply))
+        fill = cache.begin(ticket_id)
+        reply = None
+        try:
+            reply = self._scripts.call("read", [ticket_id, access])
+        finally:
+            if reply is not None and reply[0] == "ok":
+                cache.put(fill, reply, access)
+            else:
+                cache.end(fill)
+        return self.with_matching(ticket_view(check_reply(reply)))
+
+    def refresh_reads(self) -> int:
+        """Send the TTL refreshes owed for reads answered from the cache (ReadRefreshes);
+        returns how many tickets. Called by every replica's tick, before its deadlines."""
+        queued, matched = self._refreshes.take()
+        if not queued and not matched:
+            return 0
+        items, ids = list(queued.items()), list(matched)
+        sent = 0
+        try:
+            while sent < len(items):
+                batch = items[sent:sent + REFRESH_BATCH]
+                args: list[Any] = [len(batch)]
+                for _ticket_id, (mode, region, member) in batch:
+                    args += (mode, region, member)
+                self._scripts.call("refresh", args)
+                sent += len(batch)
+            for start in range(0, len(ids), REFRESH_BATCH):
+                self._scripts.call("refresh", [0, *ids[start:start + REFRESH_BATCH]])
+        except Exception:
+            self._refreshes.give_back(dict(items[sent:]), matched)
+            raise
+        return len(items) + len(ids)
+
+    @property
+    def cache(self) -> ViewCache | None:
+        return self._cache
 
     def cancel(self, ticket_id: str, access: str) -> dict:
         reply = self._scripts.call("cancel", [ticket_id, access, self._retention_s])

@@ -60,7 +60,9 @@ def test_unreachable_redis_raises_redis_unavailable(tmp_path):
 def test_time_before_writes_survives_aof_replay(tmp_path):
     """Scripts read TIME before writing; with effects replication the AOF holds the writes
     themselves, so a restarted Redis replays the same state."""
-    server = RedisServer(tmp_path / "r", appendonly=True).start()
+    # fsync at every write: with the default everysec, a SIGKILL within a second of the write
+    # may lose it (a busy machine showed it), which is not what this test is about.
+    server = RedisServer(tmp_path / "r", appendonly=True, appendfsync="always").start()
     client = server.client(decode_responses=True)
     store = Store(client, {"duel": ModeConfig("duel")}, ServersConfig())
     a, ta = new_ticket(store, "a")

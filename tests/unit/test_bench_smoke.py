@@ -131,3 +131,26 @@ def test_event_log(tmp_path):
     # A whole match: accepted x2, match.accepted, assigned x2, match.assigned, finished x2, match.finished.
     assert rows["accept, allocate, finish"]["events"] == 20 * 9
     assert report["event_bytes"] > 0
+
+
+def test_redis_cpu(tmp_path):
+    report = run("bench_redis_cpu.py", tmp_path / "rc.json", "--rounds", "1", "--players", "40",
+                 "--poll-tickets", "20", "--poll-rounds", "2", "--no-before", timeout=120)
+    summary = report["summary"]
+    assert set(summary) == {"cache off", "after"}
+    for variant in summary.values():
+        for mode in ("duel", "squad"):
+            assert variant["lifecycle"][mode]["assigned_all"]  # every player went the whole way
+            assert variant["lifecycle"][mode]["total"]["cpu_us"] > 0
+        assert variant["polls"]["still_queued_all"]  # polled tickets stay alive
+    # The cache answers the read after a creation itself.
+    assert summary["after"]["lifecycle"]["duel"]["phases"]["read"]["script_us"] == 0
+
+
+def test_fleet(tmp_path):
+    report = run("bench_fleet.py", tmp_path / "f.json", "--rate", "5", "--duration", "2", "--idle", "0.5",
+                 "--replicas", "2", "--by-script", timeout=120)
+    assert report["created"] == 10 and report["assigned"] == 10 and report["failures"] == {}
+    assert report["redis_cpu_measured_s"] > 0 and report["redis_cpu_predicted_s"] > 0
+    assert report["scripts"]["create"]["calls"] == 10
+    assert report["replica_polls_per_s"] > 0

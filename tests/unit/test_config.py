@@ -163,3 +163,11 @@ def test_unknown_flag_is_a_usage_error(tmp_path):
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr
+
+
+def test_the_view_cache_is_on_by_default_and_a_setting_turns_it_off():
+    assert load([], {}).view_cache > 0
+    assert load([], {"MMSERVER_VIEW_CACHE": "0"}).view_cache == 0
+    assert load(["--view-cache-max-age-s", "5"], {}).view_cache_max_age_s == 5.0
+    with pytest.raises(ConfigError, match="MMSERVER_VIEW_CACHE"):
+        load([], {"MMSERVER_VIEW_CACHE": "-1"})

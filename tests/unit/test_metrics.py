@@ -355,3 +355,22 @@ def test_ready_gauge_follows_the_readiness_check():
     assert samples(metrics)[("mmserver_ready", ())] == 1.0
     answer[0] = (False, "draining")
     assert samples(metrics)[("mmserver_ready", ())] == 0.0
+
+
+def test_view_cache_counters_come_from_the_cache_itself():
+    from mmserver.store.viewcache import ViewCache
+
+    cache = ViewCache(10, 30.0)
+    cache.connected()
+    fill = cache.begin("t1")
+    cache.put(fill, ["ok", "id", "t1", "s", "queued", "v", "1", "p", "alice", "m", "duel"], "@b")
+    assert cache.get("t1", "@b") is not None  # a hit
+    assert cache.get("t2", "@b") is None      # a miss
+    cache.on_message("t1")                    # the ticket changed: dropped
+    metrics = Metrics()
+    metrics.watch_view_cache(cache.status)
+    assert value(metrics, "mmserver_view_cache_reads_total", result="hit") == cache.hits >= 1
+    assert value(metrics, "mmserver_view_cache_reads_total", result="miss") == cache.misses >= 1
+    assert value(metrics, "mmserver_view_cache_invalidations_total") == cache.invalidations >= 1
+    assert value(metrics, "mmserver_view_cache_entries") == 0
+    assert value(metrics, "mmserver_view_cache_live") == 1

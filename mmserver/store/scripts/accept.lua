@@ -11,13 +11,15 @@ local s = load_session(sid)
 if s.st ~= 'accepting' or t.c == '1' then return view(id) end
 local now = now_ms()
 if now >= tonumber(s.dl) then return { 'conflict', 'the ready check has timed out' } end
-redis.call('HSET', tkey(id), 'c', '1')
-touch(id, now)
+-- One HSET for the ticket (t was loaded in this call: its version is the current one); the
+-- view is built from t as updated here.
+t.c, t.v, t.u = '1', tostring(tonumber(t.v) + 1), int(now)
+redis.call('HSET', tkey(id), 'c', '1', 'v', t.v, 'u', t.u)
 local accepted = redis.call('HINCRBY', skey(sid), 'n', 1)
 emit('ticket.accepted', id, sid, t.m, '{}')
 if accepted < tonumber(s.c) then
   publish({ id })
-  return view(id)
+  return view(id, t)
 end
 -- Everyone accepted: the session waits for a server.
 redis.call('HSET', skey(sid), 'st', 'allocating')

@@ -16,7 +16,7 @@ local n = tonumber(ARGV[6])
 local q = qkey(mode, region)
 local now = now_ms()
 local snow = int(now)
-local changed, results = {}, {}
+local changed, results, roster = {}, {}, {}
 
 local function fill(bid, id, m, team, roles)
   local b = hgetall(bfkey(bid))
@@ -71,6 +71,9 @@ local function fill(bid, id, m, team, roles)
   tk[team + 1] = table.concat(ids, ',')
   s.pl, s.tk = table.concat(teams, ';'), table.concat(tk, ';')
   redis.call('HSET', skey(mid), 'tk', s.tk, 'pl', s.pl)
+  for _, other in ipairs(session_ticket_ids(s)) do
+    if other ~= id then roster[#roster + 1] = other end  -- their assignment shows the roster
+  end
   redis.call('HINCRBY', skey(mid), 'c', 1)
   if #given > 0 then
     -- Each new player's role joins the line-up the view and the roster show.
@@ -105,4 +108,5 @@ for i = 0, n - 1 do
   results[#results + 1] = fill(ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], tonumber(ARGV[at + 4]), ARGV[at + 5])
 end
 publish(changed)
+publish_views(roster)
 return results

@@ -32,6 +32,7 @@ if s.st == 'assigned' and t.s == 'assigned' and t.x == mid then
   end
   emit('match.player_left', id, mid, t.m, cjson.encode({ players = { player }, reason = 'left' }))
   publish({ id })
+  publish_views(session_ticket_ids(s))  -- the others' assignment shows the roster
   return { 'ok', id, s.mv }
 end
 for _, p in ipairs(split(s.lf, ',')) do

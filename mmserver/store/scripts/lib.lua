@@ -222,10 +222,15 @@ local function make_terminal(id, t, now, status, reason, retention)
     t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
     write_hash(id, t)
   else
-    redis.call('HSET', key, 's', status, 'w', reason)
-    redis.call('HDEL', key, 'c', 'd')
-    if status ~= 'finished' then redis.call('HDEL', key, 'x') end
-    touch(id, now)
+    -- One HSET and one HDEL (t was loaded in this call: its version is the current one).
+    t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
+    redis.call('HSET', key, 's', status, 'w', reason, 'v', t.v, 'u', t.u)
+    -- (t.x stays in the table: the event below names the session the ticket left.)
+    if status ~= 'finished' then
+      redis.call('HDEL', key, 'c', 'd', 'x')
+    else
+      redis.call('HDEL', key, 'c', 'd')
+    end
   end
   for _, p in ipairs(ticket_players(t)) do
     local bucket = plkey(p)
@@ -290,6 +295,12 @@ end
 
 local function publish(ids)
   if #ids > 0 then redis.call('PUBLISH', EVENTS, table.concat(ids, ',')) end
+end
+
+-- Tickets whose view changed but not their version (no long-poll is woken): replicas drop
+-- their cached views of them (store/viewcache.py).
+local function publish_views(ids)
+  if #ids > 0 then redis.call('PUBLISH', VIEWS, table.concat(ids, ',')) end
 end
 
 -- The ticket as a flat list for the Python side (call it on a ticket already load()ed;

@@ -21,6 +21,11 @@ end
 for i = DROPS, #ARGV, 500 do
   redis.call('HDEL', key, unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
+-- Every ticket whose explanation changed: its cached views are dropped (replicas' view caches).
+local touched = {}
+for j = 1, S do touched[j] = ARGV[IDS + j] end
+for i = DROPS, #ARGV do touched[#touched + 1] = ARGV[i] end
+publish_views(touched)
 if redis.call('HLEN', key) == 0 or (S == 0 and counts == '{}' and redis.call('HLEN', key) <= 2) then
   -- Nothing waits: no key at all (the next write from anyone is then a full one).
   redis.call('DEL', key)

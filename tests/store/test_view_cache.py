@@ -1,0 +1,301 @@
+"""The replica-local view cache (store/viewcache.py) on a real Redis with the real subscriber
+thread: what it answers, what it checks, and when it must not answer.
+
+A "replica" here is a Store with a cache, fed by a Subscriber wired as service.py wires it; a
+second Store without a cache plays another replica making changes. Nothing waits a fixed
+time: each test waits for the condition it needs (the subscriber connected, a message seen).
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mmserver.backoff import Backoff
+from mmserver.config import ModeConfig, ServersConfig
+from mmserver.readiness import Readiness
+from mmserver.redis_client import connect, connect_subscriber
+from mmserver.shutdown import Shutdown
+from mmserver.store import Forbidden, NotFound, Store, keys
+from mmserver.store.tickets import BACKEND_ACCESS, player_access, token_hash
+from mmserver.store.viewcache import MISS, ViewCache
+from mmserver.subscriber import Subscriber
+from tests.waiting import wait_until
+
+MODES = {"duel": ModeConfig("duel", accept_timeout_s=30, ticket_ttl_s=60)}
+
+
+class Replica:
+    """A store with a view cache and the subscriber that keeps it, as service.py wires them."""
+
+    def __init__(self, url: str, *, backoff_ms: int = 50, max_age_s: float = 30.0, clock=None) -> None:
+        self.cache = ViewCache(1000, max_age_s, **({"clock": clock} if clock else {}))
+        self.client = connect(url)
+        self.store = Store(self.client, MODES, ServersConfig(static=("10.0.0.1:7777",)), view_cache=self.cache)
+        self.connects = 0
+        self.messages: list[tuple[str, str]] = []
+        self._shutdown = Shutdown()
+
+        def on_message(channel: str, data: str) -> None:
+            self.cache.on_message(data)
+            self.messages.append((channel, data))
+
+        def on_connect() -> None:
+            self.cache.connected()
+            self.connects += 1
+
+        self.subscriber = Subscriber(
+            connect=lambda: connect_subscriber(url, health_check_interval=1.0),
+            channels=[keys.EVENTS_CHANNEL, keys.VIEWS_CHANNEL], on_message=on_message,
+            on_connect=on_connect, on_disconnect=self.cache.disconnected, readiness=Readiness(),
+            shutdown=self._shutdown, backoff=Backoff(backoff_ms, backoff_ms, 50))
+        self.subscriber.start()
+        assert wait_until(lambda: self.cache.live)
+
+    def saw(self, ticket_id: str) -> bool:
+        return any(ticket_id in data.split(",") for _, data in self.messages)
+
+    def close(self) -> None:
+        self._shutdown.request("test over", 0)
+        self.subscriber.join(5)
+        self.client.close()
+
+
+@pytest.fixture
+def replica(redis_server, redis_client):
+    r = Replica(redis_server.url)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def other(redis_client):
+    """Another replica, without a cache: its changes reach the first only through pub/sub."""
+    return Store(redis_client, MODES, ServersConfig(static=("10.0.0.1:7777",)))
+
+
+def script_calls(client) -> int:
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def create(store, player="alice", mmr=1500):
+    view, token = store.create_ticket(player_id=player, mode="duel", mmr=mmr, region=None, party=[])
+    return view["ticket_id"], token
+
+
+def test_a_poll_of_an_unchanged_ticket_costs_no_redis_call_and_owes_a_refresh(replica, redis_client):
+    ticket_id, token = create(replica.store)
+    # The creation's own message arrives and must not evict the view it answered.
+    assert wait_until(lambda: replica.saw(ticket_id))
+    before = script_calls(redis_client)
+    views = [replica.store.read_ticket(ticket_id, token) for _ in range(5)]
+    assert script_calls(redis_client) == before
+    assert {v["status"] for v in views} == {"queued"} and views[0]["ticket_id"] == ticket_id
+    assert views[0] == {**replica.store.read_ticket(ticket_id, access=BACKEND_ACCESS),
+                        "matching": views[0]["matching"]}
+    assert replica.store.refresh_reads() == 1  # five reads, one ticket: one refresh
+    assert replica.store.refresh_reads() == 0
+
+
+def test_the_token_is_checked_on_every_read_served_from_the_cache(replica, redis_client):
+    alice, alice_token = create(replica.store, "alice")
+    bob, bob_token = create(replica.store, "bob")
+    assert wait_until(lambda: replica.saw(alice) and replica.saw(bob))
+    before = script_calls(redis_client)
+    with pytest.raises(Forbidden):
+        replica.store.read_ticket(alice, bob_token)  # another ticket's token
+    with pytest.raises(Forbidden):
+        replica.store.read_ticket(alice, "not-a-token")
+    with pytest.raises(Forbidden):
+        replica.store.read_ticket(alice, access=player_access("bob"))
+    assert replica.store.read_ticket(alice, access=player_access("alice"))["player_id"] == "alice"
+    assert replica.store.read_ticket(alice, access=BACKEND_ACCESS)["player_id"] == "alice"
+    assert replica.store.read_ticket(bob, bob_token)["player_id"] == "bob"
+    assert script_calls(redis_client) == before  # every answer above came from the cache
+    with pytest.raises(NotFound):
+        replica.store.read_ticket("AAAAAAAAAAAAAAAA", alice_token)
+
+
+def test_a_token_the_cache_cannot_check_goes_to_redis(replica, other, redis_client):
+    ticket_id, token = create(other)  # created elsewhere: this replica never saw the token
+    assert wait_until(lambda: replica.saw(ticket_id))  # (that message would evict the view)
+    replica.store.read_ticket(ticket_id, access=BACKEND_ACCESS)  # fills the cache, token unknown
+    assert replica.cache.get(ticket_id, BACKEND_ACCESS) is not MISS
+    before = script_calls(redis_client)
+    assert replica.store.read_ticket(ticket_id, token)["ticket_id"] == ticket_id
+    assert script_calls(redis_client) == before + 1  # checked by the read script
+    with pytest.raises(Forbidden):
+        replica.store.read_ticket(ticket_id, "wrong")  # now the entry knows the hash
+    assert script_calls(redis_client) == before + 1
+
+
+def test_a_change_on_another_replica_evicts_the_view_and_terminal_states_are_never_missed(replica, other):
+    ticket_id, token = create(replica.store)
+    assert replica.store.read_ticket(ticket_id, token)["status"] == "queued"
+    other.cancel_ticket(ticket_id, token)
+    # Stale by at most the propagation of that one message: once it arrived, never again.
+    assert wait_until(lambda: replica.cache.get(ticket_id, BACKEND_ACCESS) is MISS)
+    view = replica.store.read_ticket(ticket_id, token)
+    assert view["status"] == "cancelled"
+    assert [replica.store.read_ticket(ticket_id, token)["status"] for _ in range(3)] == ["cancelled"] * 3
+
+
+def test_a_change_that_keeps_the_version_evicts_too(replica, redis_client):
+    """A tick's explanation (matching.blocked_by) is written without a new version: why.lua
+    names the ticket on mm:views."""
+    ticket_id, token = create(replica.store)
+    assert replica.store.read_ticket(ticket_id, token)["matching"]["blocked_by"] is None
+    replica.store.record_blocked("duel", None, {ticket_id: "players"})
+    assert wait_until(lambda: (keys.VIEWS_CHANNEL, ticket_id) in replica.messages)
+    assert replica.store.read_ticket(ticket_id, token)["matching"]["blocked_by"] == "players"
+
+
+def test_a_fill_that_raced_a_change_is_not_stored():
+    """A read answered before a change, whose message arrives before the answer is stored, must
+    not put the old view in the cache (it would stay there until the next change)."""
+    cache = ViewCache(10, 30.0)
+    cache.connected()
+    reply = ["ok", "id", "t1", "s", "queued", "v", "1", "p", "alice"]
+    fill = cache.begin("t1")
+    cache.invalidate(["t1"])  # the change's message, while the read was in flight
+    cache.put(fill, reply, "hash")
+    assert cache.get("t1", "hash") is MISS
+    # A message about another ticket changes nothing for this one.
+    fill = cache.begin("t1")
+    cache.invalidate(["t2"])
+    cache.put(fill, reply, "hash")
+    assert cache.get("t1", "hash") == reply
+    # The creation's own message is expected once, and only once.
+    created = ["ok", "id", "t3", "s", "queued", "v", "1", "p", "bob"]
+    fill = cache.begin("t3")
+    cache.put(fill, created, "h3", own_messages=1)
+    cache.invalidate(["t3"])  # its own publish: kept
+    assert cache.get("t3", "h3") == created
+    cache.invalidate(["t3"])  # the next change: evicted
+    assert cache.get("t3", "h3") is MISS
+    # The creation's own message arrived before the answer was stored: the next one evicts.
+    fill = cache.begin("t3")
+    cache.invalidate(["t3"])
+    cache.put(fill, created, "h3", own_messages=1)
+    assert cache.get("t3", "h3") == created
+    cache.invalidate(["t3"])
+    assert cache.get("t3", "h3") is MISS
+
+
+def test_a_disconnected_subscriber_turns_the_cache_off_and_a_reconnect_starts_it_empty(
+        redis_server, redis_client, other):
+    replica = Replica(redis_server.url, backoff_ms=1000)  # a reconnect slow enough to act meanwhile
+    try:
+        ticket_id, token = create(replica.store)
+        assert wait_until(lambda: replica.saw(ticket_id))
+        connects = replica.connects
+        redis_client.client_kill_filter(_type="pubsub")
+        assert wait_until(lambda: not replica.cache.live)
+        # Changed while this replica hears nothing: that message is lost.
+        other.cancel_ticket(ticket_id, token)
+        assert replica.cache.get(ticket_id, token_hash(token)) is MISS
+        assert replica.store.read_ticket(ticket_id, token)["status"] == "cancelled"
+        assert len(replica.cache) == 0  # nothing is stored while messages may be missed
+        assert wait_until(lambda: replica.connects > connects and replica.cache.live)
+        assert replica.store.read_ticket(ticket_id, token)["status"] == "cancelled"
+    finally:
+        replica.close()
+
+
+def test_a_reconnect_empties_the_cache(replica):
+    cache = replica.cache
+    cache.connected()
+    fill = cache.begin("t1")
+    cache.put(fill, ["ok", "id", "t1", "s", "queued", "v", "1", "p", "a"], "h")
+    in_flight = cache.begin("t2")
+    cache.connected()  # what the subscriber calls after every re-subscription
+    assert cache.get("t1", "h") is MISS
+    cache.put(in_flight, ["ok", "id", "t2", "s", "queued", "v", "1", "p", "b"], "h")
+    assert cache.get("t2", "h") is MISS  # read before the reconnect: void
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_entry_is_not_served_past_its_age_and_memory_is_bounded():
+    clock = Clock()
+    cache = ViewCache(3, 10.0, clock=clock)
+    cache.connected()
+    for i in range(5):
+        cache.put(cache.begin(f"t{i}"), ["ok", "id", f"t{i}", "s", "queued", "v", "1", "p", f"p{i}"], "h")
+    assert len(cache) == 3
+    assert cache.get("t0", "h") is MISS and cache.get("t1", "h") is MISS  # least recently used
+    assert cache.get("t2", "h") is not MISS
+    clock.now += 10.5
+    assert cache.get("t2", "h") is MISS and cache.get("t4", "h") is MISS
+
+
+def test_reads_from_the_cache_keep_the_ticket_alive_through_the_batched_refresh(replica, redis_client):
+    ticket_id, token = create(replica.store)
+    assert wait_until(lambda: replica.saw(ticket_id))
+    queue = keys.queue("duel", None)
+    member = next(m for m in redis_client.zrange(queue, 0, -1) if m.startswith(ticket_id + "|"))
+    created_deadline = redis_client.zscore(queue, member)
+    redis_client.execute_command("DEBUG", "SLEEP", "0.01")  # Redis's clock moves on
+    replica.store.read_ticket(ticket_id, token)  # answered from the cache: no write yet
+    assert redis_client.zscore(queue, member) == created_deadline
+    assert replica.store.refresh_reads() == 1  # the tick's refresh
+    assert redis_client.zscore(queue, member) > created_deadline
+
+
+def test_the_tick_refreshes_before_it_expires(replica, redis_client):
+    """A ticket read (from the cache) since the last tick is not expired by that tick, even
+    when its deadline passed meanwhile."""
+    from mmserver.ticker import Ticker
+
+    ticket_id, token = create(replica.store)
+    assert wait_until(lambda: replica.saw(ticket_id))
+    queue = keys.queue("duel", None)
+    member = next(m for m in redis_client.zrange(queue, 0, -1) if m.startswith(ticket_id + "|"))
+    replica.store.read_ticket(ticket_id, token)
+    redis_client.zadd(queue, {member: 1})  # as if its deadline had passed before the tick
+    Ticker(replica.store, MODES, shutdown=Shutdown()).tick()
+    # Looked at in Redis itself: a read through the store would be a read (and owe a refresh).
+    assert redis_client.hexists(keys.queued_tickets(ticket_id), ticket_id)
+    redis_client.zadd(queue, {member: 1})  # not read since: the next tick expires it
+    Ticker(replica.store, MODES, shutdown=Shutdown()).tick()
+    assert redis_client.hget(keys.ticket(ticket_id), "s") == "expired"
+    assert wait_until(lambda: replica.cache.get(ticket_id, BACKEND_ACCESS) is MISS)
+    assert replica.store.read_ticket(ticket_id, token)["status"] == "expired"
+
+
+def test_many_threads_reading_while_another_replica_changes_never_see_an_old_state_after_the_new(
+        replica, other):
+    """Each reader's answers for a ticket never go back once a newer version was seen, and
+    every reader sees the final (terminal) state once its message arrived."""
+    tickets = [create(replica.store, f"p{i}", mmr=1000 + 500 * i) for i in range(6)]
+    stop = threading.Event()
+    regressions: list[str] = []
+
+    def reader() -> None:
+        seen = {}
+        while not stop.is_set():
+            for ticket_id, token in tickets:
+                version = replica.store.read_ticket(ticket_id, token)["version"]
+                if version < seen.get(ticket_id, 0):
+                    regressions.append(ticket_id)
+                seen[ticket_id] = version
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for ticket_id, token in tickets:
+            other.cancel_ticket(ticket_id, token)
+        for ticket_id, token in tickets:
+            assert wait_until(lambda: replica.store.read_ticket(ticket_id, token)["status"] == "cancelled")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert regressions == []
