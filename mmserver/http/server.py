@@ -49,9 +49,12 @@ thread while a long-poll waits, so none is held (longpoll.py for the app's side)
   the worker no longer touches the request: the request stays first in `channel.requests`,
   so the channel reads nothing more (`readable()` is False), the drain counts it in progress
   and the connection-limit reclaim never closes it;
-- only then is the waiter parked with `resume` = put the channel back in the worker queue
-  (`server.add_task`, what waitress itself does for a request it has read). A wake that came
+- only then is the waiter parked, and the loop thread takes the channel out of the socket map
+  (`_Channel._unmap`: waitress's loop visits every channel of its map on every pass, so
+  thousands of parked channels there would slow every other request). A wake that came
   meanwhile was recorded on the waiter, and `park` refuses: the channel is queued at once;
+- `resume`, in the loop thread: put the channel back in the map and in the worker queue
+  (`server.add_task`, what waitress itself does for a request it has read);
 - the next pass builds a new task around the *same* request and environ (`_Task`), so the app
   sees `resuming` and re-reads; it answers, or parks again;
 - a parked request whose connection was closed meanwhile (a reset, a drain cut) is not run
@@ -533,6 +536,7 @@ class _Task(WSGITask):
 class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
     task_class = _Task
+    parked = False  # set by a worker when it parks the request, cleared in the loop thread
 
     def service(self) -> None:
         request = self.requests[0]
@@ -547,11 +551,32 @@ class _Channel(HTTPChannel):
             # The worker is done with this request (super().service() left at once, the request
             # still first in self.requests). Park it now; a wake since the responder returned
             # was recorded on the waiter and makes park() refuse: run the request again at once.
-            if not parked.waiter.park(self._resume, parked.timeout):
-                self._resume()
+            self.parked = True
+            if parked.waiter.park(self._resume, parked.timeout):
+                self.server.trigger.pull_trigger(self._unmap)
+            else:
+                self.parked = False
+                self.server.add_task(self)
+
+    def _unmap(self) -> None:
+        """Loop thread: take a parked channel out of the socket map. waitress's loop visits
+        every channel of the map on every pass (wasyncore.poll2 asks each one readable() and
+        writable() to build the poll set): thousands of parked channels there would cost every
+        other request milliseconds per pass. Out of the map it is still in the server's
+        active_channels, which the drain, the connection-limit reclaim and in_flight() read."""
+        if self.parked and self.connected:
+            self._map.pop(self._fileno, None)
 
     def _resume(self) -> None:
-        # the worker queue is thread-safe; the subscriber and alarm threads call this
+        # any thread (subscriber, alarms, close): the rest happens in the loop thread, in
+        # order after _unmap
+        self.server.trigger.pull_trigger(self._resumed)
+
+    def _resumed(self) -> None:
+        self.parked = False
+        if self.connected and self._fileno is not None:
+            self._map[self._fileno] = self
+        # a closed channel goes to a worker too: service() releases its waiter
         self.server.add_task(self)
 
 
