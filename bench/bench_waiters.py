@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notify-rounds", type=int, default=1)
     parser.add_argument("--tick-ms", type=int, default=500)
     parser.add_argument("--thread-stack-kib", type=int, default=256)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an extra environment variable for mmserver (e.g. MMSERVER_HTTP_THREADS=2016, "
+                             "or PYTHONPATH=DIR to measure another checkout of the code)")
     parser.add_argument("--thread-cost", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             "team_size": 1, "teams": 2, "accept_timeout_s": 10, "mmr_window": 1,
             "mmr_window_growth_per_s": 0, "mmr_window_max": 1, "ticket_ttl_s": 600}})
         server = mmserver(directory / "mm", redis_server.url, env={
-            "MMSERVER_CONFIG": str(config), "MMSERVER_TICK_INTERVAL_MS": str(args.tick_ms)})
+            "MMSERVER_CONFIG": str(config), "MMSERVER_TICK_INTERVAL_MS": str(args.tick_ms),
+            **dict(item.split("=", 1) for item in args.env)})
         tickets = directory / "held.json"
         hold = ["hold", "--url", server.url, "--count", str(args.waiters), "--wait", str(args.wait),
                 "--tickets", str(tickets), "--prefix", "held"]
