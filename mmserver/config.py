@@ -182,7 +182,7 @@ class Config:
     log_format: str = "text"
     log_level: str = "INFO"
     http_threads: int = 16
-    # Parked long-polls hold no thread (http/server.py): the cap bounds memory (~N KB each,
+    # Parked long-polls hold no thread (http/server.py): the cap bounds memory (~8 KiB each,
     # docs/PERFORMANCE.md "Waiting clients") and open connections, not the worker pool.
     max_longpolls: int = 10_000
     max_body_bytes: int = 16384
