@@ -69,14 +69,14 @@ def thread_cost(count: int, stack_kib: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--waiters", type=int, default=5000)
+    parser.add_argument("--waiters", type=int, default=5000, help="long-polls held (up to 10,000)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="length of one creation run")
     parser.add_argument("--concurrency", type=int, default=16, help="creation clients")
     parser.add_argument("--wait", type=int, default=20, help="wait= of the held long-polls")
     parser.add_argument("--probes", type=int, default=200, help="notify: long-polls that get matched")
     parser.add_argument("--rate", type=float, default=40.0, help="notify: partners per second (steady)")
-    parser.add_argument("--notify-rounds", type=int, default=1)
+    parser.add_argument("--notify-rounds", type=int, default=1, help="0 to skip (needed above 5,000 waiters)")
     parser.add_argument("--tick-ms", type=int, default=500)
     parser.add_argument("--thread-stack-kib", type=int, default=256)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
@@ -149,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             kinds = [("steady", args.rate), ("burst", 0.0)]
             for r in range(args.notify_rounds):
                 for kind, rate in kinds:
-                    # The held tickets sit at 50,000 + 10k: 5 apart from these, beyond the
-                    # window of 1. A run's tickets are all matched or cancelled by its end.
-                    band = 50_005
+                    # The held tickets sit at 50,000 + 5k: these (2 mod 10) are 2 or more
+                    # apart, beyond the window of 1. A run's tickets are all matched or
+                    # cancelled by its end. The MMR range (100,000) fits 5,000 of them.
+                    band = 50_002
                     result = run_loadgen(["notify", "--url", server.url, "--redis-url", redis_server.url,
                                           "--idle", str(args.waiters - args.probes), "--probes", str(args.probes),
                                           "--rate", str(rate), "--band", str(band), "--prefix", f"n{r}{kind}",

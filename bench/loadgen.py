@@ -340,7 +340,7 @@ async def hold(args: argparse.Namespace) -> dict:
             http = Http(host, port)
             try:
                 async with creating:
-                    return await _create(http, f"{args.prefix}-{k}", args.mode, 50_000 + 10 * k)
+                    return await _create(http, f"{args.prefix}-{k}", args.mode, 50_000 + 5 * k)
             finally:
                 http.close()
 

@@ -37,6 +37,8 @@ keep-alive connections, after every loop pass at the limit with a connection wai
 accepted, the loop thread closes the longest-idle connections that hold no request (then, if
 none, the slowest half-received requests): a connection with a request queued, running or
 being answered is never closed. New clients are so accepted at once whatever the idle crowd.
+The limit counts the socket map, which parked long-polls leave (below): it bounds the other
+connections, and `max_longpolls` bounds the parked ones.
 
 Parked long-polls: waitress's loop thread owns every socket; a worker thread only runs the app
 and appends the answer to the channel's output buffer, which the loop writes. Nothing needs a
