@@ -22,9 +22,10 @@ setup(
         # bench/ (docs/PERFORMANCE.md): the app's time per ticket creation -25-30% (~190 -> 135-150 us),
         # reading a queue of 100,000 tickets -25%, creation throughput under HTTP load +15-20%.
         "hiredis>=3.0,<4",
-        # The graceful drain reaches into waitress internals (see mmserver/http/server.py);
-        # tests/process/test_http_drain.py fails if an upgrade breaks it.
-        "waitress==3.0.*",
+        # The graceful drain and parked long-polls reach into waitress internals (see
+        # mmserver/http/server.py): pinned exactly; tests/process/test_http_drain.py and
+        # test_parked_longpolls.py fail if an upgrade breaks them.
+        "waitress==3.0.2",
         "falcon>=4.4,<5",
         "APScheduler>=3.11,<4",
         # Exact: mmserver/telemetry.py reads the HTTP transport's worker queue (no public API

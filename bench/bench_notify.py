@@ -1,7 +1,7 @@
 """Notification latency: from a match's commit to the long-poll's answer, hundreds of long-polls open.
 
-The real `mmserver` command on a real redis-server, with enough waitress threads for every
-long-poll. bench/loadgen.py (its own process) creates `idle + probes` tickets with MMRs 10
+The real `mmserver` command on a real redis-server, default worker threads (a waiting long-poll
+holds none). bench/loadgen.py (its own process) creates `idle + probes` tickets with MMRs 10
 apart (the mode's window is a fixed 1: nothing matches) and opens a long-poll on each. Then
 it creates a partner for each probe ticket at a steady rate; the next tick matches the pair
 and the claim script publishes both ids on mm:events from inside the script, that is at the
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         server = mmserver(directory / "mm", redis_server.url, env={
             "MMSERVER_CONFIG": str(config),
             "MMSERVER_TICK_INTERVAL_MS": str(args.tick_ms),
-            "MMSERVER_HTTP_THREADS": str(polls + 16),
             "MMSERVER_MAX_LONGPOLLS": str(polls + 8),
         })
         try:

@@ -23,6 +23,7 @@ import resource
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 MAX_SECONDS = 600  # hard bound on any run
@@ -323,21 +324,39 @@ async def e2e(args: argparse.Namespace) -> dict:
 
 async def hold(args: argparse.Namespace) -> dict:
     """Open `count` long-polls and keep re-polling until `duration` passes or the server goes;
-    counts the answers by status and the connection errors."""
+    counts the answers by status and the connection errors. With `--tickets FILE`, the tickets
+    are read from FILE if it exists, else created and written there: several runs then hold
+    long-polls on the same tickets (the queue the matcher sees is the same with and without)."""
     host, port = _address(args.url)
-    deadline = time.monotonic() + min(args.duration, MAX_SECONDS)
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
-    creating = asyncio.Semaphore(16)
+    tickets_file = Path(args.tickets) if args.tickets else None
+    if tickets_file is not None and tickets_file.exists():
+        tickets = json.loads(tickets_file.read_text())[:args.count]
+    else:
+        creating = asyncio.Semaphore(16)
 
-    async def one(k: int) -> None:
+        async def create(k: int) -> dict:
+            http = Http(host, port)
+            try:
+                async with creating:
+                    return await _create(http, f"{args.prefix}-{k}", args.mode, 50_000 + 5 * k)
+            finally:
+                http.close()
+
+        tickets = await asyncio.gather(*(create(k) for k in range(args.count)))
+        if tickets_file is not None:
+            tickets_file.write_text(json.dumps(tickets))
+    deadline = time.monotonic() + min(args.duration, MAX_SECONDS)
+
+    async def one(k: int, ticket: dict) -> None:
+        # Staggered: thousands of connects at once would overflow the listen backlog.
+        await asyncio.sleep(k * args.stagger)
         http = Http(host, port)
         try:
-            async with creating:
-                ticket = await _create(http, f"{args.prefix}-{k}", args.mode, 50_000 + 10 * k)
             version = ticket["version"]
             while time.monotonic() < deadline:
-                path = f"/v1/tickets/{ticket['ticket_id']}?wait=30&version={version}"
+                path = f"/v1/tickets/{ticket['ticket_id']}?wait={args.wait}&version={version}"
                 status, _ = await http.request("GET", path, token=ticket["token"])
                 statuses[str(status)] = statuses.get(str(status), 0) + 1
         except (OSError, asyncio.IncompleteReadError, RuntimeError) as error:
@@ -345,8 +364,9 @@ async def hold(args: argparse.Namespace) -> dict:
         finally:
             http.close()
 
-    await asyncio.wait_for(asyncio.gather(*(one(k) for k in range(args.count))), args.duration + 35)
-    return {"long_polls": args.count, "statuses": statuses, "errors": errors}
+    await asyncio.wait_for(asyncio.gather(*(one(k, t) for k, t in enumerate(tickets))),
+                           args.duration + args.wait + len(tickets) * args.stagger + 5)
+    return {"long_polls": len(tickets), "statuses": statuses, "errors": errors}
 
 
 def main(argv: list[str]) -> int:
@@ -388,6 +408,9 @@ def main(argv: list[str]) -> int:
     h.add_argument("--duration", type=float, default=30.0)
     h.add_argument("--prefix", default="h")
     h.add_argument("--mode", default="duel")
+    h.add_argument("--wait", type=int, default=30, help="each long-poll's wait=")
+    h.add_argument("--stagger", type=float, default=0.0005, help="seconds between two first requests")
+    h.add_argument("--tickets", help="a JSON file of tickets to hold (created and written if missing)")
     args = parser.parse_args(argv)
     result = asyncio.run({"post": post, "notify": notify, "e2e": e2e, "hold": hold}[args.command](args))
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -30,6 +30,7 @@ FULL = {
     "webhooks": ["bench_webhooks.py"],
     "event_log": ["bench_event_log.py"],
     "redis_cpu": ["bench_redis_cpu.py"],
+    "waiters": ["bench_waiters.py"],
 }
 QUICK = {
     "matcher": ["bench_matcher.py", "--sizes", "1000,10000"],
@@ -45,6 +46,8 @@ QUICK = {
     "webhooks": ["bench_webhooks.py", "--rounds", "1", "--seconds", "2", "--burst", "1000"],
     "event_log": ["bench_event_log.py", "--tickets", "5000", "--lifecycles", "200"],
     "redis_cpu": ["bench_redis_cpu.py", "--rounds", "1", "--players", "200", "--poll-tickets", "200", "--no-before"],
+    "waiters": ["bench_waiters.py", "--waiters", "500", "--rounds", "2", "--seconds", "2", "--wait", "5",
+                "--probes", "50"],
 }
 
 

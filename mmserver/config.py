@@ -182,7 +182,9 @@ class Config:
     log_format: str = "text"
     log_level: str = "INFO"
     http_threads: int = 16
-    max_longpolls: int = 12
+    # Parked long-polls hold no thread (http/server.py): the cap bounds memory (~8 KiB each,
+    # docs/PERFORMANCE.md "Waiting clients") and open connections, not the worker pool.
+    max_longpolls: int = 10_000
     max_body_bytes: int = 16384
     # Ticket views cached in this replica's memory, invalidated by pub/sub (store/viewcache.py);
     # 0 turns the cache off (every poll is then a read script on Redis).
@@ -411,11 +413,6 @@ def _check(config: Config) -> None:
         raise ConfigError(
             f"{env_name('redis_backoff_max_ms')} ({config.redis_backoff_max_ms}) is below "
             f"{env_name('redis_backoff_initial_ms')} ({config.redis_backoff_initial_ms})"
-        )
-    if config.max_longpolls > config.http_threads - 2:
-        raise ConfigError(
-            f"{env_name('max_longpolls')} ({config.max_longpolls}) must leave at least 2 of the "
-            f"{config.http_threads} {env_name('http_threads')} free for other requests"
         )
     if not config.admin_listen.is_loopback and config.admin_token is None:
         raise ConfigError(

@@ -43,6 +43,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mmserver.http import longpoll
+
 logger = logging.getLogger(__name__)
 
 TICKET_OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "expired")
@@ -301,6 +303,9 @@ class WebhookStateCollector(Collector):
         )
 
 
+_STARTED = "mmserver.metrics_started"
+
+
 class HttpMetricsMiddleware:
     """Counts and times every request by route template, never by raw path: ticket and match
     ids in paths would make one time series per ticket."""
@@ -314,10 +319,14 @@ class HttpMetricsMiddleware:
         self._children: dict[tuple[str | None, str, int], tuple[Counter, Histogram]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.metrics_started = time.monotonic()
+        # In the environ, which a parked long-poll keeps across its passes (longpoll.py): its
+        # duration is from its first pass to its answer.
+        req.env.setdefault(_STARTED, time.monotonic())
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
                          req_succeeded: bool) -> None:
+        if longpoll.parked(req.env):
+            return  # a pass that parked its long-poll: no answer yet, the last pass counts it
         method = req.method
         # A client picks the method: anything unexpected is one key, never one per spelling.
         key = (req.uri_template, method if method in HTTP_METHODS else OTHER, resp.status_code)
@@ -325,7 +334,7 @@ class HttpMetricsMiddleware:
         if children is None:
             children = self._children[key] = self._label(*key)
         children[0].inc()
-        started = req.context.get("metrics_started")
+        started = req.env.get(_STARTED)
         # Absent only if another middleware's process_request failed before ours ran.
         if started is not None:
             children[1].observe(time.monotonic() - started)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import resource
 import secrets
 import signal
 import socket
@@ -75,6 +76,10 @@ ADMIN_THREADS = 4
 # How long /admin/status and /metrics wait for Redis stats before answering with the last ones
 # (and store_error): a frozen Redis would otherwise hold them for the socket timeout (5 s).
 STATUS_READ_WAIT_S = 0.5
+# waitress's connection limit counts the connections in its socket map, which parked long-polls
+# leave (http/server.py): this many connections besides them (every other client, keep-alive or
+# not; past it the oldest idle keep-alive connections are closed for new clients).
+OTHER_CONNECTIONS = 1000
 OPERATOR_FINISH_REASON = "finished by operator"  # the reason a match ended from mmadmin carries
 
 
@@ -150,12 +155,34 @@ class Service:
             self._serve()
         return self._stop()
 
+    @staticmethod
+    def _raise_open_file_limit(connections: int) -> None:
+        """Raise the soft limit of open files so that `connections` fit (each parked long-poll
+        is one), up to the hard limit; say so if that is not enough."""
+        # Redis connections, the log files, the listeners, pipes: a margin for what is not a client
+        needed = connections + 256
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft >= needed:
+            return
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as error:
+            logger.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, error)
+            target = soft
+        if target < needed:
+            logger.warning("the open-file limit (%d) is below the %d that %s long-polls and %d other "
+                           "connections need: raise it (LimitNOFILE=, ulimit -n) or lower %s", target,
+                           needed, env_name("max_longpolls"), OTHER_CONNECTIONS, env_name("max_longpolls"))
+
     def _start(self) -> None:
         config = self.config
+        self._raise_open_file_limit(config.max_longpolls + OTHER_CONNECTIONS)
         self._public_slot, self._admin_slot = LateBoundApp(), LateBoundApp()
         self._http = HttpServer([Listener(config.listen, self._public_slot),
                                  Listener(config.admin_listen, self._admin_slot, ADMIN_THREADS, "admin")],
                                 threads=config.http_threads,
+                                connection_limit=OTHER_CONNECTIONS,
                                 # waitress refuses a declared body over the limit from its
                                 # headers alone, with the same JSON 413 as the app.
                                 max_request_body_size=config.max_body_bytes)

@@ -20,6 +20,7 @@ import falcon
 
 from mmserver.auth import Authenticator, Caller, Unauthorized
 from mmserver.config import AuthConfig, LimitsConfig
+from mmserver.http import longpoll
 from mmserver.http.errors import ApiError
 from mmserver.ratelimit import TokenBuckets, retry_after
 from mmserver.store.tickets import BACKEND_ACCESS, player_access, token_hash
@@ -191,5 +192,7 @@ class AccessMiddleware:
                          params: Mapping[str, Any]) -> None:
         if resource is None or not req.path.startswith("/v1/") or req.path == "/v1/openapi.json":
             return
+        if longpoll.resuming(req.env):
+            return  # a parked long-poll's later pass: limited once, in its first pass
         caller = self._access.caller(req)
         self._access.limits.request(caller, req.remote_addr)

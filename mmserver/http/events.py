@@ -9,12 +9,11 @@ more than that.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Collection
 
 import falcon
 
-from mmserver.http import validation
+from mmserver.http import longpoll, validation
 from mmserver.http.access import Access
 from mmserver.http.tickets import BUSY_RETRY_AFTER_S
 from mmserver.http.waiters import ANY_CHANGE, Waiters
@@ -36,34 +35,27 @@ class EventsResource:
         self._on_busy_longpoll = on_busy_longpoll
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if longpoll.resuming(req.env):
+            # a parked long-poll handed back after a wake: checked in its first pass
+            self._answer(resp, longpoll.resume(req.env))
+            return
         self._access.events_reader(self._access.caller(req))
         query = validation.events_request(req.params, self._event_types, self._modes)
         read = lambda: self._store.events(query.after, limit=query.limit, types=query.types,  # noqa: E731
                                           modes=query.modes)
         if not query.wait:
-            page = read()
-        else:
-            page = self._long_poll(resp, read, query.wait)
-        resp.media = {"events": page.events, "next": page.next}
+            self._answer(resp, longpoll.Answer(read()))
+            return
+        # Waits as a waiter on "*", re-reading at least every RECHECK_S.
+        self._answer(resp, longpoll.start(req.env, self._waiters, ANY_CHANGE, read,
+                                          lambda _first: lambda page: bool(page.events),
+                                          query.wait, recheck_s=RECHECK_S))
 
-    def _long_poll(self, resp: falcon.Response, read, wait_s: float):
-        deadline = time.monotonic() + wait_s
-        # Registered before the first read, so a change between that read and the wait counts.
-        waiter = self._waiters.register(ANY_CHANGE)
-        try:
-            page = read()
-            if waiter is None:
-                if not self._waiters.closed:
-                    resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
-                    self._on_busy_longpoll()
-                return page
-            while not page.events:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or waiter.closed:
-                    break
-                waiter.wait(min(remaining, RECHECK_S))
-                page = read()
-            return page
-        finally:
-            if waiter is not None:
-                self._waiters.unregister(waiter)
+    def _answer(self, resp: falcon.Response, answer: longpoll.Answer) -> None:
+        if answer.parked:
+            return  # the server keeps the request; a later pass answers it
+        if answer.busy:
+            resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
+            self._on_busy_longpoll()
+        page = answer.result
+        resp.media = {"events": page.events, "next": page.next}

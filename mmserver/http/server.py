@@ -37,6 +37,30 @@ keep-alive connections, after every loop pass at the limit with a connection wai
 accepted, the loop thread closes the longest-idle connections that hold no request (then, if
 none, the slowest half-received requests): a connection with a request queued, running or
 being answered is never closed. New clients are so accepted at once whatever the idle crowd.
+The limit counts the socket map, which parked long-polls leave (below): it bounds the other
+connections, and `max_longpolls` bounds the parked ones.
+
+Parked long-polls: waitress's loop thread owns every socket; a worker thread only runs the app
+and appends the answer to the channel's output buffer, which the loop writes. Nothing needs a
+thread while a long-poll waits, so none is held (longpoll.py for the app's side):
+- every request's WSGI environ carries `PARKING`; a long-poll that must wait stores its state
+  in the environ, sets `PARK` = (waiter, timeout) and lets its responder return;
+- `_parking_app` (outside Falcon and Sentry's wrapper, so neither sees it) raises `_Parked`
+  instead of returning that response; waitress's `Task.service` and `HTTPChannel.service` let a
+  BaseException through before the request is popped, and `_Channel.service` catches it once
+  the worker no longer touches the request: the request stays first in `channel.requests`,
+  so the channel reads nothing more (`readable()` is False), the drain counts it in progress
+  and the connection-limit reclaim never closes it;
+- only then is the waiter parked, and the loop thread takes the channel out of the socket map
+  (`_Channel._unmap`: waitress's loop visits every channel of its map on every pass, so
+  thousands of parked channels there would slow every other request). A wake that came
+  meanwhile was recorded on the waiter, and `park` refuses: the channel is queued at once;
+- `resume`, in the loop thread: put the channel back in the map and in the worker queue
+  (`server.add_task`, what waitress itself does for a request it has read);
+- the next pass builds a new task around the *same* request and environ (`_Task`), so the app
+  sees `resuming` and re-reads; it answers, or parks again;
+- a parked request whose connection was closed meanwhile (a reset, a drain cut) is not run
+  again by waitress: `_Channel.service` releases its waiter (`longpoll.abandon`).
 
 Everything that touches waitress internals lives in this module; it is written against
 waitress 3.0 (setup.py pins `waitress==3.0.*`) and tests/process/test_http_drain.py fails if an
@@ -56,9 +80,10 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from mmserver.config import Address
+from mmserver.http import longpoll
 from mmserver.logs import ThrottledWarnings
 
 logger = logging.getLogger(__name__)
@@ -173,7 +198,7 @@ class HttpServer:
                 # process is listening on.
                 try:
                     server = _Server(
-                        app,
+                        _parking_app(app),
                         map=self._map,
                         _start=True,
                         dispatcher=dispatcher,
@@ -471,8 +496,90 @@ class _JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class _Parked(BaseException):
+    """A long-poll asked to be parked (longpoll.PARK). A BaseException so that waitress's
+    handlers of Exception (which would answer 500) let it through to _Channel.service."""
+
+    def __init__(self, waiter: Any, timeout: float) -> None:
+        super().__init__()
+        self.waiter, self.timeout = waiter, timeout
+
+
+def _parking_app(app: WSGIApp) -> WSGIApp:
+    def parking_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        result = app(environ, start_response)
+        park = environ.get(longpoll.PARK)
+        if park is not None:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            # the status and headers given to start_response die with this task
+            raise _Parked(*park)
+        return result
+
+    return parking_app
+
+
+class _Task(WSGITask):
+    """waitress's WSGI task, whose environ says the request can be parked, and which reuses the
+    environ of a request resumed after a park (the long-poll's state lives in it)."""
+
+    def get_environment(self) -> dict[str, Any]:
+        if self.environ is None:
+            environ = getattr(self.request, "mmserver_environ", None)
+            if environ is None:
+                environ = super().get_environment()
+                environ[longpoll.PARKING] = True
+                self.request.mmserver_environ = environ
+            self.environ = environ
+        return self.environ
+
+
 class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
+    task_class = _Task
+    parked = False  # set by a worker when it parks the request, cleared in the loop thread
+
+    def service(self) -> None:
+        request = self.requests[0]
+        environ = getattr(request, "mmserver_environ", None)
+        if environ is not None and not self.connected:
+            # closed while parked: waitress will not run the app again, so nothing else would
+            # release the waiter before its timeout
+            longpoll.abandon(environ)
+        try:
+            super().service()
+        except _Parked as parked:
+            # The worker is done with this request (super().service() left at once, the request
+            # still first in self.requests). Park it now; a wake since the responder returned
+            # was recorded on the waiter and makes park() refuse: run the request again at once.
+            self.parked = True
+            if parked.waiter.park(self._resume, parked.timeout):
+                self.server.trigger.pull_trigger(self._unmap)
+            else:
+                self.parked = False
+                self.server.add_task(self)
+
+    def _unmap(self) -> None:
+        """Loop thread: take a parked channel out of the socket map. waitress's loop visits
+        every channel of the map on every pass (wasyncore.poll2 asks each one readable() and
+        writable() to build the poll set): thousands of parked channels there would cost every
+        other request milliseconds per pass. Out of the map it is still in the server's
+        active_channels, which the drain, the connection-limit reclaim and in_flight() read."""
+        if self.parked and self.connected:
+            self._map.pop(self._fileno, None)
+
+    def _resume(self) -> None:
+        # any thread (subscriber, alarms, close): the rest happens in the loop thread, in
+        # order after _unmap
+        self.server.trigger.pull_trigger(self._resumed)
+
+    def _resumed(self) -> None:
+        self.parked = False
+        if self.connected and self._fileno is not None:
+            self._map[self._fileno] = self
+        # a closed channel goes to a worker too: service() releases its waiter
+        self.server.add_task(self)
 
 
 class _Server(TcpWSGIServer):

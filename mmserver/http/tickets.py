@@ -7,13 +7,12 @@ errors.py turns those into statuses.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable, Mapping, Sequence
 
 import falcon
 
 from mmserver.config import ModeConfig
-from mmserver.http import validation
+from mmserver.http import longpoll, validation
 from mmserver.http.access import Access
 from mmserver.http.errors import ApiError, unavailable
 from mmserver.http.waiters import Waiters
@@ -77,42 +76,37 @@ class TicketResource:
         return self._access.ticket_access(self._access.caller(req))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
+        if longpoll.resuming(req.env):
+            # a parked long-poll handed back after a wake: checked and counted in its first pass
+            self._answer(resp, longpoll.resume(req.env))
+            return
         access = self._ticket_access(req, ticket_id)
         poll = validation.poll_request(req.params)
         self._access.limits.poll(self._access.caller(req))
         if not poll.wait:
             resp.media = self._store.read_ticket(ticket_id, access=access)
             return
-        resp.media = self._long_poll(resp, ticket_id, access, poll.wait, poll.version)
+        # Answer as soon as the ticket's version exceeds `version` (or the version it has
+        # now), else after `wait` seconds with the unchanged state. An operator's drain does
+        # not end long-polls (clients would re-poll in a tight loop); the stop sequence does,
+        # by closing the waiters.
+        version = poll.version
 
-    def _long_poll(self, resp: falcon.Response, ticket_id: str, access: str, wait_s: float,
-                   version: int | None) -> dict:
-        """Answer as soon as the ticket's version exceeds `version` (or the version it has now),
-        else after `wait_s` with the unchanged state."""
-        deadline = time.monotonic() + wait_s
-        # Registered before the first read: an event between that read and the wait is kept.
-        # An operator's drain does not end long-polls (clients would re-poll in a tight loop);
-        # the stop sequence does, by closing the waiters.
-        waiter = self._waiters.register(ticket_id)
-        try:
-            view = self._store.read_ticket(ticket_id, access=access)
-            if waiter is None:  # cap reached or stopping: answer at once
-                if not self._waiters.closed:
-                    resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
-                    self._on_busy_longpoll()
-                return view
-            target = view["version"] if version is None else version
-            while view["version"] <= target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or waiter.closed:
-                    break
-                waiter.wait(remaining)
-                # Woken (or timed out): the event says "something changed", the store says what.
-                view = self._store.read_ticket(ticket_id, access=access)
-            return view
-        finally:
-            if waiter is not None:
-                self._waiters.unregister(waiter)
+        def until(first: dict) -> Callable[[dict], bool]:
+            target = first["version"] if version is None else version
+            return lambda view: view["version"] > target
+
+        self._answer(resp, longpoll.start(
+            req.env, self._waiters, ticket_id,
+            lambda: self._store.read_ticket(ticket_id, access=access), until, poll.wait))
+
+    def _answer(self, resp: falcon.Response, answer: longpoll.Answer) -> None:
+        if answer.parked:
+            return  # the server keeps the request; a later pass answers it
+        if answer.busy:
+            resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
+            self._on_busy_longpoll()
+        resp.media = answer.result
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
         resp.media = self._store.cancel_ticket(ticket_id, access=self._ticket_access(req, ticket_id))

@@ -74,6 +74,18 @@ def test_notify(tmp_path):
     assert all(row["answered"] == 5 for row in report["rounds"])
 
 
+def test_waiters(tmp_path):
+    report = run("bench_waiters.py", tmp_path / "w.json", "--waiters", "30", "--rounds", "1", "--seconds", "0.5",
+                 "--wait", "2", "--probes", "5", "--rate", "50", timeout=120)
+    summary = report["summary"]
+    assert summary["creations_per_s_without"] > 0 and summary["creations_per_s_with"] > 0
+    assert summary["errors"] == 0 and summary["non_2xx"] == 0
+    assert all(row["long_polls"] == 30 for row in report["rounds"] if row["phase"] == "with")
+    for kind in ("steady", "burst"):
+        assert summary[f"notify_{kind}"]["missing"] == 0
+    assert report["thread_cost"]["rss_kib_per_thread"] > 0
+
+
 def test_e2e(tmp_path):
     report = run("bench_e2e.py", tmp_path / "e.json", "--rounds", "1", "--seconds", "1", "--rate", "20",
                  "--tick-ms", "100")

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from mmserver.http import longpoll
 from mmserver.metrics import Metrics
 from mmserver_admin.app import create_admin_app
 from tests.admin.controls import TOKEN, RecordingControl
@@ -54,6 +55,18 @@ class Things:
         raise falcon.HTTPConflict(title="busy")
 
 
+class Parking:
+    """A resource whose first pass parks (as a long-poll does under the HTTP server) and whose
+    second pass, with the same environ, answers."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if longpoll.PARK in req.env:
+            del req.env[longpoll.PARK]
+            resp.media = {"answered": True}
+        else:
+            req.env[longpoll.PARK] = (None, 1.0)
+
+
 class Broken:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         raise RuntimeError("a bug")
@@ -63,6 +76,7 @@ def app_with(metrics: Metrics) -> falcon.testing.TestClient:
     app = falcon.App(middleware=[metrics.http_middleware()])
     app.add_route("/v1/things/{thing_id}", Things())
     app.add_route("/broken", Broken())
+    app.add_route("/parking", Parking())
     return falcon.testing.TestClient(app)
 
 
@@ -95,6 +109,23 @@ def test_requests_counted_by_route_template_method_and_status():
     inf = found[("mmserver_http_request_duration_seconds_bucket",
                  (("le", "+Inf"), ("method", "GET"), ("route", route)))]
     assert inf == 3
+
+
+def test_a_parked_long_poll_is_counted_once_when_answered_with_its_whole_duration():
+    metrics = Metrics()
+    app = app_with(metrics).app
+    env = falcon.testing.create_environ("/parking")
+    collected = []
+    app(env, lambda status, headers: collected.append(status))  # parks: not counted
+    total = "mmserver_http_requests_total"
+    key = (total, (("method", "GET"), ("route", "/parking"), ("status", "200")))
+    assert key not in samples(metrics)
+    started = env["mmserver.metrics_started"]
+    app(env, lambda status, headers: collected.append(status))  # the same request, answered
+    assert samples(metrics)[key] == 1
+    assert env["mmserver.metrics_started"] == started  # timed from the first pass
+    assert samples(metrics)[("mmserver_http_request_duration_seconds_count",
+                             (("method", "GET"), ("route", "/parking")))] == 1
 
 
 # wsgiref's validator (behind TestClient) warns about the made-up methods: that is the point.

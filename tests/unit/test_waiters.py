@@ -156,3 +156,90 @@ def test_many_threads_count_stays_exact():
 def test_negative_cap_is_refused():
     with pytest.raises(ValueError):
         Waiters(max_waiting=-1)
+
+
+# --- parking: a waiter that holds no thread ----------------------------------------------------
+
+class Resumes:
+    """A resume callback that records how often it was called."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.called = threading.Event()
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.called.set()
+
+
+def test_a_parked_waiter_is_resumed_once_by_a_wake():
+    waiters = Waiters(max_waiting=4)
+    waiter = waiters.register("a")
+    resume = Resumes()
+    assert waiter.park(resume, LONG_S) is True
+    assert waiter.parked
+    waiters.notify(["a"])
+    waiters.notify(["a"])  # the second wake is recorded, not a second resume
+    assert resume.calls == 1 and not waiter.parked
+    # that recorded wake makes the next park refuse: the request re-reads at once
+    assert waiter.park(Resumes(), LONG_S) is False
+
+
+def test_a_wake_before_the_park_makes_the_park_refuse():
+    waiters = Waiters(max_waiting=4)
+    waiter = waiters.register("a")
+    waiters.notify(["a"])  # between the registration (or a re-read) and the park
+    resume = Resumes()
+    assert waiter.park(resume, LONG_S) is False
+    assert resume.calls == 0
+    # consumed: a later park waits again
+    assert waiter.park(resume, LONG_S) is True
+
+
+def test_a_parked_waiter_is_resumed_at_its_timeout_by_the_alarm_thread():
+    waiters = Waiters(max_waiting=4)
+    waiter = waiters.register("a")
+    resume = Resumes()
+    assert waiter.park(resume, 0.05)
+    assert resume.called.wait(PROMPTLY_S)
+    waiters.notify(["a"])  # after the timeout's resume: recorded, no second call
+    assert resume.calls == 1
+    waiters.close()
+
+
+def test_an_alarm_of_an_earlier_park_does_not_resume_a_later_one():
+    waiters = Waiters(max_waiting=4)
+    waiter = waiters.register("a")
+    first, second = Resumes(), Resumes()
+    assert waiter.park(first, 0.05)
+    waiters.notify(["a"])  # woken before its timeout
+    assert first.calls == 1
+    assert waiter.park(second, LONG_S)
+    # the first park's alarm comes due and finds a later park: it leaves it alone
+    assert wait_until(lambda: len(waiters.alarms) == 1, PROMPTLY_S)
+    assert second.calls == 0 and waiter.parked
+    waiters.close()
+    assert second.calls == 1
+
+
+def test_close_resumes_every_parked_waiter_and_refuses_later_parks():
+    waiters = Waiters(max_waiting=8)
+    parked = [(waiters.register(key), Resumes()) for key in ("a", "b", "a")]
+    for waiter, resume in parked:
+        assert waiter.park(resume, LONG_S)
+    waiters.close()
+    assert [resume.calls for _, resume in parked] == [1, 1, 1]
+    waiter = parked[0][0]
+    assert waiter.park(Resumes(), LONG_S) is False
+    assert waiter.park(Resumes(), LONG_S) is False  # and stays so
+    assert len(waiters.alarms) == 0
+
+
+def test_wake_all_resumes_every_parked_waiter():
+    waiters = Waiters(max_waiting=8)
+    parked = [(waiters.register(key), Resumes()) for key in ("a", "b")]
+    for waiter, resume in parked:
+        waiter.park(resume, LONG_S)
+    waiters.wake_all()
+    assert [resume.calls for _, resume in parked] == [1, 1]
+    waiters.close()
