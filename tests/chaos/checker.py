@@ -60,6 +60,7 @@ class Snapshot:
     free: dict[str, float] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     counts: dict[str, str] = field(default_factory=dict)
+    last_event_id: str | None = None  # the newest event at the snapshot's instant
     odd: dict[str, str] = field(default_factory=dict)  # a ticket/session/queue key of an unexpected type
     stale_claims: dict[str, str] = field(default_factory=dict)
     misplaced: dict[str, str] = field(default_factory=dict)  # a record or index entry where no lookup finds it
@@ -80,6 +81,11 @@ for _, name in ipairs(redis.call('KEYS', 'mm:*')) do
   elseif kind == 'zset' then data = redis.call('ZRANGE', name, 0, -1, 'WITHSCORES')
   elseif kind == 'set' then data = redis.call('SMEMBERS', name)
   elseif kind == 'string' then data = { redis.call('GET', name) }
+  elseif kind == 'stream' then
+    -- Only the newest entry's id: the event log is read up to it afterwards, so events and
+    -- state are of the same instant although the log is read in pages.
+    local newest = redis.call('XREVRANGE', name, '+', '-', 'COUNT', 1)
+    data = { newest[1] and newest[1][1] or '' }
   end
   out[#out + 1] = name
   out[#out + 1] = kind
@@ -113,6 +119,8 @@ def snapshot(client: redis.Redis) -> Snapshot:
         name, kind, pttl, data = reply[i], reply[i + 1], int(reply[i + 2]), reply[i + 3]
         if name in singles:
             found[name] = data
+        elif kind == "stream" and name == keys.EVENT_LOG:
+            snap.last_event_id = data[0] or None
         elif kind == "hash" and name.startswith("mm:t:"):
             snap.tickets[name[5:]] = _pairs(data)
             snap.ttls[name[5:]] = pttl
@@ -182,10 +190,13 @@ _TICKET_STEPS = {
 _EVENT_STATE = {"accepted": "matched", "requeued": "queued"}
 
 
-def read_event_log(client: redis.Redis) -> list[dict]:
+def read_event_log(client: redis.Redis, until: str | None = "+") -> list[dict]:
+    """The log from its start to `until` (inclusive; "+": its end; None: nothing)."""
+    if until is None:
+        return []
     events, cursor = [], "-"
     while True:
-        batch = client.xrange(keys.EVENT_LOG, cursor, "+", count=5000)
+        batch = client.xrange(keys.EVENT_LOG, cursor, until, count=5000)
         if not batch:
             return events
         events.extend(decode_event(entry_id, fields) for entry_id, fields in batch)
@@ -453,7 +464,7 @@ class Checker:
         without its event, or an event without its transition, breaks one of the two. (A run
         keeps far fewer events than [events] max_len, so nothing was trimmed.)"""
         state: dict[str, str] = {}
-        for event in read_event_log(self._client):
+        for event in read_event_log(self._client, until=snap.last_event_id):
             tid, kind = event.get("ticket_id"), event["type"]
             if not tid or not kind.startswith("ticket."):
                 continue
