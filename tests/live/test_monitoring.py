@@ -1,6 +1,6 @@
 """The alerting rules and the dashboard against Debian's promtool and a live replica's /metrics.
 
-- `promtool check rules` on the rules, and `promtool test rules` on their unit tests (six alerts,
+- `promtool check rules` on the rules, and `promtool test rules` on their unit tests (all seven alerts,
   each firing on its series and quiet on a healthy one);
 - every dashboard query parses as PromQL (promtool checks them as recording rules);
 - every metric name the dashboard and the rules use is one a real replica exposes on /metrics,
