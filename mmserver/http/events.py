@@ -15,7 +15,6 @@ import falcon
 
 from mmserver.http import longpoll, validation
 from mmserver.http.access import Access
-from mmserver.http.tickets import BUSY_RETRY_AFTER_S
 from mmserver.http.waiters import ANY_CHANGE, Waiters
 from mmserver.store import Store
 
@@ -52,10 +51,5 @@ class EventsResource:
                                           query.wait, recheck_s=RECHECK_S))
 
     def _answer(self, resp: falcon.Response, answer: longpoll.Answer) -> None:
-        if answer.parked:
-            return  # the server keeps the request; a later pass answers it
-        if answer.busy:
-            resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
-            self._on_busy_longpoll()
-        page = answer.result
-        resp.media = {"events": page.events, "next": page.next}
+        longpoll.respond(resp, answer, self._on_busy_longpoll,
+                         lambda page: {"events": page.events, "next": page.next})

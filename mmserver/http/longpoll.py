@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Generic, MutableMapping, NamedTuple, TypeVar
 
+import falcon
+
 from mmserver.http.waiters import Waiter, Waiters
 
 T = TypeVar("T")
@@ -28,6 +30,9 @@ T = TypeVar("T")
 PARKING = "mmserver.parking"
 PARK = "mmserver.park"
 _STATE = "mmserver.longpoll"
+# What a long-poll answered early (this replica holds its maximum of waiters) tells the client
+# to wait before polling again, so that it backs off instead of spinning.
+BUSY_RETRY_AFTER_S = 2
 
 
 class Answer(NamedTuple, Generic[T]):
@@ -37,6 +42,18 @@ class Answer(NamedTuple, Generic[T]):
     result: T | None
     busy: bool = False
     parked: bool = False
+
+
+def respond(resp: falcon.Response, answer: Answer, on_busy: Callable[[], None],
+            render: Callable[[Any], Any] = lambda result: result) -> None:
+    """Set `resp` from a long-poll's answer: nothing while parked (a later pass answers), and
+    Retry-After (counted by `on_busy`) when answered early for want of room."""
+    if answer.parked:
+        return
+    if answer.busy:
+        resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
+        on_busy()
+    resp.media = render(answer.result)
 
 
 class _State:

@@ -21,10 +21,6 @@ from mmserver.store import Store
 
 logger = logging.getLogger(__name__)
 
-# What a long-poll answered early (this replica holds its maximum of waiters) tells the
-# client to wait before polling again, so that it backs off instead of spinning.
-BUSY_RETRY_AFTER_S = 2
-
 
 def check_ticket_id(ticket_id: str) -> None:
     # A shape the store never generates cannot name a ticket: skip the round trip.
@@ -101,12 +97,7 @@ class TicketResource:
             lambda: self._store.read_ticket(ticket_id, access=access), until, poll.wait))
 
     def _answer(self, resp: falcon.Response, answer: longpoll.Answer) -> None:
-        if answer.parked:
-            return  # the server keeps the request; a later pass answers it
-        if answer.busy:
-            resp.set_header("Retry-After", str(BUSY_RETRY_AFTER_S))
-            self._on_busy_longpoll()
-        resp.media = answer.result
+        longpoll.respond(resp, answer, self._on_busy_longpoll)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, ticket_id: str) -> None:
         resp.media = self._store.cancel_ticket(ticket_id, access=self._ticket_access(req, ticket_id))
