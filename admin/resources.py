@@ -34,7 +34,7 @@ class WebhooksNotConfigured(ApiError):
 
 
 class Control(Protocol):
-    """What the control plane needs from the service (implemented by mmserver/service.py).
+    """What the control plane needs from the service (implemented by mmserver/control.py).
 
     The match and player methods raise mmserver.store.NotFound when there is nothing by that
     id, and mmserver.store.RedisUnavailable when Redis cannot answer now.

@@ -116,7 +116,7 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def start_subscriber(url: str, cache, shutdown):
-    """The real subscriber thread, wired as service.py wires it."""
+    """The real subscriber thread, wired as replica.py wires it."""
     import threading
 
     from mmserver.backoff import Backoff

@@ -1,4 +1,4 @@
-"""The `mmserver` command: argv and environment -> Config -> Service -> exit status."""
+"""The `mmserver` command: argv and environment -> Config -> Replica -> Lifecycle -> exit status."""
 from __future__ import annotations
 
 import os
@@ -16,9 +16,10 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
         print(f"mmserver: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     # Imported here so that a configuration error is reported without loading the stack.
-    from mmserver.service import Service
+    from mmserver.lifecycle import Lifecycle
+    from mmserver.replica import Replica
 
-    return Service(config, environ=environ).run()
+    return Lifecycle(Replica(config, environ=environ)).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

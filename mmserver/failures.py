@@ -3,7 +3,7 @@
 A Redis outage makes every component fail at once (ticks, the replica heartbeat, the stop
 sequence's last Redis write). Each of them is worth one line saying so; a traceback through
 redis-py's connection code says nothing more and buries the lines that matter. Components take
-a tuple of expected error types from the composition root (`REDIS_AWAY` in service.py) and
+a tuple of expected error types from the composition root (`REDIS_AWAY` in replica.py and lifecycle.py) and
 keep tracebacks for everything else.
 """
 from __future__ import annotations

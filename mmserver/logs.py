@@ -13,7 +13,7 @@ out of memory. When it is full, a new record is dropped and counted rather than 
 as `mmserver_log_records_dropped`), and `stop()` writes one last line with the total.
 
 Formats:
-- text: `2026-11-27T19:02:12.345Z INFO mmserver.service: message key=value`, then the traceback
+- text: `2026-11-27T19:02:12.345Z INFO mmserver.lifecycle: message key=value`, then the traceback
   on the following lines when there is one;
 - json: one object per line with `ts`, `level`, `logger`, `message`, `thread`, every `extra`
   field, and `exc` (the traceback text) when there is one.
@@ -144,7 +144,7 @@ class _NamedQueueListener(logging.handlers.QueueListener):
 
     def enqueue_sentinel(self) -> None:
         # The stock put_nowait would raise queue.Full on a full queue: wait for room instead
-        # (stop() is bounded by its caller, see service.py).
+        # (stop() is bounded by its caller, see lifecycle.py).
         self.queue.put(self._sentinel)
 
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of one replica, served on the control plane's /metrics.
 
 Everything lives in this object's own CollectorRegistry, never prometheus_client's global one:
-tests and several Service instances in one process then never collide, and /metrics shows only
+tests and several Replica instances in one process then never collide, and /metrics shows only
 what this replica registered.
 
 Three kinds of sources:
@@ -44,11 +44,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from mmserver.http import longpoll
+from mmserver.shutdown import STOP_KINDS
 
 logger = logging.getLogger(__name__)
 
 TICKET_OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "expired")
-SHUTDOWN_REASONS = ("signal", "admin", "redis", "worker", "startup")
+SHUTDOWN_REASONS = STOP_KINDS
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Keys of the ticker's result dict and the counters they feed; a missing key counts 0.
 TICK_COUNTS = {

@@ -1,11 +1,19 @@
-"""Whether this replica should receive traffic: the answer behind /readyz.
+"""Whether this replica should receive traffic, and which stage of its life it is in.
 
 Not ready while Redis is unreachable (the subscriber reports it) or while the replica drains:
 an operator's drain, which an operator's undrain ends, or the stop sequence, which nothing ends.
 Two separate flags, so that an undrain arriving while the replica stops cannot make it ready
-again. Flags only: reading them takes no lock.
+again. The replica's `state` (starting, running, draining, stopping) is derived from the same
+flags, so the status, the replica record and /readyz can never tell different stories.
+
+Reading takes no lock (plain flags); the changes an operator and the stop sequence race on
+(drain, undrain, stop) take one, so that each answer describes the state it left.
 """
 from __future__ import annotations
+
+import threading
+
+STARTING, RUNNING, DRAINING, STOPPING = "starting", "running", "draining", "stopping"
 
 
 class Readiness:
@@ -14,24 +22,44 @@ class Readiness:
         self._stopping = False  # the stop sequence: for good
         self._redis_connected = False
         self._started = False
+        self._changes = threading.Lock()
 
     def mark_started(self) -> None:
         self._started = True
 
-    def mark_draining(self) -> None:
-        """An operator's drain: not ready and no new tickets until mark_undrained()."""
-        self._draining = True
+    def drain(self) -> bool:
+        """An operator's drain: not ready and no new tickets until undrain(). True if this call
+        changed anything."""
+        with self._changes:
+            was = self._draining or self._stopping
+            self._draining = True
+            return not was
 
-    def mark_undrained(self) -> None:
-        """End an operator's drain. A stop sequence under way still drains."""
-        self._draining = False
+    def undrain(self) -> bool | None:
+        """End an operator's drain: True if it ended one, False if there was none, None if the
+        replica is stopping (which nothing undoes)."""
+        with self._changes:
+            if self._stopping:
+                return None
+            was = self._draining
+            self._draining = False
+            return was
 
     def mark_stopping(self) -> None:
         """The stop sequence began: not ready and no new tickets, until the process exits."""
-        self._stopping = True
+        with self._changes:
+            self._stopping = True
 
     def set_redis_connected(self, connected: bool) -> None:
         self._redis_connected = connected
+
+    @property
+    def state(self) -> str:
+        if self._stopping:
+            return STOPPING
+        if not self._started:
+            return STARTING
+        return DRAINING if self._draining else RUNNING
 
     @property
     def draining(self) -> bool:

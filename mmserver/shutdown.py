@@ -2,7 +2,7 @@
 
 Whoever asks first names the reason and the exit status; later requests are recorded in the log
 by the caller but change nothing. Never call `request` from a signal handler: it takes a lock
-(see service.py, where handlers only put into a SimpleQueue).
+(see lifecycle.py, where handlers only put into a SimpleQueue).
 """
 from __future__ import annotations
 
@@ -13,11 +13,20 @@ EXIT_OK = 0  # the supervisor asked for the stop (SIGTERM, SIGINT)
 EXIT_RESTART = 1  # something went wrong or an operator asked: restart me
 EXIT_USAGE = 2  # invalid configuration: nothing was started, do not restart
 
+# Who asked for the stop: a bounded label (the shutdowns metric), kept beside the free-text reason.
+SIGNAL = "signal"  # the supervisor: SIGTERM, SIGINT
+ADMIN = "admin"  # an operator, through the control plane
+REDIS = "redis"  # Redis stayed unreachable beyond the reconnect budget
+WORKER = "worker"  # a worker thread died or stalled
+STARTUP = "startup"  # start-up failed after something had started
+STOP_KINDS = (SIGNAL, ADMIN, REDIS, WORKER, STARTUP)
+
 
 @dataclass(frozen=True)
 class StopRequest:
     reason: str
     exit_status: int
+    kind: str  # one of STOP_KINDS
 
 
 class Shutdown:
@@ -27,12 +36,14 @@ class Shutdown:
         self._request: StopRequest | None = None
         self._listeners: list = []
 
-    def request(self, reason: str, exit_status: int) -> bool:
+    def request(self, reason: str, exit_status: int, kind: str = WORKER) -> bool:
         """Ask every component to stop. Returns True if this call was the first one."""
+        if kind not in STOP_KINDS:
+            raise ValueError(f"unknown stop kind {kind!r}")
         with self._lock:
             if self._request is not None:
                 return False
-            self._request = StopRequest(reason, exit_status)
+            self._request = StopRequest(reason, exit_status, kind)
             listeners = list(self._listeners)
         self._event.set()
         for listener in listeners:

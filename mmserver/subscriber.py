@@ -39,7 +39,7 @@ import redis
 
 from mmserver.backoff import Backoff
 from mmserver.readiness import Readiness
-from mmserver.shutdown import EXIT_RESTART, Shutdown
+from mmserver.shutdown import EXIT_RESTART, REDIS, Shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Subscriber:
                 if failures >= self._backoff.attempts:
                     logger.warning("Redis pub/sub connection %s (%s); Redis unreachable after %d "
                                    "reconnect attempts, giving up", how, self._last_error, failures)
-                    self._shutdown.request("redis unreachable", EXIT_RESTART)
+                    self._shutdown.request("redis unreachable", EXIT_RESTART, REDIS)
                     return
                 delay = self._backoff.delay(failures)
                 logger.warning("Redis pub/sub connection %s (%s); reconnecting in %.2fs (attempt %d of %d)",

@@ -150,7 +150,7 @@ def test_usage_errors_exit_2(argv, tmp_path: Path):
 
 
 def test_status_text_of_the_services_shape():
-    # The shape mmserver/service.py answers today: scheduler jobs become one line each.
+    # The shape mmserver/control.py answers today: scheduler jobs become one line each.
     status = {
         "replica": "r-1", "version": "0.1.0", "state": "draining", "reason": None, "uptime_s": 12.3,
         "ready": False, "readiness": "draining",

@@ -24,7 +24,7 @@ def test_readyz_names_what_is_missing(client, readiness: Readiness):
     assert result.json["status"] == "redis unreachable"
     assert int(result.headers["retry-after"]) > 0
     readiness.set_redis_connected(True)
-    readiness.mark_draining()
+    readiness.drain()
     result = client.simulate_get("/readyz")
     assert result.status_code == 503 and result.json["status"] == "draining"
     assert client.simulate_get("/healthz").status_code == 200
@@ -32,7 +32,7 @@ def test_readyz_names_what_is_missing(client, readiness: Readiness):
 
 def test_draining_refuses_new_tickets_and_serves_the_rest(client, readiness):
     ticket, auth = create_ticket(client, player_id="p1")
-    readiness.mark_draining()
+    readiness.drain()
     refused = client.simulate_post("/v1/tickets", json={"player_id": "p2", "mode": "duel", "mmr": 1})
     assert refused.status_code == 503
     assert int(refused.headers["retry-after"]) > 0

@@ -168,7 +168,7 @@ def test_an_operator_drain_keeps_long_polls_waiting(client, readiness):
     """Only the stop sequence (Waiters.close) ends waits: a drained replica that keeps serving
     must not turn its long-polls into a tight re-poll loop."""
     ticket, auth = create_ticket(client)
-    readiness.mark_draining()
+    readiness.drain()
     started = time.monotonic()
     result = client.simulate_get(f"/v1/tickets/{ticket['ticket_id']}",
                                  query_string=f"wait=0.5&version={ticket['version']}", headers=auth)

@@ -241,7 +241,7 @@ def test_a_port_in_use_is_refused_with_exit_2_naming_the_listener(tmp_path, redi
         server = MMServer(tmp_path, redis_url=redis_server.url, env={setting: f"127.0.0.1:{port}"})
         assert server.start().wait(30) == 2
     assert refusal(server).endswith(
-        f" ERROR mmserver.service: cannot listen on 127.0.0.1:{port} ({setting}, {role}): Address already in use")
+        f" ERROR mmserver.lifecycle: cannot listen on 127.0.0.1:{port} ({setting}, {role}): Address already in use")
 
 
 def test_an_address_nobody_has_is_refused_with_the_reason(tmp_path, redis_server):
@@ -264,7 +264,7 @@ def test_a_second_mmserver_on_the_same_data_dir_is_told_so_not_that_its_ports_ar
         assert second.start().wait(30) == 2
         data_dir = tmp_path / "data"
         assert refusal(second).endswith(
-            f" ERROR mmserver.service: data directory {data_dir} (MMSERVER_DATA_DIR) is in use by another "
+            f" ERROR mmserver.lifecycle: data directory {data_dir} (MMSERVER_DATA_DIR) is in use by another "
             f"mmserver (pid {first.process.pid}): stop that one, or give this one another MMSERVER_DATA_DIR")
         assert first.get("/readyz").status == 200  # the refused start disturbed nothing
     finally:

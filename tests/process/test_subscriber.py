@@ -211,7 +211,7 @@ def test_on_message_raising_stops_the_replica_with_a_logged_traceback(server, ca
     assert harness.readiness.redis_connected is False
 
 
-# What mmserver/service.py passes in production.
+# What mmserver/replica.py passes in production.
 PRODUCTION = {"health_interval_s": 1.0, "socket_timeout": 3.0}
 
 

@@ -1,7 +1,7 @@
 """The replica-local view cache (store/viewcache.py) on a real Redis with the real subscriber
 thread: what it answers, what it checks, and when it must not answer.
 
-A "replica" here is a Store with a cache, fed by a Subscriber wired as service.py wires it; a
+A "replica" here is a Store with a cache, fed by a Subscriber wired as replica.py wires it; a
 second Store without a cache plays another replica making changes. Nothing waits a fixed
 time: each test waits for the condition it needs (the subscriber connected, a message seen).
 """
@@ -26,7 +26,7 @@ MODES = {"duel": ModeConfig("duel", accept_timeout_s=30, ticket_ttl_s=60)}
 
 
 class Replica:
-    """A store with a view cache and the subscriber that keeps it, as service.py wires them."""
+    """A store with a view cache and the subscriber that keeps it, as replica.py wires them."""
 
     def __init__(self, url: str, *, backoff_ms: int = 50, max_age_s: float = 30.0, clock=None) -> None:
         self.cache = ViewCache(1000, max_age_s, **({"clock": clock} if clock else {}))

@@ -31,7 +31,7 @@ def json_lines(stream: io.StringIO) -> list[dict]:
 
 def test_json_lines_carry_fields_extras_and_exceptions(start_pipeline):
     pipeline, stream = start_pipeline("json")
-    log = logging.getLogger("mmserver.service")
+    log = logging.getLogger("mmserver.lifecycle")
     log.info("tick %s done", 7, extra={"mode": "duel", "matched": 4})
     try:
         raise RuntimeError("boom")
@@ -42,7 +42,7 @@ def test_json_lines_carry_fields_extras_and_exceptions(start_pipeline):
     first, second = json_lines(stream)
     assert first["message"] == "tick 7 done"
     assert first["level"] == "INFO"
-    assert first["logger"] == "mmserver.service"
+    assert first["logger"] == "mmserver.lifecycle"
     assert first["thread"] == threading.current_thread().name
     assert first["mode"] == "duel" and first["matched"] == 4
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["ts"])
@@ -65,7 +65,7 @@ def test_json_serialises_values_it_does_not_know(start_pipeline):
 
 def test_text_format(start_pipeline):
     pipeline, stream = start_pipeline("text")
-    log = logging.getLogger("mmserver.service")
+    log = logging.getLogger("mmserver.lifecycle")
     log.info("stopping", extra={"reason": "admin shutdown", "exit_status": 1})
     try:
         1 / 0

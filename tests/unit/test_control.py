@@ -1,6 +1,6 @@
-"""The lifecycle half of the service's control plane (drain, undrain) on a Service that is not
-started: no Redis and no listeners are needed to drain or undrain a replica, and /readyz's
-answer comes from the same Readiness the service holds."""
+"""The lifecycle half of the control plane (drain, undrain) on a Replica that is not started:
+no Redis and no listeners are needed to drain or undrain a replica, and /readyz's answer comes
+from the same Readiness the replica holds."""
 from __future__ import annotations
 
 import threading
@@ -9,8 +9,9 @@ import pytest
 
 from mmserver.config import Config
 from mmserver.readiness import Readiness
-from mmserver.service import Service
-from mmserver.shutdown import EXIT_OK
+from mmserver.control import ControlPlane
+from mmserver.replica import Replica
+from mmserver.shutdown import EXIT_OK, SIGNAL
 from tests.unit.test_notify import Receiver
 
 
@@ -21,13 +22,26 @@ def notify_path(tmp_path):
     return path
 
 
+class Service:
+    """A replica as start() leaves it once Redis answered (started, connected, running), with
+    the control plane's object in front of it."""
+
+    def __init__(self, environ=None) -> None:
+        self.replica = Replica(Config(), environ=environ or {})
+        self.replica.readiness.mark_started()
+        self.replica.readiness.set_redis_connected(True)
+        self.control = ControlPlane(self.replica)
+        self.readiness, self.shutdown = self.replica.readiness, self.replica.shutdown
+        self.drain, self.undrain, self.status = self.control.drain, self.control.undrain, self.control.status
+        self.replica_id = self.replica.replica_id
+
+    @property
+    def state(self) -> str:
+        return self.readiness.state
+
+
 def running_service(environ=None) -> Service:
-    """A Service as _start leaves it once Redis answered: started, connected, running."""
-    service = Service(Config(), environ=environ or {})
-    service.readiness.mark_started()
-    service.readiness.set_redis_connected(True)
-    service.state = "running"
-    return service
+    return Service(environ)
 
 
 def test_drain_then_undrain_is_running_and_ready_again():
@@ -63,7 +77,7 @@ def test_undrain_of_a_replica_that_was_not_drained_changes_nothing():
 def test_undrain_is_refused_once_a_stop_is_requested(caplog):
     service = running_service()
     service.drain()
-    service.shutdown.request("SIGTERM received", EXIT_OK)
+    service.shutdown.request("SIGTERM received", EXIT_OK, SIGNAL)
     answer = service.undrain()
     assert answer == {"state": "stopping", "accepting_tickets": False, "reason": "SIGTERM received"}
     assert service.readiness.check() == (False, "draining")
@@ -72,15 +86,15 @@ def test_undrain_is_refused_once_a_stop_is_requested(caplog):
 
 
 def test_the_stop_sequence_is_never_undone_by_an_undrain():
-    # What _stop does first: a readiness that stops cannot be made ready by an undrain, even
+    # What the stop does first: a readiness that stops cannot be made ready by an undrain, even
     # one that raced the shutdown request.
     readiness = Readiness()
     readiness.mark_started()
     readiness.set_redis_connected(True)
-    readiness.mark_draining()
+    readiness.drain()
     readiness.mark_stopping()
-    readiness.mark_undrained()
-    assert readiness.check() == (False, "draining")
+    assert readiness.undrain() is None
+    assert readiness.check() == (False, "draining") and readiness.state == "stopping"
     assert readiness.draining and readiness.stopping
 
 
