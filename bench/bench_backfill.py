@@ -93,7 +93,7 @@ def main() -> None:
                 result = ticker.tick()
                 print(f"open backfills {n:4d}: read {read_s * 1000:6.1f} ms | plan over {args.queue} queued that "
                       f"fit none: parties {plans[0] * 1000:6.1f} ms, other build {plans[1] * 1000:6.1f} ms | "
-                      f"tick filling {result['backfilled']:4d}: {result['duration_s'] * 1000:6.1f} ms")
+                      f"tick filling {result.backfilled:4d}: {result.duration_s * 1000:6.1f} ms")
         finally:
             redis.stop()
 

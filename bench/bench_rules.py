@@ -85,8 +85,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
     steady = []
     for _ in range(rounds):
         result = steady_ticker.tick()
-        steady.append(result["duration_s"])
-        if result["matches_claimed"]:
+        steady.append(result.duration_s)
+        if result.matches_claimed:
             raise RuntimeError("the steady tick matched tickets: the benchmark's data is wrong")
 
     reads, matches = [], []
@@ -109,8 +109,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
         "read_queue_s": round(median(reads), 4),
         "match_s": round(median(matches), 4),
         "proposals": len(matching.proposals),
-        "matching_tick_s": round(result["duration_s"], 4),
-        "matches_claimed": result["matches_claimed"],
+        "matching_tick_s": round(result.duration_s, 4),
+        "matches_claimed": result.matches_claimed,
         "tickets_matched": queued - left,
         "rounds": rounds,
     }

@@ -78,13 +78,13 @@ def tick_once(store: Store, client, label: str) -> dict:
     result = Ticker(store, MODES, shutdown=Shutdown(), batch_size=500).tick()
     figures = {
         "queued": queued,
-        "tick_s": round(result["duration_s"], 3),
+        "tick_s": round(result.duration_s, 3),
         "read_queue_s": round(read_s, 3),
         "propose_s": round(match_s, 3),
         "proposals": len(proposals),
-        "claimed": result["matches_claimed"],
-        "conflicts": result["claim_conflicts"],
-        "allocated": result["allocated"],
+        "claimed": result.matches_claimed,
+        "conflicts": result.claim_conflicts,
+        "allocated": result.allocated,
     }
     print(f"  {label}: {figures}", flush=True)
     return figures

@@ -57,8 +57,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: i
     idle = []
     for _ in range(idle_rounds):
         result = idle_ticker.tick()
-        idle.append(result["duration_s"])
-        if result["matches_claimed"]:
+        idle.append(result.duration_s)
+        if result.matches_claimed:
             raise RuntimeError("the idle tick matched tickets: the benchmark's data is wrong")
 
     reads, proposes = [], []
@@ -82,11 +82,11 @@ def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: i
         "read_queue_s": round(median(reads), 4),
         "propose_s": round(median(proposes), 4),
         "proposals": len(proposals),
-        "matching_tick_s": round(result["duration_s"], 4),
-        "matches_claimed": result["matches_claimed"],
-        "claim_conflicts": result["claim_conflicts"],
+        "matching_tick_s": round(result.duration_s, 4),
+        "matches_claimed": result.matches_claimed,
+        "claim_conflicts": result.claim_conflicts,
         "tickets_matched": matched,
-        "tickets_matched_per_s": round(matched / result["duration_s"]) if result["duration_s"] else None,
+        "tickets_matched_per_s": round(matched / result.duration_s) if result.duration_s else None,
         "idle_rounds": idle_rounds,
     }
     client.flushall()

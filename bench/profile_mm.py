@@ -131,9 +131,9 @@ def profile_tick(args: argparse.Namespace) -> dict:
         finally:
             redis_server.stop()
     result = {"tickets": args.tickets, "tick_s_profiled": round(elapsed, 3),
-              "claimed": tick["matches_claimed"], "redis_usec_by_command": redis_time,
+              "claimed": tick.matches_claimed, "redis_usec_by_command": redis_time,
               "python_cumulative": _stats_table(profile, args.top)}
-    print(f"tick over {args.tickets:,} tickets: {elapsed:.3f} s under cProfile, {tick['matches_claimed']:,} claimed")
+    print(f"tick over {args.tickets:,} tickets: {elapsed:.3f} s under cProfile, {tick.matches_claimed:,} claimed")
     print("Redis time by command:", json.dumps(redis_time))
     for name, tottime, cumtime in result["python_cumulative"]:
         print(f"{cumtime:8.3f} s cumulative {tottime:8.3f} s own  {name}")

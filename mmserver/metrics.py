@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import falcon
 from prometheus_client import (
@@ -46,12 +46,15 @@ from prometheus_client.registry import Collector
 from mmserver.http import longpoll
 from mmserver.shutdown import STOP_KINDS
 
+if TYPE_CHECKING:
+    from mmserver.ticker import TickResult
+
 logger = logging.getLogger(__name__)
 
 TICKET_OUTCOMES = ("created", "matched", "assigned", "finished", "cancelled", "expired")
 SHUTDOWN_REASONS = STOP_KINDS
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-# Keys of the ticker's result dict and the counters they feed; a missing key counts 0.
+# Fields of the ticker's TickResult and the counters they feed.
 TICK_COUNTS = {
     "matches_claimed": ("mmserver_matches_claimed", "Matches claimed by this replica's ticks"),
     "claim_conflicts": ("mmserver_claim_conflicts",
@@ -141,23 +144,19 @@ class Metrics:
         its process_response sees the final status."""
         return HttpMetricsMiddleware(self._http_requests, self._http_duration)
 
-    def observe_tick(self, result: dict | None, duration_s: float) -> None:
-        """Record one completed tick: its duration and the counts in its result dict."""
+    def observe_tick(self, result: TickResult, duration_s: float) -> None:
+        """Record one completed tick: its duration and the counts of its TickResult."""
         self._tick_duration.observe(max(0.0, duration_s))
-        result = result or {}
-        for key, counter in self._tick_counts.items():
-            value = result.get(key) or 0
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                logger.warning("tick result %s=%r is not a count; not recorded", key, value)
-                continue
-            if value:
-                counter.inc(value)
+        for field, counter in self._tick_counts.items():
+            count = getattr(result, field)
+            if count > 0:
+                counter.inc(count)
 
-    def timed_tick(self, tick: Callable[[], dict | None]) -> Callable[[], dict | None]:
+    def timed_tick(self, tick: Callable[[], TickResult]) -> Callable[[], TickResult]:
         """Wrap the ticker's tick for the scheduler: times it, records its result, counts
         ticks that raise (and re-raises: the scheduler keeps its own error record)."""
 
-        def run() -> dict | None:
+        def run() -> TickResult:
             started = time.monotonic()
             try:
                 result = tick()

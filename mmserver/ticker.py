@@ -14,6 +14,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 from mmserver.config import ModeConfig
@@ -45,6 +46,22 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass
+class TickResult:
+    """What one tick did: counts of its work (the metrics record them), whether it stopped
+    before the end because shutdown was requested, and how long it took."""
+    reads_refreshed: int = 0  # tickets read since the last tick whose deadlines were pushed back
+    deadlines_processed: int = 0  # ready-check and allocation deadlines handled
+    backfilled: int = 0  # queued tickets placed into running matches' backfills
+    proposals: int = 0  # matches the rules (or match functions) proposed
+    matches_claimed: int = 0  # proposals whose claim script succeeded
+    claim_conflicts: int = 0  # proposals refused because a ticket changed first
+    match_function_errors: int = 0  # modes skipped because their match function failed
+    allocated: int = 0  # matches given a game server
+    stopped_early: bool = False
+    duration_s: float = 0.0
+
+
 class Ticker:
     def __init__(self, store: Store, modes: Mapping[str, ModeConfig], *, shutdown: Shutdown,
                  batch_size: int = 500, mode_lock_s: float = 5.0, regions: Sequence[str] = ()) -> None:
@@ -60,14 +77,12 @@ class Ticker:
         self._batch_size = max(1, batch_size)
         self._mode_lock_s = mode_lock_s
 
-    def tick(self) -> dict:
+    def tick(self) -> TickResult:
         started = time.monotonic()
-        counts = {"deadlines_processed": 0, "proposals": 0, "matches_claimed": 0,
-                  "claim_conflicts": 0, "allocated": 0, "match_function_errors": 0,
-                  "backfilled": 0, "stopped_early": False}
+        counts = TickResult()
         # First: a ticket read (from the view cache) since the last tick must not expire in
         # this tick's deadlines.
-        counts["reads_refreshed"] = self._store.refresh_reads()
+        counts.reads_refreshed = self._store.refresh_reads()
         if not self._deadlines(counts):
             return self._result(counts, started, stopped=True)
         for name in self._modes:
@@ -78,25 +93,23 @@ class Ticker:
             return self._result(counts, started, stopped=True)
         return self._result(counts, started, stopped=self._shutdown.is_set())
 
-    def _result(self, counts: dict, started: float, *, stopped: bool) -> dict:
-        counts["stopped_early"] = stopped
-        counts["duration_s"] = time.monotonic() - started
-        # Short names as well, for readers of the tick result outside the metrics.
-        counts["claimed"] = counts["matches_claimed"]
-        counts["conflicts"] = counts["claim_conflicts"]
+    @staticmethod
+    def _result(counts: TickResult, started: float, *, stopped: bool) -> TickResult:
+        counts.stopped_early = stopped
+        counts.duration_s = time.monotonic() - started
         return counts
 
-    def _deadlines(self, counts: dict) -> bool:
+    def _deadlines(self, counts: TickResult) -> bool:
         for _ in range(MAX_DEADLINE_BATCHES):
             if self._shutdown.is_set():
                 return False
             done = self._store.process_deadlines(self._batch_size)
-            counts["deadlines_processed"] += done.total
+            counts.deadlines_processed += done.total
             if not done.more:
                 break
         return True
 
-    def _match_mode(self, name: str, counts: dict) -> None:
+    def _match_mode(self, name: str, counts: TickResult) -> None:
         lock = None
         if self._mode_lock_s > 0:
             lock = self._store.try_lock(f"mode:{name}", self._mode_lock_s)
@@ -133,7 +146,7 @@ class Ticker:
         return proposals, {t.ticket_id: "match_function" for t in tickets if t.ticket_id not in matched}
 
     def _backfill(self, name: str, region: str | None, tickets: list[QueuedTicket],
-                  backfills: list[OpenBackfill], counts: dict) -> list[QueuedTicket]:
+                  backfills: list[OpenBackfill], counts: TickResult) -> list[QueuedTicket]:
         """Fills open backfills from this queue; returns the tickets left for new matches.
         A planned fill that the script refuses (the slot or ticket taken meanwhile) leaves its
         ticket to normal matching, whose claim re-checks it in turn."""
@@ -142,10 +155,10 @@ class Ticker:
             return tickets
         results = self._store.fill_backfills(name, region, self._modes[name].team_size, fills)
         filled = {fill.ticket_id for fill, why in zip(fills, results) if why == ""}
-        counts["backfilled"] += len(filled)
+        counts.backfilled += len(filled)
         return [t for t in tickets if t.ticket_id not in filled] if filled else tickets
 
-    def _match_queue(self, name: str, region: str | None, counts: dict,
+    def _match_queue(self, name: str, region: str | None, counts: TickResult,
                      backfills: list[OpenBackfill] = ()) -> None:
         with _cyclic_gc_paused():
             tickets = self._store.read_queue(name, region)
@@ -153,13 +166,13 @@ class Ticker:
                 tickets = self._backfill(name, region, tickets, backfills, counts)
             result = self._propose(name, tickets) if tickets else ([], {})
         if result is None:
-            counts["match_function_errors"] += 1
+            counts.match_function_errors += 1
             return
         proposals, blocked = result
         self._store.record_blocked(name, region, blocked)
         if not proposals:
             return
-        counts["proposals"] += len(proposals)
+        counts.proposals += len(proposals)
         accept_timeout_s = self._modes[name].accept_timeout_s
         choices = _choices(proposals, tickets) if self._modes[name].has_profiles else None
         batches = [(
@@ -172,8 +185,8 @@ class Ticker:
             return sum(1 for r in results if r.session_id)
 
         def count(claimed: int, batch: tuple) -> None:  # in this thread only
-            counts["matches_claimed"] += claimed
-            counts["claim_conflicts"] += len(batch[0]) - claimed
+            counts.matches_claimed += claimed
+            counts.claim_conflicts += len(batch[0]) - claimed
 
         if len(batches) == 1:
             if not self._shutdown.is_set():
@@ -201,12 +214,12 @@ class Ticker:
             for future, _sent in in_flight:
                 future.result()  # raises the first failure, if any
 
-    def _allocate(self, counts: dict) -> bool:
+    def _allocate(self, counts: TickResult) -> bool:
         while True:
             if self._shutdown.is_set():
                 return False
             allocated, waiting = self._store.allocate(self._batch_size)
-            counts["allocated"] += allocated
+            counts.allocated += allocated
             if allocated < self._batch_size or waiting == 0:
                 return True
 

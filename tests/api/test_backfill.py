@@ -98,7 +98,7 @@ def test_leave_backfill_fill_seen_by_the_server(client, ticker, redis_client):
     eve = ticket(client, "eve", mmr=1550)
     far = ticket(client, "far", mmr=1900)  # outside the window around the match's mean (1500 ± 100)
     result = ticker.tick()
-    assert result["backfilled"] == 1
+    assert result.backfilled == 1
     match = roster(client, match_id)
     assert "eve" in names(match)[1] and match["version"] == 3 and match["backfills"] == []
     assert heartbeat(client)["match_version"] == 3
@@ -204,7 +204,7 @@ def test_expiry_and_cancel(client, ticker, redis_client):
     ticker.tick()
     assert client.simulate_delete(f"{url}/{first}", headers=SERVER).json["state"] == "expired"
     ticket(client, "eve")
-    assert ticker.tick()["backfilled"] == 0
+    assert ticker.tick().backfilled == 0
     assert roster(client, match_id)["backfills"] == []
     check_invariants(redis_client, TEAM_SIZES)
 
@@ -246,7 +246,7 @@ def test_roles_region_and_attribute_rules_are_respected(client, ticker, redis_cl
     for why, pair in wrong.items():
         assert read(client, pair)["status"] == "queued", why
     good = ranked(client, "ok1", maps=("nuke", "dust2"), roles=("dps", "tank"))
-    assert ticker.tick()["backfilled"] == 1
+    assert ticker.tick().backfilled == 1
     view = read(client, good)
     assert view["status"] == "assigned" and view["assignment"]["roles"]["ok1"] == "tank"
     assert view["assignment"]["region"] == "eu" and view["assignment"]["attributes"] == {"maps": "dust2"}

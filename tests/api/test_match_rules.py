@@ -68,7 +68,7 @@ def test_a_ranked_match_gets_its_region_roles_common_map_and_roster(client, stor
         ranked(client, "c", roles=["dps"], maps=["nuke"], latencies={"eu": 10, "us": 50}),
         ranked(client, "d", roles=["dps", "tank"], maps=["nuke", "mirage"], latencies={"eu": 20, "us": 30}),
     ]
-    assert tick()["matches_claimed"] == 1
+    assert tick().matches_claimed == 1
     server = client.simulate_put("/v1/servers/gs-us", json={"address": "10.0.0.9:7777", "region": "us"},
                                  headers=SERVER_AUTH)
     assert server.status_code == 200
@@ -101,7 +101,7 @@ def test_a_fixed_region_in_a_latency_mode_plays_only_there(client, store, tick):
         ranked(client, player, roles=["tank", "dps"], latencies={"eu": 10, "us": 60})
     fixed, fixed_auth = ranked(client, "d", roles=["tank", "dps"], latencies=None, region="us")
     assert fixed["region"] == "us"
-    assert tick()["matches_claimed"] == 1
+    assert tick().matches_claimed == 1
     client.simulate_put("/v1/servers/gs-eu", json={"address": "10.0.0.8:7777", "region": "eu"},
                         headers=SERVER_AUTH)
     client.simulate_put("/v1/servers/gs-us", json={"address": "10.0.0.9:7777", "region": "us"},
@@ -166,7 +166,7 @@ def test_a_lobby_waits_for_a_full_shape_then_starts_smaller(client, store, confi
 
     tickets = [create(p) for p in ("a", "b", "c")]
     ticker = Ticker(store, config.modes, shutdown=Shutdown(), regions=config.regions, mode_lock_s=0)
-    assert ticker.tick()["matches_claimed"] == 0  # 3 of 4, fill_wait_s not reached
+    assert ticker.tick().matches_claimed == 0  # 3 of 4, fill_wait_s not reached
     assert read(client, *tickets[0])["matching"]["blocked_by"] == "players"
     hurried = dict(config.modes)
     hurried["royale"] = ModeConfig(name="royale", team_size=4, min_team_size=2, teams=1, fill_wait_s=0,
@@ -226,7 +226,7 @@ def test_a_party_offers_one_role_list_per_member(client, store, tick):
     assert result.json["roles"] == [["tank"], ["dps"]]
     ranked(client, "r1", roles=["dps"], latencies={"eu": 20})
     ranked(client, "r2", roles=["tank"], latencies={"eu": 20})
-    assert tick()["matches_claimed"] == 1
+    assert tick().matches_claimed == 1
     client.simulate_put("/v1/servers/gs-eu", json={"address": "10.0.0.8:7777", "region": "eu"},
                         headers=SERVER_AUTH)
     assert store.allocate(10)[0] == 1

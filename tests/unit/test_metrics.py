@@ -1,6 +1,7 @@
 """Metrics of one replica: a real Falcon app with the middleware, the real exposition parser."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import falcon
@@ -10,7 +11,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from mmserver.http import longpoll
-from mmserver.metrics import Metrics
+from mmserver.metrics import TICK_COUNTS, Metrics
+from mmserver.ticker import TickResult
 from mmserver_admin.app import create_admin_app
 from tests.admin.controls import TOKEN, RecordingControl
 
@@ -172,36 +174,41 @@ def test_no_per_replica_ticket_counter():
     assert not {name for (name, _) in samples(metrics) if name.startswith("mmserver_tickets")}
 
 
-def test_observe_tick_with_partial_and_empty_results():
+def test_observe_tick_counts_each_field_of_the_tick_result():
     metrics = Metrics()
-    metrics.observe_tick({"matches_claimed": 2, "claim_conflicts": 1, "deadlines_processed": 3,
-                          "backfilled": 2}, 0.004)
-    metrics.observe_tick({"matches_claimed": 1}, 0.02)
-    metrics.observe_tick({}, 0.5)
-    metrics.observe_tick(None, 0.001)
-    metrics.observe_tick({"claim_conflicts": None, "deadlines_processed": "many"}, 0.001)
+    metrics.observe_tick(TickResult(matches_claimed=2, claim_conflicts=1, deadlines_processed=3,
+                                    backfilled=2, proposals=3), 0.004)
+    metrics.observe_tick(TickResult(matches_claimed=1), 0.02)
+    metrics.observe_tick(TickResult(), 0.5)
 
     assert value(metrics, "mmserver_matches_claimed_total") == 3
     assert value(metrics, "mmserver_claim_conflicts_total") == 1
     assert value(metrics, "mmserver_deadlines_processed_total") == 3
     assert value(metrics, "mmserver_backfill_fills_total") == 2
-    assert value(metrics, "mmserver_tick_duration_seconds_count") == 5
-    assert value(metrics, "mmserver_tick_duration_seconds_sum") == pytest.approx(0.526)
-    assert value(metrics, "mmserver_tick_duration_seconds_bucket", le="0.005") == 3
+    assert value(metrics, "mmserver_match_function_errors_total") == 0
+    assert value(metrics, "mmserver_tick_duration_seconds_count") == 3
+    assert value(metrics, "mmserver_tick_duration_seconds_sum") == pytest.approx(0.524)
+    assert value(metrics, "mmserver_tick_duration_seconds_bucket", le="0.005") == 1
+
+
+def test_every_tick_count_is_a_field_of_the_tick_result():
+    fields = {f.name for f in dataclasses.fields(TickResult)}
+    assert set(TICK_COUNTS) <= fields
 
 
 def test_timed_tick_records_results_and_counts_errors():
     metrics = Metrics()
-    results = iter([{"matches_claimed": 4}, RuntimeError("redis away"), {"deadlines_processed": 1}])
+    results = iter([TickResult(matches_claimed=4), RuntimeError("redis away"),
+                    TickResult(deadlines_processed=1)])
 
-    def tick() -> dict:
+    def tick() -> TickResult:
         item = next(results)
         if isinstance(item, Exception):
             raise item
         return item
 
     job = metrics.timed_tick(tick)
-    assert job() == {"matches_claimed": 4}
+    assert job() == TickResult(matches_claimed=4)
     with pytest.raises(RuntimeError, match="redis away"):
         job()
     job()

@@ -25,10 +25,10 @@ def test_a_tick_matches_claims_and_allocates(redis_client):
     store, modes = _setup(redis_client, static=[f"10.0.0.{i}:7777" for i in range(3)])
     tickets = [_ticket(store, f"p{i}", mmr=1500 + i) for i in range(10)]
     result = Ticker(store, modes, shutdown=Shutdown()).tick()
-    assert result["proposals"] == 5 and result["matches_claimed"] == 5
-    assert result["claimed"] == 5 and result["claim_conflicts"] == 0
-    assert result["allocated"] == 3 and result["stopped_early"] is False
-    assert result["duration_s"] > 0
+    assert result.proposals == 5 and result.matches_claimed == 5
+    assert result.claim_conflicts == 0
+    assert result.allocated == 3 and result.stopped_early is False
+    assert result.duration_s > 0
     statuses = [store.read_ticket(t, k)["status"] for t, k in tickets]
     assert statuses.count("assigned") == 6 and statuses.count("matched") == 4
     check_invariants(redis_client)
@@ -39,7 +39,7 @@ def test_regions_never_mix(redis_client):
     _ticket(store, "a", region="eu")
     _ticket(store, "b", region="us")
     result = Ticker(store, modes, shutdown=Shutdown()).tick()
-    assert result["matches_claimed"] == 0
+    assert result.matches_claimed == 0
 
 
 def test_a_tick_processes_deadlines(redis_client):
@@ -47,11 +47,11 @@ def test_a_tick_processes_deadlines(redis_client):
     a, ta = _ticket(store, "a")
     b, tb = _ticket(store, "b")
     ticker = Ticker(store, modes, shutdown=Shutdown())
-    assert ticker.tick()["matches_claimed"] == 1
+    assert ticker.tick().matches_claimed == 1
     store.accept(a, ta)
     time.sleep(0.15)
     result = ticker.tick()
-    assert result["deadlines_processed"] == 1
+    assert result.deadlines_processed == 1
     assert store.read_ticket(a, ta)["status"] == "queued"
     assert store.read_ticket(b, tb)["reason"] == "ready check timed out"
 
@@ -63,7 +63,7 @@ def test_a_set_shutdown_stops_the_tick_before_any_work(redis_client):
     shutdown = Shutdown()
     shutdown.request("test", 0)
     result = Ticker(store, modes, shutdown=shutdown).tick()
-    assert result["stopped_early"] is True and result["matches_claimed"] == 0
+    assert result.stopped_early is True and result.matches_claimed == 0
     assert len(store.read_queue("duel", None)) == 4
 
 
@@ -82,10 +82,10 @@ def test_shutdown_between_batches_leaves_whole_sessions_only(redis_client):
     store = StopAfterFirstClaim(redis_client, modes, ServersConfig(), retention_s=60)
     result = Ticker(store, modes, shutdown=shutdown, batch_size=5).tick()
     # the batches already sent when the stop came (at most CLAIMS_IN_FLIGHT) finish; no more
-    assert result["stopped_early"] is True
-    assert 5 <= result["matches_claimed"] <= 5 * CLAIMS_IN_FLIGHT < 20
+    assert result.stopped_early is True
+    assert 5 <= result.matches_claimed <= 5 * CLAIMS_IN_FLIGHT < 20
     statuses = check_invariants(redis_client)
-    assert list(statuses.values()).count("matched") == 2 * result["matches_claimed"]
+    assert list(statuses.values()).count("matched") == 2 * result.matches_claimed
 
 
 def test_many_batches_in_flight_claim_every_proposal_once(redis_client):
@@ -93,8 +93,8 @@ def test_many_batches_in_flight_claim_every_proposal_once(redis_client):
     for i in range(60):
         _ticket(store, f"p{i}", mmr=1500 + i)
     result = Ticker(store, modes, shutdown=Shutdown(), batch_size=3).tick()
-    assert result["proposals"] == 30 and result["matches_claimed"] == 30
-    assert result["claim_conflicts"] == 0 and result["stopped_early"] is False
+    assert result.proposals == 30 and result.matches_claimed == 30
+    assert result.claim_conflicts == 0 and result.stopped_early is False
     statuses = check_invariants(redis_client)
     assert list(statuses.values()).count("matched") == 60
 
@@ -104,9 +104,9 @@ def test_a_held_mode_lock_makes_another_replica_skip_the_mode(redis_client):
     _ticket(store, "a")
     _ticket(store, "b")
     token = store.try_lock("mode:duel", 5)
-    assert Ticker(store, modes, shutdown=Shutdown()).tick()["proposals"] == 0
+    assert Ticker(store, modes, shutdown=Shutdown()).tick().proposals == 0
     store.unlock("mode:duel", token)
-    assert Ticker(store, modes, shutdown=Shutdown()).tick()["matches_claimed"] == 1
+    assert Ticker(store, modes, shutdown=Shutdown()).tick().matches_claimed == 1
 
 
 def _race(redis_server, redis_client, accept, rounds, players):
@@ -145,7 +145,7 @@ def test_two_tickers_racing_never_put_a_ticket_in_two_sessions(redis_server, red
     statuses = check_invariants(redis_client)
     assert len(statuses) == 300
     assert list(statuses.values()).count("matched") == 300  # all paired, each exactly once
-    claimed = sum(r["matches_claimed"] for rs in results for r in rs)
+    claimed = sum(r.matches_claimed for rs in results for r in rs)
     assert claimed == 150
     written = [key[len("mm:s:"):] for key in redis_client.scan_iter("mm:s:*")]
     pending = redis_client.hkeys("mm:cs")  # created by a claim, not loaded yet

@@ -43,7 +43,7 @@ def test_a_match_functions_proposals_are_claimed(redis_client):
     b = _create(store, "b", "levels", level=12.0)
     far = _create(store, "c", "levels", level=90.0)
     result = Ticker(store, modes, shutdown=Shutdown(), mode_lock_s=0).tick()
-    assert result["matches_claimed"] == 1 and result["match_function_errors"] == 0
+    assert result.matches_claimed == 1 and result.match_function_errors == 0
     assert store.read_ticket(*a)["status"] == "matched"
     assert store.read_ticket(*b)["status"] == "matched"
     waiting = store.read_ticket(*far)
@@ -62,8 +62,8 @@ def test_a_failing_function_is_reported_and_its_mode_skips_the_tick(redis_client
         caplog.clear()
         with caplog.at_level(logging.ERROR, logger="mmserver.ticker"):
             result = Ticker(store, modes, shutdown=Shutdown(), mode_lock_s=0).tick()
-        assert result["match_function_errors"] == 1, function
-        assert result["matches_claimed"] == 1  # the other mode still matched
+        assert result.match_function_errors == 1, function
+        assert result.matches_claimed == 1  # the other mode still matched
         assert all(store.read_ticket(*t)["status"] == "queued" for t in levels)
         assert all(store.read_ticket(*t)["status"] == "matched" for t in duels)
         record = next(r for r in caplog.records if "match function of mode levels" in r.getMessage())
