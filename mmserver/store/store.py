@@ -19,7 +19,7 @@ from mmserver.matchmaking import QueuedTicket
 from mmserver.matchmaking.backfill import Fill, OpenBackfill, Slot
 from mmserver.store import keys
 from mmserver.store.backfills import Backfills
-from mmserver.store.errors import RedisUnavailable
+from mmserver.store.errors import NotFound, RedisUnavailable
 from mmserver.store.events import EventLog, Page
 from mmserver.store.replicas import Replicas
 from mmserver.store.scripts import Scripts

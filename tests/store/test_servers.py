@@ -178,3 +178,14 @@ def test_assigned_matches_lists_running_matches_only(make_store):
     after = store.assigned_matches(10)
     assert after["total"] == 2
     assert listed["matches"][0]["match_id"] not in {m["match_id"] for m in after["matches"]}
+
+
+def test_a_match_gone_between_the_two_reads_is_left_out_of_the_list(make_store, redis_client):
+    store = _store(make_store, static=("10.0.0.5:7777", "10.0.0.6:7777"))
+    _allocating(store, 2)
+    assert store.allocate(10) == (2, 0)
+    gone, kept = sorted(redis_client.smembers(keys.ASSIGNED))
+    # As if the match ended (and its session expired) after the set was read.
+    redis_client.delete(keys.session(gone))
+    listed = store.assigned_matches(10)
+    assert [m["match_id"] for m in listed["matches"]] == [kept]
