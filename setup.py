@@ -14,7 +14,7 @@ setup(
                   # The operator console's page, stylesheet and script (admin/console.py).
                   "mmserver_admin": ["console/*.html", "console/*.css", "console/*.js"]},
     install_requires=[
-        # Exact: redis_client.LeanConnectionPool reproduces redis-py's ConnectionPool
+        # Exact: redis_pool.LeanConnectionPool reproduces redis-py's ConnectionPool
         # get_connection/ensure_connection; tests/unit/test_redis_client_lean.py compares their
         # source with the hashes it was written against. Upgrade both together.
         "redis==8.2.0",

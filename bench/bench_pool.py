@@ -27,7 +27,9 @@ import redis  # noqa: E402
 
 from bench.bench_store import MODES, create_many  # noqa: E402
 from mmserver.config import ServersConfig  # noqa: E402
-from mmserver.redis_client import GuardedConnectionPool, LeanConnectionPool, connect  # noqa: E402
+from mmserver.redis_client import connect  # noqa: E402
+from mmserver.redis_pool import LeanConnectionPool  # noqa: E402
+from mmserver.redis_replies import GuardedConnectionPool  # noqa: E402
 from mmserver.store import Store  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 

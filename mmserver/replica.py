@@ -33,7 +33,8 @@ from mmserver.http.waiters import Waiters
 from mmserver.metrics import Metrics
 from mmserver.notify import SystemdNotifier
 from mmserver.readiness import Readiness
-from mmserver.redis_client import RedisURLError, connect, connect_subscriber
+from mmserver.redis_client import connect, connect_subscriber
+from mmserver.redis_url import RedisURLError
 from mmserver.scheduler import Scheduler
 from mmserver.shutdown import Shutdown
 from mmserver.stop import StopSequence

