@@ -15,9 +15,10 @@ import re
 import tomllib
 import urllib.parse
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mmserver.matchmaking import functions
 from mmserver.matchmaking.rules import ATTRIBUTE_TYPES, MMR_RULE, RULE_KINDS, Latency, Rule, Step
@@ -91,6 +92,18 @@ class ModeConfig:
         """Tickets of this mode carry a match profile (store/profiles.py): attributes,
         latencies, roles, or player ids for a match function."""
         return bool(self.attributes or self.roles or self.latency or self.match_function)
+
+    def party_problem(self, player_id: str, party: Sequence[str]) -> str | None:
+        """Why `party` (the other members, beside `player_id`) cannot queue in this mode, in
+        the words a client sees; None when it can. The one place these rules live."""
+        if len(party) > self.team_size - 1:
+            return (f"A party in mode {self.name!r} holds at most {self.team_size - 1} other "
+                    f"player(s) (team size {self.team_size}).")
+        if player_id in party:
+            return "'party' lists the other members only, not the player themself."
+        if len(set(party)) != len(party):
+            return "'party' lists a player twice."
+        return None
 
 
 @dataclass(frozen=True)
@@ -256,34 +269,67 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def convert(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"expected an integer, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"must be at least {minimum}, got {value}")
-        return value
+# --- value rules: one check and one wording each, for flags, the environment and the TOML file.
+# Flags and variables arrive as text and are parsed first; TOML values arrive typed and are
+# type-checked first (a TOML string "5" is not a number). The caller prefixes where it was set.
 
-    return convert
+def _at_least(value: int, minimum: int) -> int:
+    if value < minimum:
+        raise ConfigError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _non_empty_text(value: str) -> str:
+    if not value.strip():
+        raise ConfigError("must not be empty")
+    return value.strip()
+
+
+def _greater_than_zero(value: float) -> float:
+    if _non_negative(value) <= 0:
+        raise ConfigError(f"must be greater than 0, got {value!r}")
+    return float(value)
+
+
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """Prefix a ConfigError raised inside with where the value was set."""
+    try:
+        yield
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _text_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"expected an integer, got {raw!r}") from None
+
+
+def _text_number(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"expected a number, got {raw!r}") from None
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    return lambda raw: _at_least(_text_int(raw), minimum)
 
 
 def _seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"expected a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"must be a finite number >= 0, got {raw!r}")
-    return value
+    return _non_negative(_text_number(raw))
 
 
 def _positive_seconds(raw: str) -> float:
-    value = _seconds(raw)
-    if value <= 0:
-        raise ConfigError(f"must be greater than 0, got {raw!r}")
-    return value
+    return _greater_than_zero(_text_number(raw))
 
 
 def _choice(choices: Sequence[str], fold: Callable[[str], str] = str.lower) -> Callable[[str], str]:
@@ -297,9 +343,7 @@ def _choice(choices: Sequence[str], fold: Callable[[str], str] = str.lower) -> C
 
 
 def _nonempty(raw: str) -> str:
-    if not raw.strip():
-        raise ConfigError("must not be empty")
-    return raw.strip()
+    return _non_empty_text(raw)
 
 
 def _path(raw: str) -> Path:
@@ -439,34 +483,35 @@ _SERVER_KEYS: dict[str, Callable[[str, Any], Any]] = {}
 
 def _toml_int(minimum: int) -> Callable[[str, Any], int]:
     def convert(where: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if value < minimum:
-            raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
-        return value
+        with _at(where):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"expected an integer, got {value!r}")
+            return _at_least(value, minimum)
 
     return convert
 
 
+def _toml_typed_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"expected a number, got {value!r}")
+    return value
+
+
 def _toml_number(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if value < 0:
-        raise ConfigError(f"{where}: must not be negative, got {value}")
-    return float(value)
+    with _at(where):
+        return _non_negative(_toml_typed_number(value))
 
 
 def _toml_positive(where: str, value: Any) -> float:
-    number = _toml_number(where, value)
-    if number <= 0:
-        raise ConfigError(f"{where}: must be greater than 0, got {value}")
-    return number
+    with _at(where):
+        return _greater_than_zero(_toml_typed_number(value))
 
 
 def _toml_token(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string")
-    return value.strip()
+    with _at(where):
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {value!r}")
+        return _non_empty_text(value)
 
 
 def _toml_addresses(where: str, value: Any) -> tuple[str, ...]:
@@ -540,11 +585,6 @@ def _toml_claims(where: str, value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _toml_rate(where: str, value: Any) -> float:
-    number = _toml_positive(where, value)
-    return number
-
-
 # --- match rules of a mode (SPEC "Match rules"): shapes here, cross-checks in _parse_mode ---
 
 MAX_ATTRIBUTES = 16
@@ -558,13 +598,6 @@ RESERVED_RULE_NAMES = (MMR_RULE, "latency", "roles", "players")
 RULE_ATTRIBUTE_TYPES = {"same": ("string", "number"), "overlap": ("string_list",), "distance": ("number",)}
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 FUNCTION_SPEC = re.compile(f"{_DOTTED}:{_DOTTED}")  # "package.module:function"
-
-
-def _toml_limit(where: str, value: Any) -> float:
-    """A rule's limit (max, max_ms): a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{where}: expected a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _toml_attributes(where: str, value: Any) -> tuple[tuple[str, str], ...]:
@@ -605,8 +638,8 @@ def _toml_steps(where: str, value: Any, key: str, base: float) -> tuple[Step, ..
         here = f"{where}[{index}]"
         if not isinstance(item, dict) or set(item) != {"after_s", key}:
             raise ConfigError(f"{here}: expected {shape}, got {item!r}")
-        after_s = _toml_limit(f"{here}.after_s", item["after_s"])
-        limit = _toml_limit(f"{here}.{key}", item[key])
+        after_s = _toml_number(f"{here}.after_s", item["after_s"])
+        limit = _toml_number(f"{here}.{key}", item[key])
         if after_s <= (steps[-1].after_s if steps else 0.0):
             raise ConfigError(f"{here}: after_s ({after_s:g}) must be greater than "
                               + (f"the previous step's ({steps[-1].after_s:g})" if steps else "0"))
@@ -654,7 +687,7 @@ def _toml_rules(where: str, value: Any) -> tuple[Rule, ...]:
         if kind == "distance":
             if "max" not in table:
                 raise ConfigError(f"{here}: missing key 'max' (a distance rule's largest gap)")
-            limit = _toml_limit(f"{here}: max", table["max"])
+            limit = _toml_number(f"{here}: max", table["max"])
             expand = _toml_steps(f"{here}: expand", table.get("expand", []), "max", limit)
             rules.append(Rule(name, kind, attribute, limit, expand))
         else:
@@ -670,7 +703,7 @@ def _toml_latency(where: str, value: Any) -> Latency:
             raise ConfigError(f"{where}: unknown key {key!r} (known: max_ms, expand)")
     if "max_ms" not in value:
         raise ConfigError(f"{where}: missing key 'max_ms'")
-    limit = _toml_limit(f"{where}.max_ms", value["max_ms"])
+    limit = _toml_number(f"{where}.max_ms", value["max_ms"])
     return Latency(limit, _toml_steps(f"{where}.expand", value.get("expand", []), "max_ms", limit))
 
 
@@ -717,13 +750,13 @@ _AUTH_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     open=_toml_bool,
 )
 _LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
-    poll_per_s=_toml_rate,
+    poll_per_s=_toml_positive,
     poll_burst=_toml_int(1),
-    create_per_min=_toml_rate,
+    create_per_min=_toml_positive,
     create_burst=_toml_int(1),
-    backend_per_s=_toml_rate,
+    backend_per_s=_toml_positive,
     backend_burst=_toml_int(1),
-    address_per_s=_toml_rate,
+    address_per_s=_toml_positive,
     address_burst=_toml_int(1),
 )
 _EVENT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(

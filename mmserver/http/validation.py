@@ -166,15 +166,9 @@ def ticket_request(document: Any, modes: Mapping[str, ModeConfig],
     # Compare before float(): a huge JSON integer would overflow the conversion.
     if not (MMR_MIN <= mmr <= MMR_MAX):
         raise Unprocessable(f"'mmr' must be between {MMR_MIN:g} and {MMR_MAX:g}.")
-    if len(party) > mode.team_size - 1:
-        raise Unprocessable(
-            f"A party in mode {mode.name!r} holds at most {mode.team_size - 1} other player(s) "
-            f"(team size {mode.team_size})."
-        )
-    if player in party:
-        raise Unprocessable("'party' lists the other members only, not the player themself.")
-    if len(set(party)) != len(party):
-        raise Unprocessable("'party' lists a player twice.")
+    problem = mode.party_problem(player, party)
+    if problem:
+        raise Unprocessable(problem)
     attributes = _attributes(body.get("attributes"), mode)
     latencies = _latencies(body.get("latencies"), mode, regions, region)
     roles = _roles(body.get("roles"), mode, 1 + len(party))

@@ -169,10 +169,9 @@ class Tickets:
         if config is None:
             raise Conflict(f"Unknown mode {mode!r}.")
         party = list(party)
-        if len(party) > config.team_size - 1:
-            raise Conflict(f"A party in {mode!r} has at most {config.team_size} players.")
-        if player_id in party or len(set(party)) != len(party):
-            raise Conflict("Party members must be distinct and exclude the caller.")
+        problem = config.party_problem(player_id, party)
+        if problem:  # the HTTP layer refused it already (422); other callers get the same words
+            raise Conflict(problem)
         # The HTTP layer's validation already excludes these; the scripts use them as separators.
         if any(c in value for value in (player_id, region or "", mode, *party) for c in _SEPARATORS) \
                 or not player_id or "" in party:

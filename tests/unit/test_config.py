@@ -123,7 +123,7 @@ allocation_timeout_s = 30
     [
         ("[modes.duel]\nteams = 0\n", "at least 1"),
         ("[modes.duel]\nteam_size = 0\n", "at least 1"),
-        ("[modes.duel]\naccept_timeout_s = -1\n", "negative"),
+        ("[modes.duel]\naccept_timeout_s = -1\n", ">= 0"),
         ("[modes.duel]\nmmr_window = 200\nmmr_window_max = 100\n", "below mmr_window"),
         ("[modes.duel]\ncolour = 'red'\n", "unknown option 'colour'"),
         ("[modes.duel]\nteams = '2'\n", "integer"),
@@ -134,7 +134,7 @@ allocation_timeout_s = 30
         ("[modes.duel]\n[servers]\nstatic = ['nohost']\n", "HOST:PORT"),
         ("[modes.duel]\n[servers]\nstatic = ['a:1', 'a:1']\n", "twice"),
         ("[modes.duel]\n[servers]\nheartbeat_ttl_s = 0\n", "greater than 0"),
-        ("[modes.duel]\n[servers]\ntoken = ''\n", "non-empty"),
+        ("[modes.duel]\n[servers]\ntoken = ''\n", "must not be empty"),
         ("not toml at all [", "not valid TOML"),
     ],
 )

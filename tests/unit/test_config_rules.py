@@ -209,7 +209,7 @@ LEVEL_GAP = ('name = "level-gap"', 'kind = "distance"', 'attribute = "level"', "
     (ATTRS + rule('name = "g"', 'kind = "distance"', 'attribute = "level"', "max = nan"),
      "modes.ranked.rules[0] \"g\": max: expected a finite number >= 0, got nan"),
     (ATTRS + rule('name = "g"', 'kind = "distance"', 'attribute = "level"', "max = '10'"),
-     "modes.ranked.rules[0] \"g\": max: expected a finite number >= 0, got '10'"),
+     "modes.ranked.rules[0] \"g\": max: expected a number, got '10'"),
     (ATTRS + rule(*LEVEL_GAP, "expand = [{after_s = 20, max = 5}]"),
      "modes.ranked.rules[0] \"level-gap\": expand[0]: max 5 is below the base 10: an expansion only widens"),
     (ATTRS + rule(*LEVEL_GAP, "expand = [{after_s = 20, max = 30}, {after_s = 40, max = 25}]"),
@@ -276,7 +276,7 @@ LEVEL_GAP = ('name = "level-gap"', 'kind = "distance"', 'attribute = "level"', "
     ("[modes.ranked]\nmin_team_size = 5\nmax_team_size = 5\nfill_wait_s = 30\n",
      "modes.ranked: fill_wait_s needs a variable team size (min_team_size below max_team_size)"),
     ("[modes.ranked]\nmin_team_size = 2\nmax_team_size = 5\nfill_wait_s = -1\n",
-     "modes.ranked.fill_wait_s: must not be negative, got -1"),
+     "modes.ranked.fill_wait_s: expected a finite number >= 0, got -1"),
     ("[modes.ranked]\nmax_team_size = 0\n", "modes.ranked.max_team_size: must be at least 1, got 0"),
     # match functions
     ("[modes.ranked]\nmatch_function = 'tests.match_function_example:pair_by_level'\n" + ATTRS
