@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 from mmserver.backoff import Backoff
 from mmserver.failures import REDIS_AWAY
 from mmserver.shutdown import EXIT_RESTART, Shutdown
-from mmserver.store.deliveries import Deliveries, Delivery, NoGroup, Waiting
+from mmserver.store.deliveries import Deliveries, Delivery, NoGroup
 from mmserver.webhooks import signing
 from mmserver.webhooks.retry import RetryPolicy
 from mmserver.webhooks.sender import Outcome, Sender
