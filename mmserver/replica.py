@@ -253,7 +253,7 @@ class Replica:
     def _prepare_admin_token(self) -> None:
         if self.admin_token is not None:
             return
-        # No token configured and a loopback listener (config.py refuses anything else): use
+        # No token configured and a loopback listener (config/settings.py refuses anything else): use
         # the one of an earlier start, or generate one, where mmadmin on this host finds it.
         path = Path(self.config.data_dir) / admin_token.FILE_NAME
         try:

@@ -1,6 +1,6 @@
 """Matching rules of one mode: team shape, MMR window, declared rules, roles, latency.
 
-Pure values: the configuration builds them (config.py), the matcher reads them. Expansions are
+Pure values: the configuration builds them (config/modes.py), the matcher reads them. Expansions are
 step schedules keyed on the oldest ticket's wait: the value of the last step whose `after_s`
 has passed is in force, the base value before the first.
 """

@@ -75,11 +75,11 @@ def test_text_format(start_pipeline):
 
     lines = stream.getvalue().splitlines()
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO mmserver\.service: stopping "
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO mmserver\.lifecycle: stopping "
         r'reason="admin shutdown" exit_status=1',
         lines[0],
     ), lines[0]
-    assert re.fullmatch(r"\S+Z ERROR mmserver\.service: failed", lines[1]), lines[1]
+    assert re.fullmatch(r"\S+Z ERROR mmserver\.lifecycle: failed", lines[1]), lines[1]
     assert lines[2] == "Traceback (most recent call last):"
     assert lines[-1] == "ZeroDivisionError: division by zero"
 

@@ -1,0 +1,290 @@
+"""The rules a configuration value must meet, one check and one wording each.
+
+Flags and environment variables arrive as text and are parsed first (the converters of
+settings.py's SETTINGS table); TOML values arrive typed and are type-checked first (`toml_*`,
+used by file.py and modes.py: a TOML string "5" is not a number). Both then meet the same rule
+(`_at_least`, `_non_negative`, `_greater_than_zero`, `_non_empty_text`). The caller says where a
+value was set; every error is one line for an operator. Secrets read from files are refused
+here too when they are placeholders or too short.
+"""
+from __future__ import annotations
+
+import math
+import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from mmserver.config.model import (
+    PLACEHOLDER_MARKS,
+    REDIS_SCHEMES,
+    TRUSTABLE_CLAIMS,
+    Address,
+    ConfigError,
+)
+
+
+def parse_address(raw: str) -> Address:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"expected HOST:PORT, got {raw!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"port must be a number in {raw!r}") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"port out of range in {raw!r}")
+    return Address(host, number)
+
+
+def redis_url(raw: str) -> str:
+    parsed = urllib.parse.urlsplit(raw)
+    if parsed.scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"unsupported scheme {parsed.scheme or '(none)'!r}; use one of {', '.join(REDIS_SCHEMES)}"
+        )
+    if parsed.scheme == "unix":
+        if not parsed.path:
+            raise ConfigError("a unix:// URL needs a socket path")
+        return raw
+    if parsed.scheme == "redis+sentinel":
+        # redis+sentinel://[password@]host:port[,host:port...]/service_name[/db]
+        hosts = parsed.netloc.rpartition("@")[2]
+        if not hosts:
+            raise ConfigError(f"no sentinel host in {raw!r}")
+        for host in hosts.split(","):
+            parse_address(host if ":" in host else f"{host}:26379")
+        if not parsed.path.strip("/"):
+            raise ConfigError(f"no service name in {raw!r} (redis+sentinel://host:port/service_name)")
+        return raw
+    if not parsed.hostname:
+        raise ConfigError(f"no host in {raw!r}")
+    try:
+        parsed.port  # raises on a bad port
+    except ValueError:
+        raise ConfigError("bad port in the Redis URL") from None
+    return raw
+
+
+# --- value rules: one check and one wording each, for flags, the environment and the TOML file.
+# Flags and variables arrive as text and are parsed first; TOML values arrive typed and are
+# type-checked first (a TOML string "5" is not a number). The caller prefixes where it was set.
+
+def _at_least(value: int, minimum: int) -> int:
+    if value < minimum:
+        raise ConfigError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _non_empty_text(value: str) -> str:
+    if not value.strip():
+        raise ConfigError("must not be empty")
+    return value.strip()
+
+
+def _greater_than_zero(value: float) -> float:
+    if _non_negative(value) <= 0:
+        raise ConfigError(f"must be greater than 0, got {value!r}")
+    return float(value)
+
+
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """Prefix a ConfigError raised inside with where the value was set."""
+    try:
+        yield
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _text_int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"expected an integer, got {raw!r}") from None
+
+
+def _text_number(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"expected a number, got {raw!r}") from None
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    return lambda raw: _at_least(_text_int(raw), minimum)
+
+
+def seconds(raw: str) -> float:
+    return _non_negative(_text_number(raw))
+
+
+def positive_seconds(raw: str) -> float:
+    return _greater_than_zero(_text_number(raw))
+
+
+def choice(choices: Sequence[str], fold: Callable[[str], str] = str.lower) -> Callable[[str], str]:
+    def convert(raw: str) -> str:
+        value = fold(raw.strip())
+        if value not in choices:
+            raise ConfigError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return convert
+
+
+def nonempty(raw: str) -> str:
+    return _non_empty_text(raw)
+
+
+def nonempty_path(raw: str) -> Path:
+    if not raw:
+        raise ConfigError("must not be empty")
+    return Path(raw)
+
+
+def toml_int(minimum: int) -> Callable[[str, Any], int]:
+    def convert(where: str, value: Any) -> int:
+        with _at(where):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"expected an integer, got {value!r}")
+            return _at_least(value, minimum)
+
+    return convert
+
+
+def _toml_typed_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"expected a number, got {value!r}")
+    return value
+
+
+def toml_number(where: str, value: Any) -> float:
+    with _at(where):
+        return _non_negative(_toml_typed_number(value))
+
+
+def toml_positive(where: str, value: Any) -> float:
+    with _at(where):
+        return _greater_than_zero(_toml_typed_number(value))
+
+
+def toml_token(where: str, value: Any) -> str:
+    with _at(where):
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {value!r}")
+        return _non_empty_text(value)
+
+
+def toml_addresses(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of \"host:port\" strings")
+    addresses = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}: expected \"host:port\" strings, got {item!r}")
+        try:
+            address = parse_address(item)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+        if address.port == 0:
+            raise ConfigError(f"{where}: port 0 in {item!r}")
+        addresses.append(str(address))
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(f"{where}: an address is listed twice")
+    return tuple(addresses)
+
+
+def toml_static(where: str, value: Any) -> tuple[tuple[str, str | None], ...]:
+    """Static servers: "host:port" strings or {address = "host:port", region = "..."} tables."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of \"host:port\" strings or {{address, region}} tables")
+    entries = []
+    for item in value:
+        region = None
+        if isinstance(item, dict):
+            unknown = set(item) - {"address", "region"}
+            if unknown or "address" not in item:
+                raise ConfigError(f"{where}: a table entry holds address and optionally region")
+            region = item.get("region")
+            if region is not None and not isinstance(region, str):
+                raise ConfigError(f"{where}: region must be a string")
+            item = item["address"]
+        (address,) = toml_addresses(where, [item])
+        entries.append((address, region))
+    return tuple(entries)
+
+
+def toml_string(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 1024:
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return value.strip()
+
+
+def toml_path(where: str, value: Any) -> Path:
+    return Path(toml_string(where, value))
+
+
+def toml_bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false")
+    return value
+
+
+def toml_secrets(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: expected a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def toml_claims(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of claim names")
+    for claim in value:
+        if claim not in TRUSTABLE_CLAIMS:
+            raise ConfigError(f"{where}: {claim!r} cannot be trusted from a token "
+                              f"(known: {', '.join(TRUSTABLE_CLAIMS)})")
+    return tuple(dict.fromkeys(value))
+
+
+def parse_table(table: Any, keys: Mapping[str, Callable[[str, Any], Any]], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    values = {}
+    for key, value in table.items():
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown option {key!r} (known: {', '.join(keys)})")
+        values[key] = keys[key](f"{where}.{key}", value)
+    return values
+
+
+def why(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: cannot read {path}: {why(error)}") from None
+    if not text:
+        raise ConfigError(f"{where}: {path} is empty")
+    return text
+
+
+def refuse_placeholder(secret: str, where: str) -> None:
+    folded = secret.lower()
+    if any(mark in folded for mark in PLACEHOLDER_MARKS):
+        raise ConfigError(f"{where}: holds a placeholder left from an example; set a real secret")
+
+
+def refuse_short(secret: str, where: str, minimum: int) -> None:
+    if len(secret.encode("utf-8")) < minimum:
+        raise ConfigError(f"{where}: a secret must be at least {minimum} characters long")
