@@ -180,13 +180,9 @@ def resolve_token(token: str | None, token_file: Path | None, env: Mapping[str, 
 
 def _read_token(path: Path, source: str) -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        why = getattr(error, "strerror", None) or str(error)
-        raise AdminError(f"{source}: cannot read {path}: {why}", EXIT_USAGE) from None
-    if not token:
-        raise AdminError(f"{source}: {path} is empty", EXIT_USAGE)
-    return token
+        return admin_token.read_file(path)
+    except admin_token.TokenFileError as error:
+        raise AdminError(f"{source}: {error}", EXIT_USAGE) from None
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
