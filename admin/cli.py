@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from mmserver import admin_token
+from mmserver.config import DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR
+
 from . import render
 from .client import EXIT_FAILURE, EXIT_USAGE, AdminClient, AdminError
-
-DEFAULT_ADMIN_LISTEN = "127.0.0.1:8081"
-DEFAULT_DATA_DIR = "./var"
-TOKEN_FILE_NAME = "admin.token"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                "or a request the service refused (a match or player it does not know).",
     )
     parser.add_argument("--url", help="admin base URL (default: $MMADMIN_URL, else "
-                                      "http://$MMSERVER_ADMIN_LISTEN, else http://127.0.0.1:8081)")
+                                      f"http://$MMSERVER_ADMIN_LISTEN, else http://{DEFAULT_ADMIN_LISTEN})")
     source = parser.add_mutually_exclusive_group()
     # A token on the command line is visible to other local users in the process list;
     # --token-file or the environment keep it out of sight.
@@ -140,7 +139,7 @@ def _positive_int(raw: str) -> int:
 def default_url(env: Mapping[str, str]) -> str:
     if env.get("MMADMIN_URL"):
         return env["MMADMIN_URL"]
-    listen = env.get("MMSERVER_ADMIN_LISTEN") or DEFAULT_ADMIN_LISTEN
+    listen = env.get("MMSERVER_ADMIN_LISTEN") or str(DEFAULT_ADMIN_LISTEN)
     host, sep, port = listen.rpartition(":")
     if not sep:
         return f"http://{listen}"
@@ -169,7 +168,7 @@ def resolve_token(token: str | None, token_file: Path | None, env: Mapping[str, 
         return env["MMSERVER_ADMIN_TOKEN"].strip()
     if env.get("MMSERVER_ADMIN_TOKEN_FILE"):
         return _read_token(Path(env["MMSERVER_ADMIN_TOKEN_FILE"]), "MMSERVER_ADMIN_TOKEN_FILE")
-    generated = Path(env.get("MMSERVER_DATA_DIR") or DEFAULT_DATA_DIR) / TOKEN_FILE_NAME
+    generated = Path(env.get("MMSERVER_DATA_DIR") or DEFAULT_DATA_DIR) / admin_token.FILE_NAME
     if not generated.exists():
         raise AdminError(
             f"no admin token: use --token or --token-file, set MMSERVER_ADMIN_TOKEN or "
@@ -181,13 +180,9 @@ def resolve_token(token: str | None, token_file: Path | None, env: Mapping[str, 
 
 def _read_token(path: Path, source: str) -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        why = getattr(error, "strerror", None) or str(error)
-        raise AdminError(f"{source}: cannot read {path}: {why}", EXIT_USAGE) from None
-    if not token:
-        raise AdminError(f"{source}: {path} is empty", EXIT_USAGE)
-    return token
+        return admin_token.read_file(path)
+    except admin_token.TokenFileError as error:
+        raise AdminError(f"{source}: {error}", EXIT_USAGE) from None
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,

@@ -18,25 +18,21 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RedisServer, Report, median, mmserver, run_loadgen, write_config  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 
 def wait_for_no_long_polls(server, timeout: float = 40.0) -> int:
     """Long-polls still waiting in the server after a run (0 expected once the run cancelled
     its idle tickets): the next run must start with none left over."""
-    deadline = time.monotonic() + timeout
-    waiting = -1
-    while time.monotonic() < deadline:
-        waiting = server.admin("/admin/status").json()["workers"]["http"]["long_polls"]
-        if waiting == 0:
-            break
-        time.sleep(0.2)
-    return waiting
+    def long_polls() -> int:
+        return server.admin("/admin/status").json()["workers"]["http"]["long_polls"]
+
+    return 0 if wait_until(lambda: long_polls() == 0, timeout, interval=0.2) else long_polls()
 
 
 def main(argv: list[str] | None = None) -> int:

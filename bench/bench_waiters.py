@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     Report, RedisServer, finish_loadgen, median, mmserver, rss_kb, run_loadgen, start_loadgen, write_config,
 )
+from tests.waiting import wait_until  # noqa: E402
 
 
 def long_polls(server) -> int:
@@ -40,13 +41,18 @@ def long_polls(server) -> int:
 
 
 def wait_for(server, check, timeout: float, what: str) -> float:
+    """Seconds until `check(long-polls held by the server)` holds."""
     started = time.monotonic()
-    while not check(long_polls(server)):
-        if time.monotonic() - started > timeout:
-            raise RuntimeError(f"{what}: {long_polls(server)} long-polls after {timeout:.0f} s")
+
+    def reached() -> bool:
+        if check(long_polls(server)):
+            return True
         if server.process.poll() is not None:
             raise RuntimeError(f"mmserver exited:\n{server.output()[-2000:]}")
-        time.sleep(0.1)
+        return False
+
+    if not wait_until(reached, timeout, interval=0.1):
+        raise RuntimeError(f"{what}: {long_polls(server)} long-polls after {timeout:.0f} s")
     return time.monotonic() - started
 
 

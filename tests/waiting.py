@@ -17,14 +17,25 @@ T = TypeVar("T")
 PROMPTLY_S = 5.0
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T | bool:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, *,
+               what: str | None = None, ignoring: tuple[type[BaseException], ...] = ()) -> T | bool:
     """Call `predicate` until it returns a true value, at most `timeout` seconds; return that
-    value, or False if it never came (`assert wait_until(...)` reads as the expectation)."""
+    value, or False if it never came (`assert wait_until(...)` reads as the expectation).
+
+    With `what` (what is awaited, in words) a timeout raises an AssertionError that names it
+    instead, for a wait whose value the test goes on to use. An exception of a type in `ignoring`
+    raised by `predicate` counts as "not yet" (a server still starting, a node being failed over).
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except ignoring:
+            value = None
         if value:
             return value
         if time.monotonic() >= deadline:
+            if what is not None:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
             return False
         time.sleep(interval)

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from mmserver.webhooks import signing
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -86,9 +87,5 @@ class WebhookReceiver:
 
     def wait_for(self, ids: set[str], timeout: float) -> set[str]:
         """Wait until every id was answered 2xx; returns those still missing."""
-        deadline = time.monotonic() + timeout
-        while True:
-            missing = ids - self.delivered_ids()
-            if not missing or time.monotonic() >= deadline:
-                return missing
-            time.sleep(0.05)
+        wait_until(lambda: not ids - self.delivered_ids(), timeout, interval=0.05)
+        return ids - self.delivered_ids()

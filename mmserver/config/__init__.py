@@ -13,6 +13,8 @@ and the tests import them from here.
 """
 from mmserver.config.file import parse_config_document
 from mmserver.config.model import (
+    DEFAULT_ADMIN_LISTEN,
+    DEFAULT_DATA_DIR,
     DEMO_SERVER_TOKEN,
     Address,
     AuthConfig,
@@ -27,7 +29,7 @@ from mmserver.config.model import (
 from mmserver.config.settings import SETTINGS, env_name, load
 
 __all__ = [
-    "DEMO_SERVER_TOKEN", "SETTINGS", "Address", "AuthConfig", "Config", "ConfigError", "EventsConfig",
+    "DEFAULT_ADMIN_LISTEN", "DEFAULT_DATA_DIR", "DEMO_SERVER_TOKEN", "SETTINGS", "Address", "AuthConfig", "Config", "ConfigError", "EventsConfig",
     "LimitsConfig", "ModeConfig", "ServersConfig", "WebhooksConfig", "env_name", "load",
     "parse_config_document",
 ]

@@ -23,6 +23,9 @@ PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "replace-me", "replac
 MIN_SECRET_CHARS = 16
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 TRUSTABLE_CLAIMS = ("mmr", "region")
+# Where the embedded Redis keeps its data and mmserver writes the admin token it generates
+# (mmserver/admin_token.py); mmadmin looks there too.
+DEFAULT_DATA_DIR = Path("./var")
 
 
 class ConfigError(ValueError):
@@ -45,6 +48,10 @@ class Address:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+# The control plane's listener; mmadmin's default target.
+DEFAULT_ADMIN_LISTEN = Address("127.0.0.1", 8081)
 
 
 @dataclass(frozen=True)
@@ -166,9 +173,9 @@ class WebhooksConfig:
 @dataclass(frozen=True)
 class Config:
     redis_url: str | None = None  # None: embedded Redis under data_dir
-    data_dir: Path = Path("./var")
+    data_dir: Path = DEFAULT_DATA_DIR
     listen: Address = Address("127.0.0.1", 8080)
-    admin_listen: Address = Address("127.0.0.1", 8081)
+    admin_listen: Address = DEFAULT_ADMIN_LISTEN
     admin_token: str | None = None
     config_file: Path | None = None
     tick_interval_ms: int = 500

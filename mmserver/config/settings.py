@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mmserver import admin_token
 from mmserver.config.file import load_config_file
 from mmserver.config.model import (
     DEMO_SERVER_TOKEN,
@@ -28,7 +29,6 @@ from mmserver.config.values import (
     redis_url,
     refuse_placeholder,
     seconds,
-    why,
 )
 
 ENV_PREFIX = "MMSERVER_"
@@ -124,12 +124,9 @@ def from_values(values: Mapping[str, Any]) -> Config:
 
 def _read_token_file(path: Path) -> str:
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{env_name('admin_token_file')}: cannot read {path}: {why(error)}") from None
-    if not token:
-        raise ConfigError(f"{env_name('admin_token_file')}: {path} is empty")
-    return token
+        return admin_token.read_file(path)
+    except admin_token.TokenFileError as error:
+        raise ConfigError(f"{env_name('admin_token_file')}: {error}") from None
 
 
 def _check(config: Config) -> None:

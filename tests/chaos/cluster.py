@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.process.harness import MMServer, request
 from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +178,7 @@ class Supervisor:
         return True
 
     def wait_all_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.all_ready():
-                return True
-            time.sleep(0.1)
-        return self.all_ready()
+        return bool(wait_until(self.all_ready, timeout, interval=0.1))
 
     # --- stopping ---
 

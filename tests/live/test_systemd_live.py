@@ -29,6 +29,7 @@ from tests.live.machines import Machine, build_wheel, debootstrap, install_mmser
 from tests.ops.files import REPO, parse_env_file, parse_unit, single, timespan_seconds
 from tests.process.harness import request
 from tests.redis_server import RedisServer, free_port
+from tests.waiting import wait_until
 
 UNIT = "mmserver.service"
 PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "iproute2", "procps"]
@@ -58,16 +59,18 @@ class Deployment:
         return figures
 
     def wait_for(self, predicate, timeout: float, what: str) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            figures = self.machine.show(UNIT, *FIGURES)
-            if predicate(figures):
-                print(f"{what}: " + " ".join(f"{k}={figures[k]}" for k in FIGURES), flush=True)
-                return figures
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not reached in {timeout} s; last {figures}\n"
-                                     + self.machine.journal(UNIT)[-4000:])
-            time.sleep(0.1)
+        figures: dict[str, str] = {}
+
+        def reached() -> bool:
+            figures.clear()
+            figures.update(self.machine.show(UNIT, *FIGURES))
+            return predicate(figures)
+
+        if not wait_until(reached, timeout, interval=0.1):
+            raise AssertionError(f"{what}: not reached in {timeout} s; last {figures}\n"
+                                 + self.machine.journal(UNIT)[-4000:])
+        print(f"{what}: " + " ".join(f"{k}={figures[k]}" for k in FIGURES), flush=True)
+        return figures
 
     def readyz(self) -> int:
         try:

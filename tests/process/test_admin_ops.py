@@ -5,12 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.admin.test_cli import MMADMIN
 from tests.process.harness import MMServer
 from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 
 
 def mmadmin(server: MMServer, *args: str) -> subprocess.CompletedProcess:
@@ -64,16 +64,6 @@ def start_with_a_server_pool(directory: Path, redis_url: str) -> MMServer:
     return MMServer(directory, redis_url=redis_url, env={"MMSERVER_CONFIG": str(config)}).start()
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_an_operator_looks_up_and_finishes_a_match_and_releases_a_player(tmp_path: Path, redis_server):
     redis_server.client().flushall()
     server = start_with_a_server_pool(tmp_path, redis_server.url)
@@ -82,9 +72,9 @@ def test_an_operator_looks_up_and_finishes_a_match_and_releases_a_player(tmp_pat
         alice = server.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500}).json()
         server.post("/v1/tickets", {"player_id": "bob", "mode": "duel", "mmr": 1510})
         carol = server.post("/v1/tickets", {"player_id": "carol", "mode": "duel", "mmr": 4000}).json()
-        assigned = wait_for(lambda: (lambda view: view if view["status"] == "assigned" else None)(
+        assigned = wait_until(lambda: (lambda view: view if view["status"] == "assigned" else None)(
             server.get(f"/v1/tickets/{alice['ticket_id']}", token=alice["token"]).json()),
-            what="alice assigned")
+            timeout=15, what="alice assigned")
         match_id = assigned["assignment"]["match_id"]
 
         looked_up = mmadmin(server, "match", match_id, "--json")

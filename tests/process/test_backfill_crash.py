@@ -14,6 +14,7 @@ from tests.process.harness import MMServer
 from tests.process.test_crash import wait_until_ticking
 from tests.redis_server import RedisServer
 from tests.store.invariants import check_invariants
+from tests.waiting import wait_until
 
 TOKEN = "server-token-0123456789"
 STATIC = [f"10.1.{n // 250}.{n % 250}:7777" for n in range(300)]
@@ -44,15 +45,6 @@ def create(server: MMServer, players: list[str], seed: int, workers: int = 8) ->
         return list(pool.map(one, players))
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_sigkill_while_filling_backfills_strands_nothing(tmp_path):
     redis = RedisServer(tmp_path / "redis").start()
     client = redis.client(decode_responses=True)
@@ -63,7 +55,8 @@ def test_sigkill_while_filling_backfills_strands_nothing(tmp_path):
     other = MMServer(tmp_path / "other", redis_url=redis.url, env=env).start().wait_ready()
     try:
         first = create(victim, [f"a{n}" for n in range(200)], 1)
-        wait_for(lambda: int(client.hget("mm:n", "a:squad") or 0) == 200, what="200 players assigned")
+        wait_until(lambda: int(client.hget("mm:n", "a:squad") or 0) == 200, timeout=30,
+                   what="200 players assigned")
         # Every match loses one player and asks for one.
         backfills = 0
         for match_id in client.smembers("mm:asg"):
@@ -87,7 +80,7 @@ def test_sigkill_while_filling_backfills_strands_nothing(tmp_path):
             victim = MMServer(tmp_path / "victim", redis_url=redis.url, env=env).start().wait_ready()
         wave.join(60)
         assert len(second) == 150
-        wait_for(lambda: client.zcard("mm:bfo:squad") == 0, what="every backfill filled")
+        wait_until(lambda: client.zcard("mm:bfo:squad") == 0, timeout=30, what="every backfill filled")
         time.sleep(0.5)  # the survivors tick over whatever the kills interrupted
 
         statuses = check_invariants(client, {"squad": 2})

@@ -13,6 +13,7 @@ from tests.chaos.checker import Checker
 from tests.chaos.ledger import Ledger
 from tests.process.harness import MMServer
 from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 
 STATIC = [f"10.0.{n // 250}.{n % 250}:7777" for n in range(400)]
 CONFIG = f"""
@@ -53,13 +54,10 @@ def create_all(server: MMServer, ledger: Ledger, first: int, count: int) -> None
 
 def wait_until_ticking(replica: MMServer, timeout: float = 20.0) -> None:
     """Until the replica's matchmaker job is running a tick that has work to do."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = replica.admin("/admin/status").json()["workers"]["scheduler"]["jobs"]["matchmaker"]
-        if job["running"]:
-            return
-        time.sleep(0.002)
-    raise AssertionError("the matchmaker never ran")
+    def running() -> bool:
+        return replica.admin("/admin/status").json()["workers"]["scheduler"]["jobs"]["matchmaker"]["running"]
+
+    assert wait_until(running, timeout, interval=0.002), "the matchmaker never ran"
 
 
 def test_sigkill_mid_tick_under_load_strands_nothing(tmp_path):

@@ -8,7 +8,6 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from mmserver.embedded_redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
 )
+from tests.waiting import wait_until
 
 # A child that starts EmbeddedRedis, prints "<pid> <url>", and holds it until stdin closes.
 HOLDER = textwrap.dedent(
@@ -64,15 +64,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def spawn_holder(data_dir: Path) -> subprocess.Popen:
@@ -120,7 +111,7 @@ def test_parent_killed_takes_redis_down_and_the_next_start_works(data_dir):
     holder.send_signal(signal.SIGKILL)
     holder.wait(5)
     # The parent-death signal is SIGTERM: Redis fsyncs its AOF and exits on its own.
-    assert wait_for(lambda: not alive(redis_pid), 5), "redis-server outlived its parent"
+    assert wait_until(lambda: not alive(redis_pid), 5), "redis-server outlived its parent"
 
     again = EmbeddedRedis(data_dir)
     client = redis.Redis.from_url(again.start(), decode_responses=True)
@@ -141,7 +132,7 @@ def test_a_surviving_redis_from_a_killed_run_is_stopped_before_starting(data_dir
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        assert wait_for(lambda: (data_dir / "redis.sock").exists(), 5)
+        assert wait_until(lambda: (data_dir / "redis.sock").exists(), 5)
         (data_dir / "redis.pid").write_text(f"{stale.pid}\n")
         embedded = EmbeddedRedis(data_dir)
         url = embedded.start()

@@ -3,12 +3,12 @@ but the Redis URL."""
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
 from tests.process.harness import MMServer
 from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 
 CONFIG = """
 [modes.duel]
@@ -33,16 +33,6 @@ def start_replica(tmp_path, name: str, redis_url: str) -> MMServer:
     return MMServer(tmp_path / name, redis_url=redis_url, env={"MMSERVER_CONFIG": str(config)}).start()
 
 
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_replicas_share_queues_and_a_third_joins_with_only_the_redis_url(tmp_path, shared_redis):
     first = start_replica(tmp_path, "a", shared_redis.url)
     second = start_replica(tmp_path, "b", shared_redis.url)
@@ -51,9 +41,9 @@ def test_replicas_share_queues_and_a_third_joins_with_only_the_redis_url(tmp_pat
         alice = first.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500}).json()
         bob = second.post("/v1/tickets", {"player_id": "bob", "mode": "duel", "mmr": 1510}).json()
         # Created on different replicas, matched together; readable from either.
-        assigned = wait_for(lambda: (lambda view: view if view["status"] == "assigned" else None)(
+        assigned = wait_until(lambda: (lambda view: view if view["status"] == "assigned" else None)(
             second.get(f"/v1/tickets/{alice['ticket_id']}", token=alice["token"]).json()),
-            what="alice assigned")
+            timeout=15, what="alice assigned")
         assert sorted(assigned["assignment"]["players"]) == ["alice", "bob"]
         bob_view = first.get(f"/v1/tickets/{bob['ticket_id']}", token=bob["token"]).json()
         shared = {k: v for k, v in assigned["assignment"].items() if k != "join_token"}
@@ -62,13 +52,14 @@ def test_replicas_share_queues_and_a_third_joins_with_only_the_redis_url(tmp_pat
 
         third = start_replica(tmp_path, "c", shared_redis.url)
         replicas.append(third.wait_ready())
-        status = wait_for(lambda: (lambda s: s if len(s.get("replicas", [])) == 3 else None)(
-            third.admin("/admin/status").json()), what="three replicas listed")
+        status = wait_until(lambda: (lambda s: s if len(s.get("replicas", [])) == 3 else None)(
+            third.admin("/admin/status").json()), timeout=15, what="three replicas listed")
         assert {r["state"] for r in status["replicas"]} == {"running"}
         carol = third.post("/v1/tickets", {"player_id": "carol", "mode": "duel", "mmr": 1400}).json()
         dave = first.post("/v1/tickets", {"player_id": "dave", "mode": "duel", "mmr": 1410}).json()
-        view = wait_for(lambda: (lambda v: v if v["status"] == "assigned" else None)(
-            third.get(f"/v1/tickets/{dave['ticket_id']}", token=dave["token"]).json()), what="dave assigned")
+        view = wait_until(lambda: (lambda v: v if v["status"] == "assigned" else None)(
+            third.get(f"/v1/tickets/{dave['ticket_id']}", token=dave["token"]).json()),
+            timeout=15, what="dave assigned")
         assert sorted(view["assignment"]["players"]) == ["carol", "dave"]
         # The two matches hold the two static servers, never the same one twice.
         assert view["assignment"]["server"] != assigned["assignment"]["server"]

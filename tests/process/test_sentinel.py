@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.process.harness import MMServer, request, ticket_in_redis
-from tests.redis_sentinel import SentinelDeployment, wait_for
+from tests.redis_sentinel import SentinelDeployment
+from tests.waiting import wait_until
 
 CONFIG = """
 [modes.duel]
@@ -77,14 +78,16 @@ def test_mmserver_follows_a_sentinel_failover(tmp_path, deployment):
         killed_at = time.monotonic()
         deployment.kill_master()
         # The subscriber's connection drops at once: readiness says so, with a retry hint.
-        not_ready = wait_for(lambda: (lambda a: a if a.status == 503 else None)(server.get("/readyz", timeout=2)),
-                             5, "readiness 503 after the kill")
+        not_ready = wait_until(
+            lambda: (lambda a: a if a.status == 503 else None)(server.get("/readyz", timeout=2)),
+            5, what="readiness 503 after the kill")
         assert "Retry-After" in not_ready.headers
         # Until the promotion there is no master: a write is refused with a retry hint, not hung.
         refused = server.post("/v1/tickets", {"player_id": "dave", "mode": "duel", "mmr": 5000})
         assert refused.status == 503 and "Retry-After" in refused.headers, (refused.status, refused.body)
         new_master = deployment.wait_failover()
-        wait_for(lambda: server.get("/readyz", timeout=2).status == 200, 30, "readiness 200 after the failover")
+        wait_until(lambda: server.get("/readyz", timeout=2).status == 200, 30,
+                   what="readiness 200 after the failover")
         recovered_s = time.monotonic() - killed_at
         print(f"\nsentinel failover: readiness back to 200 {recovered_s:.2f} s after SIGKILL of the master")
         assert new_master == deployment.replica.port

@@ -11,17 +11,9 @@ from mmserver.redis_client import connect_subscriber
 from mmserver.shutdown import Shutdown
 from mmserver.subscriber import Subscriber
 from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 
 CHANNELS = ["mm:events", "mm:control"]
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Harness:
@@ -59,7 +51,7 @@ class Harness:
         client = self.server.client(decode_responses=True)
         try:
             client.publish(channel, data)
-            return wait_for(lambda: (channel, data) in self.messages, timeout)
+            return wait_until(lambda: (channel, data) in self.messages, timeout)
         finally:
             client.close()
 
@@ -79,7 +71,7 @@ def test_published_messages_arrive_and_the_thread_is_named(server):
     harness = Harness(server, Backoff(50, 200, 3))
     harness.subscriber.start()
     try:
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         assert harness.connects == 1
         assert "subscriber" in [t.name for t in threading.enumerate()]
         assert harness.publish_until_received("mm:events", "t1,t2")
@@ -98,14 +90,14 @@ def test_redis_restarted_within_the_budget_reconnects(server):
     harness = Harness(server, Backoff(100, 400, 10))
     harness.subscriber.start()
     try:
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         server.kill()
-        assert wait_for(lambda: not harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: not harness.readiness.redis_connected, 5)
         # Let at least one reconnect fail while Redis is down.
-        assert wait_for(lambda: harness.subscriber.status()["reconnect_attempts"] >= 1, 5)
+        assert wait_until(lambda: harness.subscriber.status()["reconnect_attempts"] >= 1, 5)
         assert harness.subscriber.status()["last_error"]
         server.start()
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         status = harness.subscriber.status()
         assert status["reconnect_attempts"] == 0
         assert status["reconnects_total"] == 1
@@ -119,7 +111,7 @@ def test_redis_restarted_within_the_budget_reconnects(server):
 def test_redis_gone_for_good_requests_shutdown_with_status_1(server):
     harness = Harness(server, Backoff(50, 200, 3))
     harness.subscriber.start()
-    assert wait_for(lambda: harness.readiness.redis_connected, 5)
+    assert wait_until(lambda: harness.readiness.redis_connected, 5)
     server.kill()
     # 0.05 + 0.1 + 0.2 s of waits plus three refused connects.
     assert harness.shutdown.wait(5), "no shutdown requested"
@@ -146,17 +138,17 @@ def test_frozen_redis_is_detected_and_resumed_redis_reconnects(server):
     harness = Harness(server, Backoff(100, 500, 30), health_interval_s=0.2)
     harness.subscriber.start()
     try:
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         server.freeze()
         frozen_at = time.monotonic()
         try:
-            assert wait_for(lambda: not harness.readiness.redis_connected, 5), "hang not detected"
+            assert wait_until(lambda: not harness.readiness.redis_connected, 5), "hang not detected"
             assert time.monotonic() - frozen_at < 3
             assert "hung" in (harness.subscriber.status()["last_error"] or "") or \
                 "Timeout" in (harness.subscriber.status()["last_error"] or "")
         finally:
             server.resume()
-        assert wait_for(lambda: harness.readiness.redis_connected, 10)
+        assert wait_until(lambda: harness.readiness.redis_connected, 10)
         assert harness.connects == 2
         assert not harness.shutdown.is_set()
         assert harness.publish_until_received("mm:events", "after-freeze")
@@ -167,9 +159,9 @@ def test_frozen_redis_is_detected_and_resumed_redis_reconnects(server):
 def test_shutdown_during_backoff_wait_ends_the_thread_promptly(server):
     harness = Harness(server, Backoff(30_000, 60_000, 5))
     harness.subscriber.start()
-    assert wait_for(lambda: harness.readiness.redis_connected, 5)
+    assert wait_until(lambda: harness.readiness.redis_connected, 5)
     server.kill()
-    assert wait_for(lambda: not harness.readiness.redis_connected, 5)
+    assert wait_until(lambda: not harness.readiness.redis_connected, 5)
     time.sleep(0.2)  # now inside the 30 s backoff wait
     asked = time.monotonic()
     harness.shutdown.request("SIGTERM", 0)
@@ -181,14 +173,14 @@ def test_shutdown_during_backoff_wait_ends_the_thread_promptly(server):
 def test_shutdown_while_connected_closes_promptly(server):
     harness = Harness(server, Backoff(50, 200, 3))
     harness.subscriber.start()
-    assert wait_for(lambda: harness.readiness.redis_connected, 5)
+    assert wait_until(lambda: harness.readiness.redis_connected, 5)
     asked = time.monotonic()
     harness.shutdown.request("SIGTERM", 0)
     assert harness.subscriber.join(2)
     assert time.monotonic() - asked < 1.0
     # The server no longer counts our subscription.
     client = server.client(decode_responses=True)
-    assert wait_for(lambda: client.pubsub_numsub("mm:events") == [("mm:events", 0)], 2)
+    assert wait_until(lambda: client.pubsub_numsub("mm:events") == [("mm:events", 0)], 2)
     client.close()
 
 
@@ -199,7 +191,7 @@ def test_on_message_raising_stops_the_replica_with_a_logged_traceback(server, ca
     harness = Harness(server, Backoff(50, 200, 3), on_message=explode)
     with caplog.at_level(logging.ERROR, logger="mmserver.subscriber"):
         harness.subscriber.start()
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         client = server.client()
         client.publish("mm:events", "t1")
         client.close()
@@ -221,7 +213,7 @@ def test_production_settings_keep_one_connection_to_a_healthy_idle_redis(server)
     harness = Harness(server, Backoff(100, 400, 10), **PRODUCTION)
     harness.subscriber.start()
     try:
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         seen_connected = []
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:  # idle: only health-check PINGs on the wire
@@ -247,18 +239,18 @@ def test_production_settings_detect_a_frozen_redis_within_a_few_seconds(server):
     harness = Harness(server, Backoff(100, 500, 30), **PRODUCTION)
     harness.subscriber.start()
     try:
-        assert wait_for(lambda: harness.readiness.redis_connected, 5)
+        assert wait_until(lambda: harness.readiness.redis_connected, 5)
         server.freeze()
         frozen_at = time.monotonic()
         try:
             # At most one health_check_interval until the PING, then 3 intervals unanswered.
-            assert wait_for(lambda: not harness.readiness.redis_connected, 6), "hang not detected"
+            assert wait_until(lambda: not harness.readiness.redis_connected, 6), "hang not detected"
             assert time.monotonic() - frozen_at < 5.5
             last_error = harness.subscriber.status()["last_error"] or ""
             assert last_error.startswith("TimeoutError: no answer to PING") and "hung" in last_error
         finally:
             server.resume()
-        assert wait_for(lambda: harness.readiness.redis_connected, 10)
+        assert wait_until(lambda: harness.readiness.redis_connected, 10)
         assert harness.subscriber.status()["reconnects_total"] == 1
         assert harness.publish_until_received("mm:events", "after-freeze")
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 
@@ -118,3 +119,19 @@ def test_a_file_owned_by_another_user_is_replaced(tmp_path):
     prepared = admin_token.prepare(path)
     assert not prepared.reused and "owned by uid 12345" in prepared.why_new
     assert prepared.token != "planted-token" and os.lstat(path).st_uid == os.geteuid()
+
+
+def test_a_token_file_an_operator_points_to_is_read_whatever_its_mode(tmp_path):
+    path = tmp_path / "admin.token"
+    path.write_text("  from-the-operator\n")
+    path.chmod(0o644)  # unlike the generated file, trusted as given: the operator chose it
+    assert admin_token.read_file(path) == "from-the-operator"
+
+
+def test_an_empty_or_missing_token_file_says_which_and_why(tmp_path):
+    empty = tmp_path / "empty.token"
+    empty.write_text("\n")
+    with pytest.raises(admin_token.TokenFileError, match=f"^{re.escape(str(empty))} is empty$"):
+        admin_token.read_file(empty)
+    with pytest.raises(admin_token.TokenFileError, match="^cannot read .*missing.token: No such file"):
+        admin_token.read_file(tmp_path / "missing.token")
