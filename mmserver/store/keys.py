@@ -1,4 +1,4 @@
-"""Every Redis key and channel mmserver uses (prefix `mm:`); scripts/lib.lua mirrors these.
+"""Every Redis key and channel mmserver uses (prefix `mm:`); scripts/lib/keys.lua builds them from LUA_NAMES.
 
 Tickets
 - `mm:tq:{first two characters of the id}` hash ticket_id -> a queued ticket's record,
@@ -18,7 +18,7 @@ Tickets
 - `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's).
 - `mm:cl` hash ticket_id -> "session|ttl_deadline|claimed_ms": claims not yet written into
   the ticket. A claim records its tickets here in one batched HSET; the first script
-  that loads such a ticket (lib.lua load()) applies it, so no script sees it as queued.
+  that loads such a ticket (lib/claims.lua load()) applies it, so no script sees it as queued.
 - `mm:pl:{first three hex digits of SHA-1(player_id)}` hash player_id -> live ticket id
   (every party member too): the "player busy" index, in 4096 listpack buckets like `mm:tq:`.
 - `mm:q:{mode}:{region}` sorted set, one per queue (region "" when none). Member
@@ -30,7 +30,7 @@ Tickets
 
 Loading sessions and matches (a match is a session that got a server; same id)
 - `mm:cs` hash session_id -> "state|mode|region|accept_deadline|teams": sessions a claim
-  created and no script has loaded yet (lib.lua load_session() writes their hash and
+  created and no script has loaded yet (lib/claims.lua load_session() writes their hash and
   removes the entry), so a claim writes one batched HSET instead of a hash per session. A
   session is in exactly one of `mm:cs` and `mm:s:`.
 - `mm:s:{session_id}` hash: st accepting|allocating|assigned|finished, md mode, rg region,
@@ -104,7 +104,7 @@ Channels: `mm:events` (changed ticket ids, comma separated); `mm:views` (ids of 
 view changed without a new version: `matching.blocked_by`, a match's roster).
 
 The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
-lib.lua, and no script spells a key itself (tests/store/test_key_names.py).
+the shared library (scripts/lib/), and no script spells a key itself (tests/store/test_key_names.py).
 """
 from __future__ import annotations
 
@@ -264,7 +264,7 @@ def outcome_count(mode: str, outcome: str) -> str:
     return f"{mode}:{outcome}"
 
 
-# The names the Lua scripts use, written by scripts.py as `local NAME = 'value'` before lib.lua.
+# The names the Lua scripts use, written by scripts.py as `local NAME = 'value'` before the shared library (scripts/lib/).
 LUA_NAMES = {
     "TTLS": TTLS, "QUEUE_KEYS": QUEUE_KEYS, "ACCEPTING": ACCEPTING, "ALLOCATING": ALLOCATING,
     "ASSIGNED": ASSIGNED, "COUNTS": COUNTS, "OUTCOMES": OUTCOMES, "FREE": SERVERS_FREE,

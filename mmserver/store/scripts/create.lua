@@ -36,7 +36,7 @@ if redis.call('EXISTS', tkey(id)) == 1 or redis.call('HEXISTS', tqkey(id), id) =
   return { 'exists' }
 end
 local now = now_ms()
--- A queued ticket is one record in its bucket (see unpack_queued in lib.lua); no 'u' until
+-- A queued ticket is one record in its bucket (see unpack_queued in lib/codec.lua); no 'u' until
 -- the first change (updated_at is enqueued_at until then).
 local t = { s = 'queued', v = '1', m = mode, p = player, r = mmr, n = size, e = int(now),
             k = token_hash }
