@@ -55,4 +55,4 @@ count_outcome(mode, 'created', 1)
 emit('ticket.queued', id, nil, mode, cjson.encode({ player_id = player, players = players, mmr = tonumber(mmr),
                                                    region = region ~= '' and region or nil }))
 publish({ id })
-return view(id, t)  -- the record just written, as view() would unpack it
+return view(id, t, nil, true)  -- the record just written, as view() would unpack it

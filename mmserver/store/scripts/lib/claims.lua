@@ -21,17 +21,39 @@ local function peek_session(sid)
   return s
 end
 
+-- Writes a session's whole hash from its table (fields starting with '@' are markers of
+-- this call) and drops its pending entry.
+local function write_session(sid, s)
+  local fields = {}
+  for f, v in pairs(s) do
+    if string.byte(f) ~= 64 then fields[#fields + 1] = f; fields[#fields + 1] = v end
+  end
+  redis.call('HSET', skey(sid), unpack(fields))
+  redis.call('HDEL', PENDING_SESSIONS, sid)
+  s['@w'] = nil
+end
+
 -- The session's fields ({} if none), its hash written first if the claim left it pending.
-local function load_session(sid)
+-- With `defer`, a pending session is not written: it comes back marked '@w', and the caller
+-- writes it whole, with its own changes, through save_session (one HSET instead of two).
+local function load_session(sid, defer)
   local s = hgetall(skey(sid))
   if s.st ~= nil then return s end
   local p = peek_session(sid)
   if p == nil then return s end
-  local fields = {}
-  for f, v in pairs(p) do fields[#fields + 1] = f; fields[#fields + 1] = v end
-  redis.call('HSET', skey(sid), unpack(fields))
-  redis.call('HDEL', PENDING_SESSIONS, sid)
+  if defer then p['@w'] = true; return p end
+  write_session(sid, p)
   return p
+end
+
+-- Stores a session's changes, already made in its table: `changes` (field, value, ...) on
+-- a session that has its hash, the whole table on one loaded with `defer` and still pending.
+local function save_session(sid, s, changes)
+  if s['@w'] then
+    write_session(sid, s)
+  elseif #changes > 0 then
+    redis.call('HSET', skey(sid), unpack(changes))
+  end
 end
 
 -- A claim writes its tickets' new state into CLAIMED in one batched HSET instead of
@@ -39,7 +61,9 @@ end
 -- loads the ticket afterwards applies it. Every script loads tickets through here, so none
 -- ever sees a claimed ticket as queued. Returns the ticket's fields ({} if none); a ticket
 -- still queued has '@q' set (its fields came from its bucket record).
-local function load(id)
+-- With `defer`, a pending claim is applied to the table only, marked '@w': the caller writes
+-- it, with its own changes, through apply_claim (one HSET instead of two).
+local function load(id, defer)
   local t = hgetall(tkey(id))
   if t.s ~= nil then return t end
   local rec = redis.call('HGET', tqkey(id), id)
@@ -49,10 +73,19 @@ local function load(id)
   if pending then
     local sid, deadline, at = string.match(pending, '^([^|]+)|([^|]+)|([^|]+)$')
     t.s, t.x, t.d, t.u, t.v = 'matched', sid, deadline, at, tostring(tonumber(t.v) + 1)
+    t['@q'] = nil
+    if defer then t['@w'] = true; return t end
     write_hash(id, t)
     redis.call('HDEL', CLAIMED, id)
   end
   return t
+end
+
+-- Writes a ticket loaded with `defer` whose claim is still pending: its hash, whole (with
+-- the caller's changes), in place of its queued record and its claim entry.
+local function apply_claim(id, t)
+  write_hash(id, t)
+  redis.call('HDEL', CLAIMED, id)
 end
 
 -- Status only (no claim applied: a claimed ticket is live either way).

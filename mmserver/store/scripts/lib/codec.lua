@@ -28,14 +28,15 @@ end
 
 -- A ticket that leaves the queue gets a hash of its own (tkey), built from the table and
 -- without the queued record: at every instant a ticket is in exactly one of the two places.
+-- Fields starting with '@' are markers of this call (never stored).
 local function write_hash(id, t)
   local fields = {}
   for f, v in pairs(t) do
-    if f ~= '@q' then fields[#fields + 1] = f; fields[#fields + 1] = v end
+    if string.byte(f) ~= 64 then fields[#fields + 1] = f; fields[#fields + 1] = v end
   end
   redis.call('HDEL', tqkey(id), id)
   redis.call('HSET', tkey(id), unpack(fields))
-  t['@q'] = nil
+  t['@q'], t['@w'] = nil, nil
 end
 
 -- The queue member carries the matcher's inputs: id|mmr|size|enqueued_ms, then |profile when

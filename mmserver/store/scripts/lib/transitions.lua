@@ -17,11 +17,10 @@ local function make_terminal(id, t, now, status, reason, retention)
     -- One HSET and one HDEL (t was loaded in this call: its version is the current one).
     t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
     redis.call('HSET', key, 's', status, 'w', reason, 'v', t.v, 'u', t.u)
-    -- (t.x stays in the table: the event below names the session the ticket left.)
+    -- (t.x stays in the table: the event below names the session the ticket left.) A finished
+    -- ticket keeps its match (x), and its c and d, which no view of a terminal ticket shows.
     if status ~= 'finished' then
       redis.call('HDEL', key, 'c', 'd', 'x')
-    else
-      redis.call('HDEL', key, 'c', 'd')
     end
   end
   for _, p in ipairs(ticket_players(t)) do
@@ -160,9 +159,9 @@ end
 -- Ends an assigned match: tickets finished (terminal), server back to the free pool of its
 -- region (where a registered server is allocated again only while its heartbeat is fresh), or
 -- out of the registry if it was deregistered or left the static list meanwhile. Returns
--- changed ids.
-local function finish(mid, now, reason, retention)
-  local s = load_session(mid)
+-- changed ids. `loaded`, optional: the session's table, load_session()ed in this call.
+local function finish(mid, now, reason, retention, loaded)
+  local s = loaded or load_session(mid)
   local changed = {}
   if s.st ~= 'assigned' then return changed end
   for _, id in ipairs(session_ticket_ids(s)) do
@@ -182,7 +181,7 @@ local function finish(mid, now, reason, retention)
       emit('backfill.cancelled', nil, mid, s.md, backfill_data(bid, 'match finished'))
     end
   end
-  redis.call('HDEL', skey(mid), 'bf')
+  if s.bf then redis.call('HDEL', skey(mid), 'bf') end
   redis.call('HSET', skey(mid), 'st', 'finished', 'fr', reason)
   redis.call('EXPIRE', skey(mid), retention)
   emit('match.finished', nil, mid, s.md, reason_data(reason))
@@ -193,7 +192,8 @@ local function finish(mid, now, reason, retention)
     if sv.m == mid then
       redis.call('HDEL', svkey(s.sv), 'm')
       redis.call('SREM', BUSY, s.sv)
-      redis.call('ZREM', HEARTBEATS, s.sv)
+      -- Only registered servers are watched (allocate.lua): a static one never is.
+      if sv.k ~= 's' then redis.call('ZREM', HEARTBEATS, s.sv) end
       if sv.x == '1' then
         remove_server(s.sv, sv)
       else

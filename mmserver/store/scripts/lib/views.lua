@@ -1,10 +1,12 @@
 -- What a caller sees: a ticket's view as the flat list the Python side decodes
 -- (store/views.py), and the access check every ticket read and write goes through.
 
--- The ticket as a flat list for the Python side (call it on a ticket already load()ed;
--- `loaded`, optional, is that table when the script changed nothing the view shows since): the ticket's own fields (never the token
--- hash), then the session's or the match's fields the view shows, prefixed with '@'.
-local function view(id, loaded)
+-- The ticket as a flat list for the Python side (call it on a ticket already load()ed):
+-- the ticket's own fields (never the token hash), then the session's or the match's fields
+-- the view shows, prefixed with '@'. Optional, to save reads: `loaded`, the ticket's table
+-- as it now stands; `session`, its session's table as it now stands (load_session's);
+-- `fresh`, true for a ticket created in this call (no explanation can exist for it yet).
+local function view(id, loaded, session, fresh)
   local t = loaded or hgetall(tkey(id))
   if t.s == nil then
     local rec = redis.call('HGET', tqkey(id), id)
@@ -13,18 +15,24 @@ local function view(id, loaded)
   end
   local out = { 'ok', 'id', id }
   for f, v in pairs(t) do
-    if f ~= 'k' and f ~= 'd' and f ~= '@q' then
+    if f ~= 'k' and f ~= 'd' and string.byte(f) ~= 64 then
       out[#out + 1] = f
       out[#out + 1] = v
     end
   end
-  if t.s == 'queued' then
+  if t.s == 'queued' and not fresh then
     -- What kept it from a match at the last tick (written by the ticker, see record_blocked).
     local why = redis.call('HGET', WHY_PREFIX .. t.m .. ':' .. (t.g or ''), id)
     if why then out[#out + 1] = '@why'; out[#out + 1] = why end
   end
   if t.x and (t.s == 'matched' or t.s == 'assigned' or t.s == 'finished') then
-    local s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl', 'rg', 'mx')
+    local s
+    if session then
+      s = { session.st or false, session.dl or false, session.ad or false, session.pl or false,
+            session.rg or false, session.mx or false }
+    else
+      s = redis.call('HMGET', skey(t.x), 'st', 'dl', 'ad', 'pl', 'rg', 'mx')
+    end
     if not s[1] then
       local p = peek_session(t.x)
       if p then s = { p.st, p.dl or false, false, false, false, false } end
@@ -44,8 +52,9 @@ end
 -- Loads a ticket and checks the caller's access; returns (t, nil) or (nil, error reply).
 -- `access` is the ticket token's hash, '@b' for a game backend (any ticket), or
 -- '@p:<player>' for a player's own token (a ticket the player is in, its party's included).
-local function authorised(id, access)
-  local t = load(id)
+-- `defer`: as load()'s.
+local function authorised(id, access, defer)
+  local t = load(id, defer)
   if t.s == nil then return nil, { 'notfound' } end
   if access == '@b' then return t, nil end
   if string.sub(access, 1, 3) == '@p:' then
