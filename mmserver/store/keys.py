@@ -15,7 +15,10 @@ Tickets
   while matched, w reason (terminal). Terminal tickets get an EXPIRE (retention). A ticket
   leaving the queue moves from its record to this hash, and back when it is requeued, in the
   same script: it is always in exactly one of the two.
-- `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's).
+- `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's);
+  also queue key -> "1" once that queue is in `mm:qk` and its region in `mm:qr:{mode}` (both
+  only ever grow), so a creation checks both in the read of the TTL (mode names hold no ':',
+  queue keys always do).
 - `mm:cl` hash ticket_id -> "session|ttl_deadline|claimed_ms": claims not yet written into
   the ticket. A claim records its tickets here in one batched HSET; the first script
   that loads such a ticket (lib/claims.lua load()) applies it, so no script sees it as queued.

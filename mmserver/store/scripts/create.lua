@@ -45,11 +45,17 @@ if region ~= '' then t.g = region end
 if profile ~= '' then t.a = profile end
 redis.call('HSET', tqkey(id), id, pack_queued(t))
 for i, p in ipairs(players) do redis.call('HSET', buckets[i], p, id) end
-if redis.call('HGET', TTLS, mode) ~= ttl then redis.call('HSET', TTLS, mode, ttl) end
 local q = qkey(mode, region)
+-- The mode's TTL, and whether this queue is known (its key is a field of TTLS once it is in
+-- QUEUE_KEYS and its region in the mode's regions: both sets only ever grow), in one read.
+local known = redis.call('HMGET', TTLS, mode, q)
+if known[1] ~= ttl then redis.call('HSET', TTLS, mode, ttl) end
 redis.call('ZADD', q, int(now + tonumber(ttl)), member(id, t))
-redis.call('SADD', REGIONS_PREFIX .. mode, region)
-redis.call('SADD', QUEUE_KEYS, q)
+if not known[2] then
+  redis.call('SADD', REGIONS_PREFIX .. mode, region)
+  redis.call('SADD', QUEUE_KEYS, q)
+  redis.call('HSET', TTLS, q, '1')
+end
 if idem ~= '' then redis.call('SET', idem, id .. '|' .. sealed, 'PX', ttl) end
 count_outcome(mode, 'created', 1)
 emit('ticket.queued', id, nil, mode, cjson.encode({ player_id = player, players = players, mmr = tonumber(mmr),
