@@ -201,13 +201,23 @@ def lifecycle(store, ticker, admin, mode: str, players: int, team_size: int) -> 
     with meters["allocate"]:
         ticker.tick()
     matches = sorted(admin.smembers("mm:asg"))
-    assigned = sum(1 for t in tokens if admin.hget(f"mm:t:{t}", "s") == "assigned")
+    assigned = sum(1 for t in tokens if _status(admin, t) == "assigned")
     with meters["finish"]:
         for match_id in matches:
             store.finish_match(match_id)
     phases = {name: meter.figures(players) for name, meter in meters.items()}
     total = {key: round(sum(p[key] for p in phases.values()), 2) for key in ("cpu_us", "script_us", "commands_us")}
     return {"players": players, "assigned": assigned, "matches": len(matches), "phases": phases, "total": total}
+
+
+def _status(admin, ticket_id: str) -> str | None:
+    """A ticket's stored status, in either layout (a hash of fields before, one string record
+    `s|...` since): the 'before' variant may run the older one."""
+    key = f"mm:t:{ticket_id}"
+    if admin.type(key) == "hash":
+        return admin.hget(key, "s")
+    record = admin.get(key)
+    return record.split("|", 1)[0] if record else None
 
 
 def polls(store, ticker, admin, count: int, rounds: int, refresh: bool) -> dict:

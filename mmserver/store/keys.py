@@ -9,12 +9,17 @@ Tickets
   while a bucket holds at most 128 entries of at most 64 bytes (the server's default
   `hash-max-*-entries/value`); past that a bucket converts to a hashtable, costing about what
   a key per ticket would (around 400,000+ queued tickets, or long player ids or parties).
-- `mm:t:{ticket_id}` hash, every state but queued, short fields: s status, v version, m mode,
-  p player, y party (comma separated), r mmr, n size (1 + party), g region, e enqueued (ms),
-  u updated (ms), k token hash, x session/match id, c accepted ("1"), d TTL deadline kept
-  while matched, w reason (terminal). Terminal tickets get an EXPIRE (retention). A ticket
-  leaving the queue moves from its record to this hash, and back when it is requeued, in the
-  same script: it is always in exactly one of the two.
+- `mm:t:{ticket_id}` string, every state but queued: one record
+  `s|x|c|d|j|lf|r|n|e|v|u|k|m|g|p|y|a|w` (TICKET_FIELDS; empty = absent), read with one GET
+  and written with one SET: s status, x session/match id, c accepted ("1"), d TTL deadline
+  kept while matched, j join token (assigned), lf party members who left, then the queued
+  record's fields (r mmr, n size (1 + party), e enqueued (ms), v version, u updated (ms), k
+  token hash, m mode, g region, p player, y party (comma separated), a match profile), then w
+  the terminal reason, the only field that may hold '|'. Terminal tickets get an expiry
+  (retention). A ticket leaving the queue moves from its queued record to this one, and back
+  when it is requeued, in the same script: it is always in exactly one of the two. (Until
+  this layout a ticket out of the queue was a hash of the same fields: replicas of that
+  version cannot read these records; see docs/DEPLOY.md, "Upgrading".)
 - `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's);
   also queue key -> "1" once that queue is in `mm:qk` and its region in `mm:qr:{mode}` (both
   only ever grow), so a creation checks both in the read of the TTL (mode names hold no ':',
@@ -63,7 +68,7 @@ Dedicated servers
 
 Matches
 - `mm:end` sorted set assigned match -> end of its mode's max_match_s (ms).
-- An assigned ticket's hash holds `j`, its join token for that match.
+- An assigned ticket's record holds `j`, its join token for that match.
 
 Backfills (docs/BACKFILL.md)
 - `mm:bf:{backfill_id}` hash: m match id, o mode, g the match's region, sl open slots
@@ -185,6 +190,21 @@ def unpack_queued(record: str) -> dict[str, str]:
     ticket = {"s": "queued"}
     ticket.update((name, value) for name, value in zip(QUEUED_FIELDS, values) if value != "")
     return ticket
+
+
+TICKET_FIELDS = ("s", "x", "c", "d", "j", "lf", "r", "n", "e", "v", "u", "k", "m", "g", "p", "y", "a", "w")
+
+
+def unpack_ticket(record: str) -> dict[str, str]:
+    """A ticket's `mm:t:` record as its fields (absent ones left out), for readers outside the
+    scripts (tests, the invariant checker). The reason, last, may hold '|'."""
+    values = record.split("|", len(TICKET_FIELDS) - 1)
+    return {name: value for name, value in zip(TICKET_FIELDS, values) if value != ""}
+
+
+def pack_ticket(fields: dict[str, str]) -> str:
+    """The record of unpack_ticket's fields (tests that write a ticket's state directly)."""
+    return "|".join(str(fields.get(name, "")) for name in TICKET_FIELDS)
 
 
 def unpack_pending_session(value: str) -> dict[str, str]:

@@ -15,12 +15,14 @@ def check_invariants(client, team_sizes: dict | None = None) -> dict:
     tickets = {}
     pending = client.hgetall("mm:cl")  # claimed, not rewritten yet (see load() in scripts/lib/claims.lua)
     for key in client.scan_iter("mm:t:*", count=1000):
-        tickets[key[len("mm:t:"):]] = client.hgetall(key)
-    # queued tickets: records in the mm:tq: buckets, never also a hash of their own
+        record = client.get(key)
+        if record is not None:
+            tickets[key[len("mm:t:"):]] = keys.unpack_ticket(record)
+    # queued tickets: records in the mm:tq: buckets, never also a record of their own
     for key in client.scan_iter("mm:tq:*", count=1000):
         for tid, record in client.hgetall(key).items():
             assert key == keys.queued_tickets(tid), f"{tid} in the wrong bucket {key}"
-            assert tid not in tickets, f"{tid} is both a queued record and a hash"
+            assert tid not in tickets, f"{tid} is both a queued record and a ticket record"
             tickets[tid] = keys.unpack_queued(record)
     for tid, t in tickets.items():
         if tid in pending:

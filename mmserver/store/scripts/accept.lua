@@ -26,7 +26,7 @@ t.c, t.v, t.u = '1', tostring(tonumber(t.v) + 1), int(now)
 if t['@w'] then
   apply_claim(id, t)
 else
-  redis.call('HSET', tkey(id), 'c', '1', 'v', t.v, 'u', t.u)
+  save_ticket(id, t)
 end
 -- s was loaded in this call: its count is the current one (one HSET, not an HINCRBY).
 local accepted = tonumber(s.n or '0') + 1

@@ -112,7 +112,7 @@ for _, sid in ipairs(sessions) do
             if t['@w'] then
               apply_claim(id, t)
             else
-              redis.call('HSET', tkey(id), 's', t.s, 'u', t.u, 'v', t.v, 'j', t.j)
+              save_ticket(id, t)
             end
             changed[#changed + 1] = id
             n = n + 1

@@ -62,9 +62,9 @@ end
 -- ever sees a claimed ticket as queued. Returns the ticket's fields ({} if none); a ticket
 -- still queued has '@q' set (its fields came from its bucket record).
 -- With `defer`, a pending claim is applied to the table only, marked '@w': the caller writes
--- it, with its own changes, through apply_claim (one HSET instead of two).
+-- it, with its own changes, through apply_claim (one write instead of two).
 local function load(id, defer)
-  local t = hgetall(tkey(id))
+  local t = read_ticket(id)
   if t.s ~= nil then return t end
   local rec = redis.call('HGET', tqkey(id), id)
   if not rec then return t end
@@ -75,22 +75,22 @@ local function load(id, defer)
     t.s, t.x, t.d, t.u, t.v = 'matched', sid, deadline, at, tostring(tonumber(t.v) + 1)
     t['@q'] = nil
     if defer then t['@w'] = true; return t end
-    write_hash(id, t)
+    write_record(id, t)
     redis.call('HDEL', CLAIMED, id)
   end
   return t
 end
 
--- Writes a ticket loaded with `defer` whose claim is still pending: its hash, whole (with
+-- Writes a ticket loaded with `defer` whose claim is still pending: its record, whole (with
 -- the caller's changes), in place of its queued record and its claim entry.
 local function apply_claim(id, t)
-  write_hash(id, t)
+  write_record(id, t)
   redis.call('HDEL', CLAIMED, id)
 end
 
 -- Status only (no claim applied: a claimed ticket is live either way).
 local function status_of(id)
-  local s = redis.call('HGET', tkey(id), 's')
+  local s = read_ticket(id).s
   if s then return s end
   if redis.call('HEXISTS', tqkey(id), id) == 1 then return 'queued' end
   return nil

@@ -26,16 +26,55 @@ local function pack_queued(t)
   return table.concat({ t.r, t.n, t.e, t.v, t.u or '', t.k, t.m, t.g or '', t.p, t.y or '', t.a or '' }, '|')
 end
 
--- A ticket that leaves the queue gets a hash of its own (tkey), built from the table and
--- without the queued record: at every instant a ticket is in exactly one of the two places.
--- Fields starting with '@' are markers of this call (never stored).
-local function write_hash(id, t)
-  local fields = {}
-  for f, v in pairs(t) do
-    if string.byte(f) ~= 64 then fields[#fields + 1] = f; fields[#fields + 1] = v end
-  end
+-- A ticket out of the queue (every other state) is one string at tkey(id), read with one GET
+-- and written with one SET: s|x|c|d|j|l|r|n|e|v|u|k|m|g|p|y|a|w (status, session or match,
+-- accepted '1', TTL deadline kept while matched, join token, players who left (lf), then the
+-- queued record's fields, then the terminal reason). Empty means absent. Only the reason
+-- (last) may hold '|'. Table fields starting with '@' are markers of the call (never stored).
+local TICKET_PATTERN = '^' .. string.rep('([^|]*)|', 17) .. '(.*)$'
+
+local function unpack_ticket(rec)
+  local s, x, c, d, j, l, r, n, e, v, u, k, m, g, p, y, a, w = string.match(rec, TICKET_PATTERN)
+  local t = { s = s, r = r, n = n, e = e, v = v, k = k, m = m, p = p }
+  if x ~= '' then t.x = x end
+  if c ~= '' then t.c = c end
+  if d ~= '' then t.d = d end
+  if j ~= '' then t.j = j end
+  if l ~= '' then t.lf = l end
+  if u ~= '' then t.u = u end
+  if g ~= '' then t.g = g end
+  if y ~= '' then t.y = y end
+  if a ~= '' then t.a = a end
+  if w ~= '' then t.w = w end
+  return t
+end
+
+local function pack_ticket(t)
+  return table.concat({ t.s, t.x or '', t.c or '', t.d or '', t.j or '', t.lf or '', t.r, t.n, t.e,
+                        t.v, t.u or '', t.k, t.m, t.g or '', t.p, t.y or '', t.a or '', t.w or '' }, '|')
+end
+
+-- The ticket's record as a table ({} if it has none: queued, or unknown). A hash there is a
+-- ticket written before this layout (the same field names): read as it is, replaced by a
+-- record at its next write (docs/DEPLOY.md, "Upgrading").
+local function read_ticket(id)
+  local rec = redis.pcall('GET', tkey(id))
+  if type(rec) == 'string' then return unpack_ticket(rec) end
+  if type(rec) == 'table' and rec.err then return hgetall(tkey(id)) end
+  return {}
+end
+
+-- Rewrites a ticket that has its record (t loaded in this call, changed in place). Its
+-- expiry, if any, is kept.
+local function save_ticket(id, t)
+  redis.call('SET', tkey(id), pack_ticket(t), 'KEEPTTL')
+end
+
+-- A ticket that leaves the queue gets its record (tkey), written from the table, and loses
+-- its queued one: at every instant a ticket is in exactly one of the two places.
+local function write_record(id, t)
   redis.call('HDEL', tqkey(id), id)
-  redis.call('HSET', tkey(id), unpack(fields))
+  redis.call('SET', tkey(id), pack_ticket(t))
   t['@q'], t['@w'] = nil, nil
 end
 

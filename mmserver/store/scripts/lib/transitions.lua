@@ -2,38 +2,42 @@
 -- requeue), a session dissolved, a match finished, a server removed, a backfill ended, a
 -- roster changed. Each appends its events in the same call.
 
+-- A new version of a ticket not loaded in this call (its view changed through its session).
 local function touch(id, now)
-  redis.call('HINCRBY', tkey(id), 'v', 1)
-  redis.call('HSET', tkey(id), 'u', int(now))
+  local t = read_ticket(id)
+  if t.s == nil then return end
+  t.v, t.u = tostring(tonumber(t.v) + 1), int(now)
+  save_ticket(id, t)
 end
 
 -- Terminal: release the player index at once, keep the ticket readable for `retention` s.
+-- One SET writes the terminal record and its expiry (t was loaded in this call: its version is
+-- the current one). A finished ticket keeps its match (x); no terminal one keeps c or d.
 local function make_terminal(id, t, now, status, reason, retention)
-  local key = tkey(id)
+  local x = t.x
+  t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
+  t.c, t.d = nil, nil
+  if status ~= 'finished' then t.x = nil end
   if t['@q'] then
-    t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
-    write_hash(id, t)
-  else
-    -- One HSET and one HDEL (t was loaded in this call: its version is the current one).
-    t.s, t.w, t.v, t.u = status, reason, tostring(tonumber(t.v) + 1), int(now)
-    redis.call('HSET', key, 's', status, 'w', reason, 'v', t.v, 'u', t.u)
-    -- (t.x stays in the table: the event below names the session the ticket left.) A finished
-    -- ticket keeps its match (x), and its c and d, which no view of a terminal ticket shows.
-    if status ~= 'finished' then
-      redis.call('HDEL', key, 'c', 'd', 'x')
-    end
+    redis.call('HDEL', tqkey(id), id)
+    t['@q'] = nil
+  elseif t['@w'] then
+    redis.call('HDEL', tqkey(id), id)
+    redis.call('HDEL', CLAIMED, id)
+    t['@w'] = nil
   end
+  redis.call('SET', tkey(id), pack_ticket(t), 'EX', retention)
+  t.x = x  -- (the event below names the session the ticket left)
   for _, p in ipairs(ticket_players(t)) do
     local bucket = plkey(p)
     if redis.call('HGET', bucket, p) == id then redis.call('HDEL', bucket, p) end
   end
-  redis.call('EXPIRE', key, retention)
   emit('ticket.' .. status, id, t.x, t.m, reason_data(reason))
 end
 
 -- Back to its queue with its original enqueue time (in the member); the score is its TTL
 -- deadline, kept from before the match (refreshed by reads while matched). The ticket's
--- hash becomes a queued record again.
+-- record becomes a queued record again.
 local function requeue(id, t, now)
   local deadline = tonumber(t.d) or (now + ttl_ms(t.m))
   local q = { r = t.r, n = t.n, e = t.e, v = tostring(tonumber(t.v) + 1), u = int(now), k = t.k,

@@ -7,7 +7,7 @@
 -- as it now stands; `session`, its session's table as it now stands (load_session's);
 -- `fresh`, true for a ticket created in this call (no explanation can exist for it yet).
 local function view(id, loaded, session, fresh)
-  local t = loaded or hgetall(tkey(id))
+  local t = loaded or read_ticket(id)
   if t.s == nil then
     local rec = redis.call('HGET', tqkey(id), id)
     if not rec then return { 'notfound' } end
