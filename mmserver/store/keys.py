@@ -111,8 +111,9 @@ Webhooks (docs/WEBHOOKS.md; store/deliveries.py, never the Lua scripts)
 Channels: `mm:events` (changed ticket ids, comma separated); `mm:views` (ids of tickets whose
 view changed without a new version: `matching.blocked_by`, a match's roster).
 
-The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
-the shared library (scripts/lib/), and no script spells a key itself (tests/store/test_key_names.py).
+The Lua scripts get every name from here: scripts.py writes LUA_NAMES' values into their code
+in place of the names (lua_constants), and no script spells a key itself
+(tests/store/test_key_names.py).
 """
 from __future__ import annotations
 
@@ -287,7 +288,7 @@ def outcome_count(mode: str, outcome: str) -> str:
     return f"{mode}:{outcome}"
 
 
-# The names the Lua scripts use, written by scripts.py as `local NAME = 'value'` before the shared library (scripts/lib/).
+# The names the Lua scripts use; scripts.py writes their values into the scripts' code.
 LUA_NAMES = {
     "TTLS": TTLS, "QUEUE_KEYS": QUEUE_KEYS, "ACCEPTING": ACCEPTING, "ALLOCATING": ALLOCATING,
     "ASSIGNED": ASSIGNED, "COUNTS": COUNTS, "OUTCOMES": OUTCOMES, "FREE": SERVERS_FREE,
@@ -303,7 +304,10 @@ LUA_NAMES = {
 }
 
 
-def lua_prelude(settings: Mapping[str, int] | None = None) -> str:
-    """The key names, then the deployment's numeric settings (e.g. EVENT_MAX_LEN) as locals."""
-    names = "".join(f"local {name} = '{value}'\n" for name, value in LUA_NAMES.items())
-    return names + "".join(f"local {name} = {int(value)}\n" for name, value in (settings or {}).items())
+def lua_constants(settings: Mapping[str, int] | None = None) -> dict[str, str]:
+    """The key names, then the deployment's numeric settings (e.g. EVENT_MAX_LEN), as Lua
+    literals: scripts.py writes them into the scripts' code in place of the names."""
+    for value in LUA_NAMES.values():
+        assert "'" not in value and "\\" not in value, value
+    names = {name: f"'{value}'" for name, value in LUA_NAMES.items()}
+    return {**names, **{name: str(int(value)) for name, value in (settings or {}).items()}}

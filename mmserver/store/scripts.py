@@ -98,6 +98,20 @@ def _code(text: str) -> str:
     return "\n".join(out)
 
 
+_TOKEN = re.compile(r"""'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"|--[^\n]*|[A-Za-z_][A-Za-z0-9_]*""")
+
+
+def inline(text: str, constants: Mapping[str, str]) -> str:
+    """`text` with each name of `constants` (an identifier outside strings and comments)
+    replaced by its literal.
+
+    The key names and settings used to be `local` lines before the library: every EVALSHA
+    ran them, and each function using one captured it as an upvalue, which Lua 5.1 looks up
+    in a list that grows with every captured local (measured: 0.4-1.4 µs a call). As
+    literals they cost nothing until used."""
+    return _TOKEN.sub(lambda m: constants.get(m.group(0), m.group(0)), text)
+
+
 def assemble(prelude: str, lib: str, body: str) -> str:
     """The script as Redis runs it: the definitions of the prelude and the library that `body`
     uses, directly or through each other, in their order, then `body`.
@@ -137,10 +151,11 @@ class Scripts:
         """`settings`: numeric constants the scripts read (DEFAULT_SETTINGS's names); replicas
         with different settings load different scripts, each with its own SHA."""
         self._client = client
-        # Key names first (keys.py, the one place they are spelled), then the shared library.
-        prelude = keys.lua_prelude({**DEFAULT_SETTINGS, **(settings or {})})
-        lib = library()
-        self._sources = {name: assemble(prelude, lib, _source(name)) for name in NAMES}
+        # Key names and settings (keys.py, the one place they are spelled) written into the
+        # shared library and each script, which then carries what it uses of the library.
+        constants = keys.lua_constants({**DEFAULT_SETTINGS, **(settings or {})})
+        lib = inline(library(), constants)
+        self._sources = {name: assemble("", lib, inline(_source(name), constants)) for name in NAMES}
         self._shas: dict[str, str] = {}
         self._lock = threading.Lock()
         # Only on a pool with the stale-reply guard (every client from redis_client.connect).

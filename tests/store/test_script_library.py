@@ -1,5 +1,6 @@
 """The shared Lua library (scripts/lib/): one concept a file, each saying what it holds, and
 every definition placed after the definitions it uses (scripts.assemble relies on that)."""
+import re
 from importlib import resources
 
 from mmserver.store import keys, scripts
@@ -15,7 +16,7 @@ def test_every_module_starts_with_a_comment_and_is_in_the_library():
 
 
 def test_definitions_only_use_earlier_ones():
-    chunks = scripts._chunks(keys.lua_prelude(scripts.DEFAULT_SETTINGS)) + scripts._chunks(scripts.library())
+    chunks = scripts._chunks(scripts.library())
     names = [name for name, _ in chunks if name is not None]
     assert len(names) == len(set(names)), "a name is defined twice"
     seen: set[str] = set()
@@ -36,7 +37,22 @@ def _locals(text: str) -> set[str]:
 
 
 def test_every_script_assembles_from_the_library():
-    prelude = keys.lua_prelude(scripts.DEFAULT_SETTINGS)
     library = scripts.library()
     for name in scripts.NAMES:
-        assert scripts.assemble(prelude, library, scripts._source(name)).endswith(scripts._source(name))
+        assert scripts.assemble("", library, scripts._source(name)).endswith(scripts._source(name))
+
+
+def test_key_names_and_settings_are_written_into_the_code_outside_strings_and_comments():
+    constants = keys.lua_constants({"EVENT_MAX_LEN": 5})
+    text = "local k = TICKET_PREFIX .. id -- TICKET_PREFIX\nx('TICKET_PREFIX', EVENT_MAX_LEN, MY_TICKET_PREFIX)"
+    assert scripts.inline(text, constants) == (
+        "local k = 'mm:t:' .. id -- TICKET_PREFIX\nx('TICKET_PREFIX', 5, MY_TICKET_PREFIX)")
+
+
+def test_no_assembled_script_keeps_a_name_of_the_constants(redis_client):
+    store_scripts = scripts.Scripts(redis_client)
+    for name, source in store_scripts._sources.items():
+        code = scripts._code(source)
+        for constant in keys.lua_constants(scripts.DEFAULT_SETTINGS):
+            assert not re.search(rf"(?<![A-Za-z0-9_'])\b{constant}\b(?!')", code), (name, constant)
+    store_scripts.load_all()  # every one compiles
