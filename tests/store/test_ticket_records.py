@@ -48,3 +48,20 @@ def test_a_ticket_stored_as_a_hash_is_read_and_moved_on(make_store, redis_client
         assert store.read_ticket(ticket, token)["status"] == "finished"
     new_ticket(store, "a")  # the player index was released
     check_invariants(redis_client)
+
+
+def test_an_id_already_taken_queued_or_not_is_never_overwritten(store, redis_client, monkeypatch):
+    from mmserver.store import tickets
+    first, _ = new_ticket(store, "p1")
+    before = redis_client.hget(keys.queued_tickets(first), first)
+    ids = iter([first, "fresh-id-1"])
+    monkeypatch.setattr(tickets, "new_id", lambda: next(ids))
+    second, _ = new_ticket(store, "p2")  # the queued id is refused, the next one taken
+    assert second == "fresh-id-1"
+    assert redis_client.hget(keys.queued_tickets(first), first) == before
+    assert redis_client.hget(keys.players("p2"), "p2") == second
+    redis_client.set(keys.ticket("taken-id"), keys.pack_ticket({"s": "cancelled", "v": "2", "w": "x"}))
+    ids = iter(["taken-id", "fresh-id-2"])
+    monkeypatch.setattr(tickets, "new_id", lambda: next(ids))
+    assert new_ticket(store, "p3")[0] == "fresh-id-2"
+    assert not redis_client.hexists(keys.queued_tickets("taken-id"), "taken-id")

@@ -32,9 +32,7 @@ for i, p in ipairs(players) do
     return { 'busy', p, other }
   end
 end
-if redis.call('EXISTS', tkey(id)) == 1 or redis.call('HEXISTS', tqkey(id), id) == 1 then
-  return { 'exists' }
-end
+if redis.call('EXISTS', tkey(id)) == 1 then return { 'exists' } end
 local now = now_ms()
 -- A queued ticket is one record in its bucket (see unpack_queued in lib/codec.lua); no 'u' until
 -- the first change (updated_at is enqueued_at until then).
@@ -43,7 +41,8 @@ local t = { s = 'queued', v = '1', m = mode, p = player, r = mmr, n = size, e = 
 if party ~= '' then t.y = party end
 if region ~= '' then t.g = region end
 if profile ~= '' then t.a = profile end
-redis.call('HSET', tqkey(id), id, pack_queued(t))
+-- The first write, and the check that no queued ticket has this id (nothing is written before).
+if redis.call('HSETNX', tqkey(id), id, pack_queued(t)) == 0 then return { 'exists' } end
 for i, p in ipairs(players) do redis.call('HSET', buckets[i], p, id) end
 local q = qkey(mode, region)
 -- The mode's TTL, and whether this queue is known (its key is a field of TTLS once it is in
