@@ -141,7 +141,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.servers[name[len(keys.SERVER_PREFIX):]] = _pairs(data)
         elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")):
             snap.odd[name] = kind
-    # Sessions a claim created and no script loaded yet (lib.lua load_session()).
+    # Sessions a claim created and no script loaded yet (scripts/lib/claims.lua load_session()).
     for sid, value in _pairs(found.get(keys.PENDING_SESSIONS, [])).items():
         if sid in snap.sessions:
             snap.misplaced[sid] = f"pending session entry and a {snap.sessions[sid].get('st')} session hash at once"
@@ -165,7 +165,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
     snap.ends = dict(_scored(found.get(keys.MATCH_ENDS, [])))
     snap.counts = _pairs(found.get("mm:n", []))
     # A claim records its tickets' new state in mm:cl; the next script that loads a ticket
-    # applies it (lib.lua load()). Overlay it the same way: these tickets are matched.
+    # applies it (scripts/lib/claims.lua load()). Overlay it the same way: these tickets are matched.
     for tid, pending in _pairs(found.get(keys.CLAIMED, [])).items():
         t = snap.tickets.get(tid)
         if t is None or t.get("s") != "queued":
