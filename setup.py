@@ -10,7 +10,7 @@ setup(
     packages=["mmserver", "mmserver.http", "mmserver.matchmaking", "mmserver.store", "mmserver.webhooks",
               "mmserver_admin"],
     package_dir={"mmserver_admin": "admin"},
-    package_data={"mmserver": ["store/scripts/*.lua", "http/openapi.json"],
+    package_data={"mmserver": ["store/scripts/*.lua", "store/scripts/lib/*.lua", "http/openapi.json"],
                   # The operator console's page, stylesheet and script (admin/console.py).
                   "mmserver_admin": ["console/*.html", "console/*.css", "console/*.js"]},
     install_requires=[

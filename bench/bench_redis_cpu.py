@@ -18,7 +18,8 @@ ticker and (for the view cache) the real pub/sub subscriber thread:
 Variants, each in its own process on its own redis-server, alternated round by round (order
 rotated every round; medians of the rounds):
 - `before`: the code at `--before` (a git revision, default: where this branch left main),
-  extracted with `git archive` and imported through sys.path;
+  extracted with `git archive` and imported through sys.path, view cache off;
+- `before cached`: the same code with the view cache on (as it was deployed);
 - `cache off`: this code with the view cache off (MMSERVER_VIEW_CACHE=0);
 - `after`: this code as deployed (view cache on, batched TTL refreshes).
 
@@ -28,6 +29,10 @@ rotated every round; medians of the rounds):
 `--by-script` adds one pass per variant with SLOWLOG recording every command, for the Redis
 time of each script by name (mapped from its SHA through the Scripts object); slowlog adds its
 own cost, so that pass is not part of the CPU figures.
+
+Beside the CPU, each phase counts the Redis commands the scripts ran (INFO commandstats counts
+those too; every command but EVALSHA and INFO), per player: unlike CPU time, a figure the
+machine's load does not move.
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 PHASES = ("create", "read", "match", "accept", "allocate", "finish")
+# The variants that run with the view cache on (as deployed).
+CACHED = ("before cached", "after")
 
 
 # --- the child: one variant, one round ----------------------------------------------------
@@ -156,14 +163,18 @@ class Meter:
         self.script_us = 0
         self.script_calls = 0
         self.command_us = 0
+        self.redis_calls = 0
 
-    def _read(self) -> tuple[float, int, int, int]:
+    def _read(self) -> tuple[float, int, int, int, int]:
         cpu = self._admin.info("cpu")
         stats = self._admin.info("commandstats")
         evalsha = stats.get("cmdstat_evalsha", {})
         total = sum(v.get("usec", 0) for k, v in stats.items() if k != "cmdstat_info")
+        # Every command but the scripts and INFO: inside a phase, those the scripts ran
+        # (commandstats counts them too) and the few the store sends itself.
+        inner = sum(v.get("calls", 0) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_evalsha"))
         return ((cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6, evalsha.get("usec", 0),
-                evalsha.get("calls", 0), total)
+                evalsha.get("calls", 0), total, inner)
 
     def __enter__(self) -> "Meter":
         self._start = self._read()
@@ -175,11 +186,13 @@ class Meter:
         self.script_us += end[1] - self._start[1]
         self.script_calls += end[2] - self._start[2]
         self.command_us += end[3] - self._start[3]
+        self.redis_calls += end[4] - self._start[4]
 
     def figures(self, per: int) -> dict:
         return {"cpu_us": round(self.cpu_us / per, 2), "script_us": round(self.script_us / per, 2),
                 "commands_us": round(self.command_us / per, 2),
-                "script_calls": round(self.script_calls / per, 3)}
+                "script_calls": round(self.script_calls / per, 3),
+                "redis_calls": round(self.redis_calls / per, 2)}
 
 
 def lifecycle(store, ticker, admin, mode: str, players: int, team_size: int) -> dict:
@@ -201,13 +214,24 @@ def lifecycle(store, ticker, admin, mode: str, players: int, team_size: int) -> 
     with meters["allocate"]:
         ticker.tick()
     matches = sorted(admin.smembers("mm:asg"))
-    assigned = sum(1 for t in tokens if admin.hget(f"mm:t:{t}", "s") == "assigned")
+    assigned = sum(1 for t in tokens if _status(admin, t) == "assigned")
     with meters["finish"]:
         for match_id in matches:
             store.finish_match(match_id)
     phases = {name: meter.figures(players) for name, meter in meters.items()}
-    total = {key: round(sum(p[key] for p in phases.values()), 2) for key in ("cpu_us", "script_us", "commands_us")}
+    total = {key: round(sum(p[key] for p in phases.values()), 2)
+             for key in ("cpu_us", "script_us", "commands_us", "script_calls", "redis_calls")}
     return {"players": players, "assigned": assigned, "matches": len(matches), "phases": phases, "total": total}
+
+
+def _status(admin, ticket_id: str) -> str | None:
+    """A ticket's stored status, in either layout (a hash of fields before, one string record
+    `s|...` since): the 'before' variant may run the older one."""
+    key = f"mm:t:{ticket_id}"
+    if admin.type(key) == "hash":
+        return admin.hget(key, "s")
+    record = admin.get(key)
+    return record.split("|", 1)[0] if record else None
 
 
 def polls(store, ticker, admin, count: int, rounds: int, refresh: bool) -> dict:
@@ -270,7 +294,7 @@ def run_child(variant: str, args: argparse.Namespace, source: Path | None, by_sc
     if source is not None:
         env["MMBENCH_SRC"] = str(source)
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--variant", variant,
-            "--cache", "on" if variant == "after" else "off", "--players", str(args.players),
+            "--cache", "on" if variant in CACHED else "off", "--players", str(args.players),
             "--poll-tickets", str(args.poll_tickets), "--poll-rounds", str(args.poll_rounds)]
     if by_script_pass:
         argv.append("--by-script")
@@ -291,14 +315,15 @@ def summarise(results: list[dict]) -> dict:
     for mode in ("duel", "squad"):
         rows = [r["lifecycle"][mode] for r in results]
         out["lifecycle"][mode] = {
-            "total": {key: round(median([r["total"][key] for r in rows]), 2)
-                      for key in ("cpu_us", "script_us", "commands_us")},
-            "phases": {phase: {key: round(median([r["phases"][phase][key] for r in rows]), 2)
-                               for key in ("cpu_us", "script_us", "commands_us")} for phase in PHASES},
+            "total": {key: round(median([r["total"].get(key, 0) for r in rows]), 2)
+                      for key in ("cpu_us", "script_us", "commands_us", "script_calls", "redis_calls")},
+            "phases": {phase: {key: round(median([r["phases"][phase].get(key, 0) for r in rows]), 2)
+                               for key in ("cpu_us", "script_us", "commands_us", "script_calls", "redis_calls")}
+                       for phase in PHASES},
             "assigned_all": all(r["assigned"] == r["players"] for r in rows),
         }
-    out["polls"] = {key: round(median([r["polls"][key] for r in results]), 2)
-                    for key in ("cpu_us", "script_us", "commands_us")}
+    out["polls"] = {key: round(median([r["polls"].get(key, 0) for r in results]), 2)
+                    for key in ("cpu_us", "script_us", "commands_us", "script_calls", "redis_calls")}
     out["polls"]["still_queued_all"] = all(r["polls"]["still_queued"] == r["polls"]["tickets"] for r in results)
     return out
 
@@ -331,7 +356,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as directory:
         sources = {"cache off": None, "after": None}
         if before is not None:
-            sources = {"before": extract(before, Path(directory)), **sources}
+            old = extract(before, Path(directory))
+            sources = {"before": old, "cache off": None, "before cached": old, "after": None}
         variants = list(sources)
         rounds: dict[str, list[dict]] = {v: [] for v in variants}
         for r in range(args.rounds):
@@ -369,6 +395,18 @@ def main(argv: list[str]) -> int:
             name = f"{label} per player: {phase}"
             print(f"{name:<26}" + "".join(f"{c:>22}" for c in cells))
     print(f"{'per poll':<26}" + "".join(f"{summary[v]['polls']['cpu_us']:>11.2f} / {summary[v]['polls']['script_us']:>7.2f}"
+                                         .rjust(22) for v in variants))
+    print("\nRedis commands per player (run by the scripts, or sent by the store), and script calls:")
+    for mode, label in (("duel", "1v1"), ("squad", "5v5")):
+        for phase in (*PHASES, "total"):
+            cells = []
+            for v in variants:
+                row = summary[v]["lifecycle"][mode]
+                figures = row["total"] if phase == "total" else row["phases"][phase]
+                cells.append(f"{figures['redis_calls']:>11.2f} / {figures['script_calls']:>7.2f}")
+            name = f"{label} per player: {phase}"
+            print(f"{name:<26}" + "".join(f"{c:>22}" for c in cells))
+    print(f"{'per poll':<26}" + "".join(f"{summary[v]['polls']['redis_calls']:>11.2f} / {summary[v]['polls']['script_calls']:>7.2f}"
                                          .rjust(22) for v in variants))
     for variant, table in scripts.items():
         print(f"\nby script ({variant}, slowlog pass):")

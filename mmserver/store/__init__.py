@@ -2,7 +2,7 @@
 
 The HTTP layer imports only the names of the contract (Store and the errors); the matchmaker
 tick also uses Store's tick methods and the result types below. Key layout: keys.py; the Lua
-scripts are in scripts/ (lib.lua is prepended to each).
+scripts are in scripts/ (the shared library, scripts/lib/, is prepended to each).
 
 Rules the scripts keep:
 - Every state change is one script: atomic, one round trip, time from Redis TIME (effects

@@ -1,6 +1,6 @@
 """The event log: reading the `mm:ev` stream the scripts append to (SPEC "Events (v2)").
 
-Entries are written by the Lua scripts only (lib.lua `emit`), in the call that makes the
+Entries are written by the Lua scripts only (lib/util.lua `emit`), in the call that makes the
 transition; this module turns them into the events of the contract and pages through them.
 An event id is its Redis stream id ('<ms>-<seq>'): ids grow in log order and the first part is
 the time the transition happened, by Redis's clock.
@@ -18,7 +18,7 @@ from mmserver.store import keys
 
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
-# Every type a script emits (lib.lua and the scripts; tests/store/test_event_log.py checks the
+# Every type a script emits (scripts/lib/ and the scripts; tests/store/test_event_log.py checks the
 # list against the sources), for documentation and for validating filters.
 EVENT_TYPES = (
     "ticket.queued", "ticket.matched", "ticket.accepted", "ticket.requeued", "ticket.assigned",

@@ -1,4 +1,4 @@
-"""Every Redis key and channel mmserver uses (prefix `mm:`); scripts/lib.lua mirrors these.
+"""Every Redis key and channel mmserver uses (prefix `mm:`); scripts/lib/keys.lua builds them from LUA_NAMES.
 
 Tickets
 - `mm:tq:{first two characters of the id}` hash ticket_id -> a queued ticket's record,
@@ -9,16 +9,24 @@ Tickets
   while a bucket holds at most 128 entries of at most 64 bytes (the server's default
   `hash-max-*-entries/value`); past that a bucket converts to a hashtable, costing about what
   a key per ticket would (around 400,000+ queued tickets, or long player ids or parties).
-- `mm:t:{ticket_id}` hash, every state but queued, short fields: s status, v version, m mode,
-  p player, y party (comma separated), r mmr, n size (1 + party), g region, e enqueued (ms),
-  u updated (ms), k token hash, x session/match id, c accepted ("1"), d TTL deadline kept
-  while matched, w reason (terminal). Terminal tickets get an EXPIRE (retention). A ticket
-  leaving the queue moves from its record to this hash, and back when it is requeued, in the
-  same script: it is always in exactly one of the two.
-- `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's).
+- `mm:t:{ticket_id}` string, every state but queued: one record
+  `s|x|c|d|j|lf|r|n|e|v|u|k|m|g|p|y|a|w` (TICKET_FIELDS; empty = absent), read with one GET
+  and written with one SET: s status, x session/match id, c accepted ("1"), d TTL deadline
+  kept while matched, j join token (assigned), lf party members who left, then the queued
+  record's fields (r mmr, n size (1 + party), e enqueued (ms), v version, u updated (ms), k
+  token hash, m mode, g region, p player, y party (comma separated), a match profile), then w
+  the terminal reason, the only field that may hold '|'. Terminal tickets get an expiry
+  (retention). A ticket leaving the queue moves from its queued record to this one, and back
+  when it is requeued, in the same script: it is always in exactly one of the two. (Until
+  this layout a ticket out of the queue was a hash of the same fields: replicas of that
+  version cannot read these records; see docs/DEPLOY.md, "Upgrading".)
+- `mm:ttl` hash mode -> ticket TTL (ms), written by the create script (the configuration's);
+  also queue key -> "1" once that queue is in `mm:qk` and its region in `mm:qr:{mode}` (both
+  only ever grow), so a creation checks both in the read of the TTL (mode names hold no ':',
+  queue keys always do).
 - `mm:cl` hash ticket_id -> "session|ttl_deadline|claimed_ms": claims not yet written into
   the ticket. A claim records its tickets here in one batched HSET; the first script
-  that loads such a ticket (lib.lua load()) applies it, so no script sees it as queued.
+  that loads such a ticket (lib/claims.lua load()) applies it, so no script sees it as queued.
 - `mm:pl:{first three hex digits of SHA-1(player_id)}` hash player_id -> live ticket id
   (every party member too): the "player busy" index, in 4096 listpack buckets like `mm:tq:`.
 - `mm:q:{mode}:{region}` sorted set, one per queue (region "" when none). Member
@@ -30,7 +38,7 @@ Tickets
 
 Loading sessions and matches (a match is a session that got a server; same id)
 - `mm:cs` hash session_id -> "state|mode|region|accept_deadline|teams": sessions a claim
-  created and no script has loaded yet (lib.lua load_session() writes their hash and
+  created and no script has loaded yet (lib/claims.lua load_session() writes their hash and
   removes the entry), so a claim writes one batched HSET instead of a hash per session. A
   session is in exactly one of `mm:cs` and `mm:s:`.
 - `mm:s:{session_id}` hash: st accepting|allocating|assigned|finished, md mode, rg region,
@@ -60,7 +68,7 @@ Dedicated servers
 
 Matches
 - `mm:end` sorted set assigned match -> end of its mode's max_match_s (ms).
-- An assigned ticket's hash holds `j`, its join token for that match.
+- An assigned ticket's record holds `j`, its join token for that match.
 
 Backfills (docs/BACKFILL.md)
 - `mm:bf:{backfill_id}` hash: m match id, o mode, g the match's region, sl open slots
@@ -103,8 +111,9 @@ Webhooks (docs/WEBHOOKS.md; store/deliveries.py, never the Lua scripts)
 Channels: `mm:events` (changed ticket ids, comma separated); `mm:views` (ids of tickets whose
 view changed without a new version: `matching.blocked_by`, a match's roster).
 
-The Lua scripts get every name from here: scripts.py writes LUA_NAMES as `local` lines before
-lib.lua, and no script spells a key itself (tests/store/test_key_names.py).
+The Lua scripts get every name from here: scripts.py writes LUA_NAMES' values into their code
+in place of the names (lua_constants), and no script spells a key itself
+(tests/store/test_key_names.py).
 """
 from __future__ import annotations
 
@@ -182,6 +191,21 @@ def unpack_queued(record: str) -> dict[str, str]:
     ticket = {"s": "queued"}
     ticket.update((name, value) for name, value in zip(QUEUED_FIELDS, values) if value != "")
     return ticket
+
+
+TICKET_FIELDS = ("s", "x", "c", "d", "j", "lf", "r", "n", "e", "v", "u", "k", "m", "g", "p", "y", "a", "w")
+
+
+def unpack_ticket(record: str) -> dict[str, str]:
+    """A ticket's `mm:t:` record as its fields (absent ones left out), for readers outside the
+    scripts (tests, the invariant checker). The reason, last, may hold '|'."""
+    values = record.split("|", len(TICKET_FIELDS) - 1)
+    return {name: value for name, value in zip(TICKET_FIELDS, values) if value != ""}
+
+
+def pack_ticket(fields: dict[str, str]) -> str:
+    """The record of unpack_ticket's fields (tests that write a ticket's state directly)."""
+    return "|".join(str(fields.get(name, "")) for name in TICKET_FIELDS)
 
 
 def unpack_pending_session(value: str) -> dict[str, str]:
@@ -264,7 +288,7 @@ def outcome_count(mode: str, outcome: str) -> str:
     return f"{mode}:{outcome}"
 
 
-# The names the Lua scripts use, written by scripts.py as `local NAME = 'value'` before lib.lua.
+# The names the Lua scripts use; scripts.py writes their values into the scripts' code.
 LUA_NAMES = {
     "TTLS": TTLS, "QUEUE_KEYS": QUEUE_KEYS, "ACCEPTING": ACCEPTING, "ALLOCATING": ALLOCATING,
     "ASSIGNED": ASSIGNED, "COUNTS": COUNTS, "OUTCOMES": OUTCOMES, "FREE": SERVERS_FREE,
@@ -280,7 +304,10 @@ LUA_NAMES = {
 }
 
 
-def lua_prelude(settings: Mapping[str, int] | None = None) -> str:
-    """The key names, then the deployment's numeric settings (e.g. EVENT_MAX_LEN) as locals."""
-    names = "".join(f"local {name} = '{value}'\n" for name, value in LUA_NAMES.items())
-    return names + "".join(f"local {name} = {int(value)}\n" for name, value in (settings or {}).items())
+def lua_constants(settings: Mapping[str, int] | None = None) -> dict[str, str]:
+    """The key names, then the deployment's numeric settings (e.g. EVENT_MAX_LEN), as Lua
+    literals: scripts.py writes them into the scripts' code in place of the names."""
+    for value in LUA_NAMES.values():
+        assert "'" not in value and "\\" not in value, value
+    names = {name: f"'{value}'" for name, value in LUA_NAMES.items()}
+    return {**names, **{name: str(int(value)) for name, value in (settings or {}).items()}}

@@ -36,7 +36,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-# Access for the scripts (lib.lua authorised()): a ticket token's hash, or one of these.
+# Access for the scripts (lib/views.lua authorised()): a ticket token's hash, or one of these.
 BACKEND_ACCESS = "@b"
 
 
@@ -122,7 +122,7 @@ class ReadRefreshes:
             if len(self._queued) + len(self._matched) >= self._max_pending:
                 return False
             if status == "queued":
-                # The member as lib.lua member() builds it, from the very strings it holds.
+                # The member as lib/codec.lua member() builds it, from the very strings it holds.
                 member = f"{ticket_id}|{fields['r']}|{fields['n']}|{fields['e']}"
                 if fields.get("a"):
                     member += "|" + fields["a"]

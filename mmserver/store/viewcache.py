@@ -21,11 +21,11 @@ What keeps it correct:
   for the braces above (e.g. a Redis restarted without its data behind the subscriber's back).
 - **Bounded memory.** At most `max_entries` views, least recently used dropped first.
 - **The caller's access is checked on every read,** as the read script checks it
-  (lib.lua authorised()): a backend sees any ticket, a player the tickets it is in, a ticket
+  (lib/views.lua authorised()): a backend sees any ticket, a player the tickets it is in, a ticket
   token only its own ticket. An entry knows the token's hash only once a read proved it (a
   read with that token, or the creation): until then a token read goes to Redis.
 
-Entries hold the read script's raw reply (the field list lib.lua view() returns), so the view
+Entries hold the read script's raw reply (the field list lib/views.lua view() returns), so the view
 built from a hit is exactly the one a read would build.
 """
 from __future__ import annotations
@@ -226,7 +226,7 @@ class ViewCache:
 
 
 def _allowed(entry: _Entry, access: str) -> bool | None:
-    """As lib.lua authorised(): True, False (forbidden), or None (unknown token: ask Redis)."""
+    """As lib/views.lua authorised(): True, False (forbidden), or None (unknown token: ask Redis)."""
     if access == BACKEND:
         return True
     if access.startswith(PLAYER_PREFIX):

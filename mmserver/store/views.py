@@ -107,7 +107,7 @@ def match_view(match_id: str, reply: Sequence[Any]) -> dict:
 
 
 def ticket_view(reply: Sequence[Any]) -> dict:
-    """reply = ['ok', field, value, ...] from lib.lua's view()."""
+    """reply = ['ok', field, value, ...] from lib/views.lua's view()."""
     f = {reply[i]: reply[i + 1] for i in range(1, len(reply) - 1, 2)}
     status = f["s"]
     view: dict[str, Any] = {

@@ -68,7 +68,7 @@ class Snapshot:
 
 # Every mm: key with its type, PTTL and contents, in one atomic script: replicas may still be
 # ticking while the checker reads (a crash test's survivors), and a ticket moving between
-# its queued record and its own hash, or a bucket emptied and re-created, must never be seen
+# its queued record and its own record, or a bucket emptied and re-created, must never be seen
 # half-way (a SCAN across several calls can miss such keys). Fine for a test deployment's
 # few thousand keys; it blocks Redis for the time it runs.
 _SNAPSHOT_LUA = """
@@ -121,8 +121,8 @@ def snapshot(client: redis.Redis) -> Snapshot:
             found[name] = data
         elif kind == "stream" and name == keys.EVENT_LOG:
             snap.last_event_id = data[0] or None
-        elif kind == "hash" and name.startswith("mm:t:"):
-            snap.tickets[name[5:]] = _pairs(data)
+        elif kind == "string" and name.startswith("mm:t:"):
+            snap.tickets[name[5:]] = keys.unpack_ticket(data[0])
             snap.ttls[name[5:]] = pttl
         elif kind == "hash" and name.startswith("mm:tq:"):
             queued.extend((name, tid, record) for tid, record in _pairs(data).items())
@@ -141,18 +141,18 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.servers[name[len(keys.SERVER_PREFIX):]] = _pairs(data)
         elif name.startswith(("mm:t:", "mm:tq:", "mm:pl:", "mm:s:", "mm:q:")):
             snap.odd[name] = kind
-    # Sessions a claim created and no script loaded yet (lib.lua load_session()).
+    # Sessions a claim created and no script loaded yet (scripts/lib/claims.lua load_session()).
     for sid, value in _pairs(found.get(keys.PENDING_SESSIONS, [])).items():
         if sid in snap.sessions:
             snap.misplaced[sid] = f"pending session entry and a {snap.sessions[sid].get('st')} session hash at once"
             continue
         snap.sessions[sid] = keys.unpack_pending_session(value)
-    # A queued ticket is a record in its bucket (no hash of its own): exactly one of the two.
+    # A queued ticket is a record in its bucket (no record of its own): exactly one of the two.
     for bucket, tid, record in queued:
         if bucket != keys.queued_tickets(tid):
             snap.misplaced[tid] = f"queued record in {bucket}, looked up in {keys.queued_tickets(tid)}"
         if tid in snap.tickets:
-            snap.misplaced[tid] = f"queued record in {bucket} and a {snap.tickets[tid].get('s')} hash at once"
+            snap.misplaced[tid] = f"queued record in {bucket} and a {snap.tickets[tid].get('s')} record at once"
             continue
         snap.tickets[tid] = keys.unpack_queued(record)
         snap.ttls[tid] = -1
@@ -165,7 +165,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
     snap.ends = dict(_scored(found.get(keys.MATCH_ENDS, [])))
     snap.counts = _pairs(found.get("mm:n", []))
     # A claim records its tickets' new state in mm:cl; the next script that loads a ticket
-    # applies it (lib.lua load()). Overlay it the same way: these tickets are matched.
+    # applies it (scripts/lib/claims.lua load()). Overlay it the same way: these tickets are matched.
     for tid, pending in _pairs(found.get(keys.CLAIMED, [])).items():
         t = snap.tickets.get(tid)
         if t is None or t.get("s") != "queued":
@@ -207,8 +207,8 @@ def stored_status(client: redis.Redis, tid: str) -> tuple[str | None, int]:
     """The ticket's (status, version) as Redis holds it, read atomically (a pending claim not
     applied: call it after a GET, which applies it)."""
     reply = client.eval("""
-local t = redis.call('HMGET', KEYS[1], 's', 'v')
-if t[1] then return t end
+local t = redis.call('GET', KEYS[1])
+if t then return { string.match(t, '^([^|]*)|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)') } end
 local record = redis.call('HGET', KEYS[2], ARGV[1])
 if not record then return {} end
 return { 'queued', string.match(record, '^[^|]*|[^|]*|[^|]*|([^|]*)') }

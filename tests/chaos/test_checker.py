@@ -93,7 +93,9 @@ def test_a_ready_check_past_its_deadline_is_stranded(store, ledger, redis_client
 def test_a_terminal_ticket_without_reason_is_reported(store, ledger, redis_client):
     ticket = acknowledged(store, ledger, "p1")
     store.cancel_ticket(ticket, ledger.records[ticket].token)
-    redis_client.hdel(f"mm:t:{ticket}", "w")
+    stored = keys.unpack_ticket(redis_client.get(keys.ticket(ticket)))
+    del stored["w"]
+    redis_client.set(keys.ticket(ticket), keys.pack_ticket(stored), keepttl=True)
     assert ("reason", ticket) in findings(redis_client, ledger)
 
 
@@ -115,7 +117,8 @@ def test_a_queued_record_in_the_wrong_bucket_is_reported(store, ledger, redis_cl
 
 def test_a_ticket_both_queued_and_hashed_is_reported(store, ledger, redis_client):
     ticket = acknowledged(store, ledger, "p1")
-    redis_client.hset(keys.ticket(ticket), mapping={"s": "cancelled", "v": "2", "w": "x"})
+    record = keys.unpack_queued(redis_client.hget(keys.queued_tickets(ticket), ticket))
+    redis_client.set(keys.ticket(ticket), keys.pack_ticket({**record, "s": "cancelled", "v": "2", "w": "x"}))
     assert ("state", ticket) in findings(redis_client, ledger)
 
 

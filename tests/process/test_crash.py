@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from mmserver.store import keys
 from tests.chaos.checker import Checker
 from tests.chaos.ledger import Ledger
 from tests.process.harness import MMServer
@@ -91,7 +92,8 @@ def test_sigkill_mid_tick_under_load_strands_nothing(tmp_path):
         read = checker.check_api(other.url)
         assert checker.violations == [], [v.as_dict() for v in checker.violations[:10]]
         assert read == TICKETS
-        statuses = [redis.client(decode_responses=True).hget(f"mm:t:{tid}", "s") for tid in ledger.records]
+        stored = [redis.client(decode_responses=True).get(keys.ticket(tid)) for tid in ledger.records]
+        statuses = [keys.unpack_ticket(record)["s"] if record else None for record in stored]
         # 400 servers host at most 400 matches; the rest wait queued or in allocation.
         assert statuses.count("assigned") >= 500, "the survivors went on matching"
         assert kills == 3 and snap is not None

@@ -13,14 +13,16 @@ def check_invariants(client, team_sizes: dict | None = None) -> dict:
     `team_sizes` (mode -> team size), when given, also checks that no team of an assigned match
     holds more players plus open backfill places than its size."""
     tickets = {}
-    pending = client.hgetall("mm:cl")  # claimed, not rewritten yet (see load() in lib.lua)
+    pending = client.hgetall("mm:cl")  # claimed, not rewritten yet (see load() in scripts/lib/claims.lua)
     for key in client.scan_iter("mm:t:*", count=1000):
-        tickets[key[len("mm:t:"):]] = client.hgetall(key)
-    # queued tickets: records in the mm:tq: buckets, never also a hash of their own
+        record = client.get(key)
+        if record is not None:
+            tickets[key[len("mm:t:"):]] = keys.unpack_ticket(record)
+    # queued tickets: records in the mm:tq: buckets, never also a record of their own
     for key in client.scan_iter("mm:tq:*", count=1000):
         for tid, record in client.hgetall(key).items():
             assert key == keys.queued_tickets(tid), f"{tid} in the wrong bucket {key}"
-            assert tid not in tickets, f"{tid} is both a queued record and a hash"
+            assert tid not in tickets, f"{tid} is both a queued record and a ticket record"
             tickets[tid] = keys.unpack_queued(record)
     for tid, t in tickets.items():
         if tid in pending:
@@ -40,7 +42,7 @@ def check_invariants(client, team_sizes: dict | None = None) -> dict:
     sessions = {}
     for key in client.scan_iter("mm:s:*", count=1000):
         sessions[key[len("mm:s:"):]] = client.hgetall(key)
-    # sessions a claim created that no script loaded yet (see load_session() in lib.lua)
+    # sessions a claim created that no script loaded yet (see load_session() in scripts/lib/claims.lua)
     for sid, value in client.hgetall(keys.PENDING_SESSIONS).items():
         assert sid not in sessions, f"session {sid} both pending and written"
         sessions[sid] = keys.unpack_pending_session(value)

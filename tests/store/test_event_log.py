@@ -6,7 +6,7 @@ from importlib import resources
 from mmserver.config import EventsConfig, ModeConfig, ServersConfig
 from mmserver.store import Store, keys
 from mmserver.store.events import EVENT_TYPES, EventLog
-from mmserver.store.scripts import NAMES
+from mmserver.store.scripts import LIB_MODULES, NAMES
 from tests.store.conftest import new_ticket
 
 
@@ -88,7 +88,7 @@ def test_the_log_is_bounded_by_length_and_age(redis_client):
 
 def test_every_type_a_script_emits_is_listed():
     sources = "\n".join(resources.files("mmserver.store").joinpath("scripts", f"{n}.lua").read_text("utf-8")
-                        for n in ("lib", *NAMES))
+                        for n in (*(f"lib/{m}" for m in LIB_MODULES), *NAMES))
     emitted = set(re.findall(r"emit\('([a-z_]+\.[a-z_]+)'", sources))
     emitted |= {f"ticket.{s}" for s in ("finished", "cancelled", "expired")}  # make_terminal's 'ticket.' .. status
     assert emitted <= set(EVENT_TYPES), emitted - set(EVENT_TYPES)

@@ -1,24 +1,27 @@
 """Key names are spelled in one place: mmserver/store/keys.py. The Lua scripts receive them as
-`local` names written before lib.lua, and no script spells a key itself."""
+`local` names written before the shared library (scripts/lib/), and no script spells a key itself."""
 import re
 from importlib import resources
 
 from mmserver.store import keys
-from mmserver.store.scripts import DEFAULT_SETTINGS, NAMES
+from mmserver.store.scripts import DEFAULT_SETTINGS, LIB_MODULES, NAMES
 
 
 def _lua(name: str) -> str:
     return resources.files("mmserver.store").joinpath("scripts", f"{name}.lua").read_text("utf-8")
 
 
+LIBRARY = tuple(f"lib/{module}" for module in LIB_MODULES)
+
+
 def test_no_script_spells_a_key_name():
-    for name in ("lib", *NAMES):
+    for name in (*LIBRARY, *NAMES):
         literals = re.findall(r"""['"]mm:[^'"]*['"]""", _lua(name))
         assert literals == [], f"{name}.lua spells {literals}: use the names of keys.LUA_NAMES"
 
 
 def test_every_name_a_script_uses_is_defined_and_every_defined_name_is_used():
-    sources = "\n".join(_lua(name) for name in ("lib", *NAMES))
+    sources = "\n".join(_lua(name) for name in (*LIBRARY, *NAMES))
     for name in keys.LUA_NAMES:
         assert re.search(rf"\b{name}\b", sources), f"{name} is defined for Lua but no script uses it"
     code = re.sub(r"--[^\n]*|'[^'\n]*'", "", sources)  # comments and strings (Redis commands) out

@@ -185,8 +185,8 @@ def test_a_claimed_ticket_reads_as_matched_with_one_more_version(make_store, red
     assert redis_client.hexists(keys.CLAIMED, b)
     view = store.read_ticket(b, tb)
     assert view["status"] == "matched" and view["version"] == 2
-    assert redis_client.hget(keys.ticket(b), "s") == "matched"
-    assert not redis_client.hexists(keys.queued_tickets(b), b)  # moved to its own hash
+    assert keys.unpack_ticket(redis_client.get(keys.ticket(b)))["s"] == "matched"
+    assert not redis_client.hexists(keys.queued_tickets(b), b)  # moved to its own record
     assert not redis_client.hexists(keys.CLAIMED, b)
     assert store.read_ticket(b, tb) == view  # applied once
     with pytest.raises(PlayerBusy):

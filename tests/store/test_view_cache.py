@@ -264,7 +264,7 @@ def test_the_tick_refreshes_before_it_expires(replica, redis_client):
     assert redis_client.hexists(keys.queued_tickets(ticket_id), ticket_id)
     redis_client.zadd(queue, {member: 1})  # not read since: the next tick expires it
     Ticker(replica.store, MODES, shutdown=Shutdown()).tick()
-    assert redis_client.hget(keys.ticket(ticket_id), "s") == "expired"
+    assert keys.unpack_ticket(redis_client.get(keys.ticket(ticket_id)))["s"] == "expired"
     assert wait_until(lambda: replica.cache.get(ticket_id, BACKEND_ACCESS) is MISS)
     assert replica.store.read_ticket(ticket_id, token)["status"] == "expired"
 

@@ -96,7 +96,6 @@ for _, sid in ipairs(sessions) do
       redis.call('HSET', svkey(server), 'm', sid)
       taken[#taken + 1] = server
       if sv[2] ~= 's' then watched[#watched + 1] = sv[3]; watched[#watched + 1] = server end
-      redis.call('HSET', skey(sid), 'st', 'assigned', 'sv', server, 'ad', sv[1], 'as', snow)
       done[#done + 1] = sid
       assigned[#assigned + 1] = sid
       if max_ms[s.md] then redis.call('ZADD', ENDS, int(now + max_ms[s.md]), sid) end
@@ -104,12 +103,17 @@ for _, sid in ipairs(sessions) do
       for _, team in ipairs(fields(s.tk, ';')) do
         local players = {}
         for _, id in ipairs(split(team, ',')) do
-          local t = load(id)
+          -- (A claim still pending, in a mode without a ready check, is written once, below.)
+          local t = load(id, true)
           if t.s == 'matched' and t.x == sid then
             -- The join token: secret to the ticket's holders, checked by the game server
             -- against the roster's SHA-256 of it. The salt is fresh random bytes per call.
-            redis.call('HSET', tkey(id), 's', 'assigned', 'u', snow, 'v', tonumber(t.v) + 1,
-                       'j', redis.sha1hex(salt .. id))
+            t.s, t.u, t.v, t.j = 'assigned', snow, tostring(tonumber(t.v) + 1), redis.sha1hex(salt .. id)
+            if t['@w'] then
+              apply_claim(id, t)
+            else
+              save_ticket(id, t)
+            end
             changed[#changed + 1] = id
             n = n + 1
             emit('ticket.assigned', id, sid, s.md, '{}')
@@ -118,7 +122,9 @@ for _, sid in ipairs(sessions) do
         end
         teams[#teams + 1] = table.concat(players, ',')
       end
-      redis.call('HSET', skey(sid), 'pl', table.concat(teams, ';'))
+      -- One HSET for the match: its state, server and roster.
+      redis.call('HSET', skey(sid), 'st', 'assigned', 'sv', server, 'ad', sv[1], 'as', snow,
+                 'pl', table.concat(teams, ';'))
       local roster = {}
       for i, team in ipairs(teams) do roster[i] = split(team, ',') end
       emit('match.assigned', nil, sid, s.md, cjson.encode({ server_id = server, address = sv[1],

@@ -11,7 +11,7 @@
 -- comma-separated ids that were no longer queued here.
 -- Written for speed (a tick claims tens of thousands of tickets): the arguments come
 -- pre-split (no string parsing here); membership checks, the tickets' new state (CLAIMED,
--- see load() in lib.lua), the new sessions (PENDING_SESSIONS, see load_session()), the
+-- see load() in lib/claims.lua), the new sessions (PENDING_SESSIONS, see load_session()), the
 -- queue and the deadline set are all batched commands: a handful of calls per batch.
 local mode, region = ARGV[1], ARGV[2]
 local accept_ms, alloc_ms = tonumber(ARGV[3]), tonumber(ARGV[4])

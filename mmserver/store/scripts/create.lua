@@ -32,27 +32,32 @@ for i, p in ipairs(players) do
     return { 'busy', p, other }
   end
 end
-if redis.call('EXISTS', tkey(id)) == 1 or redis.call('HEXISTS', tqkey(id), id) == 1 then
-  return { 'exists' }
-end
+if redis.call('EXISTS', tkey(id)) == 1 then return { 'exists' } end
 local now = now_ms()
--- A queued ticket is one record in its bucket (see unpack_queued in lib.lua); no 'u' until
+-- A queued ticket is one record in its bucket (see unpack_queued in lib/codec.lua); no 'u' until
 -- the first change (updated_at is enqueued_at until then).
 local t = { s = 'queued', v = '1', m = mode, p = player, r = mmr, n = size, e = int(now),
             k = token_hash }
 if party ~= '' then t.y = party end
 if region ~= '' then t.g = region end
 if profile ~= '' then t.a = profile end
-redis.call('HSET', tqkey(id), id, pack_queued(t))
+-- The first write, and the check that no queued ticket has this id (nothing is written before).
+if redis.call('HSETNX', tqkey(id), id, pack_queued(t)) == 0 then return { 'exists' } end
 for i, p in ipairs(players) do redis.call('HSET', buckets[i], p, id) end
-if redis.call('HGET', TTLS, mode) ~= ttl then redis.call('HSET', TTLS, mode, ttl) end
 local q = qkey(mode, region)
+-- The mode's TTL, and whether this queue is known (its key is a field of TTLS once it is in
+-- QUEUE_KEYS and its region in the mode's regions: both sets only ever grow), in one read.
+local known = redis.call('HMGET', TTLS, mode, q)
+if known[1] ~= ttl then redis.call('HSET', TTLS, mode, ttl) end
 redis.call('ZADD', q, int(now + tonumber(ttl)), member(id, t))
-redis.call('SADD', REGIONS_PREFIX .. mode, region)
-redis.call('SADD', QUEUE_KEYS, q)
+if not known[2] then
+  redis.call('SADD', REGIONS_PREFIX .. mode, region)
+  redis.call('SADD', QUEUE_KEYS, q)
+  redis.call('HSET', TTLS, q, '1')
+end
 if idem ~= '' then redis.call('SET', idem, id .. '|' .. sealed, 'PX', ttl) end
 count_outcome(mode, 'created', 1)
 emit('ticket.queued', id, nil, mode, cjson.encode({ player_id = player, players = players, mmr = tonumber(mmr),
                                                    region = region ~= '' and region or nil }))
 publish({ id })
-return view(id, t)  -- the record just written, as view() would unpack it
+return view(id, t, nil, true)  -- the record just written, as view() would unpack it

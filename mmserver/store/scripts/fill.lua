@@ -62,7 +62,7 @@ local function fill(bid, id, m, team, roles)
   t.s, t.x, t.v, t.u = 'assigned', mid, tostring(tonumber(t.v) + 1), snow
   -- The join token, derived as allocate.lua derives it (fresh salt per call).
   t.j = redis.sha1hex(salt .. id)
-  write_hash(id, t)
+  write_record(id, t)
   local joined = split(teams[team + 1], ',')
   for _, p in ipairs(players) do joined[#joined + 1] = p end
   teams[team + 1] = table.concat(joined, ',')

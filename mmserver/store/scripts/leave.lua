@@ -25,8 +25,9 @@ if s.st == 'assigned' and t.s == 'assigned' and t.x == mid then
   else
     local left = split(t.lf, ',')
     left[#left + 1] = player
-    redis.call('HSET', tkey(id), 'lf', table.concat(left, ','))
-    touch(id, now)  -- its holders' long-polls wake: the assignment's roster changed
+    -- A new version: its holders' long-polls wake, the assignment's roster changed.
+    t.lf, t.v, t.u = table.concat(left, ','), tostring(tonumber(t.v) + 1), int(now)
+    save_ticket(id, t)
     redis.call('HDEL', plkey(player), player)
     off_roster(mid, s, { player }, nil)
   end

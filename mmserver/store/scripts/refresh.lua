@@ -20,9 +20,10 @@ for i = 0, q - 1 do
 end
 local matched = 0
 for i = 2 + 3 * q, #ARGV do
-  local t = redis.call('HMGET', tkey(ARGV[i]), 's', 'm')
-  if t[1] == 'matched' then
-    redis.call('HSET', tkey(ARGV[i]), 'd', deadline(t[2]))
+  local t = read_ticket(ARGV[i])
+  if t.s == 'matched' then
+    t.d = deadline(t.m)
+    save_ticket(ARGV[i], t)
     matched = matched + 1
   end
 end
