@@ -41,7 +41,9 @@ the anchor (a shared region, a shared value of each `overlap` list, each `distan
 limit of the anchor's value); the walk stops after `_walk_limit` neighbours or `_pass_limit`
 that pass. The match is then picked from those by a greedy nearest-first selection (every
 collective condition kept: common region and values, spreads, roles and team sizes still
-fillable), then, when that fails or a lobby may grow, by an exhaustive depth-first search over
+fillable), which runs along the walk and ends it as soon as its match is full (it would pick
+the same among more candidates), then, when that fails or a lobby may grow, by an exhaustive
+depth-first search over
 the same candidates bounded by `_NODE_BUDGET` nodes. Below these limits the search is
 exhaustive: an anchor is matched whenever it can be.
 
@@ -91,10 +93,6 @@ def _walk_limit(players_per_match: int) -> int:
 
 def _pass_limit(players_per_match: int) -> int:
     return 4 * players_per_match + 16
-
-
-def _first_stage(players_per_match: int) -> int:
-    return 2 * players_per_match
 
 
 def _mask_under(latencies: tuple, limit: float) -> int:
@@ -383,77 +381,115 @@ class _Constrained:
         dl, dr = m - mmr[lp], mmr[rp] - m
         walked = 0
         overlaps, distances = self.overlaps, self.distances
-        # Two stages: most anchors that match do so among their nearest neighbours, so the walk
-        # first stops at _first_stage candidates and tries the greedy pick alone. The greedy
-        # takes candidates in walk order and returns once the match is full: a full match found
-        # among the first candidates is exactly the one it would find among all of them, so the
-        # rest of the walk and the search are skipped. Otherwise the walk goes on as before.
-        first_cap = _first_stage(need) if not self.fill_possible else pass_cap
-        for stage_cap in (first_cap, pass_cap):
-            while walked < walk_cap and len(cands) < stage_cap:
-                if dl <= dr:
-                    if dl > w:
-                        break
-                    q = lp
-                    lp = left[lp]
-                    dl = m - mmr[lp]
-                else:
-                    if dr > w:
-                        break
-                    q = rp
-                    rp = right[rp]
-                    dr = mmr[rp] - m
-                walked += 1
-                j = layout[q]
-                s = sizes[j]
-                window_players += s
-                info = static[j]
-                if info is None:
-                    info = static[j] = self._static(j)
-                f = 0
-                fail = -1
-                rmask = 0
-                if latency_on:
-                    rmask = rmasks[j]
-                    if rmask < 0:
-                        rmask = rmasks[j] = _mask_under(info[0], lat_limit)
-                    rmask &= amask
-                    if not rmask:
+        # The greedy pick runs along the walk: it takes candidates in walk order and stops once
+        # the match is full, so a full match found among the first candidates is exactly the
+        # one it would find among all of them (and the one the search below would return
+        # first): the rest of the walk and the search are skipped. The anchor alone being a
+        # whole match is left to the path below (its own filters are checked there first).
+        greedy = anchor.size < need
+        g_players = anchor.size
+        g_lows = list(a.vals)
+        g_highs = list(a.vals)
+        g_rm = amask
+        g_om = list(a.omasks)
+        g_keys = [a.key]
+        g_chosen = [a]
+        fits = lineup.fits
+        ndim = len(lims)
+        while walked < walk_cap and len(cands) < pass_cap:
+            if dl <= dr:
+                if dl > w:
+                    break
+                q = lp
+                lp = left[lp]
+                dl = m - mmr[lp]
+            else:
+                if dr > w:
+                    break
+                q = rp
+                rp = right[rp]
+                dr = mmr[rp] - m
+            walked += 1
+            j = layout[q]
+            s = sizes[j]
+            window_players += s
+            info = static[j]
+            if info is None:
+                info = static[j] = self._static(j)
+            f = 0
+            fail = -1
+            rmask = 0
+            if latency_on:
+                rmask = rmasks[j]
+                if rmask < 0:
+                    rmask = rmasks[j] = _mask_under(info[0], lat_limit)
+                rmask &= amask
+                if not rmask:
+                    fail = f
+                f += 1
+            omasks = ()
+            if fail < 0 and overlaps:
+                found_masks = []
+                for k, listed in enumerate(info[1]):
+                    om = 0
+                    if listed is not None:
+                        for bit, v in enumerate(avalues[k]):
+                            if v in listed:
+                                om |= 1 << bit
+                    if not om:
                         fail = f
+                        break
+                    found_masks.append(om)
                     f += 1
-                omasks = ()
-                if fail < 0 and overlaps:
-                    found_masks = []
-                    for k, listed in enumerate(info[1]):
-                        om = 0
-                        if listed is not None:
-                            for bit, v in enumerate(avalues[k]):
-                                if v in listed:
-                                    om |= 1 << bit
-                        if not om:
-                            fail = f
-                            break
-                        found_masks.append(om)
-                        f += 1
-                    omasks = tuple(found_masks)
-                if fail < 0 and distances:
-                    for k, v in enumerate(info[2]):
-                        av = adist[k]
-                        if v is None or av is None or abs(v - av) > dist_limits[k]:
-                            fail = f
-                            break
-                        f += 1
-                if fail >= 0:
-                    players_by_fail[fail] += s
+                omasks = tuple(found_masks)
+            if fail < 0 and distances:
+                for k, v in enumerate(info[2]):
+                    av = adist[k]
+                    if v is None or av is None or abs(v - av) > dist_limits[k]:
+                        fail = f
+                        break
+                    f += 1
+            if fail >= 0:
+                players_by_fail[fail] += s
+                continue
+            if info[3] is None:
+                continue  # can take no role: never in a match
+            players_by_fail[nfilters] += s
+            c = _Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q])
+            cands.append(c)
+            # One step of the greedy pick (_greedy_pick, not relaxed).
+            if not greedy or g_players + s > need:
+                continue
+            if latency_on and not g_rm & rmask:
+                continue
+            if overlaps and not all(x & y for x, y in zip(g_om, omasks)):
+                continue
+            vals = c.vals
+            for d in range(ndim):
+                v = vals[d]
+                h = g_highs[d]
+                lw = g_lows[d]
+                if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
+                    break
+            else:
+                nk = sorted(g_keys + [c.key])
+                if not fits(tuple(nk)):
                     continue
-                if info[3] is None:
-                    continue  # can take no role: never in a match
-                players_by_fail[nfilters] += s
-                cands.append(_Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q]))
-            if stage_cap < pass_cap and len(cands) >= stage_cap:
-                chosen = self._greedy(a, cands, lims)
-                if chosen is not None:
-                    return chosen, None
+                g_chosen.append(c)
+                g_keys = nk
+                g_players += s
+                if g_players == need:
+                    return g_chosen, None
+                for d in range(ndim):
+                    v = vals[d]
+                    if v < g_lows[d]:
+                        g_lows[d] = v
+                    if v > g_highs[d]:
+                        g_highs[d] = v
+                if latency_on:
+                    g_rm &= rmask
+                if overlaps:
+                    g_om = [x & y for x, y in zip(g_om, omasks)]
         capped = walked >= walk_cap or len(cands) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
@@ -558,11 +594,6 @@ class _Constrained:
         return "players"
 
     # --- search ------------------------------------------------------------------------------
-
-    def _greedy(self, a: _Cand, cands: list[_Cand], lims) -> list[_Cand] | None:
-        """The greedy pick's full match, or None (see _greedy_pick)."""
-        chosen, _players, _keys, full = self._greedy_pick(a, cands, lims, False, self.lineup)
-        return chosen if full else None
 
     def _greedy_pick(self, a: _Cand, cands: list[_Cand], lims, relaxed: bool, lineup: Lineup):
         """Nearest first: each candidate that keeps every condition is taken, until the match
