@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 from mmserver.matchmaking.lineup import Lineup
 from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
@@ -125,8 +125,10 @@ class _Cand:
         self.mmr = mmr
 
 
-def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> Matching:
-    return _Constrained(tickets, rules, now).run()
+def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,
+                        on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
+    """The matching; `on_proposal`, when given, is called with each proposal as it is formed."""
+    return _Constrained(tickets, rules, now).run(on_proposal)
 
 
 class _Constrained:
@@ -222,7 +224,7 @@ class _Constrained:
 
     # --- the tick ----------------------------------------------------------------------------
 
-    def run(self) -> Matching:
+    def run(self, on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
         rules = self.rules
         proposals: list[Proposal] = []
         blocked: dict[str, str] = {}
@@ -271,7 +273,8 @@ class _Constrained:
             if chosen is None:
                 blocked[ids[i]] = reason
                 continue
-            proposals.append(self._propose(chosen, lo))
+            proposal = self._propose(chosen, lo)
+            proposals.append(proposal)
             for c in chosen:
                 q = c.pos
                 lq, rq = left[q], right[q]
@@ -285,6 +288,8 @@ class _Constrained:
                     for k in range(len(same)):
                         prefix_players[k][key[:k + 1]] -= sizes[j]
                 blocked.pop(ids[j], None)
+            if on_proposal is not None:
+                on_proposal(proposal)
         return Matching(proposals, blocked)
 
     # --- one anchor --------------------------------------------------------------------------
