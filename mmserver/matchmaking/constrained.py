@@ -200,8 +200,7 @@ class _Constrained:
             if i >= 0:
                 pos_of[i] = p
         self.pos_of = pos_of
-        self.static: list = [None] * n
-        self._rmasks: dict = {}
+        self._columns(el)
         enq = [t.enqueued_at for t in el]
         ids = [t.ticket_id for t in el]
         order = sorted(range(n), key=enq.__getitem__)
@@ -294,57 +293,77 @@ class _Constrained:
 
     # --- one anchor --------------------------------------------------------------------------
 
-    def _masks_of(self, j: int):
-        t = self.eligible[j]
-        return self.lineup.masks(t.size, t.roles)
-
-    def _static(self, j: int) -> tuple:
-        """What the filters read of ticket j: latency per region, overlap lists, distance
-        values, role masks and lineup key (masks None: a player offers no role of the mode)."""
-        t = self.eligible[j]
-        if t.region is not None:
-            lat = tuple(0.0 if r == t.region else _INF for r in self.regions)
-        else:
-            get = t.latencies.get
-            lat = tuple(_INF if get(r) is None else get(r) for r in self.regions)
-        overs = []
+    def _columns(self, el: list[QueuedTicket]) -> None:
+        """What the filters read of each ticket, once per call, as one list per value (by
+        ticket index): latency per region (fixed region: 0 there, inf elsewhere; missing: inf),
+        overlap lists (frozensets, None when absent), distance values (None when absent or not
+        a finite number; "mmr": the MMR), `vals` (MMR then each distance value), role masks and
+        lineup key (masks None: a player offers no role of the mode)."""
+        self._rmasks: dict = {}
+        self.lat_cols = []
+        for region in self.regions:
+            self.lat_cols.append([(0.0 if t.region == region else _INF) if t.region is not None
+                                  else (_INF if (ms := t.latencies.get(region)) is None else ms) for t in el])
+        self.over_cols = []
         for rule in self.overlaps:
-            value = t.attributes.get(rule.attribute)
-            overs.append(frozenset(value) if isinstance(value, tuple) else None)
-        dists = tuple(t.mmr if rule.attribute == MMR_RULE else _number(t.attributes.get(rule.attribute))
-                      for rule in self.distances)
-        masks = self.lineup.masks(t.size, t.roles)
-        key = self.lineup.key(t.size, masks) if masks is not None else None
-        return lat, tuple(overs), dists, masks, key
-
-    def _region_mask(self, t: QueuedTicket, limit: float) -> int:
-        mask = 0
-        fixed = t.region
-        for bit, region in enumerate(self.regions):
-            if fixed is not None:
-                if region == fixed:
-                    mask |= 1 << bit
+            a = rule.attribute
+            self.over_cols.append([frozenset(v) if isinstance(v := t.attributes.get(a), tuple) else None
+                                   for t in el])
+        self.dist_cols = []
+        for rule in self.distances:
+            a = rule.attribute
+            if a == MMR_RULE:
+                self.dist_cols.append([t.mmr for t in el])
             else:
-                ms = t.latencies.get(region)
-                if ms is not None and ms <= limit:
-                    mask |= 1 << bit
-        return mask
+                self.dist_cols.append([_number(t.attributes.get(a)) for t in el])
+        mmrs = [t.mmr for t in el]
+        self.vals = list(zip(mmrs, *self.dist_cols))
+        lineup = self.lineup
+        by_offer: dict = {}
+        role_masks = []
+        role_keys = []
+        for t in el:
+            offer = (t.size, t.roles)
+            try:
+                found = by_offer.get(offer)
+            except TypeError:  # roles not given as tuples: not memoised
+                offer = found = None
+            if found is None:
+                masks = lineup.masks(t.size, t.roles)
+                found = (masks, lineup.key(t.size, masks) if masks is not None else None)
+                if offer is not None:
+                    by_offer[offer] = found
+            role_masks.append(found[0])
+            role_keys.append(found[1])
+        self.role_masks = role_masks
+        self.role_keys = role_keys
+
+    def _rmasks_under(self, limit: float) -> list[int]:
+        """Per ticket, the regions (a bit per self.regions) within `limit`; memoised."""
+        found = self._rmasks.get(limit)
+        if found is None:
+            found = [0] * len(self.eligible)
+            for bit, col in enumerate(self.lat_cols):
+                flag = 1 << bit
+                found = [m | flag if ms <= limit else m for m, ms in zip(found, col)]
+            self._rmasks[limit] = found
+        return found
 
     def _anchor(self, i: int, p: int, waited: float, w: float, lo: int, smallest: int):
         rules = self.rules
-        el = self.eligible
-        anchor = el[i]
+        anchor = self.eligible[i]
         mmr, left, right, layout = self.mmr, self.left, self.right, self.layout
         sizes = self.sizes
-        lat_limit = rules.latency.limit(waited) if rules.latency is not None else 0.0
+        latency_on = rules.latency is not None
+        lat_limit = rules.latency.limit(waited) if latency_on else 0.0
         dist_limits = [r.limit(waited) for r in self.distances]
         lims = (w, *dist_limits)
-        latency_on = rules.latency is not None
         # The anchor's own values; the first filter it fails itself (len(filters): none).
         nfilters = len(self.filter_names)
         own_fail = nfilters
         f = 0
-        amask = self._region_mask(anchor, lat_limit) if latency_on else 0
+        rmasks = self._rmasks_under(lat_limit) if latency_on else None
+        amask = rmasks[i] if latency_on else 0
         if latency_on:
             if not amask and own_fail == nfilters:
                 own_fail = f
@@ -357,25 +376,19 @@ class _Constrained:
             if not listed and own_fail == nfilters:
                 own_fail = f
             f += 1
-        adist = []
-        for rule in self.distances:
-            v = anchor.mmr if rule.attribute == MMR_RULE else _number(anchor.attributes.get(rule.attribute))
-            adist.append(v)
+        adist = [col[i] for col in self.dist_cols]
+        for v in adist:
             if v is None and own_fail == nfilters:
                 own_fail = f
             f += 1
-        amasks = self._masks_of(i)
+        amasks = self.role_masks[i]
         if amasks is None:
             return None, "roles"
         lineup = self.lineup
-        a = _Cand(p, anchor.size, (anchor.mmr, *adist), amask,
-                  tuple((1 << len(v)) - 1 for v in avalues), lineup.key(anchor.size, amasks), amasks, anchor.mmr)
+        a = _Cand(p, anchor.size, self.vals[i], amask,
+                  tuple((1 << len(v)) - 1 for v in avalues), self.role_keys[i], amasks, anchor.mmr)
 
         # Walk the MMR window nearest first, filtering pairwise.
-        static = self.static
-        rmasks = self._rmasks.get(lat_limit)
-        if rmasks is None:
-            rmasks = self._rmasks[lat_limit] = [-1] * len(el)
         need = self.max_players
         walk_cap, pass_cap = _walk_limit(need), _pass_limit(need)
         players_by_fail = [0] * (nfilters + 1)
@@ -385,7 +398,14 @@ class _Constrained:
         lp, rp = left[p], right[p]
         dl, dr = m - mmr[lp], mmr[rp] - m
         walked = 0
-        overlaps, distances = self.overlaps, self.distances
+        overlaps = self.overlaps
+        over_cols = self.over_cols
+        vals_of, role_masks, role_keys = self.vals, self.role_masks, self.role_keys
+        # Distance filters: (column, the anchor's value, limit); an anchor without a value
+        # fails every ticket on it (and the filters after it are never reached).
+        dist_checks = tuple(zip(self.dist_cols, adist, dist_limits))
+        # The filter a distance failure is counted under: the first distance filter's index.
+        first_dist = nfilters - len(dist_checks)
         # The greedy pick runs along the walk: it takes candidates in walk order and stops once
         # the match is full, so a full match found among the first candidates is exactly the
         # one it would find among all of them (and the one the search below would return
@@ -401,7 +421,7 @@ class _Constrained:
         g_chosen = [a]
         fits = lineup.fits
         ndim = len(lims)
-        while walked < walk_cap and len(cands) < pass_cap:
+        while walked < walk_cap:
             if dl <= dr:
                 if dl > w:
                     break
@@ -418,83 +438,78 @@ class _Constrained:
             j = layout[q]
             s = sizes[j]
             window_players += s
-            info = static[j]
-            if info is None:
-                info = static[j] = self._static(j)
-            f = 0
-            fail = -1
             rmask = 0
             if latency_on:
-                rmask = rmasks[j]
-                if rmask < 0:
-                    rmask = rmasks[j] = _mask_under(info[0], lat_limit)
-                rmask &= amask
+                rmask = rmasks[j] & amask
                 if not rmask:
-                    fail = f
-                f += 1
+                    players_by_fail[0] += s
+                    continue
             omasks = ()
-            if fail < 0 and overlaps:
+            if overlaps:
+                f = 1 if latency_on else 0
                 found_masks = []
-                for k, listed in enumerate(info[1]):
+                for k, col in enumerate(over_cols):
+                    listed = col[j]
                     om = 0
                     if listed is not None:
                         for bit, v in enumerate(avalues[k]):
                             if v in listed:
                                 om |= 1 << bit
                     if not om:
-                        fail = f
                         break
                     found_masks.append(om)
                     f += 1
+                if f < first_dist:
+                    players_by_fail[f] += s
+                    continue
                 omasks = tuple(found_masks)
-            if fail < 0 and distances:
-                for k, v in enumerate(info[2]):
-                    av = adist[k]
-                    if v is None or av is None or abs(v - av) > dist_limits[k]:
-                        fail = f
+            if dist_checks:
+                f = first_dist
+                for col, av, limit in dist_checks:
+                    v = col[j]
+                    if v is None or av is None or abs(v - av) > limit:
                         break
                     f += 1
-            if fail >= 0:
-                players_by_fail[fail] += s
-                continue
-            if info[3] is None:
+                if f < nfilters:
+                    players_by_fail[f] += s
+                    continue
+            masks = role_masks[j]
+            if masks is None:
                 continue  # can take no role: never in a match
             players_by_fail[nfilters] += s
-            c = _Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q])
+            c = _Cand(q, s, vals_of[j], rmask, omasks, role_keys[j], masks, mmr[q])
             cands.append(c)
+            walk_ended = len(cands) >= pass_cap
             # One step of the greedy pick (_greedy_pick, not relaxed).
-            if not greedy or g_players + s > need:
-                continue
-            if latency_on and not g_rm & rmask:
-                continue
-            if overlaps and not all(x & y for x, y in zip(g_om, omasks)):
-                continue
-            vals = c.vals
-            for d in range(ndim):
-                v = vals[d]
-                h = g_highs[d]
-                lw = g_lows[d]
-                if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
-                    break
-            else:
-                nk = sorted(g_keys + [c.key])
-                if not fits(tuple(nk)):
-                    continue
-                g_chosen.append(c)
-                g_keys = nk
-                g_players += s
-                if g_players == need:
-                    return g_chosen, None
+            if greedy and g_players + s <= need and (not latency_on or g_rm & rmask) and (
+                    not overlaps or all(x & y for x, y in zip(g_om, omasks))):
+                vals = c.vals
                 for d in range(ndim):
                     v = vals[d]
-                    if v < g_lows[d]:
-                        g_lows[d] = v
-                    if v > g_highs[d]:
-                        g_highs[d] = v
-                if latency_on:
-                    g_rm &= rmask
-                if overlaps:
-                    g_om = [x & y for x, y in zip(g_om, omasks)]
+                    h = g_highs[d]
+                    lw = g_lows[d]
+                    if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
+                        break
+                else:
+                    nk = sorted(g_keys + [c.key])
+                    if fits(tuple(nk)):
+                        g_chosen.append(c)
+                        g_keys = nk
+                        g_players += s
+                        if g_players == need:
+                            return g_chosen, None
+                        for d in range(ndim):
+                            v = vals[d]
+                            if v < g_lows[d]:
+                                g_lows[d] = v
+                            if v > g_highs[d]:
+                                g_highs[d] = v
+                        if latency_on:
+                            g_rm &= rmask
+                        if overlaps:
+                            g_om = [x & y for x, y in zip(g_om, omasks)]
+            if walk_ended:
+                break
         capped = walked >= walk_cap or len(cands) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
