@@ -73,7 +73,9 @@ window), so a big queue that cannot match costs little per tick.
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections import Counter
+from operator import lt, sub
 from typing import Callable, Sequence
 
 from mmserver.matchmaking.lineup import Lineup
@@ -211,6 +213,14 @@ class _Constrained:
         sizes = [t.size for t in el]
         self.sizes = sizes
         self.total_players = sum(sizes)
+        # The walk's reads by position (a sentinel's entries are never read: its MMR is out of
+        # every window).
+        self.p_size = [sizes[i] for i in layout]
+        self.p_vals = [self.vals[i] for i in layout]
+        self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
+        self.p_over_cols = [[col[i] for i in layout] for col in self.over_cols]
+        self.p_role_masks = [self.role_masks[i] for i in layout]
+        self.p_role_keys = [self.role_keys[i] for i in layout]
         # Players per prefix of the `same` values (prefix k: the first k + 1 rules).
         self.prefix_players: list[dict] = []
         if same:
@@ -339,14 +349,14 @@ class _Constrained:
         self.role_keys = role_keys
 
     def _rmasks_under(self, limit: float) -> list[int]:
-        """Per ticket, the regions (a bit per self.regions) within `limit`; memoised."""
+        """By position, the ticket's regions (a bit per self.regions) within `limit`; memoised."""
         found = self._rmasks.get(limit)
         if found is None:
-            found = [0] * len(self.eligible)
+            by_ticket = [0] * len(self.eligible)
             for bit, col in enumerate(self.lat_cols):
                 flag = 1 << bit
-                found = [m | flag if ms <= limit else m for m, ms in zip(found, col)]
-            self._rmasks[limit] = found
+                by_ticket = [m | flag if ms <= limit else m for m, ms in zip(by_ticket, col)]
+            found = self._rmasks[limit] = [by_ticket[i] for i in self.layout]
         return found
 
     def _anchor(self, i: int, p: int, waited: float, w: float, lo: int, smallest: int):
@@ -363,7 +373,7 @@ class _Constrained:
         own_fail = nfilters
         f = 0
         rmasks = self._rmasks_under(lat_limit) if latency_on else None
-        amask = rmasks[i] if latency_on else 0
+        amask = rmasks[p] if latency_on else 0
         if latency_on:
             if not amask and own_fail == nfilters:
                 own_fail = f
@@ -393,19 +403,21 @@ class _Constrained:
         walk_cap, pass_cap = _walk_limit(need), _pass_limit(need)
         players_by_fail = [0] * (nfilters + 1)
         window_players = anchor.size
+        latency_failed = 0  # players_by_fail[0] when latency_on, added at the end
         cands: list[_Cand] = []
         m = mmr[p]
         lp, rp = left[p], right[p]
         dl, dr = m - mmr[lp], mmr[rp] - m
         walked = 0
         overlaps = self.overlaps
-        over_cols = self.over_cols
-        vals_of, role_masks, role_keys = self.vals, self.role_masks, self.role_keys
-        # Distance filters: (column, the anchor's value, limit); an anchor without a value
-        # fails every ticket on it (and the filters after it are never reached).
-        dist_checks = tuple(zip(self.dist_cols, adist, dist_limits))
-        # The filter a distance failure is counted under: the first distance filter's index.
-        first_dist = nfilters - len(dist_checks)
+        over_cols = self.p_over_cols
+        p_size, vals_of, role_masks, role_keys = self.p_size, self.p_vals, self.p_role_masks, self.p_role_keys
+        # Distance filters: (column, the anchor's value, limit); the first one unrolled below.
+        dist_checks = tuple(zip(self.p_dist_cols, adist, dist_limits))
+        first_dist = nfilters - len(dist_checks)  # the filter index of the first distance rule
+        if dist_checks:
+            dcol0, av0, dlim0 = dist_checks[0]
+            more_dists = dist_checks[1:]
         # The greedy pick runs along the walk: it takes candidates in walk order and stops once
         # the match is full, so a full match found among the first candidates is exactly the
         # one it would find among all of them (and the one the search below would return
@@ -435,21 +447,20 @@ class _Constrained:
                 rp = right[rp]
                 dr = mmr[rp] - m
             walked += 1
-            j = layout[q]
-            s = sizes[j]
+            s = p_size[q]
             window_players += s
             rmask = 0
             if latency_on:
-                rmask = rmasks[j] & amask
+                rmask = rmasks[q] & amask
                 if not rmask:
-                    players_by_fail[0] += s
+                    latency_failed += s
                     continue
             omasks = ()
             if overlaps:
                 f = 1 if latency_on else 0
                 found_masks = []
                 for k, col in enumerate(over_cols):
-                    listed = col[j]
+                    listed = col[q]
                     om = 0
                     if listed is not None:
                         for bit, v in enumerate(avalues[k]):
@@ -464,20 +475,25 @@ class _Constrained:
                     continue
                 omasks = tuple(found_masks)
             if dist_checks:
-                f = first_dist
-                for col, av, limit in dist_checks:
-                    v = col[j]
-                    if v is None or av is None or abs(v - av) > limit:
-                        break
-                    f += 1
-                if f < nfilters:
-                    players_by_fail[f] += s
+                v = dcol0[q]
+                if v is None or av0 is None or abs(v - av0) > dlim0:
+                    players_by_fail[first_dist] += s
                     continue
-            masks = role_masks[j]
+                if more_dists:
+                    f = first_dist + 1
+                    for col, av, limit in more_dists:
+                        v = col[q]
+                        if v is None or av is None or abs(v - av) > limit:
+                            break
+                        f += 1
+                    if f < nfilters:
+                        players_by_fail[f] += s
+                        continue
+            masks = role_masks[q]
             if masks is None:
                 continue  # can take no role: never in a match
             players_by_fail[nfilters] += s
-            c = _Cand(q, s, vals_of[j], rmask, omasks, role_keys[j], masks, mmr[q])
+            c = _Cand(q, s, vals_of[q], rmask, omasks, role_keys[q], masks, mmr[q])
             cands.append(c)
             walk_ended = len(cands) >= pass_cap
             # One step of the greedy pick (_greedy_pick, not relaxed).
@@ -510,6 +526,8 @@ class _Constrained:
                             g_om = [x & y for x, y in zip(g_om, omasks)]
             if walk_ended:
                 break
+        if latency_on:
+            players_by_fail[0] += latency_failed
         capped = walked >= walk_cap or len(cands) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
@@ -719,11 +737,13 @@ class _Constrained:
                 if check_over and not all(x & y for x, y in zip(om, c.omasks)):
                     continue
                 vals = c.vals
-                nl = tuple(v if v < l else l for v, l in zip(vals, lows))
-                nh = tuple(v if v > h else h for v, h in zip(vals, highs))
-                if any(h - l > lim for h, l, lim in zip(nh, nl, lims)):
+                # min(l, v) is l unless v < l, max(h, v) is h unless v > h.
+                nl = tuple(map(min, lows, vals))
+                nh = tuple(map(max, highs, vals))
+                if any(map(lt, lims, map(sub, nh, nl))):
                     continue
-                nk = sorted(keys + [key_of(c)])
+                nk = keys.copy()
+                insort(nk, key_of(c))
                 tk = tuple(nk)
                 if not fits(tk):
                     continue
