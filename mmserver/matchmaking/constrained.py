@@ -73,6 +73,7 @@ window), so a big queue that cannot match costs little per tick.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import insort
 from collections import Counter
 from operator import lt, sub
@@ -193,9 +194,12 @@ class _Constrained:
             mmr.append(_INF)
         npos = len(layout)
         self.layout = layout
-        self.mmr = mmr
-        self.left = list(range(-1, npos - 1))
-        self.right = list(range(1, npos + 1))
+        # Contiguous doubles and machine integers (as pool.Pool): a walk reads its neighbours'
+        # MMRs and links from shared cache lines, not from float and int objects scattered over
+        # the heap in the order the tickets were read.
+        self.mmr = array("d", mmr)
+        self.left = array("l", range(-1, npos - 1))
+        self.right = array("l", range(1, npos + 1))
         self.taken = bytearray(npos)
         pos_of = [0] * n
         for p, i in enumerate(layout):
@@ -780,7 +784,9 @@ class _Constrained:
             best = _INF
             for bit, name in enumerate(self.regions):
                 if common >> bit & 1:
-                    worst = max(0.0 if t.region is not None else t.latencies[name] for t in tickets)
+                    # Every ticket here plays in this region: a fixed region's latency is 0.
+                    col = self.lat_cols[bit]
+                    worst = max([col[layout[c.pos]] for c in chosen])
                     if worst < best:
                         best, region = worst, name
         attributes = {}

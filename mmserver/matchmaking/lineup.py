@@ -163,7 +163,9 @@ class Lineup:
 
         def place(j: int) -> bool:
             if j == len(parties):
-                return hall()
+                # Solos only, to construct: the augmenting paths below fail exactly when
+                # Hall's condition does, so it need not be checked first.
+                return (construct and not parties) or hall()
             state = (j, tuple(sorted(tuple(r) for r in rem)))
             if state in failed:
                 return False
