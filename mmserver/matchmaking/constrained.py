@@ -221,7 +221,10 @@ class _Constrained:
         # every window).
         self.p_size = [sizes[i] for i in layout]
         self.p_vals = [self.vals[i] for i in layout]
+        # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
+        # neighbour); otherwise a list holding None for the missing values.
         self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
+        self.p_dist_cols = [array("d", col) if None not in col else col for col in self.p_dist_cols]
         self.p_over_cols = [[col[i] for i in layout] for col in self.over_cols]
         self.p_role_masks = [self.role_masks[i] for i in layout]
         self.p_role_keys = [self.role_keys[i] for i in layout]
@@ -436,6 +439,7 @@ class _Constrained:
         g_keys = [a.key]
         g_chosen = [a]
         fits = lineup.fits
+        fitted = lineup._fits.get
         ndim = len(lims)
         while walked < walk_cap:
             if dl <= dr:
@@ -511,8 +515,13 @@ class _Constrained:
                     if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
                         break
                 else:
-                    nk = sorted(g_keys + [c.key])
-                    if fits(tuple(nk)):
+                    nk = g_keys.copy()
+                    insort(nk, c.key)
+                    tk = tuple(nk)
+                    ok = fitted((tk, 0))  # fits(tk), its memo read first
+                    if ok is None:
+                        ok = fits(tk)
+                    if ok:
                         g_chosen.append(c)
                         g_keys = nk
                         g_players += s
@@ -694,6 +703,7 @@ class _Constrained:
         """The largest valid match holding `a` (a full one ends the search), or None."""
         lineup = lineup or self.lineup
         fits = lineup.fits
+        fitted = lineup._fits.get
         maxp = self.max_players
         ndim = len(lims)
         keyed = lineup is self.lineup
@@ -749,7 +759,10 @@ class _Constrained:
                 nk = keys.copy()
                 insort(nk, key_of(c))
                 tk = tuple(nk)
-                if not fits(tk):
+                ok = fitted((tk, 0))  # fits(tk), its memo read first
+                if ok is None:
+                    ok = fits(tk)
+                if not ok:
                     continue
                 stack.append(c)
                 if np > result[1] and np >= smallest and fits(tk, lo):

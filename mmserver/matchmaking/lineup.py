@@ -43,7 +43,7 @@ class Lineup:
         self.index = {name: bit for bit, name in enumerate(self.role_names)}
         self.k = len(self.role_names)
         self.all_roles = (1 << self.k) - 1
-        self._fits: dict[tuple, bool] = {}
+        self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo); constrained.py reads it too
         self._options: dict[tuple, dict[tuple, tuple]] = {}
 
     # --- keys --------------------------------------------------------------------------------
