@@ -88,6 +88,7 @@ _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
+_SPREAD_STARTS = 16  # smallest values tried per distance rule before a search (_spread_rules_out)
 
 
 def _walk_limit(players_per_match: int) -> int:
@@ -557,10 +558,40 @@ class _Constrained:
             if self.rules.roles and self._composable(a, cands, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
-        chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
+        chosen = None
+        if not self._spread_rules_out(a, cands, lims, lo, smallest):
+            chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
             return chosen, None
         return None, self._why(a, cands, lims, lo, smallest)
+
+    def _spread_rules_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
+        """True when no match can exist, found by a distance rule alone: a match's values lie
+        in [x, x + limit] for x its smallest, a value <= the anchor's, so when for every such x
+        the candidates in that range cannot make a match by sizes and roles (_composable, exact
+        but for its node budget, which answers True), the search would find none: it is
+        skipped. Tried when a rule's values give few such x (the search costs more)."""
+        if len(lims) < 2:
+            return False
+        for d in range(1, len(lims)):
+            limit = lims[d]
+            av = a.vals[d]
+            starts = {av}
+            for c in cands:
+                v = c.vals[d]
+                if v <= av and av - v <= limit:
+                    starts.add(v)
+                    if len(starts) > _SPREAD_STARTS:
+                        break
+            if len(starts) > _SPREAD_STARTS:
+                continue
+            for x in starts:
+                inside = [c for c in cands if c.vals[d] >= x and c.vals[d] - x <= limit]
+                if self._composable(a, inside, lo, smallest, self.lineup):
+                    break
+            else:
+                return True
+        return False
 
     def _composable(self, a: _Cand, cands: list[_Cand], lo: int, smallest: int, lineup: Lineup) -> bool:
         """Can the anchor and some of the candidates make a match by sizes and roles alone?
