@@ -207,7 +207,6 @@ class _Constrained:
             if i >= 0:
                 pos_of[i] = p
         self.pos_of = pos_of
-        self._columns(el)
         enq = [t.enqueued_at for t in el]
         ids = [t.ticket_id for t in el]
         order = sorted(range(n), key=enq.__getitem__)
@@ -218,17 +217,7 @@ class _Constrained:
         sizes = [t.size for t in el]
         self.sizes = sizes
         self.total_players = sum(sizes)
-        # The walk's reads by position (a sentinel's entries are never read: its MMR is out of
-        # every window).
-        self.p_size = [sizes[i] for i in layout]
-        self.p_vals = [self.vals[i] for i in layout]
-        # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
-        # neighbour); otherwise a list holding None for the missing values.
-        self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
-        self.p_dist_cols = [array("d", col) if None not in col else col for col in self.p_dist_cols]
-        self.p_over_cols = [[col[i] for i in layout] for col in self.over_cols]
-        self.p_role_masks = [self.role_masks[i] for i in layout]
-        self.p_role_keys = [self.role_keys[i] for i in layout]
+        self.p_size = None  # the walk's columns: built by the first anchor that walks
         # Players per prefix of the `same` values (prefix k: the first k + 1 rules).
         self.prefix_players: list[dict] = []
         if same:
@@ -311,12 +300,16 @@ class _Constrained:
 
     # --- one anchor --------------------------------------------------------------------------
 
-    def _columns(self, el: list[QueuedTicket]) -> None:
-        """What the filters read of each ticket, once per call, as one list per value (by
-        ticket index): latency per region (fixed region: 0 there, inf elsewhere; missing: inf),
-        overlap lists (frozensets, None when absent), distance values (None when absent or not
-        a finite number; "mmr": the MMR), `vals` (MMR then each distance value), role masks and
-        lineup key (masks None: a player offers no role of the mode)."""
+    def _columns(self) -> None:
+        """What the filters read of each ticket, once per call (when the first anchor walks: a
+        queue whose anchors are all refused at once never needs them), as one list per value
+        by ticket index: latency per region (fixed region: 0 there, inf elsewhere; missing:
+        inf), overlap lists (frozensets, None when absent), distance values (None when absent
+        or not a finite number; "mmr": the MMR), `vals` (MMR then each distance value), role
+        masks and lineup key (masks None: a player offers no role of the mode); then the
+        walk's reads of them by position (a sentinel's entries are never read: its MMR is out
+        of every window)."""
+        el = self.eligible
         self._rmasks: dict = {}
         self.lat_cols = []
         for region in self.regions:
@@ -355,6 +348,16 @@ class _Constrained:
             role_keys.append(found[1])
         self.role_masks = role_masks
         self.role_keys = role_keys
+        layout = self.layout
+        self.p_size = [self.sizes[i] for i in layout]
+        self.p_vals = [self.vals[i] for i in layout]
+        # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
+        # neighbour); otherwise a list holding None for the missing values.
+        self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
+        self.p_dist_cols = [array("d", col) if None not in col else col for col in self.p_dist_cols]
+        self.p_over_cols = [[col[i] for i in layout] for col in self.over_cols]
+        self.p_role_masks = [role_masks[i] for i in layout]
+        self.p_role_keys = [role_keys[i] for i in layout]
 
     def _rmasks_under(self, limit: float) -> list[int]:
         """By position, the ticket's regions (a bit per self.regions) within `limit`; memoised."""
@@ -368,6 +371,8 @@ class _Constrained:
         return found
 
     def _anchor(self, i: int, p: int, waited: float, w: float, lo: int, smallest: int):
+        if self.p_size is None:
+            self._columns()
         rules = self.rules
         anchor = self.eligible[i]
         mmr, left, right, layout = self.mmr, self.left, self.right, self.layout
@@ -439,6 +444,7 @@ class _Constrained:
         g_om = list(a.omasks)
         g_keys = [a.key]
         g_chosen = [a]
+        g_refused: set = set()
         fits = lineup.fits
         fitted = lineup._fits.get
         ndim = len(lims)
@@ -505,9 +511,11 @@ class _Constrained:
             c = _Cand(q, s, vals_of[q], rmask, omasks, role_keys[q], masks, mmr[q])
             cands.append(c)
             walk_ended = len(cands) >= pass_cap
-            # One step of the greedy pick (_greedy_pick, not relaxed).
+            # One step of the greedy pick (_greedy_pick, not relaxed). A key the lineup refused
+            # once stays refused: the greedy's keys only grow, and what does not fit with some
+            # keys does not fit with more.
             if greedy and g_players + s <= need and (not latency_on or g_rm & rmask) and (
-                    not overlaps or all(x & y for x, y in zip(g_om, omasks))):
+                    not overlaps or all(x & y for x, y in zip(g_om, omasks))) and c.key not in g_refused:
                 vals = c.vals
                 for d in range(ndim):
                     v = vals[d]
@@ -522,7 +530,9 @@ class _Constrained:
                     ok = fitted((tk, 0))  # fits(tk), its memo read first
                     if ok is None:
                         ok = fits(tk)
-                    if ok:
+                    if not ok:
+                        g_refused.add(c.key)
+                    else:
                         g_chosen.append(c)
                         g_keys = nk
                         g_players += s
