@@ -2,7 +2,8 @@
 
 Random queues for modes with rules (and plain ones), generated from fixed seeds, are matched by
 this checkout's mmserver.matchmaking and by another git revision's (exported with `git archive`
-into a temporary directory and run in a subprocess); every proposal (teams, spread, region,
+into a temporary directory), each in a subprocess that imports only its own copy (python -S:
+not the editable install); every proposal (teams, spread, region,
 roles, chosen attributes) and every blocked_by entry must be identical. Cases: many small and
 mid-sized queues with every feature (parties, roles, `same`/`overlap`/`distance` rules,
 latencies and fixed regions, lobbies that fill, missing attributes), and bench_rules_matcher's
@@ -97,7 +98,8 @@ def random_queue(rnd: random.Random, rules, count: int):
             roles = tuple(tuple(rnd.sample(choices, rnd.randint(1, min(3, len(choices))))) for _ in range(size))
             if rnd.random() < 0.03:
                 roles = roles[:-1]  # wrong length: not eligible
-        mmr = float(rnd.randint(1000, 1000 + spread)) if rnd.random() < 0.5 else rnd.gauss(1000 + spread / 2, spread / 4)
+        mmr = (float(rnd.randint(1000, 1000 + spread)) if rnd.random() < 0.5
+               else rnd.gauss(1000 + spread / 2, spread / 4))
         out.append(QueuedTicket(f"t{n:05d}", mmr, size, NOW - rnd.randint(0, 40), attributes, latencies,
                                 region, roles, tuple(f"p{n}.{k}" for k in range(size))))
     rnd.shuffle(out)
@@ -157,7 +159,8 @@ def _answers_of(source: Path, count: int, big: int) -> dict:
         out = Path(directory) / "answers.json"
         bench = Path(__file__).resolve().parent
         subprocess.run([sys.executable, "-S", str(Path(__file__).resolve()), "--here", str(out), "--cases", str(count),
-                        "--big", str(big)], check=True, env={"PYTHONPATH": f"{source}:{bench}", "PATH": "/usr/bin:/bin"})
+                        "--big", str(big)], check=True,
+                       env={"PYTHONPATH": f"{source}:{bench}", "PATH": "/usr/bin:/bin"})
         return json.loads(out.read_text())
 
 
