@@ -43,9 +43,9 @@ that pass. The match is then picked from those by a greedy nearest-first selecti
 collective condition kept: common region and values, spreads, roles and team sizes still
 fillable), which runs along the walk and ends it as soon as its match is full (it would pick
 the same among more candidates), then, when that fails or a lobby may grow, by an exhaustive
-depth-first search over
-the same candidates bounded by `_NODE_BUDGET` nodes. Below these limits the search is
-exhaustive: an anchor is matched whenever it can be.
+depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when a
+distance rule alone rules every match out). Below these limits the search is exhaustive: an
+anchor is matched whenever it can be.
 
 `blocked`: every eligible ticket left unmatched gets one name, found when it fails as an
 anchor (so against the queue at its turn). With "the smallest match" = teams x the smallest
@@ -97,14 +97,6 @@ def _walk_limit(players_per_match: int) -> int:
 
 def _pass_limit(players_per_match: int) -> int:
     return 4 * players_per_match + 16
-
-
-def _mask_under(latencies: tuple, limit: float) -> int:
-    mask = 0
-    for bit, ms in enumerate(latencies):
-        if ms <= limit:
-            mask |= 1 << bit
-    return mask
 
 
 def _number(value) -> float | None:
