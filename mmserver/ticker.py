@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from mmserver.config import ModeConfig
 from mmserver.matchmaking import MatchRules, Proposal, QueuedTicket, functions, match_queue
@@ -128,13 +128,15 @@ class Ticker:
             if lock is not None:
                 self._store.unlock(f"mode:{name}", lock)
 
-    def _propose(self, name: str, tickets: list[QueuedTicket]) -> tuple[list[Proposal], dict[str, str]] | None:
+    def _propose(self, name: str, tickets: list[QueuedTicket],
+                 on_proposal: Callable[[Proposal], None] | None = None) -> tuple[list[Proposal], dict[str, str]] | None:
         """Proposals and explanations for one queue; None when the mode's match function failed
-        (reported, and the mode skips this tick)."""
+        (reported, and the mode skips this tick). `on_proposal` sees proposals as the matcher
+        forms them (modes with rules; the others form theirs all at once)."""
         now = self._store.now()  # Redis's clock: the one that stamped every enqueue time
         function = self._functions.get(name)
         if function is None:
-            matching = match_queue(tickets, self._rules[name], now)
+            matching = match_queue(tickets, self._rules[name], now, on_proposal=on_proposal)
             return matching.proposals, matching.blocked
         try:
             proposals = functions.run(function, tickets, self._modes[name], now)
@@ -160,59 +162,23 @@ class Ticker:
 
     def _match_queue(self, name: str, region: str | None, counts: TickResult,
                      backfills: list[OpenBackfill] = ()) -> None:
-        with _cyclic_gc_paused():
-            tickets = self._store.read_queue(name, region)
-            if backfills and tickets:
-                tickets = self._backfill(name, region, tickets, backfills, counts)
-            result = self._propose(name, tickets) if tickets else ([], {})
-        if result is None:
-            counts.match_function_errors += 1
-            return
-        proposals, blocked = result
-        self._store.record_blocked(name, region, blocked)
-        if not proposals:
-            return
-        counts.proposals += len(proposals)
-        accept_timeout_s = self._modes[name].accept_timeout_s
-        choices = _choices(proposals, tickets) if self._modes[name].has_profiles else None
-        batches = [(
-            [p.teams for p in proposals[start:start + self._batch_size]],
-            None if choices is None else choices[start:start + self._batch_size],
-        ) for start in range(0, len(proposals), self._batch_size)]
-
-        def claim(batch: tuple) -> int:
-            results = self._store.claim(name, region, batch[0], accept_timeout_s, batch[1])
-            return sum(1 for r in results if r.session_id)
-
-        def count(claimed: int, batch: tuple) -> None:  # in this thread only
-            counts.matches_claimed += claimed
-            counts.claim_conflicts += len(batch[0]) - claimed
-
-        if len(batches) == 1:
-            if not self._shutdown.is_set():
-                count(claim(batches[0]), batches[0])
-            return
-        # Two claims in flight: while Redis runs one batch's script, the other thread builds
-        # the next batch's arguments and parses the last reply (the GIL is free while a thread
-        # waits on its socket). Batches are disjoint and each is one atomic script, so their
-        # order in Redis does not matter.
-        with ThreadPoolExecutor(max_workers=CLAIMS_IN_FLIGHT, thread_name_prefix="mm-claim") as pool:
-            in_flight: deque[tuple[Future, tuple]] = deque()
-            try:
-                for batch in batches:
-                    if len(in_flight) >= CLAIMS_IN_FLIGHT:
-                        future, sent = in_flight.popleft()
-                        count(future.result(), sent)
-                    if self._shutdown.is_set():
-                        break
-                    in_flight.append((pool.submit(claim, batch), batch))
-            finally:
-                # Whatever happens, the batches already sent are waited for and counted.
-                for future, sent in in_flight:
-                    if future.exception() is None:
-                        count(future.result(), sent)
-            for future, _sent in in_flight:
-                future.result()  # raises the first failure, if any
+        claims = _Claims(self, name, region, counts)
+        try:
+            with _cyclic_gc_paused():
+                tickets = self._store.read_queue(name, region)
+                if backfills and tickets:
+                    tickets = self._backfill(name, region, tickets, backfills, counts)
+                claims.tickets = tickets
+                result = self._propose(name, tickets, claims.add) if tickets else ([], {})
+            if result is None:
+                counts.match_function_errors += 1
+                return
+            proposals, blocked = result
+            self._store.record_blocked(name, region, blocked)
+            counts.proposals += len(proposals)
+            claims.finish(proposals)
+        finally:
+            claims.close()
 
     def _allocate(self, counts: TickResult) -> bool:
         while True:
@@ -224,10 +190,100 @@ class Ticker:
                 return True
 
 
-def _choices(proposals: list[Proposal], tickets: list[QueuedTicket]) -> list[str]:
+class _Claims:
+    """One queue's claims, a batch of `batch_size` proposals per script. Batches are sent as
+    soon as they are whole, while the matcher goes on forming the next proposals (the matcher
+    holds the GIL; Redis runs the claim scripts meanwhile on another core), with at most
+    CLAIMS_IN_FLIGHT scripts in flight: while Redis runs one batch's script, another thread
+    builds the next batch's arguments and parses the last reply. Batches are disjoint and each
+    is one atomic script, so their order in Redis does not matter. A single batch is claimed in
+    the ticker's own thread."""
+
+    def __init__(self, ticker: Ticker, name: str, region: str | None, counts: TickResult) -> None:
+        self._ticker = ticker
+        self._name = name
+        self._region = region
+        self._counts = counts
+        self._size = ticker._batch_size
+        self._accept_timeout_s = ticker._modes[name].accept_timeout_s
+        self._has_profiles = ticker._modes[name].has_profiles
+        self.tickets: list[QueuedTicket] = []
+        self._players: dict[str, tuple[str, ...]] | None = None
+        self._pending: list[Proposal] = []
+        self._sent = 0  # proposals handed to claim scripts, in the matcher's order
+        self._stopped = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: deque[tuple[Future, int]] = deque()
+
+    def add(self, proposal: Proposal) -> None:
+        """The matcher's on_proposal: a whole batch is sent at once."""
+        self._pending.append(proposal)
+        if len(self._pending) >= self._size:
+            batch, self._pending = self._pending, []
+            self._send(batch)
+
+    def finish(self, proposals: list[Proposal]) -> None:
+        """Claims the proposals not sent yet (the matcher's full list, in its order) and waits
+        for every batch; raises the first failure (close() then counts the rest)."""
+        rest = proposals[self._sent:]
+        self._pending = []
+        if self._pool is None and len(rest) <= self._size:
+            if rest and not self._ticker._shutdown.is_set():
+                self._prepare(rest)
+                self._count(self._claim(rest), len(rest))
+            return
+        for start in range(0, len(rest), self._size):
+            self._send(rest[start:start + self._size])
+        while self._in_flight:
+            future, sent = self._in_flight.popleft()
+            self._count(future.result(), sent)
+
+    def close(self) -> None:
+        """Whatever happens, the batches already sent are waited for and counted."""
+        if self._pool is None:
+            return
+        in_flight, self._in_flight = self._in_flight, deque()
+        for future, sent in in_flight:
+            if future.exception() is None:
+                self._count(future.result(), sent)
+        self._pool.shutdown(wait=True)
+
+    def _send(self, batch: list[Proposal]) -> None:
+        if self._stopped or self._ticker._shutdown.is_set():
+            self._stopped = True
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=CLAIMS_IN_FLIGHT, thread_name_prefix="mm-claim")
+        if len(self._in_flight) >= CLAIMS_IN_FLIGHT:
+            future, sent = self._in_flight.popleft()
+            self._count(future.result(), sent)
+            if self._ticker._shutdown.is_set():
+                self._stopped = True
+                return
+        self._prepare(batch)
+        self._sent += len(batch)
+        self._in_flight.append((self._pool.submit(self._claim, batch), len(batch)))
+
+    def _prepare(self, batch: list[Proposal]) -> None:
+        """Ticket id -> player ids, once per queue, when a proposal gives roles (its roles
+        are per ticket, the claim stores them per player)."""
+        if self._has_profiles and self._players is None and any(p.roles for p in batch):
+            self._players = {t.ticket_id: t.players for t in self.tickets}
+
+    def _claim(self, batch: list[Proposal]) -> int:
+        choices = _choices(batch, self._players or {}) if self._has_profiles else None
+        results = self._ticker._store.claim(self._name, self._region, [p.teams for p in batch],
+                                            self._accept_timeout_s, choices)
+        return sum(1 for r in results if r.session_id)
+
+    def _count(self, claimed: int, sent: int) -> None:  # in the ticker's thread only
+        self._counts.matches_claimed += claimed
+        self._counts.claim_conflicts += sent - claimed
+
+
+def _choices(proposals: list[Proposal], players: Mapping[str, tuple[str, ...]]) -> list[str]:
     """What the rules chose for each proposal, as the claim stores it: region, each player's
     role (the matcher gives them per ticket, in the ticket's player order), chosen values."""
-    players = {t.ticket_id: t.players for t in tickets} if any(p.roles for p in proposals) else {}
     out = []
     for p in proposals:
         roles = {}

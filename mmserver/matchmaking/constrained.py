@@ -41,9 +41,11 @@ the anchor (a shared region, a shared value of each `overlap` list, each `distan
 limit of the anchor's value); the walk stops after `_walk_limit` neighbours or `_pass_limit`
 that pass. The match is then picked from those by a greedy nearest-first selection (every
 collective condition kept: common region and values, spreads, roles and team sizes still
-fillable), then, when that fails or a lobby may grow, by an exhaustive depth-first search over
-the same candidates bounded by `_NODE_BUDGET` nodes. Below these limits the search is
-exhaustive: an anchor is matched whenever it can be.
+fillable), which runs along the walk and ends it as soon as its match is full (it would pick
+the same among more candidates), then, when that fails or a lobby may grow, by an exhaustive
+depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when a
+distance rule alone rules every match out). Below these limits the search is exhaustive: an
+anchor is matched whenever it can be.
 
 `blocked`: every eligible ticket left unmatched gets one name, found when it fails as an
 anchor (so against the queue at its turn). With "the smallest match" = teams x the smallest
@@ -71,8 +73,11 @@ window), so a big queue that cannot match costs little per tick.
 from __future__ import annotations
 
 import math
+from array import array
+from bisect import insort
 from collections import Counter
-from typing import Sequence
+from operator import lt, sub
+from typing import Callable, Sequence
 
 from mmserver.matchmaking.lineup import Lineup
 from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
@@ -83,6 +88,7 @@ _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
+_SPREAD_STARTS = 16  # smallest values tried per distance rule before a search (_spread_rules_out)
 
 
 def _walk_limit(players_per_match: int) -> int:
@@ -91,18 +97,6 @@ def _walk_limit(players_per_match: int) -> int:
 
 def _pass_limit(players_per_match: int) -> int:
     return 4 * players_per_match + 16
-
-
-def _first_stage(players_per_match: int) -> int:
-    return 2 * players_per_match
-
-
-def _mask_under(latencies: tuple, limit: float) -> int:
-    mask = 0
-    for bit, ms in enumerate(latencies):
-        if ms <= limit:
-            mask |= 1 << bit
-    return mask
 
 
 def _number(value) -> float | None:
@@ -127,8 +121,10 @@ class _Cand:
         self.mmr = mmr
 
 
-def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> Matching:
-    return _Constrained(tickets, rules, now).run()
+def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,
+                        on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
+    """The matching; `on_proposal`, when given, is called with each proposal as it is formed."""
+    return _Constrained(tickets, rules, now).run(on_proposal)
 
 
 class _Constrained:
@@ -191,17 +187,18 @@ class _Constrained:
             mmr.append(_INF)
         npos = len(layout)
         self.layout = layout
-        self.mmr = mmr
-        self.left = list(range(-1, npos - 1))
-        self.right = list(range(1, npos + 1))
+        # Contiguous doubles and machine integers (as pool.Pool): a walk reads its neighbours'
+        # MMRs and links from shared cache lines, not from float and int objects scattered over
+        # the heap in the order the tickets were read.
+        self.mmr = array("d", mmr)
+        self.left = array("l", range(-1, npos - 1))
+        self.right = array("l", range(1, npos + 1))
         self.taken = bytearray(npos)
         pos_of = [0] * n
         for p, i in enumerate(layout):
             if i >= 0:
                 pos_of[i] = p
         self.pos_of = pos_of
-        self.static: list = [None] * n
-        self._rmasks: dict = {}
         enq = [t.enqueued_at for t in el]
         ids = [t.ticket_id for t in el]
         order = sorted(range(n), key=enq.__getitem__)
@@ -212,6 +209,7 @@ class _Constrained:
         sizes = [t.size for t in el]
         self.sizes = sizes
         self.total_players = sum(sizes)
+        self.p_size = None  # the walk's columns: built by the first anchor that walks
         # Players per prefix of the `same` values (prefix k: the first k + 1 rules).
         self.prefix_players: list[dict] = []
         if same:
@@ -224,7 +222,7 @@ class _Constrained:
 
     # --- the tick ----------------------------------------------------------------------------
 
-    def run(self) -> Matching:
+    def run(self, on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
         rules = self.rules
         proposals: list[Proposal] = []
         blocked: dict[str, str] = {}
@@ -273,7 +271,8 @@ class _Constrained:
             if chosen is None:
                 blocked[ids[i]] = reason
                 continue
-            proposals.append(self._propose(chosen, lo))
+            proposal = self._propose(chosen, lo)
+            proposals.append(proposal)
             for c in chosen:
                 q = c.pos
                 lq, rq = left[q], right[q]
@@ -287,61 +286,98 @@ class _Constrained:
                     for k in range(len(same)):
                         prefix_players[k][key[:k + 1]] -= sizes[j]
                 blocked.pop(ids[j], None)
+            if on_proposal is not None:
+                on_proposal(proposal)
         return Matching(proposals, blocked)
 
     # --- one anchor --------------------------------------------------------------------------
 
-    def _masks_of(self, j: int):
-        t = self.eligible[j]
-        return self.lineup.masks(t.size, t.roles)
-
-    def _static(self, j: int) -> tuple:
-        """What the filters read of ticket j: latency per region, overlap lists, distance
-        values, role masks and lineup key (masks None: a player offers no role of the mode)."""
-        t = self.eligible[j]
-        if t.region is not None:
-            lat = tuple(0.0 if r == t.region else _INF for r in self.regions)
-        else:
-            get = t.latencies.get
-            lat = tuple(_INF if get(r) is None else get(r) for r in self.regions)
-        overs = []
+    def _columns(self) -> None:
+        """What the filters read of each ticket, once per call (when the first anchor walks: a
+        queue whose anchors are all refused at once never needs them), as one list per value
+        by ticket index: latency per region (fixed region: 0 there, inf elsewhere; missing:
+        inf), overlap lists (frozensets, None when absent), distance values (None when absent
+        or not a finite number; "mmr": the MMR), `vals` (MMR then each distance value), role
+        masks and lineup key (masks None: a player offers no role of the mode); then the
+        walk's reads of them by position (a sentinel's entries are never read: its MMR is out
+        of every window)."""
+        el = self.eligible
+        self._rmasks: dict = {}
+        self.lat_cols = []
+        for region in self.regions:
+            self.lat_cols.append([(0.0 if t.region == region else _INF) if t.region is not None
+                                  else (_INF if (ms := t.latencies.get(region)) is None else ms) for t in el])
+        self.over_cols = []
         for rule in self.overlaps:
-            value = t.attributes.get(rule.attribute)
-            overs.append(frozenset(value) if isinstance(value, tuple) else None)
-        dists = tuple(t.mmr if rule.attribute == MMR_RULE else _number(t.attributes.get(rule.attribute))
-                      for rule in self.distances)
-        masks = self.lineup.masks(t.size, t.roles)
-        key = self.lineup.key(t.size, masks) if masks is not None else None
-        return lat, tuple(overs), dists, masks, key
-
-    def _region_mask(self, t: QueuedTicket, limit: float) -> int:
-        mask = 0
-        fixed = t.region
-        for bit, region in enumerate(self.regions):
-            if fixed is not None:
-                if region == fixed:
-                    mask |= 1 << bit
+            a = rule.attribute
+            self.over_cols.append([frozenset(v) if isinstance(v := t.attributes.get(a), tuple) else None
+                                   for t in el])
+        self.dist_cols = []
+        for rule in self.distances:
+            a = rule.attribute
+            if a == MMR_RULE:
+                self.dist_cols.append([t.mmr for t in el])
             else:
-                ms = t.latencies.get(region)
-                if ms is not None and ms <= limit:
-                    mask |= 1 << bit
-        return mask
+                self.dist_cols.append([_number(t.attributes.get(a)) for t in el])
+        mmrs = [t.mmr for t in el]
+        self.vals = list(zip(mmrs, *self.dist_cols))
+        lineup = self.lineup
+        by_offer: dict = {}
+        role_masks = []
+        role_keys = []
+        for t in el:
+            offer = (t.size, t.roles)
+            try:
+                found = by_offer.get(offer)
+            except TypeError:  # roles not given as tuples: not memoised
+                offer = found = None
+            if found is None:
+                masks = lineup.masks(t.size, t.roles)
+                found = (masks, lineup.key(t.size, masks) if masks is not None else None)
+                if offer is not None:
+                    by_offer[offer] = found
+            role_masks.append(found[0])
+            role_keys.append(found[1])
+        self.role_masks = role_masks
+        self.role_keys = role_keys
+        layout = self.layout
+        self.p_size = [self.sizes[i] for i in layout]
+        self.p_vals = [self.vals[i] for i in layout]
+        # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
+        # neighbour); otherwise a list holding None for the missing values.
+        self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
+        self.p_dist_cols = [array("d", col) if None not in col else col for col in self.p_dist_cols]
+        self.p_over_cols = [[col[i] for i in layout] for col in self.over_cols]
+        self.p_role_masks = [role_masks[i] for i in layout]
+        self.p_role_keys = [role_keys[i] for i in layout]
+
+    def _rmasks_under(self, limit: float) -> list[int]:
+        """By position, the ticket's regions (a bit per self.regions) within `limit`; memoised."""
+        found = self._rmasks.get(limit)
+        if found is None:
+            by_ticket = [0] * len(self.eligible)
+            for bit, col in enumerate(self.lat_cols):
+                flag = 1 << bit
+                by_ticket = [m | flag if ms <= limit else m for m, ms in zip(by_ticket, col)]
+            found = self._rmasks[limit] = [by_ticket[i] for i in self.layout]
+        return found
 
     def _anchor(self, i: int, p: int, waited: float, w: float, lo: int, smallest: int):
+        if self.p_size is None:
+            self._columns()
         rules = self.rules
-        el = self.eligible
-        anchor = el[i]
-        mmr, left, right, layout = self.mmr, self.left, self.right, self.layout
-        sizes = self.sizes
-        lat_limit = rules.latency.limit(waited) if rules.latency is not None else 0.0
+        anchor = self.eligible[i]
+        mmr, left, right = self.mmr, self.left, self.right
+        latency_on = rules.latency is not None
+        lat_limit = rules.latency.limit(waited) if latency_on else 0.0
         dist_limits = [r.limit(waited) for r in self.distances]
         lims = (w, *dist_limits)
-        latency_on = rules.latency is not None
         # The anchor's own values; the first filter it fails itself (len(filters): none).
         nfilters = len(self.filter_names)
         own_fail = nfilters
         f = 0
-        amask = self._region_mask(anchor, lat_limit) if latency_on else 0
+        rmasks = self._rmasks_under(lat_limit) if latency_on else None
+        amask = rmasks[p] if latency_on else 0
         if latency_on:
             if not amask and own_fail == nfilters:
                 own_fail = f
@@ -354,106 +390,159 @@ class _Constrained:
             if not listed and own_fail == nfilters:
                 own_fail = f
             f += 1
-        adist = []
-        for rule in self.distances:
-            v = anchor.mmr if rule.attribute == MMR_RULE else _number(anchor.attributes.get(rule.attribute))
-            adist.append(v)
+        adist = [col[i] for col in self.dist_cols]
+        for v in adist:
             if v is None and own_fail == nfilters:
                 own_fail = f
             f += 1
-        amasks = self._masks_of(i)
+        amasks = self.role_masks[i]
         if amasks is None:
             return None, "roles"
         lineup = self.lineup
-        a = _Cand(p, anchor.size, (anchor.mmr, *adist), amask,
-                  tuple((1 << len(v)) - 1 for v in avalues), lineup.key(anchor.size, amasks), amasks, anchor.mmr)
+        a = _Cand(p, anchor.size, self.vals[i], amask,
+                  tuple((1 << len(v)) - 1 for v in avalues), self.role_keys[i], amasks, anchor.mmr)
 
         # Walk the MMR window nearest first, filtering pairwise.
-        static = self.static
-        rmasks = self._rmasks.get(lat_limit)
-        if rmasks is None:
-            rmasks = self._rmasks[lat_limit] = [-1] * len(el)
         need = self.max_players
         walk_cap, pass_cap = _walk_limit(need), _pass_limit(need)
         players_by_fail = [0] * (nfilters + 1)
         window_players = anchor.size
+        latency_failed = 0  # players_by_fail[0] when latency_on, added at the end
         cands: list[_Cand] = []
         m = mmr[p]
         lp, rp = left[p], right[p]
         dl, dr = m - mmr[lp], mmr[rp] - m
         walked = 0
-        overlaps, distances = self.overlaps, self.distances
-        # Two stages: most anchors that match do so among their nearest neighbours, so the walk
-        # first stops at _first_stage candidates and tries the greedy pick alone. The greedy
-        # takes candidates in walk order and returns once the match is full: a full match found
-        # among the first candidates is exactly the one it would find among all of them, so the
-        # rest of the walk and the search are skipped. Otherwise the walk goes on as before.
-        first_cap = _first_stage(need) if not self.fill_possible else pass_cap
-        for stage_cap in (first_cap, pass_cap):
-            while walked < walk_cap and len(cands) < stage_cap:
-                if dl <= dr:
-                    if dl > w:
-                        break
-                    q = lp
-                    lp = left[lp]
-                    dl = m - mmr[lp]
-                else:
-                    if dr > w:
-                        break
-                    q = rp
-                    rp = right[rp]
-                    dr = mmr[rp] - m
-                walked += 1
-                j = layout[q]
-                s = sizes[j]
-                window_players += s
-                info = static[j]
-                if info is None:
-                    info = static[j] = self._static(j)
-                f = 0
-                fail = -1
-                rmask = 0
-                if latency_on:
-                    rmask = rmasks[j]
-                    if rmask < 0:
-                        rmask = rmasks[j] = _mask_under(info[0], lat_limit)
-                    rmask &= amask
-                    if not rmask:
-                        fail = f
-                    f += 1
-                omasks = ()
-                if fail < 0 and overlaps:
-                    found_masks = []
-                    for k, listed in enumerate(info[1]):
-                        om = 0
-                        if listed is not None:
-                            for bit, v in enumerate(avalues[k]):
-                                if v in listed:
-                                    om |= 1 << bit
-                        if not om:
-                            fail = f
-                            break
-                        found_masks.append(om)
-                        f += 1
-                    omasks = tuple(found_masks)
-                if fail < 0 and distances:
-                    for k, v in enumerate(info[2]):
-                        av = adist[k]
-                        if v is None or av is None or abs(v - av) > dist_limits[k]:
-                            fail = f
-                            break
-                        f += 1
-                if fail >= 0:
-                    players_by_fail[fail] += s
+        overlaps = self.overlaps
+        over_cols = self.p_over_cols
+        p_size, vals_of, role_masks, role_keys = self.p_size, self.p_vals, self.p_role_masks, self.p_role_keys
+        # Distance filters: (column, the anchor's value, limit); the first one unrolled below.
+        dist_checks = tuple(zip(self.p_dist_cols, adist, dist_limits))
+        first_dist = nfilters - len(dist_checks)  # the filter index of the first distance rule
+        if dist_checks:
+            dcol0, av0, dlim0 = dist_checks[0]
+            more_dists = dist_checks[1:]
+        # The greedy pick runs along the walk: it takes candidates in walk order and stops once
+        # the match is full, so a full match found among the first candidates is exactly the
+        # one it would find among all of them (and the one the search below would return
+        # first): the rest of the walk and the search are skipped. The anchor alone being a
+        # whole match is left to the path below (its own filters are checked there first).
+        greedy = anchor.size < need
+        g_players = anchor.size
+        g_lows = list(a.vals)
+        g_highs = list(a.vals)
+        g_rm = amask
+        g_om = list(a.omasks)
+        g_keys = [a.key]
+        g_chosen = [a]
+        g_refused: set = set()
+        fits = lineup.fits
+        fitted = lineup._fits.get
+        ndim = len(lims)
+        while walked < walk_cap:
+            if dl <= dr:
+                if dl > w:
+                    break
+                q = lp
+                lp = left[lp]
+                dl = m - mmr[lp]
+            else:
+                if dr > w:
+                    break
+                q = rp
+                rp = right[rp]
+                dr = mmr[rp] - m
+            walked += 1
+            s = p_size[q]
+            window_players += s
+            rmask = 0
+            if latency_on:
+                rmask = rmasks[q] & amask
+                if not rmask:
+                    latency_failed += s
                     continue
-                if info[3] is None:
-                    continue  # can take no role: never in a match
-                players_by_fail[nfilters] += s
-                cands.append(_Cand(q, s, (mmr[q], *info[2]), rmask, omasks, info[4], info[3], mmr[q]))
-            if stage_cap < pass_cap and len(cands) >= stage_cap:
-                chosen = self._greedy(a, cands, lims)
-                if chosen is not None:
-                    return chosen, None
+            omasks = ()
+            if overlaps:
+                f = 1 if latency_on else 0
+                found_masks = []
+                for k, col in enumerate(over_cols):
+                    listed = col[q]
+                    om = 0
+                    if listed is not None:
+                        for bit, v in enumerate(avalues[k]):
+                            if v in listed:
+                                om |= 1 << bit
+                    if not om:
+                        break
+                    found_masks.append(om)
+                    f += 1
+                if f < first_dist:
+                    players_by_fail[f] += s
+                    continue
+                omasks = tuple(found_masks)
+            if dist_checks:
+                v = dcol0[q]
+                if v is None or av0 is None or abs(v - av0) > dlim0:
+                    players_by_fail[first_dist] += s
+                    continue
+                if more_dists:
+                    f = first_dist + 1
+                    for col, av, limit in more_dists:
+                        v = col[q]
+                        if v is None or av is None or abs(v - av) > limit:
+                            break
+                        f += 1
+                    if f < nfilters:
+                        players_by_fail[f] += s
+                        continue
+            masks = role_masks[q]
+            if masks is None:
+                continue  # can take no role: never in a match
+            players_by_fail[nfilters] += s
+            c = _Cand(q, s, vals_of[q], rmask, omasks, role_keys[q], masks, mmr[q])
+            cands.append(c)
+            walk_ended = len(cands) >= pass_cap
+            # One step of the greedy pick (_greedy_pick, not relaxed). A key the lineup refused
+            # once stays refused: the greedy's keys only grow, and what does not fit with some
+            # keys does not fit with more.
+            if greedy and g_players + s <= need and (not latency_on or g_rm & rmask) and (
+                    not overlaps or all(x & y for x, y in zip(g_om, omasks))) and c.key not in g_refused:
+                vals = c.vals
+                for d in range(ndim):
+                    v = vals[d]
+                    h = g_highs[d]
+                    lw = g_lows[d]
+                    if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
+                        break
+                else:
+                    nk = g_keys.copy()
+                    insort(nk, c.key)
+                    tk = tuple(nk)
+                    ok = fitted((tk, 0))  # fits(tk), its memo read first
+                    if ok is None:
+                        ok = fits(tk)
+                    if not ok:
+                        g_refused.add(c.key)
+                    else:
+                        g_chosen.append(c)
+                        g_keys = nk
+                        g_players += s
+                        if g_players == need:
+                            return g_chosen, None
+                        for d in range(ndim):
+                            v = vals[d]
+                            if v < g_lows[d]:
+                                g_lows[d] = v
+                            if v > g_highs[d]:
+                                g_highs[d] = v
+                        if latency_on:
+                            g_rm &= rmask
+                        if overlaps:
+                            g_om = [x & y for x, y in zip(g_om, omasks)]
+            if walk_ended:
+                break
+        if latency_on:
+            players_by_fail[0] += latency_failed
         capped = walked >= walk_cap or len(cands) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
@@ -470,10 +559,40 @@ class _Constrained:
             if self.rules.roles and self._composable(a, cands, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
-        chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
+        chosen = None
+        if not self._spread_rules_out(a, cands, lims, lo, smallest):
+            chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
             return chosen, None
         return None, self._why(a, cands, lims, lo, smallest)
+
+    def _spread_rules_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
+        """True when no match can exist, found by a distance rule alone: a match's values lie
+        in [x, x + limit] for x its smallest, a value <= the anchor's, so when for every such x
+        the candidates in that range cannot make a match by sizes and roles (_composable, exact
+        but for its node budget, which answers True), the search would find none: it is
+        skipped. Tried when a rule's values give few such x (the search costs more)."""
+        if len(lims) < 2:
+            return False
+        for d in range(1, len(lims)):
+            limit = lims[d]
+            av = a.vals[d]
+            starts = {av}
+            for c in cands:
+                v = c.vals[d]
+                if v <= av and av - v <= limit:
+                    starts.add(v)
+                    if len(starts) > _SPREAD_STARTS:
+                        break
+            if len(starts) > _SPREAD_STARTS:
+                continue
+            for x in starts:
+                inside = [c for c in cands if c.vals[d] >= x and c.vals[d] - x <= limit]
+                if self._composable(a, inside, lo, smallest, self.lineup):
+                    break
+            else:
+                return True
+        return False
 
     def _composable(self, a: _Cand, cands: list[_Cand], lo: int, smallest: int, lineup: Lineup) -> bool:
         """Can the anchor and some of the candidates make a match by sizes and roles alone?
@@ -559,11 +678,6 @@ class _Constrained:
 
     # --- search ------------------------------------------------------------------------------
 
-    def _greedy(self, a: _Cand, cands: list[_Cand], lims) -> list[_Cand] | None:
-        """The greedy pick's full match, or None (see _greedy_pick)."""
-        chosen, _players, _keys, full = self._greedy_pick(a, cands, lims, False, self.lineup)
-        return chosen if full else None
-
     def _greedy_pick(self, a: _Cand, cands: list[_Cand], lims, relaxed: bool, lineup: Lineup):
         """Nearest first: each candidate that keeps every condition is taken, until the match
         is full. Returns (chosen, players, lineup keys, full)."""
@@ -621,6 +735,7 @@ class _Constrained:
         """The largest valid match holding `a` (a full one ends the search), or None."""
         lineup = lineup or self.lineup
         fits = lineup.fits
+        fitted = lineup._fits.get
         maxp = self.max_players
         ndim = len(lims)
         keyed = lineup is self.lineup
@@ -668,13 +783,18 @@ class _Constrained:
                 if check_over and not all(x & y for x, y in zip(om, c.omasks)):
                     continue
                 vals = c.vals
-                nl = tuple(v if v < l else l for v, l in zip(vals, lows))
-                nh = tuple(v if v > h else h for v, h in zip(vals, highs))
-                if any(h - l > lim for h, l, lim in zip(nh, nl, lims)):
+                # min(l, v) is l unless v < l, max(h, v) is h unless v > h.
+                nl = tuple(map(min, lows, vals))
+                nh = tuple(map(max, highs, vals))
+                if any(map(lt, lims, map(sub, nh, nl))):
                     continue
-                nk = sorted(keys + [key_of(c)])
+                nk = keys.copy()
+                insort(nk, key_of(c))
                 tk = tuple(nk)
-                if not fits(tk):
+                ok = fitted((tk, 0))  # fits(tk), its memo read first
+                if ok is None:
+                    ok = fits(tk)
+                if not ok:
                     continue
                 stack.append(c)
                 if np > result[1] and np >= smallest and fits(tk, lo):
@@ -709,7 +829,9 @@ class _Constrained:
             best = _INF
             for bit, name in enumerate(self.regions):
                 if common >> bit & 1:
-                    worst = max(0.0 if t.region is not None else t.latencies[name] for t in tickets)
+                    # Every ticket here plays in this region: a fixed region's latency is 0.
+                    col = self.lat_cols[bit]
+                    worst = max([col[layout[c.pos]] for c in chosen])
                     if worst < best:
                         best, region = worst, name
         attributes = {}

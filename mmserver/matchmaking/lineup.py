@@ -43,7 +43,7 @@ class Lineup:
         self.index = {name: bit for bit, name in enumerate(self.role_names)}
         self.k = len(self.role_names)
         self.all_roles = (1 << self.k) - 1
-        self._fits: dict[tuple, bool] = {}
+        self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo); constrained.py reads it too
         self._options: dict[tuple, dict[tuple, tuple]] = {}
 
     # --- keys --------------------------------------------------------------------------------
@@ -163,7 +163,9 @@ class Lineup:
 
         def place(j: int) -> bool:
             if j == len(parties):
-                return hall()
+                # Solos only, to construct: the augmenting paths below fail exactly when
+                # Hall's condition does, so it need not be checked first.
+                return (construct and not parties) or hall()
             state = (j, tuple(sorted(tuple(r) for r in rem)))
             if state in failed:
                 return False

@@ -24,7 +24,7 @@ Three searches, picked once per call:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from mmserver.matchmaking.constrained import propose_constrained
 from mmserver.matchmaking.duels import propose_duels
@@ -42,16 +42,20 @@ def _candidate_limit(players_per_match: int) -> int:
     return 8 * players_per_match + 16
 
 
-def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> Matching:
+def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, *,
+                on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
     """One tick of matching for a mode: proposals, and why each unmatched ticket waits.
 
     Plain modes (`rules.plain`) use the fast searches of `propose_matches`; their unmatched
     eligible tickets are blocked by "players" when the unmatched queue holds fewer players than
     a match, else by "mmr" (the MMR window is their only rule). Every other mode goes to
-    constrained.propose_constrained, which documents its semantics and blocked_by order.
+    constrained.propose_constrained, which documents its semantics and blocked_by order, and
+    hands each proposal to `on_proposal` as soon as it is formed (in the order of the result's
+    list), so a caller may act on it while the rest of the queue is matched; plain modes form
+    theirs all at once and do not call it.
     """
     if not rules.plain:
-        return propose_constrained(tickets, rules, now)
+        return propose_constrained(tickets, rules, now, on_proposal)
     proposals = propose_matches(tickets, rules, now)
     matched = {ticket_id for proposal in proposals for team in proposal.teams for ticket_id in team}
     team_size = rules.team_size

@@ -1,7 +1,7 @@
 """What the matcher takes in and hands back: plain values, no I/O (treated as read-only)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping, Union
 
 # An attribute's value, by its declared type: "string" -> str, "number" -> float,

@@ -271,6 +271,16 @@ def test_match_queue_answers_for_every_mode(case):
 
 # --- examples -----------------------------------------------------------------------------------
 
+@FAST
+@given(cases())
+def test_on_proposal_sees_every_proposal_in_order_as_it_is_formed(case):
+    rules, tickets = case
+    seen = []
+    matching = match_queue(tickets, rules, NOW, on_proposal=seen.append)
+    assert seen == ([] if rules.plain else matching.proposals)
+    assert match_queue(tickets, rules, NOW) == matching
+
+
 def solo(n, mmr=1500.0, waited=0.0, size=1, **fields) -> QueuedTicket:
     return QueuedTicket(f"t{n}", mmr, size, NOW - waited, **fields)
 

@@ -5,7 +5,7 @@ import time
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
-from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker
+from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult
 from tests.store.invariants import check_invariants
 
 
@@ -160,3 +160,56 @@ def test_racing_tickers_with_failing_ready_checks_account_for_every_ticket(redis
     assert len(statuses) == 200
     assert set(statuses.values()) <= {"queued", "matched", "cancelled"}
     assert "cancelled" in statuses.values()
+
+
+def test_a_mode_with_rules_claims_its_batches_while_it_matches(redis_client):
+    # 2v2 with roles: batches of 2 proposals are claimed as the matcher forms them; every
+    # proposal is claimed once, and the roles chosen reach the sessions.
+    modes = {"ranked": ModeConfig("ranked", team_size=2, teams=2, accept_timeout_s=0,
+                                  roles=(("tank", 1), ("dps", 1)))}
+    store = Store(redis_client, modes, ServersConfig(), retention_s=60)
+    for i in range(40):
+        store.create_ticket(player_id=f"p{i}", mode="ranked", mmr=1500 + i, region=None, party=[],
+                            roles=[["tank"] if i % 2 else ["dps"]])
+    seen = []
+
+    class Counting(Store):
+        def claim(self, mode, region, proposals, *args, **kwargs):
+            seen.append(len(proposals))
+            return super().claim(mode, region, proposals, *args, **kwargs)
+
+    store = Counting(redis_client, modes, ServersConfig(), retention_s=60)
+    result = Ticker(store, modes, shutdown=Shutdown(), batch_size=2).tick()
+    assert result.proposals == 10 and result.matches_claimed == 10
+    assert result.claim_conflicts == 0 and seen == [2] * 5
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("matched") == 40
+    assert store.read_queue("ranked", None) == []
+
+
+def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_client):
+    modes = {"ranked": ModeConfig("ranked", team_size=1, teams=2, accept_timeout_s=0, roles=(("dps", 1),))}
+    calls = []
+
+    class FailingThird(Store):
+        def claim(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("claim failed")
+            return super().claim(*args, **kwargs)
+
+    store = FailingThird(redis_client, modes, ServersConfig(), retention_s=60)
+    for i in range(20):
+        store.create_ticket(player_id=f"p{i}", mode="ranked", mmr=1500 + i, region=None, party=[])
+    counts = TickResult()
+    ticker = Ticker(store, modes, shutdown=Shutdown(), batch_size=2, mode_lock_s=0)
+    try:
+        ticker._match_queue("ranked", None, counts)
+    except RuntimeError as error:
+        assert str(error) == "claim failed"
+    else:
+        raise AssertionError("the failed claim was not raised")
+    # every batch sent but the failed one was waited for and counted
+    assert counts.matches_claimed == 2 * (len(calls) - 1)
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("matched") == 2 * counts.matches_claimed
