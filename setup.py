@@ -7,8 +7,8 @@ setup(
     python_requires=">=3.11",
     # The control plane lives in the top-level folder admin/ but is installed as
     # mmserver_admin, so that no bare package named "admin" lands in site-packages.
-    packages=["mmserver", "mmserver.http", "mmserver.matchmaking", "mmserver.store", "mmserver.webhooks",
-              "mmserver_admin"],
+    packages=["mmserver", "mmserver.config", "mmserver.http", "mmserver.matchmaking", "mmserver.store",
+              "mmserver.webhooks", "mmserver_admin"],
     package_dir={"mmserver_admin": "admin"},
     package_data={"mmserver": ["store/scripts/*.lua", "store/scripts/lib/*.lua", "http/openapi.json"],
                   # The operator console's page, stylesheet and script (admin/console.py).

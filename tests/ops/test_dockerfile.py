@@ -114,3 +114,15 @@ def test_builder_copies_every_installed_package_and_nothing_ignored(stages) -> N
     for source in copied:
         assert (REPO / source).exists(), source
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
+
+
+def test_setup_installs_every_package_on_disk() -> None:
+    """A regular install (the image's) gets only the packages setup.py names: a new package
+    folder left out would import in an editable checkout and fail in the image."""
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    listed = next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "packages")
+    on_disk = {".".join(init.parent.relative_to(REPO).parts)
+               for init in (REPO / "mmserver").rglob("__init__.py")}
+    on_disk |= {"mmserver_admin"} if (REPO / "admin" / "__init__.py").exists() else set()
+    assert on_disk == set(listed)
