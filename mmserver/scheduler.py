@@ -17,12 +17,13 @@ interval, ten lines a second for a 100 ms tick.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -216,7 +217,7 @@ class Scheduler:
                     "last_duration_s": None if record.last_duration_s is None
                     else round(record.last_duration_s, 4),
                     "last_error": record.last_error,
-                    "last_result": record.last_result if isinstance(record.last_result, dict) else None,
+                    "last_result": _plain(record.last_result),
                 }
         return {"alive": self.is_alive(), "running": self.running, "stalled": self.stalled_jobs(), "jobs": jobs}
 
@@ -224,3 +225,10 @@ class Scheduler:
         record = self._jobs.get(name)
         return record.last_success_wall if record else None
 
+
+def _plain(result: Any) -> dict | None:
+    """A job's result as the status shows it: a dict, or a dataclass's fields (the ticker's
+    TickResult); anything else is left out."""
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result if isinstance(result, dict) else None

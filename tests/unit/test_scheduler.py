@@ -3,19 +3,22 @@ import time
 
 from mmserver import scheduler as scheduler_module
 from mmserver.scheduler import Scheduler
+from mmserver.ticker import TickResult
 from tests.waiting import wait_until
 
 
 def test_a_job_runs_at_once_and_then_periodically():
     runs = []
     scheduler = Scheduler()
-    scheduler.add_job("tick", lambda: runs.append(time.monotonic()) or {"claimed": 1}, 0.05)
+    scheduler.add_job("tick", lambda: runs.append(time.monotonic()) or TickResult(matches_claimed=1), 0.05)
     scheduler.start()
     try:
         assert wait_until(lambda: len(runs) >= 4)
         status = scheduler.status()
         assert status["alive"] and status["jobs"]["tick"]["runs"] >= 4
-        assert status["jobs"]["tick"]["last_result"] == {"claimed": 1}
+        # The ticker's TickResult, as /admin/status shows it: its fields.
+        assert status["jobs"]["tick"]["last_result"]["matches_claimed"] == 1
+        assert status["jobs"]["tick"]["last_result"]["stopped_early"] is False
     finally:
         assert scheduler.stop(5)
 
