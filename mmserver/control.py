@@ -33,27 +33,29 @@ class ControlPlane:
         return {"state": "stopping", "reason": shutdown.reason, "exit_status": shutdown.exit_status}
 
     def drain(self) -> dict:
-        readiness = self._replica.readiness
-        if readiness.drain():
-            logger.warning("draining on operator request: new tickets refused, readiness 503")
-            self._replica.notifier.status("draining: new tickets refused")
-        return {"state": readiness.state, "accepting_tickets": False}
+        with self._replica.readiness.changing() as readiness:
+            if readiness.drain():
+                logger.warning("draining on operator request: new tickets refused, readiness 503")
+                self._replica.notifier.status("draining: new tickets refused")
+            return {"state": readiness.state, "accepting_tickets": False}
 
     def undrain(self) -> dict:
         replica = self._replica
-        # A stop already requested counts as under way: its sequence marks the readiness soon.
-        undrained = None if replica.shutdown.is_set() else replica.readiness.undrain()
-        if undrained is None:
-            # The stop sequence is not undone: the answer says so and nothing changes.
-            logger.warning("undrain refused: the replica is stopping (%s)", replica.shutdown.reason)
-            return {"state": "stopping", "accepting_tickets": False, "reason": replica.shutdown.reason}
-        if undrained:
-            logger.warning("undrained on operator request: new tickets accepted again")
-            replica.notifier.status(f"ready: replica {replica.replica_id}")
-        ready, readiness = replica.readiness.check()
-        # Ready again only if Redis answers; readiness names what is missing otherwise.
-        return {"state": replica.readiness.state, "accepting_tickets": True, "ready": ready,
-                "readiness": readiness}
+        # Held until the answer is built: the stop sequence's own change (and its STOPPING line
+        # to systemd) comes wholly before or wholly after this one.
+        with replica.readiness.changing() as readiness:
+            # A stop already requested counts as under way: its sequence marks the readiness soon.
+            undrained = None if replica.shutdown.is_set() else readiness.undrain()
+            if undrained is None:
+                # The stop sequence is not undone: the answer says so and nothing changes.
+                logger.warning("undrain refused: the replica is stopping (%s)", replica.shutdown.reason)
+                return {"state": "stopping", "accepting_tickets": False, "reason": replica.shutdown.reason}
+            if undrained:
+                logger.warning("undrained on operator request: new tickets accepted again")
+                replica.notifier.status(f"ready: replica {replica.replica_id}")
+            ready, why = readiness.check()
+            # Ready again only if Redis answers; readiness names what is missing otherwise.
+            return {"state": readiness.state, "accepting_tickets": True, "ready": ready, "readiness": why}
 
     def status(self) -> dict:
         replica = self._replica

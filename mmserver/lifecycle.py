@@ -100,8 +100,7 @@ class Lifecycle:
         request = replica.shutdown.stop_request
         assert request is not None
         status, reason = request.exit_status, request.reason
-        replica.readiness.mark_stopping()
-        replica.notifier.stopping(status=f"stopping: {reason}")
+        self.announce_stopping(reason)
         # A stop the supervisor asked for (status 0) is routine: INFO, like the last line, so
         # that alerts on WARNING and above only see the stops that need a look.
         logger.log(logging.INFO if status == EXIT_OK else logging.WARNING,
@@ -125,6 +124,13 @@ class Lifecycle:
                    "exit status %d: %s", status, reason)
         self._close_logs()
         return status
+
+    def announce_stopping(self, reason: str) -> None:
+        """Readiness says stopping and systemd hears STOPPING=1; never between an operator's
+        undrain and its own status line (readiness.changing())."""
+        with self.replica.readiness.changing() as readiness:
+            readiness.mark_stopping()
+            self.replica.notifier.stopping(status=f"stopping: {reason}")
 
     def _flush_sentry(self, timeout: float) -> None:
         # Half a second at least even past the deadline: the exit event is why we stopped

@@ -7,11 +7,16 @@ again. The replica's `state` (starting, running, draining, stopping) is derived 
 flags, so the status, the replica record and /readyz can never tell different stories.
 
 Reading takes no lock (plain flags); the changes an operator and the stop sequence race on
-(drain, undrain, stop) take one, so that each answer describes the state it left.
+(drain, undrain, stop) take one. A caller that also tells others about its change (the control
+plane's answer, the status line systemd shows) holds `changing()` around both, so that an
+undrain racing the stop can neither answer "running" nor leave systemd reading "ready" after
+"stopping".
 """
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 STARTING, RUNNING, DRAINING, STOPPING = "starting", "running", "draining", "stopping"
 
@@ -22,7 +27,14 @@ class Readiness:
         self._stopping = False  # the stop sequence: for good
         self._redis_connected = False
         self._started = False
-        self._changes = threading.Lock()
+        self._changes = threading.RLock()
+
+    @contextmanager
+    def changing(self) -> Iterator["Readiness"]:
+        """Hold off every other drain, undrain and stop while the caller changes the state and
+        reports what it left."""
+        with self._changes:
+            yield self
 
     def mark_started(self) -> None:
         self._started = True

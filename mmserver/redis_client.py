@@ -46,10 +46,10 @@ def _guarded_client(url: str, **kwargs: Any) -> redis.Redis:
 
 def connect(url: str, *, decode_responses: bool = True, socket_timeout: float = 5.0,
             lean: bool = True, **kwargs: Any) -> redis.Redis:
-    """A client for `url` (any of the forms in the module docstring). Connections open lazily:
-    nothing touches the network before the first command. Extra keyword arguments go to the
-    redis-py connection (e.g. `socket_connect_timeout`, `client_name`, `retry`). `lean`: the
-    leaner command path of the module docstring for redis:// and unix:// URLs."""
+    """A client for `url` (any of the forms in redis_url.py). Connections open lazily: nothing
+    touches the network before the first command. Extra keyword arguments go to the redis-py
+    connection (e.g. `socket_connect_timeout`, `client_name`, `retry`). `lean`: the leaner
+    command path of redis_pool.py for redis:// and unix:// URLs."""
     kwargs.setdefault("socket_connect_timeout", socket_timeout)
     scheme = url.partition("://")[0]
     if scheme == SENTINEL_SCHEME:

@@ -10,6 +10,7 @@ import pytest
 from mmserver.config import Config
 from mmserver.readiness import Readiness
 from mmserver.control import ControlPlane
+from mmserver.lifecycle import Lifecycle
 from mmserver.replica import Replica
 from mmserver.shutdown import EXIT_OK, SIGNAL
 from tests.unit.test_notify import Receiver
@@ -22,7 +23,7 @@ def notify_path(tmp_path):
     return path
 
 
-class Service:
+class ControlledReplica:
     """A replica as start() leaves it once Redis answered (started, connected, running), with
     the control plane's object in front of it."""
 
@@ -40,48 +41,48 @@ class Service:
         return self.readiness.state
 
 
-def running_service(environ=None) -> Service:
-    return Service(environ)
+def running_replica(environ=None) -> ControlledReplica:
+    return ControlledReplica(environ)
 
 
 def test_drain_then_undrain_is_running_and_ready_again():
-    service = running_service()
-    assert service.drain() == {"state": "draining", "accepting_tickets": False}
-    assert service.readiness.check() == (False, "draining")
-    assert service.readiness.draining  # new tickets refused
-    answer = service.undrain()
+    replica = running_replica()
+    assert replica.drain() == {"state": "draining", "accepting_tickets": False}
+    assert replica.readiness.check() == (False, "draining")
+    assert replica.readiness.draining  # new tickets refused
+    answer = replica.undrain()
     assert answer == {"state": "running", "accepting_tickets": True, "ready": True,
                       "readiness": "ready"}
-    assert service.readiness.check() == (True, "ready")
-    assert not service.readiness.draining
-    assert service.status()["state"] == "running"
+    assert replica.readiness.check() == (True, "ready")
+    assert not replica.readiness.draining
+    assert replica.status()["state"] == "running"
 
 
 def test_undrain_without_redis_takes_tickets_but_is_not_ready_until_redis_answers():
-    service = running_service()
-    service.drain()
-    service.readiness.set_redis_connected(False)
-    answer = service.undrain()
+    replica = running_replica()
+    replica.drain()
+    replica.readiness.set_redis_connected(False)
+    answer = replica.undrain()
     assert answer["accepting_tickets"] is True and answer["state"] == "running"
     assert (answer["ready"], answer["readiness"]) == (False, "redis unreachable")
-    service.readiness.set_redis_connected(True)
-    assert service.readiness.check() == (True, "ready")
+    replica.readiness.set_redis_connected(True)
+    assert replica.readiness.check() == (True, "ready")
 
 
 def test_undrain_of_a_replica_that_was_not_drained_changes_nothing():
-    service = running_service()
-    assert service.undrain()["state"] == "running"
-    assert service.readiness.check() == (True, "ready")
+    replica = running_replica()
+    assert replica.undrain()["state"] == "running"
+    assert replica.readiness.check() == (True, "ready")
 
 
 def test_undrain_is_refused_once_a_stop_is_requested(caplog):
-    service = running_service()
-    service.drain()
-    service.shutdown.request("SIGTERM received", EXIT_OK, SIGNAL)
-    answer = service.undrain()
+    replica = running_replica()
+    replica.drain()
+    replica.shutdown.request("SIGTERM received", EXIT_OK, SIGNAL)
+    answer = replica.undrain()
     assert answer == {"state": "stopping", "accepting_tickets": False, "reason": "SIGTERM received"}
-    assert service.readiness.check() == (False, "draining")
-    assert service.readiness.draining
+    assert replica.readiness.check() == (False, "draining")
+    assert replica.readiness.draining
     assert "undrain refused: the replica is stopping (SIGTERM received)" in caplog.text
 
 
@@ -99,13 +100,13 @@ def test_the_stop_sequence_is_never_undone_by_an_undrain():
 
 
 def test_drain_and_undrain_from_many_threads_end_consistent():
-    service = running_service()
+    replica = running_replica()
     barrier = threading.Barrier(8)
 
     def flip(index: int) -> None:
         barrier.wait()
         for _ in range(200):
-            service.drain() if index % 2 else service.undrain()
+            replica.drain() if index % 2 else replica.undrain()
 
     threads = [threading.Thread(target=flip, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -113,19 +114,50 @@ def test_drain_and_undrain_from_many_threads_end_consistent():
     for thread in threads:
         thread.join(10)
     # Whatever won last, the state and the readiness tell the same story.
-    assert (service.state == "draining") == service.readiness.draining
-    assert service.state in ("running", "draining")
+    assert (replica.state == "draining") == replica.readiness.draining
+    assert replica.state in ("running", "draining")
 
 
 def test_drain_and_undrain_tell_systemd(notify_path):
     receiver = Receiver(notify_path)
     try:
-        service = running_service({"NOTIFY_SOCKET": notify_path})
-        service.drain()
+        replica = running_replica({"NOTIFY_SOCKET": notify_path})
+        replica.drain()
         assert receiver.receive() == b"STATUS=draining: new tickets refused"
-        service.undrain()
-        assert receiver.receive() == f"STATUS=ready: replica {service.replica_id}".encode()
-        service.undrain()  # nothing to undo: nothing sent
+        replica.undrain()
+        assert receiver.receive() == f"STATUS=ready: replica {replica.replica_id}".encode()
+        replica.undrain()  # nothing to undo: nothing sent
         receiver.assert_empty()
     finally:
         receiver.sock.close()
+
+
+def test_the_stop_waits_for_an_undrain_to_finish_telling():
+    """An undrain and the stop sequence's first step race: what systemd hears, and what the
+    undrain answers, follow the order in which the two changes happened."""
+    replica = running_replica()
+    replica.drain()
+    heard: list[str] = []
+    telling, go_on = threading.Event(), threading.Event()
+
+    def status(text: str) -> None:  # the undrain's line to systemd, held until the stop tried
+        telling.set()
+        go_on.wait(5)
+        heard.append(f"STATUS={text}")
+
+    replica.replica.notifier.status = status
+    replica.replica.notifier.stopping = lambda status: heard.append(f"STOPPING=1 {status}")
+    answers: list[dict] = []
+    undrain = threading.Thread(target=lambda: answers.append(replica.undrain()))
+    undrain.start()
+    assert telling.wait(5)
+    stop = threading.Thread(target=Lifecycle(replica.replica).announce_stopping, args=("SIGTERM received",))
+    stop.start()
+    stop.join(0.3)
+    assert stop.is_alive()  # waits until the undrain has told systemd and answered
+    go_on.set()
+    undrain.join(5)
+    stop.join(5)
+    assert heard == [f"STATUS=ready: replica {replica.replica_id}", "STOPPING=1 stopping: SIGTERM received"]
+    assert answers[0]["state"] == "running"
+    assert replica.state == "stopping"
