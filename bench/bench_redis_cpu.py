@@ -65,7 +65,7 @@ def child(args: argparse.Namespace) -> dict:
 
     import mmserver
     from mmserver.config import ModeConfig, ServersConfig
-    from mmserver.shutdown import Shutdown
+    from mmserver.shutdown import SIGNAL, Shutdown
     from mmserver.store import Store
     from mmserver.ticker import Ticker
     assert not source or mmserver.__file__.startswith(source), mmserver.__file__
@@ -116,7 +116,7 @@ def child(args: argparse.Namespace) -> dict:
                 result["by_script"] = by_script(admin, store._scripts)
             return result
         finally:
-            shutdown.request("bench over", 0)
+            shutdown.request("bench over", 0, SIGNAL)
             if subscriber is not None:
                 subscriber.join(2)
             server.stop()

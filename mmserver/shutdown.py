@@ -36,7 +36,7 @@ class Shutdown:
         self._request: StopRequest | None = None
         self._listeners: list = []
 
-    def request(self, reason: str, exit_status: int, kind: str = WORKER) -> bool:
+    def request(self, reason: str, exit_status: int, kind: str) -> bool:
         """Ask every component to stop. Returns True if this call was the first one."""
         if kind not in STOP_KINDS:
             raise ValueError(f"unknown stop kind {kind!r}")

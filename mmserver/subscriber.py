@@ -39,7 +39,7 @@ import redis
 
 from mmserver.backoff import Backoff
 from mmserver.readiness import Readiness
-from mmserver.shutdown import EXIT_RESTART, REDIS, Shutdown
+from mmserver.shutdown import EXIT_RESTART, REDIS, WORKER, Shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Subscriber:
             if isinstance(exc, CallbackFailed) and exc.__cause__ is not None:
                 exc = exc.__cause__
             logger.error("subscriber thread died", exc_info=exc)
-            self._shutdown.request(f"subscriber thread died: {exc!r}", EXIT_RESTART)
+            self._shutdown.request(f"subscriber thread died: {exc!r}", EXIT_RESTART, WORKER)
         finally:
             self._set_connected(False)
 

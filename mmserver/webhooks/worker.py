@@ -24,7 +24,7 @@ from typing import Callable, Protocol
 
 from mmserver.backoff import Backoff
 from mmserver.failures import REDIS_AWAY
-from mmserver.shutdown import EXIT_RESTART, Shutdown
+from mmserver.shutdown import EXIT_RESTART, WORKER, Shutdown
 from mmserver.store.deliveries import Deliveries, Delivery, NoGroup
 from mmserver.webhooks import signing
 from mmserver.webhooks.retry import RetryPolicy
@@ -122,7 +122,7 @@ class DeliveryWorker:
                     self._redis_away(error)
         except Exception as error:
             logger.error("webhook delivery thread died", exc_info=error)
-            self._shutdown.request(f"webhook delivery thread died: {error!r}", EXIT_RESTART)
+            self._shutdown.request(f"webhook delivery thread died: {error!r}", EXIT_RESTART, WORKER)
 
     def _redis_away(self, error: BaseException) -> None:
         self._redis_ok = False

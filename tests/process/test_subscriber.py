@@ -8,7 +8,7 @@ import pytest
 from mmserver.backoff import Backoff
 from mmserver.readiness import Readiness
 from mmserver.redis_client import connect_subscriber
-from mmserver.shutdown import Shutdown
+from mmserver.shutdown import SIGNAL, Shutdown
 from mmserver.subscriber import Subscriber
 from tests.redis_server import RedisServer
 from tests.waiting import wait_until
@@ -56,7 +56,7 @@ class Harness:
             client.close()
 
     def stop(self) -> None:
-        self.shutdown.request("test over", 0)
+        self.shutdown.request("test over", 0, SIGNAL)
         assert self.subscriber.join(5), "subscriber thread did not end"
 
 
@@ -164,7 +164,7 @@ def test_shutdown_during_backoff_wait_ends_the_thread_promptly(server):
     assert wait_until(lambda: not harness.readiness.redis_connected, 5)
     time.sleep(0.2)  # now inside the 30 s backoff wait
     asked = time.monotonic()
-    harness.shutdown.request("SIGTERM", 0)
+    harness.shutdown.request("SIGTERM", 0, SIGNAL)
     assert harness.subscriber.join(2)
     assert time.monotonic() - asked < 1.0
     assert harness.shutdown.reason == "SIGTERM"  # the subscriber did not overwrite it
@@ -175,7 +175,7 @@ def test_shutdown_while_connected_closes_promptly(server):
     harness.subscriber.start()
     assert wait_until(lambda: harness.readiness.redis_connected, 5)
     asked = time.monotonic()
-    harness.shutdown.request("SIGTERM", 0)
+    harness.shutdown.request("SIGTERM", 0, SIGNAL)
     assert harness.subscriber.join(2)
     assert time.monotonic() - asked < 1.0
     # The server no longer counts our subscription.

@@ -15,7 +15,7 @@ from mmserver.backoff import Backoff
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.readiness import Readiness
 from mmserver.redis_client import connect, connect_subscriber
-from mmserver.shutdown import Shutdown
+from mmserver.shutdown import SIGNAL, Shutdown
 from mmserver.store import Forbidden, NotFound, Store, keys
 from mmserver.store.tickets import BACKEND_ACCESS, player_access, token_hash
 from mmserver.store.viewcache import MISS, ViewCache
@@ -56,7 +56,7 @@ class Replica:
         return any(ticket_id in data.split(",") for _, data in self.messages)
 
     def close(self) -> None:
-        self._shutdown.request("test over", 0)
+        self._shutdown.request("test over", 0, SIGNAL)
         self.subscriber.join(5)
         self.client.close()
 

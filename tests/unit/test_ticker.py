@@ -3,7 +3,7 @@ import threading
 import time
 
 from mmserver.config import ModeConfig, ServersConfig
-from mmserver.shutdown import Shutdown
+from mmserver.shutdown import SIGNAL, Shutdown
 from mmserver.store import Store
 from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult
 from tests.store.invariants import check_invariants
@@ -61,7 +61,7 @@ def test_a_set_shutdown_stops_the_tick_before_any_work(redis_client):
     for i in range(4):
         _ticket(store, f"p{i}")
     shutdown = Shutdown()
-    shutdown.request("test", 0)
+    shutdown.request("test", 0, SIGNAL)
     result = Ticker(store, modes, shutdown=shutdown).tick()
     assert result.stopped_early is True and result.matches_claimed == 0
     assert len(store.read_queue("duel", None)) == 4
@@ -76,7 +76,7 @@ def test_shutdown_between_batches_leaves_whole_sessions_only(redis_client):
     class StopAfterFirstClaim(Store):
         def claim(self, *args, **kwargs):
             results = super().claim(*args, **kwargs)
-            shutdown.request("test", 0)
+            shutdown.request("test", 0, SIGNAL)
             return results
 
     store = StopAfterFirstClaim(redis_client, modes, ServersConfig(), retention_s=60)
