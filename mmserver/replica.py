@@ -1,7 +1,8 @@
 """The composition root: every component of one replica, built from the Config and wired here.
 
-Nothing else constructs a component or reads the Config to decide how: each part receives what
-it needs through its constructor. `start()` builds and starts them in dependency order (the
+Nothing else constructs a component or reads the Config to decide how (the one object built
+over the replica from outside is the control plane's, control.py, which the lifecycle hands to
+`start()`): each part receives what it needs through its constructor. `start()` builds and starts them in dependency order (the
 listeners first, so that a port in use is refused before anything needs undoing); `stop()`
 stops them in the order of SPEC.md's stop sequence, each step a named step of the caller's
 StopSequence. When to start and stop, and what a signal or a dead worker means, is the
