@@ -284,10 +284,11 @@ class _Claims:
 def _choices(proposals: list[Proposal], players: Mapping[str, tuple[str, ...]]) -> list[str]:
     """What the rules chose for each proposal, as the claim stores it: region, each player's
     role (the matcher gives them per ticket, in the ticket's player order), chosen values."""
-    out = []
-    for p in proposals:
-        roles = {}
-        for ticket_id, per_player in p.roles.items():
-            roles.update(zip(players.get(ticket_id, ()), per_player))
-        out.append(encode_choices(p.region, roles, p.attributes))
-    return out
+    get = players.get
+    return [encode_choices(p.region, {player: role for ticket_id, per_player in p.roles.items()
+                                      for player, role in zip(get(ticket_id, ()), per_player)}
+                           if p.roles else _NO_ROLES, p.attributes)
+            for p in proposals]
+
+
+_NO_ROLES: Mapping[str, str] = {}

@@ -809,7 +809,10 @@ class _Constrained:
                 stack.pop()
             return False
 
-        rec(0, a.size, tuple(a.vals), tuple(a.vals), a.rmask, tuple(a.omasks), [key_of(a)])
+        try:
+            rec(0, a.size, tuple(a.vals), tuple(a.vals), a.rmask, tuple(a.omasks), [key_of(a)])
+        finally:
+            rec = None  # it refers to itself: unbound, reference counting frees its cycle
         return result[0]
 
     # --- the proposal ------------------------------------------------------------------------

@@ -150,84 +150,91 @@ class Lineup:
         placed: dict[int, tuple[int, tuple]] = {}
         failed: set = set()
 
-        def hall() -> bool:
-            caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
-            for subset in range(1, self.all_roles + 1):
-                inside = 0
-                for mask in range(1, self.all_roles + 1):
-                    if solo_count[mask] and mask & ~subset == 0:
-                        inside += solo_count[mask]
-                if inside > sum(caps[b] for b in range(k) if subset >> b & 1):
+        # The nested functions below refer to themselves (and `place` to `hall`): each call
+        # would leave a reference cycle of functions, cells and lists for the cyclic
+        # collector (~14,000 calls per tick over a big queue). Unbinding them on the way
+        # out lets reference counting free it all at once.
+        try:
+            def hall() -> bool:
+                caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
+                for subset in range(1, self.all_roles + 1):
+                    inside = 0
+                    for mask in range(1, self.all_roles + 1):
+                        if solo_count[mask] and mask & ~subset == 0:
+                            inside += solo_count[mask]
+                    if inside > sum(caps[b] for b in range(k) if subset >> b & 1):
+                        return False
+                return True
+
+            def place(j: int) -> bool:
+                if j == len(parties):
+                    # Solos only, to construct: the augmenting paths below fail exactly when
+                    # Hall's condition does, so it need not be checked first.
+                    return (construct and not parties) or hall()
+                state = (j, tuple(sorted(tuple(r) for r in rem)))
+                if state in failed:
                     return False
-            return True
-
-        def place(j: int) -> bool:
-            if j == len(parties):
-                # Solos only, to construct: the augmenting paths below fail exactly when
-                # Hall's condition does, so it need not be checked first.
-                return (construct and not parties) or hall()
-            state = (j, tuple(sorted(tuple(r) for r in rem)))
-            if state in failed:
+                item = parties[j]
+                options = self._party_options(masks[item])
+                tried = set()
+                for t in range(teams):
+                    here = tuple(rem[t])
+                    if here in tried:
+                        continue
+                    tried.add(here)
+                    for vec, pick in options.items():
+                        if all(v <= r for v, r in zip(vec, here)):
+                            for b in range(k):
+                                rem[t][b] -= vec[b]
+                            placed[item] = (t, pick)
+                            if place(j + 1):
+                                return True
+                            for b in range(k):
+                                rem[t][b] += vec[b]
+                failed.add(state)
                 return False
-            item = parties[j]
-            options = self._party_options(masks[item])
-            tried = set()
-            for t in range(teams):
-                here = tuple(rem[t])
-                if here in tried:
-                    continue
-                tried.add(here)
-                for vec, pick in options.items():
-                    if all(v <= r for v, r in zip(vec, here)):
-                        for b in range(k):
-                            rem[t][b] -= vec[b]
-                        placed[item] = (t, pick)
-                        if place(j + 1):
+
+            if not place(0):
+                return None
+            if not construct:
+                return True
+            team_of = [0] * len(masks)
+            role_bits: list[tuple[int, ...]] = [()] * len(masks)
+            for item, (t, pick) in placed.items():
+                team_of[item] = t
+                role_bits[item] = tuple(pick)
+            caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
+            holders: list[list[int]] = [[] for _ in range(k)]
+
+            def augment(s: int, seen: set) -> bool:
+                mask = masks[s][0]
+                for b in range(k):
+                    if mask >> b & 1 and b not in seen:
+                        seen.add(b)
+                        if len(holders[b]) < caps[b]:
+                            holders[b].append(s)
                             return True
-                        for b in range(k):
-                            rem[t][b] += vec[b]
-            failed.add(state)
-            return False
+                        for at, other in enumerate(holders[b]):
+                            if augment(other, seen):
+                                holders[b][at] = s
+                                return True
+                return False
 
-        if not place(0):
-            return None
-        if not construct:
-            return True
-        team_of = [0] * len(masks)
-        role_bits: list[tuple[int, ...]] = [()] * len(masks)
-        for item, (t, pick) in placed.items():
-            team_of[item] = t
-            role_bits[item] = tuple(pick)
-        caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
-        holders: list[list[int]] = [[] for _ in range(k)]
-
-        def augment(s: int, seen: set) -> bool:
-            mask = masks[s][0]
+            for s in solos:
+                if not augment(s, set()):
+                    return None  # Hall's condition said otherwise; never expected
             for b in range(k):
-                if mask >> b & 1 and b not in seen:
-                    seen.add(b)
-                    if len(holders[b]) < caps[b]:
-                        holders[b].append(s)
-                        return True
-                    for at, other in enumerate(holders[b]):
-                        if augment(other, seen):
-                            holders[b][at] = s
-                            return True
-            return False
-
-        for s in solos:
-            if not augment(s, set()):
-                return None  # Hall's condition said otherwise; never expected
-        for b in range(k):
-            queue = holders[b]
-            for t in range(teams):
-                for _ in range(rem[t][b]):
-                    if not queue:
-                        break
-                    s = queue.pop()
-                    team_of[s] = t
-                    role_bits[s] = (b,)
-        return team_of, role_bits
+                queue = holders[b]
+                for t in range(teams):
+                    for _ in range(rem[t][b]):
+                        if not queue:
+                            break
+                        s = queue.pop()
+                        team_of[s] = t
+                        role_bits[s] = (b,)
+            return team_of, role_bits
+        finally:
+            hall = place = augment = None
 
 
 def _pack(sizes: list[int], teams: int, lo: int, cap: int) -> list[int] | None:

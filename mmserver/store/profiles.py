@@ -74,9 +74,9 @@ def encode_choices(region: str | None, roles: Mapping[str, str], attributes: Map
         return ""
     document: dict[str, Any] = {}
     if roles:
-        document["r"] = dict(roles)
+        document["r"] = roles if type(roles) is dict else dict(roles)
     if attributes:
-        document["a"] = dict(attributes)
+        document["a"] = attributes if type(attributes) is dict else dict(attributes)
     text = _DUMPS(document) if document else ""
     if "|" in text:
         raise ValueError("match choices may not hold '|'")
