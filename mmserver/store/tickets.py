@@ -23,13 +23,20 @@ _SEPARATORS = (",", ";", "|")
 def new_id() -> str:
     """URL-safe, 16 characters from 12 random bytes (96 bits): unguessable enough for an id,
     short enough to keep every key and queue member small. Tokens protect the tickets."""
-    return secrets.token_urlsafe(12)
+    return _no_leading_dash(secrets.token_urlsafe(12))
 
 
 def new_ids(count: int) -> list[str]:
     """`count` ids like new_id(), from one read of the random source (a tick makes thousands)."""
     raw = base64.urlsafe_b64encode(secrets.token_bytes(12 * count)).decode("ascii")
-    return [raw[i:i + 16] for i in range(0, 16 * count, 16)]
+    return [_no_leading_dash(raw[i:i + 16]) for i in range(0, 16 * count, 16)]
+
+
+def _no_leading_dash(raw_id: str) -> str:
+    """An id an operator can pass to a command line: one that starts with '-' reads as an option
+    to argparse (`mmadmin match -c-d3X...`) and to most shells' tools. One leading value of 64
+    is folded into '_' (96 bits of randomness less 0.02)."""
+    return "_" + raw_id[1:] if raw_id.startswith("-") else raw_id
 
 
 def new_token() -> str:
