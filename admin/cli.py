@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmadmin",
         description="Control one mmserver replica through its admin listener.",
         epilog="Exit status: 0 done, 1 service unreachable or failed, 2 usage, token refused, "
-               "or a request the service refused (a match or player it does not know).",
+               "or a request the service refused (a match or player it does not know). "
+               "A player id that starts with '-' goes after '--': mmadmin player --json -- -alice.",
     )
     parser.add_argument("--url", help="admin base URL (default: $MMADMIN_URL, else "
                                       f"http://$MMSERVER_ADMIN_LISTEN, else http://{DEFAULT_ADMIN_LISTEN})")
