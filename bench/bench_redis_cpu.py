@@ -43,7 +43,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -328,6 +327,20 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
+def _print_per_player(summary: dict, variants: list, first: str, second: str, decimals: int) -> None:
+    """One row per mode and phase, then the poll: `first / second` of each variant."""
+
+    def cell(figures: dict) -> str:
+        return f"{figures[first]:>11.{decimals}f} / {figures[second]:>7.{decimals}f}".rjust(22)
+
+    for mode, label in (("duel", "1v1"), ("squad", "5v5")):
+        for phase in (*PHASES, "total"):
+            rows = [summary[v]["lifecycle"][mode] for v in variants]
+            cells = [cell(row["total"] if phase == "total" else row["phases"][phase]) for row in rows]
+            print(f"{f'{label} per player: {phase}':<26}" + "".join(cells))
+    print(f"{'per poll':<26}" + "".join(cell(summary[v]["polls"]) for v in variants))
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -385,29 +398,9 @@ def main(argv: list[str]) -> int:
     header = "".join(f"{v:>22}" for v in variants)
     print(f"{'':<26}{header}")
     print(f"{'':<26}" + "".join(f"{'process / scripts':>22}" for _ in variants))
-    for mode, label in (("duel", "1v1"), ("squad", "5v5")):
-        for phase in (*PHASES, "total"):
-            cells = []
-            for v in variants:
-                row = summary[v]["lifecycle"][mode]
-                figures = row["total"] if phase == "total" else row["phases"][phase]
-                cells.append(f"{figures['cpu_us']:>11.1f} / {figures['script_us']:>7.1f}")
-            name = f"{label} per player: {phase}"
-            print(f"{name:<26}" + "".join(f"{c:>22}" for c in cells))
-    print(f"{'per poll':<26}" + "".join(f"{summary[v]['polls']['cpu_us']:>11.2f} / {summary[v]['polls']['script_us']:>7.2f}"
-                                         .rjust(22) for v in variants))
+    _print_per_player(summary, variants, "cpu_us", "script_us", 1)
     print("\nRedis commands per player (run by the scripts, or sent by the store), and script calls:")
-    for mode, label in (("duel", "1v1"), ("squad", "5v5")):
-        for phase in (*PHASES, "total"):
-            cells = []
-            for v in variants:
-                row = summary[v]["lifecycle"][mode]
-                figures = row["total"] if phase == "total" else row["phases"][phase]
-                cells.append(f"{figures['redis_calls']:>11.2f} / {figures['script_calls']:>7.2f}")
-            name = f"{label} per player: {phase}"
-            print(f"{name:<26}" + "".join(f"{c:>22}" for c in cells))
-    print(f"{'per poll':<26}" + "".join(f"{summary[v]['polls']['redis_calls']:>11.2f} / {summary[v]['polls']['script_calls']:>7.2f}"
-                                         .rjust(22) for v in variants))
+    _print_per_player(summary, variants, "redis_calls", "script_calls", 2)
     for variant, table in scripts.items():
         print(f"\nby script ({variant}, slowlog pass):")
         for name, row in table.items():
