@@ -145,8 +145,7 @@ def nonempty(raw: str) -> str:
 
 
 def nonempty_path(raw: str) -> Path:
-    if not raw:
-        raise ConfigError("must not be empty")
+    _non_empty_text(raw)  # a path of blanks is a slip, not a directory anyone meant
     return Path(raw)
 
 

@@ -71,6 +71,7 @@ def test_redis_urls_accepted(url):
         ({"MMSERVER_ADMIN_TOKEN_FILE": "/nonexistent/token"}, "cannot read"),
         ({"MMSERVER_CONFIG": "/nonexistent/mm.toml"}, "cannot read"),
         ({"MMSERVER_MAX_LONGPOLLS": "-1"}, "at least 0"),
+        ({"MMSERVER_DATA_DIR": "   "}, "must not be empty"),
     ],
 )
 def test_invalid_settings_are_refused_with_the_variable_named(env, fragment):
