@@ -24,7 +24,14 @@ rotated every round; medians of the rounds):
 - `after`: this code as deployed (view cache on, batched TTL refreshes).
 
     .venv/bin/python bench/bench_redis_cpu.py [--rounds 5] [--players 2000] [--poll-tickets 2000]
-        [--poll-rounds 5] [--before REV | --no-before] [--by-script] [--out PATH]
+        [--poll-rounds 5] [--clients 1] [--pin] [--before REV | --no-before] [--by-script] [--out PATH]
+
+`--clients N`: the players' requests (create, read, accept, finish, the polls) come from N
+threads sharing the store, as a replica's HTTP workers send them, instead of one after another.
+Redis's process CPU per request depends on it: one client at a time pays a whole turn of the
+event loop per request (epoll_wait, the append-only file's write, the subscriber's write: about
+20 µs on this VM beyond the script); concurrent requests share those. The scripts' own time and
+the command counts do not change with it.
 
 `--by-script` adds one pass per variant with SLOWLOG recording every command, for the Redis
 time of each script by name (mapped from its SHA through the Scripts object); slowlog adds its
@@ -78,8 +85,13 @@ def child(args: argparse.Namespace) -> dict:
     }
     static = tuple(f"10.{i // 250}.{i % 250}.1:7777" for i in range(args.players // 2 + 10))
     cache_on = args.cache == "on"
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin:
+        os.sched_setaffinity(0, {cpus[0]})  # this thread; the threads started below inherit it
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(Path(directory)).start()
+        if args.pin:
+            os.sched_setaffinity(server.process.pid, {cpus[1]})
         subscriber = None
         shutdown = Shutdown()
         try:
@@ -106,9 +118,10 @@ def child(args: argparse.Namespace) -> dict:
                 admin.slowlog_reset()
             result = {"variant": args.variant, "lifecycle": {}, "polls": None}
             for mode, team_size in (("duel", 1), ("squad", 5)):
-                result["lifecycle"][mode] = lifecycle(store, ticker, admin, mode, args.players, team_size)
+                result["lifecycle"][mode] = lifecycle(store, ticker, admin, mode, args.players, team_size,
+                                                      args.clients)
             result["polls"] = polls(store, ticker, admin, args.poll_tickets, args.poll_rounds,
-                                    refresh=hasattr(store, "refresh_reads"))
+                                    refresh=hasattr(store, "refresh_reads"), clients=args.clients)
             if cache is not None:
                 result["cache"] = cache.status()
             if slowlog:
@@ -194,29 +207,57 @@ class Meter:
                 "redis_calls": round(self.redis_calls / per, 2)}
 
 
-def lifecycle(store, ticker, admin, mode: str, players: int, team_size: int) -> dict:
+def spread(work, items: list, clients: int) -> None:
+    """work(item) for every item: in this thread when clients is 1, else from `clients`
+    threads at once (each its share, in order), as concurrent HTTP requests would."""
+    if clients <= 1:
+        for item in items:
+            work(item)
+        return
+    import threading
+
+    failures = []
+
+    def run(share: list) -> None:
+        try:
+            for item in share:
+                work(item)
+        except BaseException as exc:  # reported by the caller
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(items[k::clients],)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def lifecycle(store, ticker, admin, mode: str, players: int, team_size: int, clients: int = 1) -> dict:
     meters = {name: Meter(admin) for name in PHASES}
     tokens = {}
+
+    def create(i: int) -> None:
+        view, token = store.create_ticket(player_id=f"{mode}-{i}", mode=mode, mmr=1000 + i % 50,
+                                          region=None, party=[])
+        tokens[view["ticket_id"]] = token
+
     with meters["create"]:
-        for i in range(players):
-            view, token = store.create_ticket(player_id=f"{mode}-{i}", mode=mode, mmr=1000 + i % 50,
-                                              region=None, party=[])
-            tokens[view["ticket_id"]] = token
+        spread(create, list(range(players)), clients)
+    pairs = list(tokens.items())
     with meters["read"]:
-        for ticket_id, token in tokens.items():
-            store.read_ticket(ticket_id, token)
+        spread(lambda pair: store.read_ticket(*pair), pairs, clients)
     with meters["match"]:
         ticker.tick()
     with meters["accept"]:
-        for ticket_id, token in tokens.items():
-            store.accept(ticket_id, token)
+        spread(lambda pair: store.accept(*pair), pairs, clients)
     with meters["allocate"]:
         ticker.tick()
     matches = sorted(admin.smembers("mm:asg"))
     assigned = sum(1 for t in tokens if _status(admin, t) == "assigned")
     with meters["finish"]:
-        for match_id in matches:
-            store.finish_match(match_id)
+        spread(store.finish_match, matches, clients)
     phases = {name: meter.figures(players) for name, meter in meters.items()}
     total = {key: round(sum(p[key] for p in phases.values()), 2)
              for key in ("cpu_us", "script_us", "commands_us", "script_calls", "redis_calls")}
@@ -233,7 +274,7 @@ def _status(admin, ticket_id: str) -> str | None:
     return record.split("|", 1)[0] if record else None
 
 
-def polls(store, ticker, admin, count: int, rounds: int, refresh: bool) -> dict:
+def polls(store, ticker, admin, count: int, rounds: int, refresh: bool, clients: int = 1) -> dict:
     tokens = {}
     for i in range(count):
         view, token = store.create_ticket(player_id=f"idle-{i}", mode="idle", mmr=10 * i, region=None, party=[])
@@ -242,8 +283,7 @@ def polls(store, ticker, admin, count: int, rounds: int, refresh: bool) -> dict:
     meter = Meter(admin)
     for _ in range(rounds):
         with meter:
-            for ticket_id, token in tokens.items():
-                store.read_ticket(ticket_id, token)
+            spread(lambda pair: store.read_ticket(*pair), list(tokens.items()), clients)
             if refresh:
                 store.refresh_reads()  # the polls' share of the next tick
         ticker.tick()
@@ -294,7 +334,8 @@ def run_child(variant: str, args: argparse.Namespace, source: Path | None, by_sc
         env["MMBENCH_SRC"] = str(source)
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--variant", variant,
             "--cache", "on" if variant in CACHED else "off", "--players", str(args.players),
-            "--poll-tickets", str(args.poll_tickets), "--poll-rounds", str(args.poll_rounds)]
+            "--poll-tickets", str(args.poll_tickets), "--poll-rounds", str(args.poll_rounds),
+            "--clients", str(args.clients)] + (["--pin"] if args.pin else [])
     if by_script_pass:
         argv.append("--by-script")
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
@@ -347,6 +388,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--players", type=int, default=2000, help="per mode; a multiple of 10")
     parser.add_argument("--poll-tickets", type=int, default=2000)
     parser.add_argument("--poll-rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=1, help="threads sending the players' requests at once")
+    parser.add_argument("--pin", action="store_true", help="redis-server on one CPU, the clients on another")
     parser.add_argument("--before", default=None, help="git revision of the 'before' code")
     parser.add_argument("--no-before", action="store_true", help="only this code, cache off and on")
     parser.add_argument("--by-script", action="store_true")
@@ -355,6 +398,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--variant", default="after", help=argparse.SUPPRESS)
     parser.add_argument("--cache", default="on", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs two CPUs")
     if args.players % 10:
         parser.error("--players must be a multiple of 10 (whole 5v5 matches)")
     if args.child:
@@ -365,7 +410,8 @@ def main(argv: list[str]) -> int:
     from common import Report
     before = None if args.no_before else (args.before or default_before())
     report = Report("redis_cpu", {"rounds": args.rounds, "players": args.players, "poll_tickets": args.poll_tickets,
-                                  "poll_rounds": args.poll_rounds, "before": before})
+                                  "poll_rounds": args.poll_rounds, "clients": args.clients, "pin": args.pin,
+                                  "before": before})
     with tempfile.TemporaryDirectory() as directory:
         sources = {"cache off": None, "after": None}
         if before is not None:
@@ -393,7 +439,7 @@ def main(argv: list[str]) -> int:
         report["by_script"] = scripts
 
     print(f"\nRedis CPU, medians of {args.rounds} rounds ({args.players} players per mode, "
-          f"{args.poll_tickets} tickets x {args.poll_rounds} polls); 'process' = INFO cpu, "
+          f"{args.poll_tickets} tickets x {args.poll_rounds} polls, {args.clients} client(s) at once{', pinned' if args.pin else ''}); 'process' = INFO cpu, "
           f"'scripts' = commandstats evalsha")
     header = "".join(f"{v:>22}" for v in variants)
     print(f"{'':<26}{header}")

@@ -147,7 +147,8 @@ def test_event_log(tmp_path):
 
 def test_redis_cpu(tmp_path):
     report = run("bench_redis_cpu.py", tmp_path / "rc.json", "--rounds", "1", "--players", "40",
-                 "--poll-tickets", "20", "--poll-rounds", "2", "--no-before", timeout=120)
+                 "--poll-tickets", "20", "--poll-rounds", "2", "--no-before", "--clients", "3", timeout=120)
+    assert report["params"]["clients"] == 3
     summary = report["summary"]
     assert set(summary) == {"cache off", "after"}
     for variant in summary.values():
