@@ -12,7 +12,8 @@
 -- Written for speed (a tick claims tens of thousands of tickets): the arguments come
 -- pre-split (no string parsing here); membership checks, the tickets' new state (CLAIMED,
 -- see load() in lib/claims.lua), the new sessions (PENDING_SESSIONS, see load_session()), the
--- queue and the deadline set are all batched commands: a handful of calls per batch.
+-- queue and the deadline set are all batched commands: a handful of calls per batch. What
+-- can be done once per batch or per proposal is not done per ticket.
 local mode, region = ARGV[1], ARGV[2]
 local accept_ms, alloc_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local P, M = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -60,18 +61,19 @@ end
 local scores = chunked('ZMSCORE', q, members, M)
 
 -- 3. All-or-nothing per proposal; a ticket claimed earlier in this call is taken. (Lists
---    are appended through explicit counters: the # operator walks the table.)
+--    are appended through explicit counters: the # operator walks the table.) The claimed
+--    proposals are kept as ranges of the columns, with their session.
 local results, pending, removed, deadlines, sessions = {}, {}, {}, {}, {}
-local np, nr, nd, ns = 0, 0, 0, 0
+local done_sid, done_first, done_last = {}, {}, {}
+local np, nr, nd, ns, nc = 0, 0, 0, 0, 0
 -- Every session of this call shares state, mode, region and deadline (PENDING_SESSIONS).
 local session_head = state .. '|' .. mode .. '|' .. region .. '|' .. (accept_ms > 0 and deadline or '') .. '|'
 local tail = '|' .. snow
 local taken = {}
-local claimed_tickets = 0
 local last = 0
 for k = 1, P do
-  local first, count = last + 1, tonumber(ARGV[COUNTS_AT + k])
-  last = last + count
+  local first = last + 1
+  last = last + tonumber(ARGV[COUNTS_AT + k])
   local ok = true
   for j = first, last do
     local id = ARGV[IDS + j]
@@ -88,6 +90,8 @@ for k = 1, P do
       nr = nr + 1
       removed[nr] = members[j]
     end
+    nc = nc + 1
+    done_sid[nc], done_first[nc], done_last[nc] = sid, first, last
     sessions[ns + 1] = sid
     local extras = ARGV[EXTRAS + k]
     if extras == '' then
@@ -102,7 +106,6 @@ for k = 1, P do
     deadlines[nd + 1] = deadline
     deadlines[nd + 2] = sid
     nd = nd + 2
-    claimed_tickets = claimed_tickets + count
     results[k] = ''
   else
     -- Undo this proposal's marks, then name what failed (rare: the slow path is fine).
@@ -120,20 +123,24 @@ for k = 1, P do
   end
 end
 
--- 4. Batched writes.
+-- 4. Batched writes; then one event per claimed ticket, in claim order, and one notice.
 if nr > 0 then
   chunked('ZREM', q, removed, nr)
   chunked('HSET', CLAIMED, pending, np)
   chunked('HSET', PENDING_SESSIONS, sessions, ns)
   chunked('ZADD', deadline_key, deadlines, nd)
-  redis.call('HINCRBY', COUNTS, 'm:' .. mode, claimed_tickets)
+  redis.call('HINCRBY', COUNTS, 'm:' .. mode, nr)
   -- Counted at claim time: the tickets' hashes are rewritten later, lazily (load()).
-  count_outcome(mode, 'matched', claimed_tickets)
-  local changed = {}
-  for i = 1, nr do
-    local id = pending[2 * i - 1]
-    changed[i] = id
-    emit('ticket.matched', id, string.match(pending[2 * i], '^[^|]+'), mode, '{}')
+  count_outcome(mode, 'matched', nr)
+  local changed, n = {}, 0
+  for c = 1, nc do
+    local sid = done_sid[c]
+    for j = IDS + done_first[c], IDS + done_last[c] do
+      local id = ARGV[j]
+      emit('ticket.matched', id, sid, mode, '{}')
+      n = n + 1
+      changed[n] = id
+    end
   end
   publish(changed)
 end
