@@ -167,12 +167,16 @@ class Sessions:
         # An id missing from the last read goes bare: the script looks its member up.
         members = list(map(known.get, ids, ids))
         members_text = "\n".join(members)
-        extras_text = "\n".join(choices) if choices is not None else "\n" * (n - 1)
+        extras_text = "\n".join(choices) if choices is not None else ""
         head = [mode, region or "", int(accept_timeout_s * 1000), self._allocation_timeout_ms, n, m]
         if (len(ids) == m and members_text.count("\n") == max(m - 1, 0)
-                and extras_text.count("\n") == n - 1):
-            args = [*head, "j", "\n".join(session_ids), teams_text, extras_text,
-                    ",".join(map(str, counts)), members_text, ids_text]
+                and extras_text.count("\n") == (n - 1 if choices is not None else 0)):
+            # Shortcuts (claim.lua): no extras when none has any, one count when all are equal.
+            if not extras_text.strip("\n"):
+                extras_text = ""
+            counts_text = str(counts[0]) if counts.count(counts[0]) == n else ",".join(map(str, counts))
+            args = [*head, "j", "\n".join(session_ids), teams_text, extras_text, counts_text,
+                    members_text, ids_text]
         else:
             teams_list, ids = [], []
             for teams in proposals:

@@ -7,7 +7,9 @@
 --       when it has none), M ticket ids (the same tickets, proposal after proposal, in the
 --       same order).
 --       Layout 'j' (joined): each column is one argument, its values joined by '\n' (counts by
---       ','); the caller uses it when no value holds a '\n'. Layout 'a': each value is an
+--       ','); the caller uses it when no value holds a '\n'. Two shortcuts: extras '' when
+--       every proposal has none, counts a single number when every proposal has that many
+--       tickets (P > 1: a full column would hold a separator). Layout 'a': each value is an
 --       argument of its own, column after column.
 -- Each proposal is all-or-nothing: every ticket must still be in this queue (its member
 -- present: a member exists exactly while its ticket is queued there), else nothing of it
@@ -44,12 +46,16 @@ end
 
 local sids, teams, extras, counts, members, ids
 if ARGV[7] == 'j' then
-  sids, teams, extras = column(ARGV[8], '\n', P), column(ARGV[9], '\n', P), column(ARGV[10], '\n', P)
-  counts, members, ids = column(ARGV[11], ',', P), column(ARGV[12], '\n', M), column(ARGV[13], '\n', M)
+  sids, teams, members, ids = column(ARGV[8], '\n', P), column(ARGV[9], '\n', P),
+                              column(ARGV[12], '\n', M), column(ARGV[13], '\n', M)
+  if ARGV[10] ~= '' or P == 1 then extras = column(ARGV[10], '\n', P) end
+  if P == 1 or find(ARGV[11], ',', 1, true) then counts = column(ARGV[11], ',', P) end
 else
   sids, teams, extras, counts = slice(7, P), slice(7 + P, P), slice(7 + 2 * P, P), slice(7 + 3 * P, P)
   members, ids = slice(7 + 4 * P, M), slice(7 + 4 * P + M, M)
 end
+-- No extras: a plain mode. No counts: every proposal has this many tickets.
+local same_count = not counts and tonumber(ARGV[11])
 
 local q = qkey(mode, region)
 local now = now_ms()
@@ -104,7 +110,7 @@ local taken = {}
 local last = 0
 for k = 1, P do
   local first = last + 1
-  last = last + tonumber(counts[k])
+  last = last + (same_count or tonumber(counts[k]))
   local ok = true
   for j = first, last do
     local id = ids[j]
@@ -124,7 +130,7 @@ for k = 1, P do
     nc = nc + 1
     done_sid[nc], done_first[nc], done_last[nc] = sid, first, last
     sessions[ns + 1] = sid
-    local extra = extras[k]
+    local extra = extras and extras[k] or ''
     if extra == '' then
       sessions[ns + 2] = session_head .. teams[k]
     else
