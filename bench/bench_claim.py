@@ -28,6 +28,7 @@ checkouts' files must be equal:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import pickle
 import re
@@ -91,7 +92,7 @@ def _restore(server: RedisServer, dump) -> None:
     raw.close()
 
 
-def _harden(store, client, mode_name, proposals):
+def _harden(store, client, mode_name, proposals, batch_size):
     """The check's harder input: returns the proposals to claim in batches."""
     from mmserver.matchmaking.model import Proposal
 
@@ -106,8 +107,8 @@ def _harden(store, client, mode_name, proposals):
         known.pop(p.teams[-1][-1], None)
     # A ticket proposed again later in its batch; a proposal naming one ticket twice; an
     # unknown id.
-    for start in range(0, len(out), BATCH * 3):
-        batch = out[start:start + BATCH]
+    for start in range(0, len(out), batch_size * 3):
+        batch = out[start:start + batch_size]
         if len(batch) < 4:
             continue
         a, b = batch[1], batch[2]
@@ -117,10 +118,9 @@ def _harden(store, client, mode_name, proposals):
         out.insert(start + 6, Proposal((("nonexistent-id",), c.teams[-1]), 0.0))
     # Batches the joined layout cannot carry: an empty team, an id holding ',', one holding
     # a newline.
-    d, e, f = out[BATCH + 9], out[2 * BATCH + 9], out[4 * BATCH + 9]
-    out.insert(BATCH + 10, Proposal(((), d.teams[-1]), 0.0))
-    out.insert(2 * BATCH + 10, Proposal((("a,b",), e.teams[-1]), 0.0))
-    out.insert(4 * BATCH + 10, Proposal((("a\nb",), f.teams[-1]), 0.0))
+    for at, odd in ((batch_size, ()), (2 * batch_size, ("a,b",)), (4 * batch_size, ("a\nb",))):
+        if at + 10 < len(out):
+            out.insert(at + 10, Proposal((odd, out[at + 9].teams[-1]), 0.0))
     return out
 
 
@@ -184,7 +184,7 @@ def run(args) -> None:
                 messages = []
                 if args.check:
                     if not args.as_proposed:
-                        todo = _harden(store, client, mode.name, proposals)
+                        todo = _harden(store, client, mode.name, proposals, args.batch)
                     pubsub = client.pubsub()
                     pubsub.subscribe(keys.EVENTS_CHANNEL)
                     pubsub.get_message(timeout=1.0)
@@ -192,8 +192,12 @@ def run(args) -> None:
                 before = client.info("cpu")
                 cpu = wall = 0.0
                 replies = []
-                for start in range(0, len(todo), BATCH):
-                    batch = todo[start:start + BATCH]
+                # As in the tick: the cyclic collector is paused while the matcher runs and
+                # claims go on (Ticker); a collection here would be charged to the claims.
+                gc.collect()
+                gc.disable()
+                for start in range(0, len(todo), args.batch):
+                    batch = todo[start:start + args.batch]
                     c0, w0 = time.thread_time(), time.perf_counter()
                     choices = ticker_module._choices(batch, players) if mode.has_profiles else None
                     results = store.claim(mode.name, None, [p.teams for p in batch], mode.accept_timeout_s, choices)
@@ -202,6 +206,7 @@ def run(args) -> None:
                     wall += time.perf_counter() - w0
                     replies.extend([r.session_id, list(r.failed)] for r in results)
                     del claimed
+                gc.enable()
                 stats = client.info("commandstats")
                 after = client.info("cpu")
                 row = {"evalsha_s": stats["cmdstat_evalsha"]["usec"] / 1e6,
@@ -244,6 +249,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run")
     r.add_argument("--dir", required=True)
     r.add_argument("--rounds", type=int, default=3)
+    r.add_argument("--batch", type=int, default=BATCH, help="proposals per script (the ticker's batch_size)")
     r.add_argument("--check", help="write the state the claims leave to this JSON file")
     r.add_argument("--as-proposed", action="store_true", help="--check without the harder input")
     r.add_argument("--no-aof", action="store_true", help="run redis-server without its append-only file")
