@@ -159,6 +159,46 @@ def test_one_claim_call_never_claims_a_ticket_twice(make_store):
     assert [t.ticket_id for t in store.read_queue("duel", None)] == [c]
 
 
+def test_a_batch_the_joined_columns_cannot_carry_is_claimed_all_the_same(make_store, redis_client, monkeypatch):
+    """claim.lua takes its columns joined by newlines; a batch with an empty team or an id
+    holding ',', ';' or a newline goes one argument per value, with the same answers."""
+    store = _duel(make_store)
+    a, b, c, d, e, f, g, h = (new_ticket(store, p)[0] for p in "abcdefgh")
+    store.read_queue("duel", None)
+    layouts = []
+    call = store._sessions._scripts.call
+
+    def spy(name, args):
+        if name == "claim":
+            layouts.append(args[6])
+        return call(name, args)
+
+    monkeypatch.setattr(store._sessions._scripts, "call", spy)
+    first = store.claim("duel", None, [((a,), (b,)), ((a,), (c,))], 5)
+    assert first[0].session_id and first[1].failed == (a,)
+    results = store.claim("duel", None, [((c,), ()), ((d,), ("x,y",)), ((e,), ("z\nw",)),
+                                         ((f,), ("u;v",)), ((g,), (c,))], 5)
+    assert layouts == ["j", "a"]
+    assert results[0].session_id and results[0].failed == ()
+    assert [r.failed for r in results[1:]] == [("x", "y"), ("z\nw",), ("u;v",), (c,)]
+    assert redis_client.hget(keys.PENDING_SESSIONS, results[0].session_id).endswith(f"|{c};")
+    assert sorted(t.ticket_id for t in store.read_queue("duel", None)) == sorted([d, e, f, g, h])
+    # A bare id (missing from the last read) and the same ticket twice in one proposal.
+    store._sessions._members[keys.queue("duel", None)].pop(d)
+    results = store.claim("duel", None, [((e,), (e,)), ((d,), (f,))], 5)
+    assert layouts[-1] == "j"
+    assert results[0].failed == (e,) and results[1].session_id
+    assert sorted(t.ticket_id for t in store.read_queue("duel", None)) == sorted([e, g, h])
+    # Proposals of different sizes, one with extras and one without (the shortcuts of one
+    # count for all and no extras at all do not apply).
+    mx = '{"a":{"map":"x"}}'
+    first, second = store.claim("duel", None, [((e,), (g,)), ((h,),)], 5, choices=["", f"|{mx}"])
+    assert layouts[-1] == "j" and first.session_id and second.session_id
+    assert redis_client.hget(keys.PENDING_SESSIONS, first.session_id).endswith(f"|{e};{g}")
+    assert redis_client.hget(keys.PENDING_SESSIONS, second.session_id).endswith(f"|{h}|{mx}")
+    assert store.read_queue("duel", None) == []
+
+
 def test_a_claimed_session_is_written_by_the_first_script_that_loads_it(make_store, redis_client):
     store = _duel(make_store)
     (a, ta), (b, tb), sid = _matched_pair(store)

@@ -167,3 +167,23 @@ def test_fleet(tmp_path):
     assert report["redis_cpu_measured_s"] > 0 and report["redis_cpu_predicted_s"] > 0
     assert report["scripts"]["create"]["calls"] == 10
     assert report["replica_polls_per_s"] > 0
+
+
+def test_claim(tmp_path):
+    """bench_claim.py: prepare, a timed run, and its state check twice on the same input
+    (deterministic: the same file both times)."""
+    def claim(*args):
+        done = subprocess.run([sys.executable, str(BENCH / "bench_claim.py"), *args],
+                              capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        return done.stdout
+
+    data = tmp_path / "data"
+    claim("prepare", "--scenario", "5v5-rules", "--count", "3000", "--dir", str(data))
+    out = claim("run", "--dir", str(data), "--rounds", "1")
+    assert json.loads(out.splitlines()[0])["claimed"] > 0
+    claim("run", "--dir", str(data), "--batch", "20", "--check", str(tmp_path / "a.json"))
+    claim("run", "--dir", str(data), "--batch", "20", "--check", str(tmp_path / "b.json"))
+    first = json.loads((tmp_path / "a.json").read_text())
+    assert first["state"] and first["published"] and first["replies"]
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
