@@ -68,32 +68,6 @@ def queued_ticket(ticket_id: str, mmr: float, size: int, enqueued_at: float, pro
 # What the rules chose for a match: the region (kept apart, as the session's region), each
 # player's role and the values of `overlap` rules. Kept as the session's `mx`.
 
-def _choices_dumps():
-    """_DUMPS for encode_choices, called once per match (~10,000 in a matching tick of a mode
-    with rules, in the claim threads while the matcher waits for the GIL). JSONEncoder.encode
-    builds a C encoder on every call, about a third of the encoding of a 5v5 match's roles; this
-    builds it once, with the arguments that JSONEncoder.encode passes for _DUMPS's settings
-    (no circular check: the documents are dicts of strings, built per call). _DUMPS itself
-    where that encoder is missing or answers differently."""
-    try:
-        from json.encoder import c_make_encoder, encode_basestring_ascii
-        if c_make_encoder is None:
-            return _DUMPS
-        encoder = c_make_encoder(None, json.JSONEncoder().default, encode_basestring_ascii, None,
-                                 ":", ",", False, False, True)
-
-        def dumps(document: dict[str, Any]) -> str:
-            return "".join(encoder(document, 0))
-
-        sample = {"r": {"p1": "tank", 'q"\u00e9\\': "dps"}, "a": {"map": "x", "n": 1.5, "b": True, "z": None}}
-        return dumps if dumps(sample) == _DUMPS(sample) else _DUMPS
-    except Exception:  # another interpreter's signature: the plain encoder is right anyway
-        return _DUMPS
-
-
-_CHOICES_DUMPS = _choices_dumps()
-
-
 def encode_choices(region: str | None, roles: Mapping[str, str], attributes: Mapping[str, str]) -> str:
     """'' for a plain match, else 'region|json' as claim.lua takes it; `roles` by player id."""
     if not region and not roles and not attributes:
@@ -103,7 +77,7 @@ def encode_choices(region: str | None, roles: Mapping[str, str], attributes: Map
         document["r"] = roles if type(roles) is dict else dict(roles)
     if attributes:
         document["a"] = attributes if type(attributes) is dict else dict(attributes)
-    text = _CHOICES_DUMPS(document) if document else ""
+    text = _DUMPS(document) if document else ""
     if "|" in text:
         raise ValueError("match choices may not hold '|'")
     return f"{region or ''}|{text}"
