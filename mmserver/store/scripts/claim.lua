@@ -175,10 +175,11 @@ if nr > 0 then
     local sid = done_sid[c]
     for j = done_first[c], done_last[c] do
       local id = ids[j]
-      emit('ticket.matched', id, sid, mode, '{}')
+      emit_untrimmed('ticket.matched', id, sid, mode, '{}')
       if partial then n = n + 1; claimed[n] = id end
     end
   end
+  trim_events()
   publish(claimed)
 end
 return results

@@ -51,6 +51,19 @@ local function emit(kind, ticket, match, mode, data)
              'y', kind, 't', ticket or '', 'm', match or '', 'o', mode or '', 'd', data or '{}')
 end
 
+-- A script appending an event per ticket of a batch (a claim: up to thousands) appends them
+-- with emit_untrimmed and calls trim_events once at its end, so the bound holds after every
+-- script as it does with emit (MAXLEN ~ trims whole blocks either way). Measured on the claims
+-- of 100,000 tickets: 0.79 s of script time with MAXLEN on each append, 0.70-0.75 s without.
+local function emit_untrimmed(kind, ticket, match, mode, data)
+  redis.call('XADD', EVENT_LOG, '*',
+             'y', kind, 't', ticket or '', 'm', match or '', 'o', mode or '', 'd', data or '{}')
+end
+
+local function trim_events()
+  redis.call('XTRIM', EVENT_LOG, 'MAXLEN', '~', EVENT_MAX_LEN)
+end
+
 -- A reason (or any string) as event data: cjson escapes what needs escaping.
 local function reason_data(reason)
   return cjson.encode({ reason = reason })
