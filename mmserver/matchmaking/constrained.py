@@ -43,9 +43,9 @@ that pass. The match is then picked from those by a greedy nearest-first selecti
 collective condition kept: common region and values, spreads, roles and team sizes still
 fillable), which runs along the walk and ends it as soon as its match is full (it would pick
 the same among more candidates), then, when that fails or a lobby may grow, by an exhaustive
-depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when a
-distance rule alone rules every match out). Below these limits the search is exhaustive: an
-anchor is matched whenever it can be.
+depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when the
+regions and distance rules alone rule every match out). Below these limits the search is
+exhaustive: an anchor is matched whenever it can be.
 
 `blocked`: every eligible ticket left unmatched gets one name, found when it fails as an
 anchor (so against the queue at its turn). With "the smallest match" = teams x the smallest
@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import Counter
 from itertools import repeat
 from operator import getitem, itemgetter, lt, sub
@@ -89,7 +89,7 @@ _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
-_SPREAD_STARTS = 16  # smallest values tried per distance rule before a search (_spread_rules_out)
+_SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_spread_rules_out)
 
 
 def _walk_limit(players_per_match: int) -> int:
@@ -597,18 +597,35 @@ class _Constrained:
                       p_key_codes[q], p_role_masks[q], mmr[q]) for q, rmask, omasks in picks]
 
     def _spread_rules_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
-        """True when no match can exist, found by a distance rule alone: a match's values lie
-        in [x, x + limit] for x its smallest, a value <= the anchor's, so when for every such x
-        the candidates in that range cannot make a match by sizes and roles (_composable, exact
-        but for its node budget, which answers True), the search would find none: it is
-        skipped. Tried when a rule's values give few such x (the search costs more)."""
-        if len(lims) < 2:
-            return False
+        """True when no match can exist, found by the regions and the distance rules alone: a
+        match plays in a region the anchor may play in, and its values of a distance rule lie
+        in [x, x + limit] for x its smallest, a value <= the anchor's. So when, for every such
+        region, the candidates that may play there cannot make a match by sizes and roles
+        (_composable, exact but for its node budget, which answers True), or cannot within
+        [x, x + limit] for any such x of some distance rule, the search would find none: it is
+        skipped. A rule is tried when its values give few such x (the search costs more)."""
+        if self.rules.latency is None:
+            if len(lims) < 2:
+                return False  # the candidates were found composable
+            groups = [cands]
+        else:
+            groups = [[c for c in cands if c.rmask >> bit & 1]
+                      for bit in range(len(self.regions)) if a.rmask >> bit & 1]
+        for group in groups:
+            if not self._group_rules_out(a, group, lims, lo, smallest):
+                return False
+        return True
+
+    def _group_rules_out(self, a: _Cand, group: list[_Cand], lims, lo: int, smallest: int) -> bool:
+        """_spread_rules_out for the candidates of one region (or all of them)."""
+        if self.rules.latency is not None and not self._composable(a, [c.key for c in group], lo, smallest,
+                                                                    self.lineup):
+            return True
         for d in range(1, len(lims)):
             limit = lims[d]
             av = a.vals[d]
             starts = {av}
-            for c in cands:
+            for c in group:
                 v = c.vals[d]
                 if v <= av and av - v <= limit:
                     starts.add(v)
@@ -616,9 +633,20 @@ class _Constrained:
                         break
             if len(starts) > _SPREAD_STARTS:
                 continue
-            for x in starts:
-                inside = [c.key for c in cands if c.vals[d] >= x and c.vals[d] - x <= limit]
-                if self._composable(a, inside, lo, smallest, self.lineup):
+            # Windows from the smallest start up: one that gains no candidate over the one
+            # before holds a subset of it, so it cannot make a match either (skipped).
+            ordered = sorted(group, key=lambda c: c.vals[d])
+            values = [c.vals[d] for c in ordered]
+            last_end = -1
+            for x in sorted(starts):
+                begin = bisect_left(values, x)
+                end = begin
+                while end < len(values) and values[end] - x <= limit:
+                    end += 1
+                if end == last_end:
+                    continue
+                last_end = end
+                if self._composable(a, [c.key for c in ordered[begin:end]], lo, smallest, self.lineup):
                     break
             else:
                 return True
