@@ -666,16 +666,18 @@ class _Constrained:
         # size; the sizes-only lineup of a mode with roles counts their sizes.
         counts = Counter(keys) if keyed else Counter(map(itemgetter(0), keys))
         if keyed and lineup.k and a.size == 1 and all(key[0] == 1 for key in counts):
-            by_mask = Counter()
+            by_mask = [0] * (lineup.all_roles + 1)
             for (_, (mask,)), n in counts.items():
                 by_mask[mask] += n
             by_mask[a.masks[0]] += 1
-            slots = [count * self.rules.teams for count in lineup.role_counts]
-            total = sum(slots)
-            for subset in range(lineup.all_roles + 1):
-                cut = sum(slots[b] for b in range(lineup.k) if subset >> b & 1)
-                cut += sum(n for mask, n in by_mask.items() if mask & ~subset)
-                if cut < total:
+            players = sum(by_mask)
+            total = sum(lineup.role_counts) * self.rules.teams
+            # The cut of Y: slots of Y + players offering a role outside Y, i.e. all players less
+            # those whose roles lie within Y (Y empty: all players).
+            if players < total:
+                return False
+            for within, slots in lineup.role_sets:
+                if slots + players - sum([by_mask[mask] for mask in within]) < total:
                     return False
             return True
         maxp = self.max_players
