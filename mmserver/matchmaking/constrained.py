@@ -215,11 +215,13 @@ class _Constrained:
         # Players per prefix of the `same` values (prefix k: the first k + 1 rules).
         self.prefix_players: list[dict] = []
         if same:
+            # A partition holds the tickets of one key: its players, then summed per prefix.
+            key_players = [(key, sum(map(sizes.__getitem__, g))) for key, g in by_key.items()]
             for k in range(len(same)):
                 counts: dict = {}
-                for key, s in zip(keys, sizes):
+                for key, players in key_players:
                     pk = key[:k + 1]
-                    counts[pk] = counts.get(pk, 0) + s
+                    counts[pk] = counts.get(pk, 0) + players
                 self.prefix_players.append(counts)
 
     # --- the tick ----------------------------------------------------------------------------
@@ -241,6 +243,8 @@ class _Constrained:
         prefix_players = self.prefix_players
         mmr, left, right, taken = self.mmr, self.left, self.right, self.taken
         pos_of, enq, ids, sizes = self.pos_of, self.enq, self.ids, self.sizes
+        layout = self.layout
+        total_players = self.total_players
         for i in self.order:
             p = pos_of[i]
             if taken[p]:
@@ -248,7 +252,7 @@ class _Constrained:
             waited = now - enq[i]
             lo = min_team if waited >= fill_wait else hi
             smallest = teams * lo
-            if self.total_players < smallest:
+            if total_players < smallest:
                 blocked[ids[i]] = "players"
                 continue
             if same:
@@ -281,12 +285,12 @@ class _Constrained:
                 right[lq] = rq
                 left[rq] = lq
                 taken[q] = 1
-                j = self.layout[q]
-                self.total_players -= sizes[j]
+                j = layout[q]
+                total_players -= c.size
                 if same:
                     key = keys[j]
                     for k in range(len(same)):
-                        prefix_players[k][key[:k + 1]] -= sizes[j]
+                        prefix_players[k][key[:k + 1]] -= c.size
                 blocked.pop(ids[j], None)
             if on_proposal is not None:
                 on_proposal(proposal)
@@ -351,6 +355,7 @@ class _Constrained:
         self.role_keys = role_keys
         layout = self.layout
         self.p_size = [self.sizes[i] for i in layout]
+        self.p_ids = [self.ids[i] for i in layout]
         # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
         # neighbour); otherwise a list holding None for the missing values.
         self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
@@ -871,27 +876,29 @@ class _Constrained:
     # --- the proposal ------------------------------------------------------------------------
 
     def _propose(self, chosen: list[_Cand], lo: int) -> Proposal:
-        el, layout = self.eligible, self.layout
-        tickets = [el[layout[c.pos]] for c in chosen]
-        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen],
-                                             [c.mmr for c in chosen], lo)
-        teams = tuple(tuple(tickets[x].ticket_id for x in team) for team in members)
+        layout = self.layout
+        ids = [self.p_ids[c.pos] for c in chosen]
         mmrs = [c.mmr for c in chosen]
+        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen], mmrs, lo)
+        teams = tuple([tuple(map(ids.__getitem__, team)) for team in members])
         region = None
         if self.rules.latency is not None:
             common = chosen[0].rmask
             for c in chosen:
                 common &= c.rmask
-            best = _INF
-            for bit, name in enumerate(self.regions):
-                if common >> bit & 1:
-                    # Every ticket here plays in this region: a fixed region's latency is 0.
-                    col = self.lat_cols[bit]
-                    worst = max([col[layout[c.pos]] for c in chosen])
-                    if worst < best:
-                        best, region = worst, name
+            if common and not common & (common - 1):  # one region common to all: no latencies to compare
+                region = self.regions[common.bit_length() - 1]
+            else:
+                best = _INF
+                for bit, name in enumerate(self.regions):
+                    if common >> bit & 1:
+                        # Every ticket here plays in this region: a fixed region's latency is 0.
+                        col = self.lat_cols[bit]
+                        worst = max([col[layout[c.pos]] for c in chosen])
+                        if worst < best:
+                            best, region = worst, name
         attributes = {}
-        anchor = tickets[0]
+        anchor = self.eligible[layout[chosen[0].pos]]
         for k, rule in enumerate(self.overlaps):
             common = chosen[0].omasks[k]
             for c in chosen:
@@ -900,5 +907,5 @@ class _Constrained:
             attributes[rule.attribute] = listed[(common & -common).bit_length() - 1]
         role_map = {}
         if roles is not None:
-            role_map = {tickets[x].ticket_id: roles[x] for x in range(len(tickets))}
+            role_map = dict(zip(ids, roles))
         return Proposal(teams, max(mmrs) - min(mmrs), region, role_map, attributes)
