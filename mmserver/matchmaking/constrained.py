@@ -43,9 +43,9 @@ that pass. The match is then picked from those by a greedy nearest-first selecti
 collective condition kept: common region and values, spreads, roles and team sizes still
 fillable), which runs along the walk and ends it as soon as its match is full (it would pick
 the same among more candidates), then, when that fails or a lobby may grow, by an exhaustive
-depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when a
-distance rule alone rules every match out). Below these limits the search is exhaustive: an
-anchor is matched whenever it can be.
+depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when the
+regions and distance rules alone rule every match out). Below these limits the search is
+exhaustive: an anchor is matched whenever it can be.
 
 `blocked`: every eligible ticket left unmatched gets one name, found when it fails as an
 anchor (so against the queue at its turn). With "the smallest match" = teams x the smallest
@@ -74,9 +74,10 @@ from __future__ import annotations
 
 import math
 from array import array
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import Counter
-from operator import lt, sub
+from itertools import repeat
+from operator import getitem, itemgetter, lt, sub
 from typing import Callable, Sequence
 
 from mmserver.matchmaking.lineup import Lineup
@@ -88,7 +89,7 @@ _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
-_SPREAD_STARTS = 16  # smallest values tried per distance rule before a search (_spread_rules_out)
+_SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_spread_rules_out)
 
 
 def _walk_limit(players_per_match: int) -> int:
@@ -108,15 +109,16 @@ def _number(value) -> float | None:
 class _Cand:
     """A ticket as a candidate for one anchor's match (values relative to that anchor)."""
 
-    __slots__ = ("pos", "size", "vals", "rmask", "omasks", "key", "masks", "mmr")
+    __slots__ = ("pos", "size", "vals", "rmask", "omasks", "key", "code", "masks", "mmr")
 
-    def __init__(self, pos, size, vals, rmask, omasks, key, masks, mmr):
+    def __init__(self, pos, size, vals, rmask, omasks, key, code, masks, mmr):
         self.pos = pos
         self.size = size
         self.vals = vals  # one value per dimension: MMR, then each distance rule
         self.rmask = rmask  # regions allowed (bit per rules.regions)
         self.omasks = omasks  # per overlap rule: bit i = the anchor's i-th value is shared
         self.key = key  # lineup key (size, role masks)
+        self.code = code  # the key as a digit of a multiset of keys (_columns)
         self.masks = masks
         self.mmr = mmr
 
@@ -213,11 +215,13 @@ class _Constrained:
         # Players per prefix of the `same` values (prefix k: the first k + 1 rules).
         self.prefix_players: list[dict] = []
         if same:
+            # A partition holds the tickets of one key: its players, then summed per prefix.
+            key_players = [(key, sum(map(sizes.__getitem__, g))) for key, g in by_key.items()]
             for k in range(len(same)):
                 counts: dict = {}
-                for key, s in zip(keys, sizes):
+                for key, players in key_players:
                     pk = key[:k + 1]
-                    counts[pk] = counts.get(pk, 0) + s
+                    counts[pk] = counts.get(pk, 0) + players
                 self.prefix_players.append(counts)
 
     # --- the tick ----------------------------------------------------------------------------
@@ -239,6 +243,8 @@ class _Constrained:
         prefix_players = self.prefix_players
         mmr, left, right, taken = self.mmr, self.left, self.right, self.taken
         pos_of, enq, ids, sizes = self.pos_of, self.enq, self.ids, self.sizes
+        layout = self.layout
+        total_players = self.total_players
         for i in self.order:
             p = pos_of[i]
             if taken[p]:
@@ -246,7 +252,7 @@ class _Constrained:
             waited = now - enq[i]
             lo = min_team if waited >= fill_wait else hi
             smallest = teams * lo
-            if self.total_players < smallest:
+            if total_players < smallest:
                 blocked[ids[i]] = "players"
                 continue
             if same:
@@ -279,12 +285,12 @@ class _Constrained:
                 right[lq] = rq
                 left[rq] = lq
                 taken[q] = 1
-                j = self.layout[q]
-                self.total_players -= sizes[j]
+                j = layout[q]
+                total_players -= c.size
                 if same:
                     key = keys[j]
                     for k in range(len(same)):
-                        prefix_players[k][key[:k + 1]] -= sizes[j]
+                        prefix_players[k][key[:k + 1]] -= c.size
                 blocked.pop(ids[j], None)
             if on_proposal is not None:
                 on_proposal(proposal)
@@ -297,10 +303,9 @@ class _Constrained:
         queue whose anchors are all refused at once never needs them), as one list per value
         by ticket index: latency per region (fixed region: 0 there, inf elsewhere; missing:
         inf), overlap lists (frozensets, None when absent), distance values (None when absent
-        or not a finite number; "mmr": the MMR), `vals` (MMR then each distance value), role
-        masks and lineup key (masks None: a player offers no role of the mode); then the
-        walk's reads of them by position (a sentinel's entries are never read: its MMR is out
-        of every window)."""
+        or not a finite number; "mmr": the MMR), role masks and lineup key (masks None: a
+        player offers no role of the mode); then the walk's reads of them by position (a
+        sentinel's entries are never read: its MMR is out of every window)."""
         el = self.eligible
         self._rmasks: dict = {}
         self.lat_cols = []
@@ -319,12 +324,15 @@ class _Constrained:
                 self.dist_cols.append([t.mmr for t in el])
             else:
                 self.dist_cols.append([_number(t.attributes.get(a)) for t in el])
-        mmrs = [t.mmr for t in el]
-        self.vals = list(zip(mmrs, *self.dist_cols))
         lineup = self.lineup
         by_offer: dict = {}
         role_masks = []
         role_keys = []
+        # Each lineup key a digit of an integer (a count per key, `width` bits each), so the
+        # greedy pick's multiset of keys is one int: a cheap key for its memo of lineup.fits.
+        width = self.max_players.bit_length() + 1
+        key_units: dict = {}
+        key_codes = []
         for t in el:
             offer = (t.size, t.roles)
             try:
@@ -333,23 +341,33 @@ class _Constrained:
                 offer = found = None
             if found is None:
                 masks = lineup.masks(t.size, t.roles)
-                found = (masks, lineup.key(t.size, masks) if masks is not None else None)
+                key = code = None
+                if masks is not None:
+                    key = lineup.key(t.size, masks)
+                    code = key_units.setdefault(key, 1 << width * len(key_units))
+                found = (masks, key, code)
                 if offer is not None:
                     by_offer[offer] = found
             role_masks.append(found[0])
             role_keys.append(found[1])
+            key_codes.append(found[2])
         self.role_masks = role_masks
         self.role_keys = role_keys
         layout = self.layout
         self.p_size = [self.sizes[i] for i in layout]
-        self.p_vals = [self.vals[i] for i in layout]
+        self.p_ids = [self.ids[i] for i in layout]
         # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
         # neighbour); otherwise a list holding None for the missing values.
         self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
         self.p_dist_cols = [array("d", col) if None not in col else col for col in self.p_dist_cols]
+        # By position, the value of each dimension (MMR, then each distance rule): a _Cand's
+        # `vals`, made only for the candidates that need one.
+        self.dim_cols = (self.mmr, *self.p_dist_cols)
         self.p_over_cols = [[col[i] for i in layout] for col in self.over_cols]
         self.p_role_masks = [role_masks[i] for i in layout]
         self.p_role_keys = [role_keys[i] for i in layout]
+        self.p_key_codes = [key_codes[i] for i in layout]
+        self._fits_by_code: dict = {}  # key code -> self.lineup.fits(keys)
 
     def _rmasks_under(self, limit: float) -> list[int]:
         """By position, the ticket's regions (a bit per self.regions) within `limit`; memoised."""
@@ -399,23 +417,27 @@ class _Constrained:
         if amasks is None:
             return None, "roles"
         lineup = self.lineup
-        a = _Cand(p, anchor.size, self.vals[i], amask,
-                  tuple((1 << len(v)) - 1 for v in avalues), self.role_keys[i], amasks, anchor.mmr)
+        a = _Cand(p, anchor.size, tuple(map(getitem, self.dim_cols, repeat(p))), amask,
+                  tuple((1 << len(v)) - 1 for v in avalues), self.role_keys[i], self.p_key_codes[p], amasks,
+                  anchor.mmr)
 
         # Walk the MMR window nearest first, filtering pairwise.
         need = self.max_players
         walk_cap, pass_cap = _walk_limit(need), _pass_limit(need)
-        players_by_fail = [0] * (nfilters + 1)
+        players_by_fail = [0] * nfilters
         window_players = anchor.size
         latency_failed = 0  # players_by_fail[0] when latency_on, added at the end
-        cands: list[_Cand] = []
+        # The candidates as (position, shared regions, overlap masks). Their _Cand objects
+        # are only made for a match chosen or for the search below: most candidates are
+        # refused by the greedy pick or belong to an anchor that fails.
+        picks: list[tuple] = []
         m = mmr[p]
         lp, rp = left[p], right[p]
         dl, dr = m - mmr[lp], mmr[rp] - m
-        walked = 0
         overlaps = self.overlaps
         over_cols = self.p_over_cols
-        p_size, vals_of, role_masks, role_keys = self.p_size, self.p_vals, self.p_role_masks, self.p_role_keys
+        p_size, role_keys = self.p_size, self.p_role_keys
+        dim_cols = self.dim_cols
         # Distance filters: (column, the anchor's value, limit); the first one unrolled below.
         dist_checks = tuple(zip(self.p_dist_cols, adist, dist_limits))
         first_dist = nfilters - len(dist_checks)  # the filter index of the first distance rule
@@ -434,12 +456,15 @@ class _Constrained:
         g_rm = amask
         g_om = list(a.omasks)
         g_keys = [a.key]
-        g_chosen = [a]
-        g_refused: set = set()
+        g_code = self.p_key_codes[p]
+        g_picked: list[tuple] = []  # of picks
+        g_refused: set = set()  # key codes
         fits = lineup.fits
-        fitted = lineup._fits.get
+        fits_by_code = self._fits_by_code
+        key_codes = self.p_key_codes
         ndim = len(lims)
-        while walked < walk_cap:
+        walk_capped = False
+        for _ in range(walk_cap):
             if dl <= dr:
                 if dl > w:
                     break
@@ -452,7 +477,6 @@ class _Constrained:
                 q = rp
                 rp = right[rp]
                 dr = mmr[rp] - m
-            walked += 1
             s = p_size[q]
             window_players += s
             rmask = 0
@@ -495,42 +519,42 @@ class _Constrained:
                     if f < nfilters:
                         players_by_fail[f] += s
                         continue
-            masks = role_masks[q]
-            if masks is None:
+            key = role_keys[q]
+            if key is None:
                 continue  # can take no role: never in a match
-            players_by_fail[nfilters] += s
-            c = _Cand(q, s, vals_of[q], rmask, omasks, role_keys[q], masks, mmr[q])
-            cands.append(c)
-            walk_ended = len(cands) >= pass_cap
+            pick = (q, rmask, omasks)
+            picks.append(pick)
+            walk_ended = len(picks) >= pass_cap
             # One step of the greedy pick (_greedy_pick, not relaxed). A key the lineup refused
             # once stays refused: the greedy's keys only grow, and what does not fit with some
             # keys does not fit with more.
+            kc = key_codes[q]
             if greedy and g_players + s <= need and (not latency_on or g_rm & rmask) and (
-                    not overlaps or all(x & y for x, y in zip(g_om, omasks))) and c.key not in g_refused:
-                vals = c.vals
+                    not overlaps or all(x & y for x, y in zip(g_om, omasks))) and kc not in g_refused:
                 for d in range(ndim):
-                    v = vals[d]
+                    v = dim_cols[d][q]
                     h = g_highs[d]
                     lw = g_lows[d]
                     if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
                         break
                 else:
-                    nk = g_keys.copy()
-                    insort(nk, c.key)
-                    tk = tuple(nk)
-                    ok = fitted((tk, 0))  # fits(tk), its memo read first
+                    code = g_code + kc
+                    ok = fits_by_code.get(code)
                     if ok is None:
-                        ok = fits(tk)
+                        nk = g_keys.copy()
+                        insort(nk, key)
+                        ok = fits_by_code[code] = fits(tuple(nk))
                     if not ok:
-                        g_refused.add(c.key)
+                        g_refused.add(kc)
                     else:
-                        g_chosen.append(c)
-                        g_keys = nk
+                        g_picked.append(pick)
+                        insort(g_keys, key)
+                        g_code = code
                         g_players += s
                         if g_players == need:
-                            return g_chosen, None
+                            return [a] + self._cands(g_picked), None
                         for d in range(ndim):
-                            v = vals[d]
+                            v = dim_cols[d][q]
                             if v < g_lows[d]:
                                 g_lows[d] = v
                             if v > g_highs[d]:
@@ -541,9 +565,11 @@ class _Constrained:
                             g_om = [x & y for x, y in zip(g_om, omasks)]
             if walk_ended:
                 break
+        else:
+            walk_capped = True
         if latency_on:
             players_by_fail[0] += latency_failed
-        capped = walked >= walk_cap or len(cands) >= pass_cap
+        capped = walk_capped or len(picks) >= pass_cap
         if not capped and window_players < smallest:
             return None, MMR_RULE
         # Cumulative filters: players still in after filter k.
@@ -555,10 +581,12 @@ class _Constrained:
             if remaining < smallest:
                 return None, self.filter_names[k]
         # Sizes and roles alone (no collective condition) must make a match: cheap and memoised.
-        if not self._composable(a, cands, lo, smallest, self.lineup):
-            if self.rules.roles and self._composable(a, cands, lo, smallest, self.sizes_only):
+        keys = [role_keys[q] for q, _, _ in picks]
+        if not self._composable(a, keys, lo, smallest, self.lineup):
+            if self.rules.roles and self._composable(a, keys, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
+        cands = self._cands(picks)
         chosen = None
         if not self._spread_rules_out(a, cands, lims, lo, smallest):
             chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
@@ -566,19 +594,43 @@ class _Constrained:
             return chosen, None
         return None, self._why(a, cands, lims, lo, smallest)
 
+    def _cands(self, picks) -> list[_Cand]:
+        """The candidates of (position, rmask, omasks): rmask and omasks relative to the anchor."""
+        p_size, p_role_keys, p_key_codes = self.p_size, self.p_role_keys, self.p_key_codes
+        p_role_masks, mmr, dim_cols = self.p_role_masks, self.mmr, self.dim_cols
+        return [_Cand(q, p_size[q], tuple(map(getitem, dim_cols, repeat(q))), rmask, omasks, p_role_keys[q],
+                      p_key_codes[q], p_role_masks[q], mmr[q]) for q, rmask, omasks in picks]
+
     def _spread_rules_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
-        """True when no match can exist, found by a distance rule alone: a match's values lie
-        in [x, x + limit] for x its smallest, a value <= the anchor's, so when for every such x
-        the candidates in that range cannot make a match by sizes and roles (_composable, exact
-        but for its node budget, which answers True), the search would find none: it is
-        skipped. Tried when a rule's values give few such x (the search costs more)."""
-        if len(lims) < 2:
-            return False
+        """True when no match can exist, found by the regions and the distance rules alone: a
+        match plays in a region the anchor may play in, and its values of a distance rule lie
+        in [x, x + limit] for x its smallest, a value <= the anchor's. So when, for every such
+        region, the candidates that may play there cannot make a match by sizes and roles
+        (_composable, exact but for its node budget, which answers True), or cannot within
+        [x, x + limit] for any such x of some distance rule, the search would find none: it is
+        skipped. A rule is tried when its values give few such x (the search costs more)."""
+        if self.rules.latency is None:
+            if len(lims) < 2:
+                return False  # the candidates were found composable
+            groups = [cands]
+        else:
+            groups = [[c for c in cands if c.rmask >> bit & 1]
+                      for bit in range(len(self.regions)) if a.rmask >> bit & 1]
+        for group in groups:
+            if not self._group_rules_out(a, group, lims, lo, smallest):
+                return False
+        return True
+
+    def _group_rules_out(self, a: _Cand, group: list[_Cand], lims, lo: int, smallest: int) -> bool:
+        """_spread_rules_out for the candidates of one region (or all of them)."""
+        if self.rules.latency is not None and not self._composable(a, [c.key for c in group], lo, smallest,
+                                                                    self.lineup):
+            return True
         for d in range(1, len(lims)):
             limit = lims[d]
             av = a.vals[d]
             starts = {av}
-            for c in cands:
+            for c in group:
                 v = c.vals[d]
                 if v <= av and av - v <= limit:
                     starts.add(v)
@@ -586,15 +638,26 @@ class _Constrained:
                         break
             if len(starts) > _SPREAD_STARTS:
                 continue
-            for x in starts:
-                inside = [c for c in cands if c.vals[d] >= x and c.vals[d] - x <= limit]
-                if self._composable(a, inside, lo, smallest, self.lineup):
+            # Windows from the smallest start up: one that gains no candidate over the one
+            # before holds a subset of it, so it cannot make a match either (skipped).
+            ordered = sorted(group, key=lambda c: c.vals[d])
+            values = [c.vals[d] for c in ordered]
+            last_end = -1
+            for x in sorted(starts):
+                begin = bisect_left(values, x)
+                end = begin
+                while end < len(values) and values[end] - x <= limit:
+                    end += 1
+                if end == last_end:
+                    continue
+                last_end = end
+                if self._composable(a, [c.key for c in ordered[begin:end]], lo, smallest, self.lineup):
                     break
             else:
                 return True
         return False
 
-    def _composable(self, a: _Cand, cands: list[_Cand], lo: int, smallest: int, lineup: Lineup) -> bool:
+    def _composable(self, a: _Cand, keys: list, lo: int, smallest: int, lineup: Lineup) -> bool:
         """Can the anchor and some of the candidates make a match by sizes and roles alone?
 
         Solo tickets with roles: the players can fill every slot iff the largest assignment of
@@ -604,19 +667,25 @@ class _Constrained:
         over how many tickets of each key to take, memoised by the capped key counts.
         """
         keyed = lineup is self.lineup
-        if keyed and lineup.k and a.size == 1 and all(c.size == 1 for c in cands):
-            by_mask = Counter(c.masks[0] for c in cands)
+        # `keys`: the candidates' keys of self.lineup, (size, role masks) with roles, else the
+        # size; the sizes-only lineup of a mode with roles counts their sizes.
+        counts = Counter(keys) if keyed else Counter(map(itemgetter(0), keys))
+        if keyed and lineup.k and a.size == 1 and all(key[0] == 1 for key in counts):
+            by_mask = [0] * (lineup.all_roles + 1)
+            for (_, (mask,)), n in counts.items():
+                by_mask[mask] += n
             by_mask[a.masks[0]] += 1
-            slots = [count * self.rules.teams for count in lineup.role_counts]
-            total = sum(slots)
-            for subset in range(lineup.all_roles + 1):
-                cut = sum(slots[b] for b in range(lineup.k) if subset >> b & 1)
-                cut += sum(n for mask, n in by_mask.items() if mask & ~subset)
-                if cut < total:
+            players = sum(by_mask)
+            total = sum(lineup.role_counts) * self.rules.teams
+            # The cut of Y: slots of Y + players offering a role outside Y, i.e. all players less
+            # those whose roles lie within Y (Y empty: all players).
+            if players < total:
+                return False
+            for within, slots in lineup.role_sets:
+                if slots + players - sum([by_mask[mask] for mask in within]) < total:
                     return False
             return True
         maxp = self.max_players
-        counts = Counter(c.key if keyed else c.size for c in cands)
         a_key = a.key if keyed else a.size
         size_of = (lambda key: key[0]) if keyed and lineup.k else (lambda key: key)
         types = sorted(((key, min(n, maxp // size_of(key))) for key, n in counts.items()),
@@ -678,23 +747,18 @@ class _Constrained:
 
     # --- search ------------------------------------------------------------------------------
 
-    def _greedy_pick(self, a: _Cand, cands: list[_Cand], lims, relaxed: bool, lineup: Lineup):
+    def _greedy_pick(self, a: _Cand, cands: list[_Cand], lims, relaxed: bool):
         """Nearest first: each candidate that keeps every condition is taken, until the match
         is full. Returns (chosen, players, lineup keys, full)."""
-        fits = lineup.fits
+        fits = self.lineup.fits
         maxp = self.max_players
-        keyed = lineup is self.lineup
-
-        def key_of(c):
-            return c.key if keyed else c.size
-
         chosen = [a]
         players = a.size
         lows = list(a.vals)
         highs = list(a.vals)
         rm = a.rmask
         om = list(a.omasks)
-        keys = [key_of(a)]
+        keys = [a.key]
         check_masks = not relaxed and self.rules.latency is not None
         check_over = not relaxed and bool(om)
         if players == maxp and fits(tuple(keys)):
@@ -711,7 +775,7 @@ class _Constrained:
             if any((h if h > v else v) - (l if l < v else v) > lim
                    for v, l, h, lim in zip(vals, lows, highs, lims)):
                 continue
-            nk = sorted(keys + [key_of(c)])
+            nk = sorted(keys + [c.key])
             if not fits(tuple(nk)):
                 continue
             chosen.append(c)
@@ -731,21 +795,15 @@ class _Constrained:
         return chosen, players, keys, False
 
     def _search(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int, budget: int,
-                relaxed: bool, lineup: Lineup | None = None) -> list[_Cand] | None:
+                relaxed: bool) -> list[_Cand] | None:
         """The largest valid match holding `a` (a full one ends the search), or None."""
-        lineup = lineup or self.lineup
-        fits = lineup.fits
-        fitted = lineup._fits.get
+        fits = self.lineup.fits
+        fits_by_code = self._fits_by_code
         maxp = self.max_players
         ndim = len(lims)
-        keyed = lineup is self.lineup
-
-        def key_of(c):
-            return c.key if keyed else c.size
-
         if relaxed:
             lims = (_INF,) * ndim
-        chosen, players, keys, full = self._greedy_pick(a, cands, lims, relaxed, lineup)
+        chosen, players, keys, full = self._greedy_pick(a, cands, lims, relaxed)
         if full:
             return chosen
         check_masks = not relaxed and self.rules.latency is not None
@@ -765,7 +823,9 @@ class _Constrained:
         stack = [a]
         result = [best, best_players]
 
-        def rec(start: int, players: int, lows: tuple, highs: tuple, rm: int, om: tuple, keys: list) -> bool:
+        # A node's keys are those of the stack: its multiset's code reads the memo of fits; the
+        # sorted keys are only made when the memo lacks them or a match may be recorded.
+        def rec(start: int, players: int, lows: tuple, highs: tuple, rm: int, om: tuple, code: int) -> bool:
             nonlocal nodes
             for j in range(start, n):
                 if players + suffix[j] <= result[1]:
@@ -782,35 +842,35 @@ class _Constrained:
                     continue
                 if check_over and not all(x & y for x, y in zip(om, c.omasks)):
                     continue
+                # The lineup before the spreads (the order of these checks changes no answer):
+                # it refuses most nodes, and its memo read costs less than the spreads.
+                ncode = code + c.code
+                ok = fits_by_code.get(ncode)
+                if ok is None:
+                    ok = fits_by_code[ncode] = fits(tuple(sorted([x.key for x in stack] + [c.key])))
+                if not ok:
+                    continue
                 vals = c.vals
                 # min(l, v) is l unless v < l, max(h, v) is h unless v > h.
                 nl = tuple(map(min, lows, vals))
                 nh = tuple(map(max, highs, vals))
                 if any(map(lt, lims, map(sub, nh, nl))):
                     continue
-                nk = keys.copy()
-                insort(nk, key_of(c))
-                tk = tuple(nk)
-                ok = fitted((tk, 0))  # fits(tk), its memo read first
-                if ok is None:
-                    ok = fits(tk)
-                if not ok:
-                    continue
                 stack.append(c)
-                if np > result[1] and np >= smallest and fits(tk, lo):
+                if np > result[1] and np >= smallest and fits(tuple(sorted([x.key for x in stack])), lo):
                     result[0] = list(stack)
                     result[1] = np
                     if np == maxp:
                         return True
                 nrm = rm & c.rmask if check_masks else rm
                 nom = tuple(x & y for x, y in zip(om, c.omasks)) if check_over else om
-                if rec(j + 1, np, nl, nh, nrm, nom, nk):
+                if rec(j + 1, np, nl, nh, nrm, nom, ncode):
                     return True
                 stack.pop()
             return False
 
         try:
-            rec(0, a.size, tuple(a.vals), tuple(a.vals), a.rmask, tuple(a.omasks), [key_of(a)])
+            rec(0, a.size, tuple(a.vals), tuple(a.vals), a.rmask, tuple(a.omasks), a.code)
         finally:
             rec = None  # it refers to itself: unbound, reference counting frees its cycle
         return result[0]
@@ -818,27 +878,29 @@ class _Constrained:
     # --- the proposal ------------------------------------------------------------------------
 
     def _propose(self, chosen: list[_Cand], lo: int) -> Proposal:
-        el, layout = self.eligible, self.layout
-        tickets = [el[layout[c.pos]] for c in chosen]
-        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen],
-                                             [c.mmr for c in chosen], lo)
-        teams = tuple(tuple(tickets[x].ticket_id for x in team) for team in members)
+        layout = self.layout
+        ids = [self.p_ids[c.pos] for c in chosen]
         mmrs = [c.mmr for c in chosen]
+        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen], mmrs, lo)
+        teams = tuple([tuple(map(ids.__getitem__, team)) for team in members])
         region = None
         if self.rules.latency is not None:
             common = chosen[0].rmask
             for c in chosen:
                 common &= c.rmask
-            best = _INF
-            for bit, name in enumerate(self.regions):
-                if common >> bit & 1:
-                    # Every ticket here plays in this region: a fixed region's latency is 0.
-                    col = self.lat_cols[bit]
-                    worst = max([col[layout[c.pos]] for c in chosen])
-                    if worst < best:
-                        best, region = worst, name
+            if common and not common & (common - 1):  # one region common to all: no latencies to compare
+                region = self.regions[common.bit_length() - 1]
+            else:
+                best = _INF
+                for bit, name in enumerate(self.regions):
+                    if common >> bit & 1:
+                        # Every ticket here plays in this region: a fixed region's latency is 0.
+                        col = self.lat_cols[bit]
+                        worst = max([col[layout[c.pos]] for c in chosen])
+                        if worst < best:
+                            best, region = worst, name
         attributes = {}
-        anchor = tickets[0]
+        anchor = self.eligible[layout[chosen[0].pos]]
         for k, rule in enumerate(self.overlaps):
             common = chosen[0].omasks[k]
             for c in chosen:
@@ -847,5 +909,5 @@ class _Constrained:
             attributes[rule.attribute] = listed[(common & -common).bit_length() - 1]
         role_map = {}
         if roles is not None:
-            role_map = {tickets[x].ticket_id: roles[x] for x in range(len(tickets))}
+            role_map = dict(zip(ids, roles))
         return Proposal(teams, max(mmrs) - min(mmrs), region, role_map, attributes)

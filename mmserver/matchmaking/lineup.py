@@ -43,8 +43,14 @@ class Lineup:
         self.index = {name: bit for bit, name in enumerate(self.role_names)}
         self.k = len(self.role_names)
         self.all_roles = (1 << self.k) - 1
-        self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo); constrained.py reads it too
+        self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo)
         self._options: dict[tuple, dict[tuple, tuple]] = {}
+        self._names: dict[tuple, tuple[str, ...]] = {}
+        # Per non-empty set R of roles: the masks that lie within R, and the slots of R over all
+        # teams (Hall's condition for solo tickets, here and in constrained.py).
+        self.role_sets = [([mask for mask in range(1, self.all_roles + 1) if not mask & ~subset],
+                            sum(count * self.teams for b, count in enumerate(self.role_counts) if subset >> b & 1))
+                           for subset in range(1, self.all_roles + 1)]
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -79,11 +85,26 @@ class Lineup:
         found = self._fits.get(memo_key)
         if found is None:
             if self.k:
-                found = self._place_roles([masks for _, masks in keys], construct=False) is not None
+                if all(size == 1 for size, _ in keys):
+                    found = self._solos_fit(keys)
+                else:
+                    found = self._place_roles([masks for _, masks in keys], construct=False) is not None
             else:
                 found = _pack(list(keys), self.teams, lo, self.team_size) is not None
             self._fits[memo_key] = found
         return found
+
+    def _solos_fit(self, keys: tuple) -> bool:
+        """fits() for solo tickets alone: _place_roles's Hall's condition, no party placed."""
+        if len(keys) > self.team_size * self.teams:
+            return False
+        count = [0] * (self.all_roles + 1)
+        for _, (mask,) in keys:
+            count[mask] += 1
+        for within, slots in self.role_sets:
+            if sum([count[mask] for mask in within]) > slots:
+                return False
+        return True
 
     # --- arrangement -------------------------------------------------------------------------
 
@@ -92,7 +113,10 @@ class Lineup:
         """Teams (item indexes) and, with roles, each item's roles in player order."""
         n = len(sizes)
         if self.k:
-            plan = self._place_roles(list(masks), construct=True)
+            if all(len(m) == 1 for m in masks):
+                plan = self._assign_solos(masks)
+            else:
+                plan = self._place_roles(list(masks), construct=True)
             if plan is None:
                 raise ValueError("tickets do not fill the roles")
             team_of, role_bits = plan
@@ -101,8 +125,7 @@ class Lineup:
                 members[team_of[item]].append(item)
             classes = [(sizes[i], tuple(sorted(role_bits[i]))) for i in range(n)]
             _improve(members, mmrs, sizes, classes)
-            names = self.role_names
-            return members, [tuple(names[b] for b in role_bits[i]) for i in range(n)]
+            return members, [self._role_names_of(bits) for bits in role_bits]
         total = sum(sizes)
         if lo == self.team_size and total == self.team_size * self.teams:
             return balance(mmrs, sizes, self.team_size, self.teams), None
@@ -121,6 +144,13 @@ class Lineup:
 
     # --- roles -------------------------------------------------------------------------------
 
+    def _role_names_of(self, bits: tuple[int, ...]) -> tuple[str, ...]:
+        """The role names of these role bits; memoised (a few tuples serve every match)."""
+        found = self._names.get(bits)
+        if found is None:
+            found = self._names[bits] = tuple(self.role_names[b] for b in bits)
+        return found
+
     def _party_options(self, masks: tuple[int, ...]) -> dict[tuple, tuple]:
         """Role count vectors a party can take -> one role (bit) per member giving it."""
         found = self._options.get(masks)
@@ -134,6 +164,47 @@ class Lineup:
                 found.setdefault(tuple(vec), pick)
             self._options[masks] = found
         return found
+
+    def _assign_solos(self, masks: Sequence[tuple[int, ...]]):
+        """_place_roles(masks, construct=True) for solo tickets alone (the common match), without
+        its search for parties: the same augmenting paths, the same slots dealt to teams."""
+        k, teams = self.k, self.teams
+        n = len(masks)
+        if n > self.team_size * teams:
+            return None
+        caps = [count * teams for count in self.role_counts]
+        holders: list[list[int]] = [[] for _ in range(k)]
+        for s in range(n):
+            if not self._augment(masks, s, set(), holders, caps):
+                return None
+        team_of = [0] * n
+        role_bits: list[tuple[int, ...]] = [()] * n
+        for b in range(k):
+            queue = holders[b]
+            for t in range(teams):
+                for _ in range(self.role_counts[b]):
+                    if not queue:
+                        break
+                    s = queue.pop()
+                    team_of[s] = t
+                    role_bits[s] = (b,)
+        return team_of, role_bits
+
+    def _augment(self, masks: Sequence[tuple[int, ...]], s: int, seen: set, holders: list[list[int]],
+                 caps: list[int]) -> bool:
+        """An augmenting path giving solo s a role (_place_roles's `augment`)."""
+        mask = masks[s][0]
+        for b in range(self.k):
+            if mask >> b & 1 and b not in seen:
+                seen.add(b)
+                if len(holders[b]) < caps[b]:
+                    holders[b].append(s)
+                    return True
+                for at, other in enumerate(holders[b]):
+                    if self._augment(masks, other, seen, holders, caps):
+                        holders[b][at] = s
+                        return True
+        return False
 
     def _place_roles(self, masks: list[tuple[int, ...]], construct: bool):
         """Parties by search, solos by Hall's condition. With `construct`, (team of each item,
@@ -205,23 +276,8 @@ class Lineup:
                 role_bits[item] = tuple(pick)
             caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
             holders: list[list[int]] = [[] for _ in range(k)]
-
-            def augment(s: int, seen: set) -> bool:
-                mask = masks[s][0]
-                for b in range(k):
-                    if mask >> b & 1 and b not in seen:
-                        seen.add(b)
-                        if len(holders[b]) < caps[b]:
-                            holders[b].append(s)
-                            return True
-                        for at, other in enumerate(holders[b]):
-                            if augment(other, seen):
-                                holders[b][at] = s
-                                return True
-                return False
-
             for s in solos:
-                if not augment(s, set()):
+                if not self._augment(masks, s, set(), holders, caps):
                     return None  # Hall's condition said otherwise; never expected
             for b in range(k):
                 queue = holders[b]
@@ -234,7 +290,7 @@ class Lineup:
                         role_bits[s] = (b,)
             return team_of, role_bits
         finally:
-            hall = place = augment = None
+            hall = place = None
 
 
 def _pack(sizes: list[int], teams: int, lo: int, cap: int) -> list[int] | None:
@@ -280,7 +336,8 @@ def _improve(members: list[list[int]], mmrs: Sequence[float], sizes: Sequence[in
     """Exchange tickets of the same class between teams, best first, while the sum of squared
     team MMR sums (mmr x size) drops."""
     teams = len(members)
-    sums = [sum(mmrs[i] * sizes[i] for i in team) for team in members]
+    weight = [m * s for m, s in zip(mmrs, sizes)]
+    sums = [sum(weight[i] for i in team) for team in members]
     for _ in range(_MAX_ROUNDS):
         best_gain = 0.0
         best = None
@@ -291,10 +348,10 @@ def _improve(members: list[list[int]], mmrs: Sequence[float], sizes: Sequence[in
                     continue
                 for x in members[a]:
                     cx = classes[x]
-                    wx = mmrs[x] * sizes[x]
+                    wx = weight[x]
                     for y in members[b]:
                         if classes[y] == cx:
-                            d = wx - mmrs[y] * sizes[y]
+                            d = wx - weight[y]
                             if 0 < d < gap:
                                 gain = d * (gap - d)
                                 if gain > best_gain:
