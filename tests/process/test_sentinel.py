@@ -109,7 +109,9 @@ def test_mmserver_follows_a_sentinel_failover(tmp_path, deployment):
         assert "answer" in poll, poll
         answer = poll["answer"]
         assert answer.status == 200, answer.body
-        assert answer.json()["status"] == "assigned", answer.json()
+        # Woken by the first change: the claim ('matched') or, when the same tick's allocation
+        # ran before the answer was read, the assignment. Either proves the wake-up.
+        assert answer.json()["status"] in ("matched", "assigned"), answer.json()
         assert time.monotonic() - killed_at < 25, "the long-poll ran to its timeout instead of being woken"
 
         status = server.admin("/admin/status").json()
