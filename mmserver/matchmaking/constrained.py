@@ -90,6 +90,21 @@ _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
 _SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_spread_rules_out)
+_primes = [2, 3, 5, 7, 11, 13]  # grown by _prime(); rebound, never changed in place
+
+
+def _prime(i: int) -> int:
+    """The i-th prime, from 0: the code of the i-th distinct lineup key of a call (_columns)."""
+    global _primes
+    while i >= len(_primes):
+        limit = 2 * _primes[-1] + 1024
+        sieve = bytearray([1]) * (limit + 1)
+        sieve[0] = sieve[1] = 0
+        for n in range(2, math.isqrt(limit) + 1):
+            if sieve[n]:
+                sieve[n * n::n] = bytes(len(range(n * n, limit + 1, n)))
+        _primes = [n for n in range(limit + 1) if sieve[n]]
+    return _primes[i]
 
 
 def _walk_limit(players_per_match: int) -> int:
@@ -118,7 +133,7 @@ class _Cand:
         self.rmask = rmask  # regions allowed (bit per rules.regions)
         self.omasks = omasks  # per overlap rule: bit i = the anchor's i-th value is shared
         self.key = key  # lineup key (size, role masks)
-        self.code = code  # the key as a digit of a multiset of keys (_columns)
+        self.code = code  # the key's prime: a multiset of keys is their product (_columns)
         self.masks = masks
         self.mmr = mmr
 
@@ -328,9 +343,10 @@ class _Constrained:
         by_offer: dict = {}
         role_masks = []
         role_keys = []
-        # Each lineup key a digit of an integer (a count per key, `width` bits each), so the
-        # greedy pick's multiset of keys is one int: a cheap key for its memo of lineup.fits.
-        width = self.max_players.bit_length() + 1
+        # Each distinct lineup key a prime, so a multiset of keys (the greedy pick's, a search
+        # node's) is the product of their primes, one int, equal exactly when the multisets are
+        # (unique factorisation): a cheap key for the memo of lineup.fits. Its size grows with
+        # the keys in the multiset (at most a match's tickets), not with the keys in the queue.
         key_units: dict = {}
         key_codes = []
         for t in el:
@@ -344,7 +360,9 @@ class _Constrained:
                 key = code = None
                 if masks is not None:
                     key = lineup.key(t.size, masks)
-                    code = key_units.setdefault(key, 1 << width * len(key_units))
+                    code = key_units.get(key)
+                    if code is None:
+                        code = key_units[key] = _prime(len(key_units))
                 found = (masks, key, code)
                 if offer is not None:
                     by_offer[offer] = found
@@ -538,7 +556,7 @@ class _Constrained:
                     if (h if h > v else v) - (lw if lw < v else v) > lims[d]:
                         break
                 else:
-                    code = g_code + kc
+                    code = g_code * kc
                     ok = fits_by_code.get(code)
                     if ok is None:
                         nk = g_keys.copy()
@@ -844,7 +862,7 @@ class _Constrained:
                     continue
                 # The lineup before the spreads (the order of these checks changes no answer):
                 # it refuses most nodes, and its memo read costs less than the spreads.
-                ncode = code + c.code
+                ncode = code * c.code
                 ok = fits_by_code.get(ncode)
                 if ok is None:
                     ok = fits_by_code[ncode] = fits(tuple(sorted([x.key for x in stack] + [c.key])))
