@@ -77,6 +77,7 @@ from array import array
 from bisect import bisect_left, insort
 from collections import Counter
 from itertools import repeat
+from math import isfinite
 from operator import getitem, itemgetter, lt, sub
 from typing import Callable, Sequence
 
@@ -243,6 +244,7 @@ class _Constrained:
         prefix_players = self.prefix_players
         mmr, left, right, taken = self.mmr, self.left, self.right, self.taken
         pos_of, enq, ids, sizes = self.pos_of, self.enq, self.ids, self.sizes
+        layout = self.layout
         total_players = self.total_players
         for i in self.order:
             p = pos_of[i]
@@ -276,7 +278,6 @@ class _Constrained:
             if chosen is None:
                 blocked[ids[i]] = reason
                 continue
-            p_ids = self.p_ids  # made by the first _anchor
             proposal = self._propose(chosen, lo)
             proposals.append(proposal)
             players = 0
@@ -287,7 +288,7 @@ class _Constrained:
                 left[rq] = lq
                 taken[q] = 1
                 players += c.size
-                blocked.pop(p_ids[q], None)
+                blocked.pop(ids[layout[q]], None)
             total_players -= players
             if same:
                 # The match lies in the anchor's partition: its tickets share the anchor's key.
@@ -311,9 +312,14 @@ class _Constrained:
         el = self.eligible
         self._rmasks: dict = {}
         self.lat_cols = []
+        if self.regions:
+            latencies = [t.latencies for t in el]
+            fixed = [(j, t.region) for j, t in enumerate(el) if t.region is not None]
         for region in self.regions:
-            self.lat_cols.append([(0.0 if t.region == region else _INF) if t.region is not None
-                                  else (_INF if (ms := t.latencies.get(region)) is None else ms) for t in el])
+            col = [_INF if (ms := lats.get(region)) is None else ms for lats in latencies]
+            for j, home in fixed:
+                col[j] = 0.0 if home == region else _INF
+            self.lat_cols.append(col)
         self.over_cols = []
         for rule in self.overlaps:
             a = rule.attribute
@@ -325,7 +331,9 @@ class _Constrained:
             if a == MMR_RULE:
                 self.dist_cols.append([t.mmr for t in el])
             else:
-                self.dist_cols.append([_number(t.attributes.get(a)) for t in el])
+                # A float is taken as is when finite (the common case, without a call).
+                self.dist_cols.append([v if type(v := t.attributes.get(a)) is float and isfinite(v) else _number(v)
+                                       for t in el])
         lineup = self.lineup
         by_offer: dict = {}
         role_masks = []
@@ -356,8 +364,8 @@ class _Constrained:
         self.role_masks = role_masks
         self.role_keys = role_keys
         layout = self.layout
-        self.p_size = [self.sizes[i] for i in layout]
-        self.p_ids = [self.ids[i] for i in layout]
+        sizes = self.sizes
+        self.p_size = [sizes[i] for i in layout]
         # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
         # neighbour); otherwise a list holding None for the missing values.
         self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
@@ -883,8 +891,8 @@ class _Constrained:
 
     def _propose(self, chosen: list[_Cand], lo: int) -> Proposal:
         layout = self.layout
-        p_ids = self.p_ids
-        ids = [p_ids[c.pos] for c in chosen]
+        ticket_ids = self.ids
+        ids = [ticket_ids[layout[c.pos]] for c in chosen]
         mmrs = [c.mmr for c in chosen]
         members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen], mmrs, lo)
         teams = tuple([tuple(map(ids.__getitem__, team)) for team in members])
