@@ -179,8 +179,13 @@ class Lineup:
             return None
         caps = [count * teams for count in self.role_counts]
         holders: list[list[int]] = [[] for _ in range(k)]
+        bits = self._bits
         for s in range(n):
-            if not self._augment(masks, s, set(), holders, caps):
+            # The first step of _augment, without the call: the solo's first role has room.
+            b = bits[masks[s][0]][0]
+            if len(holders[b]) < caps[b]:
+                holders[b].append(s)
+            elif not self._augment(masks, s, set(), holders, caps):
                 return None
         team_of = [0] * n
         role_bits: list[tuple[int, ...]] = [()] * n
