@@ -274,20 +274,20 @@ class _Constrained:
             if sizes[i] < smallest and m - mmr[left[p]] > w and mmr[right[p]] - m > w:
                 blocked[ids[i]] = MMR_RULE
                 continue
-            chosen, reason = self._anchor(i, p, waited, w, lo, smallest)
-            if chosen is None:
+            match, reason = self._anchor(i, p, waited, w, lo, smallest)
+            if match is None:
                 blocked[ids[i]] = reason
                 continue
-            proposal = self._propose(chosen, lo)
+            proposal = self._propose(*match, lo)
             proposals.append(proposal)
+            p_size = self.p_size
             players = 0
-            for c in chosen:
-                q = c.pos
+            for q in match[0]:
                 lq, rq = left[q], right[q]
                 right[lq] = rq
                 left[rq] = lq
                 taken[q] = 1
-                players += c.size
+                players += p_size[q]
                 blocked.pop(ids[layout[q]], None)
             total_players -= players
             if same:
@@ -438,8 +438,9 @@ class _Constrained:
         window_players = anchor.size
         latency_failed = 0  # players_by_fail[0] when latency_on, added at the end
         # The candidates as (position, shared regions, overlap masks). Their _Cand objects
-        # are only made for a match chosen or for the search below: most candidates are
-        # refused by the greedy pick or belong to an anchor that fails.
+        # are only made for the search below: a match the greedy pick fills is returned as
+        # positions and common masks (_match's form), and most candidates are refused by the
+        # greedy pick or belong to an anchor that fails.
         picks: list[tuple] = []
         m = mmr[p]
         lp, rp = left[p], right[p]
@@ -467,7 +468,7 @@ class _Constrained:
         g_om = list(a.omasks)
         g_keys = [a.key]
         g_code = self.p_key_codes[p]
-        g_picked: list[tuple] = []  # of picks
+        g_picked = [p]  # positions, the anchor's first
         g_refused: set = set()  # key codes
         fits = lineup.fits
         fits_by_code = self._fits_by_code
@@ -557,12 +558,10 @@ class _Constrained:
                     if not ok:
                         g_refused.add(kc)
                     else:
-                        g_picked.append(pick)
+                        g_picked.append(q)
                         insort(g_keys, key)
                         g_code = code
                         g_players += s
-                        if g_players == need:
-                            return [a] + self._cands(g_picked), None
                         for d in range(ndim):
                             v = dim_cols[d][q]
                             if v < g_lows[d]:
@@ -573,6 +572,8 @@ class _Constrained:
                             g_rm &= rmask
                         if overlaps:
                             g_om = [x & y for x, y in zip(g_om, omasks)]
+                        if g_players == need:
+                            return (g_picked, g_rm, tuple(g_om)), None
             if walk_ended:
                 break
         else:
@@ -601,8 +602,22 @@ class _Constrained:
         if not self._spread_rules_out(a, cands, lims, lo, smallest):
             chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
-            return chosen, None
+            return self._match(chosen), None
         return None, self._why(a, cands, lims, lo, smallest)
+
+    def _match(self, chosen: list[_Cand]):
+        """_anchor's answer for a match of candidates: (positions, the regions all share, per
+        overlap rule the anchor's values all share as a mask)."""
+        rmask = chosen[0].rmask
+        for c in chosen:
+            rmask &= c.rmask
+        omasks = []
+        for k in range(len(self.overlaps)):
+            common = chosen[0].omasks[k]
+            for c in chosen:
+                common &= c.omasks[k]
+            omasks.append(common)
+        return [c.pos for c in chosen], rmask, tuple(omasks)
 
     def _cands(self, picks) -> list[_Cand]:
         """The candidates of (position, rmask, omasks): rmask and omasks relative to the anchor."""
@@ -889,18 +904,22 @@ class _Constrained:
 
     # --- the proposal ------------------------------------------------------------------------
 
-    def _propose(self, chosen: list[_Cand], lo: int) -> Proposal:
+    def _propose(self, positions: list[int], common: int, omasks: tuple, lo: int) -> Proposal:
+        """The proposal of the tickets at `positions` (the anchor's first), which share the
+        regions `common` and, per overlap rule, the anchor's values in omasks[k]."""
         layout = self.layout
         ticket_ids = self.ids
-        ids = [ticket_ids[layout[c.pos]] for c in chosen]
-        mmrs = [c.mmr for c in chosen]
-        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen], mmrs, lo)
+        mmr = self.mmr
+        ids = [ticket_ids[layout[q]] for q in positions]
+        anchor = self.eligible[layout[positions[0]]]
+        mmrs = [mmr[q] for q in positions]
+        mmrs[0] = anchor.mmr  # the ticket's own value, as given (the column holds doubles)
+        p_size, p_role_masks = self.p_size, self.p_role_masks
+        members, roles = self.lineup.arrange([p_size[q] for q in positions], [p_role_masks[q] for q in positions],
+                                             mmrs, lo)
         teams = tuple([tuple(map(ids.__getitem__, team)) for team in members])
         region = None
         if self.rules.latency is not None:
-            common = chosen[0].rmask
-            for c in chosen:
-                common &= c.rmask
             if common and not common & (common - 1):  # one region common to all: no latencies to compare
                 region = self.regions[common.bit_length() - 1]
             else:
@@ -909,17 +928,13 @@ class _Constrained:
                     if common >> bit & 1:
                         # Every ticket here plays in this region: a fixed region's latency is 0.
                         col = self.lat_cols[bit]
-                        worst = max([col[layout[c.pos]] for c in chosen])
+                        worst = max([col[layout[q]] for q in positions])
                         if worst < best:
                             best, region = worst, name
         attributes = {}
-        anchor = self.eligible[layout[chosen[0].pos]]
-        for k, rule in enumerate(self.overlaps):
-            common = chosen[0].omasks[k]
-            for c in chosen:
-                common &= c.omasks[k]
+        for rule, shared in zip(self.overlaps, omasks):
             listed = tuple(dict.fromkeys(anchor.attributes[rule.attribute]))
-            attributes[rule.attribute] = listed[(common & -common).bit_length() - 1]
+            attributes[rule.attribute] = listed[(shared & -shared).bit_length() - 1]
         role_map = {}
         if roles is not None:
             role_map = dict(zip(ids, roles))
