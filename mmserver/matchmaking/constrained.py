@@ -77,6 +77,7 @@ from array import array
 from bisect import bisect_left, insort
 from collections import Counter
 from itertools import repeat
+from math import isfinite
 from operator import getitem, itemgetter, lt, sub
 from typing import Callable, Sequence
 
@@ -288,25 +289,27 @@ class _Constrained:
             if sizes[i] < smallest and m - mmr[left[p]] > w and mmr[right[p]] - m > w:
                 blocked[ids[i]] = MMR_RULE
                 continue
-            chosen, reason = self._anchor(i, p, waited, w, lo, smallest)
-            if chosen is None:
+            match, reason = self._anchor(i, p, waited, w, lo, smallest)
+            if match is None:
                 blocked[ids[i]] = reason
                 continue
-            proposal = self._propose(chosen, lo)
+            proposal = self._propose(*match, lo)
             proposals.append(proposal)
-            for c in chosen:
-                q = c.pos
+            p_size = self.p_size
+            players = 0
+            for q in match[0]:
                 lq, rq = left[q], right[q]
                 right[lq] = rq
                 left[rq] = lq
                 taken[q] = 1
-                j = layout[q]
-                total_players -= c.size
-                if same:
-                    key = keys[j]
-                    for k in range(len(same)):
-                        prefix_players[k][key[:k + 1]] -= c.size
-                blocked.pop(ids[j], None)
+                players += p_size[q]
+                blocked.pop(ids[layout[q]], None)
+            total_players -= players
+            if same:
+                # The match lies in the anchor's partition: its tickets share the anchor's key.
+                key = keys[i]
+                for k in range(len(same)):
+                    prefix_players[k][key[:k + 1]] -= players
             if on_proposal is not None:
                 on_proposal(proposal)
         return Matching(proposals, blocked)
@@ -324,9 +327,14 @@ class _Constrained:
         el = self.eligible
         self._rmasks: dict = {}
         self.lat_cols = []
+        if self.regions:
+            latencies = [t.latencies for t in el]
+            fixed = [(j, t.region) for j, t in enumerate(el) if t.region is not None]
         for region in self.regions:
-            self.lat_cols.append([(0.0 if t.region == region else _INF) if t.region is not None
-                                  else (_INF if (ms := t.latencies.get(region)) is None else ms) for t in el])
+            col = [_INF if (ms := lats.get(region)) is None else ms for lats in latencies]
+            for j, home in fixed:
+                col[j] = 0.0 if home == region else _INF
+            self.lat_cols.append(col)
         self.over_cols = []
         for rule in self.overlaps:
             a = rule.attribute
@@ -338,7 +346,9 @@ class _Constrained:
             if a == MMR_RULE:
                 self.dist_cols.append([t.mmr for t in el])
             else:
-                self.dist_cols.append([_number(t.attributes.get(a)) for t in el])
+                # A float is taken as is when finite (the common case, without a call).
+                self.dist_cols.append([v if type(v := t.attributes.get(a)) is float and isfinite(v) else _number(v)
+                                       for t in el])
         lineup = self.lineup
         by_offer: dict = {}
         role_masks = []
@@ -372,8 +382,8 @@ class _Constrained:
         self.role_masks = role_masks
         self.role_keys = role_keys
         layout = self.layout
-        self.p_size = [self.sizes[i] for i in layout]
-        self.p_ids = [self.ids[i] for i in layout]
+        sizes = self.sizes
+        self.p_size = [sizes[i] for i in layout]
         # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
         # neighbour); otherwise a list holding None for the missing values.
         self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
@@ -446,8 +456,9 @@ class _Constrained:
         window_players = anchor.size
         latency_failed = 0  # players_by_fail[0] when latency_on, added at the end
         # The candidates as (position, shared regions, overlap masks). Their _Cand objects
-        # are only made for a match chosen or for the search below: most candidates are
-        # refused by the greedy pick or belong to an anchor that fails.
+        # are only made for the search below: a match the greedy pick fills is returned as
+        # positions and common masks (_match's form), and most candidates are refused by the
+        # greedy pick or belong to an anchor that fails.
         picks: list[tuple] = []
         m = mmr[p]
         lp, rp = left[p], right[p]
@@ -475,7 +486,7 @@ class _Constrained:
         g_om = list(a.omasks)
         g_keys = [a.key]
         g_code = self.p_key_codes[p]
-        g_picked: list[tuple] = []  # of picks
+        g_picked = [p]  # positions, the anchor's first
         g_refused: set = set()  # key codes
         fits = lineup.fits
         fits_by_code = self._fits_by_code
@@ -565,12 +576,10 @@ class _Constrained:
                     if not ok:
                         g_refused.add(kc)
                     else:
-                        g_picked.append(pick)
+                        g_picked.append(q)
                         insort(g_keys, key)
                         g_code = code
                         g_players += s
-                        if g_players == need:
-                            return [a] + self._cands(g_picked), None
                         for d in range(ndim):
                             v = dim_cols[d][q]
                             if v < g_lows[d]:
@@ -581,6 +590,8 @@ class _Constrained:
                             g_rm &= rmask
                         if overlaps:
                             g_om = [x & y for x, y in zip(g_om, omasks)]
+                        if g_players == need:
+                            return (g_picked, g_rm, tuple(g_om)), None
             if walk_ended:
                 break
         else:
@@ -609,15 +620,31 @@ class _Constrained:
         if not self._spread_rules_out(a, cands, lims, lo, smallest):
             chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
-            return chosen, None
+            return self._match(chosen), None
         return None, self._why(a, cands, lims, lo, smallest)
+
+    def _match(self, chosen: list[_Cand]):
+        """_anchor's answer for a match of candidates: (positions, the regions all share, per
+        overlap rule the anchor's values all share as a mask)."""
+        rmask = chosen[0].rmask
+        for c in chosen:
+            rmask &= c.rmask
+        omasks = []
+        for k in range(len(self.overlaps)):
+            common = chosen[0].omasks[k]
+            for c in chosen:
+                common &= c.omasks[k]
+            omasks.append(common)
+        return [c.pos for c in chosen], rmask, tuple(omasks)
 
     def _cands(self, picks) -> list[_Cand]:
         """The candidates of (position, rmask, omasks): rmask and omasks relative to the anchor."""
         p_size, p_role_keys, p_key_codes = self.p_size, self.p_role_keys, self.p_key_codes
         p_role_masks, mmr, dim_cols = self.p_role_masks, self.mmr, self.dim_cols
-        return [_Cand(q, p_size[q], tuple(map(getitem, dim_cols, repeat(q))), rmask, omasks, p_role_keys[q],
-                      p_key_codes[q], p_role_masks[q], mmr[q]) for q, rmask, omasks in picks]
+        # The values read column by column and zipped: cheaper than a map() tuple per candidate.
+        vals = zip(*[[col[q] for q, _, _ in picks] for col in dim_cols])
+        return [_Cand(q, p_size[q], v, rmask, omasks, p_role_keys[q], p_key_codes[q], p_role_masks[q], mmr[q])
+                for (q, rmask, omasks), v in zip(picks, vals)]
 
     def _spread_rules_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
         """True when no match can exist, found by the regions and the distance rules alone: a
@@ -895,17 +922,22 @@ class _Constrained:
 
     # --- the proposal ------------------------------------------------------------------------
 
-    def _propose(self, chosen: list[_Cand], lo: int) -> Proposal:
+    def _propose(self, positions: list[int], common: int, omasks: tuple, lo: int) -> Proposal:
+        """The proposal of the tickets at `positions` (the anchor's first), which share the
+        regions `common` and, per overlap rule, the anchor's values in omasks[k]."""
         layout = self.layout
-        ids = [self.p_ids[c.pos] for c in chosen]
-        mmrs = [c.mmr for c in chosen]
-        members, roles = self.lineup.arrange([c.size for c in chosen], [c.masks for c in chosen], mmrs, lo)
+        ticket_ids = self.ids
+        mmr = self.mmr
+        ids = [ticket_ids[layout[q]] for q in positions]
+        anchor = self.eligible[layout[positions[0]]]
+        mmrs = [mmr[q] for q in positions]
+        mmrs[0] = anchor.mmr  # the ticket's own value, as given (the column holds doubles)
+        p_size, p_role_masks = self.p_size, self.p_role_masks
+        members, roles = self.lineup.arrange([p_size[q] for q in positions], [p_role_masks[q] for q in positions],
+                                             mmrs, lo)
         teams = tuple([tuple(map(ids.__getitem__, team)) for team in members])
         region = None
         if self.rules.latency is not None:
-            common = chosen[0].rmask
-            for c in chosen:
-                common &= c.rmask
             if common and not common & (common - 1):  # one region common to all: no latencies to compare
                 region = self.regions[common.bit_length() - 1]
             else:
@@ -914,17 +946,13 @@ class _Constrained:
                     if common >> bit & 1:
                         # Every ticket here plays in this region: a fixed region's latency is 0.
                         col = self.lat_cols[bit]
-                        worst = max([col[layout[c.pos]] for c in chosen])
+                        worst = max([col[layout[q]] for q in positions])
                         if worst < best:
                             best, region = worst, name
         attributes = {}
-        anchor = self.eligible[layout[chosen[0].pos]]
-        for k, rule in enumerate(self.overlaps):
-            common = chosen[0].omasks[k]
-            for c in chosen:
-                common &= c.omasks[k]
+        for rule, shared in zip(self.overlaps, omasks):
             listed = tuple(dict.fromkeys(anchor.attributes[rule.attribute]))
-            attributes[rule.attribute] = listed[(common & -common).bit_length() - 1]
+            attributes[rule.attribute] = listed[(shared & -shared).bit_length() - 1]
         role_map = {}
         if roles is not None:
             role_map = dict(zip(ids, roles))

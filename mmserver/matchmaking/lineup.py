@@ -46,6 +46,7 @@ class Lineup:
         self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo)
         self._options: dict[tuple, dict[tuple, tuple]] = {}
         self._names: dict[tuple, tuple[str, ...]] = {}
+        self._bits = [[b for b in range(self.k) if mask >> b & 1] for mask in range(self.all_roles + 1)]  # by mask
         # Per non-empty set R of roles: the masks that lie within R, and the slots of R over all
         # teams (Hall's condition for solo tickets, here and in constrained.py).
         self.role_sets = [([mask for mask in range(1, self.all_roles + 1) if not mask & ~subset],
@@ -113,7 +114,8 @@ class Lineup:
         """Teams (item indexes) and, with roles, each item's roles in player order."""
         n = len(sizes)
         if self.k:
-            if all(len(m) == 1 for m in masks):
+            solos = all(len(m) == 1 for m in masks)
+            if solos:
                 plan = self._assign_solos(masks)
             else:
                 plan = self._place_roles(list(masks), construct=True)
@@ -123,7 +125,10 @@ class Lineup:
             members: list[list[int]] = [[] for _ in range(self.teams)]
             for item in range(n):
                 members[team_of[item]].append(item)
-            classes = [(sizes[i], tuple(sorted(role_bits[i]))) for i in range(n)]
+            if solos:  # one player each: the role bit alone tells the classes apart (int compares)
+                classes = [bits[0] for bits in role_bits]
+            else:
+                classes = [(sizes[i], tuple(sorted(role_bits[i]))) for i in range(n)]
             _improve(members, mmrs, sizes, classes)
             return members, [self._role_names_of(bits) for bits in role_bits]
         total = sum(sizes)
@@ -174,8 +179,13 @@ class Lineup:
             return None
         caps = [count * teams for count in self.role_counts]
         holders: list[list[int]] = [[] for _ in range(k)]
+        bits = self._bits
         for s in range(n):
-            if not self._augment(masks, s, set(), holders, caps):
+            # The first step of _augment, without the call: the solo's first role has room.
+            b = bits[masks[s][0]][0]
+            if len(holders[b]) < caps[b]:
+                holders[b].append(s)
+            elif not self._augment(masks, s, set(), holders, caps):
                 return None
         team_of = [0] * n
         role_bits: list[tuple[int, ...]] = [()] * n
@@ -193,16 +203,17 @@ class Lineup:
     def _augment(self, masks: Sequence[tuple[int, ...]], s: int, seen: set, holders: list[list[int]],
                  caps: list[int]) -> bool:
         """An augmenting path giving solo s a role (_place_roles's `augment`)."""
-        mask = masks[s][0]
-        for b in range(self.k):
-            if mask >> b & 1 and b not in seen:
+        for b in self._bits[masks[s][0]]:
+            if b not in seen:
                 seen.add(b)
-                if len(holders[b]) < caps[b]:
-                    holders[b].append(s)
+                held = holders[b]
+                if len(held) < caps[b]:
+                    held.append(s)
                     return True
-                for at, other in enumerate(holders[b]):
+                # The paths below only change the holders of roles not yet seen, never `held`.
+                for at, other in enumerate(held):
                     if self._augment(masks, other, seen, holders, caps):
-                        holders[b][at] = s
+                        held[at] = s
                         return True
         return False
 
