@@ -81,9 +81,13 @@ def test_the_log_is_bounded_by_length_and_age(redis_client):
     # MAXLEN ~ trims whole blocks: a little over the bound, never unbounded.
     assert redis_client.xlen(keys.EVENT_LOG) < 1000 + 200
     # A claim appends one event per ticket untrimmed and trims once at its end: after it, the
-    # bound holds again (3,000 events appended by one script here).
-    ids = [t.ticket_id for t in store.read_queue("duel", None)][:3000]
-    results = store.claim("duel", None, [((ids[i],), (ids[i + 1],)) for i in range(0, 3000, 2)], 5)
+    # bound holds again, however many it appended (a trim evicts at most 10,000 entries unless
+    # told otherwise: 12,000 here).
+    for i in range(3000, 12000):
+        new_ticket(store, f"p{i}")
+    ids = [t.ticket_id for t in store.read_queue("duel", None)]
+    assert len(ids) == 12000
+    results = store.claim("duel", None, [((ids[i],), (ids[i + 1],)) for i in range(0, 12000, 2)], 5)
     assert all(r.session_id for r in results)
     assert redis_client.xlen(keys.EVENT_LOG) < 1000 + 200
     aged = Store(redis_client, {"duel": ModeConfig("duel")}, ServersConfig(), retention_s=60,

@@ -7,7 +7,8 @@
 --       when it has none), M ticket ids (the same tickets, proposal after proposal, in the
 --       same order).
 --       Layout 'j' (joined): each column is one argument, its values joined by '\n' (counts by
---       ','); the caller uses it when no value holds a '\n'. Two shortcuts: extras '' when
+--       ','); the caller uses it when every column splits back into exactly its values (no
+--       value holds a separator, no team is empty: sessions.py). Two shortcuts: extras '' when
 --       every proposal has none, counts a single number when every proposal has that many
 --       tickets (P > 1: a full column would hold a separator). Layout 'a': each value is an
 --       argument of its own, column after column.

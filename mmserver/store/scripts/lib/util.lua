@@ -60,8 +60,10 @@ local function emit_untrimmed(kind, ticket, match, mode, data)
              'y', kind, 't', ticket or '', 'm', match or '', 'o', mode or '', 'd', data or '{}')
 end
 
+-- LIMIT 0: no cap on the entries one trim evicts (by default 100 blocks, 10,000 entries: a
+-- claim of more tickets than that would leave the log above its bound).
 local function trim_events()
-  redis.call('XTRIM', EVENT_LOG, 'MAXLEN', '~', EVENT_MAX_LEN)
+  redis.call('XTRIM', EVENT_LOG, 'MAXLEN', '~', EVENT_MAX_LEN, 'LIMIT', 0)
 end
 
 -- A reason (or any string) as event data: cjson escapes what needs escaping.
