@@ -90,7 +90,7 @@ _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
-_SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_spread_rules_out)
+_SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_regions_or_spreads_rule_out)
 _primes = [2, 3, 5, 7, 11, 13]  # grown by _prime(); rebound, never changed in place
 
 
@@ -617,7 +617,7 @@ class _Constrained:
             return None, "players"
         cands = self._cands(picks)
         chosen = None
-        if not self._spread_rules_out(a, cands, lims, lo, smallest):
+        if not self._regions_or_spreads_rule_out(a, cands, lims, lo, smallest):
             chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
             return self._match(chosen), None
@@ -646,7 +646,7 @@ class _Constrained:
         return [_Cand(q, p_size[q], v, rmask, omasks, p_role_keys[q], p_key_codes[q], p_role_masks[q], mmr[q])
                 for (q, rmask, omasks), v in zip(picks, vals)]
 
-    def _spread_rules_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
+    def _regions_or_spreads_rule_out(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> bool:
         """True when no match can exist, found by the regions and the distance rules alone: a
         match plays in a region the anchor may play in, and its values of a distance rule lie
         in [x, x + limit] for x its smallest, a value <= the anchor's. So when, for every such
@@ -667,7 +667,7 @@ class _Constrained:
         return True
 
     def _group_rules_out(self, a: _Cand, group: list[_Cand], lims, lo: int, smallest: int) -> bool:
-        """_spread_rules_out for the candidates of one region (or all of them)."""
+        """_regions_or_spreads_rule_out for the candidates of one region (or all of them)."""
         if self.rules.latency is not None and not self._composable(a, [c.key for c in group], lo, smallest,
                                                                     self.lineup):
             return True
