@@ -189,15 +189,7 @@ class Lineup:
                 return None
         team_of = [0] * n
         role_bits: list[tuple[int, ...]] = [()] * n
-        for b in range(k):
-            queue = holders[b]
-            for t in range(teams):
-                for _ in range(self.role_counts[b]):
-                    if not queue:
-                        break
-                    s = queue.pop()
-                    team_of[s] = t
-                    role_bits[s] = (b,)
+        _deal(holders, [self.role_counts] * teams, team_of, role_bits)
         return team_of, role_bits
 
     def _augment(self, masks: Sequence[tuple[int, ...]], s: int, seen: set, holders: list[list[int]],
@@ -290,18 +282,24 @@ class Lineup:
             for s in solos:
                 if not self._augment(masks, s, set(), holders, caps):
                     return None  # Hall's condition said otherwise; never expected
-            for b in range(k):
-                queue = holders[b]
-                for t in range(teams):
-                    for _ in range(rem[t][b]):
-                        if not queue:
-                            break
-                        s = queue.pop()
-                        team_of[s] = t
-                        role_bits[s] = (b,)
+            _deal(holders, rem, team_of, role_bits)
             return team_of, role_bits
         finally:
             hall = place = None
+
+
+def _deal(holders: list[list[int]], slots: Sequence[Sequence[int]], team_of: list[int],
+          role_bits: list[tuple[int, ...]]) -> None:
+    """The solos holding role b (holders[b]) go to the teams' open slots of b (slots[t][b]),
+    team after team: each solo's team and role written into team_of and role_bits."""
+    for b, queue in enumerate(holders):
+        for t, open_slots in enumerate(slots):
+            for _ in range(open_slots[b]):
+                if not queue:
+                    break
+                s = queue.pop()
+                team_of[s] = t
+                role_bits[s] = (b,)
 
 
 def _pack(sizes: list[int], teams: int, lo: int, cap: int) -> list[int] | None:
