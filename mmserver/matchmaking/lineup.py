@@ -44,7 +44,10 @@ class Lineup:
         self.k = len(self.role_names)
         self.all_roles = (1 << self.k) - 1
         self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo)
-        self._options: dict[tuple, dict[tuple, tuple]] = {}
+        self._options: dict[tuple, list[tuple[int, tuple]]] = {}
+        # Packed role counts (_pack_counts): a count is at most team_size, below the guard bit.
+        self._width = self.team_size.bit_length() + 1
+        self._guards = sum([1 << self._width * b + self._width - 1 for b in range(self.k)])
         self._names: dict[tuple, tuple[str, ...]] = {}
         self._bits = [[b for b in range(self.k) if mask >> b & 1] for mask in range(self.all_roles + 1)]  # by mask
         # Per non-empty set R of roles: the masks that lie within R, and the slots of R over all
@@ -156,19 +159,31 @@ class Lineup:
             found = self._names[bits] = tuple(self.role_names[b] for b in bits)
         return found
 
-    def _party_options(self, masks: tuple[int, ...]) -> dict[tuple, tuple]:
-        """Role count vectors a party can take -> one role (bit) per member giving it."""
+    def _party_options(self, masks: tuple[int, ...]) -> list[tuple[int, tuple]]:
+        """The role count vectors a party can take, packed (_pack_counts), each with one role
+        (bit) per member giving it."""
         found = self._options.get(masks)
         if found is None:
-            found = {}
-            choices = [[b for b in range(self.k) if m >> b & 1] for m in masks]
+            vectors: dict[int, tuple] = {}
+            choices = [self._bits[m] for m in masks]
+            width = self._width
             for pick in product(*choices):
-                vec = [0] * self.k
-                for b in pick:
-                    vec[b] += 1
-                found.setdefault(tuple(vec), pick)
-            self._options[masks] = found
+                vectors.setdefault(sum([1 << width * b for b in pick]), pick)
+            found = self._options[masks] = list(vectors.items())
         return found
+
+    def _pack_counts(self, counts: Sequence[int]) -> int:
+        """Role counts as one int, a field of _width bits per role (role 0 lowest), each field's
+        top bit clear: with `guards` (every top bit set) OR-ed in, subtracting a packed vector
+        never borrows across fields, and a field's top bit survives exactly when its count
+        covers the vector's. So `(here | guards) - vec & guards == guards` compares every role
+        at once."""
+        return sum([count << self._width * b for b, count in enumerate(counts)])
+
+    def _unpack_counts(self, packed: int) -> list[int]:
+        width = self._width
+        field = (1 << width - 1) - 1
+        return [packed >> width * b & field for b in range(self.k)]
 
     def _assign_solos(self, masks: Sequence[tuple[int, ...]]):
         """_place_roles(masks, construct=True) for solo tickets alone (the common match), without
@@ -220,9 +235,14 @@ class Lineup:
         solo_count = [0] * (self.all_roles + 1)
         for i in solos:
             solo_count[masks[i][0]] += 1
-        rem = [list(self.role_counts) for _ in range(teams)]
+        # Each team's open slots per role, packed (_pack_counts): a party's options are then
+        # checked against a team with one subtraction each.
+        rem = [self._pack_counts(self.role_counts)] * teams
+        guards = self._guards
         placed: dict[int, tuple[int, tuple]] = {}
         failed: set = set()
+        options = [self._party_options(masks[item]) for item in parties]
+        role_sets, bits = self.role_sets, self._bits
 
         # The nested functions below refer to themselves (and `place` to `hall`): each call
         # would leave a reference cycle of functions, cells and lists for the cyclic
@@ -230,13 +250,10 @@ class Lineup:
         # out lets reference counting free it all at once.
         try:
             def hall() -> bool:
-                caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
-                for subset in range(1, self.all_roles + 1):
-                    inside = 0
-                    for mask in range(1, self.all_roles + 1):
-                        if solo_count[mask] and mask & ~subset == 0:
-                            inside += solo_count[mask]
-                    if inside > sum(caps[b] for b in range(k) if subset >> b & 1):
+                caps = [sum(column) for column in zip(*map(self._unpack_counts, rem))]
+                for subset, (within, _) in enumerate(role_sets, 1):
+                    inside = sum([solo_count[mask] for mask in within])
+                    if inside and inside > sum([caps[b] for b in bits[subset]]):
                         return False
                 return True
 
@@ -245,26 +262,24 @@ class Lineup:
                     # Solos only, to construct: the augmenting paths below fail exactly when
                     # Hall's condition does, so it need not be checked first.
                     return (construct and not parties) or hall()
-                state = (j, tuple(sorted(tuple(r) for r in rem)))
+                state = (j, tuple(sorted(rem)))
                 if state in failed:
                     return False
                 item = parties[j]
-                options = self._party_options(masks[item])
                 tried = set()
                 for t in range(teams):
-                    here = tuple(rem[t])
+                    here = rem[t]
                     if here in tried:
                         continue
                     tried.add(here)
-                    for vec, pick in options.items():
-                        if all(v <= r for v, r in zip(vec, here)):
-                            for b in range(k):
-                                rem[t][b] -= vec[b]
+                    open_slots = here | guards
+                    for vec, pick in options[j]:
+                        if open_slots - vec & guards == guards:
+                            rem[t] = here - vec
                             placed[item] = (t, pick)
                             if place(j + 1):
                                 return True
-                            for b in range(k):
-                                rem[t][b] += vec[b]
+                    rem[t] = here
                 failed.add(state)
                 return False
 
@@ -277,12 +292,13 @@ class Lineup:
             for item, (t, pick) in placed.items():
                 team_of[item] = t
                 role_bits[item] = tuple(pick)
-            caps = [sum(rem[t][b] for t in range(teams)) for b in range(k)]
+            slots = [self._unpack_counts(r) for r in rem]
+            caps = [sum(column) for column in zip(*slots)]
             holders: list[list[int]] = [[] for _ in range(k)]
             for s in solos:
                 if not self._augment(masks, s, set(), holders, caps):
                     return None  # Hall's condition said otherwise; never expected
-            _deal(holders, rem, team_of, role_bits)
+            _deal(holders, slots, team_of, role_bits)
             return team_of, role_bits
         finally:
             hall = place = None
