@@ -89,6 +89,18 @@ from mmserver.matchmaking.rules import MMR_RULE, MatchRules
 _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
+# Steps of the searches for a lineup with roles (a party placed, a node of _composable's search):
+# a party's role offers are its players' to choose, and placing parties with many offers is a
+# search that, unbounded, let a queue of them make one tick take minutes. So anchors take two
+# passes: the first, oldest first, gives every anchor _FIRST_PASS_STEPS (a typical match takes
+# a few); the second gives each anchor the first left undecided up to _ANCHOR_STEPS, out of
+# _SECOND_PASS_STEPS in all, starting at a place that moves from tick to tick. Old tickets whose
+# searches fail can then neither stop the cheap matches of the first pass nor keep the same
+# anchors out of the second pass tick after tick. Solo tickets with roles and modes without
+# roles spend no steps. See docs/MATCH_RULES.md.
+_FIRST_PASS_STEPS = 100
+_ANCHOR_STEPS = 1000
+_SECOND_PASS_STEPS = 200_000
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
 _SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_regions_or_spreads_rule_out)
 _primes = [2, 3, 5, 7, 11, 13]  # grown by _prime(); rebound, never changed in place
@@ -157,6 +169,10 @@ class _Constrained:
         self.distances = [r for r in rules.rules if r.kind == "distance"]
         self.regions = rules.regions if rules.latency is not None else ()
         self._composable_memo: dict = {}
+        # The lineups' search allowance (Lineup.allowance), refilled per anchor from the call's.
+        self.allowance = [0]
+        self.lineup.allowance = self.allowance
+        self.steps_spent = 0
         self.eligible = [t for t in tickets if 1 <= t.size <= hi and (not t.roles or len(t.roles) == t.size)]
         self.max_players = rules.team_size * rules.teams
         self.fill_possible = (not rules.roles and rules.min_team_size is not None
@@ -261,7 +277,21 @@ class _Constrained:
         pos_of, enq, ids, sizes = self.pos_of, self.enq, self.ids, self.sizes
         layout = self.layout
         total_players = self.total_players
-        for i in self.order:
+        lineup = self.lineup
+        allowance = self.allowance
+        second_pass_left = _SECOND_PASS_STEPS
+        order = list(self.order)
+        first_pass = len(order)
+        # Anchors the first pass leaves undecided are appended: the second pass.
+        for at, i in enumerate(order):
+            if at == first_pass:
+                # The second pass starts at a place that moves with the clock: undecided
+                # anchors whose searches fail would otherwise spend it in the same order every
+                # tick, and the ones after them never be served.
+                rest = order[at:]
+                start = (int(now * 1000) * 2654435761 & 0xFFFFFFFF) % len(rest)
+                order[at:] = rest[start:] + rest[:start]
+                i = order[at]
             p = pos_of[i]
             if taken[p]:
                 continue
@@ -289,9 +319,23 @@ class _Constrained:
             if sizes[i] < smallest and m - mmr[left[p]] > w and mmr[right[p]] - m > w:
                 blocked[ids[i]] = MMR_RULE
                 continue
+            if at < first_pass:
+                granted = _FIRST_PASS_STEPS
+            else:
+                granted = min(_ANCHOR_STEPS, second_pass_left)
+                if granted <= 0:
+                    break  # the rest stay blocked as the first pass left them
+            allowance[0] = granted
+            undecided = lineup.undecided
             match, reason = self._anchor(i, p, waited, w, lo, smallest)
+            spent = granted - max(allowance[0], 0)
+            self.steps_spent += spent
+            if at >= first_pass:
+                second_pass_left -= spent
             if match is None:
                 blocked[ids[i]] = reason
+                if at < first_pass and lineup.undecided != undecided:
+                    order.append(i)
                 continue
             proposal = self._propose(*match, lo)
             proposals.append(proposal)
@@ -445,6 +489,7 @@ class _Constrained:
         if amasks is None:
             return None, "roles"
         lineup = self.lineup
+        undecided = lineup.undecided  # grows when the lineup's allowance runs out
         a = _Cand(p, anchor.size, tuple(map(getitem, self.dim_cols, repeat(p))), amask,
                   tuple((1 << len(v)) - 1 for v in avalues), self.role_keys[i], self.p_key_codes[p], amasks,
                   anchor.mmr)
@@ -573,6 +618,8 @@ class _Constrained:
                         nk = g_keys.copy()
                         insort(nk, key)
                         ok = fits_by_code[code] = fits(tuple(nk))
+                        if ok is None:
+                            return None, "players"  # out of search steps: undecided this tick
                     if not ok:
                         g_refused.add(kc)
                     else:
@@ -611,7 +658,10 @@ class _Constrained:
                 return None, self.filter_names[k]
         # Sizes and roles alone (no collective condition) must make a match: cheap and memoised.
         keys = [role_keys[q] for q, _, _ in picks]
-        if not self._composable(a, keys, lo, smallest, self.lineup):
+        composable = self._composable(a, keys, lo, smallest, self.lineup)
+        if lineup.undecided != undecided:
+            return None, "players"  # out of search steps (_ANCHOR_STEPS): undecided this tick
+        if not composable:
             if self.rules.roles and self._composable(a, keys, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
@@ -621,6 +671,8 @@ class _Constrained:
             chosen = self._search(a, cands, lims, lo, smallest, _NODE_BUDGET, relaxed=False)
         if chosen is not None:
             return self._match(chosen), None
+        if lineup.undecided != undecided:
+            return None, "players"
         return None, self._why(a, cands, lims, lo, smallest)
 
     def _match(self, chosen: list[_Cand]):
@@ -741,15 +793,26 @@ class _Constrained:
             return found
         fits = lineup.fits
         nodes = 0
+        undecided = lineup.undecided
+        # Players the types from t on can add: a branch that cannot reach `smallest` stops.
+        more_players = [0] * (len(types) + 1)
+        for t in range(len(types) - 1, -1, -1):
+            key, n = types[t]
+            more_players[t] = more_players[t + 1] + n * size_of(key)
+
+        # With roles (parties: solos were answered above), a node spends a step of the
+        # anchor's allowance, as placing parties does; sizes alone have few types and do not.
+        allowance = self.allowance if lineup.k and lineup.allowance is not None else [_INF]
 
         def pick(t: int, keys: list, players: int) -> bool:
             nonlocal nodes
             nodes += 1
-            if nodes > _RELAXED_BUDGET:
-                return True  # undecided: let the search try
+            allowance[0] -= 1
+            if nodes > _RELAXED_BUDGET or allowance[0] < 0 or lineup.undecided != undecided:
+                return True  # undecided: let the search try (or the caller see the allowance spent)
             if players >= smallest and fits(tuple(sorted(keys)), lo):
                 return True
-            if t == len(types):
+            if t == len(types) or players + more_players[t] < smallest:
                 return False
             key, n = types[t]
             size = size_of(key)
@@ -762,7 +825,10 @@ class _Constrained:
             return False
 
         found = pick(0, [a_key], a.size)
-        self._composable_memo[signature] = found
+        if allowance[0] < 0:
+            lineup.undecided += 1  # the anchor sees it spent (_anchor)
+        elif lineup.undecided == undecided:  # an answer the allowance cut short is not kept
+            self._composable_memo[signature] = found
         return found
 
     def _why(self, a: _Cand, cands: list[_Cand], lims, lo: int, smallest: int) -> str:
@@ -893,6 +959,8 @@ class _Constrained:
                 ok = fits_by_code.get(ncode)
                 if ok is None:
                     ok = fits_by_code[ncode] = fits(tuple(sorted([x.key for x in stack] + [c.key])))
+                    if ok is None:
+                        return True  # out of search steps: the best match so far, if any
                 if not ok:
                     continue
                 vals = c.vals

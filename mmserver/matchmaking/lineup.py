@@ -24,7 +24,6 @@ exchanges balance the MMR sums.
 """
 from __future__ import annotations
 
-from itertools import product
 from typing import Sequence
 
 from mmserver.matchmaking.rules import MatchRules
@@ -44,6 +43,13 @@ class Lineup:
         self.k = len(self.role_names)
         self.all_roles = (1 << self.k) - 1
         self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo)
+        # Search steps (a party placed with roles) fits() may still spend, as a one-item list
+        # the caller refills; None: no limit. Placing parties with role offers is a search
+        # whose cost the tickets' offers choose: the caller bounds it per anchor and per tick
+        # (constrained.py). Packing sizes alone, and solos with roles, cost little and are
+        # memoised by few distinct keys: never bounded.
+        self.allowance: list[int] | None = None
+        self.undecided = 0  # fits() answers None so far
         self._options: dict[tuple, list[tuple[int, tuple]]] = {}
         # Packed role counts (_pack_counts): a count is at most team_size, below the guard bit.
         self._width = self.team_size.bit_length() + 1
@@ -82,29 +88,46 @@ class Lineup:
 
     # --- feasibility -------------------------------------------------------------------------
 
-    def fits(self, keys: tuple, lo: int = 0) -> bool:
+    def fits(self, keys: tuple, lo: int = 0) -> bool | None:
         """Can tickets with these keys (sorted) be placed in the teams, each team holding at
-        least `lo` players (0: the set need not be complete)?"""
+        least `lo` players (0: the set need not be complete)? None: undecided, because the
+        search for a placement ran out of `allowance` (falsy: callers treat it as no; it is
+        not memoised, so a later call with steps left decides it)."""
         memo_key = (keys, lo)
         found = self._fits.get(memo_key)
         if found is None:
-            if self.k:
-                if all(size == 1 for size, _ in keys):
-                    found = self._solos_fit(keys)
-                else:
-                    found = self._place_roles([masks for _, masks in keys], construct=False) is not None
-            else:
+            if not self.k:
                 found = _pack(list(keys), self.teams, lo, self.team_size) is not None
+            elif not self._players_fit(keys):
+                found = False
+            elif all(size == 1 for size, _ in keys):
+                found = True
+            else:
+                allowance = self.allowance
+                try:
+                    if allowance is not None and allowance[0] <= 0:
+                        raise _Spent
+                    found = self._place_roles([masks for _, masks in keys], False, allowance) is not None
+                except _Spent:
+                    self.undecided += 1
+                    return None
             self._fits[memo_key] = found
         return found
 
-    def _solos_fit(self, keys: tuple) -> bool:
-        """fits() for solo tickets alone: _place_roles's Hall's condition, no party placed."""
-        if len(keys) > self.team_size * self.teams:
-            return False
+    def _players_fit(self, keys: tuple) -> bool:
+        """Hall's condition for the players of these tickets taken one by one, over the slots
+        of all teams: for every set R of roles, the players whose offers lie within R are no
+        more than the slots of R. Exact for solo tickets alone (fits() then places no party);
+        for parties necessary, and it refuses most sets that fail (parties must also stay on
+        one team: _place_roles decides that)."""
         count = [0] * (self.all_roles + 1)
-        for _, (mask,) in keys:
-            count[mask] += 1
+        players = 0
+        for size, masks in keys:
+            players += size
+            for mask in masks:
+                count[mask] += 1
+        if players > self.team_size * self.teams:
+            return False
         for within, slots in self.role_sets:
             if sum([count[mask] for mask in within]) > slots:
                 return False
@@ -121,7 +144,7 @@ class Lineup:
             if solos:
                 plan = self._assign_solos(masks)
             else:
-                plan = self._place_roles(list(masks), construct=True)
+                plan = self._place_roles(list(masks), True, None)
             if plan is None:
                 raise ValueError("tickets do not fill the roles")
             team_of, role_bits = plan
@@ -159,17 +182,39 @@ class Lineup:
             found = self._names[bits] = tuple(self.role_names[b] for b in bits)
         return found
 
-    def _party_options(self, masks: tuple[int, ...]) -> list[tuple[int, tuple]]:
-        """The role count vectors a party can take, packed (_pack_counts), each with one role
-        (bit) per member giving it."""
+    def _party_options(self, masks: tuple[int, ...], allowance: list[int] | None) -> list[tuple[int, tuple]]:
+        """The role count vectors a party can take, packed (_pack_counts), each with the first
+        pick (one role bit per member, members in order, lowest bits first) that gives it, in
+        the order of those picks: the order a search over every pick would meet them, found
+        without one (a party of 5 offering 5 roles each has 3,125 picks and 126 vectors).
+        Every vector found spends a step of `allowance` (a party of 10 offering 16 roles
+        could take millions); _Spent when none is left."""
         found = self._options.get(masks)
         if found is None:
-            vectors: dict[int, tuple] = {}
-            choices = [self._bits[m] for m in masks]
             width = self._width
-            for pick in product(*choices):
-                vectors.setdefault(sum([1 << width * b for b in pick]), pick)
-            found = self._options[masks] = list(vectors.items())
+            choices = [[1 << width * b for b in self._bits[m]] for m in masks]
+            # reach[j]: the vectors the members from j on can take together.
+            reach = [{0}]
+            for units in reversed(choices):
+                reach.append({v + u for v in reach[-1] for u in units})
+                if allowance is not None:
+                    allowance[0] -= len(reach[-1])
+                    if allowance[0] < 0:
+                        raise _Spent
+            reach.reverse()
+            picks = []
+            for total in reach[0]:
+                pick = []
+                rest = total
+                for j, units in enumerate(choices):
+                    for b, unit in zip(self._bits[masks[j]], units):
+                        if rest - unit in reach[j + 1]:
+                            pick.append(b)
+                            rest -= unit
+                            break
+                picks.append((tuple(pick), total))
+            picks.sort()
+            found = self._options[masks] = [(total, pick) for pick, total in picks]
         return found
 
     def _pack_counts(self, counts: Sequence[int]) -> int:
@@ -224,9 +269,10 @@ class Lineup:
                         return True
         return False
 
-    def _place_roles(self, masks: list[tuple[int, ...]], construct: bool):
+    def _place_roles(self, masks: list[tuple[int, ...]], construct: bool, allowance: list[int] | None):
         """Parties by search, solos by Hall's condition. With `construct`, (team of each item,
-        role bits of each item's players), else a truthy value; None when impossible."""
+        role bits of each item's players), else a truthy value; None when impossible. Each
+        party placed spends a step of `allowance`; _Spent when none is left."""
         k, teams = self.k, self.teams
         if sum(len(m) for m in masks) > self.team_size * teams:
             return None
@@ -241,7 +287,7 @@ class Lineup:
         guards = self._guards
         placed: dict[int, tuple[int, tuple]] = {}
         failed: set = set()
-        options = [self._party_options(masks[item]) for item in parties]
+        options = [self._party_options(masks[item], allowance) for item in parties]
         role_sets, bits = self.role_sets, self._bits
 
         # The nested functions below refer to themselves (and `place` to `hall`): each call
@@ -265,6 +311,10 @@ class Lineup:
                 state = (j, tuple(sorted(rem)))
                 if state in failed:
                     return False
+                if allowance is not None:
+                    allowance[0] -= 1
+                    if allowance[0] < 0:
+                        raise _Spent
                 item = parties[j]
                 tried = set()
                 for t in range(teams):
@@ -316,6 +366,10 @@ def _deal(holders: list[list[int]], slots: Sequence[Sequence[int]], team_of: lis
                 s = queue.pop()
                 team_of[s] = t
                 role_bits[s] = (b,)
+
+
+class _Spent(Exception):
+    """A search ran out of its allowance (Lineup.allowance)."""
 
 
 def _pack(sizes: list[int], teams: int, lo: int, cap: int) -> list[int] | None:

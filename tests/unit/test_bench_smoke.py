@@ -187,3 +187,10 @@ def test_claim(tmp_path):
     first = json.loads((tmp_path / "a.json").read_text())
     assert first["state"] and first["published"] and first["replies"]
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+def test_rules_parties(tmp_path):
+    report = run("bench_rules_parties.py", tmp_path / "rp.json", "--sizes", "300", "--unbounded")
+    assert {(row["queue"], row["bound"]) for row in report["results"]} == {
+        (q, b) for q in ("realistic", "random") for b in ("bounded", "unbounded")}
+    assert all(row["matches"] > 0 for row in report["results"])

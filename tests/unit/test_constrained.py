@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmserver.matchmaking import MatchRules, QueuedTicket, match_queue, window
+from mmserver.matchmaking import constrained
 from mmserver.matchmaking.constrained import propose_constrained
+from mmserver.matchmaking.lineup import Lineup
 from mmserver.matchmaking.rules import Latency, Rule, Step
 
 NOW = 1000.0
@@ -380,3 +383,61 @@ def test_plain_modes_keep_the_fast_search_and_say_why_others_wait():
     assert len(matching.proposals) == 1 and matching.blocked == {"t2": "players"}
     matching = match_queue(tickets + [solo(3, 2500.0)], rules, NOW)
     assert matching.blocked == {"t2": "mmr", "t3": "mmr"}
+
+
+# --- the bound on searches a queue's role offers choose -------------------------------------------
+
+def hostile_queue(n: int, seed: int) -> list[QueuedTicket]:
+    """Parties of 1-5 offering random roles out of 5: placing them is a search per set."""
+    rnd = random.Random(seed)
+    tickets = []
+    for i in range(n):
+        size = rnd.randint(1, 5)
+        roles = tuple(tuple(rnd.sample("abcde", rnd.randint(1, 5))) for _ in range(size))
+        tickets.append(QueuedTicket(f"t{i}", rnd.gauss(1500, 300), size, NOW - rnd.uniform(0, 60), roles=roles))
+    return tickets
+
+
+HOSTILE_RULES = MatchRules(5, 2, 100.0, 20.0, 1000.0, roles=tuple((r, 1) for r in "abcde"))
+
+
+def test_role_searches_are_bounded_and_failing_old_tickets_do_not_stop_the_rest(monkeypatch):
+    tickets = hostile_queue(600, seed=7)
+    monkeypatch.setattr(constrained, "_FIRST_PASS_STEPS", 10**12)
+    unbounded = constrained._Constrained(tickets, HOSTILE_RULES, NOW)
+    unbounded_proposals = len(unbounded.run().proposals)
+    first, anchor, second = 20, 500, 20_000
+    assert unbounded.steps_spent > 3 * (len(tickets) * first + second)  # the bounds below bite
+    monkeypatch.setattr(constrained, "_FIRST_PASS_STEPS", first)
+    monkeypatch.setattr(constrained, "_ANCHOR_STEPS", anchor)
+    monkeypatch.setattr(constrained, "_SECOND_PASS_STEPS", second)
+
+    queue = list(tickets)
+    by_tick = []
+    for tick in range(20):  # ticks 0.5 s apart
+        now = NOW + tick * 0.5
+        matcher = constrained._Constrained(queue, HOSTILE_RULES, now)
+        matching = matcher.run()
+        # An anchor may overrun its allowance by one search node or the role vectors of one
+        # party member (at most 126 here).
+        assert matcher.steps_spent <= len(queue) * (first + 126) + second + 126
+        check_matching(matching, queue, HOSTILE_RULES, now)  # every proposal keeps every rule
+        taken = {x for p in matching.proposals for team in p.teams for x in team}
+        queue = [t for t in queue if t.ticket_id not in taken]
+        by_tick.append(len(matching.proposals))
+    assert by_tick[0] < 0.9 * unbounded_proposals  # the bounds did stop the first tick short
+    assert sum(by_tick) >= 0.9 * unbounded_proposals, (by_tick, unbounded_proposals)
+
+
+def test_a_partys_role_options_are_those_of_every_pick_in_the_order_picks_meet_them():
+    rnd = random.Random(5)
+    for roles in (tuple((r, 1) for r in "abcde"), (("tank", 1), ("healer", 1), ("dps", 3)),
+                  (("x", 2), ("y", 3), ("z", 5))):
+        lineup = Lineup(MatchRules(sum(c for _, c in roles), 2, 1.0, 1.0, 1.0, roles=roles))
+        for _ in range(300):
+            masks = tuple(rnd.randint(1, lineup.all_roles) for _ in range(rnd.randint(1, 5)))
+            expected: dict = {}
+            for pick in itertools.product(*[[b for b in range(lineup.k) if m >> b & 1] for m in masks]):
+                expected.setdefault(tuple(pick.count(b) for b in range(lineup.k)), pick)
+            got = [(tuple(lineup._unpack_counts(vec)), pick) for vec, pick in lineup._party_options(masks, None)]
+            assert got == list(expected.items())
