@@ -757,31 +757,18 @@ class _Constrained:
     def _composable(self, a: _Cand, keys: list, lo: int, smallest: int, lineup: Lineup) -> bool:
         """Can the anchor and some of the candidates make a match by sizes and roles alone?
 
-        Solo tickets with roles: the players can fill every slot iff the largest assignment of
-        players to slots covers them all, and that size is, by max-flow/min-cut, the least over
-        role sets Y of (slots of Y) + (players offering a role outside Y); the anchor can then
-        be in it (the sets of players an assignment covers form a matroid). Otherwise a search
-        over how many tickets of each key to take, memoised by the capped key counts.
+        Solo tickets with roles: Lineup.solos_fill, exact. Otherwise a search over how many
+        tickets of each key to take, memoised by the capped key counts.
         """
         keyed = lineup is self.lineup
         # `keys`: the candidates' keys of self.lineup, (size, role masks) with roles, else the
         # size; the sizes-only lineup of a mode with roles counts their sizes.
         counts = Counter(keys) if keyed else Counter(map(itemgetter(0), keys))
         if keyed and lineup.k and a.size == 1 and all(key[0] == 1 for key in counts):
-            by_mask = [0] * (lineup.all_roles + 1)
+            by_mask: Counter = Counter()
             for (_, (mask,)), n in counts.items():
                 by_mask[mask] += n
-            by_mask[a.masks[0]] += 1
-            players = sum(by_mask)
-            total = sum(lineup.role_counts) * self.rules.teams
-            # The cut of Y: slots of Y + players offering a role outside Y, i.e. all players less
-            # those whose roles lie within Y (Y empty: all players).
-            if players < total:
-                return False
-            for within, slots in lineup.role_sets:
-                if slots + players - sum([by_mask[mask] for mask in within]) < total:
-                    return False
-            return True
+            return lineup.solos_fill(a.masks[0], by_mask)
         maxp = self.max_players
         a_key = a.key if keyed else a.size
         size_of = (lambda key: key[0]) if keyed and lineup.k else (lambda key: key)

@@ -24,12 +24,14 @@ exchanges balance the MMR sums.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
 
 from mmserver.matchmaking.rules import MatchRules
 from mmserver.matchmaking.teams import balance
 
 _MAX_ROUNDS = 64
+_SUBSETS_MAX_ROLES = 5  # up to this many roles, Hall's condition is checked set by set (role_sets)
 
 
 class Lineup:
@@ -55,12 +57,19 @@ class Lineup:
         self._width = self.team_size.bit_length() + 1
         self._guards = sum([1 << self._width * b + self._width - 1 for b in range(self.k)])
         self._names: dict[tuple, tuple[str, ...]] = {}
-        self._bits = [[b for b in range(self.k) if mask >> b & 1] for mask in range(self.all_roles + 1)]  # by mask
-        # Per non-empty set R of roles: the masks that lie within R, and the slots of R over all
-        # teams (Hall's condition for solo tickets, here and in constrained.py).
-        self.role_sets = [([mask for mask in range(1, self.all_roles + 1) if not mask & ~subset],
-                            sum(count * self.teams for b, count in enumerate(self.role_counts) if subset >> b & 1))
-                           for subset in range(1, self.all_roles + 1)]
+        self._bits = _BitsOf()  # mask -> its role bits, made when first asked for
+        self._slots = [count * self.teams for count in self.role_counts]  # per role, over all teams
+        self._total_slots = sum(self._slots)
+        # Hall's condition (solo players, one role each, role b taking at most so many) is
+        # checked over every non-empty set R of roles when they are few: the masks that lie
+        # within R, and the slots of R over all teams. That is 3^k masks in all, so beyond
+        # _SUBSETS_MAX_ROLES roles (a mode may declare 16) players are assigned by augmenting
+        # paths instead (_assigned), at a cost that grows with the players, not with 2^k.
+        self.role_sets = None
+        if self.k <= _SUBSETS_MAX_ROLES:
+            self.role_sets = [([mask for mask in range(1, self.all_roles + 1) if not mask & ~subset],
+                                sum(self._slots[b] for b in self._bits[subset]))
+                               for subset in range(1, self.all_roles + 1)]
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -120,6 +129,9 @@ class Lineup:
         more than the slots of R. Exact for solo tickets alone (fits() then places no party);
         for parties necessary, and it refuses most sets that fail (parties must also stay on
         one team: _place_roles decides that)."""
+        if self.role_sets is None:
+            masks = [mask for _, of_ticket in keys for mask in of_ticket]
+            return len(masks) <= self._total_slots and _assigned(masks, self._slots, self._bits) == len(masks)
         count = [0] * (self.all_roles + 1)
         players = 0
         for size, masks in keys:
@@ -130,6 +142,31 @@ class Lineup:
             return False
         for within, slots in self.role_sets:
             if sum([count[mask] for mask in within]) > slots:
+                return False
+        return True
+
+    def solos_fill(self, first: int, masks: Counter) -> bool:
+        """Can solo players, one offering the roles of mask `first` and `masks` (mask -> how
+        many offer it), fill every slot of a match, the first among them? The largest
+        assignment of players to slots is, by max-flow/min-cut, the least over role sets Y of
+        (slots of Y) + (players offering a role outside Y); the first player can then be in
+        it (the sets of players an assignment covers form a matroid)."""
+        total = self._total_slots
+        if self.role_sets is None:
+            # Augmenting paths never unassign a player: the first one, assigned first, stays.
+            players = [first] + [mask for mask, n in masks.items() for _ in range(n)]
+            return len(players) >= total and _assigned(players, self._slots, self._bits, total) == total
+        by_mask = [0] * (self.all_roles + 1)
+        for mask, n in masks.items():
+            by_mask[mask] += n
+        by_mask[first] += 1
+        players = sum(by_mask)
+        if players < total:
+            return False
+        # The cut of Y: slots of Y + players offering a role outside Y, i.e. all players less
+        # those whose roles lie within Y (Y empty: all players).
+        for within, slots in self.role_sets:
+            if slots + players - sum([by_mask[mask] for mask in within]) < total:
                 return False
         return True
 
@@ -278,9 +315,11 @@ class Lineup:
             return None
         parties = sorted((i for i in range(len(masks)) if len(masks[i]) > 1), key=lambda i: -len(masks[i]))
         solos = [i for i in range(len(masks)) if len(masks[i]) == 1]
-        solo_count = [0] * (self.all_roles + 1)
-        for i in solos:
-            solo_count[masks[i][0]] += 1
+        solo_masks = [masks[i][0] for i in solos]
+        if self.role_sets is not None:
+            solo_count = [0] * (self.all_roles + 1)
+            for mask in solo_masks:
+                solo_count[mask] += 1
         # Each team's open slots per role, packed (_pack_counts): a party's options are then
         # checked against a team with one subtraction each.
         rem = [self._pack_counts(self.role_counts)] * teams
@@ -297,6 +336,8 @@ class Lineup:
         try:
             def hall() -> bool:
                 caps = [sum(column) for column in zip(*map(self._unpack_counts, rem))]
+                if role_sets is None:
+                    return _assigned(solo_masks, caps, bits) == len(solo_masks)
                 for subset, (within, _) in enumerate(role_sets, 1):
                     inside = sum([solo_count[mask] for mask in within])
                     if inside and inside > sum([caps[b] for b in bits[subset]]):
@@ -366,6 +407,46 @@ def _deal(holders: list[list[int]], slots: Sequence[Sequence[int]], team_of: lis
                 s = queue.pop()
                 team_of[s] = t
                 role_bits[s] = (b,)
+
+
+class _BitsOf(dict):
+    """Role mask -> its role bits (lowest first), computed when first asked for: a mode may
+    declare 16 roles, whose 65,536 masks a lineup never meets but a few of."""
+
+    def __missing__(self, mask: int) -> list[int]:
+        bits = self[mask] = [b for b in range(mask.bit_length()) if mask >> b & 1]
+        return bits
+
+
+def _assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf, stop_at: int | None = None) -> int:
+    """How many of these players (role masks), in order, get a role by augmenting paths, role
+    b taking at most caps[b]; stops once `stop_at` are. A player assigned stays assigned (a
+    path only moves players between roles), so the count is that of a largest assignment."""
+    holders: list[list[int]] = [[] for _ in caps]
+    assigned = 0
+    for s in range(len(masks)):
+        if _augment_one(masks, s, set(), holders, caps, bits):
+            assigned += 1
+            if assigned == stop_at:
+                break
+    return assigned
+
+
+def _augment_one(masks: Sequence[int], s: int, seen: set, holders: list[list[int]], caps: Sequence[int],
+                 bits: _BitsOf) -> bool:
+    """An augmenting path giving player s a role (Lineup._augment, for one mask per player)."""
+    for b in bits[masks[s]]:
+        if b not in seen:
+            seen.add(b)
+            held = holders[b]
+            if len(held) < caps[b]:
+                held.append(s)
+                return True
+            for at, other in enumerate(held):
+                if _augment_one(masks, other, seen, holders, caps, bits):
+                    held[at] = s
+                    return True
+    return False
 
 
 class _Spent(Exception):
