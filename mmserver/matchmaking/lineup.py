@@ -53,8 +53,9 @@ class Lineup:
         self.allowance: list[int] | None = None
         self.undecided = 0  # fits() answers None so far
         self._options: dict[tuple, list[tuple[int, tuple]]] = {}
-        # Packed role counts (_pack_counts): a count is at most team_size, below the guard bit.
-        self._width = self.team_size.bit_length() + 1
+        # Packed role counts (_pack_counts): a field holds up to the slots of all teams (so the
+        # teams' open slots can be summed packed), below the guard bit.
+        self._width = (self.team_size * self.teams).bit_length() + 1
         self._guards = sum([1 << self._width * b + self._width - 1 for b in range(self.k)])
         self._names: dict[tuple, tuple[str, ...]] = {}
         self._bits = _BitsOf()  # mask -> its role bits, made when first asked for
@@ -320,6 +321,14 @@ class Lineup:
             solo_count = [0] * (self.all_roles + 1)
             for mask in solo_masks:
                 solo_count[mask] += 1
+            # Per set of roles with solos offering only roles in it: its roles and those solos
+            # (they do not change while the parties are placed).
+            solos_within = []
+            if solo_masks:
+                for subset, (within, _) in enumerate(self.role_sets, 1):
+                    inside = sum([solo_count[mask] for mask in within])
+                    if inside:
+                        solos_within.append((self._bits[subset], inside))
         # Each team's open slots per role, packed (_pack_counts): a party's options are then
         # checked against a team with one subtraction each.
         rem = [self._pack_counts(self.role_counts)] * teams
@@ -335,12 +344,11 @@ class Lineup:
         # out lets reference counting free it all at once.
         try:
             def hall() -> bool:
-                caps = [sum(column) for column in zip(*map(self._unpack_counts, rem))]
+                caps = self._unpack_counts(sum(rem))  # the fields cannot carry (_width)
                 if role_sets is None:
                     return _assigned(solo_masks, caps, bits) == len(solo_masks)
-                for subset, (within, _) in enumerate(role_sets, 1):
-                    inside = sum([solo_count[mask] for mask in within])
-                    if inside and inside > sum([caps[b] for b in bits[subset]]):
+                for roles_of, inside in solos_within:
+                    if inside > sum([caps[b] for b in roles_of]):
                         return False
                 return True
 
@@ -384,7 +392,7 @@ class Lineup:
                 team_of[item] = t
                 role_bits[item] = tuple(pick)
             slots = [self._unpack_counts(r) for r in rem]
-            caps = [sum(column) for column in zip(*slots)]
+            caps = self._unpack_counts(sum(rem))
             holders: list[list[int]] = [[] for _ in range(k)]
             for s in solos:
                 if not self._augment(masks, s, set(), holders, caps):
