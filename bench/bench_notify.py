@@ -84,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
             redis_server.stop()
     summary = {}
     for kind in ("steady", "burst"):
-        mine = [row for row in rows if row["kind"] == kind and row["latency_ms"]]
+        mine = [row for row in rows if row["kind"] == kind]
+        timed = [row for row in mine if row["latency_ms"]]
         if mine:
+            # A run whose probes were all missed has no latencies, but its misses count.
             summary[kind] = {
-                "p50_ms_median": median([row["latency_ms"]["p50"] for row in mine]),
-                "p99_ms_median": median([row["latency_ms"]["p99"] for row in mine]),
-                "max_ms_max": max(row["latency_ms"]["max"] for row in mine),
+                "p50_ms_median": median([row["latency_ms"]["p50"] for row in timed]) if timed else None,
+                "p99_ms_median": median([row["latency_ms"]["p99"] for row in timed]) if timed else None,
+                "max_ms_max": max(row["latency_ms"]["max"] for row in timed) if timed else None,
                 "missing": sum(row["missing"] for row in mine),
                 "errors": sum(sum(row["errors"].values()) for row in mine),
             }
