@@ -57,7 +57,7 @@ QUEUES = {
     "realistic": (realistic, MatchRules(5, 2, 100.0, 20.0, 1000.0, roles=REALISTIC_ROLES)),
     "random": (random_offers, MatchRules(5, 2, 100.0, 20.0, 1000.0, roles=RANDOM_ROLES)),
 }
-BOUNDS = ("_FIRST_PASS_STEPS", "_ANCHOR_STEPS", "_SECOND_PASS_STEPS")
+BOUNDS = ("_FIRST_PASS_STEPS", "_FIRST_PASS_TOTAL", "_FIRST_PASS_FLOOR", "_ANCHOR_STEPS", "_SECOND_PASS_STEPS")
 
 
 def run_once(tickets: list[QueuedTicket], rules: MatchRules) -> dict:

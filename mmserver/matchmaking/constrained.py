@@ -89,19 +89,24 @@ from mmserver.matchmaking.rules import MMR_RULE, MatchRules
 _INF = float("inf")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
-# Steps of the searches for a lineup with roles (a party placed, a node of _composable's search):
-# a party's role offers are its players' to choose, and placing parties with many offers is a
-# search that, unbounded, let a queue of them make one tick take minutes. So anchors take two
-# passes: the first, oldest first, gives every anchor _FIRST_PASS_STEPS (a typical match takes
-# a few); the second gives each anchor the first left undecided up to _ANCHOR_STEPS, out of
-# _SECOND_PASS_STEPS in all, starting at a place that moves from tick to tick. Old tickets whose
-# searches fail can then neither stop the cheap matches of the first pass nor keep the same
-# anchors out of the second pass tick after tick. Solo tickets with roles and modes without
-# roles spend no steps. See docs/MATCH_RULES.md.
-_FIRST_PASS_STEPS = 100
+# Steps of the searches for a lineup with roles (a node of the search placing parties, a node
+# of _composable's search, a party member's role combinations): a party's role offers are its
+# players' to choose, and placing parties with many offers is a search that, unbounded, let a
+# queue of them make one tick take minutes. So anchors take two passes. The first, oldest
+# first, gives every anchor _FIRST_PASS_STEPS (which the matches of typical queues need no
+# more than), fewer when the queue is big: _FIRST_PASS_TOTAL shared out, but never fewer than
+# _FIRST_PASS_FLOOR. The second gives each anchor the first left undecided up to
+# _ANCHOR_STEPS, out of _SECOND_PASS_STEPS in all, starting at a place that moves from tick to
+# tick. Old tickets whose searches fail can then neither stop the cheap matches of the first
+# pass nor keep the same anchors out of the second pass tick after tick. Solo tickets with
+# roles and modes without roles spend no steps. See docs/MATCH_RULES.md.
+_FIRST_PASS_STEPS = 200
+_FIRST_PASS_TOTAL = 1_000_000
+_FIRST_PASS_FLOOR = 20
 _ANCHOR_STEPS = 1000
 _SECOND_PASS_STEPS = 200_000
 _RELAXED_BUDGET = 600  # nodes of the search that names why an anchor failed
+_RULE_OUT_CHECKS = 128  # _composable calls per anchor of _regions_or_spreads_rule_out
 _SPREAD_STARTS = 32  # smallest values tried per distance rule before a search (_regions_or_spreads_rule_out)
 _primes = [2, 3, 5, 7, 11, 13]  # grown by _prime(); rebound, never changed in place
 
@@ -282,6 +287,7 @@ class _Constrained:
         second_pass_left = _SECOND_PASS_STEPS
         order = list(self.order)
         first_pass = len(order)
+        first_pass_steps = min(_FIRST_PASS_STEPS, max(_FIRST_PASS_FLOOR, _FIRST_PASS_TOTAL // first_pass))
         # Anchors the first pass leaves undecided are appended: the second pass.
         for at, i in enumerate(order):
             if at == first_pass:
@@ -320,7 +326,7 @@ class _Constrained:
                 blocked[ids[i]] = MMR_RULE
                 continue
             if at < first_pass:
-                granted = _FIRST_PASS_STEPS
+                granted = first_pass_steps
             else:
                 granted = min(_ANCHOR_STEPS, second_pass_left)
                 if granted <= 0:
@@ -617,9 +623,11 @@ class _Constrained:
                     if ok is None:
                         nk = g_keys.copy()
                         insort(nk, key)
-                        ok = fits_by_code[code] = fits(tuple(nk))
+                        ok = fits(tuple(nk))
                         if ok is None:
-                            return None, "players"  # out of search steps: undecided this tick
+                            # Out of steps: every lineup not yet decided is now undecided.
+                            return None, "players"  # (the second pass may try it again)
+                        fits_by_code[code] = ok
                     if not ok:
                         g_refused.add(kc)
                     else:
@@ -705,7 +713,11 @@ class _Constrained:
         region, the candidates that may play there cannot make a match by sizes and roles
         (_composable, exact but for its node budget, which answers True), or cannot within
         [x, x + limit] for any such x of some distance rule, the search would find none: it is
-        skipped. A rule is tried when its values give few such x (the search costs more)."""
+        skipped. A rule is tried when its values give few such x (the search costs more).
+        At most _RULE_OUT_CHECKS _composable calls per anchor (many regions times many x
+        could make thousands): past them the search is not skipped (it finds no match where
+        this would have ruled one out, at a cost its node budget bounds)."""
+        self._checks_left = _RULE_OUT_CHECKS
         if self.rules.latency is None:
             if len(lims) < 2:
                 return False  # the candidates were found composable
@@ -720,9 +732,12 @@ class _Constrained:
 
     def _group_rules_out(self, a: _Cand, group: list[_Cand], lims, lo: int, smallest: int) -> bool:
         """_regions_or_spreads_rule_out for the candidates of one region (or all of them)."""
-        if self.rules.latency is not None and not self._composable(a, [c.key for c in group], lo, smallest,
-                                                                    self.lineup):
-            return True
+        if self.rules.latency is not None:
+            self._checks_left -= 1
+            if self._checks_left < 0:
+                return False
+            if not self._composable(a, [c.key for c in group], lo, smallest, self.lineup):
+                return True
         for d in range(1, len(lims)):
             limit = lims[d]
             av = a.vals[d]
@@ -748,6 +763,9 @@ class _Constrained:
                 if end == last_end:
                     continue
                 last_end = end
+                self._checks_left -= 1
+                if self._checks_left < 0:
+                    return False
                 if self._composable(a, [c.key for c in ordered[begin:end]], lo, smallest, self.lineup):
                     break
             else:
@@ -945,9 +963,10 @@ class _Constrained:
                 ncode = code * c.code
                 ok = fits_by_code.get(ncode)
                 if ok is None:
-                    ok = fits_by_code[ncode] = fits(tuple(sorted([x.key for x in stack] + [c.key])))
+                    ok = fits(tuple(sorted([x.key for x in stack] + [c.key])))
                     if ok is None:
                         return True  # out of search steps: the best match so far, if any
+                    fits_by_code[ncode] = ok
                 if not ok:
                     continue
                 vals = c.vals

@@ -53,6 +53,7 @@ class Lineup:
         self.allowance: list[int] | None = None
         self.undecided = 0  # fits() answers None so far
         self._options: dict[tuple, list[tuple[int, tuple]]] = {}
+        self._solos_fill: dict[tuple, bool] = {}  # solos_fill() beyond _SUBSETS_MAX_ROLES, by its arguments
         # Packed role counts (_pack_counts): a field holds up to the slots of all teams (so the
         # teams' open slots can be summed packed), below the guard bit.
         self._width = (self.team_size * self.teams).bit_length() + 1
@@ -132,7 +133,7 @@ class Lineup:
         one team: _place_roles decides that)."""
         if self.role_sets is None:
             masks = [mask for _, of_ticket in keys for mask in of_ticket]
-            return len(masks) <= self._total_slots and _assigned(masks, self._slots, self._bits) == len(masks)
+            return len(masks) <= self._total_slots and _all_assigned(masks, self._slots, self._bits)
         count = [0] * (self.all_roles + 1)
         players = 0
         for size, masks in keys:
@@ -154,9 +155,15 @@ class Lineup:
         it (the sets of players an assignment covers form a matroid)."""
         total = self._total_slots
         if self.role_sets is None:
-            # Augmenting paths never unassign a player: the first one, assigned first, stays.
-            players = [first] + [mask for mask, n in masks.items() for _ in range(n)]
-            return len(players) >= total and _assigned(players, self._slots, self._bits, total) == total
+            # Memoised: the region and distance checks of constrained.py ask it of many windows.
+            memo_key = (first, tuple(sorted(masks.items())))
+            found = self._solos_fill.get(memo_key)
+            if found is None:
+                # Augmenting paths never unassign a player: the first one, assigned first, stays.
+                players = [first] + [mask for mask, n in masks.items() for _ in range(n)]
+                found = len(players) >= total and _assigned(players, self._slots, self._bits, total) == total
+                self._solos_fill[memo_key] = found
+            return found
         by_mask = [0] * (self.all_roles + 1)
         for mask, n in masks.items():
             by_mask[mask] += n
@@ -221,20 +228,23 @@ class Lineup:
         return found
 
     def _party_options(self, masks: tuple[int, ...], allowance: list[int] | None) -> list[tuple[int, tuple]]:
-        """The role count vectors a party can take, packed (_pack_counts), each with the first
-        pick (one role bit per member, members in order, lowest bits first) that gives it, in
-        the order of those picks: the order a search over every pick would meet them, found
-        without one (a party of 5 offering 5 roles each has 3,125 picks and 126 vectors).
-        Every vector found spends a step of `allowance` (a party of 10 offering 16 roles
-        could take millions); _Spent when none is left."""
+        """The role count vectors a party can take within one team's role counts, packed
+        (_pack_counts), each with the first pick (one role bit per member, members in order,
+        lowest bits first) that gives it, in the order of those picks: the order a search over
+        every pick would meet them, found without one (a party of 5 offering every one of 5
+        roles has 3,125 picks). Every partial vector found spends a step of `allowance`;
+        _Spent when none is left."""
         found = self._options.get(masks)
         if found is None:
-            width = self._width
+            width, guards = self._width, self._guards
+            team = self._pack_counts(self.role_counts) | guards
             choices = [[1 << width * b for b in self._bits[m]] for m in masks]
-            # reach[j]: the vectors the members from j on can take together.
+            # reach[j]: the vectors the members from j on can take together within one team's
+            # role counts (a party plays on one team: no other vector is ever placed; a sum
+            # within them has every part within them, so the first picks are unchanged).
             reach = [{0}]
             for units in reversed(choices):
-                reach.append({v + u for v in reach[-1] for u in units})
+                reach.append({w for v in reach[-1] for u in units if team - (w := v + u) & guards == guards})
                 if allowance is not None:
                     allowance[0] -= len(reach[-1])
                     if allowance[0] < 0:
@@ -310,7 +320,8 @@ class Lineup:
     def _place_roles(self, masks: list[tuple[int, ...]], construct: bool, allowance: list[int] | None):
         """Parties by search, solos by Hall's condition. With `construct`, (team of each item,
         role bits of each item's players), else a truthy value; None when impossible. Each
-        party placed spends a step of `allowance`; _Spent when none is left."""
+        node of the search (a party placed, or every party placed) spends a step of
+        `allowance`; _Spent when none is left."""
         k, teams = self.k, self.teams
         if sum(len(m) for m in masks) > self.team_size * teams:
             return None
@@ -335,6 +346,7 @@ class Lineup:
         guards = self._guards
         placed: dict[int, tuple[int, tuple]] = {}
         failed: set = set()
+        halls: dict[int, bool] = {}  # hall() by the slots the parties leave, packed
         options = [self._party_options(masks[item], allowance) for item in parties]
         role_sets, bits = self.role_sets, self._bits
 
@@ -344,15 +356,23 @@ class Lineup:
         # out lets reference counting free it all at once.
         try:
             def hall() -> bool:
-                caps = self._unpack_counts(sum(rem))  # the fields cannot carry (_width)
-                if role_sets is None:
-                    return _assigned(solo_masks, caps, bits) == len(solo_masks)
-                for roles_of, inside in solos_within:
-                    if inside > sum([caps[b] for b in roles_of]):
-                        return False
-                return True
+                # Many placements of the parties leave the same slots: decided once each.
+                open_slots = sum(rem)  # the fields cannot carry (_width)
+                found = halls.get(open_slots)
+                if found is None:
+                    caps = self._unpack_counts(open_slots)
+                    if role_sets is None:
+                        found = _all_assigned(solo_masks, caps, bits)
+                    else:
+                        found = all(inside <= sum([caps[b] for b in roles_of]) for roles_of, inside in solos_within)
+                    halls[open_slots] = found
+                return found
 
             def place(j: int) -> bool:
+                if allowance is not None:
+                    allowance[0] -= 1
+                    if allowance[0] < 0:
+                        raise _Spent
                 if j == len(parties):
                     # Solos only, to construct: the augmenting paths below fail exactly when
                     # Hall's condition does, so it need not be checked first.
@@ -360,10 +380,6 @@ class Lineup:
                 state = (j, tuple(sorted(rem)))
                 if state in failed:
                     return False
-                if allowance is not None:
-                    allowance[0] -= 1
-                    if allowance[0] < 0:
-                        raise _Spent
                 item = parties[j]
                 tried = set()
                 for t in range(teams):
@@ -438,6 +454,17 @@ def _assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf, stop_at:
             if assigned == stop_at:
                 break
     return assigned
+
+
+def _all_assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf) -> bool:
+    """Does every one of these players get a role (as _assigned)? A player no path reaches at
+    its turn is never reached later (assigning more players opens no new path to a role), so
+    the first one left out decides it."""
+    holders: list[list[int]] = [[] for _ in caps]
+    for s in range(len(masks)):
+        if not _augment_one(masks, s, set(), holders, caps, bits):
+            return False
+    return True
 
 
 def _augment_one(masks: Sequence[int], s: int, seen: set, holders: list[list[int]], caps: Sequence[int],

@@ -459,7 +459,7 @@ def test_role_searches_are_bounded_and_failing_old_tickets_do_not_stop_the_rest(
     assert sum(by_tick) >= 0.9 * unbounded_proposals, (by_tick, unbounded_proposals)
 
 
-def test_a_partys_role_options_are_those_of_every_pick_in_the_order_picks_meet_them():
+def test_a_partys_role_options_are_those_of_every_pick_a_team_can_hold_in_the_order_picks_meet_them():
     rnd = random.Random(5)
     for roles in (tuple((r, 1) for r in "abcde"), (("tank", 1), ("healer", 1), ("dps", 3)),
                   (("x", 2), ("y", 3), ("z", 5))):
@@ -468,6 +468,8 @@ def test_a_partys_role_options_are_those_of_every_pick_in_the_order_picks_meet_t
             masks = tuple(rnd.randint(1, lineup.all_roles) for _ in range(rnd.randint(1, 5)))
             expected: dict = {}
             for pick in itertools.product(*[[b for b in range(lineup.k) if m >> b & 1] for m in masks]):
-                expected.setdefault(tuple(pick.count(b) for b in range(lineup.k)), pick)
+                counts = tuple(pick.count(b) for b in range(lineup.k))
+                if all(c <= limit for c, limit in zip(counts, lineup.role_counts)):  # fits one team
+                    expected.setdefault(counts, pick)
             got = [(tuple(lineup._unpack_counts(vec)), pick) for vec, pick in lineup._party_options(masks, None)]
             assert got == list(expected.items())
