@@ -25,6 +25,12 @@ from common import (  # noqa: E402
     RedisServer, Report, finish_loadgen, median, mmserver, request, start_loadgen,
 )
 
+from tests.waiting import wait_until  # noqa: E402
+
+
+def long_polls(server) -> int:
+    return server.admin("/admin/status").json()["workers"]["http"]["long_polls"]
+
 
 def time_to_ready(server, timeout: float = 30.0) -> float:
     started = time.monotonic()
@@ -80,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                                         "--duration", str(total), "--prefix", f"h{r}"])
                 poster = start_loadgen(["post", "--url", server.url, "--concurrency", "32",
                                         "--duration", str(total), "--prefix", f"s{r}", "--until-refused"])
+                # The load runs from when the long-polls are held: on a busy machine the load
+                # generators take a while to start, and must not meet a server already stopped.
+                if not wait_until(lambda: long_polls(server) >= args.long_polls, 30, interval=0.05):
+                    raise RuntimeError(f"the long-polls were not all held within 30 s: {long_polls(server)}")
                 time.sleep(args.load_seconds)
                 seconds, status = stop(server)
                 posted = finish_loadgen(poster, total + 30)
