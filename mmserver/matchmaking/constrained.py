@@ -783,10 +783,7 @@ class _Constrained:
         # size; the sizes-only lineup of a mode with roles counts their sizes.
         counts = Counter(keys) if keyed else Counter(map(itemgetter(0), keys))
         if keyed and lineup.k and a.size == 1 and all(key[0] == 1 for key in counts):
-            by_mask: Counter = Counter()
-            for (_, (mask,)), n in counts.items():
-                by_mask[mask] += n
-            return lineup.solos_fill(a.masks[0], by_mask)
+            return lineup.solos_fill(a.masks[0], [(mask, n) for (_, (mask,)), n in counts.items()])
         maxp = self.max_players
         a_key = a.key if keyed else a.size
         size_of = (lambda key: key[0]) if keyed and lineup.k else (lambda key: key)

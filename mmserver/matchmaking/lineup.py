@@ -24,7 +24,6 @@ exchanges balance the MMR sums.
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
 from mmserver.matchmaking.rules import MatchRules
@@ -147,26 +146,26 @@ class Lineup:
                 return False
         return True
 
-    def solos_fill(self, first: int, masks: Counter) -> bool:
-        """Can solo players, one offering the roles of mask `first` and `masks` (mask -> how
-        many offer it), fill every slot of a match, the first among them? The largest
+    def solos_fill(self, first: int, masks: list[tuple[int, int]]) -> bool:
+        """Can solo players, one offering the roles of mask `first` and `masks` ((mask, how
+        many offer it), a mask once), fill every slot of a match, the first among them? The largest
         assignment of players to slots is, by max-flow/min-cut, the least over role sets Y of
         (slots of Y) + (players offering a role outside Y); the first player can then be in
         it (the sets of players an assignment covers form a matroid)."""
         total = self._total_slots
         if self.role_sets is None:
             # Memoised: the region and distance checks of constrained.py ask it of many windows.
-            memo_key = (first, tuple(sorted(masks.items())))
+            memo_key = (first, tuple(sorted(masks)))
             found = self._solos_fill.get(memo_key)
             if found is None:
                 # Augmenting paths never unassign a player: the first one, assigned first, stays.
-                players = [first] + [mask for mask, n in masks.items() for _ in range(n)]
+                players = [first] + [mask for mask, n in masks for _ in range(n)]
                 found = len(players) >= total and _assigned(players, self._slots, self._bits, total) == total
                 self._solos_fill[memo_key] = found
             return found
         by_mask = [0] * (self.all_roles + 1)
-        for mask, n in masks.items():
-            by_mask[mask] += n
+        for mask, n in masks:
+            by_mask[mask] = n
         by_mask[first] += 1
         players = sum(by_mask)
         if players < total:
