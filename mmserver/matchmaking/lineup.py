@@ -284,37 +284,21 @@ class Lineup:
         n = len(masks)
         if n > self.team_size * teams:
             return None
-        caps = [count * teams for count in self.role_counts]
+        caps = self._slots
         holders: list[list[int]] = [[] for _ in range(k)]
         bits = self._bits
+        flat = [of_ticket[0] for of_ticket in masks]
         for s in range(n):
-            # The first step of _augment, without the call: the solo's first role has room.
-            b = bits[masks[s][0]][0]
+            # The first step of _augment_one, without the call: the solo's first role has room.
+            b = bits[flat[s]][0]
             if len(holders[b]) < caps[b]:
                 holders[b].append(s)
-            elif not self._augment(masks, s, set(), holders, caps):
+            elif not _augment_one(flat, s, set(), holders, caps, bits):
                 return None
         team_of = [0] * n
         role_bits: list[tuple[int, ...]] = [()] * n
         _deal(holders, [self.role_counts] * teams, team_of, role_bits)
         return team_of, role_bits
-
-    def _augment(self, masks: Sequence[tuple[int, ...]], s: int, seen: set, holders: list[list[int]],
-                 caps: list[int]) -> bool:
-        """An augmenting path giving solo s a role (_place_roles's `augment`)."""
-        for b in self._bits[masks[s][0]]:
-            if b not in seen:
-                seen.add(b)
-                held = holders[b]
-                if len(held) < caps[b]:
-                    held.append(s)
-                    return True
-                # The paths below only change the holders of roles not yet seen, never `held`.
-                for at, other in enumerate(held):
-                    if self._augment(masks, other, seen, holders, caps):
-                        held[at] = s
-                        return True
-        return False
 
     def _place_roles(self, masks: list[tuple[int, ...]], construct: bool, allowance: list[int] | None):
         """Parties by search, solos by Hall's condition. With `construct`, (team of each item,
@@ -409,8 +393,9 @@ class Lineup:
             slots = [self._unpack_counts(r) for r in rem]
             caps = self._unpack_counts(sum(rem))
             holders: list[list[int]] = [[] for _ in range(k)]
+            flat = [of_item[0] for of_item in masks]  # read for the solos only
             for s in solos:
-                if not self._augment(masks, s, set(), holders, caps):
+                if not _augment_one(flat, s, set(), holders, caps, bits):
                     return None  # Hall's condition said otherwise; never expected
             _deal(holders, slots, team_of, role_bits)
             return team_of, role_bits
@@ -468,7 +453,9 @@ def _all_assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf) -> b
 
 def _augment_one(masks: Sequence[int], s: int, seen: set, holders: list[list[int]], caps: Sequence[int],
                  bits: _BitsOf) -> bool:
-    """An augmenting path giving player s a role (Lineup._augment, for one mask per player)."""
+    """An augmenting path giving player s (role mask masks[s]) a role: a role with room takes
+    it, else a player holding one of its roles moves on along a path of its own. The paths
+    below one role only change the holders of roles not yet seen, never that role's."""
     for b in bits[masks[s]]:
         if b not in seen:
             seen.add(b)
