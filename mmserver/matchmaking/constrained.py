@@ -45,7 +45,9 @@ fillable), which runs along the walk and ends it as soon as its match is full (i
 the same among more candidates), then, when that fails or a lobby may grow, by an exhaustive
 depth-first search over the same candidates bounded by `_NODE_BUDGET` nodes (skipped when the
 regions and distance rules alone rule every match out). Below these limits the search is
-exhaustive: an anchor is matched whenever it can be.
+exhaustive: an anchor is matched whenever it can be. With roles, placing parties is also
+bounded, in steps per anchor and per tick (_FIRST_PASS_STEPS and below): an anchor out of
+steps is undecided, waits as "players", and may be tried again in a second pass.
 
 `blocked`: every eligible ticket left unmatched gets one name, found when it fails as an
 anchor (so against the queue at its turn). With "the smallest match" = teams x the smallest

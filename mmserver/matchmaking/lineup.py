@@ -13,9 +13,11 @@ Roles: each player offers a set of roles (a bit mask over the mode's roles; a ti
 roles offers every role). Parties are placed by an exact depth-first search (team, and a role
 for every member); the solo tickets that remain only need roles, not teams, so they are
 checked at once over all teams with Hall's condition (for every set R of roles, the solos
-whose offers lie within R are no more than the free slots of R) and assigned by augmenting
-paths. Teams are then balanced by MMR sums by exchanging tickets of the same size and the
-same assigned roles between teams, which keeps every team's role counts.
+whose offers lie within R are no more than the free slots of R; beyond _SUBSETS_MAX_ROLES
+roles, by augmenting paths instead of set by set) and assigned by augmenting paths. Teams are
+then balanced by MMR sums by exchanging tickets of the same size and the same assigned roles
+between teams, which keeps every team's role counts. The party search spends steps of the
+caller's `allowance`; fits() answers None (undecided) when they run out.
 
 Without roles, team shapes are a bin packing: `teams` bins of `lo`..`team_size` players. A full
 match of equal teams is split by teams.balance, as in plain modes; otherwise the smallest
