@@ -47,11 +47,11 @@ class Lineup:
         self.k = len(self.role_names)
         self.all_roles = (1 << self.k) - 1
         self._fits: dict[tuple, bool] = {}  # (keys, lo) -> fits(keys, lo)
-        # Search steps (a party placed with roles) fits() may still spend, as a one-item list
-        # the caller refills; None: no limit. Placing parties with role offers is a search
-        # whose cost the tickets' offers choose: the caller bounds it per anchor and per tick
-        # (constrained.py). Packing sizes alone, and solos with roles, cost little and are
-        # memoised by few distinct keys: never bounded.
+        # Search steps (a node of the party search, a party member's role vectors) fits() may
+        # still spend, as a one-item list the caller refills; None: no limit. Placing parties
+        # with role offers is a search whose cost the tickets' offers choose: the caller bounds
+        # it per anchor and per tick (constrained.py). Packing sizes alone, and solos with
+        # roles, cost little and are memoised by few distinct keys: never bounded.
         self.allowance: list[int] | None = None
         self.undecided = 0  # fits() answers None so far
         self._options: dict[tuple, list[tuple[int, tuple]]] = {}
