@@ -180,6 +180,7 @@ class _Constrained:
         self.allowance = [0]
         self.lineup.allowance = self.allowance
         self.steps_spent = 0
+        self._checks_left = 0  # _composable calls _regions_or_spreads_rule_out may still make
         self.eligible = [t for t in tickets if 1 <= t.size <= hi and (not t.roles or len(t.roles) == t.size)]
         self.max_players = rules.team_size * rules.teams
         self.fill_possible = (not rules.roles and rules.min_team_size is not None

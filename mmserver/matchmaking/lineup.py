@@ -142,7 +142,7 @@ class Lineup:
             players += size
             for mask in masks:
                 count[mask] += 1
-        if players > self.team_size * self.teams:
+        if players > self._total_slots:
             return False
         for within, slots in self.role_sets:
             if sum([count[mask] for mask in within]) > slots:
@@ -456,7 +456,7 @@ class _BitsOf(dict):
         return bits
 
 
-def _assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf, stop_at: int | None = None) -> int:
+def _assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf, stop_at: int) -> int:
     """How many of these players (role masks), in order, get a role by augmenting paths, role
     b taking at most caps[b]; stops once `stop_at` are. A player assigned stays assigned (a
     path only moves players between roles), so the count is that of a largest assignment."""
