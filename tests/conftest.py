@@ -1,6 +1,19 @@
 import pytest
 
+from tests.process.harness import MMServer
 from tests.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def no_replica_outlives_its_test():
+    """Kills every replica a test started and left running, even when the test failed: one left
+    behind would match, expire and trim on the session's shared Redis under later tests.
+    Replicas of module-scoped fixtures started before this runs, so they are left alone."""
+    before = len(MMServer.started)
+    yield
+    for server in MMServer.started[before:]:
+        server.kill()
+    del MMServer.started[before:]
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,10 @@ def request(url: str, method: str = "GET", body: object | None = None, token: st
 class MMServer:
     """One replica: `start()`, `wait_ready()`, HTTP helpers, signals, `wait()` for the exit status."""
 
+    # Every replica this test process started, in order: the suite's conftest kills those a
+    # test leaves running, so that none goes on ticking against the shared Redis of later tests.
+    started: list["MMServer"] = []
+
     def __init__(self, directory: Path, *, redis_url: str | None = None, env: dict | None = None,
                  args: list[str] | None = None) -> None:
         self.directory = Path(directory)
@@ -87,6 +91,7 @@ class MMServer:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        MMServer.started.append(self)
         return self
 
     def _read(self) -> None:
