@@ -11,7 +11,9 @@ For each, on a real redis-server filled through the store's own create script:
   match): what every tick pays for a queue that size; median of --rounds ticks;
 - read and match: the queue read (ZRANGE and parsing) and the pure matcher timed apart;
 - matching tick: the real rules, first tick over the full queue: nearly everything is matched
-  and claimed in that one tick.
+  and claimed in that one tick. Meanwhile another process pings the same Redis every
+  millisecond (RedisWaits): the longest wait is how long the tick held Redis from every other
+  client of it, other replicas included.
 
     .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3]
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RedisServer, Report, fill_queue, median  # noqa: E402
+from common import RedisServer, RedisWaits, Report, fill_queue, median  # noqa: E402
 
 from mmserver.config import ModeConfig, ServersConfig  # noqa: E402
 from mmserver.matchmaking import MatchRules, match_queue  # noqa: E402
@@ -99,7 +101,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
         matching = match_queue(tickets, rules, store.now())
         matches.append(time.perf_counter() - started)
 
-    result = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS).tick()
+    with RedisWaits(redis_server.url) as waits:
+        result = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS).tick()
     left = client.zcard(keys.queue(mode.name, None))
     row = {
         "scenario": scenario,
@@ -112,6 +115,7 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
         "matching_tick_s": round(result.duration_s, 4),
         "matches_claimed": result.matches_claimed,
         "tickets_matched": queued - left,
+        "redis_waits": waits.summary(),
         "rounds": rounds,
     }
     client.flushall()
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     report["target"] = "5v5 with roles, two rules and latencies, 100,000 queued: steady tick < 1 s, matching tick < 2 s"
     rows = []
     print(f"{'scenario':<10} {'queued':>8} {'steady':>8} {'read':>7} {'match':>7} {'matching tick':>14} "
-          f"{'matches':>8} {'tickets':>8}")
+          f"{'matches':>8} {'tickets':>8}  {'Redis held others: longest, p99, waits > 20 ms':>10}")
     with tempfile.TemporaryDirectory() as directory:
         redis_server = RedisServer(Path(directory)).start()
         try:
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{scenario:<10} {row['queued']:>8,} {row['steady_tick_s']:>8.3f} {row['read_queue_s']:>7.3f} "
                       f"{row['match_s']:>7.3f} {row['matching_tick_s']:>14.3f} {row['matches_claimed']:>8,} "
-                      f"{row['tickets_matched']:>8,}", flush=True)
+                      f"{row['tickets_matched']:>8,}  {row['redis_waits']['max_ms']} ms, "
+                      f"{row['redis_waits']['p99_ms']} ms, {row['redis_waits']['over_20ms']}", flush=True)
         finally:
             redis_server.stop()
     if len(rows) == 2:

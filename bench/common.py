@@ -108,6 +108,57 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_PROBE = """
+import json, os, sys, time
+import redis
+client = redis.Redis.from_url(sys.argv[1])
+flag = sys.argv[2]
+client.ping()
+print("ready", flush=True)
+waits = []
+while os.path.exists(flag):
+    started = time.perf_counter()
+    client.ping()
+    waits.append(time.perf_counter() - started)
+    time.sleep(0.001)
+print(json.dumps(waits))
+"""
+
+
+class RedisWaits:
+    """What another client of the same Redis waits while something runs: a process of its own
+    sends a PING every millisecond and times each answer (Redis runs one script or command at
+    a time, so a long one holds every other client). `with RedisWaits(url) as waits: ...`,
+    then `waits.summary()`: pings, p99 and the longest wait in ms, and how many took > 20 ms.
+    Its own process, so the measurer's interpreter never delays a ping; its waits include
+    being scheduled on a busy machine (a few ms at most)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.waits: list[float] = []
+
+    def __enter__(self) -> "RedisWaits":
+        import tempfile
+        handle, self._flag = tempfile.mkstemp(prefix="redis-waits-")
+        os.close(handle)
+        self._process = subprocess.Popen([sys.executable, "-c", _PROBE, self._url, self._flag],
+                                         stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self._process.stdout is not None
+        if self._process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the Redis probe did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.unlink(self._flag)
+        out, _ = self._process.communicate(timeout=30)
+        self.waits = json.loads(out.strip().splitlines()[-1])
+
+    def summary(self) -> dict:
+        waits = sorted(self.waits)
+        return {"pings": len(waits), "p99_ms": ms(percentile(waits, 99), 1), "max_ms": ms(waits[-1] if waits else None, 1),
+                "over_20ms": sum(1 for w in waits if w > 0.020)}
+
+
 def start_loadgen(args: Sequence[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(LOADGEN), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
