@@ -26,8 +26,15 @@ from mmserver.store.profiles import encode_choices
 
 logger = logging.getLogger(__name__)
 
-MAX_DEADLINE_BATCHES = 20  # per tick; the rest waits for the next tick
+MAX_DEADLINE_BATCHES = 20  # per tick, in batch_size sessions (smaller scripts count for less: Ticker)
 CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is awaited
+# Redis runs a script to its end while every other client of it waits, whichever replica it
+# serves, so a tick's scripts are cut by the tickets they change, not only by proposals or
+# sessions: a batch of 500 5v5 proposals (5,000 tickets) held Redis 75-230 ms, an allocation
+# of 500 5v5 sessions up to 250 ms. These bounds keep each wait near 10-25 ms, at the same
+# total cost (docs/PERFORMANCE.md, "How long a tick holds Redis"):
+CLAIM_TICKETS = 1000  # per claim script (a proposal of more tickets goes alone)
+SESSION_TICKETS = 250  # per deadline or allocation script, by the largest match of any mode
 
 
 @contextmanager
@@ -75,6 +82,13 @@ class Ticker:
                            for name, mode in self._modes.items() if mode.match_function}
         self._shutdown = shutdown
         self._batch_size = max(1, batch_size)
+        # Scripts that take whole sessions (deadlines, allocation: ~4x a claim's work per
+        # ticket) take as many as hold SESSION_TICKETS tickets of the largest match a mode
+        # forms (at least one, at most batch_size); a tick runs more of them instead, up to as
+        # many sessions as before.
+        largest = max((mode.players_per_match for mode in self._modes.values()), default=1)
+        self._session_batch = max(1, min(self._batch_size, SESSION_TICKETS // largest))
+        self._deadline_batches = MAX_DEADLINE_BATCHES * -(-self._batch_size // self._session_batch)
         self._mode_lock_s = mode_lock_s
 
     def tick(self) -> TickResult:
@@ -100,10 +114,10 @@ class Ticker:
         return counts
 
     def _deadlines(self, counts: TickResult) -> bool:
-        for _ in range(MAX_DEADLINE_BATCHES):
+        for _ in range(self._deadline_batches):
             if self._shutdown.is_set():
                 return False
-            done = self._store.process_deadlines(self._batch_size)
+            done = self._store.process_deadlines(self._session_batch)
             counts.deadlines_processed += done.total
             if not done.more:
                 break
@@ -184,16 +198,17 @@ class Ticker:
         while True:
             if self._shutdown.is_set():
                 return False
-            allocated, waiting = self._store.allocate(self._batch_size)
+            allocated, waiting = self._store.allocate(self._session_batch)
             counts.allocated += allocated
-            if allocated < self._batch_size or waiting == 0:
+            if allocated < self._session_batch or waiting == 0:
                 return True
 
 
 class _Claims:
-    """One queue's claims, a batch of `batch_size` proposals per script. Batches are sent as
-    soon as they are whole, while the matcher goes on forming the next proposals (the matcher
-    holds the GIL; Redis runs the claim scripts meanwhile on another core), with at most
+    """One queue's claims, a batch of `batch_size` proposals (and at most CLAIM_TICKETS
+    tickets: _Batches) per script. Batches are sent as soon as they are whole, while the
+    matcher goes on forming the next proposals (the matcher holds the GIL; Redis runs the
+    claim scripts meanwhile on another core), with at most
     CLAIMS_IN_FLIGHT scripts in flight: while Redis runs one batch's script, another thread
     builds the next batch's arguments and parses the last reply. Batches are disjoint and each
     is one atomic script, so their order in Redis does not matter. A single batch is claimed in
@@ -209,7 +224,7 @@ class _Claims:
         self._has_profiles = ticker._modes[name].has_profiles
         self.tickets: list[QueuedTicket] = []
         self._players: dict[str, tuple[str, ...]] | None = None
-        self._pending: list[Proposal] = []
+        self._batches = _Batches(self._size)
         self._sent = 0  # proposals handed to claim scripts, in the matcher's order
         self._stopped = False
         self._pool: ThreadPoolExecutor | None = None
@@ -217,23 +232,24 @@ class _Claims:
 
     def add(self, proposal: Proposal) -> None:
         """The matcher's on_proposal: a whole batch is sent at once."""
-        self._pending.append(proposal)
-        if len(self._pending) >= self._size:
-            batch, self._pending = self._pending, []
+        for batch in self._batches.add(proposal):
             self._send(batch)
 
     def finish(self, proposals: list[Proposal]) -> None:
         """Claims the proposals not sent yet (the matcher's full list, in its order) and waits
         for every batch; raises the first failure (close() then counts the rest)."""
-        rest = proposals[self._sent:]
-        self._pending = []
-        if self._pool is None and len(rest) <= self._size:
-            if rest and not self._ticker._shutdown.is_set():
-                self._prepare(rest)
-                self._count(self._claim(rest), len(rest))
+        cutter = _Batches(self._size)
+        batches = [batch for proposal in proposals[self._sent:] for batch in cutter.add(proposal)]
+        if cutter.pending:
+            batches.append(cutter.take())
+        self._batches = _Batches(self._size)
+        if self._pool is None and len(batches) <= 1:
+            if batches and not self._ticker._shutdown.is_set():
+                self._prepare(batches[0])
+                self._count(self._claim(batches[0]), len(batches[0]))
             return
-        for start in range(0, len(rest), self._size):
-            self._send(rest[start:start + self._size])
+        for batch in batches:
+            self._send(batch)
         while self._in_flight:
             future, sent = self._in_flight.popleft()
             self._count(future.result(), sent)
@@ -279,6 +295,33 @@ class _Claims:
     def _count(self, claimed: int, sent: int) -> None:  # in the ticker's thread only
         self._counts.matches_claimed += claimed
         self._counts.claim_conflicts += sent - claimed
+
+
+class _Batches:
+    """Proposals cut into claim batches, in order: at most `size` proposals and CLAIM_TICKETS
+    tickets each (a proposal of more tickets than that is a batch of its own)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self.pending: list[Proposal] = []
+        self._tickets = 0
+
+    def add(self, proposal: Proposal) -> list[list[Proposal]]:
+        """The batches this proposal completes: none, one, or two (the one before it, which it
+        would overflow, and itself when it alone reaches a bound)."""
+        done = []
+        tickets = sum(map(len, proposal.teams))
+        if self.pending and self._tickets + tickets > CLAIM_TICKETS:
+            done.append(self.take())
+        self.pending.append(proposal)
+        self._tickets += tickets
+        if len(self.pending) >= self._size or self._tickets >= CLAIM_TICKETS:
+            done.append(self.take())
+        return done
+
+    def take(self) -> list[Proposal]:
+        batch, self.pending, self._tickets = self.pending, [], 0
+        return batch
 
 
 def _choices(proposals: list[Proposal], players: Mapping[str, tuple[str, ...]]) -> list[str]:

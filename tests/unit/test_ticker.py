@@ -2,10 +2,12 @@
 import threading
 import time
 
+from mmserver import ticker as ticker_module
 from mmserver.config import ModeConfig, ServersConfig
+from mmserver.matchmaking import Proposal
 from mmserver.shutdown import SIGNAL, Shutdown
 from mmserver.store import Store
-from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult
+from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult, _Batches
 from tests.store.invariants import check_invariants
 
 
@@ -213,3 +215,68 @@ def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_cl
     assert counts.matches_claimed == 2 * (len(calls) - 1)
     statuses = check_invariants(redis_client)
     assert list(statuses.values()).count("matched") == 2 * counts.matches_claimed
+
+
+def test_claim_batches_hold_at_most_claim_tickets_tickets(redis_client, monkeypatch):
+    # 2v2 proposals (4 tickets) under a bound of 10 tickets: 2 proposals a script, though
+    # batch_size allows 50; every proposal is still claimed once.
+    monkeypatch.setattr(ticker_module, "CLAIM_TICKETS", 10)
+    modes = {"squad": ModeConfig("squad", team_size=2, teams=2, accept_timeout_s=0)}
+    seen = []
+
+    class Counting(Store):
+        def claim(self, mode, region, proposals, *args, **kwargs):
+            seen.append(sum(len(team) for teams in proposals for team in teams))
+            return super().claim(mode, region, proposals, *args, **kwargs)
+
+    store = Counting(redis_client, modes, ServersConfig(), retention_s=60)
+    for i in range(40):
+        store.create_ticket(player_id=f"p{i}", mode="squad", mmr=1500 + i, region=None, party=[])
+    result = Ticker(store, modes, shutdown=Shutdown(), batch_size=50).tick()
+    assert result.proposals == 10 and result.matches_claimed == 10 and result.claim_conflicts == 0
+    assert seen == [8] * 5
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("matched") == 40
+
+
+def test_batches_cut_by_proposals_and_tickets(monkeypatch):
+    monkeypatch.setattr(ticker_module, "CLAIM_TICKETS", 10)
+
+    def proposal(tickets):
+        return Proposal((tuple(f"t{k}" for k in range(tickets)),), 0.0)
+
+    def cut(sizes, size=3):
+        batches = _Batches(size)
+        out = [batch for n in sizes for batch in batches.add(proposal(n))]
+        if batches.pending:
+            out.append(batches.take())
+        return [[sum(map(len, p.teams)) for p in batch] for batch in out]
+
+    assert cut([1, 1, 1, 1]) == [[1, 1, 1], [1]]  # by proposals
+    assert cut([4, 4, 4]) == [[4, 4], [4]]  # the third would overflow 10 tickets
+    assert cut([5, 5, 1]) == [[5, 5], [1]]  # exactly 10 closes a batch
+    assert cut([2, 12, 3]) == [[2], [12], [3]]  # a proposal over the bound goes alone
+    assert cut([]) == []
+
+
+def test_allocation_scripts_take_sessions_by_the_tickets_of_the_largest_match(redis_client, monkeypatch):
+    # 5v5 (10 players a match) under SESSION_TICKETS = 25: two sessions per allocation script,
+    # though batch_size allows 500; every match still gets a server in the same tick.
+    monkeypatch.setattr(ticker_module, "SESSION_TICKETS", 25)
+    modes = {"team": ModeConfig("team", team_size=5, teams=2, accept_timeout_s=0)}
+    limits = []
+
+    class Counting(Store):
+        def allocate(self, limit):
+            limits.append(limit)
+            return super().allocate(limit)
+
+    store = Counting(redis_client, modes, ServersConfig(static=tuple(f"10.0.0.{n}:7777" for n in range(1, 9))),
+                     retention_s=60)
+    for i in range(50):
+        store.create_ticket(player_id=f"p{i}", mode="team", mmr=1500 + i, region=None, party=[])
+    result = Ticker(store, modes, shutdown=Shutdown()).tick()
+    assert result.matches_claimed == 5 and result.allocated == 5
+    assert limits == [2, 2, 2]  # 2 + 2 + 1: the last one allocated fewer than its limit
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("assigned") == 50
