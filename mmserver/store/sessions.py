@@ -43,6 +43,10 @@ class DeadlineCounts:
 
 
 WHY_TTL_S = 60.0  # explanations outlive a tick by this much, then leave Redis
+# Explanations set or dropped per why.lua call: Redis answers nobody else while it runs a
+# script, and the first write of a 100,000-ticket queue's explanations in one call held it
+# 130 ms; a call of this many holds it a few ms.
+WHY_CHUNK = 5_000
 
 
 def parse_member(member: str) -> QueuedTicket:
@@ -134,14 +138,29 @@ class Sessions:
         # After a tick that matched most of the queue, rewriting the few left is cheaper than
         # deleting the many gone.
         if last is not None and len(changed) + len(dropped) <= len(blocked):
-            if self._scripts.call("why", [key, token, "delta", ttl_ms, counts_json, len(changed),
-                                          *(i for i, _ in changed), *(r for _, r in changed), *dropped]):
+            if self._write_why(key, token, "delta", ttl_ms, counts_json, changed, dropped):
                 self._why[key] = (token, dict(blocked))
                 return
         token = secrets.token_hex(8)
-        self._scripts.call("why", [key, token, "full", ttl_ms, counts_json, len(blocked),
-                                   *blocked.keys(), *blocked.values()])
-        self._why[key] = (token, dict(blocked))
+        if self._write_why(key, token, "full", ttl_ms, counts_json, list(blocked.items()), []):
+            self._why[key] = (token, dict(blocked))
+        else:  # another replica wrote between our parts: its write stands, ours is next full
+            self._why.pop(key, None)
+
+    def _write_why(self, key: str, token: str, how: str, ttl_ms: int, counts_json: str,
+                   entries: list[tuple[str, str]], dropped: list[str]) -> bool:
+        """why.lua in calls of at most WHY_CHUNK entries: the first as `how` asks ('full'
+        empties the key first), the rest as deltas, which each check that this token wrote
+        last. False when one refused (another replica wrote in between). Between two calls a
+        view may miss its explanation for a moment; the counts are the tick's from the first."""
+        parts = [(entries[at:at + WHY_CHUNK], []) for at in range(0, len(entries), WHY_CHUNK)]
+        parts += [([], dropped[at:at + WHY_CHUNK]) for at in range(0, len(dropped), WHY_CHUNK)]
+        for n, (sets, drops) in enumerate(parts or [([], [])]):
+            if not self._scripts.call("why", [key, token, how if n == 0 else "delta", ttl_ms, counts_json,
+                                              len(sets), *(i for i, _ in sets), *(r for _, r in sets),
+                                              *drops]):
+                return False
+        return True
 
     def claim(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
               accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:
