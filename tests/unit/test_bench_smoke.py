@@ -65,6 +65,15 @@ def test_rules(tmp_path):
     assert report["ratios"]["steady_tick"] > 0
 
 
+def test_redis_hold(tmp_path):
+    report = run("bench_redis_hold.py", tmp_path / "h.json", "--count", "600")
+    rows = {row["scenario"]: row for row in report["results"]}
+    assert set(rows) == {"5v5-alloc", "5v5-rules-steady"}
+    assert rows["5v5-alloc"]["matches_claimed"] == rows["5v5-alloc"]["allocated"] > 0
+    assert rows["5v5-alloc"]["others_waited"]["pings"] > 0
+    assert rows["5v5-rules-steady"]["matches_claimed"] == 0
+
+
 def test_notify(tmp_path):
     report = run("bench_notify.py", tmp_path / "n.json", "--rounds", "1", "--idle", "5", "--probes", "5",
                  "--rate", "50")
