@@ -24,7 +24,7 @@ from mmserver.store.events import EventLog, Page
 from mmserver.store.replicas import Replicas
 from mmserver.store.scripts import Scripts
 from mmserver.store.servers import Servers
-from mmserver.store.sessions import ClaimResult, DeadlineCounts, Sessions
+from mmserver.store.sessions import AllocationPage, ClaimResult, DeadlineCounts, Sessions
 from mmserver.store.tickets import Tickets, token_hash
 from mmserver.store.viewcache import ViewCache
 
@@ -248,8 +248,14 @@ class Store:
             return self._sessions.process_deadlines(limit)
 
     def allocate(self, limit: int) -> tuple[int, int]:
+        """(matches allocated, sessions still waiting) for the `limit` oldest waiting sessions."""
+        page = self.allocate_page(limit, 0)
+        return page.allocated, page.waiting
+
+    def allocate_page(self, limit: int, skip: int) -> AllocationPage:
+        """Servers for the `limit` oldest sessions waiting for one after the first `skip`."""
         with _RedisErrors():
-            return self._sessions.allocate(limit)
+            return self._sessions.allocate(limit, skip)
 
     def try_lock(self, name: str, ttl_s: float) -> str | None:
         """A short lock (SET NX PX): returns the owner token, or None if someone holds it."""

@@ -267,9 +267,9 @@ def test_allocation_scripts_take_sessions_by_the_tickets_of_the_largest_match(re
     limits = []
 
     class Counting(Store):
-        def allocate(self, limit):
-            limits.append(limit)
-            return super().allocate(limit)
+        def allocate_page(self, limit, skip):
+            limits.append((limit, skip))
+            return super().allocate_page(limit, skip)
 
     store = Counting(redis_client, modes, ServersConfig(static=tuple(f"10.0.0.{n}:7777" for n in range(1, 9))),
                      retention_s=60)
@@ -277,6 +277,65 @@ def test_allocation_scripts_take_sessions_by_the_tickets_of_the_largest_match(re
         store.create_ticket(player_id=f"p{i}", mode="team", mmr=1500 + i, region=None, party=[])
     result = Ticker(store, modes, shutdown=Shutdown()).tick()
     assert result.matches_claimed == 5 and result.allocated == 5
-    assert limits == [2, 2, 2]  # 2 + 2 + 1: the last one allocated fewer than its limit
+    assert limits == [(2, 0)] * 3  # 2 + 2 + 1: the last page was not full
     statuses = check_invariants(redis_client)
     assert list(statuses.values()).count("assigned") == 50
+
+
+def test_sessions_without_a_server_do_not_keep_other_regions_waiting(redis_client, monkeypatch):
+    # Every server is in "us". Three "eu" matches wait first (no "eu" server), pages hold two
+    # sessions: the pages after the first skip them, and the "us" matches behind them get
+    # servers in the same tick. Once batch_size sessions are skipped, a page that allocates
+    # nothing ends the tick's allocation.
+    monkeypatch.setattr(ticker_module, "SESSION_TICKETS", 20)
+    modes = {"team": ModeConfig("team", team_size=5, teams=2, accept_timeout_s=0)}
+    us = tuple(f"10.0.1.{n}:7777" for n in range(1, 9))
+    store = Store(redis_client, modes, ServersConfig(static=us, static_regions={a: "us" for a in us}),
+                  retention_s=60)
+
+    def players(region, matches, start):
+        for n in range(start, start + 10 * matches):
+            store.create_ticket(player_id=f"p{n}", mode="team", mmr=1500, region=region, party=[])
+
+    players("eu", 3, 0)
+    ticker = Ticker(store, modes, shutdown=Shutdown(), batch_size=4)
+    first = ticker.tick()
+    assert first.matches_claimed == 3 and first.allocated == 0
+    players("us", 4, 100)
+    second = ticker.tick()
+    assert second.matches_claimed == 4 and second.allocated == 4
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("assigned") == 40 and list(statuses.values()).count("matched") == 30
+    # Five more "eu" matches: eight wait, more than batch_size; the "us" ones behind them wait too.
+    players("eu", 5, 200)
+    assert ticker.tick().allocated == 0
+    players("us", 2, 300)
+    fourth = ticker.tick()
+    assert fourth.matches_claimed == 2 and fourth.allocated == 0
+    assert store.allocate(10) == (2, 8)  # they had servers to take: only the bound stopped them
+
+
+def test_deadline_scripts_take_sessions_by_the_tickets_of_the_largest_match(redis_client, monkeypatch):
+    # 25 5v5 ready checks time out; one session a deadline script (SESSION_TICKETS = 10, batch
+    # size 500), and the tick runs as many scripts as it would have run of 500 sessions (20):
+    # more than 20 here, every one of them is processed in this tick.
+    monkeypatch.setattr(ticker_module, "SESSION_TICKETS", 10)
+    modes = {"team": ModeConfig("team", team_size=5, teams=2, accept_timeout_s=0.2)}
+    limits = []
+
+    class Counting(Store):
+        def process_deadlines(self, limit):
+            limits.append(limit)
+            return super().process_deadlines(limit)
+
+    store = Counting(redis_client, modes, ServersConfig(), retention_s=60)
+    for i in range(250):
+        store.create_ticket(player_id=f"p{i}", mode="team", mmr=1500 + i, region=None, party=[])
+    ticker = Ticker(store, modes, shutdown=Shutdown())
+    assert ticker.tick().matches_claimed == 25
+    time.sleep(0.25)
+    limits.clear()
+    result = ticker.tick()
+    assert result.deadlines_processed == 25 and set(limits) == {1} and len(limits) == 25
+    statuses = check_invariants(redis_client)
+    assert list(statuses.values()).count("cancelled") == 250

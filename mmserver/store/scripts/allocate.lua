@@ -1,21 +1,25 @@
 -- ARGV: limit, heartbeat_ttl_ms, static_digest, salt, max durations ('mode=ms,...'),
---       static count N, then (only when asked for) N static entries 'address|region'.
+--       static count N, skip, then (only when asked for) N static entries 'address|region'.
 -- Reconciles the static pool with the configuration whenever the digest stored in Redis
 -- differs (first start, flushed Redis, changed list): listed servers are created or updated,
 -- servers no longer listed leave the pool (at once if free, after their match if busy). Then
 -- gives free healthy servers to the oldest allocating sessions: a session of a region takes a
 -- server of that region, else one without a region; a session without a region, one without
 -- a region. Each session becomes a match, its tickets assigned with a join token each.
--- Returns {allocated, waiting, clashes} (waiting: sessions still without a server; clashes:
--- static addresses held by a registered server, comma separated), or {'seed'} when the
+-- The sessions looked at are the `limit` oldest after the first `skip` (sessions the caller
+-- found without a server earlier in its tick: they stay first in line, and do not keep the
+-- sessions behind them from the servers of other regions).
+-- Returns {allocated, waiting, clashes, looked, kept} (waiting: sessions still without a
+-- server; clashes: static addresses held by a registered server, comma separated; looked:
+-- the sessions read; kept: those of them still waiting, in place), or {'seed'} when the
 -- static entries are needed.
 local limit, hb_ttl, digest, salt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local n_static = tonumber(ARGV[6])
+local n_static, skip = tonumber(ARGV[6]), tonumber(ARGV[7])
 local clashes = {}
 if redis.call('GET', STATIC_DIGEST) ~= digest then
-  if n_static > 0 and #ARGV < 6 + n_static then return { 'seed' } end
+  if n_static > 0 and #ARGV < 7 + n_static then return { 'seed' } end
   local wanted = {}
-  for i = 7, 6 + n_static do
+  for i = 8, 7 + n_static do
     local address, region = string.match(ARGV[i], '^([^|]*)|(.*)$')
     wanted[address] = true
     local holder = redis.call('HGET', ADDRESSES, address)
@@ -60,8 +64,8 @@ for _, entry in ipairs(split(ARGV[5], ',')) do
 end
 local now = now_ms()
 local snow = int(now)
-local sessions = redis.call('ZRANGE', ALLOCATING, 0, limit - 1)
-if #sessions == 0 then return { 0, 0, table.concat(clashes, ',') } end
+local sessions = redis.call('ZRANGE', ALLOCATING, skip, skip + limit - 1)
+if #sessions == 0 then return { 0, redis.call('ZCARD', ALLOCATING), table.concat(clashes, ','), 0, 0 } end
 -- Each pool is read once, freshest heartbeat first (static servers, at +inf, first).
 local pools = {}
 local function take(region)
@@ -147,4 +151,4 @@ for mode, n in pairs(per_mode) do
   count_outcome(mode, 'assigned', n)
 end
 publish(changed)
-return { #taken, redis.call('ZCARD', ALLOCATING), table.concat(clashes, ',') }
+return { #taken, redis.call('ZCARD', ALLOCATING), table.concat(clashes, ','), #sessions, #sessions - #done }
