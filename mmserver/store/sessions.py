@@ -26,6 +26,15 @@ class ClaimResult:
 
 
 @dataclass(frozen=True)
+class AllocationPage:
+    """One allocation script's answer (Sessions.allocate)."""
+    allocated: int  # matches given a server
+    waiting: int  # sessions still without one, in all
+    looked: int  # sessions this call read
+    kept: int  # of those, still waiting (no server of their region was free), in their place
+
+
+@dataclass(frozen=True)
 class DeadlineCounts:
     ready_checks: int
     allocation_timeouts: int
@@ -46,7 +55,7 @@ WHY_TTL_S = 60.0  # explanations outlive a tick by this much, then leave Redis
 # A tick's big reads and writes go in parts: Redis answers nobody else while it runs one
 # command or script, and at 100,000 tickets the queue's read held it 27-35 ms, the first write
 # of its explanations 100-130 ms. Parts of these sizes hold it a few ms each.
-READ_CHUNK = 10_000  # queue members per ZRANGE
+READ_CHUNK = 10_000  # queue members per read
 WHY_CHUNK = 5_000  # explanations set or dropped per why.lua call
 
 
@@ -94,7 +103,7 @@ class Sessions:
                       key=lambda r: r or "")
 
     def read_queue(self, mode: str, region: str | None) -> list[QueuedTicket]:
-        """Every queued ticket of one queue, in one ZRANGE (no ticket hash is touched)."""
+        """Every queued ticket of one queue, from its members alone (no ticket hash is touched)."""
         queue = keys.queue(mode, region)
         members = self._read_members(queue)
         if self._profile_modes and mode in self._profile_modes:
@@ -114,24 +123,27 @@ class Sessions:
         return tickets
 
     def _read_members(self, queue: str) -> list[str]:
-        """The queue's members, READ_CHUNK at a time by rank, each part starting with the last
-        member of the part before: still there, nothing before it moved, and the ranks after
-        it are the members after it. Otherwise (a member before it was removed, or its TTL
-        pushed back by a read) the queue is read again whole. A member pushed back from before
-        that place to after it comes twice and is kept once (a member's text is its ticket's,
-        unchanged while queued); one requeued before it meanwhile waits for the next tick."""
-        members = self._client.zrange(queue, 0, READ_CHUNK - 1)
-        if len(members) < READ_CHUNK:
-            return members
-        rank = READ_CHUNK
+        """The queue's members, READ_CHUNK at a time by score (the ticket's TTL deadline), each
+        part from the score of the last member of the part before, that score included. A
+        queued ticket's score only grows (a read pushes its deadline back), so a change
+        between two parts loses no ticket queued all along: one removed was not needed, one
+        pushed back comes again later, and the members of a boundary's score come twice; each
+        is kept once (a member's text is its ticket's, unchanged while queued). One requeued
+        meanwhile with an older score waits for the next tick. Each part is one pipeline: its
+        members, and the score of its last one."""
+        low: str | float = "-inf"
+        members: list[str] = []
         while True:
-            part = self._client.zrange(queue, rank - 1, rank + READ_CHUNK - 1)
-            if not part or part[0] != members[-1]:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zrangebyscore(queue, low, "+inf", start=0, num=READ_CHUNK)
+            pipe.zrangebyscore(queue, low, "+inf", start=READ_CHUNK - 1, num=1, withscores=True)
+            part, edge = pipe.execute()
+            members.extend(part)
+            if len(part) < READ_CHUNK:
+                return list(dict.fromkeys(members)) if low != "-inf" else members
+            if not edge or edge[0][1] == low:  # a whole part at one score: read it whole instead
                 return self._client.zrange(queue, 0, -1)
-            members.extend(part[1:])
-            if len(part) <= READ_CHUNK:
-                return list(dict.fromkeys(members))
-            rank += READ_CHUNK
+            low = edge[0][1]
 
     def queued_members(self, mode: str, region: str | None) -> dict[str, str]:
         """Ticket id -> queue member, as the last read_queue of that queue saw them."""
@@ -147,6 +159,8 @@ class Sessions:
         last = self._why.get(key)
         if not blocked and (last is None or not last[1]):
             return  # nothing waits, nothing was written: no call (an old key expires)
+        # Kept again once the write is whole: after an error part-way, the next one is full.
+        self._why.pop(key, None)
         counts: dict[str, int] = {}
         for rule in blocked.values():
             counts[rule] = counts.get(rule, 0) + 1
@@ -165,8 +179,7 @@ class Sessions:
         token = secrets.token_hex(8)
         if self._write_why(key, token, "full", ttl_ms, counts_json, list(blocked.items()), []):
             self._why[key] = (token, dict(blocked))
-        else:  # another replica wrote between our parts: its write stands, ours is next full
-            self._why.pop(key, None)
+        # (else another replica wrote between two parts: its write stands, this one's next is full)
 
     def _write_why(self, key: str, token: str, how: str, ttl_ms: int, counts_json: str,
                    entries: list[tuple[str, str]], dropped: list[str]) -> bool:
@@ -239,11 +252,11 @@ class Sessions:
                               ended_matches=int(reply[5]), removed_servers=int(reply[6]),
                               expired_backfills=int(reply[7]))
 
-    def allocate(self, limit: int) -> tuple[int, int]:
-        """(matches allocated, sessions still waiting for a server)."""
+    def allocate(self, limit: int, skip: int = 0) -> AllocationPage:
+        """Servers for the `limit` oldest sessions waiting for one after the first `skip`."""
         # Fresh random bytes per call: the join tokens the script derives are unpredictable.
         args = [limit, self._heartbeat_ttl_ms, self._static_digest, secrets.token_hex(16),
-                self._max_match, len(self._static)]
+                self._max_match, len(self._static), skip]
         reply = self._scripts.call("allocate", args)
         if reply[0] == "seed":  # first call on this Redis, or the static list changed
             reply = self._scripts.call("allocate", args + self._static)
@@ -251,4 +264,4 @@ class Sessions:
             logger.warning("static servers not added yet, their address is held by a registered server: %s",
                            reply[2])
         self._last_clashes = reply[2]
-        return int(reply[0]), int(reply[1])
+        return AllocationPage(int(reply[0]), int(reply[1]), int(reply[3]), int(reply[4]))

@@ -1,7 +1,11 @@
 """A tick's big reads and writes go to Redis in parts (sessions.READ_CHUNK, WHY_CHUNK), so that
 no single command holds Redis from its other clients for long: the result is the same as in one
 piece, and a change between two parts loses and duplicates nothing."""
+import pytest
+import redis
+
 from mmserver.store import keys, sessions
+from mmserver.store.errors import RedisUnavailable
 from tests.store.conftest import new_ticket
 
 
@@ -9,66 +13,88 @@ def _why(redis_client) -> dict:
     return redis_client.hgetall(keys.why("duel", None))
 
 
-def _parts(store, monkeypatch, between):
-    """Reads of the queue in parts of 4; `between(n)` runs after the n-th ZRANGE (from 1)."""
+def _parts(store, monkeypatch, between=lambda n: None):
+    """Reads of the queue in parts of 4; `between(n)` runs after the n-th part (from 1).
+    Returns the number of members of each part, as read."""
     monkeypatch.setattr(sessions, "READ_CHUNK", 4)
     client = store._sessions._client
-    zrange = client.zrange
-    calls = []
+    pipeline = client.pipeline
+    parts = []
 
-    def watched(name, start, end, *args, **kwargs):
-        part = zrange(name, start, end, *args, **kwargs)
-        calls.append((start, end))
-        between(len(calls))
-        return part
+    def watched(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
 
-    monkeypatch.setattr(client, "zrange", watched)
-    return calls
+        def run(*a, **k):
+            answer = execute(*a, **k)
+            parts.append(len(answer[0]))
+            between(len(parts))
+            return answer
+
+        pipe.execute = run
+        return pipe
+
+    monkeypatch.setattr(client, "pipeline", watched)
+    return parts
 
 
-def test_the_queue_read_in_parts_has_every_ticket_once(store, monkeypatch):
-    ids = {new_ticket(store, f"p{n}", mmr=1000 + n)[0] for n in range(11)}
-    calls = _parts(store, monkeypatch, lambda n: None)
-    tickets = store.read_queue("duel", None)
-    assert calls == [(0, 3), (3, 7), (7, 11)]  # each part from the last member of the one before
-    assert len(tickets) == 11 and {t.ticket_id for t in tickets} == ids
+def _scores(redis_client, scores) -> list[str]:
+    """Gives the queue's members these scores (TTL deadlines), in their order; returns them."""
+    queue = keys.queue("duel", None)
+    members = redis_client.zrange(queue, 0, -1)
+    redis_client.zadd(queue, dict(zip(members, scores)), xx=True)
+    return redis_client.zrange(queue, 0, -1)
 
 
-def test_a_member_gone_or_moved_before_the_place_reads_the_queue_again(store, redis_client, monkeypatch):
+def _ids(tickets) -> list[str]:
+    ids = [t.ticket_id for t in tickets]
+    assert len(ids) == len(set(ids)), "a ticket read twice"
+    return sorted(ids)
+
+
+def test_the_queue_read_in_parts_has_every_ticket_once(store, redis_client, monkeypatch):
+    for size in (3, 8, 11):  # less than a part, a multiple of a part, more
+        store._sessions._client.flushall()
+        ids = [new_ticket(store, f"p{n}", mmr=1000 + n)[0] for n in range(size)]
+        _scores(redis_client, range(1000, 1000 + size))
+        parts = _parts(store, monkeypatch)
+        assert _ids(store.read_queue("duel", None)) == sorted(ids)
+        assert len(parts) == 1 if size < 4 else len(parts) > 1
+        monkeypatch.undo()
+
+
+def test_changes_between_two_parts_lose_no_ticket_queued_all_along(store, redis_client, monkeypatch):
     ids = [new_ticket(store, f"p{n}", mmr=1000 + n)[0] for n in range(11)]
     queue = keys.queue("duel", None)
-    first, second = redis_client.zrange(queue, 0, 1)
+    members = _scores(redis_client, range(1000, 1011))
 
     def change(n):
-        if n == 1:  # a cancel takes the first member, a read pushes the second one's TTL back
-            redis_client.zrem(queue, first)
-            redis_client.zadd(queue, {second: 10**15}, xx=True)
+        if n == 1:  # a cancel takes a member already read; reads push two others' TTLs back,
+            redis_client.zrem(queue, members[0])  # one already read (it comes again), one not yet
+            redis_client.zadd(queue, {members[1]: 10**15, members[9]: 10**15 + 1}, xx=True)
 
-    calls = _parts(store, monkeypatch, change)
+    parts = _parts(store, monkeypatch, change)
     tickets = store.read_queue("duel", None)
-    assert calls == [(0, 3), (3, 7), (0, -1)]  # the second part did not start where the first ended
-    assert sorted(t.ticket_id for t in tickets) == sorted(set(ids) - {first.split("|")[0]})
+    assert len(parts) > 2 and sum(parts) > 11  # parts overlap at their boundary's score
+    # every ticket once; the cancelled one as read before its cancel (a claim would refuse it)
+    assert _ids(tickets) == sorted(ids)
 
 
-def test_a_member_read_twice_is_kept_once(store, redis_client, monkeypatch):
-    # A move and a requeue before the place at once leave the ranks after it as they were: the
-    # moved member comes a second time at its new place, and the requeued one waits a tick.
+def test_members_of_a_boundary_score_are_read_once(store, redis_client, monkeypatch):
+    ids = [new_ticket(store, f"p{n}", mmr=1000 + n)[0] for n in range(11)]
+    _scores(redis_client, [1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5])
+    parts = _parts(store, monkeypatch)
+    assert _ids(store.read_queue("duel", None)) == sorted(ids)
+    assert parts == [4, 4, 4, 3]  # each from the score its part before ended on, that score again
+
+
+def test_a_part_all_at_one_score_reads_the_queue_whole(store, redis_client, monkeypatch):
     ids = [new_ticket(store, f"p{n}", mmr=1000 + n)[0] for n in range(11)]
     queue = keys.queue("duel", None)
-    members = redis_client.zrange(queue, 0, -1, withscores=True)
-    (gone, gone_score), (moved, _) = members[0], members[1]
-    redis_client.zrem(queue, gone)
-
-    def change(n):
-        if n == 1:
-            redis_client.zadd(queue, {moved: 10**15}, xx=True)
-            redis_client.zadd(queue, {gone: gone_score})
-
-    calls = _parts(store, monkeypatch, change)
-    tickets = store.read_queue("duel", None)
-    assert calls == [(0, 3), (3, 7), (7, 11)]
-    # no duplicate; the requeued one waits for the next tick
-    assert sorted(t.ticket_id for t in tickets) == sorted(set(ids) - {gone.split("|")[0]})
+    redis_client.zadd(queue, {m: 5 for m in redis_client.zrange(queue, 0, -1)}, xx=True)
+    parts = _parts(store, monkeypatch)
+    assert _ids(store.read_queue("duel", None)) == sorted(ids)
+    assert parts == [4, 4]  # the second part started at the same score: no way forward by score
 
 
 def test_explanations_written_in_parts_are_the_whole_of_them(store, redis_client, monkeypatch):
@@ -118,3 +144,27 @@ def test_another_replica_writing_between_two_parts_keeps_its_write(store, make_s
     store.record_blocked("duel", None, {i: "mmr" for i in ids[1:]})
     why = _why(redis_client)
     assert {k: v for k, v in why.items() if not k.startswith("@")} == {i: "mmr" for i in ids[1:]}
+
+
+def test_a_write_cut_short_by_an_error_is_followed_by_a_full_one(store, redis_client, monkeypatch):
+    monkeypatch.setattr(sessions, "WHY_CHUNK", 1)
+    store.record_blocked("duel", None, {"a": "mmr", "b": "mmr", "c": "mmr"})
+    scripts = store._sessions._scripts
+    call = scripts.call
+    calls = []
+
+    def failing_second(name, args):
+        calls.append(name)
+        if len(calls) == 2:
+            raise redis.ConnectionError("connection lost between two parts")
+        return call(name, args)
+
+    monkeypatch.setattr(scripts, "call", failing_second)
+    with pytest.raises(RedisUnavailable):  # a delta of two parts: the first applied, not the second
+        store.record_blocked("duel", None, {"a": "players", "b": "mmr", "c": "mmr", "f": "mmr"})
+    monkeypatch.setattr(scripts, "call", call)
+    blocked = {"a": "mmr", "b": "mmr", "c": "mmr"}
+    store.record_blocked("duel", None, blocked)  # full: the replica no longer knows what Redis holds
+    why = _why(redis_client)
+    assert {k: v for k, v in why.items() if not k.startswith("@")} == blocked
+    assert why["@counts"] == '{"mmr":3}'
