@@ -30,9 +30,9 @@ MAX_DEADLINE_BATCHES = 20  # per tick, in batch_size sessions (smaller scripts c
 CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is awaited
 # Redis runs a script to its end while every other client of it waits, whichever replica it
 # serves, so a tick's scripts are cut by the tickets they change, not only by proposals or
-# sessions: a batch of 500 5v5 proposals (5,000 tickets) held Redis 75-230 ms, an allocation
-# of 500 5v5 sessions up to 250 ms. These bounds keep each wait near 10-25 ms, at the same
-# total cost (docs/PERFORMANCE.md, "How long a tick holds Redis"):
+# sessions: a batch of 500 5v5 proposals (5,000 tickets) held Redis 55-90 ms, an allocation
+# of 500 5v5 sessions up to 250 ms. These bounds keep each wait under ~30 ms, for the same
+# work in more calls (docs/PERFORMANCE.md, "How long a tick holds Redis"):
 CLAIM_TICKETS = 1000  # per claim script (a proposal of more tickets goes alone)
 SESSION_TICKETS = 250  # per deadline or allocation script, by the largest match of any mode
 

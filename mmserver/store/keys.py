@@ -30,9 +30,10 @@ Tickets
 - `mm:pl:{first three hex digits of SHA-1(player_id)}` hash player_id -> live ticket id
   (every party member too): the "player busy" index, in 4096 listpack buckets like `mm:tq:`.
 - `mm:q:{mode}:{region}` sorted set, one per queue (region "" when none). Member
-  `ticket_id|mmr|size|enqueued_ms` carries everything the matcher needs, so a whole queue is
-  one ZRANGE; the score is the ticket's TTL deadline (ms), so expiring unread tickets is a
-  ZRANGEBYSCORE on the queue itself.
+  `ticket_id|mmr|size|enqueued_ms` (and the profile, profiles.py) carries everything the
+  matcher needs, so a queue is read from its members alone (in parts by score: sessions.py);
+  the score is the ticket's TTL deadline (ms), so expiring unread tickets is a ZRANGEBYSCORE
+  on the queue itself.
 - `mm:qr:{mode}` set of the regions seen in a mode; `mm:qk` set of all queue keys.
 - `mm:oldest` hash queue key -> oldest enqueue time (ms) seen by the last tick (for stats).
 

@@ -54,7 +54,7 @@ class DeadlineCounts:
 WHY_TTL_S = 60.0  # explanations outlive a tick by this much, then leave Redis
 # A tick's big reads and writes go in parts: Redis answers nobody else while it runs one
 # command or script, and at 100,000 tickets the queue's read held it 27-35 ms, the first write
-# of its explanations 100-130 ms. Parts of these sizes hold it a few ms each.
+# of its explanations 100-165 ms. Parts of these sizes hold it 3-11 ms each.
 READ_CHUNK = 10_000  # queue members per read
 WHY_CHUNK = 5_000  # explanations set or dropped per why.lua call
 
