@@ -26,7 +26,9 @@ from mmserver.store.profiles import encode_choices
 
 logger = logging.getLogger(__name__)
 
-MAX_DEADLINE_BATCHES = 20  # per tick, in batch_size sessions (smaller scripts count for less: Ticker)
+# Deadline scripts per tick, counted as scripts of batch_size sessions (a tick runs more, smaller
+# ones when a mode's matches are big: Ticker); the rest waits for the next tick.
+MAX_DEADLINE_BATCHES = 20
 CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is awaited
 # Redis runs a script to its end while every other client of it waits, whichever replica it
 # serves, so a tick's scripts are cut by the tickets they change, not only by proposals or
@@ -216,11 +218,11 @@ class _Claims:
     """One queue's claims, a batch of `batch_size` proposals (and at most CLAIM_TICKETS
     tickets: _Batches) per script. Batches are sent as soon as they are whole, while the
     matcher goes on forming the next proposals (the matcher holds the GIL; Redis runs the
-    claim scripts meanwhile on another core), with at most
-    CLAIMS_IN_FLIGHT scripts in flight: while Redis runs one batch's script, another thread
-    builds the next batch's arguments and parses the last reply. Batches are disjoint and each
-    is one atomic script, so their order in Redis does not matter. A single batch is claimed in
-    the ticker's own thread."""
+    claim scripts meanwhile on another core), with at most CLAIMS_IN_FLIGHT scripts in
+    flight: while Redis runs one batch's script, another thread builds the next batch's
+    arguments and parses the last reply. Batches are disjoint and each is one atomic script,
+    so their order in Redis does not matter. A single batch is claimed in the ticker's own
+    thread."""
 
     def __init__(self, ticker: Ticker, name: str, region: str | None, counts: TickResult) -> None:
         self._ticker = ticker

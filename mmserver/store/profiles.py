@@ -3,9 +3,9 @@
 Attributes, measured latencies, offered roles, a fixed region (in a mode that picks regions by
 latency, the ticket's `region` is a constraint, not its queue) and, for match functions, the
 player ids. Stored as compact JSON in the ticket's record and at the end of its queue member,
-so the queue's read still gives the matcher everything. Every string in it was validated to hold no
-'|' (the record's separator), so the JSON never does either. A plain ticket has no profile
-('') and its member stays `id|mmr|size|enqueued_ms`.
+so the queue's read still gives the matcher everything. Every string in it was validated to
+hold no '|' (the record's separator), so the JSON never does either. A plain ticket has no
+profile ('') and its member stays `id|mmr|size|enqueued_ms`.
 """
 from __future__ import annotations
 
