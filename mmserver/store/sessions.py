@@ -129,7 +129,9 @@ class Sessions:
         between two parts loses no ticket queued all along: one removed was not needed, one
         pushed back comes again later, and the members of a boundary's score come twice; each
         is kept once (a member's text is its ticket's, unchanged while queued). One requeued
-        meanwhile with an older score waits for the next tick. Each part is one pipeline: its
+        meanwhile with an older score waits for the next tick, as does one whose deadline a
+        shortened TTL moved below the part being read (a rolling change of ticket_ttl_s), or,
+        rarely, one changed between the two commands of a part. Each part is one pipeline: its
         members, and the score of its last one."""
         low: str | float = "-inf"
         members: list[str] = []
@@ -159,8 +161,9 @@ class Sessions:
         last = self._why.get(key)
         if not blocked and (last is None or not last[1]):
             return  # nothing waits, nothing was written: no call (an old key expires)
-        # Kept again once the write is whole: after an error part-way, the next one is full.
-        self._why.pop(key, None)
+        # Until this write is whole, what Redis holds is unknown: after an error part-way, the
+        # next write is a full one (a token no write has: the delta is refused), even of nothing.
+        self._why[key] = ("", {"": ""})
         counts: dict[str, int] = {}
         for rule in blocked.values():
             counts[rule] = counts.get(rule, 0) + 1
@@ -179,7 +182,8 @@ class Sessions:
         token = secrets.token_hex(8)
         if self._write_why(key, token, "full", ttl_ms, counts_json, list(blocked.items()), []):
             self._why[key] = (token, dict(blocked))
-        # (else another replica wrote between two parts: its write stands, this one's next is full)
+        else:  # another replica wrote between two parts: its write stands, this one's next is full
+            self._why.pop(key, None)
 
     def _write_why(self, key: str, token: str, how: str, ttl_ms: int, counts_json: str,
                    entries: list[tuple[str, str]], dropped: list[str]) -> bool:

@@ -168,3 +168,11 @@ def test_a_write_cut_short_by_an_error_is_followed_by_a_full_one(store, redis_cl
     why = _why(redis_client)
     assert {k: v for k, v in why.items() if not k.startswith("@")} == blocked
     assert why["@counts"] == '{"mmr":3}'
+    # Cut short again, then nothing waits: the write of nothing is still made, and the key goes.
+    calls.clear()
+    monkeypatch.setattr(scripts, "call", failing_second)
+    with pytest.raises(RedisUnavailable):
+        store.record_blocked("duel", None, {"a": "players", "b": "players", "c": "mmr"})
+    monkeypatch.setattr(scripts, "call", call)
+    store.record_blocked("duel", None, {})
+    assert not redis_client.exists(keys.why("duel", None))
