@@ -197,20 +197,15 @@ class Ticker:
             claims.close()
 
     def _allocate(self, counts: TickResult) -> bool:
-        """Pages of the oldest sessions waiting for a server. Sessions a page leaves waiting (no
-        free server of their region) are skipped by the pages after it, so that they do not keep
-        the sessions behind them from other regions' servers; once batch_size of them are
-        skipped, a page that allocates nothing ends the tick's allocation."""
-        skip = 0
+        """Pages of waiting sessions, until every region's line has run out of sessions or of
+        servers (sessions wait in one line per region: one without a free server holds back
+        only its own)."""
         while True:
             if self._shutdown.is_set():
                 return False
-            page = self._store.allocate_page(self._session_batch, skip)
+            page = self._store.allocate_page(self._session_batch)
             counts.allocated += page.allocated
-            if page.looked < self._session_batch or page.waiting <= skip + page.kept:
-                return True  # every waiting session was looked at
-            skip += page.kept
-            if page.allocated == 0 and skip >= self._batch_size:
+            if not page.more:
                 return True
 
 

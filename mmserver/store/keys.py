@@ -46,8 +46,13 @@ Loading sessions and matches (a match is a session that got a server; same id)
   tk ticket ids ("a,b;c,d": per team), c ticket count, n accepted, dl accept deadline (ms);
   once assigned: sv server id, ad server address, pl players by team ("a,b;c,d"), as assigned
   at (ms); once finished: fr reason.
-- `mm:acc` sorted set session -> accept deadline (ms); `mm:alloc` sorted set session ->
-  allocation deadline (ms), oldest first; `mm:asg` set of assigned match ids.
+- `mm:acc` sorted set session -> accept deadline (ms); `mm:asg` set of assigned match ids.
+- `mm:alloc:{region}` sorted set session -> allocation deadline (ms): the sessions waiting
+  for a server, one line per region (`mm:alloc:` for none), so that a region without a free
+  server keeps only its own sessions waiting (allocate.lua). `mm:allocr` set of the regions
+  claims made sessions in (the lines the scripts walk, with the queues' and the configured
+  regions). `mm:alloc` itself is the single line of releases before: allocation moves its
+  sessions into their lines, deadlines still time them out.
 - `mm:n` hash of counters: `m:{mode}` matched tickets, `a:{mode}` assigned tickets.
 - `mm:o` hash of ticket outcome counters, `{mode}:{outcome}` -> tickets that made that
   transition since the data began (outcomes: TICKET_OUTCOMES). Only ever incremented, by the
@@ -131,7 +136,8 @@ TTLS = "mm:ttl"
 QUEUE_KEYS = "mm:qk"
 OLDEST = "mm:oldest"
 ACCEPTING = "mm:acc"
-ALLOCATING = "mm:alloc"
+ALLOCATING = "mm:alloc"  # the lines' prefix, and the single line of releases before
+ALLOCATING_REGIONS = "mm:allocr"
 ASSIGNED = "mm:asg"
 COUNTS = "mm:n"
 OUTCOMES = "mm:o"
@@ -221,6 +227,11 @@ def unpack_pending_session(value: str) -> dict[str, str]:
     return session
 
 
+def allocating(region: str | None) -> str:
+    """The line of sessions of this region waiting for a server."""
+    return f"{ALLOCATING}:{region or ''}"
+
+
 def session(session_id: str) -> str:
     return SESSION_PREFIX + session_id
 
@@ -292,6 +303,7 @@ def outcome_count(mode: str, outcome: str) -> str:
 # The names the Lua scripts use; scripts.py writes their values into the scripts' code.
 LUA_NAMES = {
     "TTLS": TTLS, "QUEUE_KEYS": QUEUE_KEYS, "ACCEPTING": ACCEPTING, "ALLOCATING": ALLOCATING,
+    "ALLOCATING_REGIONS": ALLOCATING_REGIONS,
     "ASSIGNED": ASSIGNED, "COUNTS": COUNTS, "OUTCOMES": OUTCOMES, "FREE": SERVERS_FREE,
     "BUSY": SERVERS_BUSY, "HEARTBEATS": SERVERS_HEARTBEAT, "ADDRESSES": SERVER_ADDRESSES,
     "STATIC": STATIC_SERVERS, "STATIC_DIGEST": STATIC_DIGEST, "ENDS": MATCH_ENDS,

@@ -30,8 +30,7 @@ class AllocationPage:
     """One allocation script's answer (Sessions.allocate)."""
     allocated: int  # matches given a server
     waiting: int  # sessions still without one, in all
-    looked: int  # sessions this call read
-    kept: int  # of those, still waiting (no server of their region was free), in their place
+    more: bool  # the limit ended the call while sessions and servers were left to pair
 
 
 @dataclass(frozen=True)
@@ -256,11 +255,11 @@ class Sessions:
                               ended_matches=int(reply[5]), removed_servers=int(reply[6]),
                               expired_backfills=int(reply[7]))
 
-    def allocate(self, limit: int, skip: int = 0) -> AllocationPage:
-        """Servers for the `limit` oldest sessions waiting for one after the first `skip`."""
+    def allocate(self, limit: int) -> AllocationPage:
+        """Servers for up to `limit` waiting sessions, each region's oldest first."""
         # Fresh random bytes per call: the join tokens the script derives are unpredictable.
         args = [limit, self._heartbeat_ttl_ms, self._static_digest, secrets.token_hex(16),
-                self._max_match, len(self._static), skip]
+                self._max_match, len(self._static), ",".join(self._regions)]
         reply = self._scripts.call("allocate", args)
         if reply[0] == "seed":  # first call on this Redis, or the static list changed
             reply = self._scripts.call("allocate", args + self._static)
@@ -268,4 +267,4 @@ class Sessions:
             logger.warning("static servers not added yet, their address is held by a registered server: %s",
                            reply[2])
         self._last_clashes = reply[2]
-        return AllocationPage(int(reply[0]), int(reply[1]), int(reply[3]), int(reply[4]))
+        return AllocationPage(int(reply[0]), int(reply[1]), bool(int(reply[3])))

@@ -248,14 +248,15 @@ class Store:
             return self._sessions.process_deadlines(limit)
 
     def allocate(self, limit: int) -> tuple[int, int]:
-        """(matches allocated, sessions still waiting) for the `limit` oldest waiting sessions."""
-        page = self.allocate_page(limit, 0)
+        """(matches allocated, sessions still waiting) for up to `limit` waiting sessions."""
+        page = self.allocate_page(limit)
         return page.allocated, page.waiting
 
-    def allocate_page(self, limit: int, skip: int) -> AllocationPage:
-        """Servers for the `limit` oldest sessions waiting for one after the first `skip`."""
+    def allocate_page(self, limit: int) -> AllocationPage:
+        """Servers for up to `limit` waiting sessions: each region's line oldest first, the
+        lines in the order of their oldest sessions."""
         with _RedisErrors():
-            return self._sessions.allocate(limit, skip)
+            return self._sessions.allocate(limit)
 
     def try_lock(self, name: str, ttl_s: float) -> str | None:
         """A short lock (SET NX PX): returns the owner token, or None if someone holds it."""
@@ -293,15 +294,19 @@ class Store:
             pipe = self._client.pipeline(transaction=False)
             for mode in self._modes:
                 pipe.smembers(keys.regions(mode))
-            region_sets = pipe.execute()
+            pipe.smembers(keys.ALLOCATING_REGIONS)
+            *region_sets, claimed_regions = pipe.execute()
             queues = {mode: sorted(regions) for mode, regions in zip(self._modes, region_sets)}
+            # The sessions waiting for a server, in the lines allocate.lua walks.
+            lines = {keys.allocating(region) for region in
+                     ("", *self._regions, *claimed_regions, *(r for rs in region_sets for r in rs))}
             pipe = self._client.pipeline(transaction=False)
             pipe.time()
             pipe.hgetall(keys.COUNTS)
             pipe.hgetall(keys.OLDEST)
             pipe.hgetall(keys.OUTCOMES)
             pipe.zcard(keys.ACCEPTING)
-            pipe.zcard(keys.ALLOCATING)
+            pipe.zcard(keys.ALLOCATING)  # the single line of releases before
             pipe.scard(keys.ASSIGNED)
             pipe.scard(keys.SERVERS_BUSY)
             free_sets = [keys.free_servers(region) for region in (None, *self._regions)]
@@ -322,7 +327,11 @@ class Store:
             pipe = self._client.pipeline(transaction=False)
             for free_set in free_sets:
                 pipe.zcount(free_set, f"({healthy_after}", "+inf")
-            free = sum(pipe.execute())
+            for line in lines:
+                pipe.zcard(line)
+            found = pipe.execute()
+            free = sum(found[:len(free_sets)])
+            allocating += sum(found[len(free_sets):])
         open_backfills = dict(zip(self._modes, replies[8 + len(free_sets):8 + len(free_sets) + len(self._modes)]))
         depths = iter(replies[8 + len(free_sets) + len(self._modes):])
         result_queues = {}

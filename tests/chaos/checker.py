@@ -55,7 +55,8 @@ class Snapshot:
     ends: dict[str, float] = field(default_factory=dict)  # mm:end: match -> max-duration end (ms)
     players: dict[str, str] = field(default_factory=dict)
     accepting: dict[str, float] = field(default_factory=dict)
-    allocating: dict[str, float] = field(default_factory=dict)
+    allocating: dict[str, float] = field(default_factory=dict)  # every region's line
+    allocating_line: dict[str, str] = field(default_factory=dict)  # session -> its line's key
     assigned: set[str] = field(default_factory=set)
     free: dict[str, float] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
@@ -135,6 +136,12 @@ def snapshot(client: redis.Redis) -> Snapshot:
             snap.sessions[name[5:]] = _pairs(data)
         elif kind == "zset" and name.startswith("mm:q:"):
             snap.queues[name] = _scored(data)
+        elif kind == "zset" and name.startswith(keys.ALLOCATING + ":"):
+            for sid, deadline in _scored(data):
+                if sid in snap.allocating:
+                    snap.misplaced[sid] = f"in two allocation lines, {snap.allocating_line[sid]} and {name}"
+                snap.allocating[sid] = deadline
+                snap.allocating_line[sid] = name
         elif kind == "zset" and name.startswith(keys.SERVERS_FREE + ":"):
             regional_free.extend(_scored(data))  # the free pools of configured regions
         elif kind == "hash" and name.startswith(keys.SERVER_PREFIX):
@@ -157,7 +164,9 @@ def snapshot(client: redis.Redis) -> Snapshot:
         snap.tickets[tid] = keys.unpack_queued(record)
         snap.ttls[tid] = -1
     snap.accepting = dict(_scored(found.get("mm:acc", [])))
-    snap.allocating = dict(_scored(found.get("mm:alloc", [])))
+    for sid, deadline in _scored(found.get("mm:alloc", [])):  # the single line of releases before
+        snap.allocating.setdefault(sid, deadline)
+        snap.allocating_line.setdefault(sid, "mm:alloc")
     snap.assigned = set(found.get("mm:asg", []))
     snap.free = dict(_scored(found.get("mm:sv:free", [])))
     snap.free.update(regional_free)
@@ -373,6 +382,8 @@ class Checker:
                 deadline = snap.allocating.get(sid)
                 if deadline is None:
                     self._bad("stranded", sid, "allocating session missing from the allocation deadlines")
+                elif snap.allocating_line[sid] not in (keys.allocating(s.get("rg")), keys.ALLOCATING):
+                    self._bad("state", sid, f"a session of region {s.get('rg')!r} waits in {snap.allocating_line[sid]}")
                 elif deadline < snap.now_ms - self._slack_ms:
                     self._bad("stranded", sid, f"allocation {(snap.now_ms - deadline) / 1000:.1f} s past its deadline")
             elif state == "assigned":

@@ -79,6 +79,17 @@ def check_invariants(client, team_sizes: dict | None = None) -> dict:
         kind, mode = field.split(":", 1)
         actual = (matched if kind == "m" else assigned)[mode]
         assert int(value) == actual, f"counter {field}={value}, actual {actual}"
+    # A session waiting for a server is in its region's line, and only there (or still in the
+    # single line of releases before); a line holds no session in another state for long.
+    lines: dict[str, str] = {sid: keys.ALLOCATING for sid in client.zrange(keys.ALLOCATING, 0, -1)}
+    for key in client.scan_iter(keys.ALLOCATING + ":*", count=1000):
+        for sid in client.zrange(key, 0, -1):
+            assert lines.get(sid, key) == key, f"session {sid} in two allocation lines"
+            lines[sid] = key
+    for sid, s in sessions.items():
+        if s.get("st") == "allocating":
+            assert lines.get(sid) in (keys.allocating(s.get("rg")), keys.ALLOCATING), \
+                f"allocating session {sid} of region {s.get('rg')!r} is in line {lines.get(sid)}"
     busy = client.smembers("mm:sv:busy")
     owners = Counter(client.hget(keys.server(sv), "m") for sv in busy)
     assert all(n == 1 for n in owners.values()), "a match holds two servers"

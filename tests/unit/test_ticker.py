@@ -6,7 +6,7 @@ from mmserver import ticker as ticker_module
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.matchmaking import Proposal
 from mmserver.shutdown import SIGNAL, Shutdown
-from mmserver.store import Store
+from mmserver.store import Store, keys
 from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult, _Batches
 from tests.store.invariants import check_invariants
 
@@ -267,9 +267,9 @@ def test_allocation_scripts_take_sessions_by_the_tickets_of_the_largest_match(re
     limits = []
 
     class Counting(Store):
-        def allocate_page(self, limit, skip):
-            limits.append((limit, skip))
-            return super().allocate_page(limit, skip)
+        def allocate_page(self, limit):
+            limits.append(limit)
+            return super().allocate_page(limit)
 
     store = Counting(redis_client, modes, ServersConfig(static=tuple(f"10.0.0.{n}:7777" for n in range(1, 9))),
                      retention_s=60)
@@ -277,16 +277,15 @@ def test_allocation_scripts_take_sessions_by_the_tickets_of_the_largest_match(re
         store.create_ticket(player_id=f"p{i}", mode="team", mmr=1500 + i, region=None, party=[])
     result = Ticker(store, modes, shutdown=Shutdown()).tick()
     assert result.matches_claimed == 5 and result.allocated == 5
-    assert limits == [(2, 0)] * 3  # 2 + 2 + 1: the last page was not full
+    assert limits == [2] * 3  # 2 + 2 + 1: the last page was not full
     statuses = check_invariants(redis_client)
     assert list(statuses.values()).count("assigned") == 50
 
 
-def test_sessions_without_a_server_do_not_keep_other_regions_waiting(redis_client, monkeypatch):
-    # Every server is in "us". Three "eu" matches wait first (no "eu" server), pages hold two
-    # sessions: the pages after the first skip them, and the "us" matches behind them get
-    # servers in the same tick. Once batch_size sessions are skipped, a page that allocates
-    # nothing ends the tick's allocation.
+def test_sessions_without_a_server_keep_only_their_own_region_waiting(redis_client, monkeypatch):
+    # Every server is in "us". Six "eu" matches wait first (no "eu" server): more than a
+    # tick's batch_size and than a page (two sessions). They wait in their own region's line,
+    # and the "us" matches claimed after them get servers in the same tick, every tick.
     monkeypatch.setattr(ticker_module, "SESSION_TICKETS", 20)
     modes = {"team": ModeConfig("team", team_size=5, teams=2, accept_timeout_s=0)}
     us = tuple(f"10.0.1.{n}:7777" for n in range(1, 9))
@@ -297,22 +296,29 @@ def test_sessions_without_a_server_do_not_keep_other_regions_waiting(redis_clien
         for n in range(start, start + 10 * matches):
             store.create_ticket(player_id=f"p{n}", mode="team", mmr=1500, region=region, party=[])
 
-    players("eu", 3, 0)
+    players("eu", 6, 0)
     ticker = Ticker(store, modes, shutdown=Shutdown(), batch_size=4)
     first = ticker.tick()
-    assert first.matches_claimed == 3 and first.allocated == 0
-    players("us", 4, 100)
+    assert first.matches_claimed == 6 and first.allocated == 0
+    players("us", 5, 100)
     second = ticker.tick()
-    assert second.matches_claimed == 4 and second.allocated == 4
+    assert second.matches_claimed == 5 and second.allocated == 5
+    players("us", 2, 200)
+    third = ticker.tick()
+    assert third.matches_claimed == 2 and third.allocated == 2  # 7 of the 8 us servers
     statuses = check_invariants(redis_client)
-    assert list(statuses.values()).count("assigned") == 40 and list(statuses.values()).count("matched") == 30
-    # Five more "eu" matches: eight wait, more than batch_size; the "us" ones behind them wait too.
-    players("eu", 5, 200)
-    assert ticker.tick().allocated == 0
-    players("us", 2, 300)
-    fourth = ticker.tick()
-    assert fourth.matches_claimed == 2 and fourth.allocated == 0
-    assert store.allocate(10) == (2, 8)  # they had servers to take: only the bound stopped them
+    assert list(statuses.values()).count("assigned") == 70 and list(statuses.values()).count("matched") == 60
+    assert redis_client.zcard(keys.allocating("eu")) == 6 and redis_client.zcard(keys.allocating("us")) == 0
+    assert store.stats()["sessions"]["allocating"] == 6
+    # Two "eu" servers appear: the two oldest "eu" matches get them.
+    eu = ("10.0.2.1:7777", "10.0.2.2:7777")
+    oldest = redis_client.zrange(keys.allocating("eu"), 0, 1)
+    with_eu = Store(redis_client, modes, ServersConfig(static=us + eu, static_regions={
+        **{a: "us" for a in us}, **{a: "eu" for a in eu}}), retention_s=60)
+    assert Ticker(with_eu, modes, shutdown=Shutdown(), batch_size=4).tick().allocated == 2
+    assert all(redis_client.hget(keys.session(sid), "st") == "assigned" for sid in oldest)
+    assert redis_client.zcard(keys.allocating("eu")) == 4
+    check_invariants(redis_client)
 
 
 def test_deadline_scripts_take_sessions_by_the_tickets_of_the_largest_match(redis_client, monkeypatch):

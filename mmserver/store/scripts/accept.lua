@@ -41,7 +41,7 @@ end
 s.st = 'allocating'
 save_session(sid, s, { 'n', s.n, 'st', s.st })
 redis.call('ZREM', ACCEPTING, sid)
-redis.call('ZADD', ALLOCATING, int(now + tonumber(ARGV[3])), sid)
+redis.call('ZADD', alkey(s.rg), int(now + tonumber(ARGV[3])), sid)
 local ids = session_ticket_ids(s)
 for _, other in ipairs(ids) do
   if other ~= id then touch(other, now) end

@@ -1,20 +1,22 @@
 -- ARGV: limit, heartbeat_ttl_ms, static_digest, salt, max durations ('mode=ms,...'),
---       static count N, skip, then (only when asked for) N static entries 'address|region'.
+--       static count N, configured regions (comma separated), then (only when asked for) N
+--       static entries 'address|region'.
 -- Reconciles the static pool with the configuration whenever the digest stored in Redis
 -- differs (first start, flushed Redis, changed list): listed servers are created or updated,
 -- servers no longer listed leave the pool (at once if free, after their match if busy). Then
--- gives free healthy servers to the oldest allocating sessions: a session of a region takes a
+-- gives free healthy servers to up to `limit` waiting sessions: a session of a region takes a
 -- server of that region, else one without a region; a session without a region, one without
 -- a region. Each session becomes a match, its tickets assigned with a join token each.
--- The sessions looked at are the `limit` oldest after the first `skip` (sessions the caller
--- found without a server earlier in its tick: they stay first in line, and do not keep the
--- sessions behind them from the servers of other regions).
--- Returns {allocated, waiting, clashes, looked, kept} (waiting: sessions still without a
--- server; clashes: static addresses held by a registered server, comma separated; looked:
--- the sessions read; kept: those of them still waiting, in place), or {'seed'} when the
+-- Sessions wait in one line per region (alkey), oldest deadline first; the lines are served
+-- in the order of their oldest sessions, each until it runs out of servers (every session
+-- behind in that line would find the same empty pools), so a region without a free server
+-- keeps only its own sessions waiting.
+-- Returns {allocated, waiting, clashes, more} (waiting: sessions still without a server, in
+-- all; clashes: static addresses held by a registered server, comma separated; more: 1 when
+-- the limit ended the call while a line still had sessions and servers), or {'seed'} when the
 -- static entries are needed.
 local limit, hb_ttl, digest, salt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local n_static, skip = tonumber(ARGV[6]), tonumber(ARGV[7])
+local n_static, configured = tonumber(ARGV[6]), split(ARGV[7], ',')
 local clashes = {}
 if redis.call('GET', STATIC_DIGEST) ~= digest then
   if n_static > 0 and #ARGV < 7 + n_static then return { 'seed' } end
@@ -64,86 +66,128 @@ for _, entry in ipairs(split(ARGV[5], ',')) do
 end
 local now = now_ms()
 local snow = int(now)
-local sessions = redis.call('ZRANGE', ALLOCATING, skip, skip + limit - 1)
-if #sessions == 0 then return { 0, redis.call('ZCARD', ALLOCATING), table.concat(clashes, ','), 0, 0 } end
--- Each pool is read once, freshest heartbeat first (static servers, at +inf, first).
-local pools = {}
-local function take(region)
-  local keys = { FREE }
-  if region ~= '' then keys = { freekey(region), FREE } end
-  for _, key in ipairs(keys) do
-    local pool = pools[key]
-    if pool == nil then
-      pool = { list = redis.call('ZREVRANGEBYSCORE', key, '+inf', int(now - hb_ttl), 'LIMIT', 0, #sessions),
-               next = 1 }
-      pools[key] = pool
-    end
-    local server = pool.list[pool.next]
-    if server then
-      pool.next = pool.next + 1
-      redis.call('ZREM', key, server)
-      return server
-    end
+-- The one line of releases before: up to `limit` of its sessions move to their region's line.
+local old = redis.call('ZRANGE', ALLOCATING, 0, limit - 1, 'WITHSCORES')
+for i = 1, #old, 2 do
+  local s = load_session(old[i])
+  if s.st == 'allocating' then
+    redis.call('ZADD', alkey(s.rg), old[i + 1], old[i])
+    redis.call('SADD', ALLOCATING_REGIONS, s.rg or '')
   end
+  redis.call('ZREM', ALLOCATING, old[i])
+end
+local lines = allocating_lines(configured)
+
+-- Each pool is read once, freshest heartbeat first (static servers, at +inf, first); a server
+-- is taken off its pool only when a session gets it.
+local pools = {}
+local function pool_of(key)
+  local pool = pools[key]
+  if pool == nil then
+    pool = { list = redis.call('ZREVRANGEBYSCORE', key, '+inf', int(now - hb_ttl), 'LIMIT', 0, limit),
+             next = 1 }
+    pools[key] = pool
+  end
+  return pool
+end
+-- The pool a session of `region` would take its server from, or nil when both are empty.
+local function pool_for(region)
+  if region ~= '' then
+    local pool = pool_of(freekey(region))
+    if pool.list[pool.next] then return pool, freekey(region) end
+  end
+  local pool = pool_of(FREE)
+  if pool.list[pool.next] then return pool, FREE end
   return nil
 end
-local changed, done, taken, watched, assigned = {}, {}, {}, {}, {}
+
+-- The lines' oldest sessions, to serve the lines oldest first (they share the servers without
+-- a region).
+local heads = {}
+for _, key in ipairs(lines) do
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[1] then heads[#heads + 1] = { key = key, region = string.sub(key, #ALLOCATING + 2), at = tonumber(head[2]) } end
+end
+table.sort(heads, function(a, b) return a.at < b.at end)
+local changed, taken, watched, assigned = {}, {}, {}, {}
 local per_mode = {}
-for _, sid in ipairs(sessions) do
-  local s = load_session(sid)
-  if s.st ~= 'allocating' then
-    done[#done + 1] = sid  -- dissolved meanwhile: only the index entry is left
-  else
-    local server = take(s.rg or '')
-    if server then
-      local sv = redis.call('HMGET', svkey(server), 'a', 'k', 'h')
-      redis.call('HSET', svkey(server), 'm', sid)
-      taken[#taken + 1] = server
-      if sv[2] ~= 's' then watched[#watched + 1] = sv[3]; watched[#watched + 1] = server end
-      done[#done + 1] = sid
-      assigned[#assigned + 1] = sid
-      if max_ms[s.md] then redis.call('ZADD', ENDS, int(now + max_ms[s.md]), sid) end
-      local n, teams = 0, {}
-      for _, team in ipairs(fields(s.tk, ';')) do
-        local players = {}
-        for _, id in ipairs(split(team, ',')) do
-          -- (A claim still pending, in a mode without a ready check, is written once, below.)
-          local t = load(id, true)
-          if t.s == 'matched' and t.x == sid then
-            -- The join token: secret to the ticket's holders, checked by the game server
-            -- against the roster's SHA-256 of it. The salt is fresh random bytes per call.
-            t.s, t.u, t.v, t.j = 'assigned', snow, tostring(tonumber(t.v) + 1), redis.sha1hex(salt .. id)
-            if t['@w'] then
-              apply_claim(id, t)
-            else
-              save_ticket(id, t)
-            end
-            changed[#changed + 1] = id
-            n = n + 1
-            emit('ticket.assigned', id, sid, s.md, '{}')
-          end
-          for _, p in ipairs(ticket_players(t)) do players[#players + 1] = p end
+-- The session becomes a match on `server`.
+local function give(sid, s, server)
+  local sv = redis.call('HMGET', svkey(server), 'a', 'k', 'h')
+  redis.call('HSET', svkey(server), 'm', sid)
+  taken[#taken + 1] = server
+  if sv[2] ~= 's' then watched[#watched + 1] = sv[3]; watched[#watched + 1] = server end
+  assigned[#assigned + 1] = sid
+  if max_ms[s.md] then redis.call('ZADD', ENDS, int(now + max_ms[s.md]), sid) end
+  local n, teams = 0, {}
+  for _, team in ipairs(fields(s.tk, ';')) do
+    local players = {}
+    for _, id in ipairs(split(team, ',')) do
+      -- (A claim still pending, in a mode without a ready check, is written once, below.)
+      local t = load(id, true)
+      if t.s == 'matched' and t.x == sid then
+        -- The join token: secret to the ticket's holders, checked by the game server
+        -- against the roster's SHA-256 of it. The salt is fresh random bytes per call.
+        t.s, t.u, t.v, t.j = 'assigned', snow, tostring(tonumber(t.v) + 1), redis.sha1hex(salt .. id)
+        if t['@w'] then
+          apply_claim(id, t)
+        else
+          save_ticket(id, t)
         end
-        teams[#teams + 1] = table.concat(players, ',')
+        changed[#changed + 1] = id
+        n = n + 1
+        emit('ticket.assigned', id, sid, s.md, '{}')
       end
-      -- One HSET for the match: its state, server and roster.
-      redis.call('HSET', skey(sid), 'st', 'assigned', 'sv', server, 'ad', sv[1], 'as', snow,
-                 'pl', table.concat(teams, ';'))
-      local roster = {}
-      for i, team in ipairs(teams) do roster[i] = split(team, ',') end
-      emit('match.assigned', nil, sid, s.md, cjson.encode({ server_id = server, address = sv[1],
-                                                             region = (s.rg ~= '' and s.rg) or nil,
-                                                             teams = roster }))
-      per_mode[s.md] = (per_mode[s.md] or 0) + n
+      for _, p in ipairs(ticket_players(t)) do players[#players + 1] = p end
     end
+    teams[#teams + 1] = table.concat(players, ',')
   end
+  -- One HSET for the match: its state, server and roster.
+  redis.call('HSET', skey(sid), 'st', 'assigned', 'sv', server, 'ad', sv[1], 'as', snow,
+             'pl', table.concat(teams, ';'))
+  local roster = {}
+  for i, team in ipairs(teams) do roster[i] = split(team, ',') end
+  emit('match.assigned', nil, sid, s.md, cjson.encode({ server_id = server, address = sv[1],
+                                                         region = (s.rg ~= '' and s.rg) or nil,
+                                                         teams = roster }))
+  per_mode[s.md] = (per_mode[s.md] or 0) + n
+end
+
+local budget, more = limit, 0
+for _, head in ipairs(heads) do
+  if budget == 0 then break end  -- (more was set below)
+  local done = {}
+  local sessions = {}  -- (a line whose region has no free server is not even read)
+  if pool_for(head.region) then sessions = redis.call('ZRANGE', head.key, 0, budget - 1) end
+  for _, sid in ipairs(sessions) do
+    local pool, key = pool_for(head.region)
+    if pool == nil then break end  -- this line's servers ran out: the rest of it waits
+    local s = load_session(sid)
+    if s.st ~= 'allocating' then
+      done[#done + 1] = sid  -- dissolved meanwhile: only the line's entry is left
+    elseif (s.rg or '') ~= head.region then
+      -- In another region's line (never, by the claims): moved to its own, for a later call.
+      redis.call('ZADD', alkey(s.rg), redis.call('ZSCORE', head.key, sid), sid)
+      redis.call('SADD', ALLOCATING_REGIONS, s.rg or '')
+      done[#done + 1] = sid
+    else
+      local server = pool.list[pool.next]
+      pool.next = pool.next + 1
+      redis.call('ZREM', key, server)
+      give(sid, s, server)
+      done[#done + 1] = sid
+    end
+    budget = budget - 1
+  end
+  if #done > 0 then redis.call('ZREM', head.key, unpack(done)) end
+  -- The limit reached: more may wait, in this line or the next (a call to find out is cheap).
+  if budget == 0 then more = 1 end
 end
 local function each_chunk(list, fn)
   for i = 1, #list, 1000 do fn(unpack(list, i, math.min(i + 999, #list))) end
 end
 each_chunk(taken, function(...) redis.call('SADD', BUSY, ...) end)
 each_chunk(watched, function(...) redis.call('ZADD', HEARTBEATS, ...) end)
-each_chunk(done, function(...) redis.call('ZREM', ALLOCATING, ...) end)
 each_chunk(assigned, function(...) redis.call('SADD', ASSIGNED, ...) end)
 for mode, n in pairs(per_mode) do
   redis.call('HINCRBY', COUNTS, 'm:' .. mode, -n)
@@ -151,4 +195,6 @@ for mode, n in pairs(per_mode) do
   count_outcome(mode, 'assigned', n)
 end
 publish(changed)
-return { #taken, redis.call('ZCARD', ALLOCATING), table.concat(clashes, ','), #sessions, #sessions - #done }
+local waiting = redis.call('ZCARD', ALLOCATING)
+for _, key in ipairs(lines) do waiting = waiting + redis.call('ZCARD', key) end
+return { #taken, waiting, table.concat(clashes, ','), more }

@@ -61,11 +61,11 @@ local same_count = not counts and tonumber(ARGV[11])
 local q = qkey(mode, region)
 local now = now_ms()
 local snow = int(now)
-local state, deadline_key, deadline
+local state, deadline
 if accept_ms > 0 then
-  state, deadline_key, deadline = 'accepting', ACCEPTING, int(now + accept_ms)
+  state, deadline = 'accepting', int(now + accept_ms)
 else
-  state, deadline_key, deadline = 'allocating', ALLOCATING, int(now + alloc_ms)
+  state, deadline = 'allocating', int(now + alloc_ms)
 end
 
 -- Chunks stay well inside Lua's stack limit for unpack.
@@ -101,6 +101,7 @@ local scores = chunked('ZMSCORE', q, members, M)
 --    are appended through explicit counters: the # operator walks the table.) The claimed
 --    proposals are kept as ranges of the columns, with their session.
 local results, pending, removed, deadlines, sessions = {}, {}, {}, {}, {}
+local elsewhere = {}  -- region -> deadlines of sessions in another region than the queue's
 local done_sid, done_first, done_last = {}, {}, {}
 local np, nr, nd, ns, nc = 0, 0, 0, 0, 0
 -- Every session of this call shares state, mode, region and deadline (PENDING_SESSIONS).
@@ -134,15 +135,27 @@ for k = 1, P do
     local extra = extras and extras[k] or ''
     if extra == '' then
       sessions[ns + 2] = session_head .. teams[k]
+      deadlines[nd + 1] = deadline
+      deadlines[nd + 2] = sid
+      nd = nd + 2
     else
       local chosen, mx = string.match(extra, '^([^|]*)|(.*)$')
       if chosen == '' then chosen = region end
       sessions[ns + 2] = state .. '|' .. mode .. '|' .. chosen .. '|' .. dl .. '|' .. teams[k] .. '|' .. mx
+      -- A session of another region than the queue's (the rules chose it) waits in that
+      -- region's line for a server.
+      if chosen == region then
+        deadlines[nd + 1] = deadline
+        deadlines[nd + 2] = sid
+        nd = nd + 2
+      else
+        local list = elsewhere[chosen]
+        if list == nil then list = {}; elsewhere[chosen] = list end
+        list[#list + 1] = deadline
+        list[#list + 1] = sid
+      end
     end
     ns = ns + 2
-    deadlines[nd + 1] = deadline
-    deadlines[nd + 2] = sid
-    nd = nd + 2
     results[k] = ''
   else
     -- Undo this proposal's marks, then name what failed (rare: the slow path is fine).
@@ -165,7 +178,21 @@ if nr > 0 then
   chunked('ZREM', q, removed, nr)
   chunked('HSET', CLAIMED, pending, np)
   chunked('HSET', PENDING_SESSIONS, sessions, ns)
-  chunked('ZADD', deadline_key, deadlines, nd)
+  -- The deadlines: ready checks in one set; sessions that wait for a server in their
+  -- region's line (alkey), each region recorded for the scripts that walk the lines.
+  if accept_ms > 0 then
+    for _, list in pairs(elsewhere) do
+      for i = 1, #list do deadlines[nd + i] = list[i] end
+      nd = nd + #list
+    end
+    if nd > 0 then chunked('ZADD', ACCEPTING, deadlines, nd) end
+  else
+    if nd > 0 then chunked('ZADD', alkey(region), deadlines, nd) end
+    for chosen, list in pairs(elsewhere) do chunked('ZADD', alkey(chosen), list, #list) end
+  end
+  local regions = { region }
+  for chosen in pairs(elsewhere) do regions[#regions + 1] = chosen end
+  redis.call('SADD', ALLOCATING_REGIONS, unpack(regions))
   redis.call('HINCRBY', COUNTS, 'm:' .. mode, nr)
   -- Counted at claim time: the tickets' hashes are rewritten later, lazily (load()).
   count_outcome(mode, 'matched', nr)

@@ -17,12 +17,26 @@ local more = 0
 redis.call('XTRIM', EVENT_LOG, 'MINID', '~', int(now - EVENT_MAX_AGE_MS))
 local function append(ids) for _, id in ipairs(ids) do changed[#changed + 1] = id end end
 
-for kind, key in ipairs({ ACCEPTING, ALLOCATING }) do
-  local due = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', 0, limit + 1)
-  if #due > limit then more = 1 end
-  for i = 1, math.min(#due, limit) do
-    append(dissolve(due[i], now, nil, nil, retention))
-    counts[kind] = counts[kind] + 1
+-- Missed ready checks, then sessions past their allocation deadline in any region's line (and
+-- in the one line of releases before), up to `limit` of each kind.
+local configured = {}
+for i = 5, #ARGV do configured[#configured + 1] = ARGV[i] end
+local lines = allocating_lines(configured)
+lines[#lines + 1] = ALLOCATING
+for kind, keys in ipairs({ { ACCEPTING }, lines }) do
+  local left = limit
+  for _, key in ipairs(keys) do
+    -- With the limit reached, a line with anything due only says there is more.
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', 0, left + 1)
+    if #due > left then more = 1 end
+    local n = math.min(#due, left)
+    for i = 1, n do
+      append(dissolve(due[i], now, nil, nil, retention))
+      redis.call('ZREM', key, due[i])  -- (dissolve removed it, unless its session was gone)
+      counts[kind] = counts[kind] + 1
+    end
+    left = left - n
+    if left == 0 and more == 1 then break end
   end
 end
 

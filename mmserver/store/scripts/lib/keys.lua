@@ -33,6 +33,33 @@ local function freekey(region)
   return FREE .. ':' .. region
 end
 
+-- Sessions waiting for a server: one line per region (ALLOCATING:{region}, ':' alone for no
+-- region), scored by their allocation deadlines, so that a region out of servers keeps only
+-- its own sessions waiting. The bare ALLOCATING key is the one line of releases before: it is
+-- emptied by allocate.lua and still watched by deadlines.lua.
+local function alkey(region) return ALLOCATING .. ':' .. (region or '') end
+
+-- Every line that can hold a session: no region; each region a claim made a session in
+-- (ALLOCATING_REGIONS: only grows); each queue's region and each configured region (the
+-- regions sessions of releases before had). `configured`: a list of region names.
+local function allocating_lines(configured)
+  local seen, out = { [''] = true }, { alkey('') }
+  local function add(region)
+    if not seen[region] then
+      seen[region] = true
+      out[#out + 1] = alkey(region)
+    end
+  end
+  for _, region in ipairs(configured) do add(region) end
+  for _, region in ipairs(redis.call('SMEMBERS', ALLOCATING_REGIONS)) do add(region) end
+  local after = #QUEUE_PREFIX + 1  -- a queue key is QUEUE_PREFIX .. mode .. ':' .. region
+  for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
+    local region = string.match(string.sub(q, after), '^[^:]*:(.*)$')
+    if region then add(region) end
+  end
+  return out
+end
+
 -- Backfills (docs/BACKFILL.md, keys.py). A backfill's open slots are 'team:role:count,...'
 -- (teams from 0, role '' in a mode without roles); the match lists its open backfills in bf.
 local function bfkey(id) return BACKFILL_PREFIX .. id end

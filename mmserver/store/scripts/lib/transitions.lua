@@ -55,7 +55,7 @@ local function dissolve(sid, now, culprit, reason, retention)
   local s = load_session(sid)
   local changed = {}
   redis.call('ZREM', ACCEPTING, sid)
-  redis.call('ZREM', ALLOCATING, sid)
+  redis.call('ZREM', alkey(s.rg), sid)
   if s.st ~= 'accepting' and s.st ~= 'allocating' then return changed end
   local timed_out = s.st == 'accepting' and s.dl ~= nil and now >= tonumber(s.dl)
   local left, cancelled = 0, 0
