@@ -102,7 +102,8 @@ def tick_best_of(store: Store, client, label: str, runs: int) -> dict:
             pipe = client.pipeline(transaction=False)
             for key in client.scan_iter("mm:s:*", count=5000):
                 pipe.unlink(key)
-            pipe.unlink(keys.CLAIMED, keys.PENDING_SESSIONS, keys.ALLOCATING, keys.COUNTS)
+            pipe.unlink(keys.CLAIMED, keys.PENDING_SESSIONS, keys.ALLOCATING, keys.COUNTS,
+                        *(keys.allocating(r) for r in ("", *client.smembers(keys.ALLOCATING_REGIONS))))
             pipe.copy("bench:queue", queue, replace=True)
             pipe.execute()
         figures.append(tick_once(store, client, f"{label} (run {run + 1})"))

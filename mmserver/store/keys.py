@@ -50,9 +50,10 @@ Loading sessions and matches (a match is a session that got a server; same id)
 - `mm:alloc:{region}` sorted set session -> allocation deadline (ms): the sessions waiting
   for a server, one line per region (`mm:alloc:` for none), so that a region without a free
   server keeps only its own sessions waiting (allocate.lua). `mm:allocr` set of the regions
-  claims made sessions in (the lines the scripts walk, with the queues' and the configured
-  regions). `mm:alloc` itself is the single line of releases before: allocation moves its
-  sessions into their lines, deadlines still time them out.
+  that have a line (only grows): what puts a session in a line records its region there
+  first, and the scripts walk the lines of these regions. `mm:alloc` itself is the single
+  line of releases before: allocation moves its sessions into their lines, deadlines still
+  time them out.
 - `mm:n` hash of counters: `m:{mode}` matched tickets, `a:{mode}` assigned tickets.
 - `mm:o` hash of ticket outcome counters, `{mode}:{outcome}` -> tickets that made that
   transition since the data began (outcomes: TICKET_OUTCOMES). Only ever incremented, by the

@@ -259,7 +259,7 @@ class Sessions:
         """Servers for up to `limit` waiting sessions, each region's oldest first."""
         # Fresh random bytes per call: the join tokens the script derives are unpredictable.
         args = [limit, self._heartbeat_ttl_ms, self._static_digest, secrets.token_hex(16),
-                self._max_match, len(self._static), ",".join(self._regions)]
+                self._max_match, len(self._static)]
         reply = self._scripts.call("allocate", args)
         if reply[0] == "seed":  # first call on this Redis, or the static list changed
             reply = self._scripts.call("allocate", args + self._static)

@@ -298,8 +298,7 @@ class Store:
             *region_sets, claimed_regions = pipe.execute()
             queues = {mode: sorted(regions) for mode, regions in zip(self._modes, region_sets)}
             # The sessions waiting for a server, in the lines allocate.lua walks.
-            lines = {keys.allocating(region) for region in
-                     ("", *self._regions, *claimed_regions, *(r for rs in region_sets for r in rs))}
+            lines = {keys.allocating(region) for region in ("", *claimed_regions)}
             pipe = self._client.pipeline(transaction=False)
             pipe.time()
             pipe.hgetall(keys.COUNTS)

@@ -82,7 +82,10 @@ def check_invariants(client, team_sizes: dict | None = None) -> dict:
     # A session waiting for a server is in its region's line, and only there (or still in the
     # single line of releases before); a line holds no session in another state for long.
     lines: dict[str, str] = {sid: keys.ALLOCATING for sid in client.zrange(keys.ALLOCATING, 0, -1)}
+    recorded = {keys.allocating(region) for region in ("", *client.smembers(keys.ALLOCATING_REGIONS))}
     for key in client.scan_iter(keys.ALLOCATING + ":*", count=1000):
+        if client.zcard(key):
+            assert key in recorded, f"line {key} holds sessions, but its region is not in {keys.ALLOCATING_REGIONS}"
         for sid in client.zrange(key, 0, -1):
             assert lines.get(sid, key) == key, f"session {sid} in two allocation lines"
             lines[sid] = key

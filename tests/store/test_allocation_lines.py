@@ -1,6 +1,7 @@
 """Sessions wait for a server in one line per region (keys.allocating), so that a region
 without a free server keeps only its own sessions waiting; the single line of releases
 before (`mm:alloc`) is still served and timed out."""
+from mmserver import ticker as ticker_module
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.matchmaking.rules import Latency
 from mmserver.shutdown import Shutdown
@@ -103,4 +104,69 @@ def test_sessions_past_their_deadline_in_any_line_are_dissolved(redis_client):
     assert second.allocation_timeouts == 1 and not second.more
     assert redis_client.zrange(keys.allocating("eu"), 0, -1) == [eu[1]]
     assert redis_client.zrange(keys.allocating("us"), 0, -1) == [us[0]]
+    check_invariants(redis_client)
+
+
+def test_more_sessions_of_releases_before_than_a_call_takes_do_not_hold_back_other_regions(redis_client,
+                                                                                          monkeypatch):
+    # Six sessions of the old single line, all "eu" (no "eu" server), then two "us" ones with
+    # "us" servers free; calls of two sessions: the tick moves the old line in as many calls
+    # as it takes and gives the "us" sessions their servers in the same tick.
+    us = tuple(f"10.0.1.{n}:7777" for n in range(1, 3))
+    servers = ServersConfig(static=us, static_regions={a: "us" for a in us})
+    store, _eu = _waiting_duels(redis_client, 6, region="eu", servers=servers)
+    for sid, deadline in redis_client.zrange(keys.allocating("eu"), 0, -1, withscores=True):
+        redis_client.zadd(keys.ALLOCATING, {sid: deadline})
+    redis_client.delete(keys.allocating("eu"))
+    redis_client.srem(keys.ALLOCATING_REGIONS, "eu")  # as a release before left it: no record
+    _store, us_sids = _waiting_duels(redis_client, 2, region="us")
+    first = store.allocate_page(2)
+    assert first.more  # the old line was not empty yet
+    monkeypatch.setattr(ticker_module, "SESSION_TICKETS", 4)  # two duels a call
+    result = Ticker(store, {"duel": DUEL}, shutdown=Shutdown()).tick()
+    assert not redis_client.exists(keys.ALLOCATING)
+    assert redis_client.zcard(keys.allocating("eu")) == 6
+    assert all(redis_client.hget(keys.session(sid), "st") == "assigned" for sid in us_sids)
+    assert first.allocated + result.allocated == 2
+    check_invariants(redis_client)
+
+
+def test_an_accepted_session_waits_in_its_line_and_its_region_is_recorded(redis_client):
+    mode = ModeConfig("duel", accept_timeout_s=5)
+    store = Store(redis_client, {"duel": mode}, ServersConfig(), retention_s=60)
+    a, b = new_ticket(store, "a", region="eu"), new_ticket(store, "b", region="eu")
+    result, = store.claim("duel", "eu", [((a[0],), (b[0],))], 5)
+    assert redis_client.zscore(keys.ACCEPTING, result.session_id) is not None
+    # As if a release before had claimed it: its region recorded nowhere.
+    redis_client.delete(keys.ALLOCATING_REGIONS)
+    store.accept(a[0], a[1])
+    store.accept(b[0], b[1])
+    assert redis_client.zrange(keys.allocating("eu"), 0, -1) == [result.session_id]
+    assert "eu" in redis_client.smembers(keys.ALLOCATING_REGIONS)
+    check_invariants(redis_client)
+    # The line is walked: its session past its deadline is dissolved.
+    redis_client.zadd(keys.allocating("eu"), {result.session_id: 1})
+    assert store.process_deadlines(10).allocation_timeouts == 1
+
+
+def test_a_session_of_a_region_takes_a_server_without_a_region_when_its_own_are_gone(redis_client):
+    servers = ServersConfig(static=("10.0.0.1:7777",))  # no region
+    store, (eu_sid,) = _waiting_duels(redis_client, 1, region="eu", servers=servers)
+    assert store.allocate(10) == (1, 0)
+    assert redis_client.hget(keys.session(eu_sid), "sv") == "10.0.0.1:7777"
+
+
+def test_lines_share_the_servers_without_a_region_oldest_session_first(redis_client):
+    # Sessions alternate between "eu" and "us" (oldest first: eu0, us0, eu1, us1, ...); three
+    # servers without a region: the three oldest get them, whichever their line.
+    servers = ServersConfig(static=("10.0.0.1:7777", "10.0.0.2:7777", "10.0.0.3:7777"))
+    order = []
+    for i in range(3):
+        for region in ("eu", "us"):
+            _store, (sid,) = _waiting_duels(redis_client, 1, region=region)
+            order.append(sid)
+            redis_client.zadd(keys.allocating(region), {sid: 10_000_000_000_000 + len(order)})
+    store = Store(redis_client, {"duel": DUEL}, servers, retention_s=60)
+    assert store.allocate(10) == (3, 3)
+    assert [bool(redis_client.hget(keys.session(sid), "sv")) for sid in order] == [True] * 3 + [False] * 3
     check_invariants(redis_client)

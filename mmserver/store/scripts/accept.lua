@@ -42,6 +42,8 @@ s.st = 'allocating'
 save_session(sid, s, { 'n', s.n, 'st', s.st })
 redis.call('ZREM', ACCEPTING, sid)
 redis.call('ZADD', alkey(s.rg), int(now + tonumber(ARGV[3])), sid)
+-- (Its claim recorded the region already, unless a release before made the session.)
+redis.call('SADD', ALLOCATING_REGIONS, s.rg or '')
 local ids = session_ticket_ids(s)
 for _, other in ipairs(ids) do
   if other ~= id then touch(other, now) end

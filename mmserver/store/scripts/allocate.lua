@@ -1,27 +1,26 @@
 -- ARGV: limit, heartbeat_ttl_ms, static_digest, salt, max durations ('mode=ms,...'),
---       static count N, configured regions (comma separated), then (only when asked for) N
---       static entries 'address|region'.
+--       static count N, then (only when asked for) N static entries 'address|region'.
 -- Reconciles the static pool with the configuration whenever the digest stored in Redis
 -- differs (first start, flushed Redis, changed list): listed servers are created or updated,
 -- servers no longer listed leave the pool (at once if free, after their match if busy). Then
 -- gives free healthy servers to up to `limit` waiting sessions: a session of a region takes a
 -- server of that region, else one without a region; a session without a region, one without
 -- a region. Each session becomes a match, its tickets assigned with a join token each.
--- Sessions wait in one line per region (alkey), oldest deadline first; the lines are served
--- in the order of their oldest sessions, each until it runs out of servers (every session
--- behind in that line would find the same empty pools), so a region without a free server
--- keeps only its own sessions waiting.
+-- Sessions wait in one line per region (alkey), oldest deadline first. A call reads from each
+-- line as many sessions as there are servers it could take, and serves them oldest first
+-- across the lines, so a region without a free server keeps only its own sessions waiting
+-- (its line is not even read), and the lines share the servers without a region by age.
 -- Returns {allocated, waiting, clashes, more} (waiting: sessions still without a server, in
 -- all; clashes: static addresses held by a registered server, comma separated; more: 1 when
--- the limit ended the call while a line still had sessions and servers), or {'seed'} when the
--- static entries are needed.
+-- another call may find more to do: the limit was reached, or entries that took no server
+-- were cleared), or {'seed'} when the static entries are needed.
 local limit, hb_ttl, digest, salt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local n_static, configured = tonumber(ARGV[6]), split(ARGV[7], ',')
+local n_static = tonumber(ARGV[6])
 local clashes = {}
 if redis.call('GET', STATIC_DIGEST) ~= digest then
-  if n_static > 0 and #ARGV < 7 + n_static then return { 'seed' } end
+  if n_static > 0 and #ARGV < 6 + n_static then return { 'seed' } end
   local wanted = {}
-  for i = 8, 7 + n_static do
+  for i = 7, 6 + n_static do
     local address, region = string.match(ARGV[i], '^([^|]*)|(.*)$')
     wanted[address] = true
     local holder = redis.call('HGET', ADDRESSES, address)
@@ -66,7 +65,9 @@ for _, entry in ipairs(split(ARGV[5], ',')) do
 end
 local now = now_ms()
 local snow = int(now)
--- The one line of releases before: up to `limit` of its sessions move to their region's line.
+local more = 0
+-- The one line of releases before: up to `limit` of its sessions move to their region's line
+-- (more: the tick calls again until it is empty).
 local old = redis.call('ZRANGE', ALLOCATING, 0, limit - 1, 'WITHSCORES')
 for i = 1, #old, 2 do
   local s = load_session(old[i])
@@ -76,7 +77,8 @@ for i = 1, #old, 2 do
   end
   redis.call('ZREM', ALLOCATING, old[i])
 end
-local lines = allocating_lines(configured)
+if #old == 2 * limit then more = 1 end
+local lines = allocating_lines()
 
 -- Each pool is read once, freshest heartbeat first (static servers, at +inf, first); a server
 -- is taken off its pool only when a session gets it.
@@ -100,15 +102,34 @@ local function pool_for(region)
   if pool.list[pool.next] then return pool, FREE end
   return nil
 end
-
--- The lines' oldest sessions, to serve the lines oldest first (they share the servers without
--- a region).
-local heads = {}
-for _, key in ipairs(lines) do
-  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if head[1] then heads[#heads + 1] = { key = key, region = string.sub(key, #ALLOCATING + 2), at = tonumber(head[2]) } end
+-- How many servers a session of `region` could take: its region's, then those without one.
+local function available(region)
+  local n = 0
+  if region ~= '' then
+    local pool = pool_of(freekey(region))
+    n = #pool.list - pool.next + 1
+  end
+  local pool = pool_of(FREE)
+  return n + #pool.list - pool.next + 1
 end
-table.sort(heads, function(a, b) return a.at < b.at end)
+
+-- From each line, as many sessions as it has servers (at most `limit`), oldest first across
+-- the lines.
+local candidates = {}
+for _, key in ipairs(lines) do
+  local region = string.sub(key, #ALLOCATING + 2)
+  local n = redis.call('ZCARD', key) > 0 and math.min(limit, available(region)) or 0
+  if n > 0 then
+    local part = redis.call('ZRANGE', key, 0, n - 1, 'WITHSCORES')
+    for i = 1, #part, 2 do
+      candidates[#candidates + 1] = { sid = part[i], at = tonumber(part[i + 1]), key = key, region = region }
+    end
+  end
+end
+table.sort(candidates, function(a, b)
+  if a.at ~= b.at then return a.at < b.at end
+  return a.sid < b.sid
+end)
 local changed, taken, watched, assigned = {}, {}, {}, {}
 local per_mode = {}
 -- The session becomes a match on `server`.
@@ -153,42 +174,53 @@ local function give(sid, s, server)
   per_mode[s.md] = (per_mode[s.md] or 0) + n
 end
 
-local budget, more = limit, 0
-for _, head in ipairs(heads) do
-  if budget == 0 then break end  -- (more was set below)
-  local done = {}
-  local sessions = {}  -- (a line whose region has no free server is not even read)
-  if pool_for(head.region) then sessions = redis.call('ZRANGE', head.key, 0, budget - 1) end
-  for _, sid in ipairs(sessions) do
-    local pool, key = pool_for(head.region)
-    if pool == nil then break end  -- this line's servers ran out: the rest of it waits
-    local s = load_session(sid)
+-- Each line's entries to clear, by line (in the order first met).
+local cleared, cleared_keys = {}, {}
+local function clear(key, sid)
+  local list = cleared[key]
+  if list == nil then
+    list = {}
+    cleared[key] = list
+    cleared_keys[#cleared_keys + 1] = key
+  end
+  list[#list + 1] = sid
+end
+local budget = limit
+for _, c in ipairs(candidates) do
+  if budget == 0 then break end
+  local pool, key = pool_for(c.region)
+  if pool then  -- (else this line's servers ran out: the rest of it waits)
+    local s = load_session(c.sid)
     if s.st ~= 'allocating' then
-      done[#done + 1] = sid  -- dissolved meanwhile: only the line's entry is left
-    elseif (s.rg or '') ~= head.region then
+      clear(c.key, c.sid)  -- dissolved meanwhile: only the line's entry was left
+      more = 1
+    elseif (s.rg or '') ~= c.region then
       -- In another region's line (never, by the claims): moved to its own, for a later call.
-      redis.call('ZADD', alkey(s.rg), redis.call('ZSCORE', head.key, sid), sid)
+      redis.call('ZADD', alkey(s.rg), c.at, c.sid)
       redis.call('SADD', ALLOCATING_REGIONS, s.rg or '')
-      done[#done + 1] = sid
+      clear(c.key, c.sid)
+      more = 1
     else
       local server = pool.list[pool.next]
       pool.next = pool.next + 1
       redis.call('ZREM', key, server)
-      give(sid, s, server)
-      done[#done + 1] = sid
+      give(c.sid, s, server)
+      clear(c.key, c.sid)
     end
     budget = budget - 1
   end
-  if #done > 0 then redis.call('ZREM', head.key, unpack(done)) end
-  -- The limit reached: more may wait, in this line or the next (a call to find out is cheap).
-  if budget == 0 then more = 1 end
 end
+-- The limit reached: more may wait, in a line or behind what was read of it.
+if budget == 0 then more = 1 end
 local function each_chunk(list, fn)
   for i = 1, #list, 1000 do fn(unpack(list, i, math.min(i + 999, #list))) end
 end
 each_chunk(taken, function(...) redis.call('SADD', BUSY, ...) end)
 each_chunk(watched, function(...) redis.call('ZADD', HEARTBEATS, ...) end)
 each_chunk(assigned, function(...) redis.call('SADD', ASSIGNED, ...) end)
+for _, key in ipairs(cleared_keys) do
+  each_chunk(cleared[key], function(...) redis.call('ZREM', key, ...) end)
+end
 for mode, n in pairs(per_mode) do
   redis.call('HINCRBY', COUNTS, 'm:' .. mode, -n)
   redis.call('HINCRBY', COUNTS, 'a:' .. mode, n)

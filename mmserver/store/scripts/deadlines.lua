@@ -19,9 +19,7 @@ local function append(ids) for _, id in ipairs(ids) do changed[#changed + 1] = i
 
 -- Missed ready checks, then sessions past their allocation deadline in any region's line (and
 -- in the one line of releases before), up to `limit` of each kind.
-local configured = {}
-for i = 5, #ARGV do configured[#configured + 1] = ARGV[i] end
-local lines = allocating_lines(configured)
+local lines = allocating_lines()
 lines[#lines + 1] = ALLOCATING
 for kind, keys in ipairs({ { ACCEPTING }, lines }) do
   local left = limit

@@ -39,23 +39,13 @@ end
 -- emptied by allocate.lua and still watched by deadlines.lua.
 local function alkey(region) return ALLOCATING .. ':' .. (region or '') end
 
--- Every line that can hold a session: no region; each region a claim made a session in
--- (ALLOCATING_REGIONS: only grows); each queue's region and each configured region (the
--- regions sessions of releases before had). `configured`: a list of region names.
-local function allocating_lines(configured)
-  local seen, out = { [''] = true }, { alkey('') }
-  local function add(region)
-    if not seen[region] then
-      seen[region] = true
-      out[#out + 1] = alkey(region)
-    end
-  end
-  for _, region in ipairs(configured) do add(region) end
-  for _, region in ipairs(redis.call('SMEMBERS', ALLOCATING_REGIONS)) do add(region) end
-  local after = #QUEUE_PREFIX + 1  -- a queue key is QUEUE_PREFIX .. mode .. ':' .. region
-  for _, q in ipairs(redis.call('SMEMBERS', QUEUE_KEYS)) do
-    local region = string.match(string.sub(q, after), '^[^:]*:(.*)$')
-    if region then add(region) end
+-- Every line that can hold a session: no region, and each region in ALLOCATING_REGIONS
+-- (only grows). Whatever puts a session in a line records its region there first: a claim
+-- (every region it made sessions in), an acceptance, allocate.lua moving a session.
+local function allocating_lines()
+  local out = { alkey('') }
+  for _, region in ipairs(redis.call('SMEMBERS', ALLOCATING_REGIONS)) do
+    if region ~= '' then out[#out + 1] = alkey(region) end
   end
   return out
 end
