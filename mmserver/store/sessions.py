@@ -30,7 +30,8 @@ class AllocationPage:
     """One allocation script's answer (Sessions.allocate)."""
     allocated: int  # matches given a server
     waiting: int  # sessions still without one, in all
-    more: bool  # the limit ended the call while sessions and servers were left to pair
+    more: bool  # another call may find more to do (the limit was reached, the line of releases
+    # before was not emptied, or entries that took no server were cleared)
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class Sessions:
                               expired_backfills=int(reply[7]))
 
     def allocate(self, limit: int) -> AllocationPage:
-        """Servers for up to `limit` waiting sessions, each region's oldest first."""
+        """Servers for up to `limit` waiting sessions, oldest first across the regions' lines."""
         # Fresh random bytes per call: the join tokens the script derives are unpredictable.
         args = [limit, self._heartbeat_ttl_ms, self._static_digest, secrets.token_hex(16),
                 self._max_match, len(self._static)]

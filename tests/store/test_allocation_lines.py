@@ -109,25 +109,25 @@ def test_sessions_past_their_deadline_in_any_line_are_dissolved(redis_client):
 
 def test_more_sessions_of_releases_before_than_a_call_takes_do_not_hold_back_other_regions(redis_client,
                                                                                           monkeypatch):
-    # Six sessions of the old single line, all "eu" (no "eu" server), then two "us" ones with
-    # "us" servers free; calls of two sessions: the tick moves the old line in as many calls
-    # as it takes and gives the "us" sessions their servers in the same tick.
+    # The old single line holds six "eu" sessions (no "eu" server), then two "us" ones with
+    # "us" servers free. Calls take two sessions: the tick moves the old line in as many calls
+    # as it takes, and the "us" sessions behind the "eu" ones get their servers in that tick.
     us = tuple(f"10.0.1.{n}:7777" for n in range(1, 3))
     servers = ServersConfig(static=us, static_regions={a: "us" for a in us})
     store, _eu = _waiting_duels(redis_client, 6, region="eu", servers=servers)
-    for sid, deadline in redis_client.zrange(keys.allocating("eu"), 0, -1, withscores=True):
-        redis_client.zadd(keys.ALLOCATING, {sid: deadline})
-    redis_client.delete(keys.allocating("eu"))
-    redis_client.srem(keys.ALLOCATING_REGIONS, "eu")  # as a release before left it: no record
     _store, us_sids = _waiting_duels(redis_client, 2, region="us")
-    first = store.allocate_page(2)
-    assert first.more  # the old line was not empty yet
+    for region in ("eu", "us"):  # as a release before left them: one line, no region recorded
+        for sid, deadline in redis_client.zrange(keys.allocating(region), 0, -1, withscores=True):
+            redis_client.zadd(keys.ALLOCATING, {sid: deadline})
+        redis_client.delete(keys.allocating(region))
+    redis_client.delete(keys.ALLOCATING_REGIONS)
+    assert redis_client.zrange(keys.ALLOCATING, -2, -1) == us_sids  # behind the "eu" ones
     monkeypatch.setattr(ticker_module, "SESSION_TICKETS", 4)  # two duels a call
     result = Ticker(store, {"duel": DUEL}, shutdown=Shutdown()).tick()
+    assert result.allocated == 2
+    assert all(redis_client.hget(keys.session(sid), "st") == "assigned" for sid in us_sids)
     assert not redis_client.exists(keys.ALLOCATING)
     assert redis_client.zcard(keys.allocating("eu")) == 6
-    assert all(redis_client.hget(keys.session(sid), "st") == "assigned" for sid in us_sids)
-    assert first.allocated + result.allocated == 2
     check_invariants(redis_client)
 
 

@@ -33,8 +33,8 @@ local function freekey(region)
   return FREE .. ':' .. region
 end
 
--- Sessions waiting for a server: one line per region (ALLOCATING:{region}, ':' alone for no
--- region), scored by their allocation deadlines, so that a region out of servers keeps only
+-- Sessions waiting for a server: one line per region (ALLOCATING .. ':' .. region, the region
+-- empty for none), scored by their allocation deadlines, so that a region out of servers keeps only
 -- its own sessions waiting. The bare ALLOCATING key is the one line of releases before: it is
 -- emptied by allocate.lua and still watched by deadlines.lua.
 local function alkey(region) return ALLOCATING .. ':' .. (region or '') end
