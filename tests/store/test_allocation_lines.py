@@ -170,3 +170,21 @@ def test_lines_share_the_servers_without_a_region_oldest_session_first(redis_cli
     assert store.allocate(10) == (3, 3)
     assert [bool(redis_client.hget(keys.session(sid), "sv")) for sid in order] == [True] * 3 + [False] * 3
     check_invariants(redis_client)
+
+
+def test_a_session_found_in_another_regions_line_is_moved_to_its_own(redis_client):
+    # No script puts one there; should one be found, it moves with its deadline, and the
+    # server it came upon stays free for the sessions of that line.
+    eu_server = ("10.0.2.1:7777",)
+    servers = ServersConfig(static=eu_server, static_regions={eu_server[0]: "eu"})
+    store, (sid,) = _waiting_duels(redis_client, 1, region="us", servers=servers)
+    deadline = redis_client.zscore(keys.allocating("us"), sid)
+    redis_client.zrem(keys.allocating("us"), sid)
+    redis_client.zadd(keys.allocating("eu"), {sid: deadline})
+    redis_client.sadd(keys.ALLOCATING_REGIONS, "eu")
+    page = store.allocate_page(10)
+    assert page.allocated == 0 and page.more and page.waiting == 1
+    assert redis_client.zscore(keys.allocating("us"), sid) == deadline
+    assert not redis_client.zcard(keys.allocating("eu"))
+    assert redis_client.zcard(keys.free_servers("eu")) == 1
+    check_invariants(redis_client)

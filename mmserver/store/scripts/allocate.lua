@@ -196,7 +196,7 @@ for _, c in ipairs(candidates) do
       more = 1
     elseif (s.rg or '') ~= c.region then
       -- In another region's line (never, by the claims): moved to its own, for a later call.
-      redis.call('ZADD', alkey(s.rg), c.at, c.sid)
+      redis.call('ZADD', alkey(s.rg), int(c.at), c.sid)
       redis.call('SADD', ALLOCATING_REGIONS, s.rg or '')
       clear(c.key, c.sid)
       more = 1
