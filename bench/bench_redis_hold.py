@@ -11,7 +11,8 @@ redis-server (append-only file on), filled through the store's own create script
   window, the first tick over the full queue: nothing matches, every ticket gets its
   explanation (the explanations' first write, why.lua).
 
-For each: the tick's time; what another client waited (RedisWaits: a process of its own pings
+For each: the tick's time, and its allocation phase alone (the phase's wall time, the
+allocation scripts' time in Redis and their calls); what another client waited (RedisWaits: a process of its own pings
 every millisecond: the longest wait, p99, waits over 20 ms); and Redis's own SLOWLOG (every
 command over 1 ms): the longest run of each script by name and of other commands.
 
@@ -66,6 +67,28 @@ def _longest(client) -> dict:
     return dict(sorted(longest.items(), key=lambda kv: -kv[1]))
 
 
+def _time_allocation(ticker: Ticker, client) -> dict:
+    """Times the tick's allocation phase (filled in as it ends): its wall time, and the
+    allocation scripts' own time and calls in Redis (commandstats, reset as the phase starts,
+    so the claims before it are not counted)."""
+    figures: dict = {}
+    allocate = ticker._allocate
+
+    def timed(counts):
+        client.config_resetstat()
+        started = time.perf_counter()
+        try:
+            return allocate(counts)
+        finally:
+            figures["allocation_s"] = round(time.perf_counter() - started, 3)
+            stat = client.info("commandstats").get("cmdstat_evalsha", {})
+            figures["allocation_scripts_s"] = round(stat.get("usec", 0) / 1e6, 3)
+            figures["allocation_calls"] = stat.get("calls", 0)
+
+    ticker._allocate = timed
+    return figures
+
+
 def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
     fill_modes, modes, servers, regions, profile = _scenario(scenario)
     client = redis_server.client(decode_responses=True, socket_timeout=None)
@@ -77,11 +100,13 @@ def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
     client.config_set("slowlog-log-slower-than", 1000)
     client.config_set("slowlog-max-len", 1_000_000)
     client.slowlog_reset()
+    ticker = Ticker(store, modes, shutdown=Shutdown(), regions=regions)
+    allocation = _time_allocation(ticker, client)
     with RedisWaits(redis_server.url) as waits:
         started = time.perf_counter()
-        result = Ticker(store, modes, shutdown=Shutdown(), regions=regions).tick()
+        result = ticker.tick()
         tick_s = time.perf_counter() - started
-    row = {"scenario": scenario, "queued": count, "tick_s": round(tick_s, 3),
+    row = {"scenario": scenario, "queued": count, "tick_s": round(tick_s, 3), **allocation,
            "matches_claimed": result.matches_claimed, "allocated": result.allocated,
            "others_waited": waits.summary(), "longest_ms": _longest(client)}
     client.config_set("slowlog-log-slower-than", 10000)
@@ -108,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                 waited = row["others_waited"]
                 top = ", ".join(f"{name} {ms:.1f}" for name, ms in list(row["longest_ms"].items())[:4])
                 print(f"{scenario:<17} {row['queued']:>8,} tickets, tick {row['tick_s']:.2f} s "
-                      f"(claimed {row['matches_claimed']:,}, allocated {row['allocated']:,}); others waited: "
+                      f"(claimed {row['matches_claimed']:,}, allocated {row['allocated']:,}: allocation "
+                      f"{row['allocation_s']:.2f} s, its scripts {row['allocation_scripts_s']:.2f} s in "
+                      f"{row['allocation_calls']} calls); others waited: "
                       f"longest {waited['max_ms']} ms, p99 {waited['p99_ms']} ms, {waited['over_20ms']} over 20 ms "
                       f"of {waited['pings']:,} pings; longest in Redis (ms): {top}", flush=True)
         finally:

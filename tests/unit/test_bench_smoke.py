@@ -70,6 +70,7 @@ def test_redis_hold(tmp_path):
     rows = {row["scenario"]: row for row in report["results"]}
     assert set(rows) == {"5v5-alloc", "5v5-rules-steady"}
     assert rows["5v5-alloc"]["matches_claimed"] == rows["5v5-alloc"]["allocated"] > 0
+    assert rows["5v5-alloc"]["allocation_calls"] >= 1 and rows["5v5-alloc"]["allocation_s"] > 0
     assert rows["5v5-alloc"]["others_waited"]["pings"] > 0
     assert rows["5v5-rules-steady"]["matches_claimed"] == 0
 
