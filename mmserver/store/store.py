@@ -253,8 +253,8 @@ class Store:
         return page.allocated, page.waiting
 
     def allocate_page(self, limit: int) -> AllocationPage:
-        """Servers for up to `limit` waiting sessions: each region's line oldest first, the
-        lines in the order of their oldest sessions."""
+        """Servers for up to `limit` waiting sessions, oldest first across the regions' lines
+        (a line whose region has no free server is not read)."""
         with _RedisErrors():
             return self._sessions.allocate(limit)
 
