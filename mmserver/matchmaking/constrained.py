@@ -89,6 +89,7 @@ from mmserver.matchmaking.pool import _order_ties
 from mmserver.matchmaking.rules import MMR_RULE, MatchRules
 
 _INF = float("inf")
+_NAN = float("nan")
 _MISSING = object()
 _NODE_BUDGET = 600  # depth-first search nodes per anchor
 # Steps of the searches for a lineup with roles (a node of the search placing parties, a node
@@ -437,10 +438,13 @@ class _Constrained:
         layout = self.layout
         sizes = self.sizes
         self.p_size = [sizes[i] for i in layout]
-        # A distance column that no ticket lacks: contiguous doubles (the walk reads one per
-        # neighbour); otherwise a list holding None for the missing values.
-        self.p_dist_cols = [[col[i] for i in layout] for col in self.dist_cols]
-        self.p_dist_cols = [array("d", col) if None not in col else col for col in self.p_dist_cols]
+        self._one_region = b"\x01" * len(layout)  # the region bits of every ticket without latencies
+        # Distance columns by position as contiguous doubles (the walk reads one per
+        # neighbour), NaN for a missing value: `not abs(v - x) <= limit` then refuses it
+        # without a test of its own (every comparison with NaN is false). Only the values of
+        # neighbours that passed that test are read elsewhere.
+        self.p_dist_cols = [array("d", [_NAN if (v := col[i]) is None else v for i in layout])
+                            for col in self.dist_cols]
         # By position, the value of each dimension (MMR, then each distance rule): a _Cand's
         # `vals`, made only for the candidates that need one.
         self.dim_cols = (self.mmr, *self.p_dist_cols)
@@ -475,8 +479,9 @@ class _Constrained:
         nfilters = len(self.filter_names)
         own_fail = nfilters
         f = 0
-        rmasks = self._rmasks_under(lat_limit) if latency_on else None
-        amask = rmasks[p] if latency_on else 0
+        # Without latencies every ticket has the one same region bit: the walk's test passes.
+        rmasks = self._rmasks_under(lat_limit) if latency_on else self._one_region
+        amask = rmasks[p]
         if latency_on:
             if not amask and own_fail == nfilters:
                 own_fail = f
@@ -522,7 +527,7 @@ class _Constrained:
         p_size, role_keys = self.p_size, self.p_role_keys
         dim_cols = self.dim_cols
         # Distance filters: (column, the anchor's value, limit); the first one unrolled below.
-        dist_checks = tuple(zip(self.p_dist_cols, adist, dist_limits))
+        dist_checks = tuple(zip(self.p_dist_cols, [_NAN if v is None else v for v in adist], dist_limits))
         first_dist = nfilters - len(dist_checks)  # the filter index of the first distance rule
         if dist_checks:
             dcol0, av0, dlim0 = dist_checks[0]
@@ -562,12 +567,10 @@ class _Constrained:
                 dr = mmr[rp] - m
             s = p_size[q]
             window_players += s
-            rmask = 0
-            if latency_on:
-                rmask = rmasks[q] & amask
-                if not rmask:
-                    latency_failed += s
-                    continue
+            rmask = rmasks[q] & amask
+            if not rmask:
+                latency_failed += s
+                continue
             omasks = ()
             if overlaps:
                 f = 1 if latency_on else 0
@@ -588,15 +591,13 @@ class _Constrained:
                     continue
                 omasks = tuple(found_masks)
             if dist_checks:
-                v = dcol0[q]
-                if v is None or av0 is None or abs(v - av0) > dlim0:
+                if not abs(dcol0[q] - av0) <= dlim0:  # NaN: a value missing on either side
                     players_by_fail[first_dist] += s
                     continue
                 if more_dists:
                     f = first_dist + 1
                     for col, av, limit in more_dists:
-                        v = col[q]
-                        if v is None or av is None or abs(v - av) > limit:
+                        if not abs(col[q] - av) <= limit:
                             break
                         f += 1
                     if f < nfilters:
@@ -612,7 +613,7 @@ class _Constrained:
             # once stays refused: the greedy's keys only grow, and what does not fit with some
             # keys does not fit with more.
             kc = key_codes[q]
-            if greedy and g_players + s <= need and (not latency_on or g_rm & rmask) and (
+            if greedy and g_players + s <= need and g_rm & rmask and (
                     not overlaps or all(x & y for x, y in zip(g_om, omasks))) and kc not in g_refused:
                 for d in range(ndim):
                     v = dim_cols[d][q]
@@ -644,8 +645,7 @@ class _Constrained:
                                 g_lows[d] = v
                             if v > g_highs[d]:
                                 g_highs[d] = v
-                        if latency_on:
-                            g_rm &= rmask
+                        g_rm &= rmask
                         if overlaps:
                             g_om = [x & y for x, y in zip(g_om, omasks)]
                         if g_players == need:
