@@ -13,7 +13,11 @@ For each, on a real redis-server filled through the store's own create script:
 - matching tick: the real rules, first tick over the full queue: nearly everything is matched
   and claimed in that one tick. Meanwhile another process pings the same Redis every
   millisecond (RedisWaits): the longest wait is how long the tick held Redis from every other
-  client of it, other replicas included.
+  client of it, other replicas included;
+- the tick after it: the same ticker again, nothing new queued: every ticket the matching tick
+  left is examined again and (nearly) none can match. The steady tick above is the best case
+  of a queue that cannot match (each ticket refused by its MMR window at once); this is the
+  usual one, tickets kept waiting by roles, latencies or a distance rule.
 
     .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3]
 """
@@ -101,9 +105,11 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
         matching = match_queue(tickets, rules, store.now())
         matches.append(time.perf_counter() - started)
 
+    ticker = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS)
     with RedisWaits(redis_server.url) as waits:
-        result = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS).tick()
+        result = ticker.tick()
     left = client.zcard(keys.queue(mode.name, None))
+    after = ticker.tick()
     row = {
         "scenario": scenario,
         "queued": queued,
@@ -116,6 +122,10 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
         "matches_claimed": result.matches_claimed,
         "tickets_matched": queued - left,
         "redis_waits": waits.summary(),
+        "left": left,
+        "next_tick_s": round(after.duration_s, 4),
+        "next_tick_matches": after.matches_claimed,
+        "next_tick_us_per_ticket": round(after.duration_s / left * 1e6, 1) if left else None,
         "rounds": rounds,
     }
     client.flushall()
@@ -134,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     report["target"] = "5v5 with roles, two rules and latencies, 100,000 queued: steady tick < 1 s, matching tick < 2 s"
     rows = []
     print(f"{'scenario':<10} {'queued':>8} {'steady':>8} {'read':>7} {'match':>7} {'matching tick':>14} "
-          f"{'matches':>8} {'tickets':>8}  {'Redis held others: longest, p99, waits > 20 ms':>10}")
+          f"{'matches':>8} {'tickets':>8} {'next tick':>10} {'left':>7}  "
+          f"{'Redis held others: longest, p99, waits > 20 ms':>10}")
     with tempfile.TemporaryDirectory() as directory:
         redis_server = RedisServer(Path(directory)).start()
         try:
@@ -143,8 +154,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{scenario:<10} {row['queued']:>8,} {row['steady_tick_s']:>8.3f} {row['read_queue_s']:>7.3f} "
                       f"{row['match_s']:>7.3f} {row['matching_tick_s']:>14.3f} {row['matches_claimed']:>8,} "
-                      f"{row['tickets_matched']:>8,}  {row['redis_waits']['max_ms']} ms, "
+                      f"{row['tickets_matched']:>8,} {row['next_tick_s']:>10.3f} {row['left']:>7,}  "
+                      f"{row['redis_waits']['max_ms']} ms, "
                       f"{row['redis_waits']['p99_ms']} ms, {row['redis_waits']['over_20ms']}", flush=True)
+                if row["next_tick_us_per_ticket"] is not None:
+                    print(f"{'':<10} next tick: {row['next_tick_us_per_ticket']} us for each ticket left, "
+                          f"{row['next_tick_matches']} matches", flush=True)
         finally:
             redis_server.stop()
     if len(rows) == 2:
