@@ -66,6 +66,9 @@ TICK_COUNTS = {
                    "Queued tickets this replica's ticks placed into running matches' backfills"),
     "deadlines_processed": ("mmserver_deadlines_processed",
                             "Ready-check and allocation deadlines handled by this replica's ticks"),
+    "answers_reused": ("mmserver_blocked_answers_reused",
+                       "Waiting tickets of modes with rules whose blocked_by a tick reused from an "
+                       "earlier one, nothing near them in the queue having changed"),
 }
 QUEUE_STATES = ("queued", "matched", "assigned")
 RATE_LIMITS = ("poll", "create", "backend", "address")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 from mmserver.config import ModeConfig
-from mmserver.matchmaking import MatchRules, Proposal, QueuedTicket, functions, match_queue
+from mmserver.matchmaking import FailureMemo, MatchRules, Proposal, QueuedTicket, functions, match_queue
 from mmserver.matchmaking.backfill import OpenBackfill, plan_backfills
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
@@ -63,6 +63,7 @@ class TickResult:
     deadlines_processed: int = 0  # ready-check and allocation deadlines handled
     backfilled: int = 0  # queued tickets placed into running matches' backfills
     proposals: int = 0  # matches the rules (or match functions) proposed
+    answers_reused: int = 0  # waiting tickets whose blocked_by was reused, not worked out again
     matches_claimed: int = 0  # proposals whose claim script succeeded
     claim_conflicts: int = 0  # proposals refused because a ticket changed first
     match_function_errors: int = 0  # modes skipped because their match function failed
@@ -92,6 +93,9 @@ class Ticker:
         self._session_batch = max(1, min(self._batch_size, SESSION_TICKETS // largest))
         self._deadline_batches = MAX_DEADLINE_BATCHES * -(-self._batch_size // self._session_batch)
         self._mode_lock_s = mode_lock_s
+        # Per queue (mode, region) of a mode with rules: why its tickets failed as anchors,
+        # reused while nothing near them changed (matchmaking/memo.py).
+        self._memos: dict[tuple[str, str | None], FailureMemo] = {}
 
     def tick(self) -> TickResult:
         started = time.monotonic()
@@ -144,7 +148,7 @@ class Ticker:
             if lock is not None:
                 self._store.unlock(f"mode:{name}", lock)
 
-    def _propose(self, name: str, tickets: list[QueuedTicket],
+    def _propose(self, name: str, region: str | None, tickets: list[QueuedTicket], counts: TickResult,
                  on_proposal: Callable[[Proposal], None] | None = None) -> tuple[list[Proposal], dict[str, str]] | None:
         """Proposals and explanations for one queue; None when the mode's match function failed
         (reported, and the mode skips this tick). `on_proposal` sees proposals as the matcher
@@ -152,7 +156,14 @@ class Ticker:
         now = self._store.now()  # Redis's clock: the one that stamped every enqueue time
         function = self._functions.get(name)
         if function is None:
-            matching = match_queue(tickets, self._rules[name], now, on_proposal=on_proposal)
+            rules = self._rules[name]
+            if rules.plain:
+                matching = match_queue(tickets, rules, now, on_proposal=on_proposal)
+            else:
+                memo = self._memos.setdefault((name, region), FailureMemo())
+                reused = memo.recalled
+                matching = match_queue(tickets, rules, now, on_proposal=on_proposal, memo=memo)
+                counts.answers_reused += memo.recalled - reused
             return matching.proposals, matching.blocked
         try:
             proposals = functions.run(function, tickets, self._modes[name], now)
@@ -185,7 +196,7 @@ class Ticker:
                 if backfills and tickets:
                     tickets = self._backfill(name, region, tickets, backfills, counts)
                 claims.tickets = tickets
-                result = self._propose(name, tickets, claims.add) if tickets else ([], {})
+                result = self._propose(name, region, tickets, counts, claims.add) if tickets else ([], {})
             if result is None:
                 counts.match_function_errors += 1
                 return

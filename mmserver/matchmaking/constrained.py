@@ -84,6 +84,7 @@ from operator import getitem, itemgetter, lt, sub
 from typing import Callable, Sequence
 
 from mmserver.matchmaking.lineup import Lineup
+from mmserver.matchmaking.memo import FailureMemo
 from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
 from mmserver.matchmaking.pool import _order_ties
 from mmserver.matchmaking.rules import MMR_RULE, MatchRules
@@ -160,15 +161,25 @@ class _Cand:
 
 
 def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,
-                        on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
-    """The matching; `on_proposal`, when given, is called with each proposal as it is formed."""
-    return _Constrained(tickets, rules, now).run(on_proposal)
+                        on_proposal: Callable[[Proposal], None] | None = None,
+                        memo: FailureMemo | None = None) -> Matching:
+    """The matching; `on_proposal`, when given, is called with each proposal as it is formed.
+    `memo`: the queue's FailureMemo, given to every tick of one queue, so the anchors that
+    failed in the tick before are not examined again while nothing within their reach changed
+    (same answers, memo.py)."""
+    return _Constrained(tickets, rules, now, memo).run(on_proposal)
 
 
 class _Constrained:
-    def __init__(self, tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> None:
+    def __init__(self, tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,
+                 memo: FailureMemo | None = None) -> None:
         self.rules = rules
         self.now = now
+        self.memo = memo
+        # The last walk's reach (memo.py): its MMR distance, and whether the memo may keep its
+        # answer (no lineup search could have spent steps on it); set by _anchor.
+        self._reach: float | None = None
+        self._reach_kept = False
         hi = rules.team_size
         self.lineup = Lineup(rules)
         self.sizes_only = Lineup(rules, use_roles=False) if rules.roles else self.lineup
@@ -195,7 +206,7 @@ class _Constrained:
     def _layout(self) -> None:
         el = self.eligible
         n = len(el)
-        mmrs = [t.mmr for t in el]
+        self.mmrs = mmrs = [t.mmr for t in el]
         by_mmr = sorted(range(n), key=mmrs.__getitem__)
         same = self.same
         if not same:
@@ -271,9 +282,15 @@ class _Constrained:
         rules = self.rules
         proposals: list[Proposal] = []
         blocked: dict[str, str] = {}
+        memo = self.memo
         if not self.eligible:
+            if memo is not None:
+                memo.begin([], None, [])
             return Matching(proposals, blocked)
         self._layout()
+        if memo is not None:
+            memo.begin(self.ids, self.keys, self.mmrs)
+        latency, distances = rules.latency, self.distances
         base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
         teams, hi = rules.teams, rules.team_size
         min_team = rules.min_team_size if self.fill_possible else hi
@@ -329,6 +346,16 @@ class _Constrained:
             if sizes[i] < smallest and m - mmr[left[p]] > w and mmr[right[p]] - m > w:
                 blocked[ids[i]] = MMR_RULE
                 continue
+            lat_limit = latency.limit(waited) if latency is not None else 0.0
+            dist_limits = [r.limit(waited) for r in distances]
+            if memo is not None:
+                # The anchor's limits: its answer is recalled only under the same ones.
+                stamp = (w, lo, lat_limit, *dist_limits)
+                if at < first_pass:
+                    reason = memo.recall(ids[i], stamp)
+                    if reason is not None:
+                        blocked[ids[i]] = reason
+                        continue
             if at < first_pass:
                 granted = first_pass_steps
             else:
@@ -337,7 +364,7 @@ class _Constrained:
                     break  # the rest stay blocked as the first pass left them
             allowance[0] = granted
             undecided = lineup.undecided
-            match, reason = self._anchor(i, p, waited, w, lo, smallest)
+            match, reason = self._anchor(i, p, w, lat_limit, dist_limits, lo, smallest)
             spent = granted - max(allowance[0], 0)
             self.steps_spent += spent
             if at >= first_pass:
@@ -346,6 +373,12 @@ class _Constrained:
                 blocked[ids[i]] = reason
                 if at < first_pass and lineup.undecided != undecided:
                     order.append(i)
+                if memo is not None:
+                    reach = self._reach
+                    if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
+                        memo.remember(ids[i], stamp, keys[i] if same else (), m - reach, m + reach, reason)
+                    else:
+                        memo.forget(ids[i])
                 continue
             proposal = self._propose(*match, lo)
             proposals.append(proposal)
@@ -359,6 +392,8 @@ class _Constrained:
                 players += p_size[q]
                 blocked.pop(ids[layout[q]], None)
             total_players -= players
+            if memo is not None:
+                memo.matched(keys[i] if same else (), [mmr[q] for q in match[0]])
             if same:
                 # The match lies in the anchor's partition: its tickets share the anchor's key.
                 key = keys[i]
@@ -465,15 +500,15 @@ class _Constrained:
             found = self._rmasks[limit] = [by_ticket[i] for i in self.layout]
         return found
 
-    def _anchor(self, i: int, p: int, waited: float, w: float, lo: int, smallest: int):
+    def _anchor(self, i: int, p: int, w: float, lat_limit: float, dist_limits: list[float], lo: int,
+                smallest: int):
         if self.p_size is None:
             self._columns()
+        self._reach = None
         rules = self.rules
         anchor = self.eligible[i]
         mmr, left, right = self.mmr, self.left, self.right
         latency_on = rules.latency is not None
-        lat_limit = rules.latency.limit(waited) if latency_on else 0.0
-        dist_limits = [r.limit(waited) for r in self.distances]
         lims = (w, *dist_limits)
         # The anchor's own values; the first filter it fails itself (len(filters): none).
         nfilters = len(self.filter_names)
@@ -654,6 +689,14 @@ class _Constrained:
                 break
         else:
             walk_capped = True
+        if self.memo is not None:
+            # The walk's reach (memo.py): the window when it ended at the window's edge (the
+            # nearest neighbour not visited lies beyond it), else the farthest neighbour it
+            # visited (every nearer one was). Walks through parties of a mode with roles are
+            # not kept: placing them spends the lineup's steps.
+            self._reach = w if (dl if dl < dr else dr) > w else abs(mmr[q] - m)
+            self._reach_kept = (not rules.roles or self.total_players == len(self.sizes)
+                                or (anchor.size == 1 and all(p_size[q] == 1 for q, _, _ in picks)))
         if latency_on:
             players_by_fail[0] += latency_failed
         capped = walk_capped or len(picks) >= pass_cap

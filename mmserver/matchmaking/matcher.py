@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from mmserver.matchmaking.constrained import propose_constrained
+from mmserver.matchmaking.memo import FailureMemo
 from mmserver.matchmaking.duels import propose_duels
 from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
 from mmserver.matchmaking.packing import find_composition
@@ -43,7 +44,8 @@ def _candidate_limit(players_per_match: int) -> int:
 
 
 def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, *,
-                on_proposal: Callable[[Proposal], None] | None = None) -> Matching:
+                on_proposal: Callable[[Proposal], None] | None = None,
+                memo: FailureMemo | None = None) -> Matching:
     """One tick of matching for a mode: proposals, and why each unmatched ticket waits.
 
     Plain modes (`rules.plain`) use the fast searches of `propose_matches`; their unmatched
@@ -52,10 +54,11 @@ def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, 
     constrained.propose_constrained, which documents its semantics and blocked_by order, and
     hands each proposal to `on_proposal` as soon as it is formed (in the order of the result's
     list), so a caller may act on it while the rest of the queue is matched; plain modes form
-    theirs all at once and do not call it.
+    theirs all at once and do not call it. `memo`: the queue's FailureMemo, kept by the caller
+    from tick to tick (modes with rules; memo.py).
     """
     if not rules.plain:
-        return propose_constrained(tickets, rules, now, on_proposal)
+        return propose_constrained(tickets, rules, now, on_proposal, memo)
     proposals = propose_matches(tickets, rules, now)
     matched = {ticket_id for proposal in proposals for team in proposal.teams for ticket_id in team}
     team_size = rules.team_size

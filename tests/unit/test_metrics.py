@@ -177,7 +177,7 @@ def test_no_per_replica_ticket_counter():
 def test_observe_tick_counts_each_field_of_the_tick_result():
     metrics = Metrics()
     metrics.observe_tick(TickResult(matches_claimed=2, claim_conflicts=1, deadlines_processed=3,
-                                    backfilled=2, proposals=3), 0.004)
+                                    backfilled=2, proposals=3, answers_reused=7), 0.004)
     metrics.observe_tick(TickResult(matches_claimed=1), 0.02)
     metrics.observe_tick(TickResult(), 0.5)
 
@@ -185,6 +185,7 @@ def test_observe_tick_counts_each_field_of_the_tick_result():
     assert value(metrics, "mmserver_claim_conflicts_total") == 1
     assert value(metrics, "mmserver_deadlines_processed_total") == 3
     assert value(metrics, "mmserver_backfill_fills_total") == 2
+    assert value(metrics, "mmserver_blocked_answers_reused_total") == 7
     assert value(metrics, "mmserver_match_function_errors_total") == 0
     assert value(metrics, "mmserver_tick_duration_seconds_count") == 3
     assert value(metrics, "mmserver_tick_duration_seconds_sum") == pytest.approx(0.524)

@@ -189,6 +189,28 @@ def test_a_mode_with_rules_claims_its_batches_while_it_matches(redis_client):
     assert store.read_queue("ranked", None) == []
 
 
+def test_tickets_kept_waiting_are_answered_from_the_last_tick_until_the_queue_changes_near_them(redis_client):
+    # Tanks only: every ticket waits for "roles". The first tick works each answer out; the
+    # next ones reuse them (same window: no growth) and record the same explanations, until
+    # healers join and matches form.
+    modes = {"ranked": ModeConfig("ranked", team_size=2, teams=2, accept_timeout_s=0, mmr_window_growth_per_s=0,
+                                  roles=(("tank", 1), ("healer", 1)))}
+    store = Store(redis_client, modes, ServersConfig(), retention_s=60)
+    tanks = [store.create_ticket(player_id=f"p{i}", mode="ranked", mmr=1500 + i, region=None, party=[],
+                                 roles=[["tank"]]) for i in range(40)]
+    ticker = Ticker(store, modes, shutdown=Shutdown())
+    assert ticker.tick().answers_reused == 0
+    assert ticker.tick().answers_reused == 40
+    views = [store.read_ticket(view["ticket_id"], token) for view, token in tanks]
+    assert {view["matching"]["blocked_by"] for view in views} == {"roles"}
+    for i in range(2):
+        store.create_ticket(player_id=f"h{i}", mode="ranked", mmr=1510 + i, region=None, party=[],
+                            roles=[["healer"]])
+    result = ticker.tick()
+    assert result.matches_claimed == 1 and result.answers_reused < 38
+    check_invariants(redis_client)
+
+
 def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_client):
     modes = {"ranked": ModeConfig("ranked", team_size=1, teams=2, accept_timeout_s=0, roles=(("dps", 1),))}
     calls = []

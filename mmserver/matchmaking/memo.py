@@ -1,0 +1,145 @@
+"""Why tickets failed as anchors, kept from one tick of a queue to the next.
+
+A ticket its rules keep waiting (a tank among tanks with no dps near it, a player whose
+latency or level fits nobody close) is examined in full each tick it waits: the walk of its
+MMR window, its filters, the lineup check. That is ~80 µs a ticket, so a queue of 100,000 such
+tickets (the usual state of a role queue whose players mostly offer the same role) would
+cost seconds every tick, to reach the same answers as the tick before.
+
+The constrained matcher's answer for an anchor depends only on the anchor's limits (its MMR
+window, latency and distance limits, the smallest match allowed now) and on the tickets of
+its partition (its `same` values) whose MMR lies within the anchor's *reach*: the whole MMR
+window when its walk ended at the window's edge, else the distance of the farthest neighbour
+the walk visited before its caps stopped it (every neighbour nearer was visited, and one
+farther would come after the cap). So an answer recorded for a ticket still holds at its turn
+in a later tick when its limits are the same and no ticket of its partition within its reach
+was added to the queue or removed from it since: matched in a tick (after the anchor's turn,
+or before its turn in this one), or gone or come between ticks (cancelled, expired, claimed by
+another replica, created, or back after a claim that failed). The matcher then reuses it
+instead of walking again; the answers are exactly the ones it would have computed
+(tests/unit/test_memo.py compares runs with and without the memo over random sequences of
+ticks).
+
+Only answers that spent no steps of the lineup search (_FIRST_PASS_STEPS and the rest) and
+came from walks among solo tickets or modes without roles are recorded: there no search step
+is ever spent, so the answer cannot depend on how many steps a tick had left.
+
+Pure data, no I/O: one memo per queue (mode and region), owned by the caller (the ticker)
+and passed to every tick of that queue. Its size is bounded by the queue's: one answer per
+waiting ticket, and per MMR bucket of each partition the latest change.
+"""
+from __future__ import annotations
+
+from itertools import repeat
+from math import floor
+from typing import Hashable
+
+# Changes are kept per partition by MMR bucket (the latest change of each). A change anywhere
+# in a bucket a reach touches counts: never a stale answer, at worst a walk done again. So a
+# bucket is narrow, about _TICKETS_PER_BUCKET tickets of the queue wide: a walk's reach (up to
+# ~200 neighbours) then reads a few dozen buckets, and a new ticket makes stale only the
+# answers whose reach it falls in, or nearly. The width follows the queue's density, set again
+# (the memo emptied) when the density moved by more than _RETUNE times. A reach wider than
+# _MOST_BUCKETS buckets (a sparse partition in a dense queue: a cheap walk) is not kept.
+_TICKETS_PER_BUCKET = 32
+_RETUNE = 4.0
+_MOST_BUCKETS = 128
+
+
+class FailureMemo:
+    def __init__(self) -> None:
+        self._width = 0.0  # MMR per bucket; 0: not set yet
+        # Ticks count by two: answers of a tick get its even number, the changes it makes (its
+        # matches) the odd one after. So a change is newer than an answer exactly when it may
+        # make it stale: made after it, or in the same tick (kept on the safe side).
+        self._tick = 0
+        # ticket id -> (stamp, partition, first bucket, last bucket, reason, tick): the answer
+        # and what it read.
+        self._answers: dict[str, tuple] = {}
+        # partition -> {bucket: the tick number of its latest change}
+        self._changes: dict[Hashable, dict[int, int]] = {}
+        # The queue the last tick started with, ticket id -> (partition, mmr): None before the
+        # first tick. (A ticket it matched whose claim failed is queued again: the match
+        # already marked its bucket, newer than every answer given in that tick.)
+        self._queue: dict[str, tuple[Hashable, float]] | None = None
+        self.recalled = 0  # answers reused, over the memo's life
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def begin(self, ticket_ids: list[str], partitions: list[Hashable] | None, mmrs: list[float]) -> None:
+        """A tick starts over these tickets (every ticket the matcher may use, its partition
+        (None: one for all) and MMR): what changed since the last tick is recorded."""
+        self._tick += 2
+        tick = self._tick
+        queue = dict(zip(ticket_ids, zip(partitions if partitions is not None else repeat(()), mmrs)))
+        previous = self._queue
+        if mmrs:
+            spread = (max(mmrs) - min(mmrs)) * _TICKETS_PER_BUCKET / len(mmrs)
+            width = self._width
+            if spread > 0 and not width / _RETUNE <= spread <= width * _RETUNE:
+                # Started afresh: no answer is kept, so nothing that changed matters.
+                self._width = spread
+                self._answers.clear()
+                self._changes.clear()
+                previous = None
+        width = self._width or 1.0
+        changes = self._changes
+        if previous is not None:
+            gone = previous.keys() - queue.keys()
+            came = queue.keys() - previous.keys()
+            for ticket_id in gone:
+                self._answers.pop(ticket_id, None)
+            for found, ids in ((previous, gone), (queue, came)):
+                for ticket_id in ids:
+                    partition, mmr = found[ticket_id]
+                    changes.setdefault(partition, {})[floor(mmr / width)] = tick
+        self._queue = queue
+        # A bucket whose latest change is older than every answer can make none stale: such
+        # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
+        # would otherwise leave a bucket behind for every ticket that ever came and went).
+        if sum(map(len, changes.values())) > 4 * len(queue) + 4096:
+            oldest = min((entry[5] for entry in self._answers.values()), default=tick)
+            self._changes = {partition: kept for partition, buckets in changes.items()
+                             if (kept := {b: seen for b, seen in buckets.items() if seen >= oldest})}
+
+    def matched(self, partition: Hashable, mmrs: list[float]) -> None:
+        """Tickets of one partition matched in this tick: every answer that read them is stale,
+        in this tick and the next (whether their claim succeeds or not)."""
+        buckets = self._changes.setdefault(partition, {})
+        width = self._width or 1.0
+        changed = self._tick + 1
+        for mmr in mmrs:
+            buckets[floor(mmr / width)] = changed
+
+    def recall(self, ticket_id: str, stamp: tuple) -> str | None:
+        """The answer recorded for this ticket, when it was given under the same `stamp` (the
+        anchor's limits) and nothing within its reach changed since; else None."""
+        entry = self._answers.get(ticket_id)
+        if entry is None:
+            return None
+        old_stamp, partition, first, last, reason, given = entry
+        if old_stamp != stamp:
+            return None
+        changes = self._changes.get(partition)
+        if changes:
+            for bucket in range(first, last + 1):
+                if changes.get(bucket, 0) > given:
+                    return None
+        self._answers[ticket_id] = (stamp, partition, first, last, reason, self._tick)
+        self.recalled += 1
+        return reason
+
+    def remember(self, ticket_id: str, stamp: tuple, partition: Hashable, low: float, high: float,
+                 reason: str) -> None:
+        """The answer for this ticket, which read the tickets of `partition` with MMR in
+        [low, high] (and nothing else but its own limits, `stamp`)."""
+        width = self._width or 1.0
+        first, last = floor(low / width), floor(high / width)
+        if last - first < _MOST_BUCKETS:
+            self._answers[ticket_id] = (stamp, partition, first, last, reason, self._tick)
+        else:
+            self._answers.pop(ticket_id, None)
+
+    def forget(self, ticket_id: str) -> None:
+        self._answers.pop(ticket_id, None)

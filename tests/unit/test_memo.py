@@ -1,0 +1,200 @@
+"""The failure memo (matchmaking/memo.py) changes none of the matcher's answers, only its cost.
+
+Every test runs a queue through ticks twice, with the memo and without, and compares every
+proposal and every blocked_by entry; between ticks tickets arrive, are cancelled, are
+claimed, or come back after a claim that failed, and the clock moves.
+"""
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmserver.matchmaking import MatchRules, QueuedTicket, match_queue
+from mmserver.matchmaking.memo import FailureMemo
+from mmserver.matchmaking.rules import Latency, Rule, Step
+from tests.unit.test_constrained import modes, queues
+
+NOW = 1_000_000.0
+REGIONS = ("eu", "us", "asia")
+
+
+def random_mode(rnd: random.Random) -> MatchRules:
+    team_size = rnd.randint(1, 5)
+    names = rnd.sample(["tank", "healer", "dps"], rnd.randint(1, 3)) if rnd.random() < 0.7 else []
+    cuts = sorted(rnd.randint(0, team_size) for _ in range(max(len(names) - 1, 0)))
+    counts = [b - a for a, b in zip([0, *cuts], [*cuts, team_size])]
+    roles = tuple((n, c) for n, c in zip(names, counts) if c > 0)
+    rules = [rule for rule, chance in ((Rule("same-build", "same", "build"), 0.5),
+                                       (Rule("common-map", "overlap", "maps"), 0.3),
+                                       (Rule("level-gap", "distance", "level", 5.0, (Step(30.0, 12.0),)), 0.6))
+             if rnd.random() < chance]
+    latency = Latency(60.0, (Step(20.0, 110.0),)) if rnd.random() < 0.6 else None
+    min_team = rnd.randint(1, team_size) if not roles and rnd.random() < 0.4 else None
+    return MatchRules(team_size, rnd.randint(1, 3), rnd.choice([50.0, 150.0]), rnd.choice([0.0, 5.0]),
+                      rnd.choice([300.0, 1000.0]), min_team_size=min_team, fill_wait_s=rnd.choice([10.0, 100.0]),
+                      roles=roles, rules=tuple(rules), latency=latency, regions=REGIONS if latency else ())
+
+
+def random_ticket(rnd: random.Random, rules: MatchRules, name: str, enqueued_at: float) -> QueuedTicket:
+    size = rnd.randint(1, rules.team_size) if rnd.random() < 0.2 else 1
+    roles = ()
+    if rules.roles:
+        # Few players offer the first role: queues that keep many tickets waiting.
+        offered = [n for n, _ in rules.roles]
+        roles = tuple((rnd.choice(offered[1:] or offered),) if rnd.random() < 0.8 else tuple(offered)
+                      for _ in range(size))
+    attributes = {"build": rnd.choice("ab"), "maps": tuple(rnd.sample(["m1", "m2", "m3"], rnd.randint(1, 2))),
+                  "level": float(rnd.randint(0, 40))}
+    latencies = {r: rnd.choice([20.0, 50.0, 90.0, 150.0]) for r in REGIONS}
+    return QueuedTicket(name, rnd.gauss(1500, 200), size, enqueued_at, attributes, latencies, None, roles,
+                        tuple(f"{name}.{k}" for k in range(size)))
+
+
+def ticks_agree(rules: MatchRules, queue: list, arrivals: list, rnd: random.Random, ticks: int) -> FailureMemo:
+    """Runs `ticks` ticks with and without a memo; returns the memo. Each tick, proposals are
+    claimed (one in five fails: its tickets stay queued), a few tickets cancel, a few of
+    `arrivals` join, and the clock moves on (often by little: limits stay the same)."""
+    memo = FailureMemo()
+    now = NOW
+    for _ in range(ticks):
+        with_memo = match_queue(queue, rules, now, memo=memo)
+        fresh = match_queue(queue, rules, now)
+        assert with_memo.proposals == fresh.proposals
+        assert with_memo.blocked == fresh.blocked
+        claimed = {ticket_id for p in fresh.proposals if rnd.random() < 0.8 for team in p.teams for ticket_id in team}
+        queue = [t for t in queue if t.ticket_id not in claimed and rnd.random() > 0.02]
+        for _ in range(rnd.choice([0, 0, 1, 3])):
+            if arrivals:
+                queue.append(arrivals.pop())
+        now += rnd.choice([0.0, 0.5, 0.5, 40.0])
+    return memo
+
+
+def test_answers_with_the_memo_are_the_answers_without_it_over_many_ticks():
+    recalled = 0
+    for seed in range(40):
+        rnd = random.Random(seed)
+        rules = random_mode(rnd)
+        queue = [random_ticket(rnd, rules, f"t{n}", NOW - rnd.uniform(0, 600)) for n in range(rnd.randint(20, 250))]
+        arrivals = [random_ticket(rnd, rules, f"n{n}", NOW + n * 0.1) for n in range(30)]
+        recalled += ticks_agree(rules, queue, arrivals, rnd, ticks=8).recalled
+    assert recalled > 1000  # the memo answered for many anchors: the comparison tested it
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_answers_with_the_memo_are_the_answers_without_it_on_small_queues(data):
+    rules = data.draw(modes())
+    queue = data.draw(queues(rules))
+    arrivals = [QueuedTicket(f"n{t.ticket_id}", t.mmr, t.size, t.enqueued_at + 30, t.attributes, t.latencies,
+                             t.region, t.roles) for t in data.draw(queues(rules))]
+    ticks_agree(rules, queue, arrivals, random.Random(data.draw(st.integers(0, 1000))), ticks=5)
+
+
+# --- what makes an answer stale ------------------------------------------------------------------
+
+TANKS = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)))
+
+
+def tank(name: str, mmr: float, role: str = "tank") -> QueuedTicket:
+    return QueuedTicket(name, mmr, 1, NOW - 60, roles=((role,),), players=(name,))
+
+
+def test_a_ticket_kept_waiting_is_answered_from_the_memo_until_a_ticket_comes_near_it():
+    # Two clusters of tanks, far apart, no healer: every tank waits for "roles", tick after tick.
+    low = [tank(f"low{n}", 1000 + n / 2) for n in range(200)]
+    high = [tank(f"high{n}", 3000 + n / 2) for n in range(200)]
+    queue = low + high
+    memo = FailureMemo()
+    match_queue(queue, TANKS, NOW, memo=memo)
+    again = match_queue(queue, TANKS, NOW, memo=memo)
+    assert again.blocked == dict.fromkeys([t.ticket_id for t in queue], "roles")
+    assert memo.recalled == 400
+    # A healer in neither cluster's windows: no answer is walked again.
+    queue.append(tank("h", 2050, "healer"))
+    assert match_queue(queue, TANKS, NOW, memo=memo) == match_queue(queue, TANKS, NOW)
+    assert memo.recalled == 400 + 400
+    # One in the high cluster: the high tanks whose walk reaches it are walked again (and still
+    # wait); the low ones and the first healer are not. (A walk here reaches 96 neighbours,
+    # ~24 MMR each way: the high tanks far from 3050 do not reach it either.)
+    queue.append(tank("h2", 3050, "healer"))
+    assert match_queue(queue, TANKS, NOW, memo=memo) == match_queue(queue, TANKS, NOW)
+    assert 800 + 201 <= memo.recalled < 800 + 201 + 200 - 48
+    # A second one there: matches form, as without the memo.
+    queue.append(tank("h3", 3051, "healer"))
+    matching = match_queue(queue, TANKS, NOW, memo=memo)
+    assert len(matching.proposals) == 1 and matching == match_queue(queue, TANKS, NOW)
+
+
+def test_tickets_back_after_a_failed_claim_make_the_answers_near_them_stale():
+    # Tick 1 matches two tanks and two healers, and the tanks left walk after the match took
+    # them: "roles". The claim fails, so the four are queued again in tick 2, where those
+    # answers are stale (the same four match again first, and the tanks left are walked again).
+    matched = [tank("t1", 1500), tank("t2", 1501), tank("h1", 1502, "healer"), tank("h2", 1503, "healer")]
+    late = [QueuedTicket(f"late{n}", 1504 + n, 1, NOW - 10, roles=(("tank",),), players=(f"late{n}",))
+            for n in range(4)]
+    memo = FailureMemo()
+    first = match_queue(matched + late, TANKS, NOW, memo=memo)
+    assert len(first.proposals) == 1 and first.blocked == dict.fromkeys([t.ticket_id for t in late], "roles")
+    second = match_queue(matched + late, TANKS, NOW, memo=memo)
+    assert second == first and memo.recalled == 0
+    third = match_queue(late, TANKS, NOW, memo=memo)  # now claimed: the tanks left are walked again
+    assert third.blocked == first.blocked and memo.recalled == 0
+    match_queue(late, TANKS, NOW, memo=memo)  # and then answered from the memo
+    assert memo.recalled == 4
+
+
+def test_an_answer_given_after_a_match_in_its_reach_is_stale_when_the_claim_fails():
+    # Tick 1: z, the oldest, matches t2, h1 and h2; x, walked after that, waits for "roles"
+    # (its window, 60 wide, then holds tanks only). The claim fails, so in tick 2 the three are
+    # back and z is cancelled: x is now the oldest of its partition, h1 and h2 are within its
+    # window, and it matches. Its answer of tick 1 must not be reused, though nothing changed
+    # in its reach between the ticks: the match changed it within tick 1, after x's turn.
+    rules = MatchRules(2, 2, 0.0, 1.0, 1000.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("same-build", "same", "build"),))
+
+    def player(name, mmr, waited, role="tank", build="a"):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+
+    z = player("z", 1400, 100)
+    near = [player("t2", 1462, 10), player("h1", 1460, 10, "healer"), player("h2", 1461, 10, "healer")]
+    x = player("x", 1500, 60)
+    tanks = [player(f"x{n}", 1505 + n, 5) for n in range(4)]
+    # Another partition, tanks only, so MMR buckets are narrow (~16 MMR): z's is not in x's reach.
+    others = [player(f"o{n}", 1000 + n / 2, 300, build="b") for n in range(2000)]
+    memo = FailureMemo()
+    first = match_queue([z, *near, x, *tanks, *others], rules, NOW, memo=memo)
+    assert [sorted(sum(p.teams, ())) for p in first.proposals] == [["h1", "h2", "t2", "z"]]
+    assert first.blocked["x"] == "roles"
+    queue = [*near, x, *tanks, *others]
+    second = match_queue(queue, rules, NOW, memo=memo)
+    assert second == match_queue(queue, rules, NOW)
+    assert [sorted(sum(p.teams, ())) for p in second.proposals] == [["h1", "h2", "x", "x0"]]
+
+
+def test_an_answer_is_not_reused_once_a_limit_expanded():
+    # The MMR window stays the same (no growth); the latency limit, or the level gap, widens
+    # after 20 s of waiting, and then the two tickets match.
+    by_latency = MatchRules(1, 2, 100.0, 0.0, 100.0, latency=Latency(50.0, (Step(20.0, 100.0),)), regions=("eu",))
+    by_level = MatchRules(1, 2, 100.0, 0.0, 100.0, rules=(Rule("level-gap", "distance", "level", 5.0,
+                                                                (Step(20.0, 15.0),)),))
+    for rules, blocked_by in ((by_latency, "latency"), (by_level, "level-gap")):
+        pair = [QueuedTicket(f"p{n}", 1500 + n, 1, NOW - 10, {"level": 10.0 * n}, {"eu": 80.0}, players=(f"p{n}",))
+                for n in range(2)]
+        memo = FailureMemo()
+        assert match_queue(pair, rules, NOW, memo=memo).blocked == dict.fromkeys(["p0", "p1"], blocked_by)
+        assert match_queue(pair, rules, NOW + 5, memo=memo).blocked == dict.fromkeys(["p0", "p1"], blocked_by)
+        assert memo.recalled == 2
+        assert len(match_queue(pair, rules, NOW + 15, memo=memo).proposals) == 1
+
+
+def test_the_memo_holds_one_answer_per_ticket_still_waiting():
+    rnd = random.Random(7)
+    memo = FailureMemo()
+    queue = [tank(f"t{n}", rnd.gauss(1500, 300)) for n in range(500)]
+    for round_ in range(5):
+        match_queue(queue, TANKS, NOW, memo=memo)
+        assert len(memo) <= len(queue)
+        queue = queue[100:] + [tank(f"r{round_}.{n}", rnd.gauss(1500, 300)) for n in range(50)]
+    match_queue([], TANKS, NOW, memo=memo)
+    assert len(memo) == 0
