@@ -63,6 +63,25 @@ def test_rules(tmp_path):
     assert rows["5v5-rules"]["queued"] == 1000
     assert rows["5v5-rules"]["tickets_matched"] > 0  # the rules mode forms matches at all
     assert report["ratios"]["steady_tick"] > 0
+    rules = rows["5v5-rules"]  # the tick after the matching one re-examines the tickets it left
+    assert rules["left"] == 1000 - rules["tickets_matched"] > 0
+    assert rules["next_tick_s"] > 0 and rules["next_tick_us_per_ticket"] > 0
+
+
+def test_rules_matcher(tmp_path):
+    report = run("bench_rules_matcher.py", tmp_path / "rm.json", "--tickets", "2000", "--rounds", "1")
+    rows = {row["case"]: row for row in report["results"]}
+    assert set(rows) == {"plain-1v1", "steady", "matching", "leftover"}
+    assert rows["matching"]["matched_tickets"] > 0
+    assert rows["leftover"]["tickets"] == 2000 - rows["matching"]["matched_tickets"]
+
+
+def test_rules_waiting(tmp_path):
+    report = run("bench_rules_waiting.py", tmp_path / "w.json", "--tickets", "2000", "--arrivals", "20",
+                 "--ticks", "4")
+    [row] = report["results"]
+    assert row["tick_with_memo_s"] > 0 and row["tick_without_s"] > 0
+    assert row["answers_reused_per_tick"] > 0  # the memo answered for tickets kept waiting
 
 
 def test_redis_hold(tmp_path):
