@@ -57,6 +57,7 @@ class Snapshot:
     accepting: dict[str, float] = field(default_factory=dict)
     allocating: dict[str, float] = field(default_factory=dict)  # every region's line
     allocating_line: dict[str, str] = field(default_factory=dict)  # session -> its line's key
+    allocating_regions: set[str] = field(default_factory=set)  # the regions whose lines scripts walk
     assigned: set[str] = field(default_factory=set)
     free: dict[str, float] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
@@ -113,7 +114,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
     queued: list[tuple[str, str, str]] = []
     singles = {"mm:acc", "mm:alloc", "mm:asg", "mm:sv:free", "mm:sv:busy", "mm:n", "mm:cl", "mm:cs",
                keys.SERVER_ADDRESSES, keys.STATIC_SERVERS, "mm:sv:static", "mm:sv:hb",
-               keys.MATCH_ENDS}
+               keys.MATCH_ENDS, keys.ALLOCATING_REGIONS}
     regional_free: list = []
     found: dict[str, object] = {}
     for i in range(2, len(reply), 4):
@@ -167,6 +168,7 @@ def snapshot(client: redis.Redis) -> Snapshot:
     for sid, deadline in _scored(found.get("mm:alloc", [])):  # the single line of releases before
         snap.allocating.setdefault(sid, deadline)
         snap.allocating_line.setdefault(sid, "mm:alloc")
+    snap.allocating_regions = set(found.get(keys.ALLOCATING_REGIONS, []))
     snap.assigned = set(found.get("mm:asg", []))
     snap.free = dict(_scored(found.get("mm:sv:free", [])))
     snap.free.update(regional_free)
@@ -384,6 +386,11 @@ class Checker:
                     self._bad("stranded", sid, "allocating session missing from the allocation deadlines")
                 elif snap.allocating_line[sid] not in (keys.allocating(s.get("rg")), keys.ALLOCATING):
                     self._bad("state", sid, f"a session of region {s.get('rg')!r} waits in {snap.allocating_line[sid]}")
+                elif (s.get("rg") and snap.allocating_line[sid] != keys.ALLOCATING
+                      and s.get("rg") not in snap.allocating_regions):
+                    # Allocation and deadlines walk only the lines of the regions recorded.
+                    self._bad("stranded", sid, f"a session waits in the line of region {s.get('rg')!r}, "
+                                               f"which is not in {keys.ALLOCATING_REGIONS}")
                 elif deadline < snap.now_ms - self._slack_ms:
                     self._bad("stranded", sid, f"allocation {(snap.now_ms - deadline) / 1000:.1f} s past its deadline")
             elif state == "assigned":

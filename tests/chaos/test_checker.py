@@ -172,6 +172,20 @@ def test_a_match_that_never_ends_is_stranded(store, ledger, redis_client):
     assert ("stranded", session) in findings(redis_client, ledger)
 
 
+def test_a_session_in_a_line_whose_region_is_not_recorded_is_stranded(store, ledger, redis_client):
+    # No script walks such a line: its session would never be allocated nor time out.
+    players = []
+    for player in ("pa", "pb"):
+        view, token = store.create_ticket(player_id=player, mode="duel", mmr=1500, region="eu", party=[])
+        ledger.acknowledge({**view, "token": token}, (player,), "accept")
+        players.append(view["ticket_id"])
+    [claim] = store.claim("duel", "eu", [[[players[0]], [players[1]]]], accept_timeout_s=0)
+    assert redis_client.zscore(keys.allocating("eu"), claim.session_id) is not None
+    assert findings(redis_client, ledger) == set()
+    redis_client.srem(keys.ALLOCATING_REGIONS, "eu")
+    assert ("stranded", claim.session_id) in findings(redis_client, ledger)
+
+
 def test_two_servers_on_one_address_are_duplicated(store, ledger, redis_client):
     store.heartbeat_server("sv1", "127.0.0.1:9001")
     redis_client.hset(keys.server("sv2"), mapping={"a": "127.0.0.1:9001", "k": "r", "h": 1})
