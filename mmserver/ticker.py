@@ -196,7 +196,11 @@ class Ticker:
                 if backfills and tickets:
                     tickets = self._backfill(name, region, tickets, backfills, counts)
                 claims.tickets = tickets
-                result = self._propose(name, region, tickets, counts, claims.add) if tickets else ([], {})
+                if tickets:
+                    result = self._propose(name, region, tickets, counts, claims.add)
+                else:
+                    result = ([], {})
+                    self._memos.pop((name, region), None)  # an empty queue has nothing to remember
             if result is None:
                 counts.match_function_errors += 1
                 return

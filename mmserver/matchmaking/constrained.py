@@ -176,10 +176,12 @@ class _Constrained:
         self.rules = rules
         self.now = now
         self.memo = memo
-        # The last walk's reach (memo.py): its MMR distance, and whether the memo may keep its
-        # answer (no lineup search could have spent steps on it); set by _anchor.
+        # The last walk's reach (memo.py): its MMR distance; whether the memo may keep its
+        # answer (no lineup search could have spent steps on it); whether the answer holds for
+        # any MMR window that covers the reach (see _anchor). Set by _anchor.
         self._reach: float | None = None
         self._reach_kept = False
+        self._any_window = False
         hi = rules.team_size
         self.lineup = Lineup(rules)
         self.sizes_only = Lineup(rules, use_roles=False) if rules.roles else self.lineup
@@ -207,7 +209,16 @@ class _Constrained:
         el = self.eligible
         n = len(el)
         self.mmrs = mmrs = [t.mmr for t in el]
+        ids = [t.ticket_id for t in el]
         by_mmr = sorted(range(n), key=mmrs.__getitem__)
+        # Equal MMRs in ticket id order, not in the order the queue was read in (it follows
+        # the tickets' TTL deadlines, which reads push back): the matching is then a function
+        # of the queue alone, which the failure memo relies on.
+        _order_ties(by_mmr, mmrs, ids)
+        # The MMR between neighbouring tickets in the middle 80% of the queue (memo.py sizes
+        # its buckets by it; one far-off ticket does not move it).
+        low, high = n // 10, (9 * n) // 10
+        self.mmr_spacing = (mmrs[by_mmr[high]] - mmrs[by_mmr[low]]) / (high - low) if high > low else 0.0
         same = self.same
         if not same:
             keys = None
@@ -254,7 +265,6 @@ class _Constrained:
                 pos_of[i] = p
         self.pos_of = pos_of
         enq = [t.enqueued_at for t in el]
-        ids = [t.ticket_id for t in el]
         order = sorted(range(n), key=enq.__getitem__)
         _order_ties(order, enq, ids)
         self.order = order
@@ -285,11 +295,11 @@ class _Constrained:
         memo = self.memo
         if not self.eligible:
             if memo is not None:
-                memo.begin([], None, [])
+                memo.begin([], None, [], 0.0)
             return Matching(proposals, blocked)
         self._layout()
         if memo is not None:
-            memo.begin(self.ids, self.keys, self.mmrs)
+            memo.begin(self.ids, self.keys, self.mmrs, self.mmr_spacing)
         latency, distances = rules.latency, self.distances
         base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
         teams, hi = rules.teams, rules.team_size
@@ -349,10 +359,11 @@ class _Constrained:
             lat_limit = latency.limit(waited) if latency is not None else 0.0
             dist_limits = [r.limit(waited) for r in distances]
             if memo is not None:
-                # The anchor's limits: its answer is recalled only under the same ones.
-                stamp = (w, lo, lat_limit, *dist_limits)
+                # The anchor's limits but its MMR window: its answer is recalled only under
+                # the same ones (and the same window, unless the answer holds for any).
+                stamp = (lo, lat_limit, *dist_limits)
                 if at < first_pass:
-                    reason = memo.recall(ids[i], stamp)
+                    reason = memo.recall(ids[i], stamp, w)
                     if reason is not None:
                         blocked[ids[i]] = reason
                         continue
@@ -376,7 +387,8 @@ class _Constrained:
                 if memo is not None:
                     reach = self._reach
                     if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
-                        memo.remember(ids[i], stamp, keys[i] if same else (), m - reach, m + reach, reason)
+                        memo.remember(ids[i], stamp, w, keys[i] if same else (), m - reach, m + reach, reason,
+                                      reach if self._any_window else None)
                     else:
                         memo.forget(ids[i])
                 continue
@@ -694,7 +706,13 @@ class _Constrained:
             # nearest neighbour not visited lies beyond it), else the farthest neighbour it
             # visited (every nearer one was). Walks through parties of a mode with roles are
             # not kept: placing them spends the lineup's steps.
-            self._reach = w if (dl if dl < dr else dr) > w else abs(mmr[q] - m)
+            by_window = (dl if dl < dr else dr) > w
+            self._reach = w if by_window else abs(mmr[q] - m)
+            # A walk its caps ended (not the window's edge) visits the same neighbours under
+            # any window that covers its reach; an answer found from them before the search
+            # (a filter's name, or no line-up by sizes and roles) reads the window nowhere
+            # else. Answers of the search check spreads against the window: only for it.
+            self._any_window = not by_window
             self._reach_kept = (not rules.roles or self.total_players == len(self.sizes)
                                 or (anchor.size == 1 and all(p_size[q] == 1 for q, _, _ in picks)))
         if latency_on:
@@ -719,6 +737,7 @@ class _Constrained:
             if self.rules.roles and self._composable(a, keys, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
+        self._any_window = False  # the search below checks the MMR spread against w
         cands = self._cands(picks)
         chosen = None
         if not self._regions_or_spreads_rule_out(a, cands, lims, lo, smallest):

@@ -31,19 +31,24 @@ waiting ticket, and per MMR bucket of each partition the latest change.
 from __future__ import annotations
 
 from itertools import repeat
-from math import floor
+from math import floor, isfinite
 from typing import Hashable
 
 # Changes are kept per partition by MMR bucket (the latest change of each). A change anywhere
 # in a bucket a reach touches counts: never a stale answer, at worst a walk done again. So a
-# bucket is narrow, about _TICKETS_PER_BUCKET tickets of the queue wide: a walk's reach (up to
-# ~200 neighbours) then reads a few dozen buckets, and a new ticket makes stale only the
-# answers whose reach it falls in, or nearly. The width follows the queue's density, set again
-# (the memo emptied) when the density moved by more than _RETUNE times. A reach wider than
-# _MOST_BUCKETS buckets (a sparse partition in a dense queue: a cheap walk) is not kept.
+# bucket is narrow, about _TICKETS_PER_BUCKET tickets of the queue's middle wide: a walk's
+# reach (up to ~200 neighbours) then reads a few dozen buckets, and a new ticket makes stale
+# only the answers whose reach it falls in, or nearly. The width follows the queue's density,
+# set again (the memo emptied) when the density moved by more than _RETUNE times; it is never
+# below _LEAST_WIDTH times the largest MMR, so an MMR divided by it stays a modest number. A
+# reach wider than _MOST_BUCKETS buckets (a sparse partition in a dense queue: a cheap walk)
+# is not kept. Answers not given or reused in the last _KEPT_TICKS ticks (their tickets were
+# refused before any walk, or taken by a match) are dropped when the changes are pruned.
 _TICKETS_PER_BUCKET = 32
 _RETUNE = 4.0
+_LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
+_KEPT_TICKS = 2
 
 
 class FailureMemo:
@@ -53,8 +58,8 @@ class FailureMemo:
         # matches) the odd one after. So a change is newer than an answer exactly when it may
         # make it stale: made after it, or in the same tick (kept on the safe side).
         self._tick = 0
-        # ticket id -> (stamp, partition, first bucket, last bucket, reason, tick): the answer
-        # and what it read.
+        # ticket id -> (stamp, window, the least window it holds for (None: only `window`),
+        # partition, first bucket, last bucket, reason, tick): the answer and what it read.
         self._answers: dict[str, tuple] = {}
         # partition -> {bucket: the tick number of its latest change}
         self._changes: dict[Hashable, dict[int, int]] = {}
@@ -67,19 +72,29 @@ class FailureMemo:
     def __len__(self) -> int:
         return len(self._answers)
 
-    def begin(self, ticket_ids: list[str], partitions: list[Hashable] | None, mmrs: list[float]) -> None:
+    @property
+    def buckets(self) -> int:
+        """MMR buckets whose latest change the memo holds, over every partition."""
+        return sum(map(len, self._changes.values()))
+
+    def begin(self, ticket_ids: list[str], partitions: list[Hashable] | None, mmrs: list[float],
+              spacing: float) -> None:
         """A tick starts over these tickets (every ticket the matcher may use, its partition
-        (None: one for all) and MMR): what changed since the last tick is recorded."""
+        (None: one for all) and MMR; `spacing`: the MMR between neighbouring tickets in the
+        middle of the queue): what changed since the last tick is recorded."""
         self._tick += 2
         tick = self._tick
         queue = dict(zip(ticket_ids, zip(partitions if partitions is not None else repeat(()), mmrs)))
         previous = self._queue
         if mmrs:
-            spread = (max(mmrs) - min(mmrs)) * _TICKETS_PER_BUCKET / len(mmrs)
+            least = _LEAST_WIDTH * max(abs(min(mmrs)), abs(max(mmrs)))
+            wanted = max(spacing * _TICKETS_PER_BUCKET, least)
+            if not (isfinite(wanted) and wanted > 0):
+                wanted = 1.0
             width = self._width
-            if spread > 0 and not width / _RETUNE <= spread <= width * _RETUNE:
+            if not width / _RETUNE <= wanted <= width * _RETUNE:
                 # Started afresh: no answer is kept, so nothing that changed matters.
-                self._width = spread
+                self._width = wanted
                 self._answers.clear()
                 self._changes.clear()
                 previous = None
@@ -98,8 +113,10 @@ class FailureMemo:
         # A bucket whose latest change is older than every answer can make none stale: such
         # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
         # would otherwise leave a bucket behind for every ticket that ever came and went).
-        if sum(map(len, changes.values())) > 4 * len(queue) + 4096:
-            oldest = min((entry[5] for entry in self._answers.values()), default=tick)
+        if self.buckets > 4 * len(queue) + 4096:
+            recent = tick - 2 * _KEPT_TICKS
+            self._answers = {k: entry for k, entry in self._answers.items() if entry[7] >= recent}
+            oldest = min((entry[7] for entry in self._answers.values()), default=tick)
             self._changes = {partition: kept for partition, buckets in changes.items()
                              if (kept := {b: seen for b, seen in buckets.items() if seen >= oldest})}
 
@@ -112,32 +129,37 @@ class FailureMemo:
         for mmr in mmrs:
             buckets[floor(mmr / width)] = changed
 
-    def recall(self, ticket_id: str, stamp: tuple) -> str | None:
+    def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
-        anchor's limits) and nothing within its reach changed since; else None."""
+        anchor's limits but its MMR window) and the same `window` (or any window covering its
+        reach, for answers that hold so), and nothing within its reach changed since; else
+        None."""
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
-        old_stamp, partition, first, last, reason, given = entry
-        if old_stamp != stamp:
+        old_stamp, old_window, least_window, partition, first, last, reason, given = entry
+        if old_stamp != stamp or (window != old_window and (least_window is None or window < least_window)):
             return None
         changes = self._changes.get(partition)
         if changes:
             for bucket in range(first, last + 1):
                 if changes.get(bucket, 0) > given:
                     return None
-        self._answers[ticket_id] = (stamp, partition, first, last, reason, self._tick)
+        self._answers[ticket_id] = (*entry[:7], self._tick)
         self.recalled += 1
         return reason
 
-    def remember(self, ticket_id: str, stamp: tuple, partition: Hashable, low: float, high: float,
-                 reason: str) -> None:
+    def remember(self, ticket_id: str, stamp: tuple, window: float, partition: Hashable, low: float, high: float,
+                 reason: str, least_window: float | None = None) -> None:
         """The answer for this ticket, which read the tickets of `partition` with MMR in
-        [low, high] (and nothing else but its own limits, `stamp`)."""
+        [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
+        `least_window`, it holds for every window at least that wide too."""
         width = self._width or 1.0
-        first, last = floor(low / width), floor(high / width)
+        # One bucket more on each side: low and high are the anchor's MMR minus and plus the
+        # reach, rounded, and may land a hair inside a neighbour the walk read.
+        first, last = floor(low / width) - 1, floor(high / width) + 1
         if last - first < _MOST_BUCKETS:
-            self._answers[ticket_id] = (stamp, partition, first, last, reason, self._tick)
+            self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick)
         else:
             self._answers.pop(ticket_id, None)
 

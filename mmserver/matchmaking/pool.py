@@ -60,7 +60,8 @@ class Pool:
 
 
 def _order_ties(anchors: list[int], enqueued: Sequence[float], ids: Sequence[str]) -> None:
-    """Within each run of equal enqueue times, order the anchors (sorted by time) by ticket id."""
+    """Within each run of equal enqueue times, order the anchors (sorted by time) by ticket id.
+    (Any indexes sorted by a key: constrained.py orders tickets of equal MMR the same way.)"""
     times = list(map(enqueued.__getitem__, anchors))
     # Positions k where times[k] == times[k + 1], found without a Python-level loop: ties are
     # rare, and this runs on every call.

@@ -35,7 +35,8 @@ def random_mode(rnd: random.Random) -> MatchRules:
                       roles=roles, rules=tuple(rules), latency=latency, regions=REGIONS if latency else ())
 
 
-def random_ticket(rnd: random.Random, rules: MatchRules, name: str, enqueued_at: float) -> QueuedTicket:
+def random_ticket(rnd: random.Random, rules: MatchRules, name: str, enqueued_at: float,
+                  coarse: bool = False) -> QueuedTicket:
     size = rnd.randint(1, rules.team_size) if rnd.random() < 0.2 else 1
     roles = ()
     if rules.roles:
@@ -46,17 +47,22 @@ def random_ticket(rnd: random.Random, rules: MatchRules, name: str, enqueued_at:
     attributes = {"build": rnd.choice("ab"), "maps": tuple(rnd.sample(["m1", "m2", "m3"], rnd.randint(1, 2))),
                   "level": float(rnd.randint(0, 40))}
     latencies = {r: rnd.choice([20.0, 50.0, 90.0, 150.0]) for r in REGIONS}
-    return QueuedTicket(name, rnd.gauss(1500, 200), size, enqueued_at, attributes, latencies, None, roles,
+    mmr = rnd.gauss(1500, 200)
+    if coarse:  # MMRs in steps of 10: many tickets share one
+        mmr = float(round(mmr / 10) * 10)
+    return QueuedTicket(name, mmr, size, enqueued_at, attributes, latencies, None, roles,
                         tuple(f"{name}.{k}" for k in range(size)))
 
 
 def ticks_agree(rules: MatchRules, queue: list, arrivals: list, rnd: random.Random, ticks: int) -> FailureMemo:
-    """Runs `ticks` ticks with and without a memo; returns the memo. Each tick, proposals are
-    claimed (one in five fails: its tickets stay queued), a few tickets cancel, a few of
+    """Runs `ticks` ticks with and without a memo; returns the memo. Each tick reads the queue
+    in another order (as the store does: by TTL deadline, which reads push back), proposals
+    are claimed (one in five fails: its tickets stay queued), a few tickets cancel, a few of
     `arrivals` join, and the clock moves on (often by little: limits stay the same)."""
     memo = FailureMemo()
     now = NOW
     for _ in range(ticks):
+        rnd.shuffle(queue)
         with_memo = match_queue(queue, rules, now, memo=memo)
         fresh = match_queue(queue, rules, now)
         assert with_memo.proposals == fresh.proposals
@@ -75,8 +81,10 @@ def test_answers_with_the_memo_are_the_answers_without_it_over_many_ticks():
     for seed in range(40):
         rnd = random.Random(seed)
         rules = random_mode(rnd)
-        queue = [random_ticket(rnd, rules, f"t{n}", NOW - rnd.uniform(0, 600)) for n in range(rnd.randint(20, 250))]
-        arrivals = [random_ticket(rnd, rules, f"n{n}", NOW + n * 0.1) for n in range(30)]
+        coarse = seed % 2 == 1
+        queue = [random_ticket(rnd, rules, f"t{n}", NOW - rnd.uniform(0, 600), coarse)
+                 for n in range(rnd.randint(20, 250))]
+        arrivals = [random_ticket(rnd, rules, f"n{n}", NOW + n * 0.1, coarse) for n in range(30)]
         recalled += ticks_agree(rules, queue, arrivals, rnd, ticks=8).recalled
     assert recalled > 1000  # the memo answered for many anchors: the comparison tested it
 
@@ -114,12 +122,11 @@ def test_a_ticket_kept_waiting_is_answered_from_the_memo_until_a_ticket_comes_ne
     queue.append(tank("h", 2050, "healer"))
     assert match_queue(queue, TANKS, NOW, memo=memo) == match_queue(queue, TANKS, NOW)
     assert memo.recalled == 400 + 400
-    # One in the high cluster: the high tanks whose walk reaches it are walked again (and still
-    # wait); the low ones and the first healer are not. (A walk here reaches 96 neighbours,
-    # ~24 MMR each way: the high tanks far from 3050 do not reach it either.)
+    # One in the high cluster: the high tanks are walked again (and still wait), the low ones
+    # are not. (The healers are alone in their windows: refused before any walk.)
     queue.append(tank("h2", 3050, "healer"))
     assert match_queue(queue, TANKS, NOW, memo=memo) == match_queue(queue, TANKS, NOW)
-    assert 800 + 201 <= memo.recalled < 800 + 201 + 200 - 48
+    assert memo.recalled == 800 + 200
     # A second one there: matches form, as without the memo.
     queue.append(tank("h3", 3051, "healer"))
     matching = match_queue(queue, TANKS, NOW, memo=memo)
@@ -186,6 +193,91 @@ def test_an_answer_is_not_reused_once_a_limit_expanded():
         assert match_queue(pair, rules, NOW + 5, memo=memo).blocked == dict.fromkeys(["p0", "p1"], blocked_by)
         assert memo.recalled == 2
         assert len(match_queue(pair, rules, NOW + 15, memo=memo).proposals) == 1
+
+
+def test_an_answer_found_by_the_search_is_not_reused_once_the_window_widened():
+    # A lobby of 3. The anchor's walk is ended by its cap (80 neighbours: 78 whose levels no
+    # one shares, then c1 and c2, 60 MMR away on either side). The search finds no lobby whose
+    # MMR spread (120) fits the window (100): "mmr". Five seconds later the window is 150 and
+    # the lobby forms. An answer the filters or the line-up gave would hold under any window
+    # covering the walk; one the search gave does not.
+    rules = MatchRules(3, 1, 100.0, 10.0, 1000.0, rules=(Rule("level-gap", "distance", "level", 5.0),))
+
+    def ticket(name, mmr, level, enqueued_at):
+        return QueuedTicket(name, mmr, 1, enqueued_at, {"level": level}, players=(name,))
+
+    anchor = ticket("a", 1500.0, 10.0, NOW)
+    pair = [ticket("c1", 1440.0, 10.0, NOW + 0.01), ticket("c2", 1560.0, 10.0, NOW + 0.01)]
+    others = [ticket(f"f{k}", 1500.0 + (0.7 * (k // 2 + 1)) * (1 if k % 2 else -1), 50.0 + 6 * k, NOW + 0.01)
+              for k in range(78)]
+    queue = [anchor, *pair, *others]
+    memo = FailureMemo()
+    first = match_queue(queue, rules, NOW + 0.01, memo=memo)
+    assert first.proposals == [] and first.blocked["a"] == "mmr"
+    later = match_queue(queue, rules, NOW + 5, memo=memo)
+    assert later == match_queue(queue, rules, NOW + 5)
+    assert [sorted(sum(p.teams, ())) for p in later.proposals] == [["a", "c1", "c2"]]
+
+
+def test_an_answer_that_holds_for_wider_windows_is_not_reused_under_a_narrower_one():
+    # Tanks 0.5 MMR apart: a tank's walk is ended by its cap (96 neighbours, ~24 MMR each way)
+    # and it waits for "roles", an answer that holds under any window of 24 MMR or more. With
+    # the clock set back (a window of 0.5 MMR: two neighbours), the same tanks wait for "mmr".
+    rules = MatchRules(2, 2, 0.0, 10.0, 1000.0, roles=(("tank", 1), ("healer", 1)))
+    queue = [QueuedTicket(f"t{n}", 1500 + n / 2, 1, NOW - 60, roles=(("tank",),), players=(f"t{n}",))
+             for n in range(400)]
+    memo = FailureMemo()
+    assert set(match_queue(queue, rules, NOW, memo=memo).blocked.values()) == {"roles"}
+    assert set(match_queue(queue, rules, NOW + 1, memo=memo).blocked.values()) == {"roles"}
+    assert memo.recalled == 400  # the windows widened, the answers held
+    earlier = match_queue(queue, rules, NOW - 59.95, memo=memo)
+    assert earlier == match_queue(queue, rules, NOW - 59.95)
+    assert "mmr" in earlier.blocked.values()
+
+
+def test_tied_mmrs_read_in_another_order_give_the_same_answers():
+    # 72 tickets of one MMR, a level rule only "a" and "b" meet together. Walks are capped (64
+    # neighbours): read in one order, they are too far apart among the ties to meet; the
+    # matcher orders ties by ticket id, so the order the queue was read in does not matter,
+    # and an answer reused from the tick before is the answer of this one.
+    rules = MatchRules(1, 2, 100.0, 0.0, 100.0, rules=(Rule("level-gap", "distance", "level", 1.0),))
+    queue = [QueuedTicket(f"x{n:02d}", 1500.0, 1, NOW - 10, {"level": 100.0 + 10 * n}, players=(f"x{n}",))
+             for n in range(70)]
+    pair = [QueuedTicket(name, 1500.0, 1, NOW - 10, {"level": 5.0}, players=(name,)) for name in ("a", "b")]
+    memo = FailureMemo()
+    first = match_queue([pair[0], *queue, pair[1]], rules, NOW, memo=memo)
+    second = match_queue([*queue, *pair], rules, NOW, memo=memo)
+    assert first == second == match_queue([*pair, *queue], rules, NOW)
+
+
+def test_crafted_mmrs_do_not_break_the_buckets():
+    # Two MMRs a denormal apart make the spacing tiny; a queue of one MMR then has none.
+    memo = FailureMemo()
+    for queue in ([tank("a", 0.0), tank("b", 5e-324), tank("c", 5e-324)], [tank(f"t{n}", 1500.0) for n in range(10)],
+                  [tank("big", 100000.0), tank("small", 0.0)] + [tank(f"u{n}", 1500.0) for n in range(10)]):
+        for _ in range(2):
+            assert match_queue(queue, TANKS, NOW, memo=memo) == match_queue(queue, TANKS, NOW)
+
+
+def test_the_changes_the_memo_holds_stay_bounded_by_the_queue():
+    # Tickets refused before any walk (too few players share their `same` value) and a queue
+    # that churns every tick: the changes held are pruned to what the queue needs.
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("same-build", "same", "build"),))
+    rnd = random.Random(3)
+
+    def waiting(name, build):
+        return QueuedTicket(name, rnd.gauss(1500, 300), 1, NOW - 60, {"build": build}, roles=(("tank",),),
+                            players=(name,))
+
+    lonely = [waiting(f"lonely{n}", f"b{n}") for n in range(200)]  # alone with their build
+    churn = [waiting(f"c{n}", "common") for n in range(400)]
+    memo = FailureMemo()
+    for tick in range(150):
+        churn = churn[20:] + [waiting(f"c{tick}.{n}", "common") for n in range(20)]
+        match_queue(lonely + churn, rules, NOW, memo=memo)
+        assert memo.buckets <= 4 * 600 + 4096
+        assert len(memo) <= 600
 
 
 def test_the_memo_holds_one_answer_per_ticket_still_waiting():
