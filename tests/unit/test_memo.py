@@ -250,6 +250,18 @@ def test_tied_mmrs_read_in_another_order_give_the_same_answers():
     assert first == second == match_queue([*pair, *queue], rules, NOW)
 
 
+def test_the_matching_does_not_depend_on_the_order_the_queue_is_read_in():
+    # Random modes, queues of up to 250 tickets whose MMRs tie often, read in two orders.
+    for seed in range(30):
+        rnd = random.Random(seed)
+        rules = random_mode(rnd)
+        queue = [random_ticket(rnd, rules, f"t{n}", NOW - rnd.uniform(0, 600), coarse=True)
+                 for n in range(rnd.randint(20, 250))]
+        shuffled = list(queue)
+        rnd.shuffle(shuffled)
+        assert match_queue(shuffled, rules, NOW) == match_queue(queue, rules, NOW)
+
+
 def test_crafted_mmrs_do_not_break_the_buckets():
     # Two MMRs a denormal apart make the spacing tiny; a queue of one MMR then has none.
     memo = FailureMemo()
