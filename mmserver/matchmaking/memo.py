@@ -18,7 +18,10 @@ or before its turn in this one), or gone or come between ticks (cancelled, expir
 another replica, created, or back after a claim that failed). The matcher then reuses it
 instead of walking again; the answers are exactly the ones it would have computed
 (tests/unit/test_memo.py compares runs with and without the memo over random sequences of
-ticks).
+ticks). That needs the matcher's answers to depend on the queue alone, not on the order it is
+read in: it orders tickets of equal MMR by id. An answer found before any search for a
+line-up, from a walk its caps ended, holds for any MMR window at least as wide as its reach
+(the walk visits the same neighbours, and nothing else reads the window).
 
 Only answers that spent no steps of the lineup search (_FIRST_PASS_STEPS and the rest) and
 came from walks among solo tickets or modes without roles are recorded: there no search step
@@ -26,7 +29,9 @@ is ever spent, so the answer cannot depend on how many steps a tick had left.
 
 Pure data, no I/O: one memo per queue (mode and region), owned by the caller (the ticker)
 and passed to every tick of that queue. Its size is bounded by the queue's: one answer per
-waiting ticket, and per MMR bucket of each partition the latest change.
+waiting ticket (~0.4 KB with its share of the queue's copy), and per MMR bucket of each
+partition the latest change, pruned to what the answers of the last ticks need once the
+buckets outnumber four times the queue.
 """
 from __future__ import annotations
 
