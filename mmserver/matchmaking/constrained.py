@@ -708,10 +708,13 @@ class _Constrained:
             # not kept: placing them spends the lineup's steps.
             by_window = (dl if dl < dr else dr) > w
             self._reach = w if by_window else abs(mmr[q] - m)
-            # A walk its caps ended (not the window's edge) visits the same neighbours under
-            # any window that covers its reach; an answer found from them before the search
-            # (a filter's name, or no line-up by sizes and roles) reads the window nowhere
-            # else. Answers of the search check spreads against the window: only for it.
+            # A walk its caps ended (not the window's edge) visits the same neighbours, in the
+            # same order, under any window that covers its reach. A failure found from them
+            # before the search (a filter's name, or no line-up by sizes and roles: "roles",
+            # "players") then holds under such a window too: the counts are the same, and the
+            # greedy pick, the one other reader of the window here, could only have ended the
+            # walk with a full match, which those answers say does not exist among the picks.
+            # Answers of the search check spreads against the window: only for it.
             self._any_window = not by_window
             self._reach_kept = (not rules.roles or self.total_players == len(self.sizes)
                                 or (anchor.size == 1 and all(p_size[q] == 1 for q, _, _ in picks)))

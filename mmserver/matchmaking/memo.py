@@ -19,9 +19,11 @@ another replica, created, or back after a claim that failed). The matcher then r
 instead of walking again; the answers are exactly the ones it would have computed
 (tests/unit/test_memo.py compares runs with and without the memo over random sequences of
 ticks). That needs the matcher's answers to depend on the queue alone, not on the order it is
-read in: it orders tickets of equal MMR by id. An answer found before any search for a
-line-up, from a walk its caps ended, holds for any MMR window at least as wide as its reach
-(the walk visits the same neighbours, and nothing else reads the window).
+read in: it orders tickets of equal MMR by id. A failure found before any search for a
+line-up, from a walk its caps ended, holds for any MMR window at least as wide as its reach:
+the walk visits the same neighbours, and the only other reader of the window on that path,
+the greedy pick along the walk, could only have changed the answer by completing a match,
+which such a failure rules out (constrained.py, _anchor).
 
 Only answers that spent no steps of the lineup search (_FIRST_PASS_STEPS and the rest) and
 came from walks among solo tickets or modes without roles are recorded: there no search step
@@ -54,6 +56,14 @@ _RETUNE = 4.0
 _LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
 _KEPT_TICKS = 2
+
+
+def _bucket(value: float, width: float) -> int:
+    """The bucket of an MMR (or a reach's edge). Clamped: a quotient beyond +-1e15 (an edge at
+    infinity, a width made tiny by crafted MMRs) lands in an end bucket, never an error. An
+    answer's buckets are near its anchor's, which is never that far."""
+    quotient = value / width
+    return floor(quotient) if -1e15 < quotient < 1e15 else (-(10 ** 15) if quotient < 0 else 10 ** 15)
 
 
 class FailureMemo:
@@ -113,7 +123,7 @@ class FailureMemo:
             for found, ids in ((previous, gone), (queue, came)):
                 for ticket_id in ids:
                     partition, mmr = found[ticket_id]
-                    changes.setdefault(partition, {})[floor(mmr / width)] = tick
+                    changes.setdefault(partition, {})[_bucket(mmr, width)] = tick
         self._queue = queue
         # A bucket whose latest change is older than every answer can make none stale: such
         # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
@@ -132,7 +142,7 @@ class FailureMemo:
         width = self._width or 1.0
         changed = self._tick + 1
         for mmr in mmrs:
-            buckets[floor(mmr / width)] = changed
+            buckets[_bucket(mmr, width)] = changed
 
     def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
@@ -160,9 +170,14 @@ class FailureMemo:
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too."""
         width = self._width or 1.0
+        # A reach of more than _MOST_BUCKETS buckets (or not finite) is not kept: it is the
+        # test below, done before any division.
+        if not high - low < width * (_MOST_BUCKETS - 2):
+            self._answers.pop(ticket_id, None)
+            return
         # One bucket more on each side: low and high are the anchor's MMR minus and plus the
         # reach, rounded, and may land a hair inside a neighbour the walk read.
-        first, last = floor(low / width) - 1, floor(high / width) + 1
+        first, last = _bucket(low, width) - 1, _bucket(high, width) + 1
         if last - first < _MOST_BUCKETS:
             self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick)
         else:

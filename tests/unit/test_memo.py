@@ -5,6 +5,7 @@ proposal and every blocked_by entry; between ticks tickets arrive, are cancelled
 claimed, or come back after a claim that failed, and the clock moves.
 """
 import random
+from math import floor, nextafter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -197,10 +198,11 @@ def test_an_answer_is_not_reused_once_a_limit_expanded():
 
 def test_an_answer_found_by_the_search_is_not_reused_once_the_window_widened():
     # A lobby of 3. The anchor's walk is ended by its cap (80 neighbours: 78 whose levels no
-    # one shares, then c1 and c2, 60 MMR away on either side). The search finds no lobby whose
-    # MMR spread (120) fits the window (100): "mmr". Five seconds later the window is 150 and
-    # the lobby forms. An answer the filters or the line-up gave would hold under any window
-    # covering the walk; one the search gave does not.
+    # one shares, then c1 and c2, 60 MMR away on either side; g1 and g2, 80 away, are in the
+    # window but past the cap). The search finds no lobby whose MMR spread (120) fits the
+    # window (100): "mmr". Five seconds later the window is 150 and the lobby forms. An answer
+    # the filters or the line-up gave would hold under any window covering the walk; one the
+    # search gave does not.
     rules = MatchRules(3, 1, 100.0, 10.0, 1000.0, rules=(Rule("level-gap", "distance", "level", 5.0),))
 
     def ticket(name, mmr, level, enqueued_at):
@@ -210,7 +212,8 @@ def test_an_answer_found_by_the_search_is_not_reused_once_the_window_widened():
     pair = [ticket("c1", 1440.0, 10.0, NOW + 0.01), ticket("c2", 1560.0, 10.0, NOW + 0.01)]
     others = [ticket(f"f{k}", 1500.0 + (0.7 * (k // 2 + 1)) * (1 if k % 2 else -1), 50.0 + 6 * k, NOW + 0.01)
               for k in range(78)]
-    queue = [anchor, *pair, *others]
+    beyond = [ticket("g1", 1420.0, 1000.0, NOW + 0.01), ticket("g2", 1580.0, 2000.0, NOW + 0.01)]
+    queue = [anchor, *pair, *others, *beyond]
     memo = FailureMemo()
     first = match_queue(queue, rules, NOW + 0.01, memo=memo)
     assert first.proposals == [] and first.blocked["a"] == "mmr"
@@ -263,12 +266,19 @@ def test_the_matching_does_not_depend_on_the_order_the_queue_is_read_in():
 
 
 def test_crafted_mmrs_do_not_break_the_buckets():
-    # Two MMRs a denormal apart make the spacing tiny; a queue of one MMR then has none.
+    # Two MMRs a denormal apart make the spacing tiny; a queue of one MMR then has none; MMRs
+    # all tiny make the bucket width tiny while walks still reach a window of 100 MMR.
+    level = MatchRules(3, 1, 100.0, 0.0, 100.0, rules=(Rule("level-gap", "distance", "level", 5.0),))
+    tiny = [QueuedTicket(name, mmr, 1, NOW - 5, {"level": lv}, players=(name,))
+            for name, mmr, lv in (("l", 0.0, 1.0), ("o", 0.0, 50.0), ("c", 1e-310, 1.0))]
     memo = FailureMemo()
-    for queue in ([tank("a", 0.0), tank("b", 5e-324), tank("c", 5e-324)], [tank(f"t{n}", 1500.0) for n in range(10)],
-                  [tank("big", 100000.0), tank("small", 0.0)] + [tank(f"u{n}", 1500.0) for n in range(10)]):
-        for _ in range(2):
-            assert match_queue(queue, TANKS, NOW, memo=memo) == match_queue(queue, TANKS, NOW)
+    for rules, queue in ((TANKS, [tank("a", 0.0), tank("b", 5e-324), tank("c", 5e-324)]),
+                         (TANKS, [tank(f"t{n}", 1500.0) for n in range(10)]),
+                         (TANKS, [tank("big", 100000.0), tank("small", 0.0)] + [tank(f"u{n}", 1500.0) for n in range(10)]),
+                         (level, tiny),
+                         (TANKS, [tank(n, mmr) for n, mmr in (("w", 0.0), ("x", 0.0), ("y", 1e-310), ("z", 1e-310))])):
+        for tick in range(2):
+            assert match_queue(queue, rules, NOW + tick, memo=memo) == match_queue(queue, rules, NOW + tick)
 
 
 def test_the_changes_the_memo_holds_stay_bounded_by_the_queue():
@@ -290,6 +300,67 @@ def test_the_changes_the_memo_holds_stay_bounded_by_the_queue():
         match_queue(lonely + churn, rules, NOW, memo=memo)
         assert memo.buckets <= 4 * 600 + 4096
         assert len(memo) <= 600
+
+
+def test_an_answer_refused_before_its_recall_does_not_keep_every_change():
+    # "pin" waits on its level; then its partner goes, and from then on it is refused by its
+    # `same` value before any walk, so its answer is never given again. Tickets of new
+    # `same` values churn through every tick: the changes held stay bounded all the same.
+    rules = MatchRules(1, 2, 100.0, 0.0, 100.0, rules=(Rule("same-lobby", "same", "lobby"),
+                                                       Rule("level-gap", "distance", "level", 1.0)))
+
+    def ticket(name, mmr, lobby, level=0.0):
+        return QueuedTicket(name, mmr, 1, NOW - 10, {"lobby": lobby, "level": level}, players=(name,))
+
+    pin, partner = ticket("pin", 1500, "pinned"), ticket("partner", 1501, "pinned", level=50.0)
+
+    def churn(tick):
+        return [ticket(f"c{tick}.{k}", 10 + 250 * k, f"lobby{tick}.{k}") for k in range(40)]
+
+    memo = FailureMemo()
+    match_queue([pin, partner, *churn(0)], rules, NOW, memo=memo)
+    assert len(memo) >= 1
+    for tick in range(1, 150):
+        match_queue([pin, *churn(tick)], rules, NOW, memo=memo)
+        assert memo.buckets <= 4 * 41 + 4096 + 80
+
+
+def test_a_ticket_at_the_edge_of_a_reach_makes_the_answer_stale():
+    # The reach's edges are the anchor's MMR minus and plus a distance, rounded: a ticket the
+    # walk would read can sit just past the edge's bucket. Here is such a ticket, x, found for
+    # the memo's bucket width: the anchor A waits ("level-gap"), then x comes, within A's
+    # window, and matches A.
+    def ticket(name, mmr, waited, build, level=0.0):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build, "level": level}, players=(name,))
+
+    others = [ticket(f"o{n}", 20.0 * n / 510, 0.0, "b") for n in range(510)]  # set the width
+    probe = FailureMemo()
+    match_queue(others + [ticket("A", 5.0, 1000.0, "a"), ticket("u", 5.5, 0.0, "a", 50.0)],
+                MatchRules(1, 2, 1e-6, 1.0, 1.0, rules=(Rule("same-build", "same", "build"),)), NOW, memo=probe)
+    width = probe._width
+    rnd = random.Random(1)
+    found = None
+    for k in range(1, 200):
+        x = k * width
+        while floor(x / width) >= k:
+            x = nextafter(x, 0.0)
+        for _ in range(2000):
+            m = rnd.uniform(2 * x, 19.0)
+            w = m - x
+            if floor((m - w) / width) >= k and m - x <= w and m + 0.5 < 20:
+                found = (m, x, w)
+                break
+        if found:
+            break
+    m, x, w = found
+    rules = MatchRules(1, 2, 1e-6, 1.0, w, rules=(Rule("same-build", "same", "build"),
+                                                  Rule("level-gap", "distance", "level", 1.0)))
+    queue = others + [ticket("A", m, 1000.0, "a"), ticket("u", m + w / 2, 0.0, "a", 50.0)]
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["A"] == "level-gap"
+    queue.append(ticket("x", x, 0.0, "a"))
+    assert match_queue(queue, rules, NOW, memo=memo) == match_queue(queue, rules, NOW)
+    assert [sorted(sum(p.teams, ())) for p in match_queue(queue, rules, NOW).proposals] == [["A", "x"]]
 
 
 def test_the_memo_holds_one_answer_per_ticket_still_waiting():
