@@ -12,8 +12,8 @@ Rules the scripts keep:
   members, so two replicas claiming at once never put a ticket in two sessions.
 - Every timer is a sorted-set score, handled by whichever replica ticks next, re-checked
   against the current state (idempotent): the queue score is the ticket's TTL deadline,
-  `mm:acc` the ready-check deadlines, `mm:alloc:{region}` the allocation deadlines (a line per region), `mm:sv:hb` the
-  heartbeats of busy registered servers.
+  `mm:acc` the ready-check deadlines, `mm:alloc:{region}` the allocation deadlines (a line
+  per region), `mm:sv:hb` the heartbeats of busy registered servers.
 - Ticket TTL: only queued tickets expire ("not polled for N s"). A matched ticket is bounded
   by its ready check and the allocation timeout; its TTL deadline is kept (and refreshed by
   its reads) while it is matched, so if its session fails and its client had stopped polling,

@@ -34,9 +34,9 @@ local function freekey(region)
 end
 
 -- Sessions waiting for a server: one line per region (ALLOCATING .. ':' .. region, the region
--- empty for none), scored by their allocation deadlines, so that a region out of servers keeps only
--- its own sessions waiting. The bare ALLOCATING key is the one line of releases before: it is
--- emptied by allocate.lua and still watched by deadlines.lua.
+-- empty for none), scored by their allocation deadlines, so that a region out of servers
+-- keeps only its own sessions waiting. The bare ALLOCATING key is the one line of releases
+-- before: it is emptied by allocate.lua and still watched by deadlines.lua.
 local function alkey(region) return ALLOCATING .. ':' .. (region or '') end
 
 -- Every line that can hold a session: no region, and each region in ALLOCATING_REGIONS
