@@ -48,13 +48,17 @@ from typing import Hashable
 # only the answers whose reach it falls in, or nearly. The width follows the queue's density,
 # set again (the memo emptied) when the density moved by more than _RETUNE times; it is never
 # below _LEAST_WIDTH times the largest MMR, so an MMR divided by it stays a modest number. A
-# reach wider than _MOST_BUCKETS buckets (a sparse partition in a dense queue: a cheap walk)
-# is not kept. Answers not given or reused in the last _KEPT_TICKS ticks (their tickets were
+# reach wider than _MOST_BUCKETS buckets (the walk of a ticket in a sparse stretch, the tails of
+# the MMR curve or a small partition in a dense queue) is checked against coarse buckets,
+# _COARSE fine ones each, whose latest change is kept beside the fine ones: a change
+# anywhere in them makes the answer stale, which is seldom where tickets are sparse. Only a
+# reach wider than _MOST_BUCKETS coarse buckets is not kept. Answers not given or reused in the last _KEPT_TICKS ticks (their tickets were
 # refused before any walk, or taken by a match) are dropped when the changes are pruned.
 _TICKETS_PER_BUCKET = 32
 _RETUNE = 4.0
 _LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
+_COARSE = 32  # fine buckets per coarse bucket: coarse bucket = fine bucket // _COARSE
 _KEPT_TICKS = 2
 
 
@@ -74,10 +78,12 @@ class FailureMemo:
         # make it stale: made after it, or in the same tick (kept on the safe side).
         self._tick = 0
         # ticket id -> (stamp, window, the least window it holds for (None: only `window`),
-        # partition, first bucket, last bucket, reason, tick): the answer and what it read.
+        # partition, first bucket, last bucket, reason, tick, coarse): the answer and what it
+        # read; its buckets are coarse ones when `coarse`.
         self._answers: dict[str, tuple] = {}
-        # partition -> {bucket: the tick number of its latest change}
+        # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
         self._changes: dict[Hashable, dict[int, int]] = {}
+        self._coarse_changes: dict[Hashable, dict[int, int]] = {}
         # The queue the last tick started with, ticket id -> (partition, mmr): None before the
         # first tick. (A ticket it matched whose claim failed is queued again: the match
         # already marked its bucket, newer than every answer given in that tick.)
@@ -89,7 +95,8 @@ class FailureMemo:
 
     @property
     def buckets(self) -> int:
-        """MMR buckets whose latest change the memo holds, over every partition."""
+        """Fine MMR buckets whose latest change the memo holds, over every partition (the
+        coarse ones are never more)."""
         return sum(map(len, self._changes.values()))
 
     def begin(self, ticket_ids: list[str], partitions: list[Hashable] | None, mmrs: list[float],
@@ -112,9 +119,10 @@ class FailureMemo:
                 self._width = wanted
                 self._answers.clear()
                 self._changes.clear()
+                self._coarse_changes.clear()
                 previous = None
         width = self._width or 1.0
-        changes = self._changes
+        changes, coarse = self._changes, self._coarse_changes
         if previous is not None:
             gone = previous.keys() - queue.keys()
             came = queue.keys() - previous.keys()
@@ -123,7 +131,9 @@ class FailureMemo:
             for found, ids in ((previous, gone), (queue, came)):
                 for ticket_id in ids:
                     partition, mmr = found[ticket_id]
-                    changes.setdefault(partition, {})[_bucket(mmr, width)] = tick
+                    bucket = _bucket(mmr, width)
+                    changes.setdefault(partition, {})[bucket] = tick
+                    coarse.setdefault(partition, {})[bucket // _COARSE] = tick
         self._queue = queue
         # A bucket whose latest change is older than every answer can make none stale: such
         # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
@@ -132,17 +142,22 @@ class FailureMemo:
             recent = tick - 2 * _KEPT_TICKS
             self._answers = {k: entry for k, entry in self._answers.items() if entry[7] >= recent}
             oldest = min((entry[7] for entry in self._answers.values()), default=tick)
-            self._changes = {partition: kept for partition, buckets in changes.items()
-                             if (kept := {b: seen for b, seen in buckets.items() if seen >= oldest})}
+            self._changes, self._coarse_changes = (
+                {partition: kept for partition, buckets in level.items()
+                 if (kept := {b: seen for b, seen in buckets.items() if seen >= oldest})}
+                for level in (changes, coarse))
 
     def matched(self, partition: Hashable, mmrs: list[float]) -> None:
         """Tickets of one partition matched in this tick: every answer that read them is stale,
         in this tick and the next (whether their claim succeeds or not)."""
         buckets = self._changes.setdefault(partition, {})
+        coarse = self._coarse_changes.setdefault(partition, {})
         width = self._width or 1.0
         changed = self._tick + 1
         for mmr in mmrs:
-            buckets[_bucket(mmr, width)] = changed
+            bucket = _bucket(mmr, width)
+            buckets[bucket] = changed
+            coarse[bucket // _COARSE] = changed
 
     def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
@@ -152,15 +167,15 @@ class FailureMemo:
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
-        old_stamp, old_window, least_window, partition, first, last, reason, given = entry
+        old_stamp, old_window, least_window, partition, first, last, reason, given, coarse = entry
         if old_stamp != stamp or (window != old_window and (least_window is None or window < least_window)):
             return None
-        changes = self._changes.get(partition)
+        changes = (self._coarse_changes if coarse else self._changes).get(partition)
         if changes:
             for bucket in range(first, last + 1):
                 if changes.get(bucket, 0) > given:
                     return None
-        self._answers[ticket_id] = (*entry[:7], self._tick)
+        self._answers[ticket_id] = (*entry[:7], self._tick, coarse)
         self.recalled += 1
         return reason
 
@@ -170,16 +185,21 @@ class FailureMemo:
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too."""
         width = self._width or 1.0
-        # A reach of more than _MOST_BUCKETS buckets (or not finite) is not kept: it is the
-        # test below, done before any division.
-        if not high - low < width * (_MOST_BUCKETS - 2):
+        # A reach of more than _MOST_BUCKETS coarse buckets (or not finite) is not kept: it is
+        # the test below, done before any division.
+        if not high - low < width * _COARSE * (_MOST_BUCKETS - 2):
             self._answers.pop(ticket_id, None)
             return
         # One bucket more on each side: low and high are the anchor's MMR minus and plus the
         # reach, rounded, and may land a hair inside a neighbour the walk read.
         first, last = _bucket(low, width) - 1, _bucket(high, width) + 1
+        coarse = last - first >= _MOST_BUCKETS
+        if coarse:
+            # Coarse bucket b holds fine buckets b * _COARSE to b * _COARSE + _COARSE - 1.
+            first, last = first // _COARSE, last // _COARSE
         if last - first < _MOST_BUCKETS:
-            self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick)
+            self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick,
+                                        coarse)
         else:
             self._answers.pop(ticket_id, None)
 

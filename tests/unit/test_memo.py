@@ -238,6 +238,53 @@ def test_an_answer_that_holds_for_wider_windows_is_not_reused_under_a_narrower_o
     assert "mmr" in earlier.blocked.values()
 
 
+def test_a_wide_reach_is_kept_in_coarse_buckets_and_a_far_change_in_it_makes_it_stale():
+    # Partition "b" is dense (0.01 MMR apart): the buckets are ~0.3 MMR wide. Partition "a"
+    # holds ten tanks 10 MMR apart, whose walks end at the edge of their 200-MMR window: a
+    # reach of ~1,300 buckets, kept as ~40 coarse ones. Two healers then come 150 MMR above
+    # the first tank, far past the fine buckets around it but inside its coarse ones.
+    rules = MatchRules(2, 2, 200.0, 0.0, 200.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("same-build", "same", "build"),))
+
+    def player(name, mmr, role="tank", build="a", enqueued_at=NOW - 60):
+        return QueuedTicket(name, mmr, 1, enqueued_at, {"build": build}, roles=((role,),), players=(name,))
+
+    queue = [player(f"t{n}", 1500.0 + 10 * n) for n in range(10)]
+    queue += [player(f"o{n}", 1000.0 + n / 100, build="b") for n in range(2000)]
+    memo = FailureMemo()
+    assert set(match_queue(queue, rules, NOW, memo=memo).blocked.values()) == {"roles"}
+    assert match_queue(queue, rules, NOW + 1, memo=memo).blocked["t0"] == "roles"
+    assert memo.recalled == len(queue)  # the ten tanks' answers too
+    queue += [player(f"h{n}", 1650.0 + n, "healer", enqueued_at=NOW + 1.5) for n in range(2)]
+    later = match_queue(queue, rules, NOW + 2, memo=memo)
+    assert later == match_queue(queue, rules, NOW + 2)
+    assert [sorted(sum(p.teams, ())) for p in later.proposals] == [["h0", "h1", "t0", "t1"]]
+
+
+def test_a_match_in_a_wide_reach_makes_the_answer_stale_when_its_claim_fails():
+    # As above, buckets ~0.3 MMR wide. In the first tick a's match takes the two healers 150
+    # MMR below b, inside b's coarse buckets, before b's turn: b waits ("roles"). The claim
+    # fails and a cancels: the healers are back, and b's answer must be found again.
+    rules = MatchRules(2, 2, 200.0, 0.0, 200.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("same-build", "same", "build"),))
+
+    def player(name, mmr, waited, role="tank", build="a"):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+
+    a, b = player("a", 1300.0, 100), player("b", 1650.0, 90)
+    queue = [b, player("t", 1660.0, 80), player("t1", 1310.0, 70),
+             player("h0", 1495.0, 10, "healer"), player("h1", 1496.0, 10, "healer"),
+             player("t2", 1700.0, 5), player("t3", 1720.0, 5)]
+    queue += [player(f"o{n}", 1000.0 + n / 100, 1, build="b") for n in range(2000)]
+    memo = FailureMemo()
+    first = match_queue([a, *queue], rules, NOW, memo=memo)
+    assert [sorted(sum(p.teams, ())) for p in first.proposals] == [["a", "h0", "h1", "t1"]]
+    assert first.blocked["b"] == "roles"
+    second = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert second == match_queue(queue, rules, NOW + 1)
+    assert [sorted(sum(p.teams, ())) for p in second.proposals] == [["b", "h0", "h1", "t"]]
+
+
 def test_tied_mmrs_read_in_another_order_give_the_same_answers():
     # 72 tickets of one MMR, a level rule only "a" and "b" meet together. Walks are capped (64
     # neighbours): read in one order, they are too far apart among the ties to meet; the
