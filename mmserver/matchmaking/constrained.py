@@ -84,7 +84,7 @@ from operator import getitem, itemgetter, lt, sub
 from typing import Callable, Sequence
 
 from mmserver.matchmaking.lineup import Lineup
-from mmserver.matchmaking.memo import FailureMemo
+from mmserver.matchmaking.memo import UNSEEN, FailureMemo
 from mmserver.matchmaking.model import Matching, Proposal, QueuedTicket
 from mmserver.matchmaking.pool import _order_ties
 from mmserver.matchmaking.rules import MMR_RULE, MatchRules
@@ -364,6 +364,11 @@ class _Constrained:
                 stamp = (lo, lat_limit, *dist_limits)
                 if at < first_pass:
                     reason = memo.recall(ids[i], stamp, w)
+                    if reason is UNSEEN:
+                        # Only arrivals came within its reach: it holds if they all fail its
+                        # filters early enough (memo.py).
+                        reason = (memo.confirm(ids[i]) if self._arrivals_turned_away(i, p, lat_limit, dist_limits,
+                                                                                    *memo.unseen) else None)
                     if reason is not None:
                         blocked[ids[i]] = reason
                         continue
@@ -388,7 +393,7 @@ class _Constrained:
                     reach = self._reach
                     if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
                         memo.remember(ids[i], stamp, w, keys[i] if same else (), m - reach, m + reach, reason,
-                                      reach if self._any_window else None)
+                                      reach if self._any_window else None, self._counted, self._visited)
                     else:
                         memo.forget(ids[i])
                 continue
@@ -599,7 +604,7 @@ class _Constrained:
         key_codes = self.p_key_codes
         ndim = len(lims)
         walk_capped = False
-        for _ in range(walk_cap):
+        for visited in range(walk_cap):  # at the loop's end: the tickets the walk visited
             if dl <= dr:
                 if dl > w:
                     break
@@ -698,9 +703,11 @@ class _Constrained:
                         if g_players == need:
                             return (g_picked, g_rm, tuple(g_om)), None
             if walk_ended:
+                visited += 1
                 break
         else:
             walk_capped = True
+            visited = walk_cap
         if self.memo is not None:
             # The walk's reach (memo.py): the window when it ended at the window's edge (the
             # nearest neighbour not visited lies beyond it), else the farthest neighbour it
@@ -716,12 +723,18 @@ class _Constrained:
             # walk with a full match, which those answers say does not exist among the picks.
             # Answers of the search check spreads against the window: only for it.
             self._any_window = not by_window
+            self._visited = visited
+            # Answers found past the filters' counts hold whatever filter an unseen arrival
+            # fails; a count's answer, when the arrival fails that filter or an earlier one
+            # (the players left past the counted filter stay the same).
+            self._counted = nfilters - 1
             self._reach_kept = (not rules.roles or self.total_players == len(self.sizes)
                                 or (anchor.size == 1 and all(p_size[q] == 1 for q, _, _ in picks)))
         if latency_on:
             players_by_fail[0] += latency_failed
         capped = walk_capped or len(picks) >= pass_cap
         if not capped and window_players < smallest:
+            self._counted = -1  # any arrival in the window counts
             return None, MMR_RULE
         # Cumulative filters: players still in after filter k.
         remaining = window_players
@@ -730,6 +743,7 @@ class _Constrained:
             if own_fail == k:
                 remaining -= anchor.size
             if remaining < smallest:
+                self._counted = k
                 return None, self.filter_names[k]
         # Sizes and roles alone (no collective condition) must make a match: cheap and memoised.
         keys = [role_keys[q] for q, _, _ in picks]
@@ -750,6 +764,46 @@ class _Constrained:
         if lineup.undecided != undecided:
             return None, "players"
         return None, self._why(a, cands, lims, lo, smallest)
+
+    def _arrivals_turned_away(self, i: int, p: int, lat_limit: float, dist_limits: list[float],
+                              arrivals: list[int], counted: int, visited: int) -> bool:
+        """Would the walk of anchor `i` (at position `p`, under these limits) turn away each
+        of these tickets (indices) at a filter no later than `counted`, with room in its cap of
+        visits for them all? Then its remembered answer holds with them (memo.py). The tests
+        are the walk's own, for one neighbour."""
+        if counted < 0 or visited + len(arrivals) >= _walk_limit(self.max_players):
+            return False
+        if self.p_size is None:
+            self._columns()
+        latency_on = self.rules.latency is not None
+        rmasks = self._rmasks_under(lat_limit) if latency_on else None
+        anchor = self.eligible[i]
+        avalues = []
+        for rule in self.overlaps:
+            value = anchor.attributes.get(rule.attribute)
+            avalues.append(tuple(dict.fromkeys(value)) if isinstance(value, tuple) else ())
+        adist = [_NAN if (v := col[i]) is None else v for col in self.dist_cols]
+        pos_of = self.pos_of
+        for x in arrivals:
+            q = pos_of[x]
+            f = 0
+            if latency_on:
+                if not rmasks[q] & rmasks[p]:
+                    continue  # turned away by the first filter: within any count
+                f = 1
+            for values, col in zip(avalues, self.p_over_cols):
+                listed = col[q]
+                if listed is None or not any(v in listed for v in values):
+                    break
+                f += 1
+            else:
+                for col, av, limit in zip(self.p_dist_cols, adist, dist_limits):
+                    if not abs(col[q] - av) <= limit:
+                        break
+                    f += 1
+            if f > counted:  # passed every filter (f == the filters' count), or failed too late
+                return False
+        return True
 
     def _match(self, chosen: list[_Cand]):
         """_anchor's answer for a match of candidates: (positions, the regions all share, per

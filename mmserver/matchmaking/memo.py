@@ -25,6 +25,19 @@ the walk visits the same neighbours, and the only other reader of the window on 
 the greedy pick along the walk, could only have changed the answer by completing a match,
 which such a failure rules out (constrained.py, _anchor).
 
+A ticket that arrived within the reach is the usual change (the queue's arrivals fall among
+the walks of the tickets waiting near them), and most arrivals fail the anchor's filters (their
+regions, levels or lists fit it no better than the ones it waits among). Such an arrival is
+visited by the walk and counted among the players its filter turns away, and changes nothing
+else, when the walk had room for one more visit (it did not end at its cap of visits): the
+candidates are the same, in the same order, so are the greedy pick and the search, and the
+players counted past each filter are the same from the arrival's filter on. So when the only
+changes within a fine reach since the answer are arrivals of this tick, the recall returns
+UNSEEN with those arrivals (`unseen`), and the matcher reuses the answer (`confirm`) when each
+of them fails a filter no later than the last one whose count could not have changed the
+answer (`counted`: the filter whose count gave it, every filter for an answer found after the
+counts, none for "mmr") and the walk has room for them all.
+
 Only answers that spent no steps of the lineup search (_FIRST_PASS_STEPS and the rest) and
 came from walks among solo tickets or modes without roles are recorded: there no search step
 is ever spent, so the answer cannot depend on how many steps a tick had left.
@@ -59,6 +72,9 @@ _RETUNE = 4.0
 _LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
 _COARSE = 32  # fine buckets per coarse bucket: coarse bucket = fine bucket // _COARSE
+
+# recall()'s answer when the only changes in the reach are arrivals of this tick (see above).
+UNSEEN = object()
 _KEPT_TICKS = 2
 
 
@@ -78,12 +94,18 @@ class FailureMemo:
         # make it stale: made after it, or in the same tick (kept on the safe side).
         self._tick = 0
         # ticket id -> (stamp, window, the least window it holds for (None: only `window`),
-        # partition, first bucket, last bucket, reason, tick, coarse): the answer and what it
-        # read; its buckets are coarse ones when `coarse`.
+        # partition, first bucket, last bucket, reason, tick, coarse, counted, visited): the
+        # answer and what it read; its buckets are coarse ones when `coarse`; the last filter
+        # an unseen arrival may fail without changing it, and the tickets its walk visited.
         self._answers: dict[str, tuple] = {}
         # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
         self._changes: dict[Hashable, dict[int, int]] = {}
         self._coarse_changes: dict[Hashable, dict[int, int]] = {}
+        # The tickets that arrived at this tick's start, partition -> {fine bucket: (the
+        # bucket's latest change before them, [their indices in this tick's ticket list])}.
+        self._arrived: dict[Hashable, dict[int, tuple[int, list[int]]]] = {}
+        self.unseen: tuple[list[int], int, int] | None = None  # set by recall() with UNSEEN
+        self._unseen_id: str | None = None
         # The queue the last tick started with, ticket id -> (partition, mmr): None before the
         # first tick. (A ticket it matched whose claim failed is queued again: the match
         # already marked its bucket, newer than every answer given in that tick.)
@@ -106,7 +128,8 @@ class FailureMemo:
         middle of the queue): what changed since the last tick is recorded."""
         self._tick += 2
         tick = self._tick
-        queue = dict(zip(ticket_ids, zip(partitions if partitions is not None else repeat(()), mmrs)))
+        queue = dict(zip(ticket_ids, zip(partitions if partitions is not None else repeat(()), mmrs,
+                                         range(len(ticket_ids)))))
         previous = self._queue
         if mmrs:
             least = _LEAST_WIDTH * max(abs(min(mmrs)), abs(max(mmrs)))
@@ -123,17 +146,30 @@ class FailureMemo:
                 previous = None
         width = self._width or 1.0
         changes, coarse = self._changes, self._coarse_changes
+        self._arrived = arrived = {}
         if previous is not None:
             gone = previous.keys() - queue.keys()
             came = queue.keys() - previous.keys()
             for ticket_id in gone:
                 self._answers.pop(ticket_id, None)
-            for found, ids in ((previous, gone), (queue, came)):
-                for ticket_id in ids:
-                    partition, mmr = found[ticket_id]
-                    bucket = _bucket(mmr, width)
-                    changes.setdefault(partition, {})[bucket] = tick
-                    coarse.setdefault(partition, {})[bucket // _COARSE] = tick
+                partition, mmr, _ = previous[ticket_id]
+                bucket = _bucket(mmr, width)
+                changes.setdefault(partition, {})[bucket] = tick
+                coarse.setdefault(partition, {})[bucket // _COARSE] = tick
+            # After the departures: a bucket one left is then marked by this tick already, so
+            # no answer takes its arrivals for the only change.
+            for ticket_id in came:
+                partition, mmr, index = queue[ticket_id]
+                bucket = _bucket(mmr, width)
+                buckets = changes.setdefault(partition, {})
+                here = arrived.setdefault(partition, {})
+                found = here.get(bucket)
+                if found is None:
+                    here[bucket] = (buckets.get(bucket, 0), [index])
+                else:
+                    found[1].append(index)
+                buckets[bucket] = tick
+                coarse.setdefault(partition, {})[bucket // _COARSE] = tick
         self._queue = queue
         # A bucket whose latest change is older than every answer can make none stale: such
         # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
@@ -167,23 +203,53 @@ class FailureMemo:
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
-        old_stamp, old_window, least_window, partition, first, last, reason, given, coarse = entry
+        old_stamp, old_window, least_window, partition, first, last, reason, given, coarse, counted, visited = entry
         if old_stamp != stamp or (window != old_window and (least_window is None or window < least_window)):
             return None
         changes = (self._coarse_changes if coarse else self._changes).get(partition)
         if changes:
+            tick = self._tick
+            arrived = None if coarse or counted < 0 else self._arrived.get(partition)
+            unseen = None
             for bucket in range(first, last + 1):
-                if changes.get(bucket, 0) > given:
+                changed = changes.get(bucket, 0)
+                if changed > given:
+                    # Arrivals of this tick, and nothing else since the answer: maybe unseen.
+                    if changed == tick and arrived is not None:
+                        found = arrived.get(bucket)
+                        if found is not None and found[0] <= given:
+                            if unseen is None:
+                                unseen = list(found[1])
+                            else:
+                                unseen += found[1]
+                            continue
                     return None
-        self._answers[ticket_id] = (*entry[:7], self._tick, coarse)
+            if unseen is not None:
+                self.unseen = (unseen, counted, visited)
+                self._unseen_id = ticket_id
+                return UNSEEN
+        self._answers[ticket_id] = (*entry[:7], self._tick, coarse, counted, visited)
         self.recalled += 1
         return reason
 
+    def confirm(self, ticket_id: str) -> str:
+        """The answer recall() returned UNSEEN for holds: the matcher found that each of the
+        unseen arrivals fails a filter no later than `counted`, and that the walk had room for
+        them all. They are now among the tickets it visited."""
+        assert ticket_id == self._unseen_id and self.unseen is not None
+        entry = self._answers[ticket_id]
+        self._answers[ticket_id] = (*entry[:7], self._tick, entry[8], entry[9], entry[10] + len(self.unseen[0]))
+        self.unseen = self._unseen_id = None
+        self.recalled += 1
+        return entry[6]
+
     def remember(self, ticket_id: str, stamp: tuple, window: float, partition: Hashable, low: float, high: float,
-                 reason: str, least_window: float | None = None) -> None:
+                 reason: str, least_window: float | None = None, counted: int = -1, visited: int = 0) -> None:
         """The answer for this ticket, which read the tickets of `partition` with MMR in
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
-        `least_window`, it holds for every window at least that wide too."""
+        `least_window`, it holds for every window at least that wide too. `counted`: the last
+        filter (by index) an arrival may fail without changing it (-1: none); `visited`: the
+        tickets its walk visited."""
         width = self._width or 1.0
         # A reach of more than _MOST_BUCKETS coarse buckets (or not finite) is not kept: it is
         # the test below, done before any division.
@@ -199,7 +265,7 @@ class FailureMemo:
             first, last = first // _COARSE, last // _COARSE
         if last - first < _MOST_BUCKETS:
             self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick,
-                                        coarse)
+                                        coarse, counted, visited)
         else:
             self._answers.pop(ticket_id, None)
 

@@ -285,6 +285,59 @@ def test_a_match_in_a_wide_reach_makes_the_answer_stale_when_its_claim_fails():
     assert [sorted(sum(p.teams, ())) for p in second.proposals] == [["b", "h0", "h1", "t"]]
 
 
+def test_arrivals_every_walk_turns_away_leave_the_answers_near_them_in_force():
+    # Forty tanks wait for "roles". Three healers come among them, each turned away by one of
+    # the tanks' filters (latency, maps, level): no tank is walked again. A fourth healer that
+    # passes every filter makes the answers whose reach it falls in stale.
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("maps", "overlap", "maps"), Rule("level-gap", "distance", "level", 5.0)),
+                       latency=Latency(60.0), regions=("eu", "us"))
+
+    def player(name, mmr, role="tank", home="eu", maps=("m1",), level=10.0):
+        latencies = {"eu": 20.0, "us": 200.0} if home == "eu" else {"eu": 200.0, "us": 20.0}
+        return QueuedTicket(name, mmr, 1, NOW - 60, {"maps": maps, "level": level}, latencies,
+                            roles=((role,),), players=(name,))
+
+    queue = [player(f"t{n}", 1500.0 + n) for n in range(40)]
+    memo = FailureMemo()
+    assert set(match_queue(queue, rules, NOW, memo=memo).blocked.values()) == {"roles"}
+    queue += [player("by-latency", 1520.2, "healer", home="us"), player("by-maps", 1520.4, "healer", maps=("m2",)),
+              player("by-level", 1520.6, "healer", level=30.0)]
+    before = memo.recalled
+    second = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert second == match_queue(queue, rules, NOW + 1)
+    assert memo.recalled - before == 40
+    queue.append(player("fits", 1520.8, "healer"))
+    before = memo.recalled
+    third = match_queue(queue, rules, NOW + 2, memo=memo)
+    assert third == match_queue(queue, rules, NOW + 2)
+    assert third.blocked["t0"] == "roles" and memo.recalled - before < 40
+
+
+def test_an_answer_is_walked_again_once_arrivals_would_push_its_walk_past_its_cap():
+    # A lobby of 3: a's window (100) holds f1 and f2 at its edges and 76 tickets nearer whose
+    # levels fit no one: a's walk visits 78 of its cap of 80 and finds no lobby whose MMR
+    # spread fits ("mmr"). Arrivals the level filter turns away come next to a, one a tick:
+    # the first and second leave f2 in reach (80 visits), the third pushes it past the cap
+    # (f1 alone: "level-gap"), which the memo must see, counting the arrivals it let pass.
+    rules = MatchRules(3, 1, 100.0, 0.0, 100.0, rules=(Rule("level-gap", "distance", "level", 5.0),))
+
+    def ticket(name, mmr, level, waited=50):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"level": level}, players=(name,))
+
+    queue = [ticket("a", 1500.0, 10.0, 100), ticket("f1", 1400.0, 10.0), ticket("f2", 1600.0, 10.0)]
+    queue += [ticket(f"o{n}", 1450.0 + (n + 1) * (1 if n % 2 else -1) / 2, 100.0 + 10 * n) for n in range(76)]
+    memo = FailureMemo()
+    blocked = []
+    for tick in range(4):
+        if tick:
+            queue.append(ticket(f"x{tick}", 1500.0 + tick / 10, 1000.0 + 10 * tick, 0))
+        with_memo = match_queue(queue, rules, NOW + tick, memo=memo)
+        assert with_memo == match_queue(queue, rules, NOW + tick)
+        blocked.append(with_memo.blocked["a"])
+    assert blocked == ["mmr", "mmr", "mmr", "level-gap"]
+
+
 def test_tied_mmrs_read_in_another_order_give_the_same_answers():
     # 72 tickets of one MMR, a level rule only "a" and "b" meet together. Walks are capped (64
     # neighbours): read in one order, they are too far apart among the ties to meet; the
