@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from itertools import repeat
 from math import isfinite
@@ -305,6 +305,17 @@ class _Constrained:
         teams, hi = rules.teams, rules.team_size
         min_team = rules.min_team_size if self.fill_possible else hi
         fill_wait = rules.fill_wait_s
+        # The limits are step functions of the anchor's wait: each stretch between two steps
+        # (of any expansion, or fill_wait_s) has its own, computed once here rather than per
+        # anchor. A stretch's limits are those at its start (before the first: the bases).
+        steps = sorted({step.after_s for rule in ((latency,) if latency is not None else ()) + tuple(distances)
+                        for step in rule.expand} | {fill_wait})
+        limits_by_stretch = []
+        for start in (-_INF, *steps):
+            lo = min_team if start >= fill_wait else hi
+            lat_limit = latency.limit(start) if latency is not None else 0.0
+            dist_limits = tuple(r.limit(start) for r in distances)
+            limits_by_stretch.append((lo, teams * lo, lat_limit, dist_limits, (lo, lat_limit, *dist_limits)))
         now = self.now
         same = self.same
         keys = self.keys
@@ -333,8 +344,7 @@ class _Constrained:
             if taken[p]:
                 continue
             waited = now - enq[i]
-            lo = min_team if waited >= fill_wait else hi
-            smallest = teams * lo
+            lo, smallest, lat_limit, dist_limits, stamp = limits_by_stretch[bisect_right(steps, waited)]
             if total_players < smallest:
                 blocked[ids[i]] = "players"
                 continue
@@ -356,12 +366,9 @@ class _Constrained:
             if sizes[i] < smallest and m - mmr[left[p]] > w and mmr[right[p]] - m > w:
                 blocked[ids[i]] = MMR_RULE
                 continue
-            lat_limit = latency.limit(waited) if latency is not None else 0.0
-            dist_limits = [r.limit(waited) for r in distances]
             if memo is not None:
-                # The anchor's limits but its MMR window: its answer is recalled only under
-                # the same ones (and the same window, unless the answer holds for any).
-                stamp = (lo, lat_limit, *dist_limits)
+                # `stamp`: the anchor's limits but its MMR window. Its answer is recalled only
+                # under the same ones (and the same window, unless the answer holds for any).
                 if at < first_pass:
                     reason = memo.recall(ids[i], stamp, w)
                     if reason is UNSEEN:
@@ -517,7 +524,7 @@ class _Constrained:
             found = self._rmasks[limit] = [by_ticket[i] for i in self.layout]
         return found
 
-    def _anchor(self, i: int, p: int, w: float, lat_limit: float, dist_limits: list[float], lo: int,
+    def _anchor(self, i: int, p: int, w: float, lat_limit: float, dist_limits: Sequence[float], lo: int,
                 smallest: int):
         if self.p_size is None:
             self._columns()
@@ -765,7 +772,7 @@ class _Constrained:
             return None, "players"
         return None, self._why(a, cands, lims, lo, smallest)
 
-    def _arrivals_turned_away(self, i: int, p: int, lat_limit: float, dist_limits: list[float],
+    def _arrivals_turned_away(self, i: int, p: int, lat_limit: float, dist_limits: Sequence[float],
                               arrivals: list[int], counted: int, visited: int) -> bool:
         """Would the walk of anchor `i` (at position `p`, under these limits) turn away each
         of these tickets (indices) at a filter no later than `counted`, with room in its cap of
