@@ -373,9 +373,9 @@ class _Constrained:
                     reason = memo.recall(ids[i], stamp, w)
                     if reason is UNSEEN:
                         # Only arrivals came within its reach: it holds if they all fail its
-                        # filters early enough (memo.py).
-                        reason = (memo.confirm(ids[i]) if self._arrivals_turned_away(i, p, lat_limit, dist_limits,
-                                                                                    *memo.unseen) else None)
+                        # filters early enough, or replace candidates of the same key (memo.py).
+                        candidates = self._arrivals_leave_answer(i, p, lat_limit, dist_limits, *memo.unseen)
+                        reason = memo.confirm(ids[i], candidates) if candidates >= 0 else None
                     if reason is not None:
                         blocked[ids[i]] = reason
                         continue
@@ -400,7 +400,8 @@ class _Constrained:
                     reach = self._reach
                     if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
                         memo.remember(ids[i], stamp, w, keys[i] if same else (), m - reach, m + reach, reason,
-                                      reach if self._any_window else None, self._counted, self._visited)
+                                      reach if self._any_window else None, self._counted, self._visited,
+                                      self._tail)
                     else:
                         memo.forget(ids[i])
                 continue
@@ -735,6 +736,7 @@ class _Constrained:
             # fails; a count's answer, when the arrival fails that filter or an earlier one
             # (the players left past the counted filter stay the same).
             self._counted = nfilters - 1
+            self._tail = None
             self._reach_kept = (not rules.roles or self.total_players == len(self.sizes)
                                 or (anchor.size == 1 and all(p_size[q] == 1 for q, _, _ in picks)))
         if latency_on:
@@ -758,6 +760,14 @@ class _Constrained:
         if lineup.undecided != undecided:
             return None, "players"  # out of search steps (_ANCHOR_STEPS): undecided this tick
         if not composable:
+            if len(picks) >= pass_cap:
+                # Ended by its cap of candidates: the key of the last ones, and how many in a
+                # row (memo.py: arrivals of that key take their places, the answer stays).
+                last = keys[-1]
+                run = 1
+                while run < len(keys) and keys[-1 - run] == last:
+                    run += 1
+                self._tail = (last, run)
             if self.rules.roles and self._composable(a, keys, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
@@ -772,14 +782,16 @@ class _Constrained:
             return None, "players"
         return None, self._why(a, cands, lims, lo, smallest)
 
-    def _arrivals_turned_away(self, i: int, p: int, lat_limit: float, dist_limits: Sequence[float],
-                              arrivals: list[int], counted: int, visited: int) -> bool:
+    def _arrivals_leave_answer(self, i: int, p: int, lat_limit: float, dist_limits: Sequence[float],
+                               arrivals: list[int], counted: int, visited: int, tail: tuple | None) -> int:
         """Would the walk of anchor `i` (at position `p`, under these limits) turn away each
-        of these tickets (indices) at a filter no later than `counted`, with room in its cap of
-        visits for them all? Then its remembered answer holds with them (memo.py). The tests
-        are the walk's own, for one neighbour."""
-        if counted < 0 or visited + len(arrivals) >= _walk_limit(self.max_players):
-            return False
+        of these tickets (indices) at a filter no later than `counted`, or take it as a
+        candidate of the key `tail` names in place of one of its last candidates, with room in
+        its cap of visits for them all? Then its remembered answer holds with them (memo.py):
+        the number of arrivals taken as candidates; else -1. The filters are the walk's own,
+        for one neighbour."""
+        if visited + len(arrivals) >= _walk_limit(self.max_players):
+            return -1
         if self.p_size is None:
             self._columns()
         latency_on = self.rules.latency is not None
@@ -791,26 +803,30 @@ class _Constrained:
             avalues.append(tuple(dict.fromkeys(value)) if isinstance(value, tuple) else ())
         adist = [_NAN if (v := col[i]) is None else v for col in self.dist_cols]
         pos_of = self.pos_of
+        nfilters = len(self.filter_names)
+        candidates = 0
         for x in arrivals:
             q = pos_of[x]
-            f = 0
-            if latency_on:
-                if not rmasks[q] & rmasks[p]:
-                    continue  # turned away by the first filter: within any count
-                f = 1
-            for values, col in zip(avalues, self.p_over_cols):
-                listed = col[q]
-                if listed is None or not any(v in listed for v in values):
-                    break
-                f += 1
-            else:
-                for col, av, limit in zip(self.p_dist_cols, adist, dist_limits):
-                    if not abs(col[q] - av) <= limit:
+            f = 0  # the first filter it fails (nfilters: none)
+            if not latency_on or rmasks[q] & rmasks[p]:
+                f = 1 if latency_on else 0
+                for values, col in zip(avalues, self.p_over_cols):
+                    listed = col[q]
+                    if listed is None or not any(v in listed for v in values):
                         break
                     f += 1
-            if f > counted:  # passed every filter (f == the filters' count), or failed too late
-                return False
-        return True
+                else:
+                    for col, av, limit in zip(self.p_dist_cols, adist, dist_limits):
+                        if not abs(col[q] - av) <= limit:
+                            break
+                        f += 1
+            if f == nfilters:  # passed every filter: a candidate
+                if tail is None or self.p_role_keys[q] != tail[0]:
+                    return -1
+                candidates += 1
+            elif f > counted:  # failed too late
+                return -1
+        return candidates if candidates <= (tail[1] if tail is not None else 0) else -1
 
     def _match(self, chosen: list[_Cand]):
         """_anchor's answer for a match of candidates: (positions, the regions all share, per

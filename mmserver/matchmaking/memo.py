@@ -28,8 +28,9 @@ which such a failure rules out (constrained.py, _anchor).
 A ticket that arrived within the reach is the usual change (the queue's arrivals fall among
 the walks of the tickets waiting near them), and most arrivals fail the anchor's filters (their
 regions, levels or lists fit it no better than the ones it waits among). Such an arrival is
-visited by the walk and counted among the players its filter turns away, and changes nothing
-else, when the walk had room for one more visit (it did not end at its cap of visits): the
+visited by the walk and counted among the players its filter turns away (or lies past the
+walk's end, in the padding of the reach or beyond its last candidate, and is not visited at
+all), and changes nothing else, when the walk had room for one more visit (it did not end at its cap of visits): the
 candidates are the same, in the same order, so are the greedy pick and the search, and the
 players counted past each filter are the same from the arrival's filter on. So when the only
 changes within a fine reach since the answer are arrivals of this tick, the recall returns
@@ -37,6 +38,15 @@ UNSEEN with those arrivals (`unseen`), and the matcher reuses the answer (`confi
 of them fails a filter no later than the last one whose count could not have changed the
 answer (`counted`: the filter whose count gave it, every filter for an answer found after the
 counts, none for "mmr") and the walk has room for them all.
+
+An arrival that passes every filter becomes a candidate. When the answer came from the line-up
+check by sizes and roles alone (no line-up exists among the candidates: `roles`, `players`) and
+the walk was ended by its cap of candidates, the arrival takes the place of the last candidate,
+which the walk no longer reaches. If both have the same line-up key (the same size and role
+offer: the usual case, a dps among dps), the candidates' keys are the same multiset, and so is
+the answer; no greedy pick can complete a match that the check says does not exist. The answer
+keeps `tail`, the key of its last candidates and how many of them in a row carry it; passing
+arrivals of that key, no more than that many, then leave it in force.
 
 Only answers that spent no steps of the lineup search (_FIRST_PASS_STEPS and the rest) and
 came from walks among solo tickets or modes without roles are recorded: there no search step
@@ -46,7 +56,11 @@ Pure data, no I/O: one memo per queue (mode and region), owned by the caller (th
 and passed to every tick of that queue. Its size is bounded by the queue's: one answer per
 waiting ticket (~0.4 KB with its share of the queue's copy), and per MMR bucket of each
 partition the latest change, pruned to what the answers of the last ticks need once the
-buckets outnumber four times the queue.
+buckets outnumber four times the queue plus 4,096.
+
+Answers are kept by ticket id: a ticket's MMR, size, attributes, latencies and roles never
+change under its id (the API has no way to change a queued ticket; a ticket back after a
+failed claim is the same ticket, and its bucket was marked by the match).
 """
 from __future__ import annotations
 
@@ -94,9 +108,10 @@ class FailureMemo:
         # make it stale: made after it, or in the same tick (kept on the safe side).
         self._tick = 0
         # ticket id -> (stamp, window, the least window it holds for (None: only `window`),
-        # partition, first bucket, last bucket, reason, tick, coarse, counted, visited): the
-        # answer and what it read; its buckets are coarse ones when `coarse`; the last filter
-        # an unseen arrival may fail without changing it, and the tickets its walk visited.
+        # partition, first bucket, last bucket, reason, tick, coarse, counted, visited, tail):
+        # the answer and what it read; its buckets are coarse ones when `coarse`; the last
+        # filter an unseen arrival may fail without changing it, the tickets its walk visited,
+        # (the line-up key of its last candidates, how many in a row) or None.
         self._answers: dict[str, tuple] = {}
         # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
         self._changes: dict[Hashable, dict[int, int]] = {}
@@ -104,12 +119,12 @@ class FailureMemo:
         # The tickets that arrived at this tick's start, partition -> {fine bucket: (the
         # bucket's latest change before them, [their indices in this tick's ticket list])}.
         self._arrived: dict[Hashable, dict[int, tuple[int, list[int]]]] = {}
-        self.unseen: tuple[list[int], int, int] | None = None  # set by recall() with UNSEEN
+        self.unseen: tuple[list[int], int, int, tuple | None] | None = None  # set by recall() with UNSEEN
         self._unseen_id: str | None = None
-        # The queue the last tick started with, ticket id -> (partition, mmr): None before the
-        # first tick. (A ticket it matched whose claim failed is queued again: the match
+        # The queue the last tick started with, ticket id -> (partition, mmr, index in that
+        # tick's list): None before the first tick. (A ticket it matched whose claim failed is queued again: the match
         # already marked its bucket, newer than every answer given in that tick.)
-        self._queue: dict[str, tuple[Hashable, float]] | None = None
+        self._queue: dict[str, tuple[Hashable, float, int]] | None = None
         self.recalled = 0  # answers reused, over the memo's life
 
     def __len__(self) -> int:
@@ -195,21 +210,23 @@ class FailureMemo:
             buckets[bucket] = changed
             coarse[bucket // _COARSE] = changed
 
-    def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | None:
+    def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | object | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
         anchor's limits but its MMR window) and the same `window` (or any window covering its
-        reach, for answers that hold so), and nothing within its reach changed since; else
-        None."""
+        reach, for answers that hold so), and nothing within its reach changed since; UNSEEN
+        when the only changes in its reach are tickets that arrived at this tick's start
+        (`unseen` then holds them, by index, and what the matcher needs to judge them; it
+        calls confirm() when the answer holds); else None."""
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
-        old_stamp, old_window, least_window, partition, first, last, reason, given, coarse, counted, visited = entry
+        old_stamp, old_window, least_window, partition, first, last, reason, given, coarse, counted, visited, tail = entry
         if old_stamp != stamp or (window != old_window and (least_window is None or window < least_window)):
             return None
         changes = (self._coarse_changes if coarse else self._changes).get(partition)
         if changes:
             tick = self._tick
-            arrived = None if coarse or counted < 0 else self._arrived.get(partition)
+            arrived = None if coarse or (counted < 0 and tail is None) else self._arrived.get(partition)
             unseen = None
             for bucket in range(first, last + 1):
                 changed = changes.get(bucket, 0)
@@ -225,31 +242,38 @@ class FailureMemo:
                             continue
                     return None
             if unseen is not None:
-                self.unseen = (unseen, counted, visited)
+                self.unseen = (unseen, counted, visited, tail)
                 self._unseen_id = ticket_id
                 return UNSEEN
-        self._answers[ticket_id] = (*entry[:7], self._tick, coarse, counted, visited)
+        self._answers[ticket_id] = (*entry[:7], self._tick, coarse, counted, visited, tail)
         self.recalled += 1
         return reason
 
-    def confirm(self, ticket_id: str) -> str:
+    def confirm(self, ticket_id: str, candidates: int = 0) -> str:
         """The answer recall() returned UNSEEN for holds: the matcher found that each of the
-        unseen arrivals fails a filter no later than `counted`, and that the walk had room for
-        them all. They are now among the tickets it visited."""
+        unseen arrivals fails a filter no later than `counted`, or is one of `candidates`
+        arrivals of the tail's key that take the places of as many last candidates, and that
+        the walk had room for them all. They are now among the tickets it visited (counted
+        so, though the candidates shortened it)."""
         assert ticket_id == self._unseen_id and self.unseen is not None
         entry = self._answers[ticket_id]
-        self._answers[ticket_id] = (*entry[:7], self._tick, entry[8], entry[9], entry[10] + len(self.unseen[0]))
+        tail = entry[11]
+        if candidates:
+            tail = (tail[0], tail[1] - candidates) if tail[1] > candidates else None
+        self._answers[ticket_id] = (*entry[:7], self._tick, entry[8], entry[9], entry[10] + len(self.unseen[0]), tail)
         self.unseen = self._unseen_id = None
         self.recalled += 1
         return entry[6]
 
     def remember(self, ticket_id: str, stamp: tuple, window: float, partition: Hashable, low: float, high: float,
-                 reason: str, least_window: float | None = None, counted: int = -1, visited: int = 0) -> None:
+                 reason: str, least_window: float | None = None, counted: int = -1, visited: int = 0,
+                 tail: tuple | None = None) -> None:
         """The answer for this ticket, which read the tickets of `partition` with MMR in
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too. `counted`: the last
         filter (by index) an arrival may fail without changing it (-1: none); `visited`: the
-        tickets its walk visited."""
+        tickets its walk visited; `tail`: (the line-up key of its last candidates, how many in
+        a row), for an answer of the line-up check from a walk its cap of candidates ended."""
         width = self._width or 1.0
         # A reach of more than _MOST_BUCKETS coarse buckets (or not finite) is not kept: it is
         # the test below, done before any division.
@@ -265,7 +289,7 @@ class FailureMemo:
             first, last = first // _COARSE, last // _COARSE
         if last - first < _MOST_BUCKETS:
             self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick,
-                                        coarse, counted, visited)
+                                        coarse, counted, visited, tail)
         else:
             self._answers.pop(ticket_id, None)
 

@@ -338,6 +338,97 @@ def test_an_answer_is_walked_again_once_arrivals_would_push_its_walk_past_its_ca
     assert blocked == ["mmr", "mmr", "mmr", "level-gap"]
 
 
+def tank_row(count: int, healer_at: float | None = None) -> list[QueuedTicket]:
+    """Tanks 1 MMR apart from 1500, the first the oldest; a healer at `healer_at` if given."""
+    row = [QueuedTicket(f"t{n}", 1500.0 + n, 1, NOW - 100 + n / 100, roles=(("tank",),), players=(f"t{n}",))
+           for n in range(count)]
+    if healer_at is not None:
+        row.append(QueuedTicket("H", healer_at, 1, NOW - 50, roles=(("healer",),), players=("H",)))
+    return row
+
+
+def newcomer(name: str, mmr: float, role: str) -> QueuedTicket:
+    return QueuedTicket(name, mmr, 1, NOW + 0.5, roles=((role,),), players=(name,))
+
+
+def test_an_arrival_of_the_same_key_as_the_last_candidates_leaves_the_answers_in_force():
+    # 2v2, one tank and one healer a team, no filters. Each tank's walk ends at its cap of
+    # candidates (32) among tanks: "roles". Another tank arrives among them: it takes the
+    # place of a last candidate, a tank too, and no tank is walked again. Two healers then
+    # arrive: their key is not the last candidates', and the oldest tank's match forms.
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)))
+    queue = tank_row(40)
+    memo = FailureMemo()
+    assert set(match_queue(queue, rules, NOW, memo=memo).blocked.values()) == {"roles"}
+    queue.append(newcomer("t-new", 1520.5, "tank"))
+    second = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert second == match_queue(queue, rules, NOW + 1)
+    assert memo.recalled == 40
+    queue += [newcomer("h1", 1520.2, "healer"), newcomer("h2", 1520.3, "healer")]
+    third = match_queue(queue, rules, NOW + 2, memo=memo)
+    assert third == match_queue(queue, rules, NOW + 2)
+    assert [sorted(sum(p.teams, ())) for p in third.proposals] == [["h1", "h2", "t0", "t1"]]
+
+
+def test_no_more_arrivals_of_the_last_candidates_key_than_in_a_row_leave_an_answer():
+    # The first tanks' last candidate is the healer H (1532), the only one of its key at the
+    # tail: "roles" (one healer). One healer arriving takes H's place: still one healer for
+    # t0 (H's own walk, among tanks, finds the match). Two take H's place and a tank's: two
+    # healers, and t0's match forms.
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)))
+    for arrivals, matched in ((["h1"], [["H", "h1", "t16", "t17"]]), (["h1", "h2"], [["h1", "h2", "t0", "t1"]])):
+        queue = tank_row(32, healer_at=1532.0)
+        memo = FailureMemo()
+        assert match_queue(queue, rules, NOW, memo=memo).blocked["t0"] == "roles"
+        queue += [newcomer(name, 1510.0 + k / 10, "healer") for k, name in enumerate(arrivals)]
+        later = match_queue(queue, rules, NOW + 1, memo=memo)
+        assert later == match_queue(queue, rules, NOW + 1)
+        assert [sorted(sum(p.teams, ())) for p in later.proposals] == matched
+
+
+def test_the_arrivals_that_took_the_last_candidates_places_are_counted_over_ticks():
+    # a, a healer among 31 healers, has the tank T (1532) as its last candidate: "roles". A
+    # tank arrives in the next tick and one more in the one after, each level 5: T (level
+    # 15) fits a (10) but neither of them (a level gap of 5 at most), so no other match forms
+    # before a's. The first takes T's place (one tank still); the second makes two, and a's
+    # match forms, which the memo must see though each tick brought one arrival of T's key.
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("level-gap", "distance", "level", 5.0),))
+
+    def ticket(name, mmr, role, level, enqueued_at):
+        return QueuedTicket(name, mmr, 1, enqueued_at, {"level": level}, roles=((role,),), players=(name,))
+
+    queue = [ticket("a", 1500.0, "healer", 10.0, NOW - 100), ticket("T", 1532.0, "tank", 15.0, NOW - 50)]
+    queue += [ticket(f"h{n}", 1501.0 + n, "healer", 10.0, NOW - 90 + n / 100) for n in range(31)]
+    memo = FailureMemo()
+    proposals = []
+    for tick in range(3):
+        if tick:
+            queue.append(ticket(f"x{tick}", 1509.5 + tick / 10, "tank", 5.0, NOW + tick - 0.5))
+        with_memo = match_queue(queue, rules, NOW + tick, memo=memo)
+        assert with_memo == match_queue(queue, rules, NOW + tick)
+        proposals.append([sorted(sum(p.teams, ())) for p in with_memo.proposals])
+    assert proposals[:2] == [[], []]
+    assert proposals[2] and "a" in proposals[2][0]
+
+
+def test_an_arrival_that_passes_a_walk_ended_by_its_window_makes_the_answer_stale():
+    # a's window (40) holds two tanks and the healer H: "roles", and its walk ended at the
+    # window's edge, not its cap: a healer arriving is a candidate more, none dropped, and
+    # a's match forms.
+    rules = MatchRules(2, 2, 40.0, 0.0, 40.0, roles=(("tank", 1), ("healer", 1)))
+    queue = [QueuedTicket("a", 1500.0, 1, NOW - 100, roles=(("tank",),), players=("a",)),
+             QueuedTicket("t1", 1510.0, 1, NOW - 90, roles=(("tank",),), players=("t1",)),
+             QueuedTicket("t2", 1525.0, 1, NOW - 80, roles=(("tank",),), players=("t2",)),
+             QueuedTicket("H", 1540.0, 1, NOW - 70, roles=(("healer",),), players=("H",))]
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["a"] == "roles"
+    queue.append(newcomer("h", 1520.0, "healer"))
+    later = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert later == match_queue(queue, rules, NOW + 1)
+    assert [sorted(sum(p.teams, ())) for p in later.proposals] == [["H", "a", "h", "t1"]]
+
+
 def test_tied_mmrs_read_in_another_order_give_the_same_answers():
     # 72 tickets of one MMR, a level rule only "a" and "b" meet together. Walks are capped (64
     # neighbours): read in one order, they are too far apart among the ties to meet; the
