@@ -240,6 +240,7 @@ class _Constrained:
                     g.append(i)
             groups = list(by_key.values())
         self.keys = keys
+        self.partition_keys = list(by_key) if same else []
         # Positions: -inf sentinel, the partition in MMR order, +inf sentinel, next partition...
         layout: list[int] = []
         mmr: list[float] = []
@@ -299,7 +300,7 @@ class _Constrained:
             return Matching(proposals, blocked)
         self._layout()
         if memo is not None:
-            memo.begin(self.ids, self.keys, self.mmrs, self.mmr_spacing)
+            memo.begin(self.ids, self.keys, self.mmrs, self.mmr_spacing, self.now)
         latency, distances = rules.latency, self.distances
         base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
         teams, hi = rules.teams, rules.team_size
@@ -330,6 +331,25 @@ class _Constrained:
         order = list(self.order)
         first_pass = len(order)
         first_pass_steps = min(_FIRST_PASS_STEPS, max(_FIRST_PASS_FLOOR, _FIRST_PASS_TOTAL // first_pass))
+        # Answers in force (memo.py) are given without a recall while the counts checked before
+        # one cannot refuse their anchors, whatever their limits: players in the queue, and in
+        # each prefix of the anchor's `same` values, at least a whole match of full teams. A
+        # partition with a prefix below that (at the start, or once matches took its players)
+        # is in `short`, and its anchors go the whole way.
+        in_force = memo.in_force if memo is not None else {}
+        most_smallest = teams * hi
+        short: set = set()
+        by_prefix: list[dict] = []
+        if same and in_force:
+            for k in range(len(same)):
+                members: dict = {}
+                for key in self.partition_keys:
+                    members.setdefault(key[:k + 1], []).append(key)
+                by_prefix.append(members)
+                for prefix, count in prefix_players[k].items():
+                    if count < most_smallest:
+                        short.update(members.get(prefix, ()))
+        reused = 0
         # Anchors the first pass leaves undecided are appended: the second pass.
         for at, i in enumerate(order):
             if at == first_pass:
@@ -343,8 +363,15 @@ class _Constrained:
             p = pos_of[i]
             if taken[p]:
                 continue
+            if in_force and at < first_pass:
+                reason = in_force.get(ids[i])
+                if reason is not None and total_players >= most_smallest and not (short and keys[i] in short):
+                    blocked[ids[i]] = reason
+                    reused += 1
+                    continue
             waited = now - enq[i]
-            lo, smallest, lat_limit, dist_limits, stamp = limits_by_stretch[bisect_right(steps, waited)]
+            stretch = bisect_right(steps, waited)
+            lo, smallest, lat_limit, dist_limits, stamp = limits_by_stretch[stretch]
             if total_players < smallest:
                 blocked[ids[i]] = "players"
                 continue
@@ -399,9 +426,14 @@ class _Constrained:
                 if memo is not None:
                     reach = self._reach
                     if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
+                        # It holds until the wait reaches the next step, if its window stays the
+                        # same (capped, or not growing) or it holds for any wider one.
+                        holds_until = enq[i] + steps[stretch] if stretch < len(steps) else _INF
+                        if not (self._any_window or growth == 0 or w >= cap):
+                            holds_until = -_INF
                         memo.remember(ids[i], stamp, w, keys[i] if same else (), m - reach, m + reach, reason,
                                       reach if self._any_window else None, self._counted, self._visited,
-                                      self._tail)
+                                      self._tail, holds_until)
                     else:
                         memo.forget(ids[i])
                 continue
@@ -423,9 +455,14 @@ class _Constrained:
                 # The match lies in the anchor's partition: its tickets share the anchor's key.
                 key = keys[i]
                 for k in range(len(same)):
-                    prefix_players[k][key[:k + 1]] -= players
+                    prefix = key[:k + 1]
+                    prefix_players[k][prefix] -= players
+                    if by_prefix and prefix_players[k][prefix] < most_smallest:
+                        short.update(by_prefix[k][prefix])
             if on_proposal is not None:
                 on_proposal(proposal)
+        if memo is not None:
+            memo.recalled += reused
         return Matching(proposals, blocked)
 
     # --- one anchor --------------------------------------------------------------------------

@@ -58,14 +58,27 @@ waiting ticket (~0.4 KB with its share of the queue's copy), and per MMR bucket 
 partition the latest change, pruned to what the answers of the last ticks need once the
 buckets outnumber four times the queue plus 4,096.
 
+Most answers hold tick after tick, and even a recall costs a few µs: 0.3 s a tick for
+~75,000 waiting tickets. So the answers that hold without one are kept apart, `in_force`
+(ticket id -> reason): an answer enters it when it is given or recalled and holds until a
+known time (`holds_until`: the anchor's limits change only when its wait crosses a step of an
+expansion or fill_wait_s, and its window either stays the same, having reached its cap or not
+growing, or only widens over an answer that holds for any wider window), and leaves it when a
+ticket comes, goes or is matched within its reach (a change is looked up against the answers
+whose reach starts within _MOST_BUCKETS buckets below it), when that time comes, or when the
+clock goes back. The matcher gives an anchor whose answer is in force that answer at its turn
+without a recall, when the counts it checks before a recall (players in the queue and in the
+anchor's partition) cannot refuse it (constrained.py); otherwise it recalls as before.
+
 Answers are kept by ticket id: a ticket's MMR, size, attributes, latencies and roles never
 change under its id (the API has no way to change a queued ticket; a ticket back after a
 failed claim is the same ticket, and its bucket was marked by the match).
 """
 from __future__ import annotations
 
+from heapq import heapify, heappop, heappush
 from itertools import repeat
-from math import floor, isfinite
+from math import floor, inf, isfinite
 from typing import Hashable
 
 # Changes are kept per partition by MMR bucket (the latest change of each). A change anywhere
@@ -79,17 +92,19 @@ from typing import Hashable
 # the MMR curve or a small partition in a dense queue) is checked against coarse buckets,
 # _COARSE fine ones each, whose latest change is kept beside the fine ones: a change
 # anywhere in them makes the answer stale, which is seldom where tickets are sparse. Only a
-# reach wider than _MOST_BUCKETS coarse buckets is not kept. Answers not given or reused in the last _KEPT_TICKS ticks (their tickets were
-# refused before any walk, or taken by a match) are dropped when the changes are pruned.
+# reach wider than _MOST_BUCKETS coarse buckets is not kept. Answers not given or reused in
+# the last _KEPT_TICKS ticks (their tickets were refused before any walk, or taken by a
+# match) are dropped when the changes are pruned.
 _TICKETS_PER_BUCKET = 32
 _RETUNE = 4.0
 _LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
 _COARSE = 32  # fine buckets per coarse bucket: coarse bucket = fine bucket // _COARSE
 
+_KEPT_TICKS = 2
+
 # recall()'s answer when the only changes in the reach are arrivals of this tick (see above).
 UNSEEN = object()
-_KEPT_TICKS = 2
 
 
 def _bucket(value: float, width: float) -> int:
@@ -100,6 +115,29 @@ def _bucket(value: float, width: float) -> int:
     return floor(quotient) if -1e15 < quotient < 1e15 else (-(10 ** 15) if quotient < 0 else 10 ** 15)
 
 
+class _Answer:
+    """Why an anchor failed, under which limits, and what its walk read."""
+
+    __slots__ = ("stamp", "window", "least_window", "partition", "first", "last", "reason", "given", "coarse",
+                 "counted", "visited", "tail", "holds_until")
+
+    def __init__(self, stamp: tuple, window: float, least_window: float | None, partition: Hashable, first: int,
+                 last: int, reason: str, given: int, coarse: bool, counted: int, visited: int, tail: tuple | None,
+                 holds_until: float) -> None:
+        self.stamp = stamp  # the anchor's limits but its MMR window
+        self.window = window  # its MMR window
+        self.least_window = least_window  # the least window it holds for (None: only `window`)
+        self.partition = partition
+        self.first, self.last = first, last  # the buckets of its reach (coarse ones when `coarse`)
+        self.reason = reason
+        self.given = given  # the tick number it was given or last recalled in
+        self.coarse = coarse
+        self.counted = counted  # the last filter an unseen arrival may fail without changing it
+        self.visited = visited  # the tickets its walk visited
+        self.tail = tail  # (the line-up key of its last candidates, how many in a row) or None
+        self.holds_until = holds_until  # when its limits or window next change (inf: never)
+
+
 class FailureMemo:
     def __init__(self) -> None:
         self._width = 0.0  # MMR per bucket; 0: not set yet
@@ -107,12 +145,19 @@ class FailureMemo:
         # matches) the odd one after. So a change is newer than an answer exactly when it may
         # make it stale: made after it, or in the same tick (kept on the safe side).
         self._tick = 0
-        # ticket id -> (stamp, window, the least window it holds for (None: only `window`),
-        # partition, first bucket, last bucket, reason, tick, coarse, counted, visited, tail):
-        # the answer and what it read; its buckets are coarse ones when `coarse`; the last
-        # filter an unseen arrival may fail without changing it, the tickets its walk visited,
-        # (the line-up key of its last candidates, how many in a row) or None.
-        self._answers: dict[str, tuple] = {}
+        self._now = -inf  # the clock of the last tick
+        self._answers: dict[str, _Answer] = {}
+        # The answers that hold without a recall: ticket id -> reason (see above).
+        self.in_force: dict[str, str] = {}
+        # (holds_until, ticket id), pushed when an answer that holds until a time comes into
+        # force; stale entries (the answer changed, gone or out of force) are skipped, and the
+        # heap rebuilt from the answers in force when they pile up.
+        self._until: list[tuple[float, str]] = []
+        # The answers by the first bucket of their reach: (coarse, partition) -> {bucket: {ids}}.
+        # Stale entries are dropped when met, and the index rebuilt when they pile up.
+        self._starts: dict[tuple[bool, Hashable], dict[int, set[str]]] = {}
+        self._indexed = 0
+        self._matched_now: set = set()  # partitions with a match in this tick
         # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
         self._changes: dict[Hashable, dict[int, int]] = {}
         self._coarse_changes: dict[Hashable, dict[int, int]] = {}
@@ -122,8 +167,9 @@ class FailureMemo:
         self.unseen: tuple[list[int], int, int, tuple | None] | None = None  # set by recall() with UNSEEN
         self._unseen_id: str | None = None
         # The queue the last tick started with, ticket id -> (partition, mmr, index in that
-        # tick's list): None before the first tick. (A ticket it matched whose claim failed is queued again: the match
-        # already marked its bucket, newer than every answer given in that tick.)
+        # tick's list): None before the first tick. (A ticket it matched whose claim failed is
+        # queued again: the match already marked its bucket, newer than every answer given in
+        # that tick.)
         self._queue: dict[str, tuple[Hashable, float, int]] | None = None
         self.recalled = 0  # answers reused, over the memo's life
 
@@ -137,12 +183,18 @@ class FailureMemo:
         return sum(map(len, self._changes.values()))
 
     def begin(self, ticket_ids: list[str], partitions: list[Hashable] | None, mmrs: list[float],
-              spacing: float) -> None:
-        """A tick starts over these tickets (every ticket the matcher may use, its partition
-        (None: one for all) and MMR; `spacing`: the MMR between neighbouring tickets in the
-        middle of the queue): what changed since the last tick is recorded."""
+              spacing: float, now: float = -inf) -> None:
+        """A tick at `now` starts over these tickets (every ticket the matcher may use, its
+        partition (None: one for all) and MMR; `spacing`: the MMR between neighbouring tickets
+        in the middle of the queue): what changed since the last tick is recorded, and the
+        answers it touches, or whose time came, are no longer in force."""
         self._tick += 2
         tick = self._tick
+        self._matched_now = set()
+        in_force = self.in_force
+        if now < self._now:
+            in_force.clear()  # the clock went back: windows may be narrower than the answers'
+        self._now = now
         queue = dict(zip(ticket_ids, zip(partitions if partitions is not None else repeat(()), mmrs,
                                          range(len(ticket_ids)))))
         previous = self._queue
@@ -156,6 +208,10 @@ class FailureMemo:
                 # Started afresh: no answer is kept, so nothing that changed matters.
                 self._width = wanted
                 self._answers.clear()
+                in_force.clear()
+                self._until.clear()
+                self._starts.clear()
+                self._indexed = 0
                 self._changes.clear()
                 self._coarse_changes.clear()
                 previous = None
@@ -167,10 +223,12 @@ class FailureMemo:
             came = queue.keys() - previous.keys()
             for ticket_id in gone:
                 self._answers.pop(ticket_id, None)
+                in_force.pop(ticket_id, None)
                 partition, mmr, _ = previous[ticket_id]
                 bucket = _bucket(mmr, width)
                 changes.setdefault(partition, {})[bucket] = tick
                 coarse.setdefault(partition, {})[bucket // _COARSE] = tick
+                self._stab(partition, bucket)
             # After the departures: a bucket one left is then marked by this tick already, so
             # no answer takes its arrivals for the only change.
             for ticket_id in came:
@@ -185,18 +243,78 @@ class FailureMemo:
                     found[1].append(index)
                 buckets[bucket] = tick
                 coarse.setdefault(partition, {})[bucket // _COARSE] = tick
+                self._stab(partition, bucket)
         self._queue = queue
+        until = self._until
+        while until and until[0][0] <= now:
+            _, ticket_id = heappop(until)
+            entry = self._answers.get(ticket_id)
+            if entry is not None and entry.holds_until <= now:
+                in_force.pop(ticket_id, None)
+        if len(until) > 2 * len(in_force) + 1024:
+            self._until = [(self._answers[t].holds_until, t) for t in in_force
+                           if self._answers[t].holds_until < inf]
+            heapify(self._until)
+        if self._indexed > 2 * len(self._answers) + 1024:
+            self._starts = {}
+            self._indexed = 0
+            for ticket_id, entry in self._answers.items():
+                self._index(ticket_id, entry)
         # A bucket whose latest change is older than every answer can make none stale: such
         # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
         # would otherwise leave a bucket behind for every ticket that ever came and went).
         if self.buckets > 4 * len(queue) + 4096:
+            # An answer in force is, now, as if given in this tick: nothing in its reach
+            # changed since it was given, and its limits are the same.
+            for ticket_id in in_force:
+                self._answers[ticket_id].given = tick
             recent = tick - 2 * _KEPT_TICKS
-            self._answers = {k: entry for k, entry in self._answers.items() if entry[7] >= recent}
-            oldest = min((entry[7] for entry in self._answers.values()), default=tick)
+            self._answers = {k: entry for k, entry in self._answers.items() if entry.given >= recent}
+            oldest = min((entry.given for entry in self._answers.values()), default=tick)
             self._changes, self._coarse_changes = (
                 {partition: kept for partition, buckets in level.items()
                  if (kept := {b: seen for b, seen in buckets.items() if seen >= oldest})}
                 for level in (changes, coarse))
+
+    def _index(self, ticket_id: str, entry: _Answer) -> None:
+        ids = self._starts.setdefault((entry.coarse, entry.partition), {}).setdefault(entry.first, set())
+        if ticket_id not in ids:
+            ids.add(ticket_id)
+            self._indexed += 1
+
+    def _stab(self, partition: Hashable, bucket: int) -> None:
+        """A ticket of `partition` in fine `bucket` came, went or was matched: the answers whose
+        reach holds it are no longer in force."""
+        in_force = self.in_force
+        if not in_force:
+            return
+        answers = self._answers
+        for coarse, b in ((False, bucket), (True, bucket // _COARSE)):
+            starts = self._starts.get((coarse, partition))
+            if not starts:
+                continue
+            # A reach spans fewer than _MOST_BUCKETS buckets: its first is at most that far below.
+            for first in range(b - _MOST_BUCKETS + 1, b + 1):
+                ids = starts.get(first)
+                if not ids:
+                    continue
+                for ticket_id in list(ids):
+                    entry = answers.get(ticket_id)
+                    if entry is None or entry.first != first or entry.coarse != coarse:
+                        ids.discard(ticket_id)
+                        self._indexed -= 1
+                    elif entry.last >= b:
+                        in_force.pop(ticket_id, None)
+                if not ids:
+                    del starts[first]
+
+    def _in_force(self, ticket_id: str, entry: _Answer) -> None:
+        if entry.holds_until > self._now:
+            self.in_force[ticket_id] = entry.reason
+            if entry.holds_until < inf:
+                heappush(self._until, (entry.holds_until, ticket_id))
+        else:
+            self.in_force.pop(ticket_id, None)
 
     def matched(self, partition: Hashable, mmrs: list[float]) -> None:
         """Tickets of one partition matched in this tick: every answer that read them is stale,
@@ -205,10 +323,12 @@ class FailureMemo:
         coarse = self._coarse_changes.setdefault(partition, {})
         width = self._width or 1.0
         changed = self._tick + 1
+        self._matched_now.add(partition)
         for mmr in mmrs:
             bucket = _bucket(mmr, width)
             buckets[bucket] = changed
             coarse[bucket // _COARSE] = changed
+            self._stab(partition, bucket)
 
     def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | object | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
@@ -220,15 +340,17 @@ class FailureMemo:
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
-        old_stamp, old_window, least_window, partition, first, last, reason, given, coarse, counted, visited, tail = entry
-        if old_stamp != stamp or (window != old_window and (least_window is None or window < least_window)):
+        if entry.stamp != stamp or (window != entry.window and (entry.least_window is None
+                                                                 or window < entry.least_window)):
             return None
-        changes = (self._coarse_changes if coarse else self._changes).get(partition)
+        changes = (self._coarse_changes if entry.coarse else self._changes).get(entry.partition)
         if changes:
             tick = self._tick
-            arrived = None if coarse or (counted < 0 and tail is None) else self._arrived.get(partition)
+            given = entry.given
+            arrived = (None if entry.coarse or (entry.counted < 0 and entry.tail is None)
+                       else self._arrived.get(entry.partition))
             unseen = None
-            for bucket in range(first, last + 1):
+            for bucket in range(entry.first, entry.last + 1):
                 changed = changes.get(bucket, 0)
                 if changed > given:
                     # Arrivals of this tick, and nothing else since the answer: maybe unseen.
@@ -242,12 +364,13 @@ class FailureMemo:
                             continue
                     return None
             if unseen is not None:
-                self.unseen = (unseen, counted, visited, tail)
+                self.unseen = (unseen, entry.counted, entry.visited, entry.tail)
                 self._unseen_id = ticket_id
                 return UNSEEN
-        self._answers[ticket_id] = (*entry[:7], self._tick, coarse, counted, visited, tail)
+        entry.given = self._tick
+        self._in_force(ticket_id, entry)
         self.recalled += 1
-        return reason
+        return entry.reason
 
     def confirm(self, ticket_id: str, candidates: int = 0) -> str:
         """The answer recall() returned UNSEEN for holds: the matcher found that each of the
@@ -257,28 +380,31 @@ class FailureMemo:
         so, though the candidates shortened it)."""
         assert ticket_id == self._unseen_id and self.unseen is not None
         entry = self._answers[ticket_id]
-        tail = entry[11]
         if candidates:
-            tail = (tail[0], tail[1] - candidates) if tail[1] > candidates else None
-        self._answers[ticket_id] = (*entry[:7], self._tick, entry[8], entry[9], entry[10] + len(self.unseen[0]), tail)
+            key, run = entry.tail
+            entry.tail = (key, run - candidates) if run > candidates else None
+        entry.visited += len(self.unseen[0])
+        entry.given = self._tick
         self.unseen = self._unseen_id = None
+        self._in_force(ticket_id, entry)
         self.recalled += 1
-        return entry[6]
+        return entry.reason
 
     def remember(self, ticket_id: str, stamp: tuple, window: float, partition: Hashable, low: float, high: float,
                  reason: str, least_window: float | None = None, counted: int = -1, visited: int = 0,
-                 tail: tuple | None = None) -> None:
+                 tail: tuple | None = None, holds_until: float = -inf) -> None:
         """The answer for this ticket, which read the tickets of `partition` with MMR in
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too. `counted`: the last
         filter (by index) an arrival may fail without changing it (-1: none); `visited`: the
         tickets its walk visited; `tail`: (the line-up key of its last candidates, how many in
-        a row), for an answer of the line-up check from a walk its cap of candidates ended."""
+        a row), for an answer of the line-up check from a walk its cap of candidates ended;
+        `holds_until`: when its limits or window next change (the default: at once)."""
         width = self._width or 1.0
         # A reach of more than _MOST_BUCKETS coarse buckets (or not finite) is not kept: it is
         # the test below, done before any division.
         if not high - low < width * _COARSE * (_MOST_BUCKETS - 2):
-            self._answers.pop(ticket_id, None)
+            self.forget(ticket_id)
             return
         # One bucket more on each side: low and high are the anchor's MMR minus and plus the
         # reach, rounded, and may land a hair inside a neighbour the walk read.
@@ -287,11 +413,22 @@ class FailureMemo:
         if coarse:
             # Coarse bucket b holds fine buckets b * _COARSE to b * _COARSE + _COARSE - 1.
             first, last = first // _COARSE, last // _COARSE
-        if last - first < _MOST_BUCKETS:
-            self._answers[ticket_id] = (stamp, window, least_window, partition, first, last, reason, self._tick,
-                                        coarse, counted, visited, tail)
-        else:
-            self._answers.pop(ticket_id, None)
+        if last - first >= _MOST_BUCKETS:
+            self.forget(ticket_id)
+            return
+        entry = _Answer(stamp, window, least_window, partition, first, last, reason, self._tick, coarse, counted,
+                        visited, tail, holds_until)
+        self._answers[ticket_id] = entry
+        self._index(ticket_id, entry)
+        if partition in self._matched_now:
+            # Given after a match in its reach, in this tick: stale once that match's claim
+            # fails and its tickets are back (recall sees the match's mark); never in force.
+            changes = (self._coarse_changes if coarse else self._changes).get(partition, {})
+            if any(changes.get(bucket, 0) > self._tick for bucket in range(first, last + 1)):
+                self.in_force.pop(ticket_id, None)
+                return
+        self._in_force(ticket_id, entry)
 
     def forget(self, ticket_id: str) -> None:
         self._answers.pop(ticket_id, None)
+        self.in_force.pop(ticket_id, None)

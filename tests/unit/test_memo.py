@@ -554,6 +554,114 @@ def test_a_ticket_at_the_edge_of_a_reach_makes_the_answer_stale():
     assert [sorted(sum(p.teams, ())) for p in match_queue(queue, rules, NOW).proposals] == [["A", "x"]]
 
 
+def test_a_ticket_at_the_high_edge_of_a_reach_makes_the_answer_in_force_stale():
+    # The mirror of the test above: x sits just past the bucket of the anchor's MMR plus its
+    # reach, rounded down, in the bucket of padding above it. A's answer is in force (its
+    # window is capped: it holds until something changes in its reach); x's arrival must end
+    # that.
+    def ticket(name, mmr, waited, build, level=0.0):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build, "level": level}, players=(name,))
+
+    others = [ticket(f"o{n}", 20.0 * n / 510, 0.0, "b") for n in range(510)]  # set the width
+    probe = FailureMemo()
+    match_queue(others + [ticket("A", 5.0, 1000.0, "a"), ticket("u", 5.5, 0.0, "a", 50.0)],
+                MatchRules(1, 2, 1e-6, 1.0, 1.0, rules=(Rule("same-build", "same", "build"),)), NOW, memo=probe)
+    width = probe._width
+    rnd = random.Random(1)
+    found = None
+    for k in range(2, 200):
+        x = k * width
+        while floor(x / width) < k:
+            x = nextafter(x, 100.0)
+        for _ in range(5000):
+            m = rnd.uniform(0.5, x - 0.1)
+            w = x - m
+            # u (at m - w / 2) and A among the others' middle 80%, as in the probe: the same width.
+            if floor((m + w) / width) < k and x - m <= w and m - w / 2 > 2.1:
+                found = (m, x, w)
+                break
+        if found:
+            break
+    m, x, w = found
+    rules = MatchRules(1, 2, 1e-6, 1.0, w, rules=(Rule("same-build", "same", "build"),
+                                                  Rule("level-gap", "distance", "level", 1.0)))
+    queue = others + [ticket("A", m, 1000.0, "a"), ticket("u", m - w / 2, 0.0, "a", 50.0)]
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["A"] == "level-gap"
+    assert "A" in memo.in_force
+    assert memo._width == width and floor(x / width) == memo._answers["A"].last  # x: in the last bucket
+    queue.append(ticket("x", x, 0.0, "a"))
+    assert match_queue(queue, rules, NOW, memo=memo) == match_queue(queue, rules, NOW)
+    assert [sorted(sum(p.teams, ())) for p in match_queue(queue, rules, NOW).proposals] == [["A", "x"]]
+
+
+def test_an_answer_in_force_yields_to_the_queue_running_short_of_players():
+    # A lobby of 20 (window 10, not growing). b and c, 500 MMR below the rest, wait: "mmr",
+    # in force. Then x joins the 19 around a, a's lobby forms, and two players are left: at
+    # b's turn the queue no longer holds a match ("players"), far from anything that changed
+    # in b's reach.
+    rules = MatchRules(20, 1, 10.0, 0.0, 10.0)
+
+    def ticket(name, mmr, waited):
+        return QueuedTicket(name, mmr, 1, NOW - waited, players=(name,))
+
+    queue = [ticket("a", 0.0, 100)] + [ticket(f"o{n}", (n + 1) / 10, 50) for n in range(18)]
+    queue += [ticket("b", -500.0, 10), ticket("c", -495.0, 10)]
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["b"] == "mmr"
+    assert "b" in memo.in_force
+    queue.append(ticket("x", 0.95, 0))
+    later = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert later == match_queue(queue, rules, NOW + 1)
+    assert len(later.proposals) == 1 and later.blocked["b"] == "players"
+
+
+def test_an_answer_in_force_yields_to_its_partition_running_short_of_players():
+    # As above with a `same` rule: a's match takes four of the six players of partition "a",
+    # none within b's reach; at b's turn the partition no longer holds a match ("same-build").
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("same-build", "same", "build"),))
+
+    def player(name, mmr, role, waited, build="a"):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+
+    queue = [player("a", 1000.0, "tank", 100), player("h1", 1010.0, "healer", 90),
+             player("b", 1500.0, "tank", 80), player("t5", 1510.0, "tank", 70)]
+    queue += [player(f"o{n}", 1000.0 + n / 100, "tank", 1, build="b") for n in range(2000)]  # narrow buckets
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["b"] == "mmr"
+    assert "b" in memo.in_force
+    queue += [player("t4", 990.0, "tank", 0), player("h2", 995.0, "healer", 0)]
+    later = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert later == match_queue(queue, rules, NOW + 1)
+    assert len(later.proposals) == 1 and later.blocked["b"] == "same-build"
+
+
+def test_an_answer_in_force_yields_to_a_match_in_its_reach_in_the_same_tick():
+    # b's answer ("roles": b, t3, t6 and h1 in its window) is in force. Two players arrive
+    # beyond its reach, next to a, and a's match takes h1: at b's turn its window holds three
+    # players ("mmr"), though nothing in its reach changed between the ticks. (Tanks far
+    # above keep the partition large enough for a match.)
+    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
+                       rules=(Rule("same-build", "same", "build"),))
+
+    def player(name, mmr, role, waited, build="a"):
+        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+
+    queue = [player("a", 1090.0, "tank", 100), player("b", 1200.0, "tank", 90), player("t3", 1210.0, "tank", 80),
+             player("t6", 1220.0, "tank", 80), player("h1", 1101.0, "healer", 70)]
+    queue += [player(f"far{n}", 3000.0 + n, "tank", 60) for n in range(4)]
+    queue += [player(f"o{n}", 1000.0 + n / 100, "tank", 1, build="b") for n in range(2000)]  # narrow buckets
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["b"] == "roles"
+    assert "b" in memo.in_force
+    queue += [player("t4", 1080.0, "tank", 0), player("h2", 1070.0, "healer", 0)]
+    later = match_queue(queue, rules, NOW + 1, memo=memo)
+    assert later == match_queue(queue, rules, NOW + 1)
+    assert [sorted(sum(p.teams, ())) for p in later.proposals] == [["a", "h1", "h2", "t4"]]
+    assert later.blocked["b"] == "mmr"
+
+
 def test_the_memo_holds_one_answer_per_ticket_still_waiting():
     rnd = random.Random(7)
     memo = FailureMemo()
