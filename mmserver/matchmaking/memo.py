@@ -100,6 +100,7 @@ _RETUNE = 4.0
 _LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
 _COARSE = 32  # fine buckets per coarse bucket: coarse bucket = fine bucket // _COARSE
+_NARROW = 32  # reaches spanning fewer buckets are indexed apart (FailureMemo._starts)
 
 _KEPT_TICKS = 2
 
@@ -153,9 +154,12 @@ class FailureMemo:
         # force; stale entries (the answer changed, gone or out of force) are skipped, and the
         # heap rebuilt from the answers in force when they pile up.
         self._until: list[tuple[float, str]] = []
-        # The answers by the first bucket of their reach: (coarse, partition) -> {bucket: {ids}}.
-        # Stale entries are dropped when met, and the index rebuilt when they pile up.
-        self._starts: dict[tuple[bool, Hashable], dict[int, set[str]]] = {}
+        # The answers by the first bucket of their reach: (coarse, wide, partition) -> {bucket:
+        # {ids}}, `wide` when the reach spans _NARROW buckets or more (a change is looked up
+        # among the narrow ones' first buckets up to _NARROW below it, the wide ones' up to
+        # _MOST_BUCKETS: most reaches are narrow). Stale entries are dropped when met, and the
+        # index rebuilt when they pile up.
+        self._starts: dict[tuple[bool, bool, Hashable], dict[int, set[str]]] = {}
         self._indexed = 0
         self._matched_now: set = set()  # partitions with a match in this tick
         # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
@@ -277,7 +281,8 @@ class FailureMemo:
                 for level in (changes, coarse))
 
     def _index(self, ticket_id: str, entry: _Answer) -> None:
-        ids = self._starts.setdefault((entry.coarse, entry.partition), {}).setdefault(entry.first, set())
+        wide = entry.last - entry.first >= _NARROW
+        ids = self._starts.setdefault((entry.coarse, wide, entry.partition), {}).setdefault(entry.first, set())
         if ticket_id not in ids:
             ids.add(ticket_id)
             self._indexed += 1
@@ -289,18 +294,21 @@ class FailureMemo:
         if not in_force:
             return
         answers = self._answers
-        for coarse, b in ((False, bucket), (True, bucket // _COARSE)):
-            starts = self._starts.get((coarse, partition))
+        for coarse, wide, b in ((False, False, bucket), (False, True, bucket),
+                                (True, False, bucket // _COARSE), (True, True, bucket // _COARSE)):
+            starts = self._starts.get((coarse, wide, partition))
             if not starts:
                 continue
-            # A reach spans fewer than _MOST_BUCKETS buckets: its first is at most that far below.
-            for first in range(b - _MOST_BUCKETS + 1, b + 1):
+            # A reach spans fewer than _NARROW or _MOST_BUCKETS buckets: its first is at most
+            # that far below.
+            for first in range(b - (_MOST_BUCKETS if wide else _NARROW) + 1, b + 1):
                 ids = starts.get(first)
                 if not ids:
                     continue
                 for ticket_id in list(ids):
                     entry = answers.get(ticket_id)
-                    if entry is None or entry.first != first or entry.coarse != coarse:
+                    if (entry is None or entry.first != first or entry.coarse != coarse
+                            or (entry.last - first >= _NARROW) != wide):
                         ids.discard(ticket_id)
                         self._indexed -= 1
                     elif entry.last >= b:
