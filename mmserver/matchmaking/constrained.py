@@ -129,6 +129,21 @@ def _prime(i: int) -> int:
     return _primes[i]
 
 
+def _stretch_end(enqueued_at: float, steps: Sequence[float], stretch: int) -> float:
+    """The first clock at which a ticket enqueued at `enqueued_at` is past stretch `stretch`
+    of `steps` (inf: the last stretch), by the tick's own test (`now - enqueued_at >= step`):
+    `enqueued_at + step` may round to either side of it."""
+    if stretch >= len(steps):
+        return _INF
+    step = steps[stretch]
+    at = enqueued_at + step
+    while at - enqueued_at < step:
+        at = math.nextafter(at, _INF)
+    while (earlier := math.nextafter(at, -_INF)) - enqueued_at >= step:
+        at = earlier
+    return at
+
+
 def _walk_limit(players_per_match: int) -> int:
     return 16 * players_per_match + 32
 
@@ -396,8 +411,11 @@ class _Constrained:
             if memo is not None:
                 # `stamp`: the anchor's limits but its MMR window. Its answer is recalled only
                 # under the same ones (and the same window, unless the answer holds for any).
+                # Until when they hold: the answer's time in force (memo.py).
+                stretch_end = _stretch_end(enq[i], steps, stretch)
+                window_fixed = growth == 0 or w >= cap  # w only grows with the wait
                 if at < first_pass:
-                    reason = memo.recall(ids[i], stamp, w)
+                    reason = memo.recall(ids[i], stamp, w, stretch_end, window_fixed)
                     if reason is UNSEEN:
                         # Only arrivals came within its reach: it holds if they all fail its
                         # filters early enough, or replace candidates of the same key (memo.py).
@@ -426,14 +444,9 @@ class _Constrained:
                 if memo is not None:
                     reach = self._reach
                     if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
-                        # It holds until the wait reaches the next step, if its window stays the
-                        # same (capped, or not growing) or it holds for any wider one.
-                        holds_until = enq[i] + steps[stretch] if stretch < len(steps) else _INF
-                        if not (self._any_window or growth == 0 or w >= cap):
-                            holds_until = -_INF
                         memo.remember(ids[i], stamp, w, keys[i] if same else (), m - reach, m + reach, reason,
                                       reach if self._any_window else None, self._counted, self._visited,
-                                      self._tail, holds_until)
+                                      self._tail, stretch_end, window_fixed)
                     else:
                         memo.forget(ids[i])
                 continue

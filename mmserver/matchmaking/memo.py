@@ -136,7 +136,8 @@ class _Answer:
         self.counted = counted  # the last filter an unseen arrival may fail without changing it
         self.visited = visited  # the tickets its walk visited
         self.tail = tail  # (the line-up key of its last candidates, how many in a row) or None
-        self.holds_until = holds_until  # when its limits or window next change (inf: never)
+        # When its limits or window next change: inf, never; -inf, at once (not in force).
+        self.holds_until = holds_until
 
 
 class FailureMemo:
@@ -170,6 +171,7 @@ class FailureMemo:
         self._arrived: dict[Hashable, dict[int, tuple[int, list[int]]]] = {}
         self.unseen: tuple[list[int], int, int, tuple | None] | None = None  # set by recall() with UNSEEN
         self._unseen_id: str | None = None
+        self._unseen_holds_until = -inf
         # The queue the last tick started with, ticket id -> (partition, mmr, index in that
         # tick's list): None before the first tick. (A ticket it matched whose claim failed is
         # queued again: the match already marked its bucket, newer than every answer given in
@@ -315,6 +317,8 @@ class FailureMemo:
                         in_force.pop(ticket_id, None)
                 if not ids:
                     del starts[first]
+            if not starts:
+                del self._starts[(coarse, wide, partition)]  # a partition's last answer gone
 
     def _in_force(self, ticket_id: str, entry: _Answer) -> None:
         if entry.holds_until > self._now:
@@ -338,19 +342,24 @@ class FailureMemo:
             coarse[bucket // _COARSE] = changed
             self._stab(partition, bucket)
 
-    def recall(self, ticket_id: str, stamp: tuple, window: float) -> str | object | None:
+    def recall(self, ticket_id: str, stamp: tuple, window: float, stretch_end: float = -inf,
+               window_fixed: bool = False) -> str | object | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
         anchor's limits but its MMR window) and the same `window` (or any window covering its
         reach, for answers that hold so), and nothing within its reach changed since; UNSEEN
         when the only changes in its reach are tickets that arrived at this tick's start
         (`unseen` then holds them, by index, and what the matcher needs to judge them; it
-        calls confirm() when the answer holds); else None."""
+        calls confirm() when the answer holds); else None. `stretch_end`: when the anchor's
+        limits next change; `window_fixed`: its MMR window no longer changes (remember())."""
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
         if entry.stamp != stamp or (window != entry.window and (entry.least_window is None
                                                                  or window < entry.least_window)):
             return None
+        # What it holds until from now on (an answer given in a later stretch of an equal
+        # stamp, before the clock went back, held until that stretch's end).
+        holds_until = stretch_end if window_fixed or entry.least_window is not None else -inf
         changes = (self._coarse_changes if entry.coarse else self._changes).get(entry.partition)
         if changes:
             tick = self._tick
@@ -374,8 +383,10 @@ class FailureMemo:
             if unseen is not None:
                 self.unseen = (unseen, entry.counted, entry.visited, entry.tail)
                 self._unseen_id = ticket_id
+                self._unseen_holds_until = holds_until
                 return UNSEEN
         entry.given = self._tick
+        entry.holds_until = holds_until
         self._in_force(ticket_id, entry)
         self.recalled += 1
         return entry.reason
@@ -393,6 +404,7 @@ class FailureMemo:
             entry.tail = (key, run - candidates) if run > candidates else None
         entry.visited += len(self.unseen[0])
         entry.given = self._tick
+        entry.holds_until = self._unseen_holds_until
         self.unseen = self._unseen_id = None
         self._in_force(ticket_id, entry)
         self.recalled += 1
@@ -400,14 +412,17 @@ class FailureMemo:
 
     def remember(self, ticket_id: str, stamp: tuple, window: float, partition: Hashable, low: float, high: float,
                  reason: str, least_window: float | None = None, counted: int = -1, visited: int = 0,
-                 tail: tuple | None = None, holds_until: float = -inf) -> None:
+                 tail: tuple | None = None, stretch_end: float = -inf, window_fixed: bool = False) -> None:
         """The answer for this ticket, which read the tickets of `partition` with MMR in
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too. `counted`: the last
         filter (by index) an arrival may fail without changing it (-1: none); `visited`: the
         tickets its walk visited; `tail`: (the line-up key of its last candidates, how many in
         a row), for an answer of the line-up check from a walk its cap of candidates ended;
-        `holds_until`: when its limits or window next change (the default: at once)."""
+        `stretch_end`: when the anchor's limits next change (its wait reaching the next step);
+        `window_fixed`: its MMR window no longer changes (capped, or not growing). It holds
+        without a recall until `stretch_end` if its window is fixed or it holds for any wider
+        one, else only at its recall."""
         width = self._width or 1.0
         # A reach of more than _MOST_BUCKETS coarse buckets (or not finite) is not kept: it is
         # the test below, done before any division.
@@ -424,6 +439,7 @@ class FailureMemo:
         if last - first >= _MOST_BUCKETS:
             self.forget(ticket_id)
             return
+        holds_until = stretch_end if window_fixed or least_window is not None else -inf
         entry = _Answer(stamp, window, least_window, partition, first, last, reason, self._tick, coarse, counted,
                         visited, tail, holds_until)
         self._answers[ticket_id] = entry

@@ -662,6 +662,41 @@ def test_an_answer_in_force_yields_to_a_match_in_its_reach_in_the_same_tick():
     assert later.blocked["b"] == "mmr"
 
 
+def test_an_answer_leaves_force_at_the_clock_its_limits_change_by_the_ticks_own_test():
+    # enqueued_at + 10 s rounds to just above the clock at which now - enqueued_at reaches
+    # 10 s: at that clock the latency limit has widened and a and b match.
+    rules = MatchRules(1, 2, 100.0, 0.0, 100.0, latency=Latency(50.0, (Step(10.0, 200.0),)), regions=("eu", "us"))
+    assert 10.274 - 0.274 == 10.0 and 0.274 + 10.0 > 10.274
+
+    def ticket(name, mmr, latencies):
+        return QueuedTicket(name, mmr, 1, 0.274, {}, latencies, None, (), (name,))
+
+    queue = [ticket("a", 1500.0, {"eu": 20.0, "us": 150.0}), ticket("b", 1550.0, {"eu": 150.0, "us": 20.0})]
+    memo = FailureMemo()
+    assert set(match_queue(queue, rules, 5.0, memo=memo).blocked.values()) == {"latency"}
+    later = match_queue(queue, rules, 10.274, memo=memo)
+    assert later == match_queue(queue, rules, 10.274) and len(later.proposals) == 1
+
+
+def test_partitions_that_come_and_go_leave_nothing_behind():
+    # Each tick a new `same` partition of two tickets that cannot match comes and goes, beside
+    # a partition whose answers stay in force.
+    rules = MatchRules(1, 2, 100.0, 0.0, 100.0, rules=(Rule("same-lobby", "same", "lobby"),
+                                                       Rule("level-gap", "distance", "level", 1.0)))
+
+    def ticket(name, mmr, lobby, level):
+        return QueuedTicket(name, mmr, 1, 0.0, {"lobby": lobby, "level": level}, players=(name,))
+
+    core = [ticket(f"c{n}", 1000.0 + n, "core", 5.0 * n) for n in range(40)]
+    memo = FailureMemo()
+    for tick in range(300):
+        lobby = f"L{tick}"
+        match_queue(core + [ticket(f"{lobby}a", 1000.0, lobby, 0.0), ticket(f"{lobby}b", 1010.0, lobby, 50.0)],
+                    rules, 100.0 + tick, memo=memo)
+        assert len(memo._starts) <= 4 and len(memo) <= 42
+    assert len(memo.in_force) >= 40
+
+
 def test_the_memo_holds_one_answer_per_ticket_still_waiting():
     rnd = random.Random(7)
     memo = FailureMemo()
