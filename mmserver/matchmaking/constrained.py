@@ -129,21 +129,6 @@ def _prime(i: int) -> int:
     return _primes[i]
 
 
-def _stretch_end(enqueued_at: float, steps: Sequence[float], stretch: int) -> float:
-    """The first clock at which a ticket enqueued at `enqueued_at` is past stretch `stretch`
-    of `steps` (inf: the last stretch), by the tick's own test (`now - enqueued_at >= step`):
-    `enqueued_at + step` may round to either side of it."""
-    if stretch >= len(steps):
-        return _INF
-    step = steps[stretch]
-    at = enqueued_at + step
-    while at - enqueued_at < step:
-        at = math.nextafter(at, _INF)
-    while (earlier := math.nextafter(at, -_INF)) - enqueued_at >= step:
-        at = earlier
-    return at
-
-
 def _walk_limit(players_per_match: int) -> int:
     return 16 * players_per_match + 32
 
@@ -327,11 +312,11 @@ class _Constrained:
         steps = sorted({step.after_s for rule in ((latency,) if latency is not None else ()) + tuple(distances)
                         for step in rule.expand} | {fill_wait})
         limits_by_stretch = []
-        for start in (-_INF, *steps):
+        for start, end in zip((-_INF, *steps), (*steps, _INF)):
             lo = min_team if start >= fill_wait else hi
             lat_limit = latency.limit(start) if latency is not None else 0.0
             dist_limits = tuple(r.limit(start) for r in distances)
-            limits_by_stretch.append((lo, teams * lo, lat_limit, dist_limits, (lo, lat_limit, *dist_limits)))
+            limits_by_stretch.append((lo, teams * lo, lat_limit, dist_limits, (lo, lat_limit, *dist_limits), end))
         now = self.now
         same = self.same
         keys = self.keys
@@ -385,8 +370,7 @@ class _Constrained:
                     reused += 1
                     continue
             waited = now - enq[i]
-            stretch = bisect_right(steps, waited)
-            lo, smallest, lat_limit, dist_limits, stamp = limits_by_stretch[stretch]
+            lo, smallest, lat_limit, dist_limits, stamp, next_step = limits_by_stretch[bisect_right(steps, waited)]
             if total_players < smallest:
                 blocked[ids[i]] = "players"
                 continue
@@ -411,11 +395,11 @@ class _Constrained:
             if memo is not None:
                 # `stamp`: the anchor's limits but its MMR window. Its answer is recalled only
                 # under the same ones (and the same window, unless the answer holds for any).
-                # Until when they hold: the answer's time in force (memo.py).
-                stretch_end = _stretch_end(enq[i], steps, stretch)
+                # Until when they hold (the wait reaching the next step, the window fixed):
+                # the answer's time in force (memo.py).
                 window_fixed = growth == 0 or w >= cap  # w only grows with the wait
                 if at < first_pass:
-                    reason = memo.recall(ids[i], stamp, w, stretch_end, window_fixed)
+                    reason = memo.recall(ids[i], stamp, w, enq[i], next_step, window_fixed)
                     if reason is UNSEEN:
                         # Only arrivals came within its reach: it holds if they all fail its
                         # filters early enough, or replace candidates of the same key (memo.py).
@@ -446,7 +430,7 @@ class _Constrained:
                     if reach is not None and self._reach_kept and not spent and lineup.undecided == undecided:
                         memo.remember(ids[i], stamp, w, keys[i] if same else (), m - reach, m + reach, reason,
                                       reach if self._any_window else None, self._counted, self._visited,
-                                      self._tail, stretch_end, window_fixed)
+                                      self._tail, enq[i], next_step, window_fixed)
                     else:
                         memo.forget(ids[i])
                 continue

@@ -78,7 +78,7 @@ from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
 from itertools import repeat
-from math import floor, inf, isfinite
+from math import floor, inf, isfinite, nextafter
 from typing import Hashable
 
 # Changes are kept per partition by MMR bucket (the latest change of each). A change anywhere
@@ -114,6 +114,27 @@ def _bucket(value: float, width: float) -> int:
     answer's buckets are near its anchor's, which is never that far."""
     quotient = value / width
     return floor(quotient) if -1e15 < quotient < 1e15 else (-(10 ** 15) if quotient < 0 else 10 ** 15)
+
+
+def _first_clock(enqueued_at: float, step: float) -> float:
+    """The first clock at which a ticket enqueued at `enqueued_at` has waited `step` by the
+    matcher's own test (`now - enqueued_at >= step`): `enqueued_at + step` may round to either
+    side of it. inf for a step of inf (the last stretch of the limits)."""
+    if step == inf:
+        return inf
+    at = enqueued_at + step
+    while at - enqueued_at < step:
+        at = nextafter(at, inf)
+    while (earlier := nextafter(at, -inf)) - enqueued_at >= step:
+        at = earlier
+    return at
+
+
+def _holds_until(enqueued_at: float, next_step: float, window_fixed: bool, least_window: float | None) -> float:
+    """Until when an answer holds without a recall: until its wait reaches the next step of
+    its limits, if its MMR window no longer changes or it holds for any wider window (the
+    window only widens); otherwise only at its recall (-inf)."""
+    return _first_clock(enqueued_at, next_step) if window_fixed or least_window is not None else -inf
 
 
 class _Answer:
@@ -342,24 +363,21 @@ class FailureMemo:
             coarse[bucket // _COARSE] = changed
             self._stab(partition, bucket)
 
-    def recall(self, ticket_id: str, stamp: tuple, window: float, stretch_end: float = -inf,
+    def recall(self, ticket_id: str, stamp: tuple, window: float, enqueued_at: float = 0.0, next_step: float = inf,
                window_fixed: bool = False) -> str | object | None:
         """The answer recorded for this ticket, when it was given under the same `stamp` (the
         anchor's limits but its MMR window) and the same `window` (or any window covering its
         reach, for answers that hold so), and nothing within its reach changed since; UNSEEN
         when the only changes in its reach are tickets that arrived at this tick's start
         (`unseen` then holds them, by index, and what the matcher needs to judge them; it
-        calls confirm() when the answer holds); else None. `stretch_end`: when the anchor's
-        limits next change; `window_fixed`: its MMR window no longer changes (remember())."""
+        calls confirm() when the answer holds); else None. `enqueued_at`, `next_step`,
+        `window_fixed`: as remember()'s."""
         entry = self._answers.get(ticket_id)
         if entry is None:
             return None
         if entry.stamp != stamp or (window != entry.window and (entry.least_window is None
                                                                  or window < entry.least_window)):
             return None
-        # What it holds until from now on (an answer given in a later stretch of an equal
-        # stamp, before the clock went back, held until that stretch's end).
-        holds_until = stretch_end if window_fixed or entry.least_window is not None else -inf
         changes = (self._coarse_changes if entry.coarse else self._changes).get(entry.partition)
         if changes:
             tick = self._tick
@@ -383,10 +401,12 @@ class FailureMemo:
             if unseen is not None:
                 self.unseen = (unseen, entry.counted, entry.visited, entry.tail)
                 self._unseen_id = ticket_id
-                self._unseen_holds_until = holds_until
+                self._unseen_holds_until = _holds_until(enqueued_at, next_step, window_fixed, entry.least_window)
                 return UNSEEN
         entry.given = self._tick
-        entry.holds_until = holds_until
+        # What it holds until from now on (an answer given in a later stretch of an equal
+        # stamp, before the clock went back, held until that stretch's end).
+        entry.holds_until = _holds_until(enqueued_at, next_step, window_fixed, entry.least_window)
         self._in_force(ticket_id, entry)
         self.recalled += 1
         return entry.reason
@@ -412,17 +432,18 @@ class FailureMemo:
 
     def remember(self, ticket_id: str, stamp: tuple, window: float, partition: Hashable, low: float, high: float,
                  reason: str, least_window: float | None = None, counted: int = -1, visited: int = 0,
-                 tail: tuple | None = None, stretch_end: float = -inf, window_fixed: bool = False) -> None:
+                 tail: tuple | None = None, enqueued_at: float = 0.0, next_step: float = inf,
+                 window_fixed: bool = False) -> None:
         """The answer for this ticket, which read the tickets of `partition` with MMR in
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too. `counted`: the last
         filter (by index) an arrival may fail without changing it (-1: none); `visited`: the
         tickets its walk visited; `tail`: (the line-up key of its last candidates, how many in
         a row), for an answer of the line-up check from a walk its cap of candidates ended;
-        `stretch_end`: when the anchor's limits next change (its wait reaching the next step);
-        `window_fixed`: its MMR window no longer changes (capped, or not growing). It holds
-        without a recall until `stretch_end` if its window is fixed or it holds for any wider
-        one, else only at its recall."""
+        `enqueued_at`, `next_step`: the anchor's enqueue time, and the wait at which its limits
+        next change (inf: never); `window_fixed`: its MMR window no longer changes (capped, or
+        not growing). It holds without a recall until that wait if its window is fixed or it
+        holds for any wider one, else only at its recall."""
         width = self._width or 1.0
         # A reach of more than _MOST_BUCKETS coarse buckets (or not finite) is not kept: it is
         # the test below, done before any division.
@@ -439,7 +460,7 @@ class FailureMemo:
         if last - first >= _MOST_BUCKETS:
             self.forget(ticket_id)
             return
-        holds_until = stretch_end if window_fixed or least_window is not None else -inf
+        holds_until = _holds_until(enqueued_at, next_step, window_fixed, least_window)
         entry = _Answer(stamp, window, least_window, partition, first, last, reason, self._tick, coarse, counted,
                         visited, tail, holds_until)
         self._answers[ticket_id] = entry
