@@ -19,12 +19,21 @@ For each, on a real redis-server filled through the store's own create script:
   of a queue that cannot match (each ticket refused by its MMR window at once); this is the
   usual one, tickets kept waiting by roles, latencies or a distance rule.
 
-    .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3]
+A third scenario, 5v5-short-of-roles, is the rules mode with players who offer dps 85% of
+the time: the matching tick forms the few matches its tanks and healers allow, and the tick
+after it runs over the ~78,000 left, kept waiting by roles (the ticker's failure memo then
+answers for most of them: matchmaking/memo.py). Those tickets were all created in the last
+seconds and their limits still widen, so it also waits until every ticket is past its last
+expansion step and its window's cap (--settle-s), then times --rounds ticks with nothing
+new, and --rounds ticks with 50 new players of the same population before each.
+
+    .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3] [--scenarios 1v1,5v5-rules]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import random
 import sys
 import tempfile
 import time
@@ -69,14 +78,35 @@ def rules_profile(rng) -> dict:
             "latencies": latencies, "roles": [offered]}
 
 
+def short_of_roles_profile(rng) -> dict:
+    """As rules_profile, but players offer dps 85% of the time (tank 5%, healer 5%, dps or
+    tank 5%): most of the queue waits for tanks and healers (bench_rules_waiting.py)."""
+    profile = rules_profile(rng)
+    profile["roles"] = [rng.choices([["dps"], ["tank"], ["healer"], ["dps", "tank"]], [85, 5, 5, 5])[0]]
+    return profile
+
+
 def plain_profile(rng) -> dict:
     return {"mmr": min(100000.0, max(0.0, rng.gauss(1500, 300)))}
 
 
-SCENARIOS = {"1v1": (PLAIN_MODE, plain_profile), "5v5-rules": (RULES_MODE, rules_profile)}
+SCENARIOS = {"1v1": (PLAIN_MODE, plain_profile), "5v5-rules": (RULES_MODE, rules_profile),
+             "5v5-short-of-roles": (RULES_MODE, short_of_roles_profile)}
+SETTLED = {"5v5-short-of-roles"}  # scenarios also timed once the queue's limits settled
+ARRIVALS = 50  # players arriving before each of the settled ticks with arrivals
 
 
-def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -> dict:
+def settle_s(mode: ModeConfig) -> float:
+    """How long a ticket waits before its limits stop changing: past the last expansion step
+    and the MMR window at its cap."""
+    steps = [step.after_s for step in (mode.latency.expand if mode.latency else ())]
+    steps += [step.after_s for rule in mode.rules for step in rule.expand]
+    if mode.mmr_window_growth_per_s > 0:
+        steps.append((mode.mmr_window_max - mode.mmr_window) / mode.mmr_window_growth_per_s)
+    return max(steps, default=0.0)
+
+
+def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, settle: float | None = None) -> dict:
     mode, profile = SCENARIOS[scenario]
     modes = {mode.name: mode}
     client = redis_server.client(decode_responses=True, socket_timeout=None)
@@ -128,6 +158,27 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int) -
         "next_tick_us_per_ticket": round(after.duration_s / left * 1e6, 1) if left else None,
         "rounds": rounds,
     }
+    if scenario in SETTLED:
+        # Tickets just created are still widening their limits, so the tick after the matching
+        # one walks most of them again. Once every ticket waited past its last step and its
+        # window's cap, a tick's answers hold from one tick to the next (matchmaking/memo.py):
+        # one tick to walk the tickets whose limits changed, then the settled ticks.
+        newest = max(t.enqueued_at for t in store.read_queue(mode.name, None))
+        wait = settle_s(mode) + 1 if settle is None else settle
+        time.sleep(max(0.0, newest + wait - store.now()))
+        ticker.tick()
+        settled = [ticker.tick() for _ in range(rounds)]
+        row["settled_tick_s"] = round(median([r.duration_s for r in settled]), 4)
+        row["settled_tick_matches"] = sum(r.matches_claimed for r in settled)
+        # The same with ARRIVALS new players (of the same population) before each tick.
+        arriving = []
+        for k in range(rounds):
+            fill_queue(redis_server.url, modes, mode.name, ARRIVALS, prefix=f"{scenario}-arrival{k}-",
+                       processes=1, profile=lambda rng, k=k: profile(random.Random(f"{k}-{rng.random()}")),
+                       regions=REGIONS)
+            arriving.append(ticker.tick())
+        row["arrivals_tick_s"] = round(median([r.duration_s for r in arriving]), 4)
+        row["arrivals_tick_matches"] = sum(r.matches_claimed for r in arriving)
     client.flushall()
     client.close()
     return row
@@ -138,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--settle-s", type=float,
+                        help="the wait after the newest ticket before the settled ticks (default: the mode's last "
+                             "step or window cap, +1 s)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     report = Report("rules", vars(args) | {"out": None})
@@ -150,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = RedisServer(Path(directory)).start()
         try:
             for scenario in args.scenarios.split(","):
-                row = measure(redis_server, scenario, args.count, args.rounds)
+                row = measure(redis_server, scenario, args.count, args.rounds, args.settle_s)
                 rows.append(row)
                 print(f"{scenario:<10} {row['queued']:>8,} {row['steady_tick_s']:>8.3f} {row['read_queue_s']:>7.3f} "
                       f"{row['match_s']:>7.3f} {row['matching_tick_s']:>14.3f} {row['matches_claimed']:>8,} "
@@ -160,10 +214,16 @@ def main(argv: list[str] | None = None) -> int:
                 if row["next_tick_us_per_ticket"] is not None:
                     print(f"{'':<10} next tick: {row['next_tick_us_per_ticket']} us for each ticket left, "
                           f"{row['next_tick_matches']} matches", flush=True)
+                if "settled_tick_s" in row:
+                    print(f"{'':<10} settled tick (limits no longer widening): {row['settled_tick_s']:.3f} s, "
+                          f"{row['settled_tick_matches']} matches in {args.rounds}; with {ARRIVALS} arrivals "
+                          f"before each: {row['arrivals_tick_s']:.3f} s, {row['arrivals_tick_matches']} matches",
+                          flush=True)
         finally:
             redis_server.stop()
-    if len(rows) == 2:
-        base, rules = rows
+    by_name = {row["scenario"]: row for row in rows}
+    if "1v1" in by_name and "5v5-rules" in by_name:
+        base, rules = by_name["1v1"], by_name["5v5-rules"]
         ratios = {
             "steady_tick": round(rules["steady_tick_s"] / base["steady_tick_s"], 2),
             "matching_tick": round(rules["matching_tick_s"] / base["matching_tick_s"], 2),

@@ -57,9 +57,10 @@ def test_tick(tmp_path):
 
 
 def test_rules(tmp_path):
-    report = run("bench_rules.py", tmp_path / "r.json", "--count", "1000", "--rounds", "1")
+    report = run("bench_rules.py", tmp_path / "r.json", "--count", "1000", "--rounds", "1", "--settle-s", "0")
     rows = {row["scenario"]: row for row in report["results"]}
-    assert set(rows) == {"1v1", "5v5-rules"}
+    assert set(rows) == {"1v1", "5v5-rules", "5v5-short-of-roles"}
+    assert rows["5v5-short-of-roles"]["settled_tick_s"] > 0 and rows["5v5-short-of-roles"]["arrivals_tick_s"] > 0
     assert rows["5v5-rules"]["queued"] == 1000
     assert rows["5v5-rules"]["tickets_matched"] > 0  # the rules mode forms matches at all
     assert report["ratios"]["steady_tick"] > 0
