@@ -403,7 +403,7 @@ class _Constrained:
                     if reason is UNSEEN:
                         # Only arrivals came within its reach: it holds if they all fail its
                         # filters early enough, or replace candidates of the same key (memo.py).
-                        candidates = self._arrivals_leave_answer(i, p, lat_limit, dist_limits, *memo.unseen)
+                        candidates = self._arrivals_leave_answer(i, lat_limit, dist_limits, *memo.unseen)
                         reason = memo.confirm(ids[i], candidates) if candidates >= 0 else None
                     if reason is not None:
                         blocked[ids[i]] = reason
@@ -558,6 +558,14 @@ class _Constrained:
                 by_ticket = [m | flag if ms <= limit else m for m, ms in zip(by_ticket, col)]
             found = self._rmasks[limit] = [by_ticket[i] for i in self.layout]
         return found
+
+    def _rmask_of(self, i: int, limit: float) -> int:
+        """Ticket i's regions within `limit`: its entry of _rmasks_under(limit), alone."""
+        mask = 0
+        for bit, col in enumerate(self.lat_cols):
+            if col[i] <= limit:
+                mask |= 1 << bit
+        return mask
 
     def _anchor(self, i: int, p: int, w: float, lat_limit: float, dist_limits: Sequence[float], lo: int,
                 smallest: int):
@@ -816,9 +824,9 @@ class _Constrained:
             return None, "players"
         return None, self._why(a, cands, lims, lo, smallest)
 
-    def _arrivals_leave_answer(self, i: int, p: int, lat_limit: float, dist_limits: Sequence[float],
+    def _arrivals_leave_answer(self, i: int, lat_limit: float, dist_limits: Sequence[float],
                                arrivals: list[int], counted: int, visited: int, tail: tuple | None) -> int:
-        """Would the walk of anchor `i` (at position `p`, under these limits) turn away each
+        """Would the walk of anchor `i` (under these limits) turn away each
         of these tickets (indices) at a filter no later than `counted`, or take it as a
         candidate of the key `tail` names in place of one of its last candidates, with room in
         its cap of visits for them all? Then its remembered answer holds with them (memo.py):
@@ -829,7 +837,10 @@ class _Constrained:
         if self.p_size is None:
             self._columns()
         latency_on = self.rules.latency is not None
-        rmasks = self._rmasks_under(lat_limit) if latency_on else None
+        # The region bits of the anchor and of each arrival alone, read from the latency
+        # columns: building _rmasks_under's list for the whole queue would cost more than the
+        # walk this saves, as young tickets' limits differ from anchor to anchor.
+        amask = self._rmask_of(i, lat_limit) if latency_on else 0
         anchor = self.eligible[i]
         avalues = []
         for rule in self.overlaps:
@@ -842,7 +853,7 @@ class _Constrained:
         for x in arrivals:
             q = pos_of[x]
             f = 0  # the first filter it fails (nfilters: none)
-            if not latency_on or rmasks[q] & rmasks[p]:
+            if not latency_on or self._rmask_of(x, lat_limit) & amask:
                 f = 1 if latency_on else 0
                 for values, col in zip(avalues, self.p_over_cols):
                     listed = col[q]

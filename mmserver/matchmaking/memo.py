@@ -64,11 +64,18 @@ Most answers hold tick after tick, and even a recall costs a few µs: 0.3 s a ti
 known time (`holds_until`: the anchor's limits change only when its wait crosses a step of an
 expansion or fill_wait_s, and its window either stays the same, having reached its cap or not
 growing, or only widens over an answer that holds for any wider window), and leaves it when a
-ticket comes, goes or is matched within its reach (a change is looked up against the answers
-whose reach starts within _MOST_BUCKETS buckets below it), when that time comes, or when the
-clock goes back. The matcher gives an anchor whose answer is in force that answer at its turn
+ticket comes, goes or is matched within its reach, when that time comes, or when the clock
+goes back. The matcher gives an anchor whose answer is in force that answer at its turn
 without a recall, when the counts it checks before a recall (players in the queue and in the
 anchor's partition) cannot refuse it (constrained.py); otherwise it recalls as before.
+
+Only the answers in force are indexed for changes, by their reach's first bucket and by the
+power of two above their span: a change in bucket b looks, for each k, at the answers of
+spans under 2**k whose reach starts fewer than 2**k buckets below b. An answer that starts in
+the upper half of that stretch holds b for certain, and leaves the index with the change, so
+a tick's changes cost about the answers they take out of force, not the answers near them
+(which a tick of many departures would read again and again: ~12 s, once, for 22,000 of them
+among 78,000 answers). The changes a tick starts with are looked up once per bucket.
 
 Answers are kept by ticket id: a ticket's MMR, size, attributes, latencies and roles never
 change under its id (the API has no way to change a queued ticket; a ticket back after a
@@ -76,6 +83,7 @@ failed claim is the same ticket, and its bucket was marked by the match).
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from heapq import heapify, heappop, heappush
 from itertools import repeat
 from math import floor, inf, isfinite, nextafter
@@ -100,9 +108,10 @@ _RETUNE = 4.0
 _LEAST_WIDTH = 1e-9
 _MOST_BUCKETS = 128
 _COARSE = 32  # fine buckets per coarse bucket: coarse bucket = fine bucket // _COARSE
-_NARROW = 32  # reaches spanning fewer buckets are indexed apart (FailureMemo._starts)
 
 _KEPT_TICKS = 2
+# The classes of FailureMemo._starts: (coarse, span class), every span under _MOST_BUCKETS.
+_INDEX_CLASSES = tuple((coarse, span) for coarse in (False, True) for span in range(_MOST_BUCKETS.bit_length()))
 
 # recall()'s answer when the only changes in the reach are arrivals of this tick (see above).
 UNSEEN = object()
@@ -176,14 +185,14 @@ class FailureMemo:
         # force; stale entries (the answer changed, gone or out of force) are skipped, and the
         # heap rebuilt from the answers in force when they pile up.
         self._until: list[tuple[float, str]] = []
-        # The answers by the first bucket of their reach: (coarse, wide, partition) -> {bucket:
-        # {ids}}, `wide` when the reach spans _NARROW buckets or more (a change is looked up
-        # among the narrow ones' first buckets up to _NARROW below it, the wide ones' up to
-        # _MOST_BUCKETS: most reaches are narrow). Stale entries are dropped when met, and the
-        # index rebuilt when they pile up.
-        self._starts: dict[tuple[bool, bool, Hashable], dict[int, set[str]]] = {}
+        # The answers in force by the first bucket of their reach: (coarse, span class,
+        # partition) -> {bucket: {ids}}, the span class k = (last - first).bit_length(): the
+        # reach spans fewer than 2**k buckets. Entries out of force or changed are dropped
+        # when met, and the index rebuilt from the answers in force when they pile up.
+        self._starts: dict[tuple[bool, int, Hashable], dict[int, set[str]]] = {}
         self._indexed = 0
-        self._matched_now: set = set()  # partitions with a match in this tick
+        # The fine buckets of this tick's matches, sorted, by partition.
+        self._matched_now: dict[Hashable, list[int]] = {}
         # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
         self._changes: dict[Hashable, dict[int, int]] = {}
         self._coarse_changes: dict[Hashable, dict[int, int]] = {}
@@ -217,7 +226,7 @@ class FailureMemo:
         answers it touches, or whose time came, are no longer in force."""
         self._tick += 2
         tick = self._tick
-        self._matched_now = set()
+        self._matched_now = {}
         in_force = self.in_force
         if now < self._now:
             in_force.clear()  # the clock went back: windows may be narrower than the answers'
@@ -245,6 +254,7 @@ class FailureMemo:
         width = self._width or 1.0
         changes, coarse = self._changes, self._coarse_changes
         self._arrived = arrived = {}
+        touched: dict[Hashable, set[int]] = {}  # the fine buckets changed, by partition
         if previous is not None:
             gone = previous.keys() - queue.keys()
             came = queue.keys() - previous.keys()
@@ -255,7 +265,7 @@ class FailureMemo:
                 bucket = _bucket(mmr, width)
                 changes.setdefault(partition, {})[bucket] = tick
                 coarse.setdefault(partition, {})[bucket // _COARSE] = tick
-                self._stab(partition, bucket)
+                touched.setdefault(partition, set()).add(bucket)
             # After the departures: a bucket one left is then marked by this tick already, so
             # no answer takes its arrivals for the only change.
             for ticket_id in came:
@@ -270,6 +280,9 @@ class FailureMemo:
                     found[1].append(index)
                 buckets[bucket] = tick
                 coarse.setdefault(partition, {})[bucket // _COARSE] = tick
+                touched.setdefault(partition, set()).add(bucket)
+        for partition, buckets in touched.items():
+            for bucket in buckets:
                 self._stab(partition, bucket)
         self._queue = queue
         until = self._until
@@ -282,11 +295,11 @@ class FailureMemo:
             self._until = [(self._answers[t].holds_until, t) for t in in_force
                            if self._answers[t].holds_until < inf]
             heapify(self._until)
-        if self._indexed > 2 * len(self._answers) + 1024:
+        if self._indexed > 2 * len(in_force) + 1024:
             self._starts = {}
             self._indexed = 0
-            for ticket_id, entry in self._answers.items():
-                self._index(ticket_id, entry)
+            for ticket_id in in_force:
+                self._index(ticket_id, self._answers[ticket_id])
         # A bucket whose latest change is older than every answer can make none stale: such
         # buckets are dropped once they outnumber the queue (MMRs spread over a huge range
         # would otherwise leave a bucket behind for every ticket that ever came and went).
@@ -304,8 +317,8 @@ class FailureMemo:
                 for level in (changes, coarse))
 
     def _index(self, ticket_id: str, entry: _Answer) -> None:
-        wide = entry.last - entry.first >= _NARROW
-        ids = self._starts.setdefault((entry.coarse, wide, entry.partition), {}).setdefault(entry.first, set())
+        span = (entry.last - entry.first).bit_length()
+        ids = self._starts.setdefault((entry.coarse, span, entry.partition), {}).setdefault(entry.first, set())
         if ticket_id not in ids:
             ids.add(ticket_id)
             self._indexed += 1
@@ -317,33 +330,39 @@ class FailureMemo:
         if not in_force:
             return
         answers = self._answers
-        for coarse, wide, b in ((False, False, bucket), (False, True, bucket),
-                                (True, False, bucket // _COARSE), (True, True, bucket // _COARSE)):
-            starts = self._starts.get((coarse, wide, partition))
+        for coarse, span in _INDEX_CLASSES:
+            key = (coarse, span, partition)
+            starts = self._starts.get(key)
             if not starts:
                 continue
-            # A reach spans fewer than _NARROW or _MOST_BUCKETS buckets: its first is at most
-            # that far below.
-            for first in range(b - (_MOST_BUCKETS if wide else _NARROW) + 1, b + 1):
+            b = bucket // _COARSE if coarse else bucket
+            # A reach of span class k spans fewer than 2**k buckets: it starts fewer than 2**k
+            # below b. Those starting in the upper half of that stretch hold b for certain.
+            for first in range(b - (1 << span) + 1, b + 1):
                 ids = starts.get(first)
                 if not ids:
                     continue
                 for ticket_id in list(ids):
                     entry = answers.get(ticket_id)
-                    if (entry is None or entry.first != first or entry.coarse != coarse
-                            or (entry.last - first >= _NARROW) != wide):
-                        ids.discard(ticket_id)
-                        self._indexed -= 1
-                    elif entry.last >= b:
-                        in_force.pop(ticket_id, None)
+                    current = (entry is not None and ticket_id in in_force and entry.first == first
+                               and entry.coarse == coarse and (entry.last - first).bit_length() == span)
+                    if current:
+                        if entry.last < b:
+                            continue  # in force, and its reach ends below b
+                        del in_force[ticket_id]
+                    # Out of the index: out of force now, or a stale entry (the answer gone,
+                    # out of force, or given again with another reach).
+                    ids.discard(ticket_id)
+                    self._indexed -= 1
                 if not ids:
                     del starts[first]
             if not starts:
-                del self._starts[(coarse, wide, partition)]  # a partition's last answer gone
+                del self._starts[key]  # a partition's last answer of that class gone
 
     def _in_force(self, ticket_id: str, entry: _Answer) -> None:
         if entry.holds_until > self._now:
             self.in_force[ticket_id] = entry.reason
+            self._index(ticket_id, entry)
             if entry.holds_until < inf:
                 heappush(self._until, (entry.holds_until, ticket_id))
         else:
@@ -356,11 +375,14 @@ class FailureMemo:
         coarse = self._coarse_changes.setdefault(partition, {})
         width = self._width or 1.0
         changed = self._tick + 1
-        self._matched_now.add(partition)
+        marks = self._matched_now.setdefault(partition, [])
         for mmr in mmrs:
             bucket = _bucket(mmr, width)
             buckets[bucket] = changed
             coarse[bucket // _COARSE] = changed
+            k = bisect_left(marks, bucket)
+            if k == len(marks) or marks[k] != bucket:
+                marks.insert(k, bucket)  # at most one per bucket of the partition
             self._stab(partition, bucket)
 
     def recall(self, ticket_id: str, stamp: tuple, window: float, enqueued_at: float = 0.0, next_step: float = inf,
@@ -464,12 +486,13 @@ class FailureMemo:
         entry = _Answer(stamp, window, least_window, partition, first, last, reason, self._tick, coarse, counted,
                         visited, tail, holds_until)
         self._answers[ticket_id] = entry
-        self._index(ticket_id, entry)
-        if partition in self._matched_now:
+        marks = self._matched_now.get(partition)
+        if marks:
             # Given after a match in its reach, in this tick: stale once that match's claim
             # fails and its tickets are back (recall sees the match's mark); never in force.
-            changes = (self._coarse_changes if coarse else self._changes).get(partition, {})
-            if any(changes.get(bucket, 0) > self._tick for bucket in range(first, last + 1)):
+            low_fine, high_fine = (first * _COARSE, last * _COARSE + _COARSE - 1) if coarse else (first, last)
+            k = bisect_left(marks, low_fine)
+            if k < len(marks) and marks[k] <= high_fine:
                 self.in_force.pop(ticket_id, None)
                 return
         self._in_force(ticket_id, entry)

@@ -693,7 +693,7 @@ def test_partitions_that_come_and_go_leave_nothing_behind():
         lobby = f"L{tick}"
         match_queue(core + [ticket(f"{lobby}a", 1000.0, lobby, 0.0), ticket(f"{lobby}b", 1010.0, lobby, 50.0)],
                     rules, 100.0 + tick, memo=memo)
-        assert len(memo._starts) <= 4 and len(memo) <= 42
+        assert len({partition for _, _, partition in memo._starts}) <= 2 and len(memo) <= 42
     assert len(memo.in_force) >= 40
 
 
@@ -707,3 +707,106 @@ def test_the_memo_holds_one_answer_per_ticket_still_waiting():
         queue = queue[100:] + [tank(f"r{round_}.{n}", rnd.gauss(1500, 300)) for n in range(50)]
     match_queue([], TANKS, NOW, memo=memo)
     assert len(memo) == 0
+
+
+# The index of answers in force, through the memo's own calls: a queue of MMRs 0..99,999
+# with a spacing of 1 makes buckets of 32 MMR (_TICKETS_PER_BUCKET), and an answer that read
+# [low, high] reaches the fine buckets floor(low / 32) - 1 to floor(high / 32) + 1; past 128
+# of them, coarse buckets of 32 fine ones. A ticket in fine bucket b sits at MMR 32 b + 16.
+_WIDTH = 32.0
+
+
+def _indexed_memo(now: float = 100.0) -> FailureMemo:
+    memo = FailureMemo()
+    memo.begin(["q0", "q1"], None, [0.0, 99_999.0], 1.0, now)
+    assert memo._width == _WIDTH
+    return memo
+
+
+def _reach(first: int, last: int) -> tuple[float, float]:
+    """The [low, high] a walk read for its answer to reach fine buckets first..last."""
+    return (first + 1) * _WIDTH + 1, (last - 1) * _WIDTH + 1
+
+
+def _holds(first: int, last: int, bucket: int) -> bool:
+    """Does the reach of fine buckets first..last hold fine bucket `bucket`, as the memo
+    keeps it (in coarse buckets past 128)?"""
+    if last - first >= 128:
+        first, last, bucket = first // 32, last // 32, bucket // 32
+    return first <= bucket <= last
+
+
+def _remember(memo, ticket_id, first, last):
+    memo.remember(ticket_id, (), 10.0, (), *_reach(first, last), "roles", window_fixed=True)
+
+
+_SPANS = [2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 200, 1000, 4000]
+
+
+def test_a_match_takes_out_of_force_exactly_the_answers_whose_reach_holds_it():
+    for span in _SPANS:
+        first = 1000
+        last = first + span
+        for bucket in sorted({first - 33, first - 1, first, first + 1, (first + last) // 2, last - 1, last,
+                              last + 1, last + 33}):
+            memo = _indexed_memo()
+            # Answers of every span just beside it (but for coarse buckets), above and below,
+            # so the lookup reads other entries of every class too.
+            for other in _SPANS:
+                _remember(memo, f"o{other}", bucket + 40, bucket + 40 + other)
+                _remember(memo, f"u{other}", bucket - 40 - other, bucket - 40)
+            _remember(memo, "a", first, last)
+            assert "a" in memo.in_force
+            memo.matched((), [bucket * _WIDTH + 16])
+            assert ("a" not in memo.in_force) == _holds(first, last, bucket), (span, bucket - first)
+            assert all(f"{side}{other}" in memo.in_force for other in _SPANS for side in "ou")
+
+
+def test_an_arrival_takes_out_of_force_exactly_the_answers_whose_reach_holds_it():
+    for span in _SPANS:
+        memo = _indexed_memo()
+        first = 1000
+        last = first + span
+        buckets = [first - 2, first - 1, first, last, last + 1, last + 2]
+        for n in range(len(buckets)):
+            _remember(memo, f"a{n}", first, last)
+        # One arrival a tick, at another bucket each time; the answer of each tick is given
+        # again (in force) before the next.
+        queue = ["q0", "q1"]
+        mmrs = [0.0, 99_999.0]
+        for n, bucket in enumerate(buckets):
+            memo.begin(queue + [f"new{n}"], None, mmrs + [bucket * _WIDTH + 16], 1.0, 100.0 + n)
+            for k in range(len(buckets)):
+                if k != n:
+                    _remember(memo, f"a{k}", first, last)
+            assert ("a%d" % n not in memo.in_force) == _holds(first, last, bucket), (span, bucket - first)
+            _remember(memo, f"a{n}", first, last)
+            queue.append(f"new{n}")
+            mmrs.append(bucket * _WIDTH + 16)
+
+
+def test_an_answer_given_after_matches_in_this_tick_is_in_force_only_outside_them():
+    for span in _SPANS:
+        first = 1000
+        last = first + span
+        for bucket in (first - 1, first, last, last + 1):
+            memo = _indexed_memo()
+            # Matches below and above it first, in an order other than the buckets'.
+            for mmr in ((last + 5000) * _WIDTH, bucket * _WIDTH + 16, (first - 5000) * _WIDTH):
+                memo.matched((), [mmr])
+            _remember(memo, "a", first, last)
+            assert ("a" not in memo.in_force) == _holds(first, last, bucket), (span, bucket - first)
+
+
+def test_the_index_rebuilt_from_the_answers_in_force_still_finds_them():
+    memo = _indexed_memo(now=0.0)
+    for n in range(1500):  # answers whose limits change at a wait of 5 s: out of force then
+        memo.remember(f"brief{n}", (), 10.0, (), *_reach(10 + n, 14 + n), "roles", enqueued_at=0.0, next_step=5.0,
+                      window_fixed=True)
+    for n in range(50):
+        _remember(memo, f"lasting{n}", 2000 + 10 * n, 2004 + 10 * n)
+    assert len(memo.in_force) == 1550
+    memo.begin(["q0", "q1"], None, [0.0, 99_999.0], 1.0, 10.0)
+    assert len(memo.in_force) == 50 and memo._indexed <= 50  # rebuilt: the brief ones' entries gone
+    memo.matched((), [2012 * _WIDTH])
+    assert "lasting1" not in memo.in_force and len(memo.in_force) == 49
