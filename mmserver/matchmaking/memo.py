@@ -378,11 +378,15 @@ class FailureMemo:
         marks = self._matched_now.setdefault(partition, [])
         for mmr in mmrs:
             bucket = _bucket(mmr, width)
+            k = bisect_left(marks, bucket)
+            if k < len(marks) and marks[k] == bucket:
+                # Marked already in this tick: every answer in force that holds it left
+                # force then, and none that holds it came into force since (remember(),
+                # recall() and confirm() all see the mark).
+                continue
+            marks.insert(k, bucket)  # at most one per bucket of the partition
             buckets[bucket] = changed
             coarse[bucket // _COARSE] = changed
-            k = bisect_left(marks, bucket)
-            if k == len(marks) or marks[k] != bucket:
-                marks.insert(k, bucket)  # at most one per bucket of the partition
             self._stab(partition, bucket)
 
     def recall(self, ticket_id: str, stamp: tuple, window: float, enqueued_at: float = 0.0, next_step: float = inf,
