@@ -516,19 +516,44 @@ def test_an_answer_refused_before_its_recall_does_not_keep_every_change():
         assert memo.buckets <= 4 * 41 + 4096 + 80
 
 
+def _edge_ticket(name, mmr, waited, build, level=0.0):
+    return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build, "level": level}, players=(name,))
+
+
+# Tickets of another build that set the memo's bucket width for the edge tests below.
+_EDGE_OTHERS = [_edge_ticket(f"o{n}", 20.0 * n / 510, 0.0, "b") for n in range(510)]
+
+
+def _edge_width() -> float:
+    probe = FailureMemo()
+    match_queue(_EDGE_OTHERS + [_edge_ticket("A", 5.0, 1000.0, "a"), _edge_ticket("u", 5.5, 0.0, "a", 50.0)],
+                MatchRules(1, 2, 1e-6, 1.0, 1.0, rules=(Rule("same-build", "same", "build"),)), NOW, memo=probe)
+    return probe._width
+
+
+def _edge_arrival_matches_the_anchor(m, x, w, u_mmr, width=None):
+    """A (MMR m, window w capped) waits on "level-gap" beside u (at u_mmr, too far in level);
+    then x arrives at MMR x, within A's window: the memo must not keep A's answer, and A
+    matches x. With `width`: x is checked to sit in the last bucket of A's reach, in force."""
+    rules = MatchRules(1, 2, 1e-6, 1.0, w, rules=(Rule("same-build", "same", "build"),
+                                                  Rule("level-gap", "distance", "level", 1.0)))
+    queue = _EDGE_OTHERS + [_edge_ticket("A", m, 1000.0, "a"), _edge_ticket("u", u_mmr, 0.0, "a", 50.0)]
+    memo = FailureMemo()
+    assert match_queue(queue, rules, NOW, memo=memo).blocked["A"] == "level-gap"
+    if width is not None:
+        assert "A" in memo.in_force
+        assert memo._width == width and floor(x / width) == memo._answers["A"].last  # x: in the last bucket
+    queue.append(_edge_ticket("x", x, 0.0, "a"))
+    assert match_queue(queue, rules, NOW, memo=memo) == match_queue(queue, rules, NOW)
+    assert [sorted(sum(p.teams, ())) for p in match_queue(queue, rules, NOW).proposals] == [["A", "x"]]
+
+
 def test_a_ticket_at_the_edge_of_a_reach_makes_the_answer_stale():
     # The reach's edges are the anchor's MMR minus and plus a distance, rounded: a ticket the
     # walk would read can sit just past the edge's bucket. Here is such a ticket, x, found for
     # the memo's bucket width: the anchor A waits ("level-gap"), then x comes, within A's
     # window, and matches A.
-    def ticket(name, mmr, waited, build, level=0.0):
-        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build, "level": level}, players=(name,))
-
-    others = [ticket(f"o{n}", 20.0 * n / 510, 0.0, "b") for n in range(510)]  # set the width
-    probe = FailureMemo()
-    match_queue(others + [ticket("A", 5.0, 1000.0, "a"), ticket("u", 5.5, 0.0, "a", 50.0)],
-                MatchRules(1, 2, 1e-6, 1.0, 1.0, rules=(Rule("same-build", "same", "build"),)), NOW, memo=probe)
-    width = probe._width
+    width = _edge_width()
     rnd = random.Random(1)
     found = None
     for k in range(1, 200):
@@ -544,14 +569,7 @@ def test_a_ticket_at_the_edge_of_a_reach_makes_the_answer_stale():
         if found:
             break
     m, x, w = found
-    rules = MatchRules(1, 2, 1e-6, 1.0, w, rules=(Rule("same-build", "same", "build"),
-                                                  Rule("level-gap", "distance", "level", 1.0)))
-    queue = others + [ticket("A", m, 1000.0, "a"), ticket("u", m + w / 2, 0.0, "a", 50.0)]
-    memo = FailureMemo()
-    assert match_queue(queue, rules, NOW, memo=memo).blocked["A"] == "level-gap"
-    queue.append(ticket("x", x, 0.0, "a"))
-    assert match_queue(queue, rules, NOW, memo=memo) == match_queue(queue, rules, NOW)
-    assert [sorted(sum(p.teams, ())) for p in match_queue(queue, rules, NOW).proposals] == [["A", "x"]]
+    _edge_arrival_matches_the_anchor(m, x, w, m + w / 2)
 
 
 def test_a_ticket_at_the_high_edge_of_a_reach_makes_the_answer_in_force_stale():
@@ -559,14 +577,7 @@ def test_a_ticket_at_the_high_edge_of_a_reach_makes_the_answer_in_force_stale():
     # reach, rounded down, in the bucket of padding above it. A's answer is in force (its
     # window is capped: it holds until something changes in its reach); x's arrival must end
     # that.
-    def ticket(name, mmr, waited, build, level=0.0):
-        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build, "level": level}, players=(name,))
-
-    others = [ticket(f"o{n}", 20.0 * n / 510, 0.0, "b") for n in range(510)]  # set the width
-    probe = FailureMemo()
-    match_queue(others + [ticket("A", 5.0, 1000.0, "a"), ticket("u", 5.5, 0.0, "a", 50.0)],
-                MatchRules(1, 2, 1e-6, 1.0, 1.0, rules=(Rule("same-build", "same", "build"),)), NOW, memo=probe)
-    width = probe._width
+    width = _edge_width()
     rnd = random.Random(1)
     found = None
     for k in range(2, 200):
@@ -583,16 +594,7 @@ def test_a_ticket_at_the_high_edge_of_a_reach_makes_the_answer_in_force_stale():
         if found:
             break
     m, x, w = found
-    rules = MatchRules(1, 2, 1e-6, 1.0, w, rules=(Rule("same-build", "same", "build"),
-                                                  Rule("level-gap", "distance", "level", 1.0)))
-    queue = others + [ticket("A", m, 1000.0, "a"), ticket("u", m - w / 2, 0.0, "a", 50.0)]
-    memo = FailureMemo()
-    assert match_queue(queue, rules, NOW, memo=memo).blocked["A"] == "level-gap"
-    assert "A" in memo.in_force
-    assert memo._width == width and floor(x / width) == memo._answers["A"].last  # x: in the last bucket
-    queue.append(ticket("x", x, 0.0, "a"))
-    assert match_queue(queue, rules, NOW, memo=memo) == match_queue(queue, rules, NOW)
-    assert [sorted(sum(p.teams, ())) for p in match_queue(queue, rules, NOW).proposals] == [["A", "x"]]
+    _edge_arrival_matches_the_anchor(m, x, w, m - w / 2, width)
 
 
 def test_an_answer_in_force_yields_to_the_queue_running_short_of_players():
@@ -616,14 +618,19 @@ def test_an_answer_in_force_yields_to_the_queue_running_short_of_players():
     assert len(later.proposals) == 1 and later.blocked["b"] == "players"
 
 
+# Two teams of a tank and a healer, one build per match (the two tests below).
+_TANK_AND_HEALER = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
+                              rules=(Rule("same-build", "same", "build"),))
+
+
+def _build_player(name, mmr, role, waited, build="a"):
+    return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+
+
 def test_an_answer_in_force_yields_to_its_partition_running_short_of_players():
     # As above with a `same` rule: a's match takes four of the six players of partition "a",
     # none within b's reach; at b's turn the partition no longer holds a match ("same-build").
-    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
-                       rules=(Rule("same-build", "same", "build"),))
-
-    def player(name, mmr, role, waited, build="a"):
-        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+    rules, player = _TANK_AND_HEALER, _build_player
 
     queue = [player("a", 1000.0, "tank", 100), player("h1", 1010.0, "healer", 90),
              player("b", 1500.0, "tank", 80), player("t5", 1510.0, "tank", 70)]
@@ -642,11 +649,7 @@ def test_an_answer_in_force_yields_to_a_match_in_its_reach_in_the_same_tick():
     # beyond its reach, next to a, and a's match takes h1: at b's turn its window holds three
     # players ("mmr"), though nothing in its reach changed between the ticks. (Tanks far
     # above keep the partition large enough for a match.)
-    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)),
-                       rules=(Rule("same-build", "same", "build"),))
-
-    def player(name, mmr, role, waited, build="a"):
-        return QueuedTicket(name, mmr, 1, NOW - waited, {"build": build}, roles=((role,),), players=(name,))
+    rules, player = _TANK_AND_HEALER, _build_player
 
     queue = [player("a", 1090.0, "tank", 100), player("b", 1200.0, "tank", 90), player("t3", 1210.0, "tank", 80),
              player("t6", 1220.0, "tank", 80), player("h1", 1101.0, "healer", 70)]
