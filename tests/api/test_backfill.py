@@ -177,7 +177,7 @@ def test_a_loading_session_takes_no_backfill(client, store):
 def test_a_match_function_mode_takes_no_backfill(client, ticker):
     heartbeat(client)
     a = ticket(client, "ann", mode="fn", attributes={"level": 3})
-    b = ticket(client, "bob", mode="fn", attributes={"level": 4})
+    ticket(client, "bob", mode="fn", attributes={"level": 4})
     ticker.tick()
     match_id = read(client, a)["assignment"]["match_id"]
     client.simulate_delete(f"/v1/matches/{match_id}/players/bob", headers=SERVER)

@@ -1,8 +1,6 @@
 """Dedicated-server endpoints: the server token, heartbeats, finishing matches."""
 from __future__ import annotations
 
-import falcon.testing
-
 from mmserver.config import Config, ServersConfig
 from mmserver.http.app import create_public_app
 from tests.api.conftest import MODES, SERVER_TOKEN, DocumentedClient, bearer, openapi

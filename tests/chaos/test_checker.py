@@ -42,7 +42,8 @@ def matched_pair(store: Store, ledger: Ledger) -> tuple[str, str, str]:
 
 
 def test_a_consistent_state_has_no_findings(store, ledger, redis_client):
-    first, second = acknowledged(store, ledger, "p1"), acknowledged(store, ledger, "p2")
+    first = acknowledged(store, ledger, "p1")
+    acknowledged(store, ledger, "p2")
     acknowledged(store, ledger, "p3")
     token = ledger.records[first].token
     ledger.records[first].observe(store.cancel_ticket(first, token))

@@ -91,7 +91,7 @@ def image(tmp_path_factory):
         debootstrap(work / "base.tar", ["python3", "python3-venv"])
         podman("import", str(work / "base.tar"), f"localhost/mmserver-live-base:{tag}")
         (work / "base.tar").unlink()
-        build = podman("build", "--pull=never", "--network", "host",
+        podman("build", "--pull=never", "--network", "host",
                        "--build-arg", f"BASE_IMAGE=localhost/mmserver-live-base:{tag}",
                        # pip in the builder reaches the package index through this machine's
                        # TLS proxy: the CA is lent to the build and stays out of every layer.

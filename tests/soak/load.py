@@ -178,7 +178,7 @@ class Load:
 
     def _work(self, slots: queue.Queue) -> None:
         client = Client(self._host, self._port, timeout=15)
-        while (slot := slots.get()) is not None:
+        while slots.get() is not None:
             op, run = self._next_action()
             started = time.monotonic()
             try:

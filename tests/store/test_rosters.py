@@ -6,7 +6,6 @@ import pytest
 
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.store import NotFound, PlayerBusy, Store
-from mmserver.store import keys
 from mmserver.store.tickets import BACKEND_ACCESS, player_access
 from tests.store.conftest import new_ticket
 

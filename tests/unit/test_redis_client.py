@@ -1,6 +1,5 @@
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
