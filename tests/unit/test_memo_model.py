@@ -82,20 +82,16 @@ def run(seed, ticks=40):
             for i in gone:
                 ref.pop(i, None)
                 ref_force.discard(i)
-            for i in gone:
-                _, p, mmr, _ = prev_queue[i]
-                b = _bucket(mmr, width)
-                for k, e in ref.items():
-                    if holds(e, p, b):
-                        e["dirty"] = True
-                        ref_force.discard(k)
-            for i in came:
-                _, p, mmr, _ = queue[i]
-                b = _bucket(mmr, width)
-                for k, e in ref.items():
-                    if holds(e, p, b):
-                        e["arr_now"] = True
-                        ref_force.discard(k)
+            # A departure makes the answers holding it stale; an arrival, stale unless the
+            # answer takes it in at its recall (UNSEEN, then confirm()) in this tick.
+            for tickets, which, flag in ((prev_queue, gone, "dirty"), (queue, came, "arr_now")):
+                for i in which:
+                    _, p, mmr, _ = tickets[i]
+                    b = _bucket(mmr, width)
+                    for k, e in ref.items():
+                        if holds(e, p, b):
+                            e[flag] = True
+                            ref_force.discard(k)
         for k in list(ref_force):
             if ref[k]["holds_until"] <= now:
                 ref_force.discard(k)
