@@ -27,7 +27,7 @@ seconds and their limits still widen, so it also waits until every ticket is pas
 expansion step and its window's cap (--settle-s), then times --rounds ticks with nothing
 new, and --rounds ticks with 50 new players of the same population before each.
 
-    .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3] [--scenarios 1v1,5v5-rules]
+    .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3] [--scenarios 1v1,5v5-rules] [--settle-s S]
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import pytest
 
 from mmserver.matchmaking.memo import UNSEEN, FailureMemo, _bucket, _COARSE
 
+
 def holds(entry, partition, bucket):
     if entry["partition"] != partition:
         return False
@@ -51,15 +52,14 @@ def run(seed, ticks=40):
 
     queue = {t[0]: t for t in (new_ticket() for _ in range(nq))}
     now = 0.0
-    # reference: id -> dict(first,last,coarse,partition,reason,holds_until,dirty,arr_now,given_tick)
+    # The model: ticket id -> its answer's reach, reason and holds_until, and whether a change
+    # made it stale (dirty) or an arrival of this tick may (arr_now); the ids it holds in force.
     ref = {}
     ref_force = set()
-    tick = 0
     prev_width = None
     prev_now = -inf
     prev_queue = None
     for t in range(ticks):
-        tick += 1
         ids = list(queue)
         rnd.shuffle(ids)
         sp = spacing if rnd.random() > 0.03 else spacing * rnd.choice([10, 0.05])
@@ -103,7 +103,7 @@ def run(seed, ticks=40):
                 ref_force.discard(k)
         check(memo, ref, ref_force, seed, t, "begin")
         marks = {}  # partition -> set of fine buckets matched this tick
-        live = [i for i in ids]
+        live = list(ids)
         matched_ids = set()
         nops = rnd.choice([20, 100, 400, len(ids)])
         sweep = ids if rnd.random() < 0.5 else None
@@ -217,7 +217,6 @@ def run(seed, ticks=40):
             queue[tk[0]] = tk
         # clock: forward mostly, sometimes back
         now += rnd.choice(moves)
-    return True
 
 
 def check(memo, ref, ref_force, seed, t, where):
