@@ -73,8 +73,7 @@ class Sessions:
                  allocation_timeout_ms: int, heartbeat_ttl_ms: int, static_servers: Sequence[str],
                  static_regions: Mapping[str, str] | None = None,
                  max_match_ms: Mapping[str, int] | None = None,
-                 server_retention_ms: int = 3_600_000, regions: Sequence[str] = (),
-                 profile_modes: Sequence[str] = ()) -> None:
+                 server_retention_ms: int = 3_600_000, regions: Sequence[str] = ()) -> None:
         self._client = client
         self._scripts = scripts
         self._retention_s = retention_s
@@ -92,7 +91,6 @@ class Sessions:
         # The members of the last read of each queue, so claims name the exact members and the
         # script need not read each ticket to rebuild them.
         self._members: dict[str, dict[str, str]] = {}
-        self._profile_modes = frozenset(profile_modes)
         # Per why key: this replica's last write (its token, and what it wrote).
         self._why: dict[str, tuple[str, dict[str, str]]] = {}
         self._parsed: dict[str, dict[str, QueuedTicket]] = {}
@@ -106,15 +104,13 @@ class Sessions:
         """Every queued ticket of one queue, from its members alone (no ticket hash is touched)."""
         queue = keys.queue(mode, region)
         members = self._read_members(queue)
-        if self._profile_modes and mode in self._profile_modes:
-            # Members with a profile cost a JSON decoding each: a member read at the last tick
-            # (a member never changes while its ticket is queued) is taken from then.
-            before = self._parsed.get(queue, {})
-            parsed = {m: before.get(m) or parse_member(m) for m in members}
-            self._parsed[queue] = parsed
-            tickets = list(parsed.values())
-        else:
-            tickets = [parse_member(m) for m in members]
+        # A member read at the last tick is taken from then: a member never changes while its
+        # ticket is queued, and a queue of 100,000 plain members takes ~0.09 s to parse again
+        # (a JSON decoding each more with profiles) against ~0.02 s to look them up.
+        before = self._parsed.get(queue, {})
+        parsed = {m: before.get(m) or parse_member(m) for m in members}
+        self._parsed[queue] = parsed
+        tickets = list(parsed.values())
         with self._members_lock:
             self._members[queue] = {t.ticket_id: m for t, m in zip(tickets, members)}
         oldest = min((t.enqueued_at for t in tickets), default=None)

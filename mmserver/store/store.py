@@ -91,8 +91,7 @@ class Store:
                                   max_match_ms={name: max(1, int(mode.max_match_s * 1000))
                                                 for name, mode in modes.items()},
                                   server_retention_ms=max(1, int(servers.retention_s * 1000)),
-                                  regions=regions,
-                                  profile_modes=[name for name, mode in modes.items() if mode.has_profiles])
+                                  regions=regions)
         self._regions = tuple(regions)
         self._servers = Servers(self._scripts, retention_s=retention_s)
         self._replicas = Replicas(client, self._scripts)

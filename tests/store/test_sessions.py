@@ -231,3 +231,25 @@ def test_a_claimed_ticket_reads_as_matched_with_one_more_version(make_store, red
     assert store.read_ticket(b, tb) == view  # applied once
     with pytest.raises(PlayerBusy):
         new_ticket(store, "b")
+
+
+def test_a_queue_read_reuses_the_tickets_of_members_it_read_before(make_store):
+    """read_queue keeps each member's ticket from one read to the next (a queued member never
+    changes): the same object comes back while the ticket stays queued, a ticket that left is
+    gone, and one that came, or came back, is read from its member."""
+    store = _duel(make_store)
+    (a, _), (b, tb) = new_ticket(store, "a", mmr=1500), new_ticket(store, "b", mmr=1600)
+    first = {t.ticket_id: t for t in store.read_queue("duel", None)}
+    assert set(first) == {a, b}
+    store.cancel_ticket(b, tb)
+    c, tc = new_ticket(store, "c", mmr=1700)
+    second = {t.ticket_id: t for t in store.read_queue("duel", None)}
+    assert set(second) == {a, c}
+    assert second[a] is first[a]
+    assert second[c].mmr == 1700
+    # Claimed, then requeued by c's decline (a keeps its place): read as queued again.
+    store.claim("duel", None, [((a,), (c,))], 5.0)
+    assert store.read_queue("duel", None) == []
+    store.decline(c, tc)
+    third = {t.ticket_id: t for t in store.read_queue("duel", None)}
+    assert set(third) == {a} and third[a] == first[a]
