@@ -83,7 +83,7 @@ failed claim is the same ticket, and its bucket was marked by the match).
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from heapq import heapify, heappop, heappush
 from itertools import repeat
 from math import floor, inf, isfinite, nextafter
@@ -191,8 +191,8 @@ class FailureMemo:
         # when met, and the index rebuilt from the answers in force when they pile up.
         self._starts: dict[tuple[bool, int, Hashable], dict[int, set[str]]] = {}
         self._indexed = 0
-        # The fine buckets of this tick's matches, sorted, by partition.
-        self._matched_now: dict[Hashable, list[int]] = {}
+        # The fine buckets of this tick's matches by partition: sorted, and as a set.
+        self._matched_now: dict[Hashable, tuple[list[int], set[int]]] = {}
         # partition -> {bucket: the tick number of its latest change}, fine and coarse buckets.
         self._changes: dict[Hashable, dict[int, int]] = {}
         self._coarse_changes: dict[Hashable, dict[int, int]] = {}
@@ -375,16 +375,20 @@ class FailureMemo:
         coarse = self._coarse_changes.setdefault(partition, {})
         width = self._width or 1.0
         changed = self._tick + 1
-        marks = self._matched_now.setdefault(partition, [])
+        marks = self._matched_now.get(partition)
+        if marks is None:
+            marks = self._matched_now[partition] = ([], set())
+        ordered, marked = marks
         for mmr in mmrs:
-            bucket = _bucket(mmr, width)
-            k = bisect_left(marks, bucket)
-            if k < len(marks) and marks[k] == bucket:
+            quotient = mmr / width  # _bucket(mmr, width), inlined: this runs per matched ticket
+            bucket = floor(quotient) if -1e15 < quotient < 1e15 else _bucket(mmr, width)
+            if bucket in marked:
                 # Marked already in this tick: every answer in force that holds it left
                 # force then, and none that holds it came into force since (remember(),
                 # recall() and confirm() all see the mark).
                 continue
-            marks.insert(k, bucket)  # at most one per bucket of the partition
+            marked.add(bucket)
+            insort(ordered, bucket)  # at most one per bucket of the partition
             buckets[bucket] = changed
             coarse[bucket // _COARSE] = changed
             self._stab(partition, bucket)
@@ -490,7 +494,8 @@ class FailureMemo:
         entry = _Answer(stamp, window, least_window, partition, first, last, reason, self._tick, coarse, counted,
                         visited, tail, holds_until)
         self._answers[ticket_id] = entry
-        marks = self._matched_now.get(partition)
+        found = self._matched_now.get(partition)
+        marks = found[0] if found else None
         if marks:
             # Given after a match in its reach, in this tick: stale once that match's claim
             # fails and its tickets are back (recall sees the match's mark); never in force.
