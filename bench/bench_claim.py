@@ -24,6 +24,7 @@ checkouts' files must be equal:
     PYTHONPATH=. .venv/bin/python bench/bench_claim.py prepare --scenario 1v1 --dir /tmp/c1
     PYTHONPATH=. .venv/bin/python bench/bench_claim.py run --dir /tmp/c1 --rounds 3
     PYTHONPATH=. .venv/bin/python bench/bench_claim.py run --dir /tmp/c1 --check /tmp/new.json
+    PYTHONPATH=. .venv/bin/python bench/bench_claim.py run --dir /tmp/c1 --without-events   # what the events cost
 """
 from __future__ import annotations
 
@@ -151,6 +152,24 @@ def _state(client) -> dict:
     return state
 
 
+# The line of claim.lua that appends one event per claimed ticket (--without-events drops it).
+_EVENT_LINE = "      emit_untrimmed('ticket.matched', id, sid, mode, '{}')\n"
+
+
+def _variant(args) -> str | None:
+    """The text of the claim.lua variant to run, if any: --script's file, or claim.lua without
+    its per-ticket events (what the events cost: everything else the script does is the same)."""
+    if args.script:
+        return Path(args.script).read_text()
+    if args.without_events:
+        from mmserver.store.scripts import _source
+        text = _source("claim")
+        if _EVENT_LINE not in text:
+            raise SystemExit("claim.lua's event line changed: update bench_claim._EVENT_LINE")
+        return text.replace(_EVENT_LINE, "")
+    return None
+
+
 def run(args) -> None:
     with open(Path(args.dir) / "data.pickle", "rb") as f:
         data = pickle.load(f)
@@ -170,12 +189,13 @@ def run(args) -> None:
                 _restore(server, data["dump"])
                 client = server.client(decode_responses=True, socket_timeout=None)
                 store = Store(client, modes, ServersConfig(), regions=bench_rules.REGIONS)
-                if args.script:  # a variant of claim.lua, assembled as Scripts does
+                variant = _variant(args)
+                if variant is not None:  # a variant of claim.lua, assembled as Scripts does
                     from mmserver.store import scripts as scripts_module
                     constants = keys.lua_constants(scripts_module.DEFAULT_SETTINGS)
                     lib = scripts_module.inline(scripts_module.library(), constants)
                     store._scripts._sources["claim"] = scripts_module.assemble(
-                        "", lib, scripts_module.inline(Path(args.script).read_text(), constants))
+                        "", lib, scripts_module.inline(variant, constants))
                 store._scripts.load_all()
                 tickets = store.read_queue(mode.name, None)
                 players = {t.ticket_id: t.players for t in tickets}
@@ -253,6 +273,8 @@ def main(argv=None) -> int:
     r.add_argument("--as-proposed", action="store_true", help="--check without the harder input")
     r.add_argument("--no-aof", action="store_true", help="run redis-server without its append-only file")
     r.add_argument("--script", help="claim this variant of claim.lua (same arguments) instead")
+    r.add_argument("--without-events", action="store_true",
+                   help="claim.lua without its one event per claimed ticket: what those events cost")
     args = parser.parse_args(argv)
     (prepare if args.command == "prepare" else run)(args)
     return 0

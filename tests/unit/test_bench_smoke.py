@@ -201,7 +201,7 @@ def test_fleet(tmp_path):
 
 def test_claim(tmp_path):
     """bench_claim.py: prepare, a timed run, and its state check twice on the same input
-    (deterministic: the same file both times)."""
+    (deterministic: the same file both times), then once without the claims' events."""
     def claim(*args):
         done = subprocess.run([sys.executable, str(BENCH / "bench_claim.py"), *args],
                               capture_output=True, text=True, timeout=120, cwd=BENCH.parent)
@@ -217,6 +217,11 @@ def test_claim(tmp_path):
     first = json.loads((tmp_path / "a.json").read_text())
     assert first["state"] and first["published"] and first["replies"]
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    # Without its events, the script claims the same and leaves no ticket.matched behind.
+    claim("run", "--dir", str(data), "--batch", "20", "--without-events", "--check", str(tmp_path / "c.json"))
+    bare = json.loads((tmp_path / "c.json").read_text())
+    assert bare["replies"] == first["replies"]
+    assert "ticket.matched" in first["state"]["mm:ev"] and "ticket.matched" not in bare["state"]["mm:ev"]
 
 
 def test_rules_parties(tmp_path):
