@@ -165,7 +165,9 @@ PLAYERS_PREFIX = "mm:pl:"
 SESSION_PREFIX = "mm:s:"
 SERVER_PREFIX = "mm:svh:"  # its own family: no server id can name mm:sv:free and the like
 QUEUE_PREFIX = "mm:q:"
-# Per queue, why each ticket left unmatched waits (ticket id -> rule name), by the last tick.
+# Per queue, why each ticket left unmatched waits, by the last tick: one hash per queue whose
+# fields are buckets of tickets (why_bucket), each holding '\n<ticket id>=<rule name>' per
+# ticket, plus '@by' and '@counts' (see Sessions.record_blocked and why.lua).
 WHY_PREFIX = "mm:why:"
 REGIONS_PREFIX = "mm:qr:"
 REPLICA_PREFIX = "mm:r:"
@@ -244,6 +246,12 @@ def queue(mode: str, region: str | None) -> str:
 def why(mode: str, region: str | None) -> str:
     """The explanations of one queue (see Sessions.record_blocked)."""
     return f"{WHY_PREFIX}{mode}:{region or ''}"
+
+
+def why_bucket(ticket_id: str) -> str:
+    """The field of its queue's explanations that holds this ticket's (as queued_tickets
+    buckets records: the first two characters of its id, ~25 tickets a field at 100,000)."""
+    return ticket_id[:2]
 
 
 def regions(mode: str) -> str:

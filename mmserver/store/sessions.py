@@ -59,6 +59,17 @@ READ_CHUNK = 10_000  # queue members per read
 WHY_CHUNK = 5_000  # explanations set or dropped per why.lua call
 
 
+def _pack_why(entries: Mapping[str, str]) -> str:
+    """One bucket of a queue's explanations as stored: '\n<id>=<rule>' per ticket. Ticket ids
+    (base64url) and rule names ([A-Za-z0-9_.-], or a reserved name) hold neither '\n' nor
+    '=', so the view finds a ticket's by '\n<id>=' (lib/views.lua)."""
+    return "".join([f"\n{i}={r}" for i, r in entries.items()])
+
+
+def _unpack_why(value: str) -> dict[str, str]:
+    return dict(entry.split("=", 1) for entry in value.split("\n")[1:])
+
+
 def parse_member(member: str) -> QueuedTicket:
     parts = member.split("|", 4)
     if len(parts) == 4:
@@ -91,8 +102,9 @@ class Sessions:
         # The members of the last read of each queue, so claims name the exact members and the
         # script need not read each ticket to rebuild them.
         self._members: dict[str, dict[str, str]] = {}
-        # Per why key: this replica's last write (its token, and what it wrote).
-        self._why: dict[str, tuple[str, dict[str, str]]] = {}
+        # Per why key: this replica's last write (its token, what it wrote by ticket, and by
+        # bucket as packed).
+        self._why: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {}
         self._parsed: dict[str, dict[str, QueuedTicket]] = {}
         self._members_lock = threading.Lock()
 
@@ -152,47 +164,94 @@ class Sessions:
                        ttl_s: float = WHY_TTL_S) -> None:
         """Why each unmatched ticket of a queue waits, for its view (`matching.blocked_by`)
         and the per-rule counts of the status. Only changes since this replica's own last
-        write go to Redis (why.lua), so a big queue that does not move costs one small call."""
+        write go to Redis (why.lua), so a big queue that does not move costs one small call.
+
+        Tickets are kept by bucket (keys.why_bucket: ~25 a field at 100,000 queued), each
+        field '\n<id>=<rule>' per ticket: a hash of one field per ticket was a hashtable
+        entry of ~83 bytes a queued ticket, a bucket's share ~25. A change rewrites the
+        fields of the buckets it touches."""
         key = keys.why(mode, region)
         last = self._why.get(key)
         if not blocked and (last is None or not last[1]):
             return  # nothing waits, nothing was written: no call (an old key expires)
         # Until this write is whole, what Redis holds is unknown: after an error part-way, the
         # next write is a full one (a token no write has: the delta is refused), even of nothing.
-        self._why[key] = ("", {"": ""})
+        self._why[key] = ("", {"": ""}, {})  # (token, {id: rule}, {bucket: packed}) as written
         counts: dict[str, int] = {}
         for rule in blocked.values():
             counts[rule] = counts.get(rule, 0) + 1
         counts_json = json.dumps(counts, separators=(",", ":"), sort_keys=True)
         ttl_ms = max(1, int(ttl_s * 1000))
         if last is not None:
-            token, before = last
+            token, before, buckets = last
             changed = [(i, r) for i, r in blocked.items() if before.get(i) != r]
             dropped = [i for i in before if i not in blocked]
         # After a tick that matched most of the queue, rewriting the few left is cheaper than
         # deleting the many gone.
         if last is not None and len(changed) + len(dropped) <= len(blocked):
-            if self._write_why(key, token, "delta", ttl_ms, counts_json, changed, dropped):
-                self._why[key] = (token, dict(blocked))
+            # The buckets these changes touch, as they will be: from what this replica wrote.
+            touched: dict[str, dict[str, str]] = {}
+            for i, r in [(i, None) for i in dropped] + changed:
+                b = keys.why_bucket(i)
+                entries = touched.get(b)
+                if entries is None:
+                    entries = touched[b] = _unpack_why(buckets.get(b, ""))
+                if r is None:
+                    entries.pop(i, None)
+                else:
+                    entries[i] = r
+            packed = {b: _pack_why(entries) for b, entries in touched.items()}
+            if self._write_why(key, token, "delta", ttl_ms, counts_json, packed,
+                               [i for i, _ in changed] + dropped):
+                for b, value in packed.items():
+                    if value:
+                        buckets[b] = value
+                    else:
+                        buckets.pop(b, None)
+                self._why[key] = (token, dict(blocked), buckets)
                 return
         token = secrets.token_hex(8)
-        if self._write_why(key, token, "full", ttl_ms, counts_json, list(blocked.items()), []):
-            self._why[key] = (token, dict(blocked))
+        by_bucket: dict[str, dict[str, str]] = {}
+        for i, r in blocked.items():
+            b = keys.why_bucket(i)
+            entries = by_bucket.get(b)
+            if entries is None:
+                by_bucket[b] = {i: r}
+            else:
+                entries[i] = r
+        packed = {b: _pack_why(entries) for b, entries in by_bucket.items()}
+        if self._write_why(key, token, "full", ttl_ms, counts_json, packed, list(blocked)):
+            self._why[key] = (token, dict(blocked), packed)
         else:  # another replica wrote between two parts: its write stands, this one's next is full
             self._why.pop(key, None)
 
     def _write_why(self, key: str, token: str, how: str, ttl_ms: int, counts_json: str,
-                   entries: list[tuple[str, str]], dropped: list[str]) -> bool:
-        """why.lua in calls of at most WHY_CHUNK entries: the first as `how` asks ('full'
-        empties the key first), the rest as deltas, which each check that this token wrote
-        last. False when one refused (another replica wrote in between). Between two calls a
-        view may miss its explanation for a moment; the counts are the tick's from the first."""
-        parts = [(entries[at:at + WHY_CHUNK], []) for at in range(0, len(entries), WHY_CHUNK)]
-        parts += [([], dropped[at:at + WHY_CHUNK]) for at in range(0, len(dropped), WHY_CHUNK)]
-        for n, (sets, drops) in enumerate(parts or [([], [])]):
+                   buckets: Mapping[str, str], changed_ids: list[str]) -> bool:
+        """why.lua in calls of about WHY_CHUNK explanations (whole buckets): the first as `how`
+        asks ('full' empties the key first), the rest as deltas, which each check that this
+        token wrote last. `buckets`: each bucket's packed content to write ('' drops it);
+        `changed_ids`: the tickets whose explanation changed (their cached views are dropped).
+        False when one refused (another replica wrote in between). Between two calls a view
+        may miss its explanation for a moment; the counts are the tick's from the first."""
+        parts: list[tuple[list[tuple[str, str]], list[str]]] = [([], [])]
+        size = 0
+        for b, value in buckets.items():
+            if size >= WHY_CHUNK:
+                parts.append(([], []))
+                size = 0
+            if value:
+                parts[-1][0].append((b, value))
+            else:
+                parts[-1][1].append(b)
+            size += max(1, value.count("\n"))
+        ids = [changed_ids[at:at + WHY_CHUNK] for at in range(0, len(changed_ids), WHY_CHUNK)]
+        while len(ids) > len(parts):
+            parts.append(([], []))
+        for n, (sets, drops) in enumerate(parts):
+            notify = ids[n] if n < len(ids) else []
             if not self._scripts.call("why", [key, token, how if n == 0 else "delta", ttl_ms, counts_json,
-                                              len(sets), *(i for i, _ in sets), *(r for _, r in sets),
-                                              *drops]):
+                                              len(sets), len(drops), *(b for b, _ in sets), *(v for _, v in sets),
+                                              *drops, *notify]):
                 return False
         return True
 

@@ -10,7 +10,18 @@ from tests.store.conftest import new_ticket
 
 
 def _why(redis_client) -> dict:
-    return redis_client.hgetall(keys.why("duel", None))
+    """The queue's explanations by ticket ('@by' and '@counts' as they are), unpacked from the
+    buckets they are stored in."""
+    found = {}
+    for field, value in redis_client.hgetall(keys.why("duel", None)).items():
+        if field.startswith("@"):
+            found[field] = value
+            continue
+        for entry in value.split("\n")[1:]:
+            ticket_id, rule = entry.split("=", 1)
+            assert keys.why_bucket(ticket_id) == field, (ticket_id, field)
+            found[ticket_id] = rule
+    return found
 
 
 def _parts(store, monkeypatch, between=lambda n: None):
@@ -176,3 +187,26 @@ def test_a_write_cut_short_by_an_error_is_followed_by_a_full_one(store, redis_cl
     monkeypatch.setattr(scripts, "call", call)
     store.record_blocked("duel", None, {})
     assert not redis_client.exists(keys.why("duel", None))
+
+
+def test_explanations_are_kept_a_bucket_of_tickets_per_field(store, redis_client):
+    """A queue's explanations take a field per bucket of tickets (keys.why_bucket), not one per
+    ticket; each ticket's view finds its own, also beside ids that extend its id."""
+    tickets = [new_ticket(store, f"p{n}", mmr=1000 + 400 * n) for n in range(60)]
+    rules = ("mmr", "players", "latency", "roles")
+    first, first_token = tickets[0]
+    # Ids in the first ticket's bucket that hold its id, written before it: never its answer.
+    blocked = {first + "x": "latency", first[:2] + first: "roles"}
+    blocked |= {ticket_id: rules[n % 4] for n, (ticket_id, _) in enumerate(tickets)}
+    store.record_blocked("duel", None, blocked)
+    fields = redis_client.hkeys(keys.why("duel", None))
+    assert len(fields) == len({keys.why_bucket(i) for i in blocked}) + 2  # and '@by', '@counts'
+    assert _why(redis_client) | {"@by": None, "@counts": None} == blocked | {"@by": None, "@counts": None}
+    for n, (ticket_id, token) in enumerate(tickets):
+        assert store.read_ticket(ticket_id, token)["matching"]["blocked_by"] == rules[n % 4]
+    # A delta that changes one ticket rewrites its bucket: its neighbours keep theirs.
+    blocked[first] = "players"
+    del blocked[first + "x"]
+    store.record_blocked("duel", None, blocked)
+    assert store.read_ticket(first, first_token)["matching"]["blocked_by"] == "players"
+    assert _why(redis_client) | {"@by": None, "@counts": None} == blocked | {"@by": None, "@counts": None}

@@ -22,8 +22,17 @@ local function view(id, loaded, session, fresh)
   end
   if t.s == 'queued' and not fresh then
     -- What kept it from a match at the last tick (written by the ticker, see record_blocked).
-    local why = redis.call('HGET', WHY_PREFIX .. t.m .. ':' .. (t.g or ''), id)
-    if why then out[#out + 1] = '@why'; out[#out + 1] = why end
+    -- Its queue's explanations hold a bucket of tickets per field (keys.why_bucket), each
+    -- '\n<id>=<rule>': ids and rule names hold neither '\n' nor '='.
+    local bucket = redis.call('HGET', WHY_PREFIX .. t.m .. ':' .. (t.g or ''), string.sub(id, 1, 2))
+    if bucket then
+      local _, at = string.find(bucket, '\n' .. id .. '=', 1, true)
+      if at then
+        local stop = string.find(bucket, '\n', at + 1, true)
+        out[#out + 1] = '@why'
+        out[#out + 1] = string.sub(bucket, at + 1, stop and stop - 1 or -1)
+      end
+    end
   end
   if t.x and (t.s == 'matched' or t.s == 'assigned' or t.s == 'finished') then
     local s
