@@ -233,22 +233,23 @@ class Sessions:
         `changed_ids`: the tickets whose explanation changed (their cached views are dropped).
         False when one refused (another replica wrote in between). Between two calls a view
         may miss its explanation for a moment; the counts are the tick's from the first."""
-        parts: list[tuple[list[tuple[str, str]], list[str]]] = [([], [])]
+        named: dict[str, list[str]] = {}
+        for i in changed_ids:  # each ticket named in the call that writes its bucket
+            named.setdefault(keys.why_bucket(i), []).append(i)
+        parts: list[tuple[list[tuple[str, str]], list[str], list[str]]] = [([], [], [])]
         size = 0
         for b, value in buckets.items():
             if size >= WHY_CHUNK:
-                parts.append(([], []))
+                parts.append(([], [], []))
                 size = 0
             if value:
                 parts[-1][0].append((b, value))
             else:
                 parts[-1][1].append(b)
-            size += max(1, value.count("\n"))
-        ids = [changed_ids[at:at + WHY_CHUNK] for at in range(0, len(changed_ids), WHY_CHUNK)]
-        while len(ids) > len(parts):
-            parts.append(([], []))
-        for n, (sets, drops) in enumerate(parts):
-            notify = ids[n] if n < len(ids) else []
+            ids = named.get(b, ())
+            parts[-1][2].extend(ids)
+            size += max(1, value.count("\n"), len(ids))
+        for n, (sets, drops, notify) in enumerate(parts):
             if not self._scripts.call("why", [key, token, how if n == 0 else "delta", ttl_ms, counts_json,
                                               len(sets), len(drops), *(b for b, _ in sets), *(v for _, v in sets),
                                               *drops, *notify]):

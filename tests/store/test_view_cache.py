@@ -16,7 +16,7 @@ from mmserver.config import ModeConfig, ServersConfig
 from mmserver.readiness import Readiness
 from mmserver.redis_client import connect, connect_subscriber
 from mmserver.shutdown import SIGNAL, Shutdown
-from mmserver.store import Forbidden, NotFound, Store, keys
+from mmserver.store import Forbidden, NotFound, Store, keys, sessions
 from mmserver.store.tickets import BACKEND_ACCESS, player_access, token_hash
 from mmserver.store.viewcache import MISS, ViewCache
 from mmserver.subscriber import Subscriber
@@ -299,3 +299,41 @@ def test_many_threads_reading_while_another_replica_changes_never_see_an_old_sta
         for thread in threads:
             thread.join(10)
     assert regressions == []
+
+
+def _two_sharing_a_bucket_and_one_not(store):
+    seen = {}
+    while True:
+        ticket = create(store, f"p{len(seen)}", mmr=1000 + 400 * len(seen))
+        bucket = keys.why_bucket(ticket[0])
+        if bucket in seen:
+            return seen[bucket], ticket, next(v for k, v in seen.items() if k != bucket)
+        seen[bucket] = ticket
+
+
+def test_a_view_cached_between_two_parts_of_a_write_learns_its_explanation(replica, other, monkeypatch):
+    """A ticket is named in the call that writes its bucket: a view read and cached after an
+    earlier call named it would otherwise keep the old explanation."""
+    monkeypatch.setattr(sessions, "WHY_CHUNK", 2)
+    (a1, _), (a2, _), (b, tb) = _two_sharing_a_bucket_and_one_not(replica.store)
+    assert wait_until(lambda: replica.saw(b))
+    scripts = replica.store._sessions._scripts
+    call = scripts.call
+    calls = []
+
+    def between(name, args):
+        answer = call(name, args)
+        if name == "why":
+            calls.append(args)
+            if len(calls) == 1:
+                assert wait_until(lambda: sum(c == keys.VIEWS_CHANNEL for c, _ in replica.messages) >= 1)
+                replica.store.read_ticket(b, tb)  # a poll between the two parts: cached
+        return answer
+
+    monkeypatch.setattr(scripts, "call", between)
+    replica.store.record_blocked("duel", None, {a1: "mmr", b: "players", a2: "mmr"})
+    monkeypatch.setattr(scripts, "call", call)
+    assert len(calls) == 2
+    assert wait_until(lambda: sum(c == keys.VIEWS_CHANNEL for c, _ in replica.messages) >= 2)
+    assert other.read_ticket(b, tb)["matching"]["blocked_by"] == "players"  # Redis, around the cache
+    assert replica.store.read_ticket(b, tb)["matching"]["blocked_by"] == "players"
