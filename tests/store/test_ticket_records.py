@@ -54,14 +54,15 @@ def test_an_id_already_taken_queued_or_not_is_never_overwritten(store, redis_cli
     from mmserver.store import tickets
     first, _ = new_ticket(store, "p1")
     before = redis_client.hget(keys.queued_tickets(first), first)
-    ids = iter([first, "fresh-id-1"])
-    monkeypatch.setattr(tickets, "new_id", lambda: next(ids))
+    # The first attempt's id comes with the token, a retry's on its own.
+    monkeypatch.setattr(tickets, "new_id_and_token", lambda: (first, tickets.new_token()))
+    monkeypatch.setattr(tickets, "new_id", lambda: "fresh-id-1")
     second, _ = new_ticket(store, "p2")  # the queued id is refused, the next one taken
     assert second == "fresh-id-1"
     assert redis_client.hget(keys.queued_tickets(first), first) == before
     assert redis_client.hget(keys.players("p2"), "p2") == second
     redis_client.set(keys.ticket("taken-id"), keys.pack_ticket({"s": "cancelled", "v": "2", "w": "x"}))
-    ids = iter(["taken-id", "fresh-id-2"])
-    monkeypatch.setattr(tickets, "new_id", lambda: next(ids))
+    monkeypatch.setattr(tickets, "new_id_and_token", lambda: ("taken-id", tickets.new_token()))
+    monkeypatch.setattr(tickets, "new_id", lambda: "fresh-id-2")
     assert new_ticket(store, "p3")[0] == "fresh-id-2"
     assert not redis_client.hexists(keys.queued_tickets("taken-id"), "taken-id")

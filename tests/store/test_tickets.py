@@ -141,10 +141,15 @@ def test_long_player_ids_and_parties_overflow_a_bucket_and_still_work(make_store
 
 def test_generated_ids_never_start_with_a_dash():
     """An id starting with '-' reads as an option on a command line (mmadmin match ID)."""
-    from mmserver.store.tickets import new_id, new_ids
+    from mmserver.store.tickets import new_id, new_id_and_token, new_ids
 
-    ids = [new_id() for _ in range(5000)] + new_ids(5000)
+    pairs = [new_id_and_token() for _ in range(5000)]
+    ids = [new_id() for _ in range(5000)] + new_ids(5000) + [i for i, _ in pairs]
     assert not [i for i in ids if i.startswith("-")]
     assert all(len(i) == 16 for i in ids)
     # Without the fold, about one in 64 would: the sample is large enough to have seen some.
-    assert sum(i.startswith("_") for i in ids) > 50
+    assert sum(i.startswith("_") for i in ids) > 75
+    # A token drawn with its id: 32 URL-safe characters (24 bytes), as new_token()'s, unrelated.
+    tokens = [t for _, t in pairs]
+    assert all(len(t) == 32 and t.replace("-", "").replace("_", "").isalnum() for t in tokens)
+    assert len(set(tokens)) == len(tokens) and not set(tokens) & set(ids)
