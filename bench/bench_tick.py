@@ -10,7 +10,9 @@ store's own create script, then mmserver's Ticker runs against it. For each queu
   the full queue, so nearly every ticket is matched and claimed in that one tick. Tickets
   matched per second = tickets that left the queue / tick time;
 - phases of a tick timed apart on the same queue: read_queue (one ZRANGE and parsing) and
-  propose_matches (pure Python), so the rest (claims, locks, deadlines) is the difference.
+  propose_matches (pure Python), so the rest (claims, locks, deadlines) is the difference;
+- Redis's side of the matching tick: the time its scripts ran (INFO commandstats, EVALSHA:
+  the claims, mostly) and its process CPU (INFO cpu).
 
     .venv/bin/python bench/bench_tick.py [--sizes 1000,10000,100000,1000000] [--scenarios 1v1,5v5-parties]
 """
@@ -70,7 +72,13 @@ def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: i
         proposals = propose_matches(tickets, MatchRules.from_mode(mode), store.now())
         proposes.append(time.perf_counter() - started)
 
+    # Redis's side of the matching tick: its scripts (the claims, mostly) and its process CPU.
+    client.config_resetstat()
+    cpu_before = client.info("cpu")
     result = Ticker(store, modes, shutdown=Shutdown()).tick()
+    cpu_after = client.info("cpu")
+    scripts_s = client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0) / 1e6
+    redis_cpu_s = sum(cpu_after[k] - cpu_before[k] for k in ("used_cpu_user", "used_cpu_sys"))
     left = client.zcard(queue)
     matched = queued - left
     row = {
@@ -83,6 +91,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: i
         "propose_s": round(median(proposes), 4),
         "proposals": len(proposals),
         "matching_tick_s": round(result.duration_s, 4),
+        "matching_tick_redis_scripts_s": round(scripts_s, 4),
+        "matching_tick_redis_cpu_s": round(redis_cpu_s, 4),
         "matches_claimed": result.matches_claimed,
         "claim_conflicts": result.claim_conflicts,
         "tickets_matched": matched,
@@ -106,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     report["target"] = "a tick over 100,000 queued tickets under 1 s"
     rows = []
     print(f"{'scenario':<12} {'queued':>9} {'idle tick':>10} {'read':>8} {'propose':>8} "
-          f"{'match tick':>11} {'matched/s':>10} {'B/ticket':>9}")
+          f"{'match tick':>11} {'its Redis scripts':>18} {'matched/s':>10} {'B/ticket':>9}")
     with tempfile.TemporaryDirectory() as directory:
         redis_server = RedisServer(Path(directory)).start()
         try:
@@ -118,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     report.write(args.out)  # after every size: a long run keeps what it measured
                     print(f"{scenario:<12} {row['queued']:>9,} {row['idle_tick_s']:>10.4f} {row['read_queue_s']:>8.4f} "
                           f"{row['propose_s']:>8.4f} {row['matching_tick_s']:>11.4f} "
+                          f"{row['matching_tick_redis_scripts_s']:>18.4f} "
                           f"{row['tickets_matched_per_s'] or 0:>10,} {row['redis_bytes_per_ticket']:>9}", flush=True)
         finally:
             redis_server.stop()

@@ -54,6 +54,7 @@ def test_tick(tmp_path):
     assert set(rows) == {"1v1", "5v5-parties"}
     assert rows["1v1"]["queued"] == 200
     assert rows["1v1"]["tickets_matched"] > 150  # uniform MMRs: nearly all pair up
+    assert rows["1v1"]["matching_tick_redis_scripts_s"] > 0  # its claims ran in Redis
 
 
 def test_rules(tmp_path):
