@@ -249,8 +249,8 @@ def why(mode: str, region: str | None) -> str:
 
 
 def why_bucket(ticket_id: str) -> str:
-    """The field of its queue's explanations that holds this ticket's (as queued_tickets
-    buckets records: the first two characters of its id, ~25 tickets a field at 100,000)."""
+    """The field of its queue's explanations that holds this ticket's: the first two
+    characters of its id, as queued_tickets buckets records (~25 tickets a field at 100,000)."""
     return ticket_id[:2]
 
 
