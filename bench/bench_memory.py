@@ -67,10 +67,10 @@ def one_round(directory: Path, count: int, settle_s: float, r: int) -> dict:
             "queue_bytes_per_ticket": round(client.memory_usage(queue, samples=0) / queued, 1),
             "player_index_bytes_per_ticket": round(_keys_bytes(client, "mm:pl:*") / queued, 1),
             # Why each queued ticket waits (its view's matching.blocked_by), written by the tick.
-            "explanation_bytes_per_ticket": round((client.memory_usage(keys.why("duel", None), samples=0) or 0) / queued, 1),
+            "explanation_bytes_per_ticket": round(_key_bytes(client, keys.why("duel", None)) / queued, 1),
             # Each creation appends its ticket.queued event: the log keeps it for its own
             # retention and length bound, whether the ticket is still queued or not.
-            "event_log_bytes_per_ticket": round((client.memory_usage(keys.EVENT_LOG, samples=0) or 0) / queued, 1),
+            "event_log_bytes_per_ticket": round(_key_bytes(client, keys.EVENT_LOG) / queued, 1),
             "redis_rss_mib": round(redis_rss["VmRSS"] / 1024, 1),
             "mmserver_rss_empty_mib": round(rss_empty["VmRSS"] / 1024, 1),
             "mmserver_rss_full_mib": round(rss_full["VmRSS"] / 1024, 1),
@@ -81,6 +81,10 @@ def one_round(directory: Path, count: int, settle_s: float, r: int) -> dict:
         server.kill()
         redis_server.stop()
 
+
+
+def _key_bytes(client, key: str) -> int:
+    return client.memory_usage(key, samples=0) or 0
 
 
 def _keys_bytes(client, pattern: str) -> int:
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r}: {row}", flush=True)
     summary = {key: median([row[key] for row in rows]) for key in (
         "redis_bytes_per_ticket", "queue_bytes_per_ticket", "player_index_bytes_per_ticket",
-        "explanation_bytes_per_ticket", "event_log_bytes_per_ticket", "mmserver_rss_empty_mib", "mmserver_rss_full_mib", "mmserver_peak_rss_mib")}
+        "explanation_bytes_per_ticket", "event_log_bytes_per_ticket",
+        "mmserver_rss_empty_mib", "mmserver_rss_full_mib", "mmserver_peak_rss_mib")}
     summary["ticket_record_bytes"] = rows[-1]["ticket_record_bytes"]
     report["rounds"] = rows
     report["summary"] = summary

@@ -139,6 +139,7 @@ def test_memory(tmp_path, tickets):
     assert row["tickets"] == tickets
     assert row["mmserver_rss_full_mib"] > 0
     assert 0 < row["ticket_record_bytes"] < 2000
+    assert row["event_log_bytes_per_ticket"] > 0  # each creation's ticket.queued
 
 
 def test_profiles(tmp_path):
