@@ -189,21 +189,23 @@ class Sessions:
         # After a tick that matched most of the queue, rewriting the few left is cheaper than
         # deleting the many gone.
         if last is not None and len(changed) + len(dropped) <= len(blocked):
-            # The buckets these changes touch, as they will be: from what this replica wrote.
-            touched: dict[str, dict[str, str]] = {}
+            # The buckets these changes touch, as they will be (from what this replica wrote),
+            # and the tickets that changed in each.
+            touched: dict[str, tuple[dict[str, str], list[str]]] = {}
             for i, r in [(i, None) for i in dropped] + changed:
                 b = keys.why_bucket(i)
-                entries = touched.get(b)
-                if entries is None:
-                    entries = touched[b] = _unpack_why(buckets.get(b, ""))
+                found = touched.get(b)
+                if found is None:
+                    found = touched[b] = (_unpack_why(buckets.get(b, "")), [])
+                entries, named = found
+                named.append(i)
                 if r is None:
                     entries.pop(i, None)
                 else:
                     entries[i] = r
-            packed = {b: _pack_why(entries) for b, entries in touched.items()}
-            if self._write_why(key, token, "delta", ttl_ms, counts_json, packed,
-                               [i for i, _ in changed] + dropped):
-                for b, value in packed.items():
+            writes = {b: (_pack_why(entries), named) for b, (entries, named) in touched.items()}
+            if self._write_why(key, token, "delta", ttl_ms, counts_json, writes):
+                for b, (value, _) in writes.items():
                     if value:
                         buckets[b] = value
                     else:
@@ -219,26 +221,24 @@ class Sessions:
                 by_bucket[b] = {i: r}
             else:
                 entries[i] = r
-        packed = {b: _pack_why(entries) for b, entries in by_bucket.items()}
-        if self._write_why(key, token, "full", ttl_ms, counts_json, packed, list(blocked)):
-            self._why[key] = (token, dict(blocked), packed)
+        writes = {b: (_pack_why(entries), list(entries)) for b, entries in by_bucket.items()}
+        if self._write_why(key, token, "full", ttl_ms, counts_json, writes):
+            self._why[key] = (token, dict(blocked), {b: value for b, (value, _) in writes.items()})
         else:  # another replica wrote between two parts: its write stands, this one's next is full
             self._why.pop(key, None)
 
     def _write_why(self, key: str, token: str, how: str, ttl_ms: int, counts_json: str,
-                   buckets: Mapping[str, str], changed_ids: list[str]) -> bool:
+                   writes: Mapping[str, tuple[str, list[str]]]) -> bool:
         """why.lua in calls of about WHY_CHUNK explanations (whole buckets): the first as `how`
         asks ('full' empties the key first), the rest as deltas, which each check that this
-        token wrote last. `buckets`: each bucket's packed content to write ('' drops it);
-        `changed_ids`: the tickets whose explanation changed (their cached views are dropped).
-        False when one refused (another replica wrote in between). Between two calls a view
-        may miss its explanation for a moment; the counts are the tick's from the first."""
-        named: dict[str, list[str]] = {}
-        for i in changed_ids:  # each ticket named in the call that writes its bucket
-            named.setdefault(keys.why_bucket(i), []).append(i)
+        token wrote last. `writes`: bucket -> (its packed content, '' to drop it; the tickets
+        in it whose explanation changed, named in the same call so that their cached views are
+        dropped once it is written). False when one refused (another replica wrote in between).
+        Between two calls a view may miss its explanation for a moment; the counts are the
+        tick's from the first."""
         parts: list[tuple[list[tuple[str, str]], list[str], list[str]]] = [([], [], [])]
         size = 0
-        for b, value in buckets.items():
+        for b, (value, named) in writes.items():
             if size >= WHY_CHUNK:
                 parts.append(([], [], []))
                 size = 0
@@ -246,9 +246,8 @@ class Sessions:
                 parts[-1][0].append((b, value))
             else:
                 parts[-1][1].append(b)
-            ids = named.get(b, ())
-            parts[-1][2].extend(ids)
-            size += max(1, value.count("\n"), len(ids))
+            parts[-1][2].extend(named)
+            size += max(1, value.count("\n"), len(named))
         for n, (sets, drops, notify) in enumerate(parts):
             if not self._scripts.call("why", [key, token, how if n == 0 else "delta", ttl_ms, counts_json,
                                               len(sets), len(drops), *(b for b, _ in sets), *(v for _, v in sets),

@@ -39,15 +39,12 @@ def _no_leading_dash(raw_id: str) -> str:
     return "_" + raw_id[1:] if raw_id.startswith("-") else raw_id
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
 def new_id_and_token() -> tuple[str, str]:
-    """new_id() and new_token() from one read of the random source: each read is a system
-    call that lets go of the interpreter lock, and under concurrent creations every such
-    hand-over costs a thread switch (docs/PERFORMANCE.md, "Where the server's CPU goes").
-    12 and 24 bytes encode to whole base64 groups: the same 16 and 32 characters as apart."""
+    """A ticket's id (as new_id()) and its token (24 random bytes, 32 URL-safe characters)
+    from one read of the random source: each read is a system call that lets go of the
+    interpreter lock, and under concurrent creations every such hand-over costs a thread
+    switch (docs/PERFORMANCE.md, "Where the server's CPU goes"). 12 and 24 bytes encode to
+    whole base64 groups, so the two parts are exactly the encodings of their own bytes."""
     raw = base64.urlsafe_b64encode(secrets.token_bytes(36)).decode("ascii")
     return _no_leading_dash(raw[:16]), raw[16:]
 

@@ -1,5 +1,7 @@
 """A ticket out of the queue is one string record (keys.py, `mm:t:`), and a ticket still held
 as a hash (the layout before it) is read as it is and becomes a record at its next write."""
+import secrets
+
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.store import keys
 from tests.store.conftest import new_ticket
@@ -55,14 +57,14 @@ def test_an_id_already_taken_queued_or_not_is_never_overwritten(store, redis_cli
     first, _ = new_ticket(store, "p1")
     before = redis_client.hget(keys.queued_tickets(first), first)
     # The first attempt's id comes with the token, a retry's on its own.
-    monkeypatch.setattr(tickets, "new_id_and_token", lambda: (first, tickets.new_token()))
+    monkeypatch.setattr(tickets, "new_id_and_token", lambda: (first, secrets.token_urlsafe(24)))
     monkeypatch.setattr(tickets, "new_id", lambda: "fresh-id-1")
     second, _ = new_ticket(store, "p2")  # the queued id is refused, the next one taken
     assert second == "fresh-id-1"
     assert redis_client.hget(keys.queued_tickets(first), first) == before
     assert redis_client.hget(keys.players("p2"), "p2") == second
     redis_client.set(keys.ticket("taken-id"), keys.pack_ticket({"s": "cancelled", "v": "2", "w": "x"}))
-    monkeypatch.setattr(tickets, "new_id_and_token", lambda: ("taken-id", tickets.new_token()))
+    monkeypatch.setattr(tickets, "new_id_and_token", lambda: ("taken-id", secrets.token_urlsafe(24)))
     monkeypatch.setattr(tickets, "new_id", lambda: "fresh-id-2")
     assert new_ticket(store, "p3")[0] == "fresh-id-2"
     assert not redis_client.hexists(keys.queued_tickets("taken-id"), "taken-id")

@@ -149,7 +149,7 @@ def test_generated_ids_never_start_with_a_dash():
     assert all(len(i) == 16 for i in ids)
     # Without the fold, about one in 64 would: the sample is large enough to have seen some.
     assert sum(i.startswith("_") for i in ids) > 75
-    # A token drawn with its id: 32 URL-safe characters (24 bytes), as new_token()'s, unrelated.
+    # A token drawn with its id: 32 URL-safe characters (24 bytes), unrelated to the ids.
     tokens = [t for _, t in pairs]
     assert all(len(t) == 32 and t.replace("-", "").replace("_", "").isalnum() for t in tokens)
     assert len(set(tokens)) == len(tokens) and not set(tokens) & set(ids)
