@@ -166,24 +166,33 @@ class Deliveries:
         """Take each entry for this consumer if it is still idle at least `min_idle(entry)`
         seconds (otherwise another replica took it first: left out). Returns the deliveries and
         the entries whose event is no longer in the stream (trimmed: to acknowledge as dropped).
-        Each XCLAIM adds one to the entry's delivery count: the attempt about to be made."""
+        Each XCLAIM adds one to the entry's delivery count: the attempt about to be made.
+
+        A trimmed entry looks different by Redis version: 6.2 claims it and answers nil for
+        it; 7.0 drops it from the pending list and answers nothing, as it does for an entry
+        someone else took. So each XCLAIM comes with the entry's pending row (idle enough), read
+        in the same MULTI: a row and no answer means the event is gone."""
         if not entries:
             return [], []
-        with self._client.pipeline(transaction=False) as pipe:
+        with self._client.pipeline(transaction=True) as pipe:
             for entry in entries:
-                pipe.xclaim(entry.stream, GROUP, self._consumer, int(min_idle(entry) * 1000), [entry.entry_id])
+                idle_ms = int(min_idle(entry) * 1000)
+                pipe.xpending_range(entry.stream, GROUP, min=entry.entry_id, max=entry.entry_id, count=1,
+                                    idle=idle_ms)
+                pipe.xclaim(entry.stream, GROUP, self._consumer, idle_ms, [entry.entry_id])
             with _RedisErrors():
                 answers = pipe.execute()
         now = time.monotonic()
         claimed: list[Delivery] = []
         gone: list[Waiting] = []
-        for entry, answer in zip(entries, answers):
-            if not answer:
-                continue  # no longer idle enough: someone else retried it
-            entry_id, fields = answer[0]
-            if entry_id is None or not fields:
-                gone.append(entry)  # Redis 6.2 claims a deleted entry and answers nil for it
+        for k, entry in enumerate(entries):
+            pending, answer = answers[2 * k], answers[2 * k + 1]
+            if not pending:
+                continue  # no longer idle enough, or acknowledged: someone else retried it
+            if not answer or answer[0][0] is None or not answer[0][1]:
+                gone.append(entry)
             else:
+                entry_id, fields = answer[0]
                 claimed.append(_delivery(entry.stream, entry_id, fields, entry.attempts + 1, now))
         return claimed, gone
 

@@ -49,6 +49,26 @@ def test_a_due_entry_is_claimed_by_one_replica_and_a_trimmed_one_is_gone(store, 
     assert redis_client.xpending(keys.EVENT_LOG, keys.WEBHOOK_GROUP)["pending"] == 0
 
 
+def test_an_entry_another_replica_delivered_meanwhile_is_neither_claimed_nor_gone(store, redis_client):
+    """Between `waiting` and `claim`, replica "a" delivers the entry: an event of the log, and a
+    replayed copy, which leaves its stream when delivered, as a trimmed entry does. Only the
+    trimmed one is dropped (the test above), on Redis 6.2 and 7.0 alike."""
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    (delivery,) = a.read_new(10, 10)
+    a.replay([a.bury(delivery, "HTTP 503")])
+    new_ticket(store, "p2")
+    held = a.read_new(10, 10)
+    assert sorted(d.stream for d in held) == sorted([keys.EVENT_LOG, keys.WEBHOOK_REPLAY])
+    time.sleep(0.05)
+    waiting = b.waiting({}, 10, 0.02)
+    assert sorted(w.entry_id for w in waiting) == sorted(d.entry_id for d in held)
+    a.acknowledge(held)
+    assert redis_client.xlen(keys.WEBHOOK_REPLAY) == 0
+    assert b.claim(waiting, lambda w: 0.02) == ([], [])
+
+
 def test_dead_letters_keep_the_event_and_replay_moves_them_back_once(store, redis_client):
     a = deliveries(redis_client, "a", max_dead=100)
     a.ensure_groups()
