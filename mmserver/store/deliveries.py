@@ -70,6 +70,46 @@ return removed
 """
 
 
+# Due retries handed to this consumer. XCLAIM runs only on an entry whose pending row is idle
+# enough and whose event is still in its stream: Redis 7.0's XCLAIM drops the row of an entry no
+# longer in its stream whatever the row's idle time (6.2 claims it and answers nil), which would
+# take it from the replica holding it. Checked and claimed in one step, the same on 6.2 and 7.0.
+# KEYS: each entry's stream. ARGV: group, consumer, then each entry's id and min idle (ms).
+# Returns per entry: {} (not idle enough, or acknowledged: another replica has it), {'gone'}
+# (its event left the stream: acknowledged here, so that one replica alone counts it dropped),
+# or {'ok', deliveries before this one, id, fields}.
+_CLAIM = """
+local out = {}
+for k = 1, #KEYS do
+  local id, idle = ARGV[1 + 2 * k], ARGV[2 + 2 * k]
+  local row = redis.call('XPENDING', KEYS[k], ARGV[1], 'IDLE', idle, id, id, 1)
+  if #row == 0 then
+    out[k] = {}
+  elseif #redis.call('XRANGE', KEYS[k], id, id) == 0 then
+    redis.call('XACK', KEYS[k], ARGV[1], id)
+    out[k] = { 'gone' }
+  else
+    local got = redis.call('XCLAIM', KEYS[k], ARGV[1], ARGV[2], idle, id)
+    out[k] = got[1] and { 'ok', row[1][4], got[1][1], got[1][2] } or {}
+  end
+end
+return out
+"""
+
+# Resets the idle time of an entry this consumer holds, if its row is still this consumer's and
+# idle at least the given time (nobody claimed it meanwhile). An entry whose event left the
+# stream is left as it is (no XCLAIM, for the reason above): the caller delivers the event it
+# holds, and if that fails, the next retry finds it gone. KEYS: the stream. ARGV: group,
+# consumer, min idle (ms), id. Returns 1 (still this consumer's) or 0.
+_KEEP = """
+local row = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[4], 1, ARGV[2])
+if #row == 0 then return 0 end
+if #redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4]) == 1 then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'JUSTID')
+end
+return 1
+"""
+
 @dataclass(frozen=True)
 class Delivery:
     """One event to deliver: where its entry is (stream, entry id), the event itself, and the
@@ -107,6 +147,8 @@ class Deliveries:
         self._max_dead = max_dead_letters
         self._replay = client.register_script(_REPLAY)
         self._remove_idle = client.register_script(_REMOVE_IDLE_CONSUMERS)
+        self._claim = client.register_script(_CLAIM)
+        self._keep = client.register_script(_KEEP)
 
     @property
     def consumer(self) -> str:
@@ -165,35 +207,34 @@ class Deliveries:
     def claim(self, entries: Sequence[Waiting], min_idle: Callable[[Waiting], float]) -> tuple[list[Delivery], list[Waiting]]:
         """Take each entry for this consumer if it is still idle at least `min_idle(entry)`
         seconds (otherwise another replica took it first: left out). Returns the deliveries and
-        the entries whose event is no longer in the stream (trimmed: to acknowledge as dropped).
-        Each XCLAIM adds one to the entry's delivery count: the attempt about to be made.
-
-        A trimmed entry looks different by Redis version: 6.2 claims it and answers nil for
-        it; 7.0 drops it from the pending list and answers nothing, as it does for an entry
-        someone else took. So each XCLAIM comes with the entry's pending row (idle enough), read
-        in the same MULTI: a row and no answer means the event is gone."""
+        the entries whose event is no longer in the stream (trimmed: dropped, and acknowledged
+        here, so that no other replica counts them too).
+        Each XCLAIM adds one to the entry's delivery count: the attempt about to be made, counted
+        from the row Redis holds at that moment, not from the earlier XPENDING's."""
         if not entries:
             return [], []
-        with self._client.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                idle_ms = int(min_idle(entry) * 1000)
-                pipe.xpending_range(entry.stream, GROUP, min=entry.entry_id, max=entry.entry_id, count=1,
-                                    idle=idle_ms)
-                pipe.xclaim(entry.stream, GROUP, self._consumer, idle_ms, [entry.entry_id])
+        args: list = [GROUP, self._consumer]
+        for entry in entries:
+            args += [entry.entry_id, int(min_idle(entry) * 1000)]
+        try:
             with _RedisErrors():
-                answers = pipe.execute()
+                answers = self._claim(keys=[entry.stream for entry in entries], args=args)
+        except redis.exceptions.ResponseError as error:
+            if "NOGROUP" in str(error):
+                raise NoGroup(str(error)) from None
+            raise
         now = time.monotonic()
         claimed: list[Delivery] = []
         gone: list[Waiting] = []
-        for k, entry in enumerate(entries):
-            pending, answer = answers[2 * k], answers[2 * k + 1]
-            if not pending:
-                continue  # no longer idle enough, or acknowledged: someone else retried it
-            if not answer or answer[0][0] is None or not answer[0][1]:
+        for entry, answer in zip(entries, answers):
+            if not answer:
+                continue
+            if answer[0] == "gone":
                 gone.append(entry)
-            else:
-                entry_id, fields = answer[0]
-                claimed.append(_delivery(entry.stream, entry_id, fields, entry.attempts + 1, now))
+                continue
+            _, delivered, entry_id, flat = answer
+            fields = dict(zip(flat[::2], flat[1::2]))
+            claimed.append(_delivery(entry.stream, entry_id, fields, int(delivered) + 1, now))
         return claimed, gone
 
     def keep(self, delivery: Delivery, held_s: float) -> bool:
@@ -201,9 +242,9 @@ class Deliveries:
         delivering it yet, if nobody claimed it meanwhile (then its idle time would be shorter).
         False: another replica took it; leave it to that one. The delivery count is unchanged."""
         with _RedisErrors():
-            taken = self._client.xclaim(delivery.stream, GROUP, self._consumer,
-                                        max(0, int(held_s * 1000) - 50), [delivery.entry_id], justid=True)
-        return bool(taken)
+            kept = self._keep(keys=[delivery.stream],
+                              args=[GROUP, self._consumer, max(0, int(held_s * 1000) - 50), delivery.entry_id])
+        return kept == 1
 
     def acknowledge(self, entries: Iterable[Delivery | Waiting]) -> None:
         """Done with these entries (delivered, skipped or dropped). Replayed entries are copies:

@@ -168,8 +168,8 @@ class DeliveryWorker:
             return
         claimed, gone = self._deliveries.claim(due, lambda entry: self._policy.delay(entry.attempts))
         if gone:
-            # Trimmed from the log before it could be delivered ([events] bounds).
-            self._deliveries.acknowledge(gone)
+            # Trimmed from the log before it could be delivered ([events] bounds); claim()
+            # acknowledged them.
             self._recorder.webhook_delivery("dropped", len(gone))
             logger.warning("webhooks: %d events left the log before delivery (dropped)", len(gone))
         self._deliver_all(claimed)

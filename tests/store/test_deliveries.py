@@ -43,10 +43,62 @@ def test_a_due_entry_is_claimed_by_one_replica_and_a_trimmed_one_is_gone(store, 
     claimed, gone = b.claim(waiting, lambda w: 0.02)
     assert [(d.entry_id, d.attempts, d.event["type"]) for d in claimed] == [(first.entry_id, 2, "ticket.queued")]
     assert [w.entry_id for w in gone] == [second.entry_id]
+    # The claim acknowledged the trimmed one: no other replica counts it dropped again.
+    assert pending_ids(redis_client) == [first.entry_id]
     # Claimed just now: not idle enough for anyone else.
-    assert a.claim(b.waiting({}, 10, 0), lambda w: 0.02) == ([], [])
-    b.acknowledge(claimed + gone)
+    assert a.claim(b.waiting({}, 10, 0), lambda w: 5.0) == ([], [])
+    b.acknowledge(claimed)
     assert redis_client.xpending(keys.EVENT_LOG, keys.WEBHOOK_GROUP)["pending"] == 0
+
+
+def pending_ids(redis_client, consumer: str | None = None) -> list[str]:
+    rows = redis_client.xpending_range(keys.EVENT_LOG, keys.WEBHOOK_GROUP, "-", "+", 100, consumername=consumer)
+    return [row["message_id"] for row in rows]
+
+
+def test_an_attempt_is_counted_from_the_deliveries_redis_holds_at_the_claim(store, redis_client):
+    a, b, c = deliveries(redis_client, "a"), deliveries(redis_client, "b"), deliveries(redis_client, "c")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    a.read_new(10, 10)  # attempt 1, then "a" dies
+    time.sleep(0.05)
+    seen = b.waiting({}, 10, 0.02)  # b looks: one delivery so far
+    assert [w.attempts for w in seen] == [1]
+    (taken,), _ = c.claim(c.waiting({}, 10, 0.02), lambda w: 0.02)  # c retries first
+    assert taken.attempts == 2
+    time.sleep(0.05)  # c's attempt is due again (it died too)
+    (late,), gone = b.claim(seen, lambda w: 0.02)
+    assert late.attempts == 3 and gone == []
+    (row,) = redis_client.xpending_range(keys.EVENT_LOG, keys.WEBHOOK_GROUP, "-", "+", 10)
+    assert row["times_delivered"] == 3 and row["consumer"] == "b"
+
+
+def test_keep_holds_an_entry_until_another_replica_claims_it_and_leaves_a_trimmed_one_pending(store, redis_client):
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    new_ticket(store, "p2")
+    first, second = a.read_new(10, 10)
+    time.sleep(0.1)
+    assert a.keep(first, 0.1)  # nobody took it: its idle time starts again
+    (row,) = redis_client.xpending_range(keys.EVENT_LOG, keys.WEBHOOK_GROUP, first.entry_id, first.entry_id, 1)
+    assert row["time_since_delivered"] < 90 and row["times_delivered"] == 1
+    # b retries the other one meanwhile: it is b's now, and a lets go of it.
+    due = [w for w in b.waiting({}, 10, 0.09) if w.entry_id == second.entry_id]
+    (taken,), _ = b.claim(due, lambda w: 0.09)
+    assert taken.entry_id == second.entry_id
+    assert not a.keep(second, 0.1)
+    # Held while the log trimmed it: a still holds it (its delivery goes ahead), untouched, on
+    # Redis 6.2 and 7.0 alike; the next retry finds it gone and acknowledges it, once.
+    new_ticket(store, "p3")
+    (third,) = a.read_new(10, 10)
+    redis_client.xdel(keys.EVENT_LOG, third.entry_id)
+    time.sleep(0.1)
+    assert a.keep(third, 0.1)
+    assert third.entry_id in pending_ids(redis_client, "a")
+    due = [w for w in b.waiting({}, 10, 0.09) if w.entry_id == third.entry_id]
+    assert b.claim(due, lambda w: 0.09) == ([], due)
+    assert third.entry_id not in pending_ids(redis_client)
 
 
 def test_an_entry_another_replica_delivered_meanwhile_is_neither_claimed_nor_gone(store, redis_client):
