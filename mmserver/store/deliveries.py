@@ -98,17 +98,23 @@ return out
 
 # Resets the idle time of an entry this consumer holds, if its row is still this consumer's and
 # idle at least the given time (nobody claimed it meanwhile). An entry whose event left the
-# stream is left as it is (no XCLAIM, for the reason above): the caller delivers the event it
-# holds, and if that fails, the next retry finds it gone. KEYS: the stream. ARGV: group,
-# consumer, min idle (ms), id. Returns 1 (still this consumer's) or 0.
+# stream cannot be held that way (XCLAIM, for the reason above): it is acknowledged here, so no
+# other replica retries it or counts it dropped, and the caller's attempt with the event it
+# holds is the last. KEYS: the stream. ARGV: group, consumer, min idle (ms), id. Returns 1 (still
+# this consumer's), 2 (still this consumer's, its event gone: acknowledged) or 0 (taken).
 _KEEP = """
 local row = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[4], 1, ARGV[2])
 if #row == 0 then return 0 end
-if #redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4]) == 1 then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'JUSTID')
+if #redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4]) == 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[4])
+  return 2
 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'JUSTID')
 return 1
 """
+
+# What keep() found (see _KEEP).
+KEPT, TAKEN, LAST_ATTEMPT = "kept", "taken", "last attempt"
 
 @dataclass(frozen=True)
 class Delivery:
@@ -137,7 +143,9 @@ class NoGroup(Exception):
 
 
 def _is_nogroup(error: BaseException) -> bool:
-    return isinstance(error, redis.exceptions.ResponseError) and str(error).startswith("NOGROUP")
+    # Anywhere in the message: redis-py prefixes a pipeline's errors with the failing command,
+    # and Redis 6.2 a script's with the script's name.
+    return isinstance(error, redis.exceptions.ResponseError) and "NOGROUP" in str(error)
 
 
 class Deliveries:
@@ -220,7 +228,7 @@ class Deliveries:
             with _RedisErrors():
                 answers = self._claim(keys=[entry.stream for entry in entries], args=args)
         except redis.exceptions.ResponseError as error:
-            if "NOGROUP" in str(error):
+            if _is_nogroup(error):
                 raise NoGroup(str(error)) from None
             raise
         now = time.monotonic()
@@ -237,14 +245,21 @@ class Deliveries:
             claimed.append(_delivery(entry.stream, entry_id, fields, int(delivered) + 1, now))
         return claimed, gone
 
-    def keep(self, delivery: Delivery, held_s: float) -> bool:
+    def keep(self, delivery: Delivery, held_s: float) -> str:
         """Reset the idle time of an entry this consumer has held for `held_s` seconds without
-        delivering it yet, if nobody claimed it meanwhile (then its idle time would be shorter).
-        False: another replica took it; leave it to that one. The delivery count is unchanged."""
-        with _RedisErrors():
-            kept = self._keep(keys=[delivery.stream],
-                              args=[GROUP, self._consumer, max(0, int(held_s * 1000) - 50), delivery.entry_id])
-        return kept == 1
+        delivering it yet, if nobody claimed it meanwhile (then its idle time would be shorter):
+        KEPT. TAKEN: another replica took it; leave it to that one. LAST_ATTEMPT: still this
+        consumer's, but its event left the log meanwhile: acknowledged, so the attempt about to
+        be made with the event held is its last. The delivery count is unchanged."""
+        try:
+            with _RedisErrors():
+                found = self._keep(keys=[delivery.stream],
+                                   args=[GROUP, self._consumer, max(0, int(held_s * 1000) - 50), delivery.entry_id])
+        except redis.exceptions.ResponseError as error:
+            if _is_nogroup(error):
+                raise NoGroup(str(error)) from None
+            raise
+        return {1: KEPT, 2: LAST_ATTEMPT}.get(found, TAKEN)
 
     def acknowledge(self, entries: Iterable[Delivery | Waiting]) -> None:
         """Done with these entries (delivered, skipped or dropped). Replayed entries are copies:

@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 from mmserver.backoff import Backoff
 from mmserver.failures import REDIS_AWAY
 from mmserver.shutdown import EXIT_RESTART, WORKER, Shutdown
-from mmserver.store.deliveries import Deliveries, Delivery, NoGroup
+from mmserver.store.deliveries import LAST_ATTEMPT, TAKEN, Deliveries, Delivery, NoGroup
 from mmserver.webhooks import signing
 from mmserver.webhooks.retry import RetryPolicy
 from mmserver.webhooks.sender import Outcome, Sender
@@ -197,8 +197,14 @@ class DeliveryWorker:
             self._bury(delivery, "attempts exhausted (the replica making the last one stopped)")
             return False
         held = time.monotonic() - delivery.read_at
-        if held >= HOLD_CHECK_S and not self._deliveries.keep(delivery, held):
-            return False  # another replica retried it meanwhile
+        last_attempt = False
+        if held >= HOLD_CHECK_S:
+            kept = self._deliveries.keep(delivery, held)
+            if kept == TAKEN:
+                return False  # another replica retried it meanwhile
+            # The log dropped it while held (keep() acknowledged it): no retry can follow, so
+            # if this attempt fails, the event held here becomes a dead letter (replayable).
+            last_attempt = kept == LAST_ATTEMPT
         outcome = self._send(event)
         if outcome.ok:
             self._last_delivered_at = self._clock()
@@ -207,7 +213,9 @@ class DeliveryWorker:
             return True
         self._last_error = outcome.error
         self._recorder.webhook_delivery("failed")
-        if self._policy.exhausted(delivery.attempts):
+        if last_attempt:
+            self._bury(delivery, f"{outcome.error or 'failed'} (the event left the log meanwhile: no retry)")
+        elif self._policy.exhausted(delivery.attempts):
             self._bury(delivery, outcome.error or "failed")
         else:
             logger.info("webhooks: event %s (%s) attempt %d failed: %s; retry in %.1f s", event["id"],
