@@ -161,19 +161,25 @@ def start_mmserver(tmp_path: Path, name: str, url: str, **env: str) -> MMServer:
                     env={"MMSERVER_CONFIG": str(config), **env}).start()
 
 
+def serves_a_ticket(mm: MMServer, plain: redis.Redis) -> None:
+    """Once ready, mmserver creates a ticket and answers its read; `plain`, a connection to the
+    same Redis without TLS, finds it there."""
+    mm.wait_ready()
+    created = mm.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500})
+    assert created.status == 201, created.body
+    ticket = created.json()
+    view = mm.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"])
+    assert view.status == 200 and view.json()["player_id"] == "alice", view.body
+    assert ticket_in_redis(plain, ticket["ticket_id"])
+
+
 def test_rediss_url_with_a_ca_file_connects_over_tls_and_serves(tmp_path, tls_redis):
     proxy, server, ca, _ = tls_redis
     mm = start_mmserver(tmp_path, "mm", f"rediss://127.0.0.1:{proxy.port}/0?ssl_ca_certs={ca}")
     try:
-        mm.wait_ready()
-        created = mm.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500})
-        assert created.status == 201, created.body
-        ticket = created.json()
-        view = mm.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"])
-        assert view.status == 200 and view.json()["player_id"] == "alice", view.body
         # It went through the TLS hop: the plain server holds the ticket, the proxy relayed it.
         plain = server.client(decode_responses=True)
-        assert ticket_in_redis(plain, ticket["ticket_id"])
+        serves_a_ticket(mm, plain)
         plain.close()
         assert proxy.handshakes_ok >= 2  # at least the store's and the subscriber's connections
         assert proxy.handshakes_failed == 0
@@ -213,13 +219,7 @@ def test_redis_s_own_tls_port_serves_mmserver(tmp_path):
                 time.sleep(0.05)
         mm = start_mmserver(tmp_path, "mm", f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca[0]}")
         try:
-            mm.wait_ready()
-            created = mm.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500})
-            assert created.status == 201, created.body
-            ticket = created.json()
-            view = mm.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"])
-            assert view.status == 200 and view.json()["player_id"] == "alice", view.body
-            assert ticket_in_redis(plain, ticket["ticket_id"])
+            serves_a_ticket(mm, plain)
             # mmserver's connections (at least the store's and the subscriber's) are on the TLS
             # port; the one on the plain port is this test's.
             ports = [int(client["laddr"].rsplit(":", 1)[1]) for client in plain.client_list()]
