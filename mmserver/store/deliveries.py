@@ -116,6 +116,7 @@ return 1
 # What keep() found (see _KEEP).
 KEPT, TAKEN, LAST_ATTEMPT = "kept", "taken", "last attempt"
 
+
 @dataclass(frozen=True)
 class Delivery:
     """One event to deliver: where its entry is (stream, entry id), the event itself, and the
@@ -142,10 +143,22 @@ class NoGroup(Exception):
     """The consumer group is missing (its stream was deleted): create it again."""
 
 
-def _is_nogroup(error: BaseException) -> bool:
+def _is_nogroup(error: BaseException | None) -> bool:
     # Anywhere in the message: redis-py prefixes a pipeline's errors with the failing command,
     # and Redis 6.2 a script's with the script's name.
     return isinstance(error, redis.exceptions.ResponseError) and "NOGROUP" in str(error)
+
+
+class _GroupErrors(_RedisErrors):
+    """`with _GroupErrors():` as _RedisErrors, and a missing consumer group raised as NoGroup
+    (the worker creates it again)."""
+
+    __slots__ = ()
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if _is_nogroup(error):
+            raise NoGroup(str(error)) from None
+        return super().__exit__(kind, error, traceback)
 
 
 class Deliveries:
@@ -177,14 +190,9 @@ class Deliveries:
 
     def read_new(self, count: int, block_ms: int) -> list[Delivery]:
         """Entries no consumer has read yet, from both streams (replays first)."""
-        try:
-            with _RedisErrors():
-                answer = self._client.xreadgroup(GROUP, self._consumer, {s: ">" for s in STREAMS},
-                                                 count=count, block=block_ms)
-        except redis.exceptions.ResponseError as error:
-            if _is_nogroup(error):
-                raise NoGroup(str(error)) from None
-            raise
+        with _GroupErrors():
+            answer = self._client.xreadgroup(GROUP, self._consumer, {s: ">" for s in STREAMS},
+                                             count=count, block=block_ms)
         now = time.monotonic()
         found: list[Delivery] = []
         for stream, entries in _streams(answer):
@@ -201,13 +209,8 @@ class Deliveries:
             for stream in STREAMS:
                 pipe.xpending_range(stream, GROUP, min=f"({after[stream]}" if after.get(stream) else "-",
                                     max="+", count=count, idle=int(min_idle_s * 1000))
-            try:
-                with _RedisErrors():
-                    answers = pipe.execute()
-            except redis.exceptions.ResponseError as error:
-                if _is_nogroup(error):
-                    raise NoGroup(str(error)) from None
-                raise
+            with _GroupErrors():
+                answers = pipe.execute()
         return [Waiting(stream, row["message_id"], int(row["times_delivered"]),
                         int(row["time_since_delivered"]) / 1000.0)
                 for stream, rows in zip(STREAMS, answers) for row in rows]
@@ -224,13 +227,8 @@ class Deliveries:
         args: list = [GROUP, self._consumer]
         for entry in entries:
             args += [entry.entry_id, int(min_idle(entry) * 1000)]
-        try:
-            with _RedisErrors():
-                answers = self._claim(keys=[entry.stream for entry in entries], args=args)
-        except redis.exceptions.ResponseError as error:
-            if _is_nogroup(error):
-                raise NoGroup(str(error)) from None
-            raise
+        with _GroupErrors():
+            answers = self._claim(keys=[entry.stream for entry in entries], args=args)
         now = time.monotonic()
         claimed: list[Delivery] = []
         gone: list[Waiting] = []
@@ -251,14 +249,9 @@ class Deliveries:
         KEPT. TAKEN: another replica took it; leave it to that one. LAST_ATTEMPT: still this
         consumer's, but its event left the log meanwhile: acknowledged, so the attempt about to
         be made with the event held is its last. The delivery count is unchanged."""
-        try:
-            with _RedisErrors():
-                found = self._keep(keys=[delivery.stream],
-                                   args=[GROUP, self._consumer, max(0, int(held_s * 1000) - 50), delivery.entry_id])
-        except redis.exceptions.ResponseError as error:
-            if _is_nogroup(error):
-                raise NoGroup(str(error)) from None
-            raise
+        with _GroupErrors():
+            found = self._keep(keys=[delivery.stream],
+                               args=[GROUP, self._consumer, max(0, int(held_s * 1000) - 50), delivery.entry_id])
         return {1: KEPT, 2: LAST_ATTEMPT}.get(found, TAKEN)
 
     def acknowledge(self, entries: Iterable[Delivery | Waiting]) -> None:

@@ -110,6 +110,8 @@ def test_keep_holds_an_entry_until_another_replica_claims_it_and_ends_one_the_lo
         b.claim([Waiting(keys.EVENT_LOG, first.entry_id, 1, 1.0)], lambda w: 0.0)
     with pytest.raises(NoGroup):
         b.waiting({}, 10, 0.0)
+    with pytest.raises(NoGroup):
+        b.read_new(10, 10)
 
 
 def test_an_entry_another_replica_delivered_meanwhile_is_neither_claimed_nor_gone(store, redis_client):
