@@ -77,12 +77,15 @@ return removed
 # KEYS: each entry's stream. ARGV: group, consumer, then each entry's id and min idle (ms).
 # Returns per entry: {} (not idle enough, or acknowledged: another replica has it), {'gone'}
 # (its event left the stream: acknowledged here, so that one replica alone counts it dropped),
-# or {'ok', deliveries before this one, id, fields}.
+# or {'ok', deliveries before this one, id, fields}. Every row is read before anything is
+# written: a missing group (NOGROUP) fails the call before it changed anything.
 _CLAIM = """
-local out = {}
+local rows, out = {}, {}
 for k = 1, #KEYS do
-  local id, idle = ARGV[1 + 2 * k], ARGV[2 + 2 * k]
-  local row = redis.call('XPENDING', KEYS[k], ARGV[1], 'IDLE', idle, id, id, 1)
+  rows[k] = redis.call('XPENDING', KEYS[k], ARGV[1], 'IDLE', ARGV[2 + 2 * k], ARGV[1 + 2 * k], ARGV[1 + 2 * k], 1)
+end
+for k = 1, #KEYS do
+  local id, idle, row = ARGV[1 + 2 * k], ARGV[2 + 2 * k], rows[k]
   if #row == 0 then
     out[k] = {}
   elseif #redis.call('XRANGE', KEYS[k], id, id) == 0 then

@@ -199,3 +199,21 @@ def test_stats_report_lag_of_the_oldest_undelivered_event(store, redis_client):
     assert read["pending"] == 1 and read["oldest_undelivered"] == d.entry_id
     a.acknowledge([d])
     assert a.stats()["lag_s"] == 0.0
+
+
+def test_a_claim_that_meets_a_missing_group_changes_nothing(store, redis_client):
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    new_ticket(store, "p2")
+    first, second = a.read_new(10, 10)
+    redis_client.xdel(keys.EVENT_LOG, second.entry_id)
+    time.sleep(0.05)
+    due = b.waiting({}, 10, 0.02)
+    assert [w.entry_id for w in due] == [first.entry_id, second.entry_id]
+    redis_client.xgroup_destroy(keys.WEBHOOK_REPLAY, keys.WEBHOOK_GROUP)
+    with pytest.raises(NoGroup):
+        b.claim([*due, Waiting(keys.WEBHOOK_REPLAY, "1-0", 1, 1.0)], lambda w: 0.02)
+    rows = redis_client.xpending_range(keys.EVENT_LOG, keys.WEBHOOK_GROUP, "-", "+", 10)
+    assert [(r["message_id"], r["consumer"], r["times_delivered"]) for r in rows] == [
+        (first.entry_id, "a", 1), (second.entry_id, "a", 1)]
