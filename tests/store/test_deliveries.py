@@ -15,6 +15,16 @@ def deliveries(redis_client, consumer: str = "replica-a", max_dead: int = 100) -
     return Deliveries(redis_client, consumer=consumer, max_dead_letters=max_dead)
 
 
+def two_read_by_a(store, redis_client):
+    """Replicas "a" and "b", the group made, and two new events read by "a": (a, b, first, second)."""
+    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
+    a.ensure_groups()
+    new_ticket(store, "p1")
+    new_ticket(store, "p2")
+    first, second = a.read_new(10, 10)
+    return a, b, first, second
+
+
 def test_events_before_the_group_are_not_sent_and_every_later_one_is_read_once(store, redis_client):
     new_ticket(store, "before")
     a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
@@ -33,11 +43,7 @@ def test_events_before_the_group_are_not_sent_and_every_later_one_is_read_once(s
 
 
 def test_a_due_entry_is_claimed_by_one_replica_and_a_trimmed_one_is_gone(store, redis_client):
-    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
-    a.ensure_groups()
-    new_ticket(store, "p1")
-    new_ticket(store, "p2")
-    first, second = a.read_new(10, 10)  # then "a" dies holding both
+    a, b, first, second = two_read_by_a(store, redis_client)  # then "a" dies holding both
     redis_client.xdel(keys.EVENT_LOG, second.entry_id)  # the log trimmed one before delivery
     time.sleep(0.05)
     waiting = b.waiting({}, 10, 0.02)
@@ -76,11 +82,7 @@ def test_an_attempt_is_counted_from_the_deliveries_redis_holds_at_the_claim(stor
 
 
 def test_keep_holds_an_entry_until_another_replica_claims_it_and_ends_one_the_log_dropped(store, redis_client):
-    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
-    a.ensure_groups()
-    new_ticket(store, "p1")
-    new_ticket(store, "p2")
-    first, second = a.read_new(10, 10)
+    a, b, first, second = two_read_by_a(store, redis_client)
     time.sleep(0.1)
     assert a.keep(first, 0.1) == KEPT  # nobody took it: its idle time starts again
     (row,) = redis_client.xpending_range(keys.EVENT_LOG, keys.WEBHOOK_GROUP, first.entry_id, first.entry_id, 1)
@@ -202,11 +204,7 @@ def test_stats_report_lag_of_the_oldest_undelivered_event(store, redis_client):
 
 
 def test_a_claim_that_meets_a_missing_group_changes_nothing(store, redis_client):
-    a, b = deliveries(redis_client, "a"), deliveries(redis_client, "b")
-    a.ensure_groups()
-    new_ticket(store, "p1")
-    new_ticket(store, "p2")
-    first, second = a.read_new(10, 10)
+    a, b, first, second = two_read_by_a(store, redis_client)
     redis_client.xdel(keys.EVENT_LOG, second.entry_id)
     time.sleep(0.05)
     due = b.waiting({}, 10, 0.02)
