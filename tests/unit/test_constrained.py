@@ -397,6 +397,27 @@ def test_distance_rule_expands_with_the_oldest_wait():
     assert len(propose_constrained(old, rules, NOW).proposals) == 1
 
 
+def test_a_distance_window_forms_the_match_the_greedy_pick_misses_without_a_search(monkeypatch):
+    # Nearest first, t1 (level 40) is taken and every later candidate is then too far from it
+    # (levels 58-60). Within the level window [50, 60] the pick keeps the MMR window: t3 (992)
+    # is refused beside t2 (1007), and t5 completes the lobby. No depth-first search runs.
+    rules = lobby_rules(team_size=3, mmr_window=10.0, mmr_window_max=10.0,
+                        rules=(Rule("level-gap", "distance", "level", 10.0),))
+    tickets = [solo(0, 1000.0, waited=5, attributes={"level": 50.0}),
+               solo(1, 1001.0, attributes={"level": 40.0}),
+               solo(2, 1007.0, attributes={"level": 60.0}),
+               solo(3, 992.0, attributes={"level": 58.0}),
+               solo(5, 1009.0, attributes={"level": 52.0})]
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the search ran")
+
+    monkeypatch.setattr(constrained._Constrained, "_search", no_search)
+    matching = propose_constrained(tickets, rules, NOW)
+    assert [sorted(p.teams[0]) for p in matching.proposals] == [["t0", "t2", "t5"]]
+    check_matching(matching, tickets, rules, NOW)
+
+
 def test_mmr_window_and_players():
     rules = lobby_rules()
     assert propose_constrained([solo(0, 1000.0), solo(1, 1500.0)], rules, NOW).blocked == {"t0": "mmr", "t1": "mmr"}
