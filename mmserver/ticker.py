@@ -13,7 +13,6 @@ import logging
 import time
 from collections import deque
 from contextlib import contextmanager
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -22,6 +21,7 @@ from mmserver.matchmaking import FailureMemo, MatchRules, Proposal, QueuedTicket
 from mmserver.matchmaking.backfill import OpenBackfill, plan_backfills
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
+from mmserver.store.store import ClaimBatches
 from mmserver.store.profiles import encode_choices
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Deadline scripts per tick, counted as scripts of batch_size sessions (a tick runs more, smaller
 # ones when a mode's matches are big: Ticker); the rest waits for the next tick.
 MAX_DEADLINE_BATCHES = 20
-CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is awaited
+CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is read
 # Redis runs a script to its end while every other client of it waits, whichever replica it
 # serves, so a tick's scripts are cut by the tickets they change, not only by proposals or
 # sessions: a batch of 500 5v5 proposals (5,000 tickets) held Redis 55-90 ms, an allocation
@@ -227,12 +227,13 @@ class Ticker:
 class _Claims:
     """One queue's claims, a batch of `batch_size` proposals (and at most CLAIM_TICKETS
     tickets: _Batches) per script. Batches are sent as soon as they are whole, while the
-    matcher goes on forming the next proposals (the matcher holds the GIL; Redis runs the
-    claim scripts meanwhile on another core), with at most CLAIMS_IN_FLIGHT scripts in
-    flight: while Redis runs one batch's script, another thread builds the next batch's
-    arguments and parses the last reply. Batches are disjoint and each is one atomic script,
-    so their order in Redis does not matter. A single batch is claimed in the ticker's own
-    thread."""
+    matcher goes on forming the next proposals: Redis runs the claim scripts on another core
+    meanwhile, at most CLAIMS_IN_FLIGHT at once, each on a connection of its own
+    (Store.claims), and the oldest one's results are read back before another is sent.
+    Batches are disjoint and each is one atomic script, so their order in Redis does not
+    matter. All in the ticker's thread: claim threads, which took the GIL from the matcher
+    for every step of a call and waited their turn for it, made the tick ~0.15 s longer on
+    the 5v5 rules queue of bench_rules.py (docs/PERFORMANCE.md)."""
 
     def __init__(self, ticker: Ticker, name: str, region: str | None, counts: TickResult) -> None:
         self._ticker = ticker
@@ -240,15 +241,14 @@ class _Claims:
         self._region = region
         self._counts = counts
         self._size = ticker._batch_size
-        self._accept_timeout_s = ticker._modes[name].accept_timeout_s
         self._has_profiles = ticker._modes[name].has_profiles
         self.tickets: list[QueuedTicket] = []
         self._players: dict[str, tuple[str, ...]] | None = None
         self._batches = _Batches(self._size)
         self._sent = 0  # proposals handed to claim scripts, in the matcher's order
         self._stopped = False
-        self._pool: ThreadPoolExecutor | None = None
-        self._in_flight: deque[tuple[Future, int]] = deque()
+        self._stream: ClaimBatches | None = None
+        self._in_flight: deque[int] = deque()  # proposals of each batch in flight, oldest first
 
     def add(self, proposal: Proposal) -> None:
         """The matcher's on_proposal: a whole batch is sent at once."""
@@ -256,49 +256,49 @@ class _Claims:
             self._send(batch)
 
     def finish(self, proposals: list[Proposal]) -> None:
-        """Claims the proposals not sent yet (the matcher's full list, in its order) and waits
-        for every batch; raises the first failure (close() then counts the rest)."""
+        """Claims the proposals not sent yet (the matcher's full list, in its order) and reads
+        back every batch; raises the first failure."""
         cutter = _Batches(self._size)
         batches = [batch for proposal in proposals[self._sent:] for batch in cutter.add(proposal)]
         if cutter.pending:
             batches.append(cutter.take())
         self._batches = _Batches(self._size)
-        if self._pool is None and len(batches) <= 1:
-            if batches and not self._ticker._shutdown.is_set():
-                self._prepare(batches[0])
-                self._count(self._claim(batches[0]), len(batches[0]))
-            return
         for batch in batches:
             self._send(batch)
         while self._in_flight:
-            future, sent = self._in_flight.popleft()
-            self._count(future.result(), sent)
+            self._receive()
 
     def close(self) -> None:
-        """Whatever happens, the batches already sent are waited for and counted."""
-        if self._pool is None:
+        """Whatever happens, the batches already sent are read back and counted while Redis
+        answers (only when a failure interrupted the queue: finish() reads them all)."""
+        if self._stream is None:
             return
-        in_flight, self._in_flight = self._in_flight, deque()
-        for future, sent in in_flight:
-            if future.exception() is None:
-                self._count(future.result(), sent)
-        self._pool.shutdown(wait=True)
+        try:
+            while self._in_flight:
+                self._receive()
+        except Exception:  # the failure that interrupted the queue is already on its way up
+            logger.debug("claims of mode %s left unread", self._name, exc_info=True)
+        finally:
+            self._stream.close()
 
     def _send(self, batch: list[Proposal]) -> None:
         if self._stopped or self._ticker._shutdown.is_set():
             self._stopped = True
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=CLAIMS_IN_FLIGHT, thread_name_prefix="mm-claim")
+        if self._stream is None:
+            self._stream = self._ticker._store.claims(self._name, self._region,
+                                                      self._ticker._modes[self._name].accept_timeout_s,
+                                                      CLAIMS_IN_FLIGHT)
         if len(self._in_flight) >= CLAIMS_IN_FLIGHT:
-            future, sent = self._in_flight.popleft()
-            self._count(future.result(), sent)
+            self._receive()
             if self._ticker._shutdown.is_set():
                 self._stopped = True
                 return
         self._prepare(batch)
+        choices = _choices(batch, self._players or {}) if self._has_profiles else None
+        self._stream.send([p.teams for p in batch], choices)
         self._sent += len(batch)
-        self._in_flight.append((self._pool.submit(self._claim, batch), len(batch)))
+        self._in_flight.append(len(batch))
 
     def _prepare(self, batch: list[Proposal]) -> None:
         """Ticket id -> player ids, once per queue, when a proposal gives roles (its roles
@@ -306,13 +306,9 @@ class _Claims:
         if self._has_profiles and self._players is None and any(p.roles for p in batch):
             self._players = {t.ticket_id: t.players for t in self.tickets}
 
-    def _claim(self, batch: list[Proposal]) -> int:
-        choices = _choices(batch, self._players or {}) if self._has_profiles else None
-        results = self._ticker._store.claim(self._name, self._region, [p.teams for p in batch],
-                                            self._accept_timeout_s, choices)
-        return sum(1 for r in results if r.session_id)
-
-    def _count(self, claimed: int, sent: int) -> None:  # in the ticker's thread only
+    def _receive(self) -> None:
+        sent = self._in_flight.popleft()
+        claimed = sum(1 for r in self._stream.receive() if r.session_id)
         self._counts.matches_claimed += claimed
         self._counts.claim_conflicts += sent - claimed
 

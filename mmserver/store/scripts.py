@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import deque
 from importlib import resources
 from typing import Any, Mapping, Sequence
 
@@ -197,3 +198,76 @@ class Scripts:
     def load_all(self) -> None:
         for name in NAMES:
             self._sha(name)
+
+    def calls(self, name: str, width: int) -> Calls:
+        """Calls of script `name` with replies read later: see Calls."""
+        return Calls(self, name, width)
+
+
+class Calls:
+    """Calls of one script sent before their replies are read, for a caller with work to do
+    meanwhile (the tick: the matcher forms the next claim batch while Redis runs the last).
+    At most `width` are in flight, each on a pooled connection of its own, so Redis serves
+    other clients between them as it would between separate clients' calls; replies come back
+    in the order sent. One thread only: it replaces a pool of threads that waited on the
+    replies and, holding the GIL for each step of a call, took turns with the caller.
+
+    A reply NOSCRIPT (Redis restarted, or SCRIPT FLUSH) means that call did not run: it is
+    made again once through Scripts.call, which loads the script. close() releases the
+    connections; one still owed a reply is closed instead (its call may or may not have run,
+    as with any call whose reply was lost)."""
+
+    def __init__(self, scripts: Scripts, name: str, width: int) -> None:
+        self._scripts = scripts
+        self._name = name
+        self._width = max(1, width)
+        self._pool = scripts._client.connection_pool
+        self._idle: list = []  # connections that owe no reply
+        self._waiting: deque[tuple[Any, Sequence[Any]]] = deque()  # (connection, args), oldest first
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._waiting)
+
+    def send(self, args: Sequence[Any]) -> None:
+        """Sends one call; the caller receives the oldest reply first when `width` are in flight."""
+        if len(self._waiting) >= self._width:
+            raise RuntimeError(f"{self._width} calls in flight: receive one first")
+        connection = self._idle.pop() if self._idle else self._pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self._scripts._sha(self._name), 0, *args)
+        except BaseException:
+            connection.disconnect()  # a command sent in part, or not at all: never reused
+            self._pool.release(connection)
+            raise
+        self._waiting.append((connection, args))
+
+    def receive(self) -> Any:
+        """The reply of the oldest call in flight (its error raised, as Scripts.call would)."""
+        connection, args = self._waiting.popleft()
+        try:
+            reply = connection.read_response()
+        except redis.exceptions.NoScriptError:
+            self._idle.append(connection)  # the error reply was read whole
+            logger.info("reloading Lua script %s", self._name)
+            self._scripts._shas.pop(self._name, None)
+            return self._scripts.call(self._name, args)
+        except redis.exceptions.ResponseError:
+            self._idle.append(connection)  # an error reply, read whole: the script's own error
+            raise
+        except BaseException:
+            connection.disconnect()  # a reply read in part, or not at all
+            self._pool.release(connection)
+            raise
+        self._idle.append(connection)
+        return reply
+
+    def close(self) -> None:
+        """Releases every connection; one still owed a reply is closed first."""
+        idle, waiting = self._idle, self._waiting
+        self._idle, self._waiting = [], deque()
+        for connection, _ in waiting:
+            connection.disconnect()
+            self._pool.release(connection)
+        for connection in idle:
+            self._pool.release(connection)

@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -13,7 +14,7 @@ import redis
 
 from mmserver.matchmaking import QueuedTicket
 from mmserver.store import keys, profiles
-from mmserver.store.scripts import Scripts
+from mmserver.store.scripts import Calls, Scripts
 from mmserver.store.tickets import new_ids
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,46 @@ logger = logging.getLogger(__name__)
 class ClaimResult:
     session_id: str | None  # set when the proposal was claimed
     failed: tuple[str, ...]  # ticket ids no longer queued here, when it was not
+
+
+def claim_results(session_ids: Sequence[str], replies: Sequence[str]) -> list[ClaimResult]:
+    """claim.lua's replies, one per proposal: '' when claimed, else the ids no longer queued."""
+    return [ClaimResult(sid, ()) if reply == "" else ClaimResult(None, tuple(reply.split(",")))
+            for sid, reply in zip(session_ids, replies)]
+
+
+class Claims:
+    """One queue's claim batches, each one claim.lua call sent at once (Scripts.Calls) while
+    the caller goes on; results read back in the order sent. At most `width` in flight:
+    the caller receives before sending more."""
+
+    def __init__(self, sessions: Sessions, calls: Calls, mode: str, region: str | None,
+                 accept_timeout_s: float) -> None:
+        self._sessions = sessions
+        self._calls = calls
+        self._mode = mode
+        self._region = region
+        self._accept_timeout_s = accept_timeout_s
+        self._session_ids: deque[list[str]] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        return self._calls.in_flight
+
+    def send(self, proposals: Sequence[Sequence[Sequence[str]]], choices: Sequence[str] | None = None) -> None:
+        session_ids, args = self._sessions.claim_args(self._mode, self._region, proposals,
+                                                      self._accept_timeout_s, choices)
+        self._calls.send(args)
+        self._session_ids.append(session_ids)
+
+    def receive(self) -> list[ClaimResult]:
+        """The results of the oldest batch in flight."""
+        session_ids = self._session_ids.popleft()
+        return claim_results(session_ids, self._calls.receive())
+
+    def close(self) -> None:
+        self._session_ids.clear()
+        self._calls.close()
 
 
 @dataclass(frozen=True)
@@ -262,6 +303,16 @@ class Sessions:
         rules chose (profiles.encode_choices; '' or None for a plain mode)."""
         if not proposals:
             return []
+        session_ids, args = self.claim_args(mode, region, proposals, accept_timeout_s, choices)
+        return claim_results(session_ids, self._scripts.call("claim", args))
+
+    def claims(self, mode: str, region: str | None, accept_timeout_s: float, width: int) -> Claims:
+        """Claim batches of one queue sent while the caller goes on: see Claims."""
+        return Claims(self, self._scripts.calls("claim", width), mode, region, accept_timeout_s)
+
+    def claim_args(self, mode: str, region: str | None, proposals: Sequence[Sequence[Sequence[str]]],
+                   accept_timeout_s: float, choices: Sequence[str] | None = None) -> tuple[list[str], list]:
+        """The new session ids, and the arguments of claim.lua for these proposals."""
         with self._members_lock:
             known = self._members.get(keys.queue(mode, region), {})
         session_ids = new_ids(len(proposals))
@@ -298,11 +349,7 @@ class Sessions:
             members = [known.get(i, i) for i in ids]
             args = [*head, "a", *session_ids, *teams_list,
                     *(choices if choices is not None else [""] * n), *counts, *members, *ids]
-        replies = self._scripts.call("claim", args)
-        return [
-            ClaimResult(sid, ()) if reply == "" else ClaimResult(None, tuple(reply.split(",")))
-            for sid, reply in zip(session_ids, replies)
-        ]
+        return session_ids, args
 
     def process_deadlines(self, limit: int) -> DeadlineCounts:
         reply = self._scripts.call("deadlines", [limit, self._retention_s, self._heartbeat_ttl_ms,

@@ -24,7 +24,7 @@ from mmserver.store.events import EventLog, Page
 from mmserver.store.replicas import Replicas
 from mmserver.store.scripts import Scripts
 from mmserver.store.servers import Servers
-from mmserver.store.sessions import AllocationPage, ClaimResult, DeadlineCounts, Sessions
+from mmserver.store.sessions import AllocationPage, ClaimResult, Claims, DeadlineCounts, Sessions
 from mmserver.store.tickets import Tickets, token_hash
 from mmserver.store.viewcache import ViewCache
 
@@ -66,6 +66,31 @@ class _RedisErrors:
         if isinstance(error, redis.exceptions.ResponseError) and _TRANSIENT_CODES.search(str(error)):
             raise RedisUnavailable(f"Redis is unavailable: {error}") from error
         return False
+
+
+class ClaimBatches:
+    """sessions.Claims, its Redis errors turned into RedisUnavailable as every store call's."""
+
+    __slots__ = ("_claims",)
+
+    def __init__(self, claims: Claims) -> None:
+        self._claims = claims
+
+    @property
+    def in_flight(self) -> int:
+        return self._claims.in_flight
+
+    def send(self, proposals: Sequence[Sequence[Sequence[str]]], choices: Sequence[str] | None = None) -> None:
+        with _RedisErrors():
+            self._claims.send(proposals, choices)
+
+    def receive(self) -> list[ClaimResult]:
+        with _RedisErrors():
+            return self._claims.receive()
+
+    def close(self) -> None:
+        with _RedisErrors():
+            self._claims.close()
 
 
 class Store:
@@ -231,6 +256,11 @@ class Store:
               accept_timeout_s: float, choices: Sequence[str] | None = None) -> list[ClaimResult]:
         with _RedisErrors():
             return self._sessions.claim(mode, region, proposals, accept_timeout_s, choices)
+
+    def claims(self, mode: str, region: str | None, accept_timeout_s: float, width: int) -> ClaimBatches:
+        """One queue's claim batches sent while the caller goes on, at most `width` in flight
+        (sessions.Claims); close() it when done."""
+        return ClaimBatches(self._sessions.claims(mode, region, accept_timeout_s, width))
 
     def refresh_reads(self) -> int:
         """The TTL refreshes of reads the view cache answered since the last call (one script

@@ -131,3 +131,59 @@ def test_replies_never_cross_when_calls_time_out_on_a_busy_or_frozen_server(tmp_
         admin.close()
         client.close()
         server.stop()
+
+
+def test_calls_in_flight_answer_in_the_order_sent_each_on_a_connection_of_its_own(redis_server, redis_client):
+    client = connect(redis_server.url)
+    try:
+        scripts = Scripts(client)
+        scripts._sources["replica_list"] = "return ARGV[1]"
+        calls = scripts.calls("replica_list", 2)
+        calls.send(["a"])
+        calls.send(["b"])
+        assert calls.in_flight == 2
+        assert len({id(connection) for connection, _ in calls._waiting}) == 2
+        with pytest.raises(RuntimeError, match="2 calls in flight"):
+            calls.send(["c"])
+        assert [calls.receive(), calls.receive()] == ["a", "b"]
+        calls.send(["c"])  # on a connection that owes nothing any more
+        assert calls.receive() == "c" and calls.in_flight == 0
+        calls.close()
+        assert scripts.call("replica_list", ["d"]) == "d"
+    finally:
+        client.close()
+
+
+def test_calls_sent_after_a_script_flush_are_made_again_once_each(redis_server, redis_client):
+    client = connect(redis_server.url)
+    try:
+        scripts = Scripts(client)
+        scripts._sources["replica_list"] = "return redis.call('INCR', ARGV[1])"
+        calls = scripts.calls("replica_list", 2)
+        calls.send(["k:count"])
+        assert calls.receive() == 1
+        redis_client.script_flush()  # as after a Redis restart: the cached SHA is unknown
+        calls.send(["k:count"])
+        calls.send(["k:count"])
+        assert [calls.receive(), calls.receive()] == [2, 3]  # each NOSCRIPT made again, once
+        assert redis_client.get("k:count") == "3"
+        calls.close()
+    finally:
+        client.close()
+
+
+def test_calls_closed_with_replies_unread_leave_none_for_the_next_caller(redis_server, redis_client):
+    client = connect(redis_server.url)
+    try:
+        redis_client.set("k:first", "first")
+        redis_client.set("k:second", "second")
+        scripts = Scripts(client)
+        scripts._sources["replica_list"] = "return redis.call('GET', ARGV[1])"
+        calls = scripts.calls("replica_list", 2)
+        calls.send(["k:first"])
+        calls.send(["k:first"])
+        calls.close()  # both replies owed: both connections closed, not reused as they are
+        for _ in range(3):
+            assert scripts.call("replica_list", ["k:second"]) == "second"
+    finally:
+        client.close()

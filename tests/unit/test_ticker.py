@@ -1,6 +1,7 @@
 """The matchmaker tick against a real redis-server and the real matcher."""
 import threading
 import time
+from types import SimpleNamespace
 
 from mmserver import ticker as ticker_module
 from mmserver.config import ModeConfig, ServersConfig
@@ -10,6 +11,23 @@ from mmserver.store import Store, keys
 from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult, _Batches
 from tests.store.invariants import check_invariants
 
+
+
+def watched(batches, on_send=None, after_receive=None):
+    """Store.claims' batches with a test's hooks: on_send(proposals) before each send (it may
+    raise: nothing is sent then), after_receive(results) after each batch is read back."""
+    def send(proposals, choices=None):
+        if on_send is not None:
+            on_send(proposals)
+        batches.send(proposals, choices)
+
+    def receive():
+        results = batches.receive()
+        if after_receive is not None:
+            after_receive(results)
+        return results
+
+    return SimpleNamespace(send=send, receive=receive, close=batches.close)
 
 def _ticket(store, player, mmr=1500, mode="duel", region=None, party=()):
     view, token = store.create_ticket(player_id=player, mode=mode, mmr=mmr, region=region,
@@ -76,10 +94,9 @@ def test_shutdown_between_batches_leaves_whole_sessions_only(redis_client):
     shutdown = Shutdown()
 
     class StopAfterFirstClaim(Store):
-        def claim(self, *args, **kwargs):
-            results = super().claim(*args, **kwargs)
-            shutdown.request("test", 0, SIGNAL)
-            return results
+        def claims(self, *args, **kwargs):
+            return watched(super().claims(*args, **kwargs),
+                           after_receive=lambda results: shutdown.request("test", 0, SIGNAL))
 
     store = StopAfterFirstClaim(redis_client, modes, ServersConfig(), retention_s=60)
     result = Ticker(store, modes, shutdown=shutdown, batch_size=5).tick()
@@ -176,9 +193,8 @@ def test_a_mode_with_rules_claims_its_batches_while_it_matches(redis_client):
     seen = []
 
     class Counting(Store):
-        def claim(self, mode, region, proposals, *args, **kwargs):
-            seen.append(len(proposals))
-            return super().claim(mode, region, proposals, *args, **kwargs)
+        def claims(self, *args, **kwargs):
+            return watched(super().claims(*args, **kwargs), on_send=lambda proposals: seen.append(len(proposals)))
 
     store = Counting(redis_client, modes, ServersConfig(), retention_s=60)
     result = Ticker(store, modes, shutdown=Shutdown(), batch_size=2).tick()
@@ -215,12 +231,14 @@ def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_cl
     modes = {"ranked": ModeConfig("ranked", team_size=1, teams=2, accept_timeout_s=0, roles=(("dps", 1),))}
     calls = []
 
+    def fail_the_third(proposals):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("claim failed")
+
     class FailingThird(Store):
-        def claim(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) == 3:
-                raise RuntimeError("claim failed")
-            return super().claim(*args, **kwargs)
+        def claims(self, *args, **kwargs):
+            return watched(super().claims(*args, **kwargs), on_send=fail_the_third)
 
     store = FailingThird(redis_client, modes, ServersConfig(), retention_s=60)
     for i in range(20):
@@ -233,7 +251,7 @@ def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_cl
         assert str(error) == "claim failed"
     else:
         raise AssertionError("the failed claim was not raised")
-    # every batch sent but the failed one was waited for and counted
+    # every batch sent before the failed one was read back and counted
     assert counts.matches_claimed == 2 * (len(calls) - 1)
     statuses = check_invariants(redis_client)
     assert list(statuses.values()).count("matched") == 2 * counts.matches_claimed
@@ -247,9 +265,9 @@ def test_claim_batches_hold_at_most_claim_tickets_tickets(redis_client, monkeypa
     seen = []
 
     class Counting(Store):
-        def claim(self, mode, region, proposals, *args, **kwargs):
-            seen.append(sum(len(team) for teams in proposals for team in teams))
-            return super().claim(mode, region, proposals, *args, **kwargs)
+        def claims(self, *args, **kwargs):
+            return watched(super().claims(*args, **kwargs),
+                           on_send=lambda proposals: seen.append(sum(len(team) for teams in proposals for team in teams)))
 
     store = Counting(redis_client, modes, ServersConfig(), retention_s=60)
     for i in range(40):
