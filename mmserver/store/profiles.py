@@ -10,6 +10,7 @@ profile ('') and its member stays `id|mmr|size|enqueued_ms`.
 from __future__ import annotations
 
 import json
+import re
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
@@ -81,6 +82,24 @@ def encode_choices(region: str | None, roles: Mapping[str, str], attributes: Map
     if "|" in text:
         raise ValueError("match choices may not hold '|'")
     return f"{region or ''}|{text}"
+
+
+# Text JSON writes as it is: printable ASCII but the quote and the backslash, and '|' (the
+# record separator) aside.
+_VERBATIM = re.compile(r"[ !#-\[\]-{}~]*")
+
+
+def encode_roles(region: str | None, players: Sequence[str], roles: Sequence[str],
+                 attributes: Mapping[str, str]) -> str:
+    """encode_choices(region, dict(zip(players, roles)), attributes), the same text, written
+    out directly (a fifth of the cost; a tick encodes one per match) when there are no
+    attributes, no player repeats, and every player id and role is text JSON writes as it is:
+    the API's and the configuration's alphabets always are."""
+    if (attributes or not players or len(set(players)) != len(players)
+            or not _VERBATIM.fullmatch("".join(players) + "".join(roles))):
+        return encode_choices(region, dict(zip(players, roles)), attributes)
+    pairs = ",".join([f'"{player}":"{role}"' for player, role in zip(players, roles)])
+    return f'{region or ""}|{{"r":{{{pairs}}}}}'
 
 
 def decode_choices(text: str) -> tuple[dict[str, str], dict[str, str]]:
