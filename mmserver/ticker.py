@@ -270,8 +270,9 @@ class _Claims:
             self._receive()
 
     def close(self) -> None:
-        """Whatever happens, the batches already sent are read back and counted while Redis
-        answers (only when a failure interrupted the queue: finish() reads them all)."""
+        """Whatever happens, the batches already sent are read back and counted, until a read
+        fails (only when a failure interrupted the queue: finish() reads them all); the
+        connections of any left unread are closed."""
         if self._stream is None:
             return
         try:

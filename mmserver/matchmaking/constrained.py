@@ -1117,7 +1117,9 @@ class _Constrained:
         and that the search would have examined are matched here, among them most of those
         the search missed within its node budget: the windows and the search left take 0.13 s
         where the search alone took 0.29 s (docs/MATCH_RULES.md). A window costs one greedy
-        pick over its candidates; a rule with more than _SPREAD_STARTS starts is not tried."""
+        pick over its candidates; a rule with more than _SPREAD_STARTS starts is not tried.
+        With parties and roles, its line-up checks spend the anchor's steps as the search's
+        do (an anchor out of them is undecided this tick, as with the search alone)."""
         need = self.max_players
         best: list[_Cand] | None = None
         best_spread = _INF

@@ -95,7 +95,7 @@ def encode_roles(region: str | None, players: Sequence[str], roles: Sequence[str
     out directly (a fifth of the cost; a tick encodes one per match) when there are no
     attributes, no player repeats, and every player id and role is text JSON writes as it is:
     the API's and the configuration's alphabets always are."""
-    if (attributes or not players or len(set(players)) != len(players)
+    if (attributes or not players or len(roles) != len(players) or len(set(players)) != len(players)
             or not _VERBATIM.fullmatch("".join(players) + "".join(roles))):
         return encode_choices(region, dict(zip(players, roles)), attributes)
     pairs = ",".join([f'"{player}":"{role}"' for player, role in zip(players, roles)])

@@ -212,17 +212,21 @@ class Calls:
     in the order sent. One thread only: it replaces a pool of threads that waited on the
     replies and, holding the GIL for each step of a call, took turns with the caller.
 
-    A reply NOSCRIPT (Redis restarted, or SCRIPT FLUSH) means that call did not run: it is
-    made again once through Scripts.call, which loads the script. close() releases the
-    connections; one still owed a reply is closed instead (its call may or may not have run,
-    as with any call whose reply was lost)."""
+    A connection is taken from the pool for each call and given back once its reply is read,
+    so the pool's checks apply to every call, as to Scripts.call's (a connection Redis closed
+    while the caller worked is reconnected). A reply NOSCRIPT (SCRIPT FLUSH, or a Redis
+    restarted between two calls) means that call did not run: it is made again once through
+    Scripts.call, which loads the script. A connection still owed a reply when a read fails or
+    at close() is closed here, never reused, whether or not its pool has the stale-reply guard.
+    These calls are never retried, even on a client configured to retry: a failure is raised
+    to the caller (the tick ends; the next one reads the queue again, and a claim re-checks
+    every ticket it takes)."""
 
     def __init__(self, scripts: Scripts, name: str, width: int) -> None:
         self._scripts = scripts
         self._name = name
         self._width = max(1, width)
         self._pool = scripts._client.connection_pool
-        self._idle: list = []  # connections that owe no reply
         self._waiting: deque[tuple[Any, Sequence[Any]]] = deque()  # (connection, args), oldest first
 
     @property
@@ -233,41 +237,42 @@ class Calls:
         """Sends one call; the caller receives the oldest reply first when `width` are in flight."""
         if len(self._waiting) >= self._width:
             raise RuntimeError(f"{self._width} calls in flight: receive one first")
-        connection = self._idle.pop() if self._idle else self._pool.get_connection()
+        connection = None
         try:
+            connection = self._pool.get_connection()
             connection.send_command("EVALSHA", self._scripts._sha(self._name), 0, *args)
+            self._waiting.append((connection, args))
         except BaseException:
-            connection.disconnect()  # a command sent in part, or not at all: never reused
-            self._pool.release(connection)
+            if connection is not None:
+                connection.disconnect()  # a command sent in part, or not at all: never reused
+                self._pool.release(connection)
             raise
-        self._waiting.append((connection, args))
 
     def receive(self) -> Any:
         """The reply of the oldest call in flight (its error raised, as Scripts.call would)."""
-        connection, args = self._waiting.popleft()
+        connection, args = self._waiting[0]
         try:
-            reply = connection.read_response()
+            return connection.read_response()
         except redis.exceptions.NoScriptError:
-            self._idle.append(connection)  # the error reply was read whole
-            logger.info("reloading Lua script %s", self._name)
-            self._scripts._shas.pop(self._name, None)
-            return self._scripts.call(self._name, args)
+            pass  # the error reply was read whole; made again below, the connection given back
         except redis.exceptions.ResponseError:
-            self._idle.append(connection)  # an error reply, read whole: the script's own error
-            raise
+            raise  # the script's own error, read whole: the connection stays good
         except BaseException:
             connection.disconnect()  # a reply read in part, or not at all
-            self._pool.release(connection)
             raise
-        self._idle.append(connection)
-        return reply
+        finally:
+            self._waiting.popleft()
+            self._pool.release(connection)
+        logger.info("reloading Lua script %s", self._name)
+        self._scripts._shas.pop(self._name, None)
+        return self._scripts.call(self._name, args)
 
     def close(self) -> None:
-        """Releases every connection; one still owed a reply is closed first."""
-        idle, waiting = self._idle, self._waiting
-        self._idle, self._waiting = [], deque()
-        for connection, _ in waiting:
-            connection.disconnect()
-            self._pool.release(connection)
-        for connection in idle:
-            self._pool.release(connection)
+        """Gives back every connection; one still owed a reply is closed first."""
+        while self._waiting:
+            connection, _ = self._waiting[0]
+            try:
+                connection.disconnect()
+            finally:
+                self._waiting.popleft()
+                self._pool.release(connection)

@@ -173,17 +173,44 @@ def test_calls_sent_after_a_script_flush_are_made_again_once_each(redis_server, 
 
 
 def test_calls_closed_with_replies_unread_leave_none_for_the_next_caller(redis_server, redis_client):
-    client = connect(redis_server.url)
+    # The service's client and redis-py's own (no stale-reply guard in its pool, and retries):
+    # Calls closes a connection owed a reply itself before giving it back.
+    redis_client.set("k:first", "first")
+    redis_client.set("k:second", "second")
+    for client in (connect(redis_server.url), redis.Redis.from_url(redis_server.url, decode_responses=True)):
+        try:
+            scripts = Scripts(client)
+            scripts._sources["replica_list"] = "return redis.call('GET', ARGV[1])"
+            calls = scripts.calls("replica_list", 2)
+            calls.send(["k:first"])
+            calls.send(["k:first"])
+            calls.close()  # both replies owed: both connections closed, not reused as they are
+            for _ in range(3):
+                assert scripts.call("replica_list", ["k:second"]) == "second"
+                assert client.get("k:second") == "second"
+        finally:
+            client.close()
+
+
+def test_calls_after_redis_restarted_between_them_go_through(tmp_path):
+    # The caller works between two calls (the matcher); Redis restarts meanwhile. The next call
+    # takes a connection the pool checks (reconnected), meets NOSCRIPT and is made again.
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path, appendonly=False).start()
+    client = connect(server.url)
     try:
-        redis_client.set("k:first", "first")
-        redis_client.set("k:second", "second")
         scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return redis.call('GET', ARGV[1])"
+        scripts._sources["replica_list"] = "return ARGV[1]"
         calls = scripts.calls("replica_list", 2)
-        calls.send(["k:first"])
-        calls.send(["k:first"])
-        calls.close()  # both replies owed: both connections closed, not reused as they are
-        for _ in range(3):
-            assert scripts.call("replica_list", ["k:second"]) == "second"
+        calls.send(["a"])
+        assert calls.receive() == "a"
+        server.stop()
+        server.start()
+        time.sleep(0.2)  # past the pool's idle check interval
+        calls.send(["b"])
+        assert calls.receive() == "b"
+        calls.close()
     finally:
         client.close()
+        server.stop()

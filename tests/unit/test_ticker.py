@@ -3,14 +3,16 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from mmserver import ticker as ticker_module
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.matchmaking import Proposal
+from mmserver.redis_client import connect
 from mmserver.shutdown import SIGNAL, Shutdown
 from mmserver.store import Store, keys
 from mmserver.ticker import CLAIMS_IN_FLIGHT, Ticker, TickResult, _Batches
 from tests.store.invariants import check_invariants
-
 
 
 def watched(batches, on_send=None, after_receive=None):
@@ -28,6 +30,7 @@ def watched(batches, on_send=None, after_receive=None):
         return results
 
     return SimpleNamespace(send=send, receive=receive, close=batches.close)
+
 
 def _ticket(store, player, mmr=1500, mode="duel", region=None, party=()):
     view, token = store.create_ticket(player_id=player, mode=mode, mmr=mmr, region=region,
@@ -255,6 +258,41 @@ def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_cl
     assert counts.matches_claimed == 2 * (len(calls) - 1)
     statuses = check_invariants(redis_client)
     assert list(statuses.values()).count("matched") == 2 * counts.matches_claimed
+
+
+def test_a_matcher_failure_with_batches_in_flight_reads_them_back_and_gives_every_connection_back(
+        redis_server, redis_client, monkeypatch):
+    client = connect(redis_server.url)  # the service's client: the stale-reply guard, the direct path
+    modes = {"ranked": ModeConfig("ranked", team_size=2, teams=2, accept_timeout_s=0,
+                                  roles=(("tank", 1), ("dps", 1)))}
+    store = Store(client, modes, ServersConfig(), retention_s=60)
+    for i in range(40):
+        store.create_ticket(player_id=f"p{i}", mode="ranked", mmr=1500 + i, region=None, party=[],
+                            roles=[["tank"] if i % 2 else ["dps"]])
+    add = ticker_module._Claims.add
+    formed = []
+
+    def add_then_fail(claims, proposal):
+        add(claims, proposal)
+        formed.append(proposal)
+        if len(formed) == 4:  # two batches of 2 sent, both in flight
+            assert claims._stream.in_flight == 2
+            raise KeyError("matcher bug")
+
+    monkeypatch.setattr(ticker_module._Claims, "add", add_then_fail)
+    counts = TickResult()
+    try:
+        with pytest.raises(KeyError, match="matcher bug"):
+            Ticker(store, modes, shutdown=Shutdown(), batch_size=2)._match_queue("ranked", None, counts)
+        pool = client.connection_pool
+        assert counts.matches_claimed == 4  # both batches in flight were read back and counted
+        assert not pool._in_use_connections
+        assert all(connection.replies_owed == 0 for connection in pool._available_connections)
+        assert client.ping() is True
+        statuses = check_invariants(redis_client)
+        assert list(statuses.values()).count("matched") == 16
+    finally:
+        client.close()
 
 
 def test_claim_batches_hold_at_most_claim_tickets_tickets(redis_client, monkeypatch):
