@@ -163,6 +163,21 @@ class _Cand:
         self.mmr = mmr
 
 
+def _window_starts(a: _Cand, cands: Sequence[_Cand], d: int, limit: float) -> list[float] | None:
+    """The smallest values of the windows [x, x + limit] of dimension d (a distance rule) that
+    can hold a match with the anchor: its own value and every candidate's value below it within
+    the limit, in order; None past _SPREAD_STARTS of them (too many windows to try)."""
+    av = a.vals[d]
+    starts = {av}
+    for c in cands:
+        v = c.vals[d]
+        if v <= av and av - v <= limit:
+            starts.add(v)
+            if len(starts) > _SPREAD_STARTS:
+                return None
+    return sorted(starts)
+
+
 def propose_constrained(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,
                         on_proposal: Callable[[Proposal], None] | None = None,
                         memo: FailureMemo | None = None) -> Matching:
@@ -935,22 +950,15 @@ class _Constrained:
                 return True
         for d in range(1, len(lims)):
             limit = lims[d]
-            av = a.vals[d]
-            starts = {av}
-            for c in group:
-                v = c.vals[d]
-                if v <= av and av - v <= limit:
-                    starts.add(v)
-                    if len(starts) > _SPREAD_STARTS:
-                        break
-            if len(starts) > _SPREAD_STARTS:
+            starts = _window_starts(a, group, d, limit)
+            if starts is None:
                 continue
             # Windows from the smallest start up: one that gains no candidate over the one
             # before holds a subset of it, so it cannot make a match either (skipped).
             ordered = sorted(group, key=lambda c: c.vals[d])
             values = [c.vals[d] for c in ordered]
             last_end = -1
-            for x in sorted(starts):
+            for x in starts:
                 begin = bisect_left(values, x)
                 end = begin
                 while end < len(values) and values[end] - x <= limit:
@@ -1125,17 +1133,12 @@ class _Constrained:
         best_spread = _INF
         for d in range(1, len(lims)):
             limit = lims[d]
-            av = a.vals[d]
-            starts = {av}
-            for c in cands:
-                v = c.vals[d]
-                if v <= av and av - v <= limit:
-                    starts.add(v)
-            if len(starts) > _SPREAD_STARTS:
+            starts = _window_starts(a, cands, d, limit)
+            if starts is None:
                 continue
             values = sorted([c.vals[d] for c in cands])
             last_end = -1
-            for x in sorted(starts):
+            for x in starts:
                 # A window that gains no candidate over the one before holds a subset of it.
                 end = bisect_right(values, x + limit)
                 if end == last_end:

@@ -34,13 +34,19 @@ def _interrupt_next_reply_read():
     sys.settrace(trace)
 
 
+def with_script(client: redis.Redis, source: str) -> Scripts:
+    """Scripts on `client` whose script replica_list runs `source` instead."""
+    scripts = Scripts(client)
+    scripts._sources["replica_list"] = source
+    return scripts
+
+
 def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_caller(redis_server, redis_client):
     client = connect(redis_server.url)
     try:
         redis_client.set("k:first", "first")
         redis_client.set("k:second", "second")
-        scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return redis.call('GET', ARGV[1])"
+        scripts = with_script(client, "return redis.call('GET', ARGV[1])")
         scripts._sha("replica_list")
         assert scripts._pool is not None  # the direct path is the one under test
         _interrupt_next_reply_read()
@@ -59,8 +65,7 @@ def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_caller
 def test_an_error_reply_keeps_the_connection(redis_server, redis_client):
     client = connect(redis_server.url)
     try:
-        scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return redis.error_reply('ERR nope ' .. ARGV[1])"
+        scripts = with_script(client, "return redis.error_reply('ERR nope ' .. ARGV[1])")
         scripts._sha("replica_list")
         with pytest.raises(redis.ResponseError, match="nope 1"):
             scripts.call("replica_list", ["1"])
@@ -103,8 +108,7 @@ def test_replies_never_cross_when_calls_time_out_on_a_busy_or_frozen_server(tmp_
                 crossed.append((arg, reply))
 
     try:
-        scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return ARGV[1]"
+        scripts = with_script(client, "return ARGV[1]")
         threads = [threading.Thread(target=work, args=(i,), name=f"caller-{i}") for i in range(4)]
         for thread in threads:
             thread.start()
@@ -136,8 +140,7 @@ def test_replies_never_cross_when_calls_time_out_on_a_busy_or_frozen_server(tmp_
 def test_calls_in_flight_answer_in_the_order_sent_each_on_a_connection_of_its_own(redis_server, redis_client):
     client = connect(redis_server.url)
     try:
-        scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return ARGV[1]"
+        scripts = with_script(client, "return ARGV[1]")
         calls = scripts.calls("replica_list", 2)
         calls.send(["a"])
         calls.send(["b"])
@@ -157,8 +160,7 @@ def test_calls_in_flight_answer_in_the_order_sent_each_on_a_connection_of_its_ow
 def test_calls_sent_after_a_script_flush_are_made_again_once_each(redis_server, redis_client):
     client = connect(redis_server.url)
     try:
-        scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return redis.call('INCR', ARGV[1])"
+        scripts = with_script(client, "return redis.call('INCR', ARGV[1])")
         calls = scripts.calls("replica_list", 2)
         calls.send(["k:count"])
         assert calls.receive() == 1
@@ -179,8 +181,7 @@ def test_calls_closed_with_replies_unread_leave_none_for_the_next_caller(redis_s
     redis_client.set("k:second", "second")
     for client in (connect(redis_server.url), redis.Redis.from_url(redis_server.url, decode_responses=True)):
         try:
-            scripts = Scripts(client)
-            scripts._sources["replica_list"] = "return redis.call('GET', ARGV[1])"
+            scripts = with_script(client, "return redis.call('GET', ARGV[1])")
             calls = scripts.calls("replica_list", 2)
             calls.send(["k:first"])
             calls.send(["k:first"])
@@ -200,8 +201,7 @@ def test_calls_after_redis_restarted_between_them_go_through(tmp_path):
     server = RedisServer(tmp_path, appendonly=False).start()
     client = connect(server.url)
     try:
-        scripts = Scripts(client)
-        scripts._sources["replica_list"] = "return ARGV[1]"
+        scripts = with_script(client, "return ARGV[1]")
         calls = scripts.calls("replica_list", 2)
         calls.send(["a"])
         assert calls.receive() == "a"
