@@ -118,23 +118,28 @@ class SentinelDeployment:
         for node in [*self.sentinels, self.replica, self.master]:
             node.kill()
 
-    def wait_healthy(self, timeout: float = 20.0) -> None:
+    def wait_healthy(self, timeout: float = 45.0) -> None:
         """Until the replica streams from the master and every sentinel knows the replica and
-        the other sentinels (they find each other through hello messages every 2 s): before
-        that, a killed master may not be failed over at all."""
+        the other sentinels (they find each other through hello messages every 2 s, and the
+        replica through the master's INFO, read every 10 s): before that, a killed master may
+        not be failed over at all. Alone this takes ~5 s; once, under the whole suite on
+        Redis 7.0, it took more than 20 s."""
         wait_until(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
                    timeout, what="the replica to sync", ignoring=NOT_YET)
         others = len(self.sentinels) - 1
+        seen: dict[int, tuple[str, str]] = {}  # sentinel port -> (replicas, other sentinels) last seen
 
         def sentinels_see_everything() -> bool:
             for sentinel in self.sentinels:
                 state = sentinel.client().sentinel_master(self.service)
+                seen[sentinel.port] = (state["num-slaves"], state["num-other-sentinels"])
                 if int(state["num-slaves"]) < 1 or int(state["num-other-sentinels"]) < others:
                     return False
             return True
 
-        wait_until(sentinels_see_everything, timeout, what="the sentinels to see the replica and each other",
-                   ignoring=NOT_YET)
+        if not wait_until(sentinels_see_everything, timeout, ignoring=NOT_YET):
+            raise AssertionError(f"timed out after {timeout} s waiting for the sentinels to see the replica "
+                                 f"and each other; (replicas, other sentinels) by sentinel port: {seen}")
 
     def master_port(self) -> int | None:
         """The master's port if every living sentinel names the same one; None while they
