@@ -22,8 +22,8 @@ from mmserver.matchmaking import FailureMemo, MatchRules, Proposal, QueuedTicket
 from mmserver.matchmaking.backfill import OpenBackfill, plan_backfills
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
-from mmserver.store.store import ClaimBatches
 from mmserver.store.profiles import encode_choices, encode_roles
+from mmserver.store.store import ClaimBatches
 
 logger = logging.getLogger(__name__)
 
