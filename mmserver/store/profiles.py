@@ -92,9 +92,9 @@ _VERBATIM = re.compile(r"[ !#-\[\]-{}~]*")
 def encode_roles(region: str | None, players: Sequence[str], roles: Sequence[str],
                  attributes: Mapping[str, str]) -> str:
     """encode_choices(region, dict(zip(players, roles)), attributes), the same text, written
-    out directly (a fifth of the cost; a tick encodes one per match) when there are no
-    attributes, no player repeats, and every player id and role is text JSON writes as it is:
-    the API's and the configuration's alphabets always are."""
+    out directly (1.8 against 3.0 us for ten players; a tick encodes one per match) when there
+    are no attributes, no player repeats, and every player id and role is text JSON writes as
+    it is: the API's and the configuration's alphabets always are."""
     if (attributes or not players or len(roles) != len(players) or len(set(players)) != len(players)
             or not _VERBATIM.fullmatch("".join(players) + "".join(roles))):
         return encode_choices(region, dict(zip(players, roles)), attributes)

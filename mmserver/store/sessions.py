@@ -33,7 +33,7 @@ def claim_results(session_ids: Sequence[str], replies: Sequence[str]) -> list[Cl
 
 
 class Claims:
-    """One queue's claim batches, each one claim.lua call sent at once (Scripts.Calls) while
+    """One queue's claim batches, each one claim.lua call sent at once (scripts.Calls) while
     the caller goes on; results read back in the order sent. At most `width` in flight:
     the caller receives before sending more."""
 
