@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from array import array
 from itertools import compress, count, islice
-from operator import eq
+from operator import eq, ne
 from typing import Sequence
 
 from mmserver.matchmaking.model import QueuedTicket
@@ -63,14 +63,25 @@ def _order_ties(anchors: list[int], enqueued: Sequence[float], ids: Sequence[str
     """Within each run of equal enqueue times, order the anchors (sorted by time) by ticket id.
     (Any indexes sorted by a key: constrained.py orders tickets of equal MMR the same way.)"""
     times = list(map(enqueued.__getitem__, anchors))
-    # Positions k where times[k] == times[k + 1], found without a Python-level loop: ties are
-    # rare, and this runs on every call.
+    # Positions k where times[k] == times[k + 1], found without a Python-level loop.
     tied = list(compress(count(), map(eq, times, islice(times, 1, None))))
+    if not tied:
+        return
+    key = ids.__getitem__
+    if 2 * len(tied) > len(times):
+        # Mostly ties (a burst of tickets created within the same milliseconds: 100,000 in
+        # 11 s share 11,500 enqueue times): walk the runs, cut where the time changes, rather
+        # than the tied positions one by one (0.013 s against 0.023 s for that queue).
+        starts = [0, *compress(count(1), map(ne, times, islice(times, 1, None))), len(times)]
+        for start, end in zip(starts, islice(starts, 1, None)):
+            if end - start > 1:
+                anchors[start:end] = sorted(anchors[start:end], key=key)
+        return
     k = 0
     while k < len(tied):
         start = end = tied[k]
         while k + 1 < len(tied) and tied[k + 1] == end + 1:
             k += 1
             end += 1
-        anchors[start:end + 2] = sorted(anchors[start:end + 2], key=ids.__getitem__)
+        anchors[start:end + 2] = sorted(anchors[start:end + 2], key=key)
         k += 1
