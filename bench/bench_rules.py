@@ -13,7 +13,11 @@ For each, on a real redis-server filled through the store's own create script:
 - matching tick: the real rules, first tick over the full queue: nearly everything is matched
   and claimed in that one tick. Meanwhile another process pings the same Redis every
   millisecond (RedisWaits): the longest wait is how long the tick held Redis from every other
-  client of it, other replicas included;
+  client of it, other replicas included. Whether Redis rewrote its append-only file during
+  the tick is reported: the filling's and the tick's own writes start a rewrite there, which
+  takes a core of this 2-core host and slows Redis's scripts; --aof-rewrite-first rewrites
+  the file before the tick instead (docs/PERFORMANCE.md, "The tick and the append-only file's
+  rewrite");
 - the tick after it: the same ticker again, nothing new queued: every ticket the matching tick
   left is examined again and (nearly) none can match. The steady tick above is the best case
   of a queue that cannot match (each ticket refused by its MMR window at once); this is the
@@ -28,6 +32,7 @@ expansion step and its window's cap (--settle-s), then times --rounds ticks with
 new, and --rounds ticks with 50 new players of the same population before each.
 
     .venv/bin/python bench/bench_rules.py [--count 100000] [--rounds 3] [--scenarios 1v1,5v5-rules] [--settle-s S]
+                                          [--aof-rewrite-first]
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RedisServer, RedisWaits, Report, fill_queue, median  # noqa: E402
+from common import AofRewrites, RedisServer, RedisWaits, Report, fill_queue, median, rewrite_aof  # noqa: E402
 
 from mmserver.config import ModeConfig, ServersConfig  # noqa: E402
 from mmserver.matchmaking import MatchRules, match_queue  # noqa: E402
@@ -106,7 +111,8 @@ def settle_s(mode: ModeConfig) -> float:
     return max(steps, default=0.0)
 
 
-def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, settle: float | None = None) -> dict:
+def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, settle: float | None = None,
+            rewrite_first: bool = False) -> dict:
     mode, profile = SCENARIOS[scenario]
     modes = {mode.name: mode}
     client = redis_server.client(decode_responses=True, socket_timeout=None)
@@ -135,8 +141,10 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, s
         matching = match_queue(tickets, rules, store.now())
         matches.append(time.perf_counter() - started)
 
+    if rewrite_first:
+        rewrite_aof(client)
     ticker = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS)
-    with RedisWaits(redis_server.url) as waits:
+    with AofRewrites(client) as rewrites, RedisWaits(redis_server.url) as waits:
         result = ticker.tick()
     left = client.zcard(keys.queue(mode.name, None))
     after = ticker.tick()
@@ -149,6 +157,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, s
         "match_s": round(median(matches), 4),
         "proposals": len(matching.proposals),
         "matching_tick_s": round(result.duration_s, 4),
+        "aof_rewrite_first": rewrite_first,
+        "aof_rewrite_during_tick": rewrites.during,
         "matches_claimed": result.matches_claimed,
         "tickets_matched": queued - left,
         "redis_waits": waits.summary(),
@@ -192,23 +202,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-s", type=float,
                         help="the wait after the newest ticket before the settled ticks (default: the mode's last "
                              "step or window cap, +1 s)")
+    parser.add_argument("--aof-rewrite-first", action="store_true",
+                        help="rewrite the append-only file before each matching tick: the tick then starts from a "
+                             "compacted file; without it, the filling's and the tick's own writes start a rewrite "
+                             "during the tick (the row says whether one ran)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     report = Report("rules", vars(args) | {"out": None})
     report["target"] = "5v5 with roles, two rules and latencies, 100,000 queued: steady tick < 1 s, matching tick < 2 s"
     rows = []
     print(f"{'scenario':<10} {'queued':>8} {'steady':>8} {'read':>7} {'match':>7} {'matching tick':>14} "
-          f"{'matches':>8} {'tickets':>8} {'next tick':>10} {'left':>7}  "
+          f"{'matches':>8} {'tickets':>8} {'next tick':>10} {'left':>7} {'AOF rewrite':>11}  "
           f"{'Redis held others: longest, p99, waits > 20 ms':>10}")
     with tempfile.TemporaryDirectory() as directory:
         redis_server = RedisServer(Path(directory)).start()
         try:
             for scenario in args.scenarios.split(","):
-                row = measure(redis_server, scenario, args.count, args.rounds, args.settle_s)
+                row = measure(redis_server, scenario, args.count, args.rounds, args.settle_s, args.aof_rewrite_first)
                 rows.append(row)
                 print(f"{scenario:<10} {row['queued']:>8,} {row['steady_tick_s']:>8.3f} {row['read_queue_s']:>7.3f} "
                       f"{row['match_s']:>7.3f} {row['matching_tick_s']:>14.3f} {row['matches_claimed']:>8,} "
-                      f"{row['tickets_matched']:>8,} {row['next_tick_s']:>10.3f} {row['left']:>7,}  "
+                      f"{row['tickets_matched']:>8,} {row['next_tick_s']:>10.3f} {row['left']:>7,} "
+                      f"{'during' if row['aof_rewrite_during_tick'] else 'none':>11}  "
                       f"{row['redis_waits']['max_ms']} ms, "
                       f"{row['redis_waits']['p99_ms']} ms, {row['redis_waits']['over_20ms']}", flush=True)
                 if row["next_tick_us_per_ticket"] is not None:

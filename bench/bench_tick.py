@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RedisServer, Report, fill_queue, median  # noqa: E402
+from common import AofRewrites, RedisServer, Report, fill_queue, median, rewrite_aof  # noqa: E402
 
 from mmserver.config import ModeConfig, ServersConfig  # noqa: E402
 from mmserver.matchmaking import MatchRules, propose_matches  # noqa: E402
@@ -41,7 +41,7 @@ SCENARIOS = {
 }
 
 
-def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: int) -> dict:
+def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: int, rewrite_first: bool = False) -> dict:
     mode, parties = SCENARIOS[scenario]
     modes = {mode.name: mode}
     # FLUSHALL of a million tickets takes seconds: no socket timeout on this client.
@@ -73,9 +73,12 @@ def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: i
         proposes.append(time.perf_counter() - started)
 
     # Redis's side of the matching tick: its scripts (the claims, mostly) and its process CPU.
+    if rewrite_first:
+        rewrite_aof(client)
     client.config_resetstat()
     cpu_before = client.info("cpu")
-    result = Ticker(store, modes, shutdown=Shutdown()).tick()
+    with AofRewrites(client) as rewrites:
+        result = Ticker(store, modes, shutdown=Shutdown()).tick()
     cpu_after = client.info("cpu")
     scripts_s = client.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0) / 1e6
     redis_cpu_s = sum(cpu_after[k] - cpu_before[k] for k in ("used_cpu_user", "used_cpu_sys"))
@@ -93,6 +96,8 @@ def measure(redis_server: RedisServer, scenario: str, count: int, idle_rounds: i
         "matching_tick_s": round(result.duration_s, 4),
         "matching_tick_redis_scripts_s": round(scripts_s, 4),
         "matching_tick_redis_cpu_s": round(redis_cpu_s, 4),
+        "aof_rewrite_first": rewrite_first,
+        "aof_rewrite_during_tick": rewrites.during,
         "matches_claimed": result.matches_claimed,
         "claim_conflicts": result.claim_conflicts,
         "tickets_matched": matched,
@@ -109,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--rounds", type=int, default=3, help="idle ticks per size (1 above 100,000)")
+    parser.add_argument("--aof-rewrite-first", action="store_true",
+                        help="rewrite the append-only file before each matching tick (see bench_rules.py)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -116,20 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     report["target"] = "a tick over 100,000 queued tickets under 1 s"
     rows = []
     print(f"{'scenario':<12} {'queued':>9} {'idle tick':>10} {'read':>8} {'propose':>8} "
-          f"{'match tick':>11} {'its Redis scripts':>18} {'matched/s':>10} {'B/ticket':>9}")
+          f"{'match tick':>11} {'its Redis scripts':>18} {'matched/s':>10} {'B/ticket':>9} {'AOF rewrite':>11}")
     with tempfile.TemporaryDirectory() as directory:
         redis_server = RedisServer(Path(directory)).start()
         try:
             for scenario in args.scenarios.split(","):
                 for count in sizes:
-                    row = measure(redis_server, scenario, count, args.rounds if count <= 100_000 else 1)
+                    row = measure(redis_server, scenario, count, args.rounds if count <= 100_000 else 1,
+                                  args.aof_rewrite_first)
                     rows.append(row)
                     report["results"] = rows
                     report.write(args.out)  # after every size: a long run keeps what it measured
                     print(f"{scenario:<12} {row['queued']:>9,} {row['idle_tick_s']:>10.4f} {row['read_queue_s']:>8.4f} "
                           f"{row['propose_s']:>8.4f} {row['matching_tick_s']:>11.4f} "
                           f"{row['matching_tick_redis_scripts_s']:>18.4f} "
-                          f"{row['tickets_matched_per_s'] or 0:>10,} {row['redis_bytes_per_ticket']:>9}", flush=True)
+                          f"{row['tickets_matched_per_s'] or 0:>10,} {row['redis_bytes_per_ticket']:>9} "
+                          f"{'during' if row['aof_rewrite_during_tick'] else 'none':>11}", flush=True)
         finally:
             redis_server.stop()
     report["results"] = rows

@@ -159,6 +159,48 @@ class RedisWaits:
                 "over_20ms": sum(1 for w in waits if w > 0.020)}
 
 
+class AofRewrites:
+    """Did Redis rewrite its append-only file while a block ran? `with AofRewrites(client) as
+    rewrites: ...`, then `rewrites.during`. A rewrite is a fork whose child writes the whole
+    dataset while the parent goes on (in 6.2 it also buffers every write meanwhile and pipes it
+    to the child): on this 2-core host the child takes a core from the tick and Redis's scripts
+    slow down, so a figure measured across one is not the same figure (docs/PERFORMANCE.md,
+    "The tick and the append-only file's rewrite"). Redis starts one by itself when the file
+    doubled since the last (auto-aof-rewrite-percentage 100): the benchmarks save no RDB, so a
+    fork here is a rewrite."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.during = False
+
+    def _forks(self) -> int:
+        return int(self._client.info("stats")["total_forks"])
+
+    def __enter__(self) -> "AofRewrites":
+        self._before = self._forks()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.during = self._forks() > self._before
+
+
+def rewrite_aof(client, timeout: float = 300.0) -> None:
+    """Rewrite the append-only file now and wait until it is done: what follows starts from a
+    compacted file, as a Redis does between two rewrites, rather than wherever the filling
+    left it (a benchmark's own writes otherwise start a rewrite at the same point every run)."""
+    if int(client.info("persistence")["aof_enabled"]) != 1:
+        return
+    if not int(client.info("persistence")["aof_rewrite_in_progress"]):
+        client.bgrewriteaof()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        persistence = client.info("persistence")
+        if not int(persistence["aof_rewrite_in_progress"]) and not int(persistence["aof_rewrite_scheduled"]):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the append-only file's rewrite did not finish")
+
+
 def start_loadgen(args: Sequence[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(LOADGEN), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -49,12 +49,35 @@ def test_create_ratio(tmp_path):
 
 
 def test_tick(tmp_path):
-    report = run("bench_tick.py", tmp_path / "t.json", "--sizes", "200", "--rounds", "1")
+    report = run("bench_tick.py", tmp_path / "t.json", "--sizes", "200", "--rounds", "1", "--aof-rewrite-first")
     rows = {row["scenario"]: row for row in report["results"]}
     assert set(rows) == {"1v1", "5v5-parties"}
+    # Rewritten before the tick; 200 tickets never start a rewrite of their own (64 MB at least).
+    assert rows["1v1"]["aof_rewrite_first"] and not rows["1v1"]["aof_rewrite_during_tick"]
     assert rows["1v1"]["queued"] == 200
     assert rows["1v1"]["tickets_matched"] > 150  # uniform MMRs: nearly all pair up
     assert rows["1v1"]["matching_tick_redis_scripts_s"] > 0  # its claims ran in Redis
+
+
+def test_aof_rewrites_are_seen(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        from common import AofRewrites, RedisServer, rewrite_aof
+    finally:
+        sys.path.remove(str(BENCH))
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = server.client()
+        client.set("k", "v")
+        with AofRewrites(client) as quiet:
+            client.set("k", "w")
+        with AofRewrites(client) as rewritten:
+            rewrite_aof(client)  # returns once the rewrite is done
+        assert not quiet.during and rewritten.during
+        assert client.info("persistence")["aof_rewrite_in_progress"] == 0
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_rules(tmp_path):
