@@ -14,7 +14,9 @@ redis-server (append-only file on), filled through the store's own create script
 For each: the tick's time, and its allocation phase alone (the phase's wall time, the
 allocation scripts' time in Redis and their calls); what another client waited (RedisWaits: a process of its own pings
 every millisecond: the longest wait, p99, waits over 20 ms); and Redis's own SLOWLOG (every
-command over 1 ms): the longest run of each script by name and of other commands.
+command over 1 ms): the longest run of each script by name and of other commands. Whether Redis
+rewrote its append-only file during the tick is said too: a rewrite makes the waits longer
+(bench_rules.py, docs/PERFORMANCE.md "The tick and the append-only file's rewrite").
 
     .venv/bin/python bench/bench_redis_hold.py [--count 100000] [--scenarios 5v5-alloc,5v5-rules-steady]
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RedisServer, RedisWaits, Report, fill_queue  # noqa: E402
+from common import AofRewrites, RedisServer, RedisWaits, Report, fill_queue  # noqa: E402
 
 import bench_rules  # noqa: E402
 from mmserver.config import ModeConfig, ServersConfig  # noqa: E402
@@ -102,13 +104,14 @@ def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
     client.slowlog_reset()
     ticker = Ticker(store, modes, shutdown=Shutdown(), regions=regions)
     allocation = _time_allocation(ticker, client)
-    with RedisWaits(redis_server.url) as waits:
+    with AofRewrites(client) as rewrites, RedisWaits(redis_server.url) as waits:
         started = time.perf_counter()
         result = ticker.tick()
         tick_s = time.perf_counter() - started
     row = {"scenario": scenario, "queued": count, "tick_s": round(tick_s, 3), **allocation,
            "matches_claimed": result.matches_claimed, "allocated": result.allocated,
-           "others_waited": waits.summary(), "longest_ms": _longest(client)}
+           "others_waited": waits.summary(), "longest_ms": _longest(client),
+           "aof_rewrite_during_tick": rewrites.during}
     client.config_set("slowlog-log-slower-than", 10000)
     client.slowlog_reset()
     client.flushall()
@@ -137,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['allocation_s']:.2f} s, its scripts {row['allocation_scripts_s']:.2f} s in "
                       f"{row['allocation_calls']} calls); others waited: "
                       f"longest {waited['max_ms']} ms, p99 {waited['p99_ms']} ms, {waited['over_20ms']} over 20 ms "
-                      f"of {waited['pings']:,} pings; longest in Redis (ms): {top}", flush=True)
+                      f"of {waited['pings']:,} pings; longest in Redis (ms): {top}; append-only file rewritten "
+                      f"during the tick: {'yes' if row['aof_rewrite_during_tick'] else 'no'}", flush=True)
         finally:
             redis_server.stop()
     report["results"] = rows
