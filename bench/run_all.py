@@ -22,6 +22,9 @@ FULL = {
     "create": ["bench_create.py"],
     "tick": ["bench_tick.py"],
     "rules": ["bench_rules.py"],
+    # The same ticks with the append-only file rewritten before them instead of during them.
+    "rules_rewritten": ["bench_rules.py", "--scenarios", "1v1,5v5-rules", "--aof-rewrite-first",
+                        "--out", str(HERE / "results" / "rules_rewritten.json")],
     "rules_parties": ["bench_rules_parties.py"],
     "rules_waiting": ["bench_rules_waiting.py"],
     "redis_hold": ["bench_redis_hold.py"],
@@ -41,6 +44,8 @@ QUICK = {
     "create": ["bench_create.py", "--rounds", "2", "--seconds", "2"],
     "tick": ["bench_tick.py", "--sizes", "1000,10000", "--rounds", "1"],
     "rules": ["bench_rules.py", "--count", "2000", "--rounds", "1"],
+    "rules_rewritten": ["bench_rules.py", "--count", "2000", "--rounds", "1", "--scenarios", "1v1,5v5-rules",
+                        "--aof-rewrite-first"],
     "rules_parties": ["bench_rules_parties.py", "--sizes", "1000,10000"],
     "rules_waiting": ["bench_rules_waiting.py", "--tickets", "10000", "--arrivals", "50", "--ticks", "4"],
     "redis_hold": ["bench_redis_hold.py", "--count", "5000"],
