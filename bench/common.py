@@ -178,10 +178,12 @@ class AofRewrites:
 
     def __enter__(self) -> "AofRewrites":
         self._before = self._forks()
+        # One started before the block and still running counts too.
+        self._running = bool(int(self._client.info("persistence")["aof_rewrite_in_progress"]))
         return self
 
     def __exit__(self, *exc) -> None:
-        self.during = self._forks() > self._before
+        self.during = self._running or self._forks() > self._before
 
 
 def rewrite_aof(client, timeout: float = 300.0) -> None:

@@ -75,6 +75,14 @@ def test_aof_rewrites_are_seen(tmp_path):
             rewrite_aof(client)  # returns once the rewrite is done
         assert not quiet.during and rewritten.during
         assert client.info("persistence")["aof_rewrite_in_progress"] == 0
+        # One already running when the block starts counts too (enough keys that the child
+        # is still writing them, and not yet reaped, when the block begins).
+        client.eval("for i = 1, 200000 do redis.call('SET', 'k' .. i, i) end", 0)
+        client.bgrewriteaof()
+        with AofRewrites(client) as running:
+            pass
+        assert running.during
+        rewrite_aof(client)  # waits for it to end
         client.close()
     finally:
         server.stop()
