@@ -104,7 +104,7 @@ def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
     client.slowlog_reset()
     ticker = Ticker(store, modes, shutdown=Shutdown(), regions=regions)
     allocation = _time_allocation(ticker, client)
-    with AofRewrites(client) as rewrites, RedisWaits(redis_server.url) as waits:
+    with RedisWaits(redis_server.url) as waits, AofRewrites(client) as rewrites:
         started = time.perf_counter()
         result = ticker.tick()
         tick_s = time.perf_counter() - started

@@ -141,10 +141,9 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, s
         matching = match_queue(tickets, rules, store.now())
         matches.append(time.perf_counter() - started)
 
-    if rewrite_first:
-        rewrite_aof(client)
+    rewritten = rewrite_aof(client) if rewrite_first else False
     ticker = Ticker(store, modes, shutdown=Shutdown(), regions=REGIONS)
-    with AofRewrites(client) as rewrites, RedisWaits(redis_server.url) as waits:
+    with RedisWaits(redis_server.url) as waits, AofRewrites(client) as rewrites:
         result = ticker.tick()
     left = client.zcard(keys.queue(mode.name, None))
     after = ticker.tick()
@@ -157,7 +156,7 @@ def measure(redis_server: RedisServer, scenario: str, count: int, rounds: int, s
         "match_s": round(median(matches), 4),
         "proposals": len(matching.proposals),
         "matching_tick_s": round(result.duration_s, 4),
-        "aof_rewrite_first": rewrite_first,
+        "aof_rewrite_first": rewritten,
         "aof_rewrite_during_tick": rewrites.during,
         "matches_claimed": result.matches_claimed,
         "tickets_matched": queued - left,

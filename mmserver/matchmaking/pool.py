@@ -70,8 +70,8 @@ def _order_ties(anchors: list[int], enqueued: Sequence[float], ids: Sequence[str
     key = ids.__getitem__
     if 2 * len(tied) > len(times):
         # Mostly ties (a burst of tickets created within the same milliseconds: 100,000 in
-        # 11 s share 11,500 enqueue times): walk the runs, cut where the time changes, rather
-        # than the tied positions one by one (0.013 s against 0.023 s for that queue).
+        # 11.5 s share 11,487 enqueue times): walk the runs, cut where the time changes, rather
+        # than the tied positions one by one (0.013 s against 0.023 s for that queue, quiet).
         starts = [0, *compress(count(1), map(ne, times, islice(times, 1, None))), len(times)]
         for start, end in zip(starts, islice(starts, 1, None)):
             if end - start > 1:
