@@ -16,9 +16,11 @@ allocation scripts' time in Redis and their calls); what another client waited (
 every millisecond: the longest wait, p99, waits over 20 ms); and Redis's own SLOWLOG (every
 command over 1 ms): the longest run of each script by name and of other commands. Whether Redis
 rewrote its append-only file during the tick is said too: a rewrite makes the waits longer
-(bench_rules.py, docs/PERFORMANCE.md "The tick and the append-only file's rewrite").
+(bench_rules.py, docs/PERFORMANCE.md "The tick and the append-only file's rewrite");
+--aof-rewrite-first rewrites the file before each tick instead.
 
     .venv/bin/python bench/bench_redis_hold.py [--count 100000] [--scenarios 5v5-alloc,5v5-rules-steady]
+                                               [--aof-rewrite-first]
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import AofRewrites, RedisServer, RedisWaits, Report, fill_queue  # noqa: E402
+from common import AofRewrites, RedisServer, RedisWaits, Report, fill_queue, rewrite_aof  # noqa: E402
 
 import bench_rules  # noqa: E402
 from mmserver.config import ModeConfig, ServersConfig  # noqa: E402
@@ -91,7 +93,7 @@ def _time_allocation(ticker: Ticker, client) -> dict:
     return figures
 
 
-def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
+def measure(redis_server: RedisServer, scenario: str, count: int, rewrite_first: bool = False) -> dict:
     fill_modes, modes, servers, regions, profile = _scenario(scenario)
     client = redis_server.client(decode_responses=True, socket_timeout=None)
     client.flushall()
@@ -101,6 +103,7 @@ def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
     store.allocate(1)  # the static pool seeded before the measured tick (nothing waits yet)
     client.config_set("slowlog-log-slower-than", 1000)
     client.config_set("slowlog-max-len", 1_000_000)
+    rewritten = rewrite_aof(client) if rewrite_first else False
     client.slowlog_reset()
     ticker = Ticker(store, modes, shutdown=Shutdown(), regions=regions)
     allocation = _time_allocation(ticker, client)
@@ -111,7 +114,7 @@ def measure(redis_server: RedisServer, scenario: str, count: int) -> dict:
     row = {"scenario": scenario, "queued": count, "tick_s": round(tick_s, 3), **allocation,
            "matches_claimed": result.matches_claimed, "allocated": result.allocated,
            "others_waited": waits.summary(), "longest_ms": _longest(client),
-           "aof_rewrite_during_tick": rewrites.during}
+           "aof_rewrite_first": rewritten, "aof_rewrite_during_tick": rewrites.during}
     client.config_set("slowlog-log-slower-than", 10000)
     client.slowlog_reset()
     client.flushall()
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--scenarios", default="5v5-alloc,5v5-rules-steady")
+    parser.add_argument("--aof-rewrite-first", action="store_true",
+                        help="rewrite the append-only file before each tick (see bench_rules.py)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     report = Report("redis_hold", vars(args) | {"out": None})
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = RedisServer(Path(directory)).start()
         try:
             for scenario in args.scenarios.split(","):
-                row = measure(redis_server, scenario, args.count)
+                row = measure(redis_server, scenario, args.count, args.aof_rewrite_first)
                 rows.append(row)
                 waited = row["others_waited"]
                 top = ", ".join(f"{name} {ms:.1f}" for name, ms in list(row["longest_ms"].items())[:4])

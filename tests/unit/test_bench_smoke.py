@@ -132,9 +132,10 @@ def test_rules_waiting(tmp_path):
 
 
 def test_redis_hold(tmp_path):
-    report = run("bench_redis_hold.py", tmp_path / "h.json", "--count", "600")
+    report = run("bench_redis_hold.py", tmp_path / "h.json", "--count", "600", "--aof-rewrite-first")
     rows = {row["scenario"]: row for row in report["results"]}
     assert set(rows) == {"5v5-alloc", "5v5-rules-steady"}
+    assert all(row["aof_rewrite_first"] and not row["aof_rewrite_during_tick"] for row in rows.values())
     assert rows["5v5-alloc"]["matches_claimed"] == rows["5v5-alloc"]["allocated"] > 0
     assert rows["5v5-alloc"]["allocation_calls"] >= 1 and rows["5v5-alloc"]["allocation_s"] > 0
     assert rows["5v5-alloc"]["others_waited"]["pings"] > 0
