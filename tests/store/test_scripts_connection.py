@@ -34,6 +34,14 @@ def _interrupt_next_reply_read():
     sys.settrace(trace)
 
 
+@pytest.fixture
+def client(redis_server):
+    """The service's own client (mmserver.redis_client.connect) on the test's Redis."""
+    client = connect(redis_server.url)
+    yield client
+    client.close()
+
+
 def with_script(client: redis.Redis, source: str) -> Scripts:
     """Scripts on `client` whose script replica_list runs `source` instead."""
     scripts = Scripts(client)
@@ -41,44 +49,36 @@ def with_script(client: redis.Redis, source: str) -> Scripts:
     return scripts
 
 
-def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_caller(redis_server, redis_client):
-    client = connect(redis_server.url)
+def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next_caller(client, redis_client):
+    redis_client.set("k:first", "first")
+    redis_client.set("k:second", "second")
+    scripts = with_script(client, "return redis.call('GET', ARGV[1])")
+    scripts._sha("replica_list")
+    assert scripts._pool is not None  # the direct path is the one under test
+    _interrupt_next_reply_read()
     try:
-        redis_client.set("k:first", "first")
-        redis_client.set("k:second", "second")
-        scripts = with_script(client, "return redis.call('GET', ARGV[1])")
-        scripts._sha("replica_list")
-        assert scripts._pool is not None  # the direct path is the one under test
-        _interrupt_next_reply_read()
-        try:
-            with pytest.raises(_Interrupted):
-                scripts.call("replica_list", ["k:first"])
-        finally:
-            sys.settrace(None)
-        # At once (well within the pool's idle check interval), on the same pooled connection.
-        assert scripts.call("replica_list", ["k:second"]) == "second"
-        assert scripts.call("replica_list", ["k:first"]) == "first"
+        with pytest.raises(_Interrupted):
+            scripts.call("replica_list", ["k:first"])
     finally:
-        client.close()
+        sys.settrace(None)
+    # At once (well within the pool's idle check interval), on the same pooled connection.
+    assert scripts.call("replica_list", ["k:second"]) == "second"
+    assert scripts.call("replica_list", ["k:first"]) == "first"
 
 
-def test_an_error_reply_keeps_the_connection(redis_server, redis_client):
-    client = connect(redis_server.url)
+def test_an_error_reply_keeps_the_connection(client, redis_client):
+    scripts = with_script(client, "return redis.error_reply('ERR nope ' .. ARGV[1])")
+    scripts._sha("replica_list")
+    with pytest.raises(redis.ResponseError, match="nope 1"):
+        scripts.call("replica_list", ["1"])
+    connection = client.connection_pool.get_connection()
     try:
-        scripts = with_script(client, "return redis.error_reply('ERR nope ' .. ARGV[1])")
-        scripts._sha("replica_list")
-        with pytest.raises(redis.ResponseError, match="nope 1"):
-            scripts.call("replica_list", ["1"])
-        connection = client.connection_pool.get_connection()
-        try:
-            # The whole error reply was read: the connection is still the same open socket.
-            assert connection._sock is not None
-        finally:
-            client.connection_pool.release(connection)
-        with pytest.raises(redis.ResponseError, match="nope 2"):
-            scripts.call("replica_list", ["2"])
+        # The whole error reply was read: the connection is still the same open socket.
+        assert connection._sock is not None
     finally:
-        client.close()
+        client.connection_pool.release(connection)
+    with pytest.raises(redis.ResponseError, match="nope 2"):
+        scripts.call("replica_list", ["2"])
 
 
 def test_replies_never_cross_when_calls_time_out_on_a_busy_or_frozen_server(tmp_path):
@@ -137,41 +137,33 @@ def test_replies_never_cross_when_calls_time_out_on_a_busy_or_frozen_server(tmp_
         server.stop()
 
 
-def test_calls_in_flight_answer_in_the_order_sent_each_on_a_connection_of_its_own(redis_server, redis_client):
-    client = connect(redis_server.url)
-    try:
-        scripts = with_script(client, "return ARGV[1]")
-        calls = scripts.calls("replica_list", 2)
-        calls.send(["a"])
-        calls.send(["b"])
-        assert calls.in_flight == 2
-        assert len({id(connection) for connection, _ in calls._waiting}) == 2
-        with pytest.raises(RuntimeError, match="2 calls in flight"):
-            calls.send(["c"])
-        assert [calls.receive(), calls.receive()] == ["a", "b"]
-        calls.send(["c"])  # on a connection that owes nothing any more
-        assert calls.receive() == "c" and calls.in_flight == 0
-        calls.close()
-        assert scripts.call("replica_list", ["d"]) == "d"
-    finally:
-        client.close()
+def test_calls_in_flight_answer_in_the_order_sent_each_on_a_connection_of_its_own(client, redis_client):
+    scripts = with_script(client, "return ARGV[1]")
+    calls = scripts.calls("replica_list", 2)
+    calls.send(["a"])
+    calls.send(["b"])
+    assert calls.in_flight == 2
+    assert len({id(connection) for connection, _ in calls._waiting}) == 2
+    with pytest.raises(RuntimeError, match="2 calls in flight"):
+        calls.send(["c"])
+    assert [calls.receive(), calls.receive()] == ["a", "b"]
+    calls.send(["c"])  # on a connection that owes nothing any more
+    assert calls.receive() == "c" and calls.in_flight == 0
+    calls.close()
+    assert scripts.call("replica_list", ["d"]) == "d"
 
 
-def test_calls_sent_after_a_script_flush_are_made_again_once_each(redis_server, redis_client):
-    client = connect(redis_server.url)
-    try:
-        scripts = with_script(client, "return redis.call('INCR', ARGV[1])")
-        calls = scripts.calls("replica_list", 2)
-        calls.send(["k:count"])
-        assert calls.receive() == 1
-        redis_client.script_flush()  # as after a Redis restart: the cached SHA is unknown
-        calls.send(["k:count"])
-        calls.send(["k:count"])
-        assert [calls.receive(), calls.receive()] == [2, 3]  # each NOSCRIPT made again, once
-        assert redis_client.get("k:count") == "3"
-        calls.close()
-    finally:
-        client.close()
+def test_calls_sent_after_a_script_flush_are_made_again_once_each(client, redis_client):
+    scripts = with_script(client, "return redis.call('INCR', ARGV[1])")
+    calls = scripts.calls("replica_list", 2)
+    calls.send(["k:count"])
+    assert calls.receive() == 1
+    redis_client.script_flush()  # as after a Redis restart: the cached SHA is unknown
+    calls.send(["k:count"])
+    calls.send(["k:count"])
+    assert [calls.receive(), calls.receive()] == [2, 3]  # each NOSCRIPT made again, once
+    assert redis_client.get("k:count") == "3"
+    calls.close()
 
 
 def test_calls_closed_with_replies_unread_leave_none_for_the_next_caller(redis_server, redis_client):

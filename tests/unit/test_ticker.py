@@ -184,15 +184,22 @@ def test_racing_tickers_with_failing_ready_checks_account_for_every_ticket(redis
     assert "cancelled" in statuses.values()
 
 
-def test_a_mode_with_rules_claims_its_batches_while_it_matches(redis_client):
-    # 2v2 with roles: batches of 2 proposals are claimed as the matcher forms them; every
-    # proposal is claimed once, and the roles chosen reach the sessions.
+def _queue_of_tanks_and_dps(client) -> dict[str, ModeConfig]:
+    """A 2v2 mode with one tank and one dps a team, no ready check, and 40 solo tickets queued
+    in it, tank and dps in turn (MMR 1500 up): 10 matches. Its modes, by name."""
     modes = {"ranked": ModeConfig("ranked", team_size=2, teams=2, accept_timeout_s=0,
                                   roles=(("tank", 1), ("dps", 1)))}
-    store = Store(redis_client, modes, ServersConfig(), retention_s=60)
+    store = Store(client, modes, ServersConfig(), retention_s=60)
     for i in range(40):
         store.create_ticket(player_id=f"p{i}", mode="ranked", mmr=1500 + i, region=None, party=[],
                             roles=[["tank"] if i % 2 else ["dps"]])
+    return modes
+
+
+def test_a_mode_with_rules_claims_its_batches_while_it_matches(redis_client):
+    # 2v2 with roles: batches of 2 proposals are claimed as the matcher forms them; every
+    # proposal is claimed once, and the roles chosen reach the sessions.
+    modes = _queue_of_tanks_and_dps(redis_client)
     seen = []
 
     class Counting(Store):
@@ -263,12 +270,8 @@ def test_a_failed_claim_while_matching_is_raised_and_the_others_counted(redis_cl
 def test_a_matcher_failure_with_batches_in_flight_reads_them_back_and_gives_every_connection_back(
         redis_server, redis_client, monkeypatch):
     client = connect(redis_server.url)  # the service's client: the stale-reply guard, the direct path
-    modes = {"ranked": ModeConfig("ranked", team_size=2, teams=2, accept_timeout_s=0,
-                                  roles=(("tank", 1), ("dps", 1)))}
+    modes = _queue_of_tanks_and_dps(client)
     store = Store(client, modes, ServersConfig(), retention_s=60)
-    for i in range(40):
-        store.create_ticket(player_id=f"p{i}", mode="ranked", mmr=1500 + i, region=None, party=[],
-                            roles=[["tank"] if i % 2 else ["dps"]])
     add = ticker_module._Claims.add
     formed = []
 
