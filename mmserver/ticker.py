@@ -153,7 +153,7 @@ class Ticker:
                  on_proposal: Callable[[Proposal], None] | None = None) -> tuple[list[Proposal], dict[str, str]] | None:
         """Proposals and explanations for one queue; None when the mode's match function failed
         (reported, and the mode skips this tick). `on_proposal` sees proposals as the matcher
-        forms them (modes with rules; the others form theirs all at once)."""
+        forms them (a match function's come all at once)."""
         now = self._store.now()  # Redis's clock: the one that stamped every enqueue time
         function = self._functions.get(name)
         if function is None:

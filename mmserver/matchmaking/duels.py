@@ -36,6 +36,7 @@ from __future__ import annotations
 from array import array
 from itertools import accumulate, islice
 from operator import add, sub
+from typing import Callable
 
 from mmserver.matchmaking.model import Proposal
 from mmserver.matchmaking.pool import Pool
@@ -50,7 +51,8 @@ class _TooBig(Exception):
     pass
 
 
-def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
+def propose_duels(pool: Pool, rules: MatchRules, now: float,
+                  on_proposal: Callable[[Proposal], None] | None = None) -> list[Proposal]:
     base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     ids, mmr, enqueued, anchors = pool.ids, pool.mmr, pool.enqueued, pool.anchors
     n = len(anchors)
@@ -96,7 +98,8 @@ def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
     if 2 * k1 < n and not (2 * k1 == n - 1 and _proven(s1, gaps)):
         _improve(pool, rules, now, partner)
 
-    # Proposals in the order of their older ticket, as the callers expect.
+    # Proposals in the order of their older ticket, as the callers expect; each one handed on
+    # as it is made, so the caller's claims overlap the rest of this loop and its own work.
     proposals = []
     append = proposals.append
     seen = bytearray(n + 2)
@@ -104,7 +107,10 @@ def propose_duels(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
         q = partner[p]
         if q and not seen[p]:
             seen[p] = seen[q] = 1
-            append(Proposal(((ids[p],), (ids[q],)), abs(mmr[q] - mmr[p])))
+            proposal = Proposal(((ids[p],), (ids[q],)), abs(mmr[q] - mmr[p]))
+            append(proposal)
+            if on_proposal is not None:
+                on_proposal(proposal)
     return proposals
 
 

@@ -51,15 +51,15 @@ def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, 
     Plain modes (`rules.plain`) use the fast searches of `propose_matches`; their unmatched
     eligible tickets are blocked by "players" when the unmatched queue holds fewer players than
     a match, else by "mmr" (the MMR window is their only rule). Every other mode goes to
-    constrained.propose_constrained, which documents its semantics and blocked_by order, and
-    hands each proposal to `on_proposal` as soon as it is formed (in the order of the result's
-    list), so a caller may act on it while the rest of the queue is matched; plain modes form
-    theirs all at once and do not call it. `memo`: the queue's FailureMemo, kept by the caller
-    from tick to tick (modes with rules; memo.py).
+    constrained.propose_constrained, which documents its semantics and blocked_by order.
+    Either way each proposal goes to `on_proposal` as soon as it is final (in the order of the
+    result's list), so a caller may act on it while the rest of the queue is matched (1v1
+    pairs only once the whole queue is paired; the others one by one). `memo`: the queue's
+    FailureMemo, kept by the caller from tick to tick (modes with rules; memo.py).
     """
     if not rules.plain:
         return propose_constrained(tickets, rules, now, on_proposal, memo)
-    proposals = propose_matches(tickets, rules, now)
+    proposals = propose_matches(tickets, rules, now, on_proposal)
     matched = {ticket_id for proposal in proposals for team in proposal.teams for ticket_id in team}
     team_size = rules.team_size
     waiting = [t for t in tickets if 1 <= t.size <= team_size and t.ticket_id not in matched]
@@ -67,8 +67,10 @@ def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, 
     return Matching(proposals, {t.ticket_id: reason for t in waiting})
 
 
-def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float) -> list[Proposal]:
-    """Match proposals, oldest anchors first; each ticket appears in at most one.
+def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,
+                    on_proposal: Callable[[Proposal], None] | None = None) -> list[Proposal]:
+    """Match proposals, oldest anchors first; each ticket appears in at most one. Each also
+    goes to `on_proposal`, in the list's order, as soon as it is final.
 
     All tickets must come from one mode and one region, with distinct ids. Tickets whose size
     is outside 1..team_size can never be placed and are left out.
@@ -79,13 +81,14 @@ def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: flo
         return []
     pool = Pool(eligible)
     if team_size == 1 and rules.teams == 2:
-        return propose_duels(pool, rules, now)
+        return propose_duels(pool, rules, now, on_proposal)
     if all(t.size == 1 for t in eligible):
-        return _solos(pool, rules, now)
-    return _parties(pool, rules, now)
+        return _solos(pool, rules, now, on_proposal)
+    return _parties(pool, rules, now, on_proposal)
 
 
-def _solos(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
+def _solos(pool: Pool, rules: MatchRules, now: float,
+           on_proposal: Callable[[Proposal], None] | None) -> list[Proposal]:
     base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     team_size, teams = rules.team_size, rules.teams
     need = rules.players_per_match
@@ -128,13 +131,15 @@ def _solos(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
         chosen = run[best_start:best_start + need]
         pool.remove(chosen)
         split = balance([mmr[x] for x in chosen], ones, team_size, teams)
-        proposals.append(
-            Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), best_spread)
-        )
+        proposal = Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), best_spread)
+        proposals.append(proposal)
+        if on_proposal is not None:
+            on_proposal(proposal)
     return proposals
 
 
-def _parties(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
+def _parties(pool: Pool, rules: MatchRules, now: float,
+             on_proposal: Callable[[Proposal], None] | None) -> list[Proposal]:
     base, growth, cap = rules.mmr_window, rules.mmr_window_growth_per_s, rules.mmr_window_max
     team_size, teams = rules.team_size, rules.teams
     need = rules.players_per_match
@@ -220,9 +225,10 @@ def _parties(pool: Pool, rules: MatchRules, now: float) -> list[Proposal]:
                 left_in_queue[s] = in_queue[s]
                 queue_key -= radix[s]
         split = balance([mmr[x] for x in chosen], [size[x] for x in chosen], team_size, teams)
-        proposals.append(
-            Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), _spread(chosen, mmr))
-        )
+        proposal = Proposal(tuple(tuple(ids[chosen[i]] for i in team) for team in split), _spread(chosen, mmr))
+        proposals.append(proposal)
+        if on_proposal is not None:
+            on_proposal(proposal)
     return proposals
 
 

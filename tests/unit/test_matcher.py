@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mmserver.config import ModeConfig
-from mmserver.matchmaking import MatchRules, Proposal, QueuedTicket, propose_matches, window
+from mmserver.matchmaking import MatchRules, Proposal, QueuedTicket, match_queue, propose_matches, window
 
 NOW = 1000.0
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -111,6 +111,19 @@ def test_every_proposal_obeys_the_rules(case):
 def test_rules_hold_on_larger_queues(case):
     rules, tickets = case
     check_proposals(propose_matches(tickets, rules, NOW - 960), tickets, rules, NOW - 960)
+
+
+@FAST
+@given(queues(max_tickets=40, max_players=12, team_sizes=(1, 2, 3, 5), teams_choices=(2, 3)))
+def test_each_proposal_is_handed_on_once_in_the_results_order(case):
+    """The ticker claims what on_proposal hands it while the matcher goes on, then claims the
+    result's proposals after those it was handed: both must be the same list, in order. (1v1
+    pairs, solos and parties each take a search of their own.)"""
+    rules, tickets = case
+    handed: list[Proposal] = []
+    proposals = propose_matches(tickets, rules, NOW - 960, handed.append)
+    assert [id(p) for p in handed] == [id(p) for p in proposals]
+    assert match_queue(tickets, rules, NOW - 960).proposals == proposals
 
 
 @settings(FAST, max_examples=600)
