@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any, Callable, Protocol
 
 import falcon
@@ -17,6 +16,7 @@ import falcon
 from mmserver.http import validation
 from mmserver.http.errors import ApiError
 from mmserver.http.validation import BadRequest
+from mmserver.store.events import is_stream_id
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ MAX_REASON_CHARS = 200
 MAX_DEAD_LETTER_PAGE = 1000
 MAX_MATCH_PAGE = 200  # each listed match is one script call: the page stays cheap
 MAX_DEAD_LETTER_IDS = 1000  # ids named in one replay or discard
-DEAD_LETTER_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 class WebhooksNotConfigured(ApiError):
@@ -266,7 +265,7 @@ def _dead_letter_ids(body: dict) -> list[str] | None:
     if not isinstance(ids, list) or not ids or len(ids) > MAX_DEAD_LETTER_IDS:
         raise BadRequest(f"'ids' must be a list of 1 to {MAX_DEAD_LETTER_IDS} dead-letter ids.")
     for value in ids:
-        if not isinstance(value, str) or not DEAD_LETTER_ID.fullmatch(value):
+        if not is_stream_id(value):
             raise BadRequest("Each id must be a dead-letter id such as \"1718000000000-0\".")
     return list(dict.fromkeys(ids))
 
@@ -279,7 +278,7 @@ class DeadLettersResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         after = req.get_param("after")
-        if after is not None and not DEAD_LETTER_ID.fullmatch(after):
+        if after is not None and not is_stream_id(after):
             raise BadRequest("'after' must be a dead-letter id such as \"1718000000000-0\".")
         send_json(resp, self._control.dead_letters(after, page_limit(req, 100, MAX_DEAD_LETTER_PAGE)))
 

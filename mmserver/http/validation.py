@@ -18,6 +18,7 @@ import falcon
 
 from mmserver.config import ModeConfig
 from mmserver.matchmaking.backfill import Slot
+from mmserver.store.events import is_stream_id
 
 PLAYER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 SERVER_ID = PLAYER_ID
@@ -399,7 +400,6 @@ class EventsRequest:
 
 MAX_EVENTS_PER_PAGE = 1000
 DEFAULT_EVENTS_PER_PAGE = 100
-EVENT_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 def events_request(params: Mapping[str, Any], event_types: Collection[str],
@@ -410,7 +410,7 @@ def events_request(params: Mapping[str, Any], event_types: Collection[str],
     if unknown:
         raise BadRequest(f"Unknown query parameter {unknown[0]!r}; allowed: {', '.join(allowed)}.")
     after = _single(params, "after")
-    if after is not None and EVENT_CURSOR.fullmatch(after) is None:
+    if after is not None and not is_stream_id(after):
         raise BadRequest("'after' must be an event id (as in 'next' or an event's 'id').")
     wait_s = poll_request({"wait": params["wait"]}).wait if "wait" in params else None
     limit = DEFAULT_EVENTS_PER_PAGE

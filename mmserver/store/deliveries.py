@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import redis
 
 from mmserver.store import keys
-from mmserver.store.events import EVENT_ID, decode
+from mmserver.store.events import LAST_STREAM_ID, decode
 from mmserver.store.store import _RedisErrors
 
 GROUP = keys.WEBHOOK_GROUP
@@ -309,7 +309,11 @@ class Deliveries:
     def dead_letters(self, after: str | None, limit: int) -> dict:
         """A page of dead letters, oldest first: {"dead_letters": [...], "next", "total"}."""
         with self._client.pipeline(transaction=False) as pipe:
-            pipe.xrange(keys.WEBHOOK_DEAD, f"({after}" if after else "-", "+", count=limit)
+            if after == LAST_STREAM_ID:  # nothing follows it ('(' past it is no id): none
+                start, end = "+", "-"
+            else:
+                start, end = f"({after}" if after else "-", "+"
+            pipe.xrange(keys.WEBHOOK_DEAD, start, end, count=limit)
             pipe.xlen(keys.WEBHOOK_DEAD)
             with _RedisErrors():
                 entries, total = pipe.execute()
@@ -428,6 +432,3 @@ def _id_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
-
-def valid_id(value: str) -> bool:
-    return isinstance(value, str) and EVENT_ID.fullmatch(value) is not None

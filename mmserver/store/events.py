@@ -16,7 +16,17 @@ import redis
 
 from mmserver.store import keys
 
-EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_PART_MAX = 2 ** 64 - 1  # each part of a stream id is an unsigned 64-bit number
+LAST_STREAM_ID = f"{_PART_MAX}-{_PART_MAX}"  # nothing can ever follow it
+
+
+def is_stream_id(value: Any) -> bool:
+    """Whether `value` is an id Redis takes for a stream entry, '<ms>-<seq>': what a client may
+    send as an event or dead-letter cursor. (A part past 64 bits, or non-ASCII digits, which
+    a plain \\d would take, made XRANGE fail: a 500 instead of a 400.)"""
+    match = _STREAM_ID.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and int(match[1]) <= _PART_MAX and int(match[2]) <= _PART_MAX
 
 # Every type a script emits (scripts/lib/ and the scripts; tests/store/test_event_log.py checks the
 # list against the sources), for documentation and for validating filters.
@@ -66,6 +76,8 @@ class EventLog:
         of `types` and `modes` when given. At most `scan` entries are looked at per call, so
         a filter that matches little costs a bounded amount; `next` then moves past them."""
         cursor = after or "0-0"
+        if cursor == LAST_STREAM_ID:  # '(' past it is no id at all: XRANGE would refuse it
+            return Page([], cursor)
         found: list[dict] = []
         scanned = 0
         while len(found) < limit and scanned < scan:

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 
 from mmserver.http.waiters import ANY_CHANGE
+from mmserver.store.events import LAST_STREAM_ID
 from tests.api.conftest import bearer, openapi
 from tests.api.test_auth import BACKEND_KEY, make_client, player_token, post
 from tests.waiting import PROMPTLY_S, wait_until
@@ -66,11 +67,20 @@ def test_only_backend_keys_read_events(api):
 @pytest.mark.parametrize("query", [
     "after=abc", "after=1-2-3", "limit=0", "limit=1001", "limit=x", "wait=31", "wait=-1", "wait=nan",
     "type=ticket.nope", "mode=nope", "colour=red", "after=1-0&after=2-0", "type=" + "x" * 5000,
+    # Ids Redis refuses: a part past 64 bits, digits that are not ASCII.
+    "after=18446744073709551616-0", "after=0-99999999999999999999", "after=%D9%A3-%D9%A3",
 ])
 def test_bad_queries_are_400(api, query):
     result = read(api, query)
     assert result.status_code == 400, result.text
     assert "Traceback" not in result.text and len(result.text) < 2000
+
+
+def test_the_last_possible_id_is_a_cursor_with_nothing_after_it(api):
+    post(api, {"player_id": "p1", "mode": "duel", "mmr": 1}, BACKEND_KEY)
+    result = read(api, f"after={LAST_STREAM_ID}")
+    assert result.status_code == 200, result.text
+    assert result.json == {"events": [], "next": LAST_STREAM_ID}
 
 
 def test_a_long_poll_answers_when_an_event_arrives(api, waiters):

@@ -8,6 +8,7 @@ import pytest
 
 from mmserver.store import keys
 from mmserver.store.deliveries import KEPT, LAST_ATTEMPT, TAKEN, Deliveries, NoGroup, Waiting
+from mmserver.store.events import LAST_STREAM_ID
 from tests.store.conftest import new_ticket
 
 
@@ -149,6 +150,7 @@ def test_dead_letters_keep_the_event_and_replay_moves_them_back_once(store, redi
     assert letter["event"] == delivery.event and letter["attempts"] == 1
     assert letter["last_error"] == "HTTP 503 Service Unavailable"
     assert a.dead_letters(dead_id, 10)["dead_letters"] == []
+    assert a.dead_letters(LAST_STREAM_ID, 10) == {"dead_letters": [], "next": LAST_STREAM_ID, "total": 1}
 
     assert a.replay([dead_id, "1-0"]) == {"replayed": 1, "not_found": ["1-0"]}
     assert a.replay(None) == {"replayed": 0, "not_found": []}
