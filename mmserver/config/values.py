@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from mmserver.addresses import BadAddress, canonical_address
 from mmserver.config.model import (
     PLACEHOLDER_MARKS,
     REDIS_SCHEMES,
@@ -190,12 +191,9 @@ def toml_addresses(where: str, value: Any) -> tuple[str, ...]:
         if not isinstance(item, str):
             raise ConfigError(f"{where}: expected \"host:port\" strings, got {item!r}")
         try:
-            address = parse_address(item)
-        except ConfigError as error:
-            raise ConfigError(f"{where}: {error}") from None
-        if address.port == 0:
-            raise ConfigError(f"{where}: port 0 in {item!r}")
-        addresses.append(str(address))
+            addresses.append(canonical_address(item))  # as servers register theirs
+        except BadAddress as error:
+            raise ConfigError(f"{where}: {error} in {item!r}") from None
     if len(set(addresses)) != len(addresses):
         raise ConfigError(f"{where}: an address is listed twice")
     return tuple(addresses)

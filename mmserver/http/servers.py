@@ -34,7 +34,7 @@ class ServerResource:
         self._access.server(self._access.caller(req))
         server = validation.server_id(server_id)
         heartbeat = validation.server_heartbeat(validation.read_json(req), self._regions)
-        resp.media = self._store.heartbeat_server(server, heartbeat.address, heartbeat.region)
+        resp.media = self._store.heartbeat_server(server, heartbeat.address, heartbeat.region, heartbeat.sent)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, server_id: str) -> None:
         self._access.server(self._access.caller(req))

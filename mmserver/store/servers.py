@@ -21,8 +21,10 @@ class Servers:
         self._scripts = scripts
         self._retention_s = retention_s
 
-    def heartbeat(self, server_id: str, address: str, region: str | None = None) -> dict:
-        reply = self._scripts.call("heartbeat", [server_id, address, region or ""])
+    def heartbeat(self, server_id: str, address: str, region: str | None = None,
+                  sent: str | None = None) -> dict:
+        """`address` canonical (mmserver/addresses.py); `sent` as the server wrote it."""
+        reply = self._scripts.call("heartbeat", [server_id, address, region or "", sent or address])
         if reply[0] == "clash":
             raise Conflict(f"The address {address} is held by another server ({reply[1]}): "
                            "one address is one server.", title="Address in use")

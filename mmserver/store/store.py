@@ -164,9 +164,10 @@ class Store:
             return self._tickets.release(player_id)
 
     # --- dedicated servers and matches ---
-    def heartbeat_server(self, server_id: str, address: str, region: str | None = None) -> dict:
+    def heartbeat_server(self, server_id: str, address: str, region: str | None = None,
+                         sent: str | None = None) -> dict:
         with _RedisErrors():
-            return self._servers.heartbeat(server_id, address, region)
+            return self._servers.heartbeat(server_id, address, region, sent)
 
     def deregister_server(self, server_id: str) -> dict:
         with _RedisErrors():

@@ -18,6 +18,26 @@ def test_heartbeat_registers_and_refreshes(client):
     assert again.status_code == 200 and again.json["state"] == "free"
 
 
+def test_one_address_is_one_server_however_it_is_spelt(client):
+    """The registry compares addresses as text: each is kept in one spelling, or another
+    spelling of a busy server's address would register it again, free for a second match."""
+    first = client.simulate_put("/v1/servers/gs-1", json={"address": "HOST.Example.:07777"}, headers=AUTH)
+    assert first.status_code == 200 and first.json["address"] == "host.example:7777"
+    v6 = client.simulate_put("/v1/servers/gs-2", json={"address": "[0:0::1]:7777"}, headers=AUTH)
+    assert v6.status_code == 200 and v6.json["address"] == "[::1]:7777"
+    mapped = client.simulate_put("/v1/servers/gs-3", json={"address": "[::ffff:10.0.0.5]:80"}, headers=AUTH)
+    assert mapped.status_code == 200 and mapped.json["address"] == "10.0.0.5:80"
+    for other in ["host.example:7777", "HOST.EXAMPLE:7777", "host.example.:7777", "[::1]:07777",
+                  "[0000::0001]:7777", "10.0.0.5:080"]:
+        result = client.simulate_put("/v1/servers/gs-9", json={"address": other}, headers=AUTH)
+        assert result.status_code == 409, (other, result.json)
+        assert result.json["title"] == "Address in use"
+    for ambiguous in ["10.0.0.05:7777", "10.5:7777", "256.0.0.1:7777", "a..b:7777", "[1::2::3]:7777"]:
+        result = client.simulate_put("/v1/servers/gs-9", json={"address": ambiguous}, headers=AUTH)
+        assert result.status_code == 422, (ambiguous, result.json)
+        assert "address" in result.json["description"]
+
+
 def test_server_token_missing_or_wrong_is_401(client):
     body = {"address": "10.0.0.5:7777"}
     for headers in [{}, bearer("wrong"), bearer(SERVER_TOKEN + "x"), {"Authorization": SERVER_TOKEN}]:

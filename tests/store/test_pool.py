@@ -202,6 +202,24 @@ def test_a_busy_server_cannot_move_to_another_address(redis_client):
     assert store.heartbeat_server("gs-1", "10.0.0.9:7000")["state"] == "busy"
 
 
+def test_a_busy_server_registered_under_another_spelling_keeps_it_until_its_match_ends(redis_client):
+    """Before addresses were kept canonical a server could register as 'HOST.example:07777'.
+    Busy when the replicas are upgraded, it keeps that address (its players were sent there)
+    rather than have its heartbeats refused as a move, which would end its match."""
+    store = _store(redis_client)
+    store.heartbeat_server("gs-1", "HOST.example:07777")  # as an earlier version stored it
+    pair, = _allocating(store)
+    store.allocate(10)
+    beat = store.heartbeat_server("gs-1", "host.example:7777", sent="HOST.example:07777")
+    assert (beat["state"], beat["address"]) == ("busy", "HOST.example:07777")
+    with pytest.raises(Conflict, match="only while free"):  # any other spelling is a move
+        store.heartbeat_server("gs-1", "host.example:7777", sent="host.example:7777")
+    store.finish_match(_assignment(store, pair[0])["match_id"])
+    free = store.heartbeat_server("gs-1", "host.example:7777", sent="HOST.example:07777")
+    assert (free["state"], free["address"]) == ("free", "host.example:7777")
+    assert redis_client.hgetall(keys.SERVER_ADDRESSES) == {"host.example:7777": "gs-1"}
+
+
 def test_a_server_named_like_a_reply_tag_registers(redis_client):
     store = _store(redis_client)
     for i, server_id in enumerate(("clash", "static", "moving", "ok")):

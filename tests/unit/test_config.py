@@ -132,8 +132,11 @@ allocation_timeout_s = 30
         ("[modes]\n", "at least one"),
         ("[modes.'bad name']\n", "mode name"),
         ("[matchmaking]\n", "unknown section"),
-        ("[modes.duel]\n[servers]\nstatic = ['nohost']\n", "HOST:PORT"),
+        ("[modes.duel]\n[servers]\nstatic = ['nohost']\n", "host:port"),
         ("[modes.duel]\n[servers]\nstatic = ['a:1', 'a:1']\n", "twice"),
+        ("[modes.duel]\n[servers]\nstatic = ['A.:1', 'a:01']\n", "twice"),  # one address, two spellings
+        ("[modes.duel]\n[servers]\nstatic = ['10.0.0.05:1']\n", "not an IPv4 address"),
+        ("[modes.duel]\n[servers]\nstatic = ['a:0']\n", "between 1 and 65535"),
         ("[modes.duel]\n[servers]\nheartbeat_ttl_s = 0\n", "greater than 0"),
         ("[modes.duel]\n[servers]\ntoken = ''\n", "must not be empty"),
         ("not toml at all [", "not valid TOML"),
@@ -145,6 +148,12 @@ def test_bad_config_files_are_refused(tmp_path, text, fragment):
         load([], {"MMSERVER_CONFIG": str(path)})
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_static_servers_are_kept_in_the_spelling_servers_register_in(tmp_path):
+    path = write(tmp_path, "[modes.duel]\n[servers]\nstatic = ['GS.example.:07777', '[0::1]:7777']\n")
+    config = load([], {"MMSERVER_CONFIG": str(path)})
+    assert config.servers.static == ("gs.example:7777", "[::1]:7777")
 
 
 def test_the_command_exits_2_with_one_line_and_no_traceback(tmp_path):

@@ -1,11 +1,16 @@
--- ARGV: server_id, address, region ('' for none). Registers or refreshes a server.
+-- ARGV: server_id, address (canonical), region ('' for none), the address as the server sent
+-- it. Registers or refreshes a server.
 -- Returns {server_id, address, 'free'|'busy', match_id or '', region or '', '1' if leaving,
 -- the match's roster version or ''}, {'clash', holder}
 -- when another server holds the address, or {'static'} for a static server's id.
-local id, address, region = ARGV[1], ARGV[2], ARGV[3]
+local id, address, region, sent = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = svkey(id)
 local sv = hgetall(key)
 if sv.k == 's' then return { 'static' } end
+-- A busy server registered, before addresses were kept canonical, under another spelling of
+-- its address ('HOST:07777') keeps that one until its match ends: its players were sent there,
+-- and refusing its heartbeats as a move would end the match as "server lost".
+if sv.m and sv.a == sent then address = sent end
 local holder = redis.call('HGET', ADDRESSES, address)
 if holder and holder ~= id then return { 'clash', holder } end
 if sv.m and sv.a and sv.a ~= address then return { 'moving', sv.m } end
