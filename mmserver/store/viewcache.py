@@ -64,7 +64,9 @@ class _Entry:
         self.fields = fields
         self.token_hash = token_hash
         party = fields.get("y")
-        self.players = (fields["p"], *party.split(",")) if party else (fields["p"],)
+        players = (fields["p"], *party.split(",")) if party else (fields["p"],)
+        left = fields.get("lf")  # party members who left its match: no longer its players
+        self.players = tuple(p for p in players if p not in left.split(",")) if left else players
         self.stored = stored
         # Messages of this replica's own write still to come, which must not evict the entry
         # (only ever the creation's own publish, see put()).

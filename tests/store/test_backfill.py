@@ -8,8 +8,9 @@ import pytest
 
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.matchmaking.backfill import Fill, Slot
-from mmserver.store import Conflict, NotFound, Store, keys
+from mmserver.store import Conflict, Forbidden, NotFound, Store, keys
 from mmserver.store.events import EventLog
+from mmserver.store.tickets import player_access
 from tests.store.conftest import new_ticket
 from tests.store.invariants import check_invariants
 
@@ -162,7 +163,11 @@ def test_finishing_a_match_ends_its_backfills(store, redis_client):
 
 def test_a_party_member_leaving_keeps_the_ticket_until_the_last_one(store, redis_client):
     mid, a, b, c = squad_match(store)
+    assert store.read_ticket(a[0], access=player_access("amy"))["assignment"]["join_token"]
     out = store.leave_match(mid, "amy")
+    with pytest.raises(Forbidden):  # no longer its match: nor its join token
+        store.read_ticket(a[0], access=player_access("amy"))
+    assert store.read_ticket(a[0], access=player_access("ann"))["status"] == "assigned"
     assert out["ticket_id"] == a[0]
     ann = store.read_ticket(*a)
     assert ann["status"] == "assigned" and ann["assignment"]["teams"] == [["ann"], ["bob", "cat"]]

@@ -19,7 +19,7 @@ from mmserver.redis_client import connect, connect_subscriber
 from mmserver.shutdown import SIGNAL, Shutdown
 from mmserver.store import Forbidden, NotFound, Store, keys, sessions
 from mmserver.store.tickets import BACKEND_ACCESS, player_access, token_hash
-from mmserver.store.viewcache import MISS, ViewCache
+from mmserver.store.viewcache import FORBIDDEN, MISS, ViewCache
 from mmserver.subscriber import Subscriber
 from tests.waiting import wait_until
 
@@ -234,6 +234,18 @@ def test_an_entry_is_not_served_past_its_age_and_memory_is_bounded():
     assert cache.get("t2", "h") is not MISS
     clock.now += 10.5
     assert cache.get("t2", "h") is MISS and cache.get("t4", "h") is MISS
+
+
+def test_a_party_member_who_left_its_match_is_refused_as_redis_refuses_it():
+    """As lib/views.lua authorised(): a player token reads its party's ticket only while the
+    player is still in the match (a ticket's 'lf' names those who left)."""
+    cache = ViewCache(10, 10.0)
+    cache.connected()
+    reply = ["ok", "id", "t1", "s", "assigned", "v", "4", "p", "ann", "y", "amy,bob", "lf", "amy"]
+    cache.put(cache.begin("t1"), reply, BACKEND_ACCESS)
+    assert cache.get("t1", player_access("ann")) == reply
+    assert cache.get("t1", player_access("bob")) == reply
+    assert cache.get("t1", player_access("amy")) == FORBIDDEN
 
 
 def test_reads_from_the_cache_keep_the_ticket_alive_through_the_batched_refresh(replica, redis_client):

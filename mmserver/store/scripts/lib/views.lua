@@ -60,15 +60,16 @@ end
 
 -- Loads a ticket and checks the caller's access; returns (t, nil) or (nil, error reply).
 -- `access` is the ticket token's hash, '@b' for a game backend (any ticket), or
--- '@p:<player>' for a player's own token (a ticket the player is in, its party's included).
--- `defer`: as load()'s.
+-- '@p:<player>' for a player's own token (a ticket the player is in, its party's included;
+-- not a party member who left its match: its join token is no longer its own). `defer`: as
+-- load()'s.
 local function authorised(id, access, defer)
   local t = load(id, defer)
   if t.s == nil then return nil, { 'notfound' } end
   if access == '@b' then return t, nil end
   if string.sub(access, 1, 3) == '@p:' then
     local player = string.sub(access, 4)
-    for _, p in ipairs(ticket_players(t)) do
+    for _, p in ipairs(present_players(t)) do
       if p == player then return t, nil end
     end
     return nil, { 'forbidden' }
