@@ -30,9 +30,9 @@ MODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MMR_MIN = 0.0
 MMR_MAX = 100000.0
 MAX_WAIT_S = 30.0
-# Attribute values: bounded so that no ticket makes a queue member (and a tick) large, and
-# free of the separators the store's records use.
-ATTRIBUTE_TEXT = re.compile(r"[^\x00-\x1f\x7f|;,\\\"]{1,64}")
+# Attribute values: bounded so that no ticket makes a queue member (and a tick) large, free of
+# the separators the store's records use and of control characters (C0, DEL and C1).
+ATTRIBUTE_TEXT = re.compile(r"[^\x00-\x1f\x7f-\x9f|;,\\\"]{1,64}")
 MAX_LIST_ITEMS = 16
 ATTRIBUTE_NUMBER_MAX = 1e9
 LATENCY_MAX_MS = 10000.0

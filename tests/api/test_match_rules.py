@@ -184,6 +184,8 @@ def test_a_lobby_waits_for_a_full_shape_then_starts_smaller(client, store, confi
     ({"attributes": {"build": "x", "maps": ["a"] * 17, "level": 1}}, 422, "1 to 16"),
     ({"attributes": {"build": "x" * 65, "maps": ["a"], "level": 1}}, 422, "1-64 characters"),
     ({"attributes": {"build": "a|b", "maps": ["a"], "level": 1}}, 422, "1-64 characters"),
+    ({"attributes": {"build": "a\u0085b", "maps": ["a"], "level": 1}}, 422, "control characters"),
+    ({"attributes": {"build": "x", "maps": ["a\tb"], "level": 1}}, 422, "control characters"),
     ({"attributes": {"build": "x", "maps": ["a"], "level": "high"}}, 422, "must be a number"),
     ({"attributes": {"build": "x", "maps": ["a"]}}, 422, "needs attribute 'level'"),
     ({"attributes": "x"}, 400, "must be an object"),
