@@ -19,6 +19,7 @@ import falcon
 from mmserver.addresses import BadAddress, canonical_address
 from mmserver.config import ModeConfig
 from mmserver.matchmaking.backfill import Slot
+from mmserver.matchmaking.lineup import roles_fit_one_team
 from mmserver.store.events import is_stream_id
 
 PLAYER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -173,6 +174,10 @@ def ticket_request(document: Any, modes: Mapping[str, ModeConfig],
     attributes = _attributes(body.get("attributes"), mode)
     latencies = _latencies(body.get("latencies"), mode, regions, region)
     roles = _roles(body.get("roles"), mode, 1 + len(party))
+    if party and roles and not roles_fit_one_team(roles, mode.roles):
+        counts = ", ".join(f"{role} {count}" for role, count in mode.roles)
+        raise Unprocessable(f"The party's roles cannot all be played on one team ({counts} per team): "
+                            "a party is never split, so it could never be matched.")
     return TicketRequest(player_id=player, mode=mode_name, mmr=float(mmr), region=region, party=party,
                          idempotency_key=idempotency_key, attributes=attributes, latencies=latencies,
                          roles=roles)

@@ -456,6 +456,15 @@ class _BitsOf(dict):
         return bits
 
 
+def roles_fit_one_team(offers: Sequence[Sequence[str]], roles: Sequence[tuple[str, int]]) -> bool:
+    """Whether players offering these roles (one list per player) can all play on one team of
+    a mode with these role counts: a party is never split, so one whose offers cannot share
+    out one team's roles can never be matched."""
+    index = {role: b for b, (role, _count) in enumerate(roles)}
+    masks = [sum(1 << index[role] for role in offered) for offered in offers]
+    return _all_assigned(masks, [count for _role, count in roles], _BitsOf())
+
+
 def _assigned(masks: Sequence[int], caps: Sequence[int], bits: _BitsOf, stop_at: int) -> int:
     """How many of these players (role masks), in order, get a role by augmenting paths, role
     b taking at most caps[b]; stops once `stop_at` are. A player assigned stays assigned (a

@@ -195,6 +195,9 @@ def test_a_lobby_waits_for_a_full_shape_then_starts_smaller(client, store, confi
     ({"roles": ["healer"]}, 422, "has no role"),
     ({"roles": [["tank"], ["dps"]]}, 422, "2 lists for 1 player"),
     ({"roles": "tank"}, 400, "must be a list"),
+    # A party is never split: two tanks where a team has one could never be matched.
+    ({"party": ["q"], "roles": ["tank"]}, 422, "cannot all be played on one team"),
+    ({"party": ["q"], "roles": [["dps"], ["dps"]]}, 422, "tank 1, dps 1 per team"),
 ])
 def test_bad_rule_inputs_are_refused_with_a_reason(client, fields, status, words):
     body = {"player_id": "p", "mode": "ranked", "mmr": 1500,

@@ -539,3 +539,16 @@ def test_a_partys_role_options_are_those_of_every_pick_a_team_can_hold_in_the_or
                     expected.setdefault(counts, pick)
             got = [(tuple(lineup._unpack_counts(vec)), pick) for vec, pick in lineup._party_options(masks, None)]
             assert got == list(expected.items())
+
+
+@FAST
+@given(st.data())
+def test_whether_a_party_can_share_out_one_teams_roles_matches_brute_force(data):
+    names = ["tank", "healer", "dps"][:data.draw(st.integers(1, 3))]
+    roles = [(name, data.draw(st.integers(1, 3))) for name in names]
+    players = data.draw(st.integers(1, sum(count for _name, count in roles)))
+    offers = [data.draw(st.lists(st.sampled_from(names), min_size=1, unique=True)) for _ in range(players)]
+    slots = [name for name, count in roles for _ in range(count)]
+    brute = any(all(slots[slot] in offered for slot, offered in zip(chosen, offers))
+                for chosen in itertools.permutations(range(len(slots)), players))
+    assert lineup_module.roles_fit_one_team(offers, roles) == brute
