@@ -69,9 +69,12 @@ def test_unknown_mode_message_lists_the_known_ones():
         validation.ticket_request(ticket(mode="ranked"), MODES)
 
 
-@pytest.mark.parametrize("address", ["10.0.0.5:7777", "game-1.example.com:1", "[::1]:65535"])
-def test_server_addresses(address):
-    assert validation.server_heartbeat({"address": address}) == validation.ServerHeartbeat(address, None)
+@pytest.mark.parametrize("address, canonical", [
+    ("10.0.0.5:7777", "10.0.0.5:7777"), ("game-1.example.com:1", "game-1.example.com:1"),
+    ("[::1]:65535", "[::1]:65535"), ("Game-1.Example.com.:01", "game-1.example.com:1"),
+])
+def test_server_addresses(address, canonical):
+    assert validation.server_heartbeat({"address": address}) == validation.ServerHeartbeat(canonical, None, address)
 
 
 def test_a_server_region_must_be_configured():
