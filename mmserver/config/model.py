@@ -22,7 +22,7 @@ PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "replace-me", "replac
                      "placeholder", "your-secret", "your_secret")
 MIN_SECRET_CHARS = 16
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
-TRUSTABLE_CLAIMS = ("mmr", "region")
+TRUSTABLE_CLAIMS = ("mmr", "region")  # http/access.py checks each one's type
 # Where the embedded Redis keeps its data and mmserver writes the admin token it generates
 # (mmserver/admin_token.py); mmadmin looks there too.
 DEFAULT_DATA_DIR = Path("./var")

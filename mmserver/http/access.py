@@ -28,6 +28,11 @@ from mmserver.store.tickets import BACKEND_ACCESS, player_access, token_hash
 CONTEXT_KEY = "caller"
 
 
+# The trustable claims (config.TRUSTABLE_CLAIMS) and the JSON type each must have.
+_CLAIM_TYPES: Mapping[str, type | tuple[type, ...]] = {"mmr": (int, float), "region": str}
+_CLAIM_WORDS = {"mmr": "a number", "region": "a string"}
+
+
 def unauthorized(description: str) -> ApiError:
     return ApiError(401, "Unauthorized", description, headers={"WWW-Authenticate": "Bearer"})
 
@@ -150,7 +155,12 @@ class Access:
         for name in self._trusted:
             if name not in caller.claims:
                 raise forbidden(f"The player token carries no {name!r} claim, which this service trusts.")
-            body[name] = caller.claims[name]
+            value = caller.claims[name]
+            # The token's fault, not the body's: say so rather than let validation blame a
+            # field the client never sent.
+            if not isinstance(value, _CLAIM_TYPES[name]) or isinstance(value, bool):
+                raise unauthorized(f"The player token's {name!r} claim must be {_CLAIM_WORDS[name]}.")
+            body[name] = value
         return body
 
     # --- servers and matches ---

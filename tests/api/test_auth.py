@@ -91,6 +91,13 @@ def test_a_token_without_the_trusted_claim_is_refused(api):
     assert post(api, {"mode": "duel"}, player_token(mmr=None)).status_code == 403
 
 
+@pytest.mark.parametrize("mmr", ["1500", True, [1500], {"v": 1}])
+def test_a_trusted_claim_of_the_wrong_type_blames_the_token_not_the_body(api, mmr):
+    result = post(api, {"mode": "duel"}, player_token(mmr=mmr))
+    assert result.status_code == 401, result.text
+    assert result.json["description"] == "The player token's 'mmr' claim must be a number."
+
+
 @pytest.mark.parametrize("case", ["expired", "wrong secret", "wrong audience", "wrong issuer", "no exp",
                                   "alg none", "garbage", "bad sub", "bad party", "hs with rs key"])
 def test_every_bad_player_token_is_a_401_with_a_reason(api, case, caplog):
@@ -228,3 +235,9 @@ def test_an_exp_beyond_any_clock_is_a_401(api):
     token = jwt.encode({"sub": "alice", "exp": 10 ** 400, "mmr": 1, "iss": ISSUER, "aud": AUDIENCE},
                        SECRET, algorithm="HS256")
     assert post(api, {"mode": "duel"}, token).status_code == 401
+
+
+def test_every_trustable_claim_has_a_type_to_check():
+    from mmserver.config.model import TRUSTABLE_CLAIMS
+    from mmserver.http import access
+    assert set(access._CLAIM_TYPES) == set(access._CLAIM_WORDS) == set(TRUSTABLE_CLAIMS)
