@@ -82,6 +82,14 @@ def load_config_file(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: cannot read {path}: {why(error)}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{where}: {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8 text; tomllib lets the decoder's error out
+        raise ConfigError(f"{where}: {path} is not UTF-8 text: {error.reason} at byte {error.start}") from None
+    except ValueError as error:
+        # tomllib's own int() of a literal over sys.get_int_max_str_digits() digits; the advice
+        # after ';' (raise the limit in code) is not the operator's to follow.
+        raise ConfigError(f"{where}: {path} is not valid TOML: {str(error).split(';')[0]}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{where}: {path} is not valid TOML: arrays or tables nested too deeply") from None
     return parse_config_document(document, f"{path}")
 
 

@@ -181,3 +181,21 @@ def test_the_view_cache_is_on_by_default_and_a_setting_turns_it_off():
     assert load(["--view-cache-max-age-s", "5"], {}).view_cache_max_age_s == 5.0
     with pytest.raises(ConfigError, match="MMSERVER_VIEW_CACHE"):
         load([], {"MMSERVER_VIEW_CACHE": "-1"})
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (b"[modes.duel]\nteams = 2 # caf\xe9\n", "is not UTF-8 text: invalid continuation byte at byte"),
+        (b"[modes.duel]\nteams = 1" + b"0" * 5000 + b"\n", "is not valid TOML: Exceeds the limit"),
+        (b"[modes.duel]\nx = " + b"[" * 50000 + b"]" * 50000 + b"\n", "nested too deeply"),
+    ],
+)
+def test_config_files_tomllib_cannot_read_are_refused_in_one_line(tmp_path, content, fragment):
+    path = tmp_path / "mm.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load([], {"MMSERVER_CONFIG": str(path)})
+    message = str(caught.value)
+    assert message.startswith(f"MMSERVER_CONFIG: {path} ") and fragment in message, message
+    assert "\n" not in message and "set_int_max_str_digits" not in message
