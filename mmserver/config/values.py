@@ -163,7 +163,10 @@ def toml_int(minimum: int) -> Callable[[str, Any], int]:
 def _toml_typed_number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"expected a number, got {value!r}")
-    return value
+    try:
+        return float(value)
+    except OverflowError:  # a TOML integer beyond a float's range (about 1.8e308)
+        raise ConfigError(f"expected a number, got an integer of {len(str(abs(value)))} digits") from None
 
 
 def toml_number(where: str, value: Any) -> float:
