@@ -30,6 +30,7 @@ from mmserver.config.values import (
     toml_int,
     toml_path,
     toml_positive,
+    toml_positive_duration,
     toml_secrets,
     toml_static,
     toml_string,
@@ -41,9 +42,9 @@ _SERVER_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     token=toml_token,
     token_file=toml_path,
     static=toml_static,
-    heartbeat_ttl_s=toml_positive,
-    allocation_timeout_s=toml_positive,
-    retention_s=toml_positive,
+    heartbeat_ttl_s=toml_positive_duration,
+    allocation_timeout_s=toml_positive_duration,
+    retention_s=toml_positive_duration,
 )
 _AUTH_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     backend_keys=toml_secrets,
@@ -67,7 +68,7 @@ _LIMIT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
 )
 _EVENT_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     max_len=toml_int(1000),
-    max_age_s=toml_positive,
+    max_age_s=toml_positive_duration,
 )
 MAX_REGIONS = 64
 REGION_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -271,9 +272,9 @@ _WEBHOOK_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     secret_file=toml_path,
     events=_toml_event_types,
     max_attempts=toml_int(1),
-    timeout_s=toml_positive,
-    backoff_initial_s=toml_positive,
-    backoff_max_s=toml_positive,
+    timeout_s=toml_positive_duration,
+    backoff_initial_s=toml_positive_duration,
+    backoff_max_s=toml_positive_duration,
     max_dead_letters=toml_int(100),
 )
 

@@ -10,7 +10,7 @@ import re
 from typing import Any, Callable, Sequence
 
 from mmserver.config.model import ConfigError, ModeConfig
-from mmserver.config.values import parse_table, toml_int, toml_number, toml_positive
+from mmserver.config.values import parse_table, toml_duration, toml_int, toml_number, toml_positive_duration
 from mmserver.matchmaking import functions
 from mmserver.matchmaking.rules import ATTRIBUTE_TYPES, MMR_RULE, RULE_KINDS, Latency, Rule, Step
 
@@ -68,7 +68,7 @@ def _toml_steps(where: str, value: Any, key: str, base: float) -> tuple[Step, ..
         here = f"{where}[{index}]"
         if not isinstance(item, dict) or set(item) != {"after_s", key}:
             raise ConfigError(f"{here}: expected {shape}, got {item!r}")
-        after_s = toml_number(f"{here}.after_s", item["after_s"])
+        after_s = toml_duration(f"{here}.after_s", item["after_s"])
         limit = toml_number(f"{here}.{key}", item[key])
         if after_s <= (steps[-1].after_s if steps else 0.0):
             raise ConfigError(f"{here}: after_s ({after_s:g}) must be greater than "
@@ -148,13 +148,13 @@ MODE_KEYS: dict[str, Callable[[str, Any], Any]] = dict(
     min_team_size=toml_int(1),
     max_team_size=toml_int(1),
     teams=toml_int(1),  # 1: a lobby
-    fill_wait_s=toml_number,
-    accept_timeout_s=toml_number,
+    fill_wait_s=toml_duration,
+    accept_timeout_s=toml_duration,
     mmr_window=toml_number,
     mmr_window_growth_per_s=toml_number,
     mmr_window_max=toml_number,
-    ticket_ttl_s=toml_positive,
-    max_match_s=toml_positive,
+    ticket_ttl_s=toml_positive_duration,
+    max_match_s=toml_positive_duration,
     attributes=_toml_attributes,
     roles=_toml_roles,
     rules=_toml_rules,

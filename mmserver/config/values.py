@@ -3,9 +3,10 @@
 Flags and environment variables arrive as text and are parsed first (the converters of
 settings.py's SETTINGS table); TOML values arrive typed and are type-checked first (`toml_*`,
 used by file.py and modes.py: a TOML string "5" is not a number). Both then meet the same rule
-(`_at_least`, `_non_negative`, `_greater_than_zero`, `_non_empty_text`). The caller says where a
-value was set; every error is one line for an operator. Secrets read from files are refused
-here too when they are placeholders or too short.
+(`_at_least`, `_at_most`, `_non_negative`, `_greater_than_zero`, `_non_empty_text`). Durations
+and counts have upper bounds (MAX_DURATION_S, MAX_COUNT) that every place using them can hold.
+The caller says where a value was set; every error is one line for an operator. Secrets read
+from files are refused here too when they are placeholders or too short.
 """
 from __future__ import annotations
 
@@ -23,6 +24,18 @@ from mmserver.config.model import (
     Address,
     ConfigError,
 )
+
+
+# Durations end up as milliseconds added to Redis's clock inside Lua scripts and as PEXPIRE
+# arguments, and as timeouts of sockets, sleeps and APScheduler. Ten years keeps now plus any of
+# them below 10^14 ms, which Lua prints exactly (%.14g; 2^53 and Redis's 64-bit integers are
+# further still), and far below what time.sleep or socket.settimeout accept (about 292 years).
+MAX_DURATION_S = 10 * 365 * 24 * 3600  # 315,360,000 s
+MAX_DURATION_MS = MAX_DURATION_S * 1000
+DURATION_BOUND = "10 years"
+# Counts (event log lengths, attempts, bursts, sizes): beyond any deployment, and exact where
+# Lua prints them as script arguments (XADD MAXLEN).
+MAX_COUNT = 1_000_000_000
 
 
 def parse_address(raw: str) -> Address:
@@ -72,10 +85,31 @@ def redis_url(raw: str) -> str:
 # Flags and variables arrive as text and are parsed first; TOML values arrive typed and are
 # type-checked first (a TOML string "5" is not a number). The caller prefixes where it was set.
 
+def _shown(value: float) -> str:
+    """A value for a message: a huge integer by its length, not its 4,000 digits."""
+    if isinstance(value, int) and abs(value) >= 10 ** 30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return f"{value:g}" if isinstance(value, float) else f"{value}"
+
+
 def _at_least(value: int, minimum: int) -> int:
     if value < minimum:
-        raise ConfigError(f"must be at least {minimum}, got {value}")
+        raise ConfigError(f"must be at least {minimum}, got {_shown(value)}")
     return value
+
+
+def _at_most(value: float, maximum: float, bound: str = "") -> float:
+    if value > maximum:
+        raise ConfigError(f"must be at most {maximum:,}{bound}, got {_shown(value)}")
+    return value
+
+
+def _duration(value: float) -> float:
+    return _at_most(_non_negative(value), MAX_DURATION_S, f" s ({DURATION_BOUND})")
+
+
+def _positive_duration(value: float) -> float:
+    return _duration(_greater_than_zero(value))
 
 
 def _non_negative(value: float) -> float:
@@ -119,16 +153,20 @@ def _text_number(raw: str) -> float:
         raise ConfigError(f"expected a number, got {raw!r}") from None
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    return lambda raw: _at_least(_text_int(raw), minimum)
+def int_at_least(minimum: int, maximum: int = MAX_COUNT) -> Callable[[str], int]:
+    return lambda raw: _at_most(_at_least(_text_int(raw), minimum), maximum)
+
+
+def milliseconds(minimum: int) -> Callable[[str], int]:
+    return lambda raw: _at_most(_at_least(_text_int(raw), minimum), MAX_DURATION_MS, f" ms ({DURATION_BOUND})")
 
 
 def seconds(raw: str) -> float:
-    return _non_negative(_text_number(raw))
+    return _duration(_text_number(raw))
 
 
 def positive_seconds(raw: str) -> float:
-    return _greater_than_zero(_text_number(raw))
+    return _positive_duration(_text_number(raw))
 
 
 def choice(choices: Sequence[str], fold: Callable[[str], str] = str.lower) -> Callable[[str], str]:
@@ -150,12 +188,12 @@ def nonempty_path(raw: str) -> Path:
     return Path(raw)
 
 
-def toml_int(minimum: int) -> Callable[[str, Any], int]:
+def toml_int(minimum: int, maximum: int = MAX_COUNT) -> Callable[[str, Any], int]:
     def convert(where: str, value: Any) -> int:
         with _at(where):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"expected an integer, got {value!r}")
-            return _at_least(value, minimum)
+            return _at_most(_at_least(value, minimum), maximum)
 
     return convert
 
@@ -177,6 +215,17 @@ def toml_number(where: str, value: Any) -> float:
 def toml_positive(where: str, value: Any) -> float:
     with _at(where):
         return _greater_than_zero(_toml_typed_number(value))
+
+
+def toml_duration(where: str, value: Any) -> float:
+    """Seconds, 0 included, at most MAX_DURATION_S."""
+    with _at(where):
+        return _duration(_toml_typed_number(value))
+
+
+def toml_positive_duration(where: str, value: Any) -> float:
+    with _at(where):
+        return _positive_duration(_toml_typed_number(value))
 
 
 def toml_token(where: str, value: Any) -> str:
