@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -23,6 +22,7 @@ from mmserver.config.modes import parse_mode
 from mmserver.config.values import (
     parse_table,
     read_secret_file,
+    split_url,
     refuse_placeholder,
     refuse_short,
     toml_bool,
@@ -235,15 +235,25 @@ def _toml_url(where: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: expected an http:// or https:// URL")
     url = value.strip()
-    parsed = urllib.parse.urlsplit(url)
+    if not all("!" <= char <= "~" for char in url):
+        # http.client sends the target as ASCII and refuses spaces and control characters:
+        # every attempt would fail.
+        raise ConfigError(f"{where}: must be printable ASCII without spaces (percent-encode the rest), "
+                          f"got {url!r}")
+    try:
+        parsed = split_url(url, url)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
     if parsed.scheme not in ("http", "https"):
         raise ConfigError(f"{where}: expected an http:// or https:// URL, got scheme {parsed.scheme or '(none)'!r}")
     if not parsed.hostname:
         raise ConfigError(f"{where}: no host in {url!r}")
     try:
-        parsed.port  # raises on a bad port
+        port = parsed.port  # raises on a bad port
     except ValueError:
         raise ConfigError(f"{where}: bad port in {url!r}") from None
+    if port == 0:
+        raise ConfigError(f"{where}: port 0 in {url!r}")
     if parsed.username or parsed.password:
         # The URL is shown in logs and /admin/status: credentials belong in the signature.
         raise ConfigError(f"{where}: must not hold a user or password (receivers check the signature)")

@@ -24,6 +24,7 @@ from mmserver.config.model import (
     Address,
     ConfigError,
 )
+from mmserver.redis_url import redact
 
 
 # Durations end up as milliseconds added to Redis's clock inside Lua scripts and as PEXPIRE
@@ -52,8 +53,17 @@ def parse_address(raw: str) -> Address:
     return Address(host, number)
 
 
+def split_url(url: str, shown: str) -> urllib.parse.SplitResult:
+    """urlsplit, its ValueError (an unclosed '[', a bracketed host that is no IPv6 address) made
+    a refusal; `shown` is the URL as a message may show it (passwords redacted)."""
+    try:
+        return urllib.parse.urlsplit(url)
+    except ValueError as error:
+        raise ConfigError(f"bad URL {shown!r}: {error}") from None
+
+
 def redis_url(raw: str) -> str:
-    parsed = urllib.parse.urlsplit(raw)
+    parsed = split_url(raw, redact(raw))
     if parsed.scheme not in REDIS_SCHEMES:
         raise ConfigError(
             f"unsupported scheme {parsed.scheme or '(none)'!r}; use one of {', '.join(REDIS_SCHEMES)}"
