@@ -30,6 +30,7 @@ from mmserver.config.values import (
     redis_url,
     refuse_placeholder,
     seconds,
+    sentry_dsn,
 )
 
 ENV_PREFIX = "MMSERVER_"
@@ -52,7 +53,7 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("redis_backoff_max_ms", milliseconds(1), "cap on the reconnect delay"),
     ("drain_delay_s", seconds, "seconds readiness reports 503 before listeners close"),
     ("shutdown_timeout_s", positive_seconds, "bound on the whole drain-and-flush sequence"),
-    ("sentry_dsn", nonempty, "Sentry DSN; unset disables Sentry"),
+    ("sentry_dsn", sentry_dsn, "Sentry DSN; unset disables Sentry"),
     ("log_format", choice(LOG_FORMATS), "text or json"),
     ("log_level", choice(LOG_LEVELS, str.upper), "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     ("http_threads", int_at_least(4), "waitress worker threads of the public API (the control plane has its own)"),

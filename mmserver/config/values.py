@@ -193,6 +193,18 @@ def nonempty(raw: str) -> str:
     return _non_empty_text(raw)
 
 
+def sentry_dsn(raw: str) -> str:
+    """A DSN the Sentry SDK can parse: it would refuse any other only at start-up, with exit 1."""
+    dsn = _non_empty_text(raw)
+    from sentry_sdk.utils import Dsn  # here: a run without Sentry does not load the SDK to start
+
+    try:
+        Dsn(dsn)
+    except ValueError as error:  # BadDsn, or urlsplit's own on a malformed host
+        raise ConfigError(f"not a Sentry DSN ({error}); expected https://KEY@HOST/PROJECT_ID") from None
+    return dsn
+
+
 def nonempty_path(raw: str) -> Path:
     _non_empty_text(raw)  # a path of blanks is a slip, not a directory anyone meant
     return Path(raw)

@@ -76,6 +76,9 @@ def test_redis_urls_accepted(url):
         ({"MMSERVER_CONFIG": "/nonexistent/mm.toml"}, "cannot read"),
         ({"MMSERVER_MAX_LONGPOLLS": "-1"}, "at least 0"),
         ({"MMSERVER_DATA_DIR": "   "}, "must not be empty"),
+        ({"MMSERVER_SENTRY_DSN": "not-a-dsn"}, "not a Sentry DSN (Unsupported scheme ''); expected https://"),
+        ({"MMSERVER_SENTRY_DSN": "https://h/1"}, "not a Sentry DSN (Missing public key)"),
+        ({"MMSERVER_SENTRY_DSN": "https://key@[::1/1"}, "not a Sentry DSN (Invalid IPv6 URL)"),
     ],
 )
 def test_invalid_settings_are_refused_with_the_variable_named(env, fragment):
@@ -203,3 +206,14 @@ def test_config_files_tomllib_cannot_read_are_refused_in_one_line(tmp_path, cont
     message = str(caught.value)
     assert message.startswith(f"MMSERVER_CONFIG: {path} ") and fragment in message, message
     assert "\n" not in message and "set_int_max_str_digits" not in message
+
+
+def test_a_sentry_dsn_is_checked_by_the_sdk_that_will_use_it():
+    # The check leans on sentry_sdk.utils.Dsn: if the SDK stopped refusing such input, this
+    # fails rather than the configuration silently accepting DSNs the SDK cannot use.
+    from sentry_sdk.utils import BadDsn, Dsn
+
+    with pytest.raises(BadDsn):
+        Dsn("not-a-dsn")
+    dsn = "https://0123abcd@o1.ingest.sentry.io/42"
+    assert load([], {"MMSERVER_SENTRY_DSN": f" {dsn} "}).sentry_dsn == dsn
