@@ -10,6 +10,7 @@ guard of redis_replies.py.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -18,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from mmserver.config.values import DURATION_BOUND, MAX_DURATION_S
 from mmserver.redis_pool import KernelTimeoutConnection, KernelTimeoutUnixConnection, LeanConnectionPool
 from mmserver.redis_replies import GuardedConnectionPool, GuardedSentinelConnectionPool, guarded
 from mmserver.redis_url import SENTINEL_SCHEME, SSL_FILE_OPTIONS, RedisURLError, parse_sentinel_url, redact
@@ -99,6 +101,7 @@ def _check_connection_options(pool: redis.ConnectionPool, url: str) -> None:
     network and checks the names and values; the files are checked here.
     """
     options = pool.connection_kwargs
+    _check_option_values(options)
     for name in SSL_FILE_OPTIONS:
         path = options.get(name)
         if path is not None and not os.path.exists(path):
@@ -109,6 +112,29 @@ def _check_connection_options(pool: redis.ConnectionPool, url: str) -> None:
         raise RedisURLError(f"bad option in the Redis URL {redact(url)!r}: {exc}") from None
     except (ValueError, redis.RedisError) as exc:
         raise RedisURLError(f"bad option value in the Redis URL {redact(url)!r}: {exc}") from None
+
+
+# Timeouts (io_timeout: the lean connection's name for socket_timeout). redis-py takes any float
+# from the URL; a negative one or NaN fails only inside the first connect, or in the
+# subscriber thread, 0 makes the socket non-blocking, and settimeout overflows far beyond the
+# bound of every duration setting.
+_TIMEOUT_OPTIONS = ("socket_timeout", "socket_connect_timeout", "io_timeout")
+
+
+def _check_option_values(options: dict[str, Any]) -> None:
+    for name in _TIMEOUT_OPTIONS:
+        value = options.get(name)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)
+                                      and 0 < value <= MAX_DURATION_S):
+            shown = "socket_timeout" if name == "io_timeout" else name
+            raise RedisURLError(f"{shown} in the Redis URL must be a number of seconds above 0 and at most "
+                                f"{MAX_DURATION_S:,} ({DURATION_BOUND}), got {value!r}")
+    name = options.get("client_name")
+    # CLIENT SETNAME refuses spaces, newlines and anything outside '!'..'~', on every connect.
+    if name is not None and not all("!" <= char <= "~" for char in str(name)):
+        raise RedisURLError(f"client_name in the Redis URL must be printable ASCII without spaces, got {name!r}")
+    if options.get("db", 0) < 0:
+        raise RedisURLError(f"the database in the Redis URL must be 0 or more, got {options['db']}")
 
 
 def connect_subscriber(url: str, *, health_check_interval: float, socket_timeout: float = 5.0,

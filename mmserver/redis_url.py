@@ -7,8 +7,10 @@ Accepted URL forms:
   ``Redis.from_url``, query options included. For TLS: ``?ssl_ca_certs=/path/ca.pem`` (the CA
   that signed the server's certificate; the system store when absent), ``ssl_ca_path``,
   ``ssl_certfile`` and ``ssl_keyfile`` (client certificate), ``ssl_check_hostname=false``,
-  ``ssl_cert_reqs=none`` (no verification: testing only). Unknown options, bad values and
-  missing files are refused when the client is built, not at the first command.
+  ``ssl_cert_reqs=none`` (no verification: testing only). Unknown options, bad values (a
+  timeout that is not a number of seconds above 0, a ``client_name`` Redis would refuse, a
+  negative db) and missing files are refused when the client is built at start (exit 2), not at
+  the first command.
 - ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``: a local socket (what the embedded
   Redis uses).
 - ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``: Redis

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -73,6 +74,31 @@ def test_errors_and_redact_never_show_the_password():
 def test_unsupported_scheme_is_refused():
     with pytest.raises(RedisURLError):
         connect("http://localhost:6379")
+
+
+@pytest.mark.parametrize("url, message", [
+    ("redis://127.0.0.1:6379?socket_timeout=-1", "socket_timeout in the Redis URL must be a number of seconds above 0"),
+    ("redis://127.0.0.1:6379?socket_timeout=nan", "socket_timeout in the Redis URL must be"),
+    ("redis://127.0.0.1:6379?socket_timeout=1e300", "at most 315,360,000 (10 years), got 1e+300"),
+    ("redis://127.0.0.1:6379?socket_timeout=0", "socket_timeout in the Redis URL must be"),
+    ("unix:///tmp/r.sock?socket_timeout=-1", "socket_timeout in the Redis URL must be"),
+    ("rediss://127.0.0.1:6379?socket_connect_timeout=-5", "socket_connect_timeout in the Redis URL must be"),
+    ("redis://127.0.0.1:6379?client_name=my%20replica", "client_name in the Redis URL must be printable ASCII"),
+    ("redis://127.0.0.1:6379?client_name=r%0Aeplica", "client_name in the Redis URL must be printable ASCII"),
+    ("redis://127.0.0.1:6379?db=-1", "the database in the Redis URL must be 0 or more, got -1"),
+])
+def test_option_values_a_connection_would_fail_on_are_refused_when_the_client_is_built(url, message):
+    # Every client kind: the store's (lean or not) and the subscriber's, which died of a NaN.
+    for build in (connect, lambda u: connect(u, lean=False),
+                  lambda u: connect_subscriber(u, health_check_interval=1)):
+        with pytest.raises(RedisURLError, match=re.escape(message)):
+            build(url)
+
+
+def test_sound_option_values_are_kept():
+    client = connect("redis://127.0.0.1:6379?socket_timeout=2.5&client_name=replica-1&socket_connect_timeout=1")
+    options = client.connection_pool.connection_kwargs
+    assert (options["io_timeout"], options["client_name"], options["socket_connect_timeout"]) == (2.5, "replica-1", 1)
 
 
 def test_sentinel_client_targets_the_service_master_lazily():
