@@ -25,6 +25,7 @@ from mmserver.config.values import (
     split_url,
     refuse_placeholder,
     refuse_short,
+    refuse_unpresentable,
     toml_bool,
     toml_claims,
     toml_int,
@@ -138,6 +139,7 @@ def _parse_servers(table: Any, where: str, regions: Sequence[str]) -> ServersCon
     if "token" in values:
         refuse_placeholder(values["token"], f"{where}.token")
         refuse_short(values["token"], f"{where}.token", MIN_SECRET_CHARS)
+        refuse_unpresentable(values["token"], f"{where}.token")
     static = values.pop("static", ())
     addresses, static_regions = [], {}
     for address, region in static:
@@ -187,6 +189,7 @@ def _parse_auth(table: Any, where: str) -> AuthConfig:
     for key in keys:
         refuse_placeholder(key, f"{where}.backend_keys")
         refuse_short(key, f"{where}.backend_keys", MIN_SECRET_CHARS)
+        refuse_unpresentable(key, f"{where}.backend_keys")
     values["backend_keys"] = keys
     if "player_jwt_secret_file" in values:
         field_name = f"{where}.player_jwt_secret_file"

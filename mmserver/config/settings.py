@@ -20,15 +20,16 @@ from mmserver.config.model import (
     ConfigError,
 )
 from mmserver.config.values import (
+    bearer_secret,
     choice,
     int_at_least,
     milliseconds,
-    nonempty,
     nonempty_path,
     parse_address,
     positive_seconds,
     redis_url,
     refuse_placeholder,
+    refuse_unpresentable,
     seconds,
     sentry_dsn,
 )
@@ -44,7 +45,7 @@ SETTINGS: tuple[tuple[str, Callable[[str], Any], str], ...] = (
     ("data_dir", nonempty_path, "where the embedded Redis keeps its data and the generated admin token"),
     ("listen", parse_address, "public API listener, HOST:PORT"),
     ("admin_listen", parse_address, "control-plane listener, HOST:PORT"),
-    ("admin_token", nonempty, "bearer token for /admin/*"),
+    ("admin_token", bearer_secret, "bearer token for /admin/*"),
     ("admin_token_file", nonempty_path, "file holding the bearer token for /admin/*"),
     ("config", nonempty_path, "TOML file: modes, matching rules, servers"),
     ("tick_interval_ms", milliseconds(10), "matchmaker tick period"),
@@ -126,9 +127,11 @@ def from_values(values: Mapping[str, Any]) -> Config:
 
 def _read_token_file(path: Path) -> str:
     try:
-        return admin_token.read_file(path)
+        token = admin_token.read_file(path)
     except admin_token.TokenFileError as error:
         raise ConfigError(f"{env_name('admin_token_file')}: {error}") from None
+    refuse_unpresentable(token, env_name("admin_token_file"))  # e.g. a file of two lines
+    return token
 
 
 def _check(config: Config) -> None:

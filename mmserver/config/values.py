@@ -6,7 +6,8 @@ used by file.py and modes.py: a TOML string "5" is not a number). Both then meet
 (`_at_least`, `_at_most`, `_non_negative`, `_greater_than_zero`, `_non_empty_text`). Durations
 and counts have upper bounds (MAX_DURATION_S, MAX_COUNT) that every place using them can hold.
 The caller says where a value was set; every error is one line for an operator. Secrets read
-from files are refused here too when they are placeholders or too short.
+from files are refused here too when they are placeholders or too short, and bearer tokens
+when no client could present them.
 """
 from __future__ import annotations
 
@@ -189,10 +190,6 @@ def choice(choices: Sequence[str], fold: Callable[[str], str] = str.lower) -> Ca
     return convert
 
 
-def nonempty(raw: str) -> str:
-    return _non_empty_text(raw)
-
-
 def sentry_dsn(raw: str) -> str:
     """A DSN the Sentry SDK can parse: it would refuse any other only at start-up, with exit 1."""
     dsn = _non_empty_text(raw)
@@ -354,6 +351,25 @@ def refuse_placeholder(secret: str, where: str) -> None:
     folded = secret.lower()
     if any(mark in folded for mark in PLACEHOLDER_MARKS):
         raise ConfigError(f"{where}: holds a placeholder left from an example; set a real secret")
+
+
+def _presentable(secret: str) -> str:
+    """A bearer secret a client can present. credentials.bearer_token drops a token holding
+    whitespace; header values arrive latin-1 decoded while clients send UTF-8, so a non-ASCII
+    secret never compares equal; HTTP servers refuse control characters in a header. What
+    remains is '!'..'~'."""
+    if not all("!" <= char <= "~" for char in secret):
+        raise ConfigError("a bearer token must be printable ASCII without spaces (no client could present this one)")
+    return secret
+
+
+def bearer_secret(raw: str) -> str:
+    return _presentable(_non_empty_text(raw))
+
+
+def refuse_unpresentable(secret: str, where: str) -> None:
+    with _at(where):
+        _presentable(secret)
 
 
 def refuse_short(secret: str, where: str, minimum: int) -> None:

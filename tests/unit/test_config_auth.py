@@ -2,6 +2,7 @@
 forms and every refusal (one line, naming the setting)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,65 @@ def test_the_demo_server_token_is_for_open_loopback_demos_only(tmp_path):
     assert load([], {}).servers.token == DEMO_SERVER_TOKEN
     config = load_text(tmp_path, MODE + "[auth]\nbackend_keys = ['k-0123456789abcdef']\n")
     assert config.servers.token is None  # loopback, but behind real credentials
+
+
+PRESENTABLE = "a bearer token must be printable ASCII without spaces"
+
+
+@pytest.mark.parametrize("text, setting", [
+    (MODE + "[auth]\nbackend_keys = ['key-0123456789 abcdef']\n", "auth.backend_keys"),
+    (MODE + "[auth]\nbackend_keys = [\"key-0123456789\\tabcdef\"]\n", "auth.backend_keys"),
+    (MODE + "[auth]\nbackend_keys = ['key-0123456789-caf\u00e9']\n", "auth.backend_keys"),
+    (MODE + "[servers]\ntoken = 'server token 0123456789'\n", "servers.token"),
+    (MODE + "[servers]\ntoken = 'server-token-\u20ac-0123456789'\n", "servers.token"),
+])
+def test_a_bearer_secret_no_client_could_present_is_refused(tmp_path, text, setting):
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, text)
+    message = str(caught.value)
+    assert f"{setting}: {PRESENTABLE}" in message and "0123456789" not in message, message
+
+
+def test_bearer_secrets_from_files_are_held_to_the_same_rule(tmp_path):
+    keys = write(tmp_path, "backend.keys", "key-new-0123456789abcdef\nkey old 0123456789abcdef\n")
+    with pytest.raises(ConfigError, match=f"auth.backend_keys: {PRESENTABLE}"):
+        load_text(tmp_path, MODE + f"[auth]\nbackend_keys_file = '{keys}'\n")
+    token = write(tmp_path, "server.token", "server-token-\u00e9\u00e9-0123456789\n")
+    with pytest.raises(ConfigError, match=f"servers.token: {PRESENTABLE}"):
+        load_text(tmp_path, MODE + f"[servers]\ntoken_file = '{token}'\n")
+
+
+def test_an_admin_token_no_client_could_present_is_refused():
+    with pytest.raises(ConfigError, match=f"^MMSERVER_ADMIN_TOKEN: {PRESENTABLE}"):
+        load([], {"MMSERVER_ADMIN_TOKEN": "admin token"})
+    with pytest.raises(ConfigError, match=f"^MMSERVER_ADMIN_TOKEN: {PRESENTABLE}"):
+        load([], {"MMSERVER_ADMIN_TOKEN": "jet\u00e9"})
+
+
+def test_an_admin_token_file_of_two_lines_is_refused(tmp_path):
+    path = write(tmp_path, "admin.token", "first-line-token\nsecond-line-token\n")
+    with pytest.raises(ConfigError, match=f"^MMSERVER_ADMIN_TOKEN_FILE: {PRESENTABLE}"):
+        load([], {"MMSERVER_ADMIN_TOKEN_FILE": str(path)})
+
+
+def test_exactly_the_secrets_a_presented_token_can_match_are_accepted(tmp_path):
+    """For every character up to U+00FF (and one beyond), a backend key holding it is accepted
+    exactly when a client could present it: bearer_token keeps it from a header as the server
+    decodes it (latin-1, PEP 3333) from the UTF-8 a client sends, the digests compare equal, and
+    it is no control character (which HTTP servers refuse in a header)."""
+    from mmserver.credentials import SecretSet, bearer_token
+
+    for code in [*range(0x100), 0x20AC]:
+        key = f"key-0123456789abcdef{chr(code)}x"
+        header = ("Bearer " + key).encode("utf-8").decode("latin-1")
+        control = code < 0x20 or 0x7F <= code < 0xA0
+        presentable = not control and SecretSet([key]).matches(bearer_token(header))
+        try:
+            # A TOML basic string: JSON's escapes are TOML's, bar DEL, which TOML wants escaped.
+            toml_key = json.dumps(key).replace("\x7f", "\\u007F")
+            load_text(tmp_path, MODE + f"[auth]\nbackend_keys = [{toml_key}]\n")
+            accepted = True
+        except ConfigError as error:
+            assert PRESENTABLE in str(error)
+            accepted = False
+        assert accepted == presentable, (hex(code), accepted)
