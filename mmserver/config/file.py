@@ -205,9 +205,11 @@ def _parse_auth(table: Any, where: str) -> AuthConfig:
     if not auth.open and not auth.backend_keys and auth.player_jwt_key is None:
         raise ConfigError(f"{where}: names no credential; set backend_keys_file (or backend_keys) "
                           f"or player_jwt_secret_file (or player_jwt_public_key_file)")
-    if auth.trusted_claims and auth.player_jwt_key is None:
-        raise ConfigError(f"{where}.trusted_claims: needs player JWTs (player_jwt_secret_file or "
-                          f"player_jwt_public_key_file)")
+    for key in ("trusted_claims", "player_jwt_issuer", "player_jwt_audience"):
+        # Without a key no player token is verified: the option would silently do nothing.
+        if getattr(auth, key) and auth.player_jwt_key is None:
+            raise ConfigError(f"{where}.{key}: needs player JWTs (player_jwt_secret_file or "
+                              f"player_jwt_public_key_file)")
     return auth
 
 
