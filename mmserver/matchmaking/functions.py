@@ -11,6 +11,8 @@ skips the mode for that tick.
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -51,9 +53,15 @@ def load(spec: str) -> Callable[..., Any]:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name.strip() or not attribute.strip():
         raise MatchFunctionError(f"{spec!r} is not of the form \"module:function\"")
+    sigint = _SigintWatch()
     try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as error:
+        with sigint:
+            target: Any = importlib.import_module(module_name)
+    except BaseException as error:
+        # A module that calls sys.exit() or raises KeyboardInterrupt at import has failed to
+        # load like any other; only an interrupt from a real SIGINT (Ctrl-C) is the operator's.
+        if isinstance(error, KeyboardInterrupt) and sigint.arrived:
+            raise
         raise MatchFunctionError(f"cannot import module {module_name!r}: {_one_line(error)}") from error
     for part in attribute.split("."):
         try:
@@ -63,6 +71,31 @@ def load(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise MatchFunctionError(f"{spec} is not callable (a {type(target).__name__})")
     return target
+
+
+class _SigintWatch:
+    """Notes whether a real SIGINT arrived while the block ran, passing it on to the handler in
+    place. Only the main thread runs signal handlers; in another thread a KeyboardInterrupt can
+    only come from the code itself, and nothing needs noting."""
+
+    def __init__(self) -> None:
+        self.arrived = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_SigintWatch":
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is threading.main_thread() and callable(previous):
+            def note(signum: int, frame: Any) -> None:
+                self.arrived = True
+                previous(signum, frame)
+
+            self._previous = previous
+            signal.signal(signal.SIGINT, note)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def views(tickets: Sequence[QueuedTicket], now: float) -> tuple[TicketView, ...]:

@@ -313,6 +313,13 @@ def test_a_match_function_that_fails_to_import_is_refused_with_its_error(tmp_pat
     assert message.startswith("modes.custom.match_function: cannot import module 'bad_matching': SyntaxError: ")
 
 
+def test_a_match_function_module_that_calls_sys_exit_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "exiting_matching.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    message = refusal(tmp_path, "[modes.custom]\nmatch_function = 'exiting_matching:propose'\n")
+    assert message == "modes.custom.match_function: cannot import module 'exiting_matching': SystemExit: 3"
+
+
 def test_unknown_mode_keys_list_the_new_ones(tmp_path):
     message = refusal(tmp_path, "[modes.ranked]\nrule = []\n")
     assert message.startswith("modes.ranked: unknown option 'rule'")

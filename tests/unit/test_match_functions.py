@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import types
 from pathlib import Path
 
@@ -65,6 +66,29 @@ def test_load_reports_an_error_raised_while_importing(tmp_path, monkeypatch):
         functions.load("broken_matching:propose")
     assert str(caught.value) == ("cannot import module 'broken_matching': RuntimeError: no database configured")
     assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+    ("import sys\nsys.exit()\n", "SystemExit"),
+    ("raise KeyboardInterrupt\n", "KeyboardInterrupt"),
+])
+def test_load_refuses_a_module_that_exits_or_interrupts_at_import(tmp_path, monkeypatch, body, reason):
+    (tmp_path / "exiting_matching.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MatchFunctionError) as caught:
+        functions.load("exiting_matching:propose")
+    assert str(caught.value) == f"cannot import module 'exiting_matching': {reason}"
+
+
+def test_a_real_sigint_during_the_import_still_interrupts(tmp_path, monkeypatch):
+    (tmp_path / "slow_matching.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        functions.load("slow_matching:propose")
+    assert signal.getsignal(signal.SIGINT) is before  # the handler in place is put back
 
 
 # --- what the function sees ---
