@@ -92,10 +92,9 @@ def _host_port(part: str, url: str) -> tuple[str, int]:
         raise RedisURLError(f"no host in sentinel address {part!r}")
     if not port_text:
         return host, DEFAULT_SENTINEL_PORT
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise RedisURLError(f"bad port in sentinel address {part!r}") from None
+    if not (port_text.isascii() and port_text.isdigit()):  # int() also takes "+1", " 1", "1_0"
+        raise RedisURLError(f"bad port in sentinel address {part!r}")
+    port = int(port_text)
     if not 0 < port <= 65535:
         raise RedisURLError(f"port out of range in sentinel address {part!r}")
     return host, port

@@ -45,10 +45,10 @@ def parse_address(raw: str) -> Address:
     if not sep or not host:
         raise ConfigError(f"expected HOST:PORT, got {raw!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        number = int(port)
-    except ValueError:
-        raise ConfigError(f"port must be a number in {raw!r}") from None
+    # ASCII digits only: int() also takes "+80", " 80", "8_0" and other scripts' digits.
+    if not (port.isascii() and port.isdigit()):
+        raise ConfigError(f"port must be a number in {raw!r}")
+    number = int(port)
     if not 0 <= number <= 65535:
         raise ConfigError(f"port out of range in {raw!r}")
     return Address(host, number)

@@ -52,6 +52,8 @@ def test_sentinel_url_user_password_percent_encoded_and_ipv6():
         "redis+sentinel://h1:26379/svc/1/extra",
         "redis+sentinel://h1:notaport/svc",
         "redis+sentinel://h1:70000/svc",
+        "redis+sentinel://h1:+26379/svc",  # int() would take these
+        "redis+sentinel://h1:26_379/svc",
         "redis+sentinel://h1:1,,h2:2/svc",  # empty host
         "redis+sentinel://:1/svc",
         "redis://h1/0",  # wrong scheme for this parser
