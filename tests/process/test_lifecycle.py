@@ -343,8 +343,43 @@ def test_sigkilled_replica_leaves_nothing_that_blocks_the_next_start(tmp_path):
     assert redis_servers_for(tmp_path / "data") == []
 
 
-def test_a_redis_url_option_no_client_accepts_is_refused_with_exit_2(tmp_path, redis_server):
-    server = MMServer(tmp_path, redis_url=redis_server.url + "?ssl_ca_cert=/typo.pem")
+def _bad_file(tmp_path, name: str, content: bytes) -> dict:
+    path = tmp_path / name
+    path.write_bytes(content)
+    if name == "admin.token":  # the harness's MMSERVER_ADMIN_TOKEN would win over the file
+        return {"MMSERVER_ADMIN_TOKEN": "", "MMSERVER_ADMIN_TOKEN_FILE": str(path)}
+    return {"MMSERVER_CONFIG": str(path)}
+
+
+# (environment, the setting the line names, what it says). The first ones are refused while the
+# configuration is read (on stderr), the URL options when the Redis client is built (in the log).
+BAD_SETTINGS = {
+    "not utf-8": (lambda tmp: _bad_file(tmp, "mm.toml", b"[modes.duel]\nteams = 2 # caf\xe9\n"),
+                  "MMSERVER_CONFIG", "is not UTF-8 text"),
+    "huge integer": (lambda tmp: _bad_file(tmp, "mm.toml", b"[modes.duel]\nmmr_window = 1" + b"0" * 400),
+                     "modes.duel.mmr_window", "expected a number, got an integer of 401 digits"),
+    "ten years": (lambda tmp: _bad_file(tmp, "mm.toml", b"[modes.duel]\nticket_ttl_s = 1e16\n"),
+                  "modes.duel.ticket_ttl_s", "must be at most 315,360,000 s (10 years)"),
+    "drain delay": (lambda tmp: {"MMSERVER_DRAIN_DELAY_S": "1e10"}, "MMSERVER_DRAIN_DELAY_S", "at most"),
+    "ipv6": (lambda tmp: {"MMSERVER_REDIS_URL": "redis://[::1:6379"}, "MMSERVER_REDIS_URL", "Invalid IPv6 URL"),
+    "sentry": (lambda tmp: {"MMSERVER_SENTRY_DSN": "not-a-dsn"}, "MMSERVER_SENTRY_DSN", "not a Sentry DSN"),
+    "two-line token": (lambda tmp: _bad_file(tmp, "admin.token", b"one-token\nanother-token\n"),
+                       "MMSERVER_ADMIN_TOKEN_FILE", "printable ASCII without spaces"),
+    "unknown option": (lambda tmp: {"?": "ssl_ca_cert=/typo.pem"}, "MMSERVER_REDIS_URL", "bad option"),
+    "nan timeout": (lambda tmp: {"?": "socket_timeout=nan"}, "MMSERVER_REDIS_URL", "socket_timeout"),
+    "client name": (lambda tmp: {"?": "client_name=my%20replica"}, "MMSERVER_REDIS_URL", "client_name"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SETTINGS))
+def test_bad_settings_are_refused_with_exit_2_and_one_line_naming_them(tmp_path, redis_server, case):
+    make_env, setting, says = BAD_SETTINGS[case]
+    env = make_env(tmp_path)
+    query = env.pop("?", None)
+    redis_url = redis_server.url + (f"?{query}" if query else "")
+    server = MMServer(tmp_path, redis_url=redis_url, env=env)
     assert server.start().wait(30) == 2
-    assert "MMSERVER_REDIS_URL" in server.output()
-    assert "Traceback" not in server.output()
+    line = refusal(server)
+    assert setting in line and says in line, line
+    if query is None:  # read with the configuration: nothing was started, not even logging
+        assert line.startswith("mmserver: error: "), line
