@@ -57,13 +57,22 @@ def _state(redis_client) -> tuple[int, int]:
     return redis_client.dbsize(), int(redis_client.info("memory")["used_memory"])
 
 
-def _tick_ms(ticker: Ticker, rounds: int = 5) -> float:
-    durations = []
+def _commands(redis_client) -> int:
+    """Commands Redis has run, those inside scripts included (commandstats counts both)."""
+    return sum(stats["calls"] for stats in redis_client.info("commandstats").values())
+
+
+def _tick(ticker: Ticker, redis_client, rounds: int = 5) -> tuple[float, int]:
+    """A tick's median duration (ms) and the Redis commands it runs: the work it does, a figure
+    a loaded machine does not move (its duration, on a busy 2-core host, it does)."""
+    durations, commands = [], []
     for _ in range(rounds):
+        before = _commands(redis_client)
         started = time.perf_counter()
         ticker.tick()
         durations.append((time.perf_counter() - started) * 1000)
-    return sorted(durations)[rounds // 2]
+        commands.append(_commands(redis_client) - before - 1)  # the INFO itself counts once
+    return sorted(durations)[rounds // 2], sorted(commands)[rounds // 2]
 
 
 def test_hostile_traffic_leaves_keys_memory_and_tick_time_at_their_baseline(redis_client):
@@ -94,7 +103,7 @@ def test_hostile_traffic_leaves_keys_memory_and_tick_time_at_their_baseline(redi
         ticker.tick()
     keys_before, memory_before = _state(redis_client)
     names_before = set(redis_client.keys("*"))
-    tick_before = _tick_ms(ticker)
+    tick_before, work_before = _tick(ticker, redis_client)
 
     rng = random.Random(4242)
     statuses: dict[int, int] = {}
@@ -115,7 +124,7 @@ def test_hostile_traffic_leaves_keys_memory_and_tick_time_at_their_baseline(redi
             ticker.tick()
     assert all(status < 500 for status in statuses), statuses
     keys_peak, memory_peak = _state(redis_client)
-    tick_peak = _tick_ms(ticker, 1)
+    tick_peak, work_peak = _tick(ticker, redis_client, 1)
 
     # Past every configured lifetime, the ticks clear what the flood left.
     deadline = time.monotonic() + 30
@@ -125,13 +134,17 @@ def test_hostile_traffic_leaves_keys_memory_and_tick_time_at_their_baseline(redi
         if redis_client.dbsize() <= keys_before:
             break
     keys_after, memory_after = _state(redis_client)
-    tick_after = _tick_ms(ticker)
+    tick_after, work_after = _tick(ticker, redis_client)
     print(f"\nanswers {dict(sorted(statuses.items()))}"
           f"\nkeys: baseline {keys_before}, after the flood {keys_peak}, settled {keys_after}"
           f"\nRedis used_memory: baseline {memory_before}, after the flood {memory_peak}, settled {memory_after}"
-          f"\ntick: baseline {tick_before:.1f} ms, after the flood {tick_peak:.1f} ms, settled {tick_after:.1f} ms")
+          f"\ntick: baseline {tick_before:.1f} ms, after the flood {tick_peak:.1f} ms, settled {tick_after:.1f} ms"
+          f"\ntick's Redis commands: baseline {work_before}, after the flood {work_peak}, settled {work_after}")
     assert keys_peak > keys_before + 100  # the flood did write state...
     assert keys_after <= keys_before, sorted(set(redis_client.keys("*")) - names_before)[:20]  # ...and none of it stayed
     # Memory: the same key count; allocator slack and the outcome counters aside, no growth.
     assert memory_after < memory_before + 256 * 1024, (memory_before, memory_after)
-    assert tick_after < max(3 * tick_before, tick_before + 20), (tick_before, tick_after)
+    # The tick: back to its baseline's work, and no slower beyond what a busy host's scheduling
+    # explains (a median of 70 ms against 1.2 ms was seen at a load average of 5).
+    assert work_after <= work_before, (work_before, work_after)
+    assert tick_after < max(3 * tick_before, tick_before + 250), (tick_before, tick_after)
