@@ -8,6 +8,7 @@ from mmserver.config import ModeConfig, ServersConfig
 from mmserver.store import Conflict, NotFound, Store
 from mmserver.store import keys
 from tests.store.conftest import new_ticket
+from tests.store.invariants import check_invariants
 
 
 def _store(redis_client, regions=(), modes=None, **servers):
@@ -224,3 +225,40 @@ def test_a_server_named_like_a_reply_tag_registers(redis_client):
     store = _store(redis_client)
     for i, server_id in enumerate(("clash", "static", "moving", "ok")):
         assert store.heartbeat_server(server_id, f"10.0.0.{i}:1")["state"] == "free"
+
+
+def _emptied(store, **mode):
+    """An assigned 1v1 match both players have left (the game server reported each one)."""
+    modes = {"duel": ModeConfig("duel", accept_timeout_s=0, **mode)}
+    store = _store(store, modes=modes, heartbeat_ttl_s=0.2)
+    store.heartbeat_server("gs-1", "10.0.0.9:7000")
+    (a, b), = _allocating(store)
+    store.allocate(10)
+    match_id = _assignment(store, a)["match_id"]
+    for player in ("a0", "b0"):
+        store.leave_match(match_id, player)
+    return store, match_id
+
+
+@pytest.mark.parametrize("how", ["server", "operator", "max duration", "server lost"])
+def test_a_match_every_player_left_still_ends_and_frees_its_server(redis_client, how):
+    """Its ticket count to take off the assigned count is 0, which a script once wrote as '-0':
+    HINCRBY refused it, every finish of such a match failed, and its server stayed busy."""
+    store, match_id = _emptied(redis_client, max_match_s=0.3)
+    if how == "server":
+        assert store.finish_match(match_id)["status"] == "finished"
+    elif how == "operator":
+        assert store.finish_match(match_id, "finished by operator")["status"] == "finished"
+    else:
+        if how == "server lost":
+            time.sleep(0.25)  # past heartbeat_ttl_s, before max_match_s
+            assert store.process_deadlines(100).lost_servers == 1
+        else:
+            store.heartbeat_server("gs-1", "10.0.0.9:7000")
+            time.sleep(0.35)
+            store.heartbeat_server("gs-1", "10.0.0.9:7000")
+            assert store.process_deadlines(100).ended_matches == 1
+    assert store.match(match_id)["state"] == "finished"
+    assert redis_client.scard(keys.SERVERS_BUSY) == 0
+    assert redis_client.hget(keys.COUNTS, "a:duel") == "0"
+    check_invariants(redis_client)

@@ -222,8 +222,8 @@ for _, key in ipairs(cleared_keys) do
   each_chunk(cleared[key], function(...) redis.call('ZREM', key, ...) end)
 end
 for mode, n in pairs(per_mode) do
-  redis.call('HINCRBY', COUNTS, 'm:' .. mode, -n)
-  redis.call('HINCRBY', COUNTS, 'a:' .. mode, n)
+  add_count('m:' .. mode, -n)
+  add_count('a:' .. mode, n)
   count_outcome(mode, 'assigned', n)
 end
 publish(changed)

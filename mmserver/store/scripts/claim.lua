@@ -193,7 +193,7 @@ if nr > 0 then
   local regions = { region }
   for chosen in pairs(elsewhere) do regions[#regions + 1] = chosen end
   redis.call('SADD', ALLOCATING_REGIONS, unpack(regions))
-  redis.call('HINCRBY', COUNTS, 'm:' .. mode, nr)
+  add_count('m:' .. mode, nr)
   -- Counted at claim time: the tickets' hashes are rewritten later, lazily (load()).
   count_outcome(mode, 'matched', nr)
   local partial = nr < M

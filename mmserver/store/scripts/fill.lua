@@ -88,7 +88,7 @@ local function fill(bid, id, m, team, roles)
     redis.call('HSET', skey(mid), 'mx', s.mx)
   end
   bump_version(mid, s)
-  redis.call('HINCRBY', COUNTS, 'a:' .. mode, 1)
+  add_count('a:' .. mode, 1)
   count_outcome(mode, 'assigned', 1)
   emit('ticket.assigned', id, mid, mode, backfill_data(bid))
   b.sl = pack_slots(slots)

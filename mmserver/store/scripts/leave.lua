@@ -19,7 +19,7 @@ if s.st == 'assigned' and t.s == 'assigned' and t.x == mid then
   end
   if #staying == 0 then
     make_terminal(id, t, now, 'finished', 'left', retention)
-    redis.call('HINCRBY', COUNTS, 'a:' .. t.m, -1)
+    add_count('a:' .. t.m, -1)
     count_outcome(t.m, 'finished', 1)
     off_roster(mid, s, { player }, id)
   else

@@ -19,7 +19,7 @@ elseif t.s == 'matched' then
 else
   local mid = t.x
   make_terminal(id, t, now, 'finished', reason, retention)
-  redis.call('HINCRBY', COUNTS, 'a:' .. t.m, -1)
+  add_count('a:' .. t.m, -1)
   count_outcome(t.m, 'finished', 1)
   -- Off the roster: the match's ticket and player lists keep only who is still in it.
   local players = present_players(t)

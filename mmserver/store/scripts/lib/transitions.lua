@@ -75,7 +75,7 @@ local function dissolve(sid, now, culprit, reason, retention)
       changed[#changed + 1] = id
     end
   end
-  redis.call('HINCRBY', COUNTS, 'm:' .. s.md, -left)
+  add_count('m:' .. s.md, -left)
   count_outcome(s.md, 'cancelled', cancelled)
   redis.call('DEL', skey(sid))
   local why = reason
@@ -175,7 +175,7 @@ local function finish(mid, now, reason, retention, loaded)
       changed[#changed + 1] = id
     end
   end
-  redis.call('HINCRBY', COUNTS, 'a:' .. s.md, -#changed)
+  add_count('a:' .. s.md, -#changed)
   count_outcome(s.md, 'finished', #changed)
   -- Its open backfills end with it (bounded: at most its open slots).
   for _, bid in ipairs(split(s.bf, ',')) do

@@ -86,6 +86,13 @@ local function publish_views(ids)
   if #ids > 0 then redis.call('PUBLISH', VIEWS, table.concat(ids, ',')) end
 end
 
+-- A live count (COUNTS: 'm:<mode>' matched, 'a:<mode>' assigned tickets) moved by n. Nothing
+-- for 0: Lua writes -0 as '-0', which HINCRBY refuses, and a script that fails half-way keeps
+-- what it wrote before (finishing a match every player had left failed so, every time).
+local function add_count(field, n)
+  if n ~= 0 then redis.call('HINCRBY', COUNTS, field, n) end
+end
+
 -- Counted by the script that makes the transition, in the same atomic call: a count is
 -- exactly the tickets that moved, whichever replica moved them, and an idempotent repeat
 -- (which moves nothing) counts nothing. One HINCRBY per mode and outcome a script touches.
