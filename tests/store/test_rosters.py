@@ -1,11 +1,12 @@
 """Rosters and join tokens, idempotent creation, and the operator's player calls, against the
 real redis-server."""
 import hashlib
+import time
 
 import pytest
 
 from mmserver.config import ModeConfig, ServersConfig
-from mmserver.store import NotFound, PlayerBusy, Store
+from mmserver.store import NotFound, PlayerBusy, Store, keys
 from mmserver.store.tickets import BACKEND_ACCESS, player_access
 from tests.store.conftest import new_ticket
 
@@ -134,3 +135,30 @@ def test_releasing_a_player_in_a_match_takes_it_off_the_roster(store, redis_clie
     assert [len(t["players"]) for t in store.match(match_id)["teams"]] == [2, 0]
     store.finish_match(match_id)
     assert store.stats()["queues"]["squad"]["assigned"] == 0
+
+
+def test_releasing_one_member_of_a_party_in_a_match_leaves_the_rest_playing(store, redis_client):
+    """As when the game server reports the member gone (leave): the party's ticket plays on
+    without it, and every ticket of the match is named on the views channel, so the replicas'
+    cached views of the others' assignments do not keep the old roster."""
+    match_id, a, b, c = _squad_match(store)
+    views = redis_client.pubsub(ignore_subscribe_messages=True)
+    views.subscribe(keys.VIEWS_CHANNEL)
+    released = store.release_player("amy")["ticket"]
+    assert released["ticket_id"] == a[0] and released["status"] == "assigned"
+    assert store.read_ticket(*a)["assignment"]["teams"] == [["ann"], ["bob", "cat"]]
+    assert store.read_ticket(*b)["assignment"]["teams"] == [["ann"], ["bob", "cat"]]
+    assert store.player("ann")["ticket"]["status"] == "assigned"
+    with pytest.raises(NotFound):
+        store.player("amy")  # out of the match and free to queue again
+    new_ticket(store, "amy", mode="duel")
+    named: set[str] = set()
+    deadline = time.monotonic() + 5
+    while not {a[0], b[0], c[0]} <= named and time.monotonic() < deadline:
+        message = views.get_message(timeout=0.5)  # None for the subscription's confirmation too
+        if message is not None:
+            named.update(message["data"].split(","))
+    assert {a[0], b[0], c[0]} <= named
+    views.close()
+    assert store.release_player("ann")["ticket"]["status"] == "finished"  # its last player
+    assert store.stats()["queues"]["squad"]["assigned"] == 2

@@ -1,6 +1,8 @@
 -- ARGV: player_id, retention_s. An operator releases a player: its live ticket is cancelled
--- (queued, or in a loading session, whose other tickets go back to their queue), or, in a
--- match, finished with reason 'released by operator' and taken off the match's roster.
+-- (queued, or in a loading session, whose other tickets go back to their queue; a party's
+-- ticket with every member), or, in a match, the player leaves it as if the game server had
+-- reported it gone (leave_match: a party plays on without it), the reason 'released by
+-- operator'.
 -- Returns the ticket's view, or {'notfound'} when the player holds no live ticket.
 local player, retention = ARGV[1], tonumber(ARGV[2])
 local reason = 'released by operator'
@@ -17,14 +19,6 @@ if t.s == 'queued' then
 elseif t.s == 'matched' then
   publish(dissolve(t.x, now, id, reason, retention))
 else
-  local mid = t.x
-  make_terminal(id, t, now, 'finished', reason, retention)
-  add_count('a:' .. t.m, -1)
-  count_outcome(t.m, 'finished', 1)
-  -- Off the roster: the match's ticket and player lists keep only who is still in it.
-  local players = present_players(t)
-  off_roster(mid, load_session(mid), players, id)
-  emit('match.player_left', id, mid, t.m, cjson.encode({ players = players, reason = reason }))
-  publish({ id })
+  leave_match(t.x, load_session(t.x), id, t, player, now, reason, retention)
 end
 return view(id)

@@ -160,6 +160,36 @@ local function off_roster(mid, s, players, gone_ticket)
   bump_version(mid, s)
 end
 
+-- A player leaves its assigned match `mid` (session s; its ticket id, loaded as t): the game
+-- server reported it gone ('left'), or an operator released it. It leaves the roster, its
+-- place opens (for a backfill), the version goes up. A solo ticket ends 'finished' with
+-- `reason`; a party ticket keeps playing for the members still there: the one who left is
+-- marked in the ticket's lf and freed from the player index (it may queue again), and the
+-- ticket finishes when its last player leaves.
+local function leave_match(mid, s, id, t, player, now, reason, retention)
+  local staying = {}
+  for _, p in ipairs(present_players(t)) do
+    if p ~= player then staying[#staying + 1] = p end
+  end
+  if #staying == 0 then
+    make_terminal(id, t, now, 'finished', reason, retention)
+    add_count('a:' .. t.m, -1)
+    count_outcome(t.m, 'finished', 1)
+    off_roster(mid, s, { player }, id)
+  else
+    local left = split(t.lf, ',')
+    left[#left + 1] = player
+    -- A new version: its holders' long-polls wake, the assignment's roster changed.
+    t.lf, t.v, t.u = table.concat(left, ','), tostring(tonumber(t.v) + 1), int(now)
+    save_ticket(id, t)
+    redis.call('HDEL', plkey(player), player)
+    off_roster(mid, s, { player }, nil)
+  end
+  emit('match.player_left', id, mid, t.m, cjson.encode({ players = { player }, reason = reason }))
+  publish({ id })
+  publish_views(session_ticket_ids(s))  -- the others' assignment shows the roster
+end
+
 -- Ends an assigned match: tickets finished (terminal), server back to the free pool of its
 -- region (where a registered server is allocated again only while its heartbeat is fresh), or
 -- out of the registry if it was deregistered or left the static list meanwhile. Returns
