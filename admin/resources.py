@@ -13,6 +13,7 @@ from typing import Any, Callable, Protocol
 
 import falcon
 
+from mmserver.decimal_text import parse_decimal
 from mmserver.http import validation
 from mmserver.http.errors import ApiError
 from mmserver.http.validation import BadRequest
@@ -126,6 +127,8 @@ def read_json_object(req: falcon.Request, *, optional: bool = False) -> dict:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("The request body is not valid JSON.") from None
+    except RecursionError:  # '[' ten thousand times fits in the body limit
+        raise BadRequest("The JSON body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
@@ -195,9 +198,10 @@ class StatusResource:
 
 def page_limit(req: falcon.Request, default: int, maximum: int) -> int:
     raw = req.get_param("limit") or str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    limit = parse_decimal(raw) or 0
+    if not 1 <= limit <= maximum:
         raise BadRequest(f"'limit' must be an integer from 1 to {maximum}.")
-    return int(raw)
+    return limit
 
 
 class MatchesResource:

@@ -53,6 +53,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from mmserver.decimal_text import parse_decimal
+
 logger = logging.getLogger(__name__)
 
 SOCKET_NAME = "redis.sock"
@@ -149,7 +151,7 @@ class EmbeddedRedis:
         except BlockingIOError:
             holder = _read_text(path).strip()
             os.close(fd)
-            raise DataDirInUse(self.data_dir, int(holder) if holder.isdigit() else None) from None
+            raise DataDirInUse(self.data_dir, parse_decimal(holder, 9)) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -162,8 +164,8 @@ class EmbeddedRedis:
     def _remove_stale_server(self) -> None:
         pid_path = self.data_dir / PID_FILE
         text = _read_text(pid_path).strip()
-        if text.isdigit() and self._is_our_redis(int(text)):
-            pid = int(text)
+        pid = parse_decimal(text, 9)
+        if pid is not None and self._is_our_redis(pid):
             logger.warning("a redis-server (pid %d) from a previous run still uses %s: stopping it",
                            pid, self.data_dir)
             _terminate(pid, lambda: self._is_our_redis(pid), STALE_TERM_WAIT_S)

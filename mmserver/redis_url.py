@@ -24,6 +24,8 @@ from __future__ import annotations
 import urllib.parse
 from dataclasses import dataclass
 
+from mmserver.decimal_text import parse_decimal
+
 SENTINEL_SCHEME = "redis+sentinel"
 DEFAULT_SENTINEL_PORT = 26379
 # TLS options that name files: checked at start, not at the first connection.
@@ -70,9 +72,9 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     service_name = urllib.parse.unquote(parts[0])
     db = 0
     if len(parts) == 2:
-        if not parts[1].isdigit():
+        db = parse_decimal(parts[1], 9)
+        if db is None:
             raise RedisURLError(f"the database must be a number in {redact(url)!r}")
-        db = int(parts[1])
     return SentinelURL(sentinels, service_name, db, username, password)
 
 
@@ -92,9 +94,9 @@ def _host_port(part: str, url: str) -> tuple[str, int]:
         raise RedisURLError(f"no host in sentinel address {part!r}")
     if not port_text:
         return host, DEFAULT_SENTINEL_PORT
-    if not (port_text.isascii() and port_text.isdigit()):  # int() also takes "+1", " 1", "1_0"
+    port = parse_decimal(port_text, 5)
+    if port is None:
         raise RedisURLError(f"bad port in sentinel address {part!r}")
-    port = int(port_text)
     if not 0 < port <= 65535:
         raise RedisURLError(f"port out of range in sentinel address {part!r}")
     return host, port

@@ -26,6 +26,7 @@ from mmserver.config.model import (
     ConfigError,
 )
 from mmserver.redis_url import redact
+from mmserver.decimal_text import parse_decimal
 
 
 # Durations end up as milliseconds added to Redis's clock inside Lua scripts and as PEXPIRE
@@ -45,10 +46,9 @@ def parse_address(raw: str) -> Address:
     if not sep or not host:
         raise ConfigError(f"expected HOST:PORT, got {raw!r}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    # ASCII digits only: int() also takes "+80", " 80", "8_0" and other scripts' digits.
-    if not (port.isascii() and port.isdigit()):
+    number = parse_decimal(port, 5)
+    if number is None:
         raise ConfigError(f"port must be a number in {raw!r}")
-    number = int(port)
     if not 0 <= number <= 65535:
         raise ConfigError(f"port out of range in {raw!r}")
     return Address(host, number)

@@ -6,6 +6,7 @@ import io
 import falcon
 
 from mmserver.http import errors
+from mmserver.decimal_text import parse_decimal
 
 
 class BodyLimit:
@@ -28,9 +29,9 @@ class BodyLimit:
         declared_raw = env.get("CONTENT_LENGTH")
         declared: int | None = None
         if declared_raw:
-            if not declared_raw.isascii() or not declared_raw.strip().isdigit():
+            declared = parse_decimal(declared_raw.strip())
+            if declared is None:
                 raise errors.ApiError(400, "Invalid Content-Length", "Content-Length must be a number.")
-            declared = int(declared_raw)
             if declared > self._max_bytes:
                 raise self._too_large()
         limit = self._max_bytes if declared is None else declared

@@ -18,6 +18,7 @@ import falcon
 
 from mmserver.addresses import BadAddress, canonical_address
 from mmserver.config import ModeConfig
+from mmserver.decimal_text import parse_decimal
 from mmserver.matchmaking.backfill import Slot
 from mmserver.matchmaking.lineup import roles_fit_one_team
 from mmserver.store.events import is_stream_id
@@ -387,9 +388,9 @@ def poll_request(params: Mapping[str, Any]) -> PollRequest:
             raise BadRequest(f"'wait' must be between 0 and {MAX_WAIT_S:g} seconds.")
     version_n: int | None = None
     if version is not None:
-        if not version.isascii() or not version.isdigit() or len(version) > 18:
+        version_n = parse_decimal(version)
+        if version_n is None:
             raise BadRequest("'version' must be a non-negative integer.")
-        version_n = int(version)
     return PollRequest(wait=wait_s, version=version_n)
 
 
@@ -420,9 +421,9 @@ def events_request(params: Mapping[str, Any], event_types: Collection[str],
     limit = DEFAULT_EVENTS_PER_PAGE
     raw_limit = _single(params, "limit")
     if raw_limit is not None:
-        if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_EVENTS_PER_PAGE:
+        limit = parse_decimal(raw_limit) or 0
+        if not 1 <= limit <= MAX_EVENTS_PER_PAGE:
             raise BadRequest(f"'limit' must be an integer from 1 to {MAX_EVENTS_PER_PAGE}.")
-        limit = int(raw_limit)
     return EventsRequest(after=after, wait=wait_s, limit=limit,
                          types=_choices(params, "type", event_types), modes=_choices(params, "mode", modes))
 

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Sequence
 
 import redis
 
+from mmserver.decimal_text import parse_decimal
 from mmserver.store import keys
 from mmserver.store.events import LAST_STREAM_ID, decode
 from mmserver.store.store import _RedisErrors
@@ -406,8 +407,7 @@ class Deliveries:
 def dead_letter(entry_id: str, fields: dict) -> dict:
     """One `mm:wh:dead` entry as the control plane shows it."""
     event = decode(fields.get("i", entry_id), fields)
-    attempts = fields.get("n", "0")
-    return {"id": entry_id, "event": event, "attempts": int(attempts) if attempts.isdigit() else 0,
+    return {"id": entry_id, "event": event, "attempts": parse_decimal(fields.get("n", "0")) or 0,
             "last_error": fields.get("e", ""), "dead_at": int(entry_id.split("-", 1)[0]) / 1000.0}
 
 

@@ -32,7 +32,8 @@ def verify(secret: bytes, body: bytes, header: str | None, now: float,
     timestamp, signatures = None, []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        # ASCII digits, a few: isdigit() alone takes '²', which int() refuses.
+        if name == "t" and value.isascii() and value.isdigit() and len(value) <= 18:
             timestamp = int(value)
         elif name == SCHEME:
             signatures.append(value)

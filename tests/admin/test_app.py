@@ -122,6 +122,7 @@ def test_shutdown_answers_202_with_the_controls_answer_and_calls_it_once(client,
     (b"\xff\xfe\x00", "not valid JSON"),
     (b'["reason"]', "must be a JSON object"),
     (b'"reason"', "must be a JSON object"),
+    (b"[" * 1020, "nested too deeply"),  # within the body limit, beyond the parser's depth
 ])
 def test_shutdown_refuses_a_bad_body_with_400(client, control, body, why):
     result = client.simulate_post("/admin/shutdown", headers={**AUTH, "Content-Type": "application/json"},
@@ -442,7 +443,7 @@ def test_running_matches_default_and_explicit_limit(client, control):
     assert control.calls == [("running_matches", 50), ("running_matches", 200)]
 
 
-@pytest.mark.parametrize("limit", ["0", "201", "-1", "ten", "1.5", ""])
+@pytest.mark.parametrize("limit", ["0", "201", "-1", "ten", "1.5", "", "%C2%B2", "1" * 5000, "0" * 30 + "5"])
 def test_running_matches_refuse_a_bad_limit(client, control, limit):
     result = client.simulate_get("/admin/matches", headers=AUTH, query_string=f"limit={limit}")
     if limit == "":

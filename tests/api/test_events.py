@@ -69,6 +69,7 @@ def test_only_backend_keys_read_events(api):
     "type=ticket.nope", "mode=nope", "colour=red", "after=1-0&after=2-0", "type=" + "x" * 5000,
     # Ids Redis refuses: a part past 64 bits, digits that are not ASCII.
     "after=18446744073709551616-0", "after=0-99999999999999999999", "after=%D9%A3-%D9%A3",
+    "limit=%C2%B2", "limit=" + "1" * 5000,  # digits int() refuses: not ASCII, past its 4,300
 ])
 def test_bad_queries_are_400(api, query):
     result = read(api, query)
