@@ -38,8 +38,10 @@ RETRY_SCAN_S = 0.5
 RETRY_SCAN_COUNT = 200  # pending entries looked at per stream per scan (a cursor goes on from there)
 CONSUMER_IDLE_S = 3600.0  # a consumer this idle owning nothing is a replica gone for good
 REAP_EVERY_S = 300.0
-# An entry read but not yet sent for this long is first re-confirmed as ours (Deliveries.keep):
-# another replica may have retried it meanwhile.
+# Entries of a batch still waiting their turn are held again this often (Deliveries.keep: their
+# idle time reset, no attempt counted), so that a slow receiver working through the batch does
+# not let another replica's retry scan find them due; one another replica took meanwhile is
+# left to it.
 HOLD_CHECK_S = 1.0
 REDIS_AWAY_ERRORS = REDIS_AWAY + (OSError,)
 
@@ -175,36 +177,45 @@ class DeliveryWorker:
         self._deliver_all(claimed)
 
     def _deliver_all(self, deliveries: list[Delivery]) -> None:
-        done: list[Delivery] = []
-        try:
-            for delivery in deliveries:
-                if self._shutdown.is_set():
-                    break  # left pending: retried after its delay, here or elsewhere
-                if self._deliver(delivery):
-                    done.append(delivery)
-        finally:
-            self._deliveries.acknowledge(done)
+        """Each in order, acknowledged as soon as it is done: an entry delivered but still
+        pending until the batch's end was found idle by another replica's retry scan and sent
+        again. The entries still waiting their turn are held every HOLD_CHECK_S."""
+        batch = [_Held(delivery) for delivery in deliveries]
+        held_at = min((delivery.read_at for delivery in deliveries), default=0.0)
+        for index, item in enumerate(batch):
+            if self._shutdown.is_set():
+                break  # left pending: retried after its delay, here or elsewhere
+            now = time.monotonic()
+            if now - held_at >= HOLD_CHECK_S:
+                for waiting in batch[index:]:
+                    self._hold(waiting, now)
+                held_at = now
+            if item.taken:
+                continue  # another replica retried it meanwhile: its attempt, not ours
+            if self._deliver(item.delivery, item.last_attempt):
+                self._deliveries.acknowledge([item.delivery])
 
-    def _deliver(self, delivery: Delivery) -> bool:
+    def _hold(self, item: "_Held", now: float) -> None:
+        if item.taken:
+            return
+        kept = self._deliveries.keep(item.delivery, now - item.held_from)
+        item.held_from = now
+        item.taken = kept == TAKEN
+        # The log dropped it while held (keep() acknowledged it): no retry can follow, so if
+        # this attempt fails, the event held here becomes a dead letter (replayable).
+        item.last_attempt = item.last_attempt or kept == LAST_ATTEMPT
+
+    def _deliver(self, delivery: Delivery, last_attempt: bool = False) -> bool:
         """One attempt. True: acknowledge it (delivered or skipped); False: it stays pending or
         was buried."""
         event = delivery.event
         if not self._wants(event["type"]):
             self._recorder.webhook_delivery("skipped")
             return True
-        if delivery.attempts > self._policy.max_attempts:
-            # Its last attempt was made by a replica that died before burying it.
-            self._bury(delivery, "attempts exhausted (the replica making the last one stopped)")
-            return False
-        held = time.monotonic() - delivery.read_at
-        last_attempt = False
-        if held >= HOLD_CHECK_S:
-            kept = self._deliveries.keep(delivery, held)
-            if kept == TAKEN:
-                return False  # another replica retried it meanwhile
-            # The log dropped it while held (keep() acknowledged it): no retry can follow, so
-            # if this attempt fails, the event held here becomes a dead letter (replayable).
-            last_attempt = kept == LAST_ATTEMPT
+        # A count past max_attempts: Redis counts reads and claims, so a replica that stopped
+        # (or stalled past the retry delay) holding this entry may not have made the attempt
+        # its count includes. At least once: one more attempt, the last either way.
+        last_attempt = last_attempt or delivery.attempts > self._policy.max_attempts
         outcome = self._send(event)
         if outcome.ok:
             self._last_delivered_at = self._clock()
@@ -213,7 +224,7 @@ class DeliveryWorker:
             return True
         self._last_error = outcome.error
         self._recorder.webhook_delivery("failed")
-        if last_attempt:
+        if last_attempt and not self._policy.exhausted(delivery.attempts):
             self._bury(delivery, f"{outcome.error or 'failed'} (the event left the log meanwhile: no retry)")
         elif self._policy.exhausted(delivery.attempts):
             self._bury(delivery, outcome.error or "failed")
@@ -236,3 +247,16 @@ class DeliveryWorker:
         self._recorder.webhook_delivery("dead")
         logger.warning("webhooks: event %s (%s) is a dead letter (%s) after %d attempts: %s",
                        delivery.event["id"], delivery.event["type"], dead_id, delivery.attempts, error)
+
+
+class _Held:
+    """An entry of a batch being delivered: since when this replica holds it (read, claimed or
+    held again), whether another replica took it, whether its attempt here is its last."""
+
+    __slots__ = ("delivery", "held_from", "taken", "last_attempt")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.held_from = delivery.read_at
+        self.taken = False
+        self.last_attempt = False
