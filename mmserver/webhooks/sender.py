@@ -2,15 +2,20 @@
 
 The standard library's http.client is enough here: one worker thread sends one request at a
 time on one persistent connection, which is all urllib3's pool would give us (it is installed,
-but only as sentry-sdk's dependency; mmserver would not otherwise need it). Every socket
-operation (connect, send, each read) has the configured timeout, so an attempt never hangs the
-worker, and a shutdown waits at most about that long for it.
+but only as sentry-sdk's dependency; mmserver would not otherwise need it). An attempt as a
+whole (connect, send, the answer) is bounded by the configured timeout: each socket operation
+has it, and a watchdog shuts the socket down when the attempt outlasts it (a receiver trickling
+its answer a byte at a time kept every read within the timeout and the worker for good). So an
+attempt never hangs the worker, a retry elsewhere (after timeout + 1 s) never races one still
+in flight, and a shutdown waits at most about that long for it.
 """
 from __future__ import annotations
 
 import http.client
 import socket
 import ssl
+import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 
@@ -44,15 +49,29 @@ class Sender:
         self._user_agent = user_agent
         self._ssl_context = ssl_context or (ssl.create_default_context() if self._https else None)
         self._connection: http.client.HTTPConnection | None = None
+        self._watchdog = _Watchdog()
 
     def post(self, body: bytes, headers: dict[str, str]) -> Outcome:
+        deadline = time.monotonic() + self._timeout_s
+        try:
+            outcome = self._attempt(body, headers, deadline)
+        finally:
+            fired = self._watchdog.disarm()
+        if fired:
+            # Cut: whatever was parsed (http.client takes the end of a shut-down socket for the
+            # end of the headers) is no answer. A 2xx at the very deadline is retried: at least once.
+            self.close()
+            return Outcome(None, f"timeout (the attempt outlasted {self._timeout_s:g} s)")
+        return outcome
+
+    def _attempt(self, body: bytes, headers: dict[str, str], deadline: float) -> Outcome:
         headers = {"User-Agent": self._user_agent, **headers}
         reused = self._connection is not None
         try:
-            return self._post(body, headers)
+            return self._post(body, headers, deadline)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
             self.close()
-            if not reused:
+            if not reused or time.monotonic() >= deadline:  # no time left for another try
                 return Outcome(None, _describe(error))
         except (OSError, http.client.HTTPException) as error:
             self.close()
@@ -60,13 +79,14 @@ class Sender:
         # A kept-alive connection the receiver closed while idle: once more on a fresh one.
         # (The receiver may have acted on the first request before resetting: at least once.)
         try:
-            return self._post(body, headers)
+            return self._post(body, headers, deadline)
         except (OSError, http.client.HTTPException) as error:
             self.close()
             return Outcome(None, _describe(error))
 
-    def _post(self, body: bytes, headers: dict[str, str]) -> Outcome:
+    def _post(self, body: bytes, headers: dict[str, str], deadline: float) -> Outcome:
         connection = self._connection or self._connect()
+        self._watchdog.arm(connection.sock, deadline)
         connection.request("POST", self._target, body=body, headers=headers)
         answer = connection.getresponse()
         answer.read(MAX_ANSWER_BYTES)
@@ -88,12 +108,57 @@ class Sender:
         return connection
 
     def close(self) -> None:
+        # The watchdog may still hold the socket: shutting a closed socket down is a no-op.
         if self._connection is not None:
             try:
                 self._connection.close()
             except OSError:
                 pass
             self._connection = None
+
+
+
+class _Watchdog:
+    """Shuts down the armed socket once its deadline passes: a read blocked on it returns at
+    once and the attempt fails. One thread per sender, started with its first attempt, waiting
+    on a condition the rest of the time (arming costs a lock, not a thread per attempt)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._deadline = 0.0
+        self._fired = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, sock: socket.socket | None, deadline: float) -> None:
+        with self._condition:
+            self._sock, self._deadline = sock, deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="webhooks-deadline", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def disarm(self) -> bool:
+        """Stop watching; whether the deadline fired since the last disarm."""
+        with self._condition:
+            fired, self._fired, self._sock = self._fired, False, None
+            return fired
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                if self._sock is None:
+                    self._condition.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._condition.wait(remaining)
+                    continue
+                sock, self._sock, self._fired = self._sock, None, True
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # closed meanwhile: nothing left to cut
 
 
 def _describe(error: BaseException) -> str:

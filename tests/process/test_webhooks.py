@@ -320,7 +320,7 @@ def test_a_receiver_that_never_answers_dead_letters_and_a_stop_is_not_held(tmp_p
             time.sleep(0.2)
         letters = replica.admin("/admin/webhooks/dead").json()["dead_letters"]
         assert {letter["attempts"] for letter in letters} == {2}
-        assert all(letter["last_error"] == "timeout" for letter in letters), letters
+        assert all(letter["last_error"].startswith("timeout") for letter in letters), letters
         # A delivery hanging on the silent receiver when the stop comes does not hold the stop.
         create_players([replica], "late", 1)
         time.sleep(0.2)
