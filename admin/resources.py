@@ -196,8 +196,17 @@ class StatusResource:
         send_json(resp, self._control.status())
 
 
+def single_param(req: falcon.Request, name: str) -> str | None:
+    """A query parameter given at most once: which of two values was meant is not ours to guess
+    (the public API's /v1/events refuses the same)."""
+    value = req.params.get(name)
+    if isinstance(value, list):
+        raise BadRequest(f"{name!r} is given more than once.")
+    return value
+
+
 def page_limit(req: falcon.Request, default: int, maximum: int) -> int:
-    raw = req.get_param("limit") or str(default)
+    raw = single_param(req, "limit") or str(default)
     limit = parse_decimal(raw) or 0
     if not 1 <= limit <= maximum:
         raise BadRequest(f"'limit' must be an integer from 1 to {maximum}.")
@@ -281,7 +290,7 @@ class DeadLettersResource:
         self._control = control
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        after = req.get_param("after")
+        after = single_param(req, "after")
         if after is not None and not is_stream_id(after):
             raise BadRequest("'after' must be a dead-letter id such as \"1718000000000-0\".")
         send_json(resp, self._control.dead_letters(after, page_limit(req, 100, MAX_DEAD_LETTER_PAGE)))

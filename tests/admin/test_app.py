@@ -443,7 +443,8 @@ def test_running_matches_default_and_explicit_limit(client, control):
     assert control.calls == [("running_matches", 50), ("running_matches", 200)]
 
 
-@pytest.mark.parametrize("limit", ["0", "201", "-1", "ten", "1.5", "", "%C2%B2", "1" * 5000, "0" * 30 + "5"])
+@pytest.mark.parametrize("limit", ["0", "201", "-1", "ten", "1.5", "", "%C2%B2", "1" * 5000, "0" * 30 + "5",
+                                   "1&limit=2"])
 def test_running_matches_refuse_a_bad_limit(client, control, limit):
     result = client.simulate_get("/admin/matches", headers=AUTH, query_string=f"limit={limit}")
     if limit == "":

@@ -57,6 +57,7 @@ def test_the_routes_need_the_token(client, control):
     ("GET", "/admin/webhooks/dead", {"params": {"limit": "ten"}}),
     ("GET", "/admin/webhooks/dead", {"params": {"limit": "\u00b2"}}),
     ("GET", "/admin/webhooks/dead", {"params": {"limit": "1" * 5000}}),
+    ("GET", "/admin/webhooks/dead", {"query_string": "after=0-0&after=1-1"}),
     ("GET", "/admin/webhooks/dead", {"params": {"after": "yesterday"}}),
     ("GET", "/admin/webhooks/dead", {"params": {"after": "18446744073709551616-0"}}),
     ("POST", "/admin/webhooks/dead/replay", {}),
