@@ -53,6 +53,11 @@ class TokenBuckets:
         return wait
 
 
+# A wait shown to a client is at most a day: a tiny configured rate (1e-300 per second) gave
+# a Retry-After of 300 digits, and no client acts on more.
+MAX_RETRY_AFTER_S = 86_400
+
+
 def retry_after(wait_s: float) -> str:
-    """A Retry-After value in whole seconds, at least 1."""
-    return str(max(1, math.ceil(wait_s)))
+    """A Retry-After value in whole seconds, from 1 to MAX_RETRY_AFTER_S."""
+    return str(max(1, min(MAX_RETRY_AFTER_S, math.ceil(min(wait_s, MAX_RETRY_AFTER_S)))))
