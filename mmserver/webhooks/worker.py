@@ -192,7 +192,7 @@ class DeliveryWorker:
                 held_at = now
             if item.taken:
                 continue  # another replica retried it meanwhile: its attempt, not ours
-            if self._deliver(item.delivery, item.last_attempt):
+            if self._deliver(item.delivery, item.log_dropped):
                 self._deliveries.acknowledge([item.delivery])
 
     def _hold(self, item: "_Held", now: float) -> None:
@@ -201,21 +201,20 @@ class DeliveryWorker:
         kept = self._deliveries.keep(item.delivery, now - item.held_from)
         item.held_from = now
         item.taken = kept == TAKEN
-        # The log dropped it while held (keep() acknowledged it): no retry can follow, so if
-        # this attempt fails, the event held here becomes a dead letter (replayable).
-        item.last_attempt = item.last_attempt or kept == LAST_ATTEMPT
+        item.log_dropped = item.log_dropped or kept == LAST_ATTEMPT
 
-    def _deliver(self, delivery: Delivery, last_attempt: bool = False) -> bool:
+    def _deliver(self, delivery: Delivery, log_dropped: bool = False) -> bool:
         """One attempt. True: acknowledge it (delivered or skipped); False: it stays pending or
-        was buried."""
+        was buried. `log_dropped`: the log dropped the event while this replica held it (keep()
+        acknowledged it), so no retry can follow: if this attempt fails, the event held here
+        becomes a dead letter (replayable)."""
         event = delivery.event
         if not self._wants(event["type"]):
             self._recorder.webhook_delivery("skipped")
             return True
-        # A count past max_attempts: Redis counts reads and claims, so a replica that stopped
-        # (or stalled past the retry delay) holding this entry may not have made the attempt
-        # its count includes. At least once: one more attempt, the last either way.
-        last_attempt = last_attempt or delivery.attempts > self._policy.max_attempts
+        # Even with a count past max_attempts: Redis counts reads and claims, so a replica that
+        # stopped (or stalled past the retry delay) holding this entry may not have made the
+        # attempt its count includes. At least once: one more attempt, the last (exhausted).
         outcome = self._send(event)
         if outcome.ok:
             self._last_delivered_at = self._clock()
@@ -224,10 +223,10 @@ class DeliveryWorker:
             return True
         self._last_error = outcome.error
         self._recorder.webhook_delivery("failed")
-        if last_attempt and not self._policy.exhausted(delivery.attempts):
-            self._bury(delivery, f"{outcome.error or 'failed'} (the event left the log meanwhile: no retry)")
-        elif self._policy.exhausted(delivery.attempts):
+        if self._policy.exhausted(delivery.attempts):
             self._bury(delivery, outcome.error or "failed")
+        elif log_dropped:
+            self._bury(delivery, f"{outcome.error or 'failed'} (the event left the log meanwhile: no retry)")
         else:
             logger.info("webhooks: event %s (%s) attempt %d failed: %s; retry in %.1f s", event["id"],
                         event["type"], delivery.attempts, outcome.error, self._policy.delay(delivery.attempts))
@@ -251,12 +250,12 @@ class DeliveryWorker:
 
 class _Held:
     """An entry of a batch being delivered: since when this replica holds it (read, claimed or
-    held again), whether another replica took it, whether its attempt here is its last."""
+    held again), whether another replica took it, whether the log dropped it meanwhile."""
 
-    __slots__ = ("delivery", "held_from", "taken", "last_attempt")
+    __slots__ = ("delivery", "held_from", "taken", "log_dropped")
 
     def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
         self.held_from = delivery.read_at
         self.taken = False
-        self.last_attempt = False
+        self.log_dropped = False
