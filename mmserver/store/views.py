@@ -156,6 +156,9 @@ def ticket_view(reply: Sequence[Any]) -> dict:
         if f.get("@mx"):
             roles, chosen = profiles.decode_choices(f["@mx"])
             # Every player's role: each client learns the whole line-up, as the server does.
+            # The choices keep the roles of players who left the match: the roster does not.
+            on_roster = set(view["assignment"]["players"])
+            roles = {player: role for player, role in roles.items() if player in on_roster}
             if roles:
                 view["assignment"]["roles"] = roles
             if chosen:

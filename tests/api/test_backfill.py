@@ -249,6 +249,10 @@ def test_roles_region_and_attribute_rules_are_respected(client, ticker, redis_cl
     assert ticker.tick().backfilled == 1
     view = read(client, good)
     assert view["status"] == "assigned" and view["assignment"]["roles"]["ok1"] == "tank"
+    # The roles are the roster's: t1, who left, is in neither (one tank a team, as the mode says).
+    for pair in (good, players["d1"]):
+        assignment = read(client, pair)["assignment"]
+        assert set(assignment["roles"]) == set(assignment["players"]) and "t1" not in assignment["roles"]
     assert view["assignment"]["region"] == "eu" and view["assignment"]["attributes"] == {"maps": "dust2"}
     [entry] = [p for t in roster(client, match_id)["teams"] for p in t["players"] if p["player_id"] == "ok1"]
     assert entry["role"] == "tank"
