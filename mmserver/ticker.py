@@ -37,6 +37,9 @@ CLAIMS_IN_FLIGHT = 2  # claim scripts sent before the oldest one's answer is rea
 # of 500 5v5 sessions up to 250 ms. These bounds keep each wait under ~30 ms, for the same
 # work in more calls (docs/PERFORMANCE.md, "How long a tick holds Redis"):
 CLAIM_TICKETS = 1000  # per claim script (a proposal of more tickets goes alone)
+# A failing match function fails again every tick (5 a second at 200 ms): its traceback is
+# logged (and sent to Sentry) at most this often per mode, with the count of those held back.
+FUNCTION_ERROR_LOG_S = 60.0
 SESSION_TICKETS = 250  # per deadline or allocation script, by the largest match of any mode
 
 
@@ -97,6 +100,9 @@ class Ticker:
         # Per queue (mode, region) of a mode with rules: why its tickets failed as anchors,
         # reused while nothing near them changed (matchmaking/memo.py).
         self._memos: dict[tuple[str, str | None], FailureMemo] = {}
+        # Per mode with a failing match function: (when its next traceback may be logged,
+        # failures held back since the last one).
+        self._function_errors: dict[str, tuple[float, int]] = {}
 
     def tick(self) -> TickResult:
         started = time.monotonic()
@@ -169,11 +175,22 @@ class Ticker:
         try:
             proposals = functions.run(function, tickets, self._modes[name], now)
         except functions.MatchFunctionError:
-            # Logged at ERROR with the traceback: Sentry's logging integration reports it.
-            logger.exception("match function of mode %s failed; the mode skips this tick", name)
+            self._report_function_error(name)
             return None
         matched = {ticket_id for p in proposals for team in p.teams for ticket_id in team}
         return proposals, {t.ticket_id: "match_function" for t in tickets if t.ticket_id not in matched}
+
+    def _report_function_error(self, name: str) -> None:
+        """Logged at ERROR with the traceback (Sentry's logging integration reports it), at most
+        once per FUNCTION_ERROR_LOG_S per mode; call it inside the except block."""
+        now = time.monotonic()
+        quiet_until, held = self._function_errors.get(name, (0.0, 0))
+        if now < quiet_until:
+            self._function_errors[name] = (quiet_until, held + 1)
+            return
+        self._function_errors[name] = (now + FUNCTION_ERROR_LOG_S, 0)
+        since = f" ({held} more failures since the last report)" if held else ""
+        logger.exception("match function of mode %s failed; the mode skips this tick%s", name, since)
 
     def _backfill(self, name: str, region: str | None, tickets: list[QueuedTicket],
                   backfills: list[OpenBackfill], counts: TickResult) -> list[QueuedTicket]:
@@ -204,6 +221,8 @@ class Ticker:
                     self._memos.pop((name, region), None)  # an empty queue has nothing to remember
             if result is None:
                 counts.match_function_errors += 1
+                # What keeps them waiting is the function: their views say so, not null.
+                self._store.record_blocked(name, region, {t.ticket_id: "match_function" for t in tickets})
                 return
             proposals, blocked = result
             self._store.record_blocked(name, region, blocked)

@@ -3,11 +3,12 @@ like the matcher's, and a function that raises or returns garbage is reported (l
 which Sentry's logging integration sends; the tick's error count, a metric) while that mode
 skips the tick and every other mode is still matched."""
 import logging
+import time
 
 from mmserver.config import ModeConfig, ServersConfig
 from mmserver.shutdown import Shutdown
 from mmserver.store import Store
-from mmserver.ticker import Ticker
+from mmserver.ticker import FUNCTION_ERROR_LOG_S, Ticker
 from tests.store.invariants import check_invariants
 
 CALLS = []
@@ -65,8 +66,31 @@ def test_a_failing_function_is_reported_and_its_mode_skips_the_tick(redis_client
         assert result.match_function_errors == 1, function
         assert result.matches_claimed == 1  # the other mode still matched
         assert all(store.read_ticket(*t)["status"] == "queued" for t in levels)
+        # What keeps them waiting is the function: their views say so.
+        assert all(store.read_ticket(*t)["matching"]["blocked_by"] == "match_function" for t in levels)
         assert all(store.read_ticket(*t)["status"] == "matched" for t in duels)
         record = next(r for r in caplog.records if "match function of mode levels" in r.getMessage())
         assert record.levelno == logging.ERROR and record.exc_info is not None
         check_invariants(redis_client)
     assert CALLS  # the broken function was really called
+
+
+def test_a_function_failing_every_tick_logs_its_traceback_once_a_minute(redis_client, caplog):
+    """Five ticks a second of the same traceback flooded the log (and Sentry): the first is
+    logged, the next ones counted, and the count goes with the next one logged."""
+    store, modes = _store(redis_client, "tests.unit.test_ticker_match_functions:broken")
+    _create(store, "l0", "levels", level=10.0)
+    ticker = Ticker(store, modes, shutdown=Shutdown(), mode_lock_s=0)
+
+    def reports() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "match function of mode levels" in r.getMessage()]
+
+    with caplog.at_level(logging.ERROR, logger="mmserver.ticker"):
+        for _ in range(3):
+            assert ticker.tick().match_function_errors == 1  # the metric counts every one
+        assert len(reports()) == 1
+        quiet_until, held = ticker._function_errors["levels"]  # FUNCTION_ERROR_LOG_S from the first
+        assert held == 2 and quiet_until > time.monotonic() + FUNCTION_ERROR_LOG_S - 30
+        ticker._function_errors["levels"] = (time.monotonic(), held)  # as if the minute had passed
+        ticker.tick()
+    assert len(reports()) == 2 and reports()[1].endswith("(2 more failures since the last report)")
