@@ -12,10 +12,15 @@ import logging
 import falcon
 
 from mmserver.credentials import SCHEME, SecretSet, bearer_token
+from mmserver.logs import ThrottledWarnings
 
 logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/admin"
+# Refusals are logged at most once per interval (with a count of the rest), and the path they
+# quote is cut short: anyone who reaches the listener chooses both how often and how long.
+REFUSAL_LOG_INTERVAL_S = 10.0
+LOGGED_PATH_CHARS = 120
 
 
 def is_admin_path(path: str) -> bool:
@@ -34,6 +39,7 @@ class BearerAuth:
             # An empty token would leave the control plane open: refuse to build it.
             raise ValueError("the admin token must be a non-empty string")
         self._secrets = SecretSet([token])
+        self._refusals = ThrottledWarnings(logger, REFUSAL_LOG_INTERVAL_S)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if not is_admin_path(req.path):
@@ -41,9 +47,12 @@ class BearerAuth:
         if self._secrets.matches(bearer_token(req.get_header("Authorization"))):
             return
         # Logged without the header: a near miss of the token is as secret as the token.
-        logger.warning(
+        path = req.path
+        if len(path) > LOGGED_PATH_CHARS:
+            path = path[:LOGGED_PATH_CHARS] + "..."
+        self._refusals.warning(
             "admin request refused: missing or invalid bearer token (%s %s from %s)",
-            req.method, req.path, req.remote_addr,
+            req.method, path, req.remote_addr,
         )
         raise falcon.HTTPUnauthorized(
             title="Unauthorized",

@@ -66,9 +66,22 @@ def _traceback_text(record: logging.LogRecord) -> str | None:
     return "\n".join(parts) if parts else None
 
 
+# One record, one line: control characters in a message (a path or value a client sent, quoted
+# in a warning) are written as escapes, so that no input can forge a log line of its own or
+# send a terminal escape sequence to whoever reads the log. Tracebacks keep their lines.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                         0x2028: "\\u2028", 0x2029: "\\u2029"})  # line and paragraph separators
+
+
+def _one_line(text: str) -> str:
+    """`text` with every control character escaped (\\n, \\x1b, ...)."""
+    return text.translate(_CONTROL_ESCAPES) if not text.isprintable() else text
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{_timestamp(record.created)} {record.levelname} {record.name}: {_one_line(record.getMessage())}"
         for key, value in _extras(record).items():
             line += f" {key}={_text_value(value)}"
         trace = _traceback_text(record)
@@ -77,9 +90,10 @@ class TextFormatter(logging.Formatter):
 
 def _text_value(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
-    # Quote only when needed, so `key=value` pairs stay splittable on spaces.
-    if not text or any(ch.isspace() or ch in "\"=" for ch in text):
-        return json.dumps(text, ensure_ascii=False)
+    # Quote only when needed, so `key=value` pairs stay splittable on spaces; JSON's quoting
+    # escapes control characters too.
+    if not text or not text.isprintable() or any(ch.isspace() or ch in "\"=" for ch in text):
+        return _one_line(json.dumps(text, ensure_ascii=False))  # JSON leaves U+2028 as it is
     return text
 
 

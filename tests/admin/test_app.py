@@ -280,6 +280,17 @@ def test_the_token_never_appears_in_logs(caplog):
     assert TOKEN[:8] not in logged
 
 
+def test_refusals_are_logged_once_per_interval_with_the_path_cut_short(client, caplog):
+    # Anyone who reaches the listener chooses how often a refusal is logged and how long a
+    # path it quotes: a flood of long paths makes one short line, then counts the rest.
+    caplog.set_level(logging.WARNING, logger="mmserver_admin.auth")
+    for _ in range(50):
+        assert client.simulate_get("/admin/" + "x" * 100_000).status_code == 401
+    refusals = [r.getMessage() for r in caplog.records if "admin request refused" in r.getMessage()]
+    assert len(refusals) == 1, refusals
+    assert len(refusals[0]) < 300 and "/admin/xxxx" in refusals[0] and "..." in refusals[0]
+
+
 # --- extra open routes (the service's probes) ---
 
 def test_extra_routes_are_served_without_a_token(control):
