@@ -61,10 +61,12 @@ SUBSCRIBER_HEALTH_S = 1.0
 PUBLIC_LISTENER = 0  # index of the public API among the HTTP server's listeners
 # The HTTP server's listeners in order: the setting that names each, and what it serves.
 LISTENERS = (("listen", "public API"), ("admin_listen", "control plane"))
-# The control-plane listener's own worker pool: probes (/healthz, /readyz), /admin/* and /metrics
-# never wait behind public requests (long-polls, calls stuck on a slow Redis). Each of its
-# requests is bounded (STATUS_READ_WAIT_S below), so a few workers are enough.
+# The control-plane listener's own worker pool: /admin/* and /metrics never wait behind public
+# requests (long-polls, calls stuck on a slow Redis).
 ADMIN_THREADS = 4
+# Served on every listener by a pool of their own (http/server.py): they answer within a second
+# even while a frozen Redis holds every public and every admin worker.
+PROBE_PATHS = ("/healthz", "/readyz")
 # How long /admin/status and /metrics wait for Redis stats before answering with the last ones
 # (and store_error): a frozen Redis would otherwise hold them for the socket timeout (5 s).
 STATUS_READ_WAIT_S = 0.5

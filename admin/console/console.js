@@ -188,7 +188,17 @@ function finishMatch(id) {
              `/admin/matches/${encodeURIComponent(id)}/finish`);
 }
 
-async function refresh() {
+// One refresh at a time: while the control plane is slow (a frozen Redis holds each call up to
+// its 5 s timeout), the timer's next turns are skipped instead of stacking up calls that would
+// hold every control-plane worker.
+let refreshing = null;
+
+function refresh() {
+  if (!refreshing) refreshing = refreshNow().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+async function refreshNow() {
   try {
     renderStatus(await call("GET", "/admin/status"));
     renderMatches(await call("GET", `/admin/matches?limit=${MATCH_PAGE}`));
@@ -238,6 +248,7 @@ async function act(question, method, path, body) {
     const answer = await call(method, path, body);
     result.className = "good";
     result.textContent = `${method} ${path}: ` + JSON.stringify(answer);
+    if (refreshing) await refreshing;  // begun before the action: its figures may predate it
     await refresh();
     return answer;
   } catch (e) {

@@ -3,10 +3,13 @@
 Every listener (the public app, the admin app) shares one waitress socket map and one loop
 thread ("http-loop"). Worker threads come from task dispatchers: the listeners share one pool
 (`threads` workers named waitress-N), except a listener given a `threads` count of its own,
-which gets a pool nobody else can fill (workers named waitress-<name>-N). That is how probes and
-the control plane keep answering while long-polls and requests stuck on a slow Redis hold every
-public worker. Response bytes are written by the loop thread, so the loop keeps running until
-the last answer is out.
+which gets a pool nobody else can fill (workers named waitress-<name>-N). That is how the
+control plane keeps answering while long-polls and requests stuck on a slow Redis hold every
+public worker. The probes (`probe_paths`: /healthz, /readyz) go further: on every listener they
+run on a small pool of their own (waitress-probe-N), chosen per request as it is queued
+(`_Server.add_task`), so not even admin calls held by a frozen Redis can make them wait.
+Response bytes are written by the loop thread, so the loop keeps running until the last answer
+is out.
 
 waitress has no public way to stop a server from code, and its own `close()` methods either
 leave the loop running forever (`BaseWSGIServer.close`) or cut requests longer than the
@@ -99,6 +102,7 @@ _LIMIT_WARNING_INTERVAL_S = 10.0
 # At the connection limit, close this many idle connections beyond the one needed: amortizes
 # the scan over the next accepts (nginx reclaims up to 32 keep-alive connections at a time).
 _RECLAIM_BATCH = 32
+_PROBE_THREADS = 2  # the probes' own pool: their answers read a flag, no Redis, no lock
 
 
 class ListenError(OSError):
@@ -133,6 +137,7 @@ class HttpServer:
         connection_limit: int = 1000,
         backlog: int = 1024,
         loop_stall_timeout: float = 5.0,
+        probe_paths: Sequence[str] = (),
     ) -> None:
         if not listeners:
             raise ValueError("HttpServer needs at least one listener")
@@ -141,6 +146,7 @@ class HttpServer:
             if listener.threads is not None and (listener.threads < 1 or not listener.name):
                 raise ValueError(f"a listener with a pool of its own needs threads >= 1 and a name: {listener}")
         self._threads = threads
+        self._probe_paths = frozenset(probe_paths)
         self._loop_stall_timeout = loop_stall_timeout
         self._adj = Adjustments(
             threads=threads,
@@ -185,6 +191,10 @@ class HttpServer:
             raise RuntimeError("HttpServer.bind() called twice")
         shared = _Dispatcher("", "all HTTP workers busy: ")
         pools = [(shared, self._threads)]
+        probes = None
+        if self._probe_paths:
+            probes = _Dispatcher("probe", "all HTTP probe workers busy: ")
+            pools.append((probes, _PROBE_THREADS))
         try:
             for index, (address, app, threads, name) in enumerate(self._listeners):
                 dispatcher = shared
@@ -207,6 +217,7 @@ class HttpServer:
                     )
                 except OSError as error:  # getaddrinfo, bind or listen
                     raise ListenError(index, address, error) from error
+                server.probe_paths, server.probe_dispatcher = self._probe_paths, probes
                 # At the limit, waitress logs a warning and an info line each time it stops and
                 # starts accepting; with reclaiming that is every few accepts under a flood.
                 server.logger = self._limit_log
@@ -584,3 +595,15 @@ class _Channel(HTTPChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
+    probe_paths: frozenset[str] = frozenset()
+    probe_dispatcher: ThreadedTaskDispatcher | None = None
+
+    def add_task(self, channel: _Channel) -> None:
+        # Loop thread (a request read, a long-poll resumed) or a worker (the next pipelined
+        # request): waitress services one request per task, the first of channel.requests.
+        request = channel.requests[0] if channel.requests else None
+        if (self.probe_dispatcher is not None and request is not None and not request.error
+                and request.path in self.probe_paths):
+            self.probe_dispatcher.add_task(channel)
+        else:
+            self.task_dispatcher.add_task(channel)
