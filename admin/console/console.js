@@ -267,8 +267,9 @@ async function lookup(kind, id) {
   try {
     const data = await call("GET", `/admin/${kind}/${encodeURIComponent(id)}`);
     $("lookup-json").textContent = JSON.stringify(data, null, 2);
-    const matchId = kind === "matches" ? id
-      : data.ticket && data.ticket.assignment ? data.ticket.assignment.match_id : null;
+    // Only a running match can be finished (a loading one ends by releasing its players).
+    const matchId = kind === "matches" ? (data.state === "assigned" ? id : null)
+      : data.ticket && data.ticket.status === "assigned" ? data.ticket.assignment.match_id : null;
     if (matchId) {
       $("finish-match").hidden = false;
       $("finish-match").dataset.id = matchId;

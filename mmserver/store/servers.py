@@ -59,6 +59,9 @@ class Servers:
         reply = self._scripts.call("finish", [match_id, self._retention_s, reason])
         if reply[0] == "notfound":
             raise NotFound(f"No match {match_id}.")
+        if reply[0] == "loading":
+            raise Conflict(f"Match {match_id} is not running yet ({reply[1]}): no server plays it. "
+                           "Releasing its players ends it.", title="Match not running")
         players = [p for team in (reply[2] or "").split(";") for p in team.split(",") if p]
         return {"match_id": match_id, "status": reply[1], "players": players}
 

@@ -86,3 +86,26 @@ def test_cancel_while_matched(client, store):
     assert cancelled.status_code == 200
     assert cancelled.json["status"] == "cancelled"
     assert read(client, second, second_auth)["status"] == "queued"
+
+
+def test_finishing_a_match_still_loading_is_409_and_changes_nothing(client, store):
+    # A loading session has a match id (the admin API and the tickets show it) but no server:
+    # finishing it is refused as such, not as an unknown match, in its ready check and while
+    # it waits for a server.
+    (first, first_auth), (second, second_auth) = matched_pair(client, store)
+    match_id = read(client, first, first_auth)["session"]["session_id"]
+    for state in ("accepting", "allocating"):
+        before = [read(client, ticket, auth) for ticket, auth in ((first, first_auth), (second, second_auth))]
+        assert before[0]["session"]["state"] == state
+        refused = client.simulate_post(f"/v1/matches/{match_id}/finish", headers=SERVER_AUTH)
+        assert refused.status_code == 409, refused.text
+        assert state in refused.json["description"] and "not running" in refused.json["description"]
+        after = [read(client, ticket, auth) for ticket, auth in ((first, first_auth), (second, second_auth))]
+        assert after == before
+        for ticket, auth in ((first, first_auth), (second, second_auth)):
+            assert client.simulate_post(f"/v1/tickets/{ticket['ticket_id']}/accept", headers=auth).status_code == 200
+    # No server registered: the session waits in allocating until one comes.
+    server = client.simulate_put("/v1/servers/gs-1", json={"address": "10.0.0.5:7777"}, headers=SERVER_AUTH)
+    assert server.status_code == 200
+    assert store.allocate(10)[0] == 1
+    assert client.simulate_post(f"/v1/matches/{match_id}/finish", headers=SERVER_AUTH).status_code == 200

@@ -51,6 +51,9 @@ CONFIG = """
 [modes.duel]
 accept_timeout_s = 0
 
+[modes.ranked]
+accept_timeout_s = 60
+
 [servers]
 token = "server-token-0123456789"
 static = ["10.0.0.5:7777"]
@@ -122,6 +125,36 @@ def test_an_operator_looks_up_and_finishes_a_match_and_releases_a_player(tmp_pat
         assert "admin release of player carol requested from 127.0.0.1" in output
         assert "player carol released on operator request" in output
         assert server.admin_token not in output
+    finally:
+        server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_a_match_still_in_its_ready_check_is_not_finished_but_its_players_can_be_released(
+        tmp_path: Path, redis_server):
+    redis_server.client().flushall()
+    server = start_with_a_server_pool(tmp_path, redis_server.url)
+    try:
+        server.wait_ready()
+        dana = server.post("/v1/tickets", {"player_id": "dana", "mode": "ranked", "mmr": 1500}).json()
+        server.post("/v1/tickets", {"player_id": "eve", "mode": "ranked", "mmr": 1510})
+        matched = wait_until(lambda: (lambda view: view if view["status"] == "matched" else None)(
+            server.get(f"/v1/tickets/{dana['ticket_id']}", token=dana["token"]).json()),
+            timeout=15, what="dana matched")
+        match_id = matched["session"]["session_id"]
+        assert server.admin(f"/admin/matches/{match_id}").json()["state"] == "accepting"
+
+        refused = server.admin(f"/admin/matches/{match_id}/finish", "POST")
+        assert refused.status == 409, refused.body
+        finished = mmadmin(server, "finish-match", match_id)
+        assert finished.returncode == 2
+        assert "answered 409 Match not running: " in finished.stderr and "(accepting)" in finished.stderr
+        assert server.admin(f"/admin/matches/{match_id}").json()["state"] == "accepting"
+
+        released = mmadmin(server, "release", "dana")
+        assert released.returncode == 0, released.stderr
+        view = server.get(f"/v1/tickets/{dana['ticket_id']}", token=dana["token"]).json()
+        assert view["status"] == "cancelled"
     finally:
         server.signal(signal.SIGTERM)
     assert server.wait() == 0
