@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             raise AdminError(f"the admin URL must start with http:// or https://, got {url!r}",
                              EXIT_USAGE)
         client = AdminClient(url, resolve_token(args.token, args.token_file, env), args.timeout)
-        return _run(args, client, out)
+        return _run(args, client, out, err)
     except AdminError as error:
         print(f"mmadmin: {error}", file=err)
         return error.exit_status
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 0
 
 
-def _run(args: argparse.Namespace, client: AdminClient, out: TextIO) -> int:
+def _run(args: argparse.Namespace, client: AdminClient, out: TextIO, err: TextIO) -> int:
     if args.command == "status":
         status = client.status()
         _print(out, status, args.json, render.status_text)
@@ -227,7 +227,9 @@ def _run(args: argparse.Namespace, client: AdminClient, out: TextIO) -> int:
     elif args.command == "drain":
         _print(out, client.drain(), args.json, render.action_text)
         if args.wait:
-            return _wait_drained(client, args, out)
+            # With --json, stdout holds the drain's answer alone (one JSON document): the
+            # progress lines go to stderr.
+            return _wait_drained(client, args, err if args.json else out)
     elif args.command == "undrain":
         answer = client.undrain()
         _print(out, answer, args.json, render.action_text)

@@ -91,8 +91,8 @@ class AdminClient:
         except OSError as error:  # e.g. a connection reset while reading the answer
             raise AdminError(f"cannot reach {url}: {_why(error)}", EXIT_FAILURE) from None
         try:
-            answer = json.loads(raw)
-        except ValueError:
+            answer = json.loads(raw, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             raise AdminError(f"the answer from {url} is not JSON: is this the admin listener?",
                              EXIT_FAILURE) from None
         if not isinstance(answer, dict):
@@ -123,13 +123,18 @@ def _http_error(url: str, error: urllib.error.HTTPError) -> AdminError:
                       http_status=error.code, description=description)
 
 
+def _refuse_constant(name: str) -> None:
+    # NaN and Infinity are not JSON (the service never sends them) and break the rendering.
+    raise ValueError(f"{name} is not JSON")
+
+
 def _error_detail(error: urllib.error.HTTPError) -> tuple[str, str | None]:
     """('<code> <title>: <description>', description) from a JSON error body, else
     ('<code> <reason>', None)."""
     fallback = f"{error.code} {error.reason}".strip()
     try:
-        body = json.loads(error.read(65536) or b"null")
-    except (OSError, ValueError):
+        body = json.loads(error.read(65536) or b"null", parse_constant=_refuse_constant)
+    except (OSError, ValueError, RecursionError):
         return fallback, None
     if not isinstance(body, dict) or not body.get("title"):
         return fallback, None

@@ -1,11 +1,13 @@
 """mmadmin as a real subprocess against the admin app served on a real socket."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -123,6 +125,17 @@ def test_drain_wait_returns_once_nothing_is_pending(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "drained: in_flight=0 long_polls=0" in result.stdout
     assert idle.calls == [("drain",), ("status",)]
+
+
+def test_drain_wait_as_json_keeps_stdout_one_json_document(tmp_path):
+    idle = RecordingControl(status={"state": "draining",
+                                    "workers": {"http": {"in_flight": 0, "long_polls": 0}}})
+    with AdminServer(idle) as server:
+        result = run(["--json", "drain", "--wait", "--interval", "0.1"], tmp_path,
+                     MMADMIN_URL=server.url, MMSERVER_ADMIN_TOKEN=TOKEN)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "draining"
+    assert "drained: in_flight=0 long_polls=0" in result.stderr
 
 
 def test_drain_wait_prints_progress_then_times_out_with_status_1(tmp_path):
@@ -378,3 +391,38 @@ def test_a_lookup_without_an_id_is_a_usage_error(server, tmp_path, args):
     assert result.returncode == 2
     assert "required" in result.stderr
     assert server.control.calls == []
+
+
+class _OddAnswers(http.server.BaseHTTPRequestHandler):
+    """Not the admin listener: answers what a wrong URL or a hostile endpoint might."""
+
+    def do_GET(self) -> None:
+        status, body = {
+            "/deep/admin/matches/m1": (200, b"[" * 200_000),
+            "/deep-error/admin/matches/m1": (404, b"[" * 200_000),
+            "/nan/admin/status": (200, b'{"state": "running", "uptime_s": NaN}'),
+        }[self.path]
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("prefix, args", [("/deep", ["match", "m1"]), ("/deep-error", ["match", "m1"]),
+                                          ("/nan", ["status"])])
+def test_an_odd_answer_is_one_line_not_a_traceback(tmp_path, prefix, args):
+    odd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OddAnswers)
+    threading.Thread(target=odd.serve_forever, daemon=True).start()
+    try:
+        result = run(args, tmp_path, MMADMIN_URL=f"http://127.0.0.1:{odd.server_port}{prefix}",
+                     MMSERVER_ADMIN_TOKEN=TOKEN)
+    finally:
+        odd.shutdown()
+        odd.server_close()
+    assert result.returncode in (1, 2), result
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("mmadmin: ")
