@@ -295,16 +295,22 @@ class Tickets:
         return self._cache
 
     def cancel(self, ticket_id: str, access: str) -> dict:
-        reply = self._scripts.call("cancel", [ticket_id, access, self._retention_s])
-        return ticket_view(check_reply(reply))
+        return ticket_view(check_reply(self._change(ticket_id, "cancel", [ticket_id, access, self._retention_s])))
 
     def accept(self, ticket_id: str, access: str) -> dict:
-        reply = self._scripts.call("accept", [ticket_id, access, self._allocation_timeout_ms])
-        return ticket_view(check_reply(reply))
+        return ticket_view(check_reply(self._change(ticket_id, "accept", [ticket_id, access, self._allocation_timeout_ms])))
 
     def decline(self, ticket_id: str, access: str) -> dict:
-        reply = self._scripts.call("decline", [ticket_id, access, self._retention_s])
-        return ticket_view(check_reply(reply))
+        return ticket_view(check_reply(self._change(ticket_id, "decline", [ticket_id, access, self._retention_s])))
+
+    def _change(self, ticket_id: str, script: str, args: list) -> Any:
+        """Run a script that may change the ticket; this replica's cache forgets its view even
+        when the call failed (it may have run), so the caller reads its own change."""
+        try:
+            return self._scripts.call(script, args)
+        finally:
+            if self._cache is not None:
+                self._cache.drop(ticket_id)
 
     def player(self, player_id: str) -> dict:
         reply = self._scripts.call("player", [player_id])
@@ -316,4 +322,7 @@ class Tickets:
         reply = self._scripts.call("release", [player_id, self._retention_s])
         if reply[0] == "notfound":
             raise NotFound(f"Player {player_id!r} holds no live ticket.")
-        return {"player_id": player_id, "released": True, "ticket": ticket_view(reply)}
+        view = ticket_view(reply)
+        if self._cache is not None:
+            self._cache.drop(view["ticket_id"])  # as _change(): read your writes
+        return {"player_id": player_id, "released": True, "ticket": view}

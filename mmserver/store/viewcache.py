@@ -11,6 +11,9 @@ What keeps it correct:
   roster change, on `mm:views`); the subscriber hands both to `invalidate` before it wakes any
   long-poll, so a woken waiter re-reads from Redis. A cached view is therefore stale by at most
   the propagation of one message from Redis to this replica's subscriber.
+- **Read your writes.** A change a client makes through this replica (cancel, accept, decline,
+  release) drops the ticket's entry as soon as the script returns (`drop`): the client's next
+  read here sees its change even before the change's message comes back.
 - **No fill can outlive an invalidation it raced.** A read that will fill the cache registers
   first (`begin`); a message for that ticket arriving before the fill lands (`put`) voids it, as
   does any `clear`. A view read before a change is thus never stored after that change's message.
@@ -132,6 +135,18 @@ class ViewCache:
                         self.invalidations += 1
                 for fill in fills.get(ticket_id, ()):
                     fill.messages += 1
+
+    def drop(self, ticket_id: str) -> None:
+        """This replica has just changed the ticket (a cancel, an accept, ...): from now on its
+        reads here must see the change, not wait for the change's message to come back through
+        the subscriber (a client answered "cancelled" must not then read "queued"). A fill in
+        flight is void as if that message had come; the message still comes, and evicts
+        whatever was stored meanwhile (one more miss)."""
+        with self._lock:
+            if self._entries.pop(ticket_id, None) is not None:
+                self.invalidations += 1
+            for fill in self._fills.get(ticket_id, ()):
+                fill.messages += 1
 
     def on_message(self, data: str | bytes) -> None:
         """A message of `mm:events` or `mm:views`: ticket ids, comma separated."""

@@ -181,6 +181,16 @@ def test_a_fill_that_raced_a_change_is_not_stored():
     assert cache.get("t3", "h3") == created
     cache.invalidate(["t3"])
     assert cache.get("t3", "h3") is MISS
+    # This replica's own change voids a read in flight as its message would, and drops the
+    # entry, whatever creation message it still expected.
+    fill = cache.begin("t1")
+    cache.drop("t1")
+    cache.put(fill, reply, "hash")
+    assert cache.get("t1", "hash") is MISS
+    fill = cache.begin("t3")
+    cache.put(fill, created, "h3", own_messages=1)
+    cache.drop("t3")
+    assert cache.get("t3", "h3") is MISS
 
 
 def test_a_disconnected_subscriber_turns_the_cache_off_and_a_reconnect_starts_it_empty(
@@ -350,3 +360,38 @@ def test_a_view_cached_between_two_parts_of_a_write_learns_its_explanation(repli
     assert wait_until(lambda: sum(c == keys.VIEWS_CHANNEL for c, _ in replica.messages) >= 2)
     assert other.read_ticket(b, tb)["matching"]["blocked_by"] == "players"  # Redis, around the cache
     assert replica.store.read_ticket(b, tb)["matching"]["blocked_by"] == "players"
+
+
+def test_a_change_made_through_this_replica_is_read_here_before_its_message_comes_back(redis_server):
+    # No subscriber here: the changes' messages never arrive, so only the replica's own
+    # change can evict the views it holds (a client answered "cancelled" must read it).
+    cache = ViewCache(1000, 30.0)
+    cache.connected()
+    client = connect(redis_server.url)
+    client.flushall()
+    store = Store(client, MODES, ServersConfig(static=("10.0.0.1:7777",)), view_cache=cache)
+    try:
+        def cached_then(ticket_id, token, change):
+            store.read_ticket(ticket_id, token)
+            assert cache.get(ticket_id, BACKEND_ACCESS) is not MISS  # read from the cache now
+            answered = change()
+            return answered, store.read_ticket(ticket_id, token)
+
+        cancelled, token = create(store, "carol")
+        answer, view = cached_then(cancelled, token, lambda: store.cancel_ticket(cancelled, token))
+        assert answer["status"] == view["status"] == "cancelled"
+
+        first, first_token = create(store, "alice", 1500)
+        second, second_token = create(store, "bob", 1510)
+        [claimed] = store.claim("duel", None, [[[first], [second]]], 10.0)
+        assert claimed.session_id
+        answer, view = cached_then(first, first_token, lambda: store.accept(first, first_token))
+        assert answer["session"]["accepted"] is True and view["session"]["accepted"] is True
+        answer, view = cached_then(second, second_token, lambda: store.decline(second, second_token))
+        assert answer["status"] == view["status"] == "cancelled"
+
+        requeued, requeued_token = create(store, "dave")
+        _answer, view = cached_then(requeued, requeued_token, lambda: store.release_player("dave"))
+        assert view["status"] == "cancelled"
+    finally:
+        client.close()
