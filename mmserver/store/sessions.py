@@ -262,7 +262,7 @@ class Sessions:
                 by_bucket[b] = {i: r}
             else:
                 entries[i] = r
-        writes = {b: (_pack_why(entries), list(entries)) for b, entries in by_bucket.items()}
+        writes = {b: (_pack_why(entries), []) for b, entries in by_bucket.items()}
         if self._write_why(key, token, "full", ttl_ms, counts_json, writes):
             self._why[key] = (token, dict(blocked), {b: value for b, (value, _) in writes.items()})
         else:  # another replica wrote between two parts: its write stands, this one's next is full
@@ -271,12 +271,13 @@ class Sessions:
     def _write_why(self, key: str, token: str, how: str, ttl_ms: int, counts_json: str,
                    writes: Mapping[str, tuple[str, list[str]]]) -> bool:
         """why.lua in calls of about WHY_CHUNK explanations (whole buckets): the first as `how`
-        asks ('full' empties the key first), the rest as deltas, which each check that this
-        token wrote last. `writes`: bucket -> (its packed content, '' to drop it; the tickets
-        in it whose explanation changed, named in the same call so that their cached views are
-        dropped once it is written). False when one refused (another replica wrote in between).
-        Between two calls a view may miss its explanation for a moment; the counts are the
-        tick's from the first."""
+        asks, the rest as its continuation ('delta', or 'replace' after a 'full' first call,
+        which drops every bucket the whole write does not hold); each checks that this token
+        wrote last. `writes`: bucket -> (its packed content, '' to drop it; for a delta, the
+        tickets in it whose explanation changed, named in the same call so that their cached
+        views are dropped once it is written: a full write's calls find those themselves).
+        False when one refused (another replica wrote in between). Between two calls a view may
+        miss its explanation for a moment; the counts are the tick's from the first."""
         parts: list[tuple[list[tuple[str, str]], list[str], list[str]]] = [([], [], [])]
         size = 0
         for b, (value, named) in writes.items():
@@ -289,10 +290,14 @@ class Sessions:
                 parts[-1][1].append(b)
             parts[-1][2].extend(named)
             size += max(1, value.count("\n"), len(named))
+        full = how == "full"
         for n, (sets, drops, notify) in enumerate(parts):
-            if not self._scripts.call("why", [key, token, how if n == 0 else "delta", ttl_ms, counts_json,
-                                              len(sets), len(drops), *(b for b, _ in sets), *(v for _, v in sets),
-                                              *drops, *notify]):
+            every = list(writes) if full and n == 0 else []
+            step = how if n == 0 else ("replace" if full else "delta")
+            if not self._scripts.call("why", [key, token, step, ttl_ms, counts_json,
+                                              len(sets), len(drops), len(every), *(b for b, _ in sets),
+                                              *(v for _, v in sets), *drops, *every,
+                                              *(() if full else notify)]):
                 return False
         return True
 
