@@ -1,6 +1,8 @@
 """Whether this replica should receive traffic, and which stage of its life it is in.
 
-Not ready while Redis is unreachable (the subscriber reports it) or while the replica drains:
+Not ready while Redis is unreachable (the subscriber reports it), while it answers but refuses
+writes (a demoted master's READONLY, LOADING, OOM: the replica heartbeat's write reports it,
+which the subscriber, only listening, cannot see), or while the replica drains:
 an operator's drain, which an operator's undrain ends, or the stop sequence, which nothing ends.
 Two separate flags, so that an undrain arriving while the replica stops cannot make it ready
 again. The replica's `state` (starting, running, draining, stopping) is derived from the same
@@ -26,6 +28,7 @@ class Readiness:
         self._draining = False  # an operator's drain
         self._stopping = False  # the stop sequence: for good
         self._redis_connected = False
+        self._redis_writes = True  # until a write is refused: the first heartbeat is at start
         self._started = False
         self._changes = threading.RLock()
 
@@ -65,6 +68,9 @@ class Readiness:
     def set_redis_connected(self, connected: bool) -> None:
         self._redis_connected = connected
 
+    def set_redis_writes(self, taken: bool) -> None:
+        self._redis_writes = taken
+
     @property
     def state(self) -> str:
         if self._stopping:
@@ -94,4 +100,6 @@ class Readiness:
             return False, "starting"
         if not self._redis_connected:
             return False, "redis unreachable"
+        if not self._redis_writes:
+            return False, "redis refuses writes"
         return True, "ready"

@@ -39,7 +39,7 @@ from mmserver.redis_url import RedisURLError
 from mmserver.scheduler import Scheduler
 from mmserver.shutdown import Shutdown
 from mmserver.stop import StopSequence
-from mmserver.store import Store
+from mmserver.store import RedisUnavailable, Store
 from mmserver.store.deliveries import Deliveries
 from mmserver.store.keys import EVENTS_CHANNEL, VIEWS_CHANNEL
 from mmserver.store.viewcache import ViewCache
@@ -347,7 +347,13 @@ class Replica:
         self.waiters.wake_all()
 
     def _record_replica(self) -> None:
-        self.store.record_replica(self.info(), REPLICA_TTL_S)
+        # Also how this replica learns that Redis answers but refuses writes (readiness.py).
+        try:
+            self.store.record_replica(self.info(), REPLICA_TTL_S)
+        except RedisUnavailable:
+            self.readiness.set_redis_writes(False)
+            raise
+        self.readiness.set_redis_writes(True)
 
     def info(self) -> dict:
         """This replica as its record in Redis shows it to every other replica's status."""

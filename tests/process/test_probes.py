@@ -147,3 +147,24 @@ def test_probes_and_admin_status_answer_within_1s_with_every_public_worker_busy_
     finally:
         frozen_redis.resume()
         server.kill()
+
+
+def test_a_redis_that_refuses_writes_makes_the_replica_unready_until_it_takes_them_again(tmp_path):
+    # A demoted master still answers, so the subscriber stays subscribed; only a write shows
+    # that every ticket creation and tick now fails (READONLY).
+    redis = RedisServer(tmp_path / "redis").start()
+    server = MMServer(tmp_path / "mm", redis_url=redis.url).start()
+    try:
+        server.wait_ready()
+        client = redis.client()
+        client.execute_command("REPLICAOF", "127.0.0.1", "1")  # a master that is not there
+        assert wait_until(lambda: server.get("/readyz").status == 503, 10), "still ready"
+        assert server.admin("/admin/status").json()["readiness"] == "redis refuses writes"
+        assert server.get("/healthz").status == 200
+        assert server.post("/v1/tickets", {"player_id": "p1", "mode": "duel", "mmr": 1500}).status == 503
+        client.execute_command("REPLICAOF", "NO", "ONE")
+        assert wait_until(lambda: server.get("/readyz").status == 200, 10), "never ready again"
+        assert server.post("/v1/tickets", {"player_id": "p1", "mode": "duel", "mmr": 1500}).status == 201
+    finally:
+        server.kill()
+        redis.stop()
