@@ -63,7 +63,12 @@ thread while a long-poll waits, so none is held (longpoll.py for the app's side)
 - the next pass builds a new task around the *same* request and environ (`_Task`), so the app
   sees `resuming` and re-reads; it answers, or parks again;
 - a parked request whose connection was closed meanwhile (a reset, a drain cut) is not run
-  again by waitress: `_Channel.service` releases its waiter (`longpoll.abandon`).
+  again by waitress: `_Channel.service` releases its waiter (`longpoll.abandon`);
+- a client that goes away while parked (closes or resets its connection) would keep its place
+  under the cap until its wait ends, since waitress reads nothing on a channel with a request
+  in progress: every `_HANGUP_CHECK_S` the loop thread polls the parked sockets for a hang-up
+  alone (POLLRDHUP, POLLHUP, POLLERR; never POLLIN, which a pipelined request would raise),
+  closes each one found and wakes its waiter, so its worker releases it at once.
 
 Everything that touches waitress internals lives in this module; it is written against
 waitress 3.0 (setup.py pins `waitress==3.0.*`) and tests/process/test_http_drain.py fails if an
@@ -103,6 +108,9 @@ _LIMIT_WARNING_INTERVAL_S = 10.0
 # the scan over the next accepts (nginx reclaims up to 32 keep-alive connections at a time).
 _RECLAIM_BATCH = 32
 _PROBE_THREADS = 2  # the probes' own pool: their answers read a flag, no Redis, no lock
+_HANGUP_CHECK_S = 0.5  # how often parked long-polls are checked for a client gone away
+# A peer that closed its side, reset, or failed: what a client going away raises on a socket.
+_HANGUP_EVENTS = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 
 class ListenError(OSError):
@@ -182,6 +190,10 @@ class HttpServer:
         self._last_pass = 0.0
         # an idle pass must end well within the stall timeout, or is_alive() would flap
         self._pass_timeout = min(_LOOP_PASS_S, loop_stall_timeout / 4)
+        # The parked channels' sockets, by descriptor, watched for a hang-up (loop thread only).
+        self._parked: dict[int, _Channel] = {}
+        self._hangups = select.poll()
+        self._next_hangup_check = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -218,6 +230,7 @@ class HttpServer:
                 except OSError as error:  # getaddrinfo, bind or listen
                     raise ListenError(index, address, error) from error
                 server.probe_paths, server.probe_dispatcher = self._probe_paths, probes
+                server.http_server = self
                 # At the limit, waitress logs a warning and an info line each time it stops and
                 # starts accepting; with reclaiming that is every few accepts under a flood.
                 server.logger = self._limit_log
@@ -336,6 +349,8 @@ class HttpServer:
     def _after_pass(self) -> None:
         if self._stop_accepting_requested and not self._listeners_closed.is_set():
             self._close_listeners()
+        if self._parked and time.monotonic() >= self._next_hangup_check:
+            self._close_hung_up()
         deadline = self._drain_deadline
         if deadline is None:
             if not self._stop_accepting_requested:
@@ -372,6 +387,42 @@ class HttpServer:
             self._reclaim_log.warning(
                 "connection limit (%d) reached: closed %d idle connection(s) for new clients",
                 self._adj.connection_limit, len(closing))
+
+    def watch_parked(self, channel: "_Channel") -> None:
+        """Loop thread: a channel just left the map, parked."""
+        fd = channel._fileno
+        if fd is not None and fd not in self._parked:
+            self._parked[fd] = channel
+            self._hangups.register(fd, _HANGUP_EVENTS)
+            channel.watched_fd = fd
+
+    def unwatch_parked(self, channel: "_Channel") -> None:
+        """Loop thread: a parked channel resumed."""
+        fd, channel.watched_fd = channel.watched_fd, None
+        if fd is not None and self._parked.get(fd) is channel:
+            del self._parked[fd]
+            self._hangups.unregister(fd)
+
+    def _close_hung_up(self) -> None:
+        """Close the parked channels whose client went away and wake their waiters: each is
+        resumed on a worker, which finds it closed and releases its place (longpoll.abandon)."""
+        self._next_hangup_check = time.monotonic() + _HANGUP_CHECK_S
+        try:
+            events = self._hangups.poll(0)
+        except OSError:
+            return
+        for fd, _event in events:
+            channel = self._parked.pop(fd, None)
+            self._hangups.unregister(fd)
+            if channel is None:
+                continue
+            channel.watched_fd = None
+            if not channel.parked or channel._fileno != fd:
+                continue
+            channel.handle_close()
+            waiter = channel.parked_waiter
+            if waiter is not None:
+                waiter.wake()
 
     def _connection_waiting(self) -> bool:
         """Whether a listening socket has a connection in its backlog (readable)."""
@@ -550,6 +601,8 @@ class _Channel(HTTPChannel):
     error_task_class = _JsonErrorTask
     task_class = _Task
     parked = False  # set by a worker when it parks the request, cleared in the loop thread
+    parked_waiter: Any = None  # the waiter of the parked request (a hang-up wakes it)
+    watched_fd: int | None = None  # its descriptor while HttpServer watches it for a hang-up
 
     def service(self) -> None:
         request = self.requests[0]
@@ -565,6 +618,7 @@ class _Channel(HTTPChannel):
             # still first in self.requests). Park it now; a wake since the responder returned
             # was recorded on the waiter and makes park() refuse: run the request again at once.
             self.parked = True
+            self.parked_waiter = parked.waiter
             if parked.waiter.park(self._resume, parked.timeout):
                 self.server.trigger.pull_trigger(self._unmap)
             else:
@@ -579,6 +633,8 @@ class _Channel(HTTPChannel):
         active_channels, which the drain, the connection-limit reclaim and in_flight() read."""
         if self.parked and self.connected:
             self._map.pop(self._fileno, None)
+            if self.server.http_server is not None:
+                self.server.http_server.watch_parked(self)
 
     def _resume(self) -> None:
         # any thread (subscriber, alarms, close): the rest happens in the loop thread, in
@@ -586,7 +642,10 @@ class _Channel(HTTPChannel):
         self.server.trigger.pull_trigger(self._resumed)
 
     def _resumed(self) -> None:
+        if self.server.http_server is not None:
+            self.server.http_server.unwatch_parked(self)
         self.parked = False
+        self.parked_waiter = None
         if self.connected and self._fileno is not None:
             self._map[self._fileno] = self
         # a closed channel goes to a worker too: service() releases its waiter
@@ -595,6 +654,7 @@ class _Channel(HTTPChannel):
 
 class _Server(TcpWSGIServer):
     channel_class = _Channel
+    http_server: HttpServer | None = None  # watches its parked channels for a hang-up
     probe_paths: frozenset[str] = frozenset()
     probe_dispatcher: ThreadedTaskDispatcher | None = None
 

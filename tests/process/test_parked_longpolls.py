@@ -11,9 +11,12 @@ import http.client
 import importlib.metadata
 import signal
 import socket
+import struct
 import threading
 import time
 import urllib.parse
+
+import pytest
 
 from mmserver.config import Address
 from mmserver.http import longpoll
@@ -142,6 +145,49 @@ def test_a_client_gone_while_parked_releases_its_waiter_at_its_timeout():
         conn.request("GET", "/ping")
         assert conn.getresponse().read() == b"pong"
         conn.close()
+    finally:
+        assert server.drain(time.monotonic() + 5)
+
+
+@pytest.mark.parametrize("goodbye", ["close", "reset"])
+def test_a_client_gone_while_parked_releases_its_place_long_before_its_timeout(goodbye):
+    # A client that goes away (closes, or resets) no longer holds its place under the cap for
+    # the rest of its wait: the loop notices the hang-up on the parked socket.
+    waiters = Waiters(max_waiting=60)
+    server = start_server(make_app(waiters, {}), threads=2)
+    address = server.addresses[0]
+    try:
+        socks = []
+        for n in range(50):
+            sock = socket.create_connection((address.host, address.port))
+            sock.sendall(f"GET /gone{n}?wait=60 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            socks.append(sock)
+        # One that stays, with a request pipelined behind its long-poll: data to read on a
+        # parked socket is no hang-up.
+        kept = socket.create_connection((address.host, address.port))
+        kept.sendall(b"GET /kept?wait=60 HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_until(lambda: waiters.waiting == 51, PROMPTLY_S), waiters.waiting
+        for sock in socks:
+            if goodbye == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        started = time.monotonic()
+        assert wait_until(lambda: waiters.waiting == 1, PROMPTLY_S), waiters.waiting
+        print(f"50 clients gone ({goodbye}): places released in {time.monotonic() - started:.2f} s")
+        assert server.in_flight() == 2  # the kept one, still parked, and the request behind it
+        conn = http.client.HTTPConnection(address.host, address.port, timeout=PROMPTLY_S)
+        conn.request("GET", "/ping")
+        assert conn.getresponse().read() == b"pong"
+        conn.close()
+        waiters.close()  # the stop: the kept long-poll answers, then its pipelined request
+        kept.settimeout(PROMPTLY_S)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 2:
+            chunk = kept.recv(4096)
+            assert chunk, received
+            received += chunk
+        assert received.endswith(b"pong")
+        kept.close()
     finally:
         assert server.drain(time.monotonic() + 5)
 
