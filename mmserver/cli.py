@@ -5,11 +5,14 @@ import os
 import sys
 from typing import Mapping, Sequence
 
-from mmserver.config import ConfigError, load
-from mmserver.shutdown import EXIT_USAGE
+from mmserver.shutdown import EXIT_USAGE, catch_stop_signals
 
 
 def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    # Imported here, after main() caught the stop signals: the stack takes most of a second to
+    # import, and a SIGTERM meanwhile is a stop like any other.
+    from mmserver.config import ConfigError, load
+
     try:
         config = load(argv, environ)
     except ConfigError as error:
@@ -23,6 +26,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    catch_stop_signals()  # first of all: from here on SIGTERM and SIGINT are stop requests
     status = run(sys.argv[1:] if argv is None else argv, os.environ)
     sys.stdout.flush()
     sys.stderr.flush()

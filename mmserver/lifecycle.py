@@ -23,7 +23,8 @@ from mmserver.control import ControlPlane
 from mmserver.failures import REDIS_AWAY
 from mmserver.logs import LogPipeline
 from mmserver.replica import Replica, StartupRefused
-from mmserver.shutdown import EXIT_OK, EXIT_RESTART, EXIT_USAGE, SIGNAL, STARTUP, WORKER
+from mmserver.shutdown import (EXIT_OK, EXIT_RESTART, EXIT_USAGE, SIGNAL, STARTUP, STOP_SIGNALS, WORKER,
+                               catch_stop_signals)
 from mmserver.stop import StopSequence
 
 logger = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ class Lifecycle:
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
         self._logs: LogPipeline | None = None
-        # The main loop reads this queue: signal numbers from the handlers, None as a wake-up.
-        self._signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        # The main loop reads this queue: signal numbers from the handlers (including any that
+        # came before this object existed), None as a wake-up.
+        self._signals = STOP_SIGNALS
         self._ready_sent = False
 
     def run(self) -> int:
@@ -176,11 +178,7 @@ class Lifecycle:
         os._exit(status)
 
     def _install_signal_handlers(self) -> None:
-        def handler(signum: int, frame: object) -> None:
-            self._signals.put_nowait(signum)  # SimpleQueue.put is reentrant-safe: no lock here
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, handler)
+        catch_stop_signals()  # the command did already; kept for any other caller of run()
 
         def thread_died(args: threading.ExceptHookArgs) -> None:
             name = args.thread.name if args.thread else "?"

@@ -6,6 +6,8 @@ by the caller but change nothing. Never call `request` from a signal handler: it
 """
 from __future__ import annotations
 
+import queue
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -20,6 +22,23 @@ REDIS = "redis"  # Redis stayed unreachable beyond the reconnect budget
 WORKER = "worker"  # a worker thread died or stalled
 STARTUP = "startup"  # start-up failed after something had started
 STOP_KINDS = (SIGNAL, ADMIN, REDIS, WORKER, STARTUP)
+
+# SIGTERM and SIGINT received, as signal numbers, for the main loop (lifecycle.py) to turn into a
+# stop request; it also puts None there to wake itself. Filled from the command's first line on
+# (catch_stop_signals), so that a stop asked for while the stack is still being imported and
+# started (the first second) is neither a death by signal nor a KeyboardInterrupt traceback.
+STOP_SIGNALS: "queue.SimpleQueue[int | None]" = queue.SimpleQueue()
+
+
+def catch_stop_signals() -> None:
+    """Queue SIGTERM and SIGINT on STOP_SIGNALS instead of their default actions. The handler
+    only puts the number (SimpleQueue.put is reentrant-safe: a lock taken in a handler could
+    deadlock against the main thread)."""
+    def handler(signum: int, frame: object) -> None:
+        STOP_SIGNALS.put_nowait(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
 
 
 @dataclass(frozen=True)
