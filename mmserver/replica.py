@@ -133,6 +133,7 @@ class Replica:
         self.http = HttpServer([Listener(config.listen, public_slot),
                                 Listener(config.admin_listen, admin_slot, ADMIN_THREADS, "admin")],
                                threads=config.http_threads,
+                               probe_paths=PROBE_PATHS,
                                connection_limit=OTHER_CONNECTIONS,
                                # waitress refuses a declared body over the limit from its
                                # headers alone, with the same JSON 413 as the app.
