@@ -73,8 +73,16 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a ConfigError: one line on stderr and exit 2, like every
+    other refusal, instead of argparse's usage block followed by its message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{message} (mmserver --help lists the flags)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmserver",
         description="Self-hosted matchmaking service. Every flag also reads MMSERVER_<NAME>; flags win.",
     )
@@ -87,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     """Build the Config from command-line arguments and environment, or raise ConfigError."""
     parser = build_parser()
-    # argparse exits 2 on usage errors with its own one-line message, which is what we want.
+    # A usage error (an unknown flag, a flag without its value) raises ConfigError (_Parser);
+    # --help prints the help and exits 0.
     args = vars(parser.parse_args(list(argv)))
     values: dict[str, Any] = {}
     for name, convert, _help in SETTINGS:

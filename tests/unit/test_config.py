@@ -180,11 +180,25 @@ def test_the_command_exits_2_with_one_line_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_flag_is_a_usage_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mmserver", "--no-such-flag"], capture_output=True,
+@pytest.mark.parametrize("argv, says", [
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--listen"], "argument --listen: expected one argument"),
+    (["positional"], "unrecognized arguments: positional"),
+])
+def test_a_usage_error_is_one_line_and_exit_2(tmp_path, argv, says):
+    result = subprocess.run([sys.executable, "-m", "mmserver", *argv], capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2
-    assert "unrecognized arguments" in result.stderr
+    assert result.stderr.splitlines() == [f"mmserver: error: {says} (mmserver --help lists the flags)"]
+    assert result.stdout == ""
+
+
+def test_help_still_lists_every_flag_and_exits_0(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mmserver", "--help"], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: mmserver")
+    assert "--redis-url VALUE" in result.stdout and "(env MMSERVER_VIEW_CACHE_MAX_AGE_S)" in result.stdout
 
 
 def test_the_view_cache_is_on_by_default_and_a_setting_turns_it_off():
