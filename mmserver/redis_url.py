@@ -4,7 +4,8 @@
 Accepted URL forms:
 
 - ``redis://[[user]:password@]host[:port][/db]`` and ``rediss://...`` (TLS): redis-py's own
-  ``Redis.from_url``, query options included. For TLS: ``?ssl_ca_certs=/path/ca.pem`` (the CA
+  ``Redis.from_url``, query options included. The path is empty, ``/`` or ``/N`` (config/values.py
+  refuses any other: redis-py would read ``/3x`` as database 0). For TLS: ``?ssl_ca_certs=/path/ca.pem`` (the CA
   that signed the server's certificate; the system store when absent), ``ssl_ca_path``,
   ``ssl_certfile`` and ``ssl_keyfile`` (client certificate), ``ssl_check_hostname=false``,
   ``ssl_cert_reqs=none`` (no verification: testing only). Unknown options, bad values (a

@@ -89,6 +89,11 @@ def redis_url(raw: str) -> str:
         parsed.port  # raises on a bad port
     except ValueError:
         raise ConfigError("bad port in the Redis URL") from None
+    # redis-py reads the database from the path's digits and silently uses 0 when they are not
+    # a number ("/3x", "/abc"), and "/1/2" as 12: only "", "/" and "/N" are taken.
+    database = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+    if database and parse_decimal(database, 9) is None:
+        raise ConfigError(f"the database in {redact(raw)!r} must be a number (redis://host:port/N), got {database!r}")
     return raw
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from tests.process.harness import MMServer, children_of, redis_servers_for, request
 from tests.redis_server import RedisServer
@@ -343,6 +344,22 @@ def test_sigkilled_replica_leaves_nothing_that_blocks_the_next_start(tmp_path):
     assert redis_servers_for(tmp_path / "data") == []
 
 
+def test_the_database_of_the_url_is_the_one_used(tmp_path, redis_server, redis_client):
+    server = MMServer(tmp_path, redis_url=redis_server.url.rpartition("/")[0] + "/3").start().wait_ready()
+    try:
+        create_ticket(server)
+    finally:
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    assert redis_client.dbsize() == 0
+    database_3 = redis.Redis(host="127.0.0.1", port=redis_server.port, db=3)
+    try:
+        assert database_3.dbsize() > 0
+        database_3.flushdb()
+    finally:
+        database_3.close()
+
+
 def _bad_file(tmp_path, name: str, content: bytes) -> dict:
     path = tmp_path / name
     path.write_bytes(content)
@@ -362,6 +379,8 @@ BAD_SETTINGS = {
                   "modes.duel.ticket_ttl_s", "must be at most 315,360,000 s (10 years)"),
     "drain delay": (lambda tmp: {"MMSERVER_DRAIN_DELAY_S": "1e10"}, "MMSERVER_DRAIN_DELAY_S", "at most"),
     "ipv6": (lambda tmp: {"MMSERVER_REDIS_URL": "redis://[::1:6379"}, "MMSERVER_REDIS_URL", "Invalid IPv6 URL"),
+    "database": (lambda tmp: {"MMSERVER_REDIS_URL": "redis://127.0.0.1:6379/3x"}, "MMSERVER_REDIS_URL",
+                 "the database in 'redis://127.0.0.1:6379/3x' must be a number"),
     "sentry": (lambda tmp: {"MMSERVER_SENTRY_DSN": "not-a-dsn"}, "MMSERVER_SENTRY_DSN", "not a Sentry DSN"),
     "two-line token": (lambda tmp: _bad_file(tmp, "admin.token", b"one-token\nanother-token\n"),
                        "MMSERVER_ADMIN_TOKEN_FILE", "printable ASCII without spaces"),

@@ -47,7 +47,10 @@ def test_empty_variable_counts_as_unset():
 
 
 @pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://h:6380", "unix:///tmp/r.sock",
-                                 "redis+sentinel://s1:26379,s2:26379/mymaster"])
+                                 "redis+sentinel://s1:26379,s2:26379/mymaster",
+                                 "redis://h:6379/", "redis://h:6379/15", "rediss://:pw@h:6380/2",
+                                 "redis://h/0?socket_timeout=3", "unix:///tmp/r.sock?db=3",
+                                 "unix:///var/run/redis/3x.sock?db=0"])
 def test_redis_urls_accepted(url):
     assert load([], {"MMSERVER_REDIS_URL": url}).redis_url == url
 
@@ -62,6 +65,11 @@ def test_redis_urls_accepted(url):
         ({"MMSERVER_REDIS_URL": "rediss://[abc/0"}, "Invalid IPv6 URL"),
         ({"MMSERVER_REDIS_URL": "rediss://:pw@[abc]/0"}, "bad URL 'rediss://***@[abc]/0': 'abc' does not appear"),
         ({"MMSERVER_REDIS_URL": "redis+sentinel://[::1/m"}, "Invalid IPv6 URL"),
+        ({"MMSERVER_REDIS_URL": "redis://127.0.0.1:6379/3x"}, "must be a number (redis://host:port/N), got '3x'"),
+        ({"MMSERVER_REDIS_URL": "redis://h/abc"}, "got 'abc'"),
+        ({"MMSERVER_REDIS_URL": "rediss://:pw@h:6380/1x"}, "the database in 'rediss://***@h:6380/1x'"),
+        ({"MMSERVER_REDIS_URL": "redis://h/1/2"}, "got '1/2'"),
+        ({"MMSERVER_REDIS_URL": "redis://h/-1"}, "got '-1'"),
         ({"MMSERVER_LISTEN": "8080"}, "HOST:PORT"),
         ({"MMSERVER_LISTEN": "h:x"}, "port must be a number"),
         ({"MMSERVER_LISTEN": "127.0.0.1:+80"}, "port must be a number"),
