@@ -390,6 +390,34 @@ BAD_SETTINGS = {
 }
 
 
+def _fifo(tmp_path) -> str:
+    path = tmp_path / "mm.fifo"
+    os.mkfifo(path)  # nobody ever writes: an open for reading without O_NONBLOCK blocks for good
+    return str(path)
+
+
+def _big_file(tmp_path) -> str:
+    path = tmp_path / "big.toml"
+    path.write_bytes(b"[modes.duel]\n" + b"#" * (1024 * 1024) + b"\n")  # a comment: valid TOML
+    return str(path)
+
+
+@pytest.mark.parametrize(("make_path", "says"), [
+    (lambda tmp: "/dev/zero", "/dev/zero is not a regular file"),
+    (_fifo, "mm.fifo is not a regular file"),
+    (lambda tmp: str(tmp), " is not a regular file"),
+    (_big_file, "big.toml is larger than 1 MiB"),
+], ids=["dev-zero", "fifo", "directory", "over-1-MiB"])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path, make_path, says):
+    """/dev/zero was read until memory ran out, and a FIFO blocked the start at its open."""
+    server = MMServer(tmp_path, env={"MMSERVER_CONFIG": make_path(tmp_path)})
+    started = time.monotonic()
+    assert server.start().wait(15) == 2
+    assert time.monotonic() - started < 10
+    line = refusal(server)
+    assert line.startswith("mmserver: error: MMSERVER_CONFIG: ") and line.endswith(says), line
+
+
 @pytest.mark.parametrize("case", list(BAD_SETTINGS))
 def test_bad_settings_are_refused_with_exit_2_and_one_line_naming_them(tmp_path, redis_server, case):
     make_env, setting, says = BAD_SETTINGS[case]
