@@ -149,9 +149,6 @@ class Replica:
         except ListenError as error:
             raise StartupRefused(_listen_refusal(error)) from None
         redis_url = config.redis_url or self.embedded.start(timeout=15.0)
-        self._prepare_admin_token()
-        self.telemetry.start()
-
         try:
             # One connection per HTTP worker and scheduler thread at most; redis-py's default
             # cap (100) would refuse bursts with MaxConnectionsError beyond ~100 threads.
@@ -159,6 +156,10 @@ class Replica:
         except RedisURLError as error:  # options only a client can check (unknown, missing files)
             raise StartupRefused(f"{env_name('redis_url')}: {error}") from None
         self._redis_clients.append(store_client)
+        # Only once the URL is known to be usable: a refused start writes no token and logs
+        # nothing but the refusal.
+        self._prepare_admin_token()
+        self.telemetry.start()
         # Off (None) until the subscriber connects, emptied whenever it disconnects.
         self.view_cache = (ViewCache(config.view_cache, config.view_cache_max_age_s)
                            if config.view_cache > 0 else None)
