@@ -58,7 +58,7 @@ class Lifecycle:
             replica.start(ControlPlane(replica))
         except StartupRefused as refusal:
             replica.stop_embedded_redis(5.0)
-            logger.error("%s", refusal)
+            self._refusal_line(str(refusal))
             self._close_logs()
             return EXIT_USAGE
         except Exception as error:
@@ -68,6 +68,13 @@ class Lifecycle:
             replica.notifier.status("waiting for Redis")
             self._serve()
         return self._stop()
+
+    def _refusal_line(self, message: str) -> None:
+        """The one line of a refused start (exit 2), at ERROR in the log's format, written
+        whatever MMSERVER_LOG_LEVEL filters: without it an operator would see a silent exit 2.
+        Not sent to Sentry: like a configuration error, it is the operator's to fix."""
+        self._logs.write_unfiltered(
+            logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (message,), None))
 
     def _serve(self) -> None:
         """The main thread's loop: signals, worker health, systemd readiness and watchdog."""

@@ -259,6 +259,13 @@ class LogPipeline:
                     (dropped,), None))
             self._output.flush()
 
+    def write_unfiltered(self, record: logging.LogRecord) -> None:
+        """Queue `record` for the output whatever the level set (MMSERVER_LOG_LEVEL=CRITICAL
+        filters ERROR) and past the loggers: for the one line that explains an exit, such as a
+        refused start. Handed to the queue's handler directly, it also skips what hooks the
+        loggers' handling (Sentry's logging integration: a refusal is no event)."""
+        self._queue_handler.handle(record)
+
     def dropped(self) -> int:
         """Records dropped so far because the queue was full (a monotonic count)."""
         return self._queue_handler.dropped

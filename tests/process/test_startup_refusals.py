@@ -1,7 +1,10 @@
-"""Starts refused (exit 2, one line) against the real `mmserver` command."""
+"""Starts refused (exit 2, one line) against the real `mmserver` command: the Redis URL, and a
+refusal's line whatever the log level."""
 from __future__ import annotations
 
+import json
 import os
+import socket
 
 import pytest
 
@@ -40,3 +43,32 @@ def test_a_url_the_client_refuses_is_one_line_and_writes_no_token(tmp_path, redi
         assert (data_dir / "admin.token").read_text() == "an-earlier-token\n"
     else:
         assert not (data_dir / "admin.token").exists()
+
+
+# --- the log level: a refusal's line is printed whatever it filters -------------------------
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_refusal_is_printed_even_at_log_level_critical(tmp_path, redis_server, log_format):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = MMServer(tmp_path, redis_url=redis_server.url,
+                          env={"MMSERVER_LISTEN": f"127.0.0.1:{port}", "MMSERVER_LOG_LEVEL": "CRITICAL",
+                               "MMSERVER_LOG_FORMAT": log_format})
+        assert server.start().wait(30) == 2
+    line = refusal(server)
+    says = f"cannot listen on 127.0.0.1:{port} (MMSERVER_LISTEN, public API): Address already in use"
+    if log_format == "json":
+        record = json.loads(line)
+        assert (record["level"], record["logger"], record["message"]) == ("ERROR", "mmserver.lifecycle", says)
+    else:
+        assert line.endswith(LEVEL_AND_LOGGER + says), line
+
+
+def test_a_url_refusal_is_printed_even_at_log_level_critical(tmp_path, redis_server):
+    server = MMServer(tmp_path, redis_url=redis_server.url + "?socket_timeout=nan",
+                      env={"MMSERVER_LOG_LEVEL": "critical"})
+    assert server.start().wait(30) == 2
+    line = refusal(server)
+    assert LEVEL_AND_LOGGER + "MMSERVER_REDIS_URL: socket_timeout in the Redis URL" in line, line

@@ -225,3 +225,14 @@ def test_a_text_line_cannot_be_forged_or_split_by_what_it_quotes(start_pipeline)
            "\\r\\x00\\x1b[2J\\u2028)" in lines[0]
     assert all(ch.isprintable() for ch in lines[0])
     assert ' path="/admin/x\\n' in lines[0]
+
+
+def test_an_unfiltered_record_is_written_whatever_the_level(start_pipeline):
+    """A refused start's one line (lifecycle.py) at MMSERVER_LOG_LEVEL=CRITICAL."""
+    pipeline, stream = start_pipeline("json", "CRITICAL")
+    log = logging.getLogger("mmserver.lifecycle")
+    log.error("filtered out, as asked")
+    pipeline.write_unfiltered(log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", ("refused",), None))
+    pipeline.stop()
+    (line,) = json_lines(stream)
+    assert (line["level"], line["logger"], line["message"]) == ("ERROR", "mmserver.lifecycle", "refused")
