@@ -34,6 +34,11 @@ connected. Here the server is a plain child process:
   same data_dir gets `DataDirInUse`. mmserver takes the lock before it binds its listeners: a
   second `make run` in the same directory is told that the data directory is in use, not that
   port 8080 is.
+- Refusals: a start that only an operator can make succeed raises EmbeddedRedisRefused (a
+  foreign server on the socket, setpriv refused, redis-server exiting with its own error
+  status: an AOF it cannot read, files it cannot write); mmserver exits 2 on it with one line.
+  Anything else (no answer within the timeout, a child killed by a signal) is an
+  EmbeddedRedisError, which a restart may cure: exit 1.
 """
 from __future__ import annotations
 
@@ -69,7 +74,13 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded Redis could not be started; the message is one line for an operator."""
 
 
-class DataDirInUse(EmbeddedRedisError):
+class EmbeddedRedisRefused(EmbeddedRedisError):
+    """The embedded Redis cannot start in this deployment as it stands, and starting again would
+    not change that: another server answers on its socket, setpriv is refused, redis-server
+    exits with its own error status (its data or its directory). An operator must act."""
+
+
+class DataDirInUse(EmbeddedRedisRefused):
     """Another mmserver holds the lock on the data directory: `data_dir`, and the `holder`'s
     pid as it wrote it into the lock file (None if unreadable)."""
 
@@ -128,6 +139,7 @@ class EmbeddedRedis:
             self._wait_until_ready(timeout)
         except BaseException:
             self._kill_child()
+            self._forget_child()
             self._release_lock()
             raise
         logger.info("embedded Redis started (pid %d) at %s", self._process.pid, self._url_for_log())
@@ -173,7 +185,7 @@ class EmbeddedRedis:
         if self.socket_path.exists():
             if _socket_answers(self.socket_path):
                 # Two servers appending to one AOF would corrupt it: refuse rather than guess.
-                raise EmbeddedRedisError(
+                raise EmbeddedRedisRefused(
                     f"a server still answers on {self.socket_path} but is not the one recorded "
                     f"in {pid_path}; stop it before starting mmserver"
                 )
@@ -251,10 +263,7 @@ class EmbeddedRedis:
         try:
             while True:
                 if self._process.poll() is not None:
-                    raise EmbeddedRedisError(
-                        f"embedded redis-server exited with status {self._process.returncode}: "
-                        f"{self._log_tail()}"
-                    )
+                    raise self._exited(self._process.returncode)
                 try:
                     if client.ping():
                         return
@@ -268,6 +277,22 @@ class EmbeddedRedis:
                 time.sleep(0.02)  # start-up only: no shutdown event exists yet
         finally:
             client.close()
+
+    def _exited(self, status: int) -> EmbeddedRedisError:
+        """Why the child exited before it answered. An exit status of its own (redis-server's
+        refusal of its data, directory or settings; setpriv's refusal, 127 when the kernel or a
+        seccomp filter denies it) is EmbeddedRedisRefused; a signal (the OOM killer, a kill) is
+        not: a new start may well succeed."""
+        tail = self._log_tail()
+        if status > 0 and self.setpriv and tail.startswith("setpriv"):
+            return EmbeddedRedisRefused(
+                f"setpriv could not start the embedded redis-server (exit status {status}): {tail}; "
+                f"a system call filter must allow capset (docs/DEPLOY.md)")
+        if status > 0:
+            return EmbeddedRedisRefused(
+                f"embedded redis-server exited with status {status} before answering: {tail} "
+                f"(its log: {self.data_dir / LOG_FILE})")
+        return EmbeddedRedisError(f"embedded redis-server exited with status {status}: {tail}")
 
     def _client(self, socket_timeout: float) -> redis.Redis:
         kwargs = dict(socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
@@ -322,6 +347,13 @@ class EmbeddedRedis:
         if not exited_before:
             logger.info("embedded Redis stopped%s", "" if clean else " (not cleanly)")
         return clean
+
+    def _forget_child(self) -> None:
+        """After a failed start: the child is gone (killed and reaped); a later stop() has
+        nothing to report about it, and a pid file left behind could only mislead."""
+        if self._process is not None:
+            (self.data_dir / PID_FILE).unlink(missing_ok=True)
+            self._process = None
 
     def _kill_child(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -22,7 +22,7 @@ import time
 from mmserver.control import ControlPlane
 from mmserver.failures import REDIS_AWAY
 from mmserver.logs import LogPipeline
-from mmserver.replica import Replica, StartupRefused
+from mmserver.replica import Replica, StartupFailed, StartupRefused
 from mmserver.shutdown import (EXIT_OK, EXIT_RESTART, EXIT_USAGE, SIGNAL, STARTUP, STOP_SIGNALS, WORKER,
                                catch_stop_signals)
 from mmserver.stop import StopSequence
@@ -61,6 +61,10 @@ class Lifecycle:
             self._refusal_line(str(refusal))
             self._close_logs()
             return EXIT_USAGE
+        except StartupFailed as failure:
+            # Known, and a restart may cure it: one line, no traceback (kept for bugs).
+            logger.error("start-up failed: %s", failure)
+            replica.shutdown.request(f"start-up failed: {failure}", EXIT_RESTART, STARTUP)
         except Exception as error:
             logger.exception("start-up failed")
             replica.shutdown.request(f"start-up failed: {error!r}", EXIT_RESTART, STARTUP)

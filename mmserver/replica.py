@@ -2,8 +2,9 @@
 
 Nothing else constructs a component or reads the Config to decide how (the one object built
 over the replica from outside is the control plane's, control.py, which the lifecycle hands to
-`start()`): each part receives what it needs through its constructor. `start()` builds and starts them in dependency order (the
-listeners first, so that a port in use is refused before anything needs undoing); `stop()`
+`start()`): each part receives what it needs through its constructor. `start()` builds and starts them in dependency order (Sentry
+first, so that a failed start reaches it; then the listeners, so that a port in use is refused
+before anything needs undoing; the admin token once Redis's URL is known to be usable); `stop()`
 stops them in the order of SPEC.md's stop sequence, each step a named step of the caller's
 StopSequence. When to start and stop, and what a signal or a dead worker means, is the
 lifecycle's business (lifecycle.py); what an operator may ask is the control plane's
@@ -25,7 +26,7 @@ from mmserver import __version__, admin_token
 from mmserver.backoff import Backoff
 from mmserver.bounded_read import BoundedRead
 from mmserver.config import Config, env_name
-from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis
+from mmserver.embedded_redis import DataDirInUse, EmbeddedRedis, EmbeddedRedisError, EmbeddedRedisRefused
 from mmserver.failures import REDIS_AWAY
 from mmserver.http.app import create_public_app
 from mmserver.http.health import Liveness, ReadinessResource
@@ -83,6 +84,11 @@ class StartupRefused(Exception):
     """Start-up cannot go on because of how the service is configured or deployed: exit 2."""
 
 
+class StartupFailed(Exception):
+    """Start-up cannot go on for a known reason that a new start may cure (the embedded Redis
+    did not answer in time, or was killed): exit 1, one line, no traceback."""
+
+
 class LateBoundApp:
     """A WSGI app slot: the listener is bound before the app behind it is built."""
 
@@ -128,6 +134,9 @@ class Replica:
         """Build and start everything, in dependency order. `control` is the object the
         control plane's routes call (control.py); raises StartupRefused for exit 2."""
         config = self.config
+        # First: a start-up that fails from here on (exit 1) reaches Sentry. Its "enabled" line
+        # waits until nothing can be refused any more (a refusal is one line).
+        self.telemetry.start()
         _raise_open_file_limit(config.max_longpolls + OTHER_CONNECTIONS)
         public_slot, admin_slot = LateBoundApp(), LateBoundApp()
         self.http = HttpServer([Listener(config.listen, public_slot),
@@ -148,7 +157,7 @@ class Replica:
             self.http.bind()
         except ListenError as error:
             raise StartupRefused(_listen_refusal(error)) from None
-        redis_url = config.redis_url or self.embedded.start(timeout=15.0)
+        redis_url = config.redis_url or self._start_embedded_redis()
         try:
             # One connection per HTTP worker and scheduler thread at most; redis-py's default
             # cap (100) would refuse bursts with MaxConnectionsError beyond ~100 threads.
@@ -159,7 +168,7 @@ class Replica:
         # Only once the URL is known to be usable: a refused start writes no token and logs
         # nothing but the refusal.
         self._prepare_admin_token()
-        self.telemetry.start()
+        self.telemetry.announce()
         # Off (None) until the subscriber connects, emptied whenever it disconnects.
         self.view_cache = (ViewCache(config.view_cache, config.view_cache_max_age_s)
                            if config.view_cache > 0 else None)
@@ -254,6 +263,26 @@ class Replica:
             raise StartupRefused(
                 f"{setting}: cannot use {embedded.data_dir}: {error.strerror or error}") from None
         self.embedded = embedded
+
+    def _start_embedded_redis(self) -> str:
+        """Start the embedded Redis and return its URL. What an operator must fix (another
+        server on its socket, setpriv refused, redis-server refusing its data) is a
+        StartupRefused (exit 2); what a new start may cure, a StartupFailed (exit 1)."""
+        try:
+            return self.embedded.start(timeout=15.0)
+        except EmbeddedRedisRefused as error:
+            raise StartupRefused(f"{env_name('data_dir')}: {error}") from None
+        except EmbeddedRedisError as error:
+            raise StartupFailed(str(error)) from None
+        except OSError as error:
+            # A file of the data directory mmserver cannot write (left by another user, a
+            # directory where its log goes, a full or read-only disk): the operator's to fix.
+            # Anything else (fork refused, no binary) is unexpected: exit 1 with its traceback.
+            if error.filename is None or not Path(error.filename).is_relative_to(self.embedded.data_dir):
+                raise
+            raise StartupRefused(
+                f"{env_name('data_dir')}: cannot start the embedded Redis: {error.strerror or error}: "
+                f"{error.filename}") from None
 
     def _prepare_admin_token(self) -> None:
         if self.admin_token is not None:

@@ -104,7 +104,13 @@ class Telemetry:
         transport = self._client.transport
         # SENTRY_PRINT_ENVELOPES=1 makes the SDK wrap its transport in a printer.
         self._sdk_transport = getattr(transport, "_inner", transport)
-        logger.info("Sentry enabled", extra={"release": self._release})
+
+    def announce(self) -> None:
+        """Log that Sentry is on. Separate from `start()`, which runs first thing so that a
+        failed start-up reaches Sentry, while a start refused for its configuration prints one
+        line: the refusal."""
+        if self._client is not None:
+            logger.info("Sentry enabled", extra={"release": self._release})
 
     def report_exit(self, reason: str, exit_status: int) -> None:
         """Send one error event naming why the process exits; a no-op when disabled."""

@@ -323,3 +323,47 @@ def test_without_setpriv_redis_still_starts_and_stops(data_dir):
     finally:
         client.close()
         assert embedded.stop(5)
+
+
+def test_what_an_operator_must_fix_is_told_apart_from_what_a_restart_may_cure(data_dir, tmp_path):
+    """EmbeddedRedisRefused (mmserver exits 2): a squatter on the socket, a child exiting with its
+    own error status. A child killed by a signal is a plain EmbeddedRedisError (exit 1)."""
+    from mmserver.embedded_redis import EmbeddedRedisRefused
+
+    data_dir.mkdir(parents=True)
+    squatter = socket.socket(socket.AF_UNIX)
+    squatter.bind(str(data_dir / "redis.sock"))
+    squatter.listen()
+    try:
+        with pytest.raises(EmbeddedRedisRefused, match="still answers"):
+            EmbeddedRedis(data_dir).start()
+    finally:
+        squatter.close()
+        (data_dir / "redis.sock").unlink()
+
+    refusing = tmp_path / "refusing"
+    refusing.write_text("#!/bin/sh\necho 'cannot open the append only file' ; exit 1\n")
+    refusing.chmod(0o755)
+    with pytest.raises(EmbeddedRedisRefused, match="^embedded redis-server exited with status 1 before "
+                                                   "answering: cannot open the append only file"):
+        EmbeddedRedis(data_dir, binary=str(refusing), setpriv=None).start(timeout=5)
+
+    killed = tmp_path / "killed"
+    killed.write_text("#!/bin/sh\nkill -9 $$\n")
+    killed.chmod(0o755)
+    with pytest.raises(EmbeddedRedisError, match="exited with status -9") as caught:
+        EmbeddedRedis(data_dir, binary=str(killed), setpriv=None).start(timeout=5)
+    assert not isinstance(caught.value, EmbeddedRedisRefused)
+    assert not (data_dir / "redis.pid").exists()  # a failed start leaves no pid to mislead the next
+
+
+def test_a_failed_start_leaves_nothing_for_stop_to_report(data_dir, tmp_path, caplog):
+    failing = tmp_path / "failing"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    embedded = EmbeddedRedis(data_dir, binary=str(failing), setpriv=None)
+    with pytest.raises(EmbeddedRedisError):
+        embedded.start(timeout=5)
+    with caplog.at_level("INFO", logger="mmserver.embedded_redis"):
+        assert embedded.stop(5)
+    assert caplog.records == []
