@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmserver import small_file
+
 FILE_NAME = "admin.token"
 MAX_FILE_BYTES = 4096  # far more than any token; a larger file is not one we wrote
 NONE_YET = "there was none"
@@ -46,9 +48,12 @@ def prepare(path: Path) -> AdminToken:
 
 def read_file(path: Path) -> str:
     """The token in a file an operator points to (surrounding whitespace stripped), read with no
-    check of its owner or mode: TokenFileError if it cannot be read or is empty."""
+    check of its owner or mode: TokenFileError if it cannot be read or is empty, or is not a
+    regular file of at most 1 MiB (small_file.py: /dev/zero or a FIFO would hang the read)."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        token = small_file.read_bytes(path).decode("utf-8").strip()
+    except small_file.NotASmallFile as error:
+        raise TokenFileError(f"{path} {error}") from None
     except (OSError, UnicodeDecodeError) as error:
         why = getattr(error, "strerror", None) or str(error)
         raise TokenFileError(f"cannot read {path}: {why}") from None

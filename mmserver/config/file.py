@@ -3,13 +3,12 @@ events and webhooks, parsed into the tables of `Config`. Modes are parsed by mod
 """
 from __future__ import annotations
 
-import os
 import re
-import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mmserver import small_file
 from mmserver.config.model import (
     MIN_JWT_SECRET_BYTES,
     MIN_SECRET_CHARS,
@@ -77,36 +76,15 @@ MAX_REGIONS = 64
 REGION_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
-# Far beyond any deployment's modes and servers; a larger "file" is not a configuration.
-MAX_FILE_BYTES = 1024 * 1024
-MAX_FILE_SHOWN = "1 MiB"
-
-
 def read_config_bytes(path: Path, where: str) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES, or ConfigError. O_NONBLOCK: a FIFO
-    is refused, not waited on at open; a device (/dev/zero) or a directory is refused before
-    anything is read; the read stops one byte past the bound."""
+    """The file's bytes, or ConfigError: a device (/dev/zero), a FIFO or a directory is refused at
+    once, and so is a file over 1 MiB (small_file.py)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return small_file.read_bytes(path)
+    except small_file.NotASmallFile as error:
+        raise ConfigError(f"{where}: {path} {error}") from None
     except OSError as error:
         raise ConfigError(f"{where}: cannot read {path}: {why(error)}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{where}: {path} is not a regular file")
-        chunks, size = [], 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read {path}: {why(error)}") from None
-    finally:
-        os.close(fd)
-    if size > MAX_FILE_BYTES:
-        raise ConfigError(f"{where}: {path} is larger than {MAX_FILE_SHOWN}")
-    return b"".join(chunks)
 
 
 def load_config_file(path: Path, where: str) -> dict[str, Any]:

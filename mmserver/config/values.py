@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from mmserver import small_file
 from mmserver.addresses import BadAddress, canonical_address
 from mmserver.config.model import (
     PLACEHOLDER_MARKS,
@@ -344,7 +345,9 @@ def why(error: Exception) -> str:
 
 def read_secret_file(path: Path, where: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8").strip()
+        text = small_file.read_bytes(path).decode("utf-8").strip()
+    except small_file.NotASmallFile as error:
+        raise ConfigError(f"{where}: {path} {error}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{where}: cannot read {path}: {why(error)}") from None
     if not text:

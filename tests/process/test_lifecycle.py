@@ -418,6 +418,23 @@ def test_a_config_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path, 
     assert line.startswith("mmserver: error: MMSERVER_CONFIG: ") and line.endswith(says), line
 
 
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+@pytest.mark.parametrize("setting", ["MMSERVER_ADMIN_TOKEN_FILE", "servers.token_file", "auth.backend_keys_file"])
+def test_a_token_or_key_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path, setting, special):
+    path = "/dev/zero" if special == "/dev/zero" else _fifo(tmp_path)
+    if setting == "MMSERVER_ADMIN_TOKEN_FILE":
+        env = {"MMSERVER_ADMIN_TOKEN": "", "MMSERVER_ADMIN_TOKEN_FILE": path}
+    else:
+        table, key = setting.split(".")
+        config = tmp_path / "mm.toml"
+        config.write_text(f"[modes.duel]\n[{table}]\n{key} = '{path}'\n")
+        env = {"MMSERVER_CONFIG": str(config)}
+    server = MMServer(tmp_path, env=env)
+    assert server.start().wait(15) == 2
+    line = refusal(server)
+    assert setting in line and line.endswith(f"{path} is not a regular file"), line
+
+
 @pytest.mark.parametrize("case", list(BAD_SETTINGS))
 def test_bad_settings_are_refused_with_exit_2_and_one_line_naming_them(tmp_path, redis_server, case):
     make_env, setting, says = BAD_SETTINGS[case]
