@@ -48,9 +48,11 @@ def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, 
                 memo: FailureMemo | None = None) -> Matching:
     """One tick of matching for a mode: proposals, and why each unmatched ticket waits.
 
-    Plain modes (`rules.plain`) use the fast searches of `propose_matches`; their unmatched
-    eligible tickets are blocked by "players" when the unmatched queue holds fewer players than
-    a match, else by "mmr" (the MMR window is their only rule). Every other mode goes to
+    Plain modes (`rules.plain`) use the fast searches of `propose_matches`; an unmatched
+    eligible ticket of theirs is blocked by "mmr" (the MMR window is their only rule) when the
+    unmatched tickets, whatever their MMRs, hold a whole match with it (party sizes that fill
+    the teams exactly), else by "players" (too few players, or parties that do not fit
+    together: _waiting_reasons). Every other mode goes to
     constrained.propose_constrained, which documents its semantics and blocked_by order.
     Either way each proposal goes to `on_proposal` as soon as it is final (in the order of the
     result's list), so a caller may act on it while the rest of the queue is matched (1v1
@@ -63,8 +65,28 @@ def match_queue(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float, 
     matched = {ticket_id for proposal in proposals for team in proposal.teams for ticket_id in team}
     team_size = rules.team_size
     waiting = [t for t in tickets if 1 <= t.size <= team_size and t.ticket_id not in matched]
-    reason = "players" if sum(t.size for t in waiting) < rules.players_per_match else "mmr"
-    return Matching(proposals, {t.ticket_id: reason for t in waiting})
+    reasons = _waiting_reasons([t.size for t in waiting], rules)
+    return Matching(proposals, {t.ticket_id: reasons[t.size] for t in waiting})
+
+
+def _waiting_reasons(sizes: Sequence[int], rules: MatchRules) -> list[str]:
+    """By party size, why an unmatched ticket of a plain mode waits: "mmr" when these tickets'
+    sizes (the ticket's own among them) can make a whole match with it, else "players". One
+    count per ticket, then at most team_size searches over the counts capped at what one
+    match can hold (packing.find_composition)."""
+    team_size, teams = rules.team_size, rules.teams
+    need = rules.players_per_match
+    reasons = ["players"] * (team_size + 1)
+    if sum(sizes) < need:
+        return reasons
+    counts = [0] * (team_size + 1)
+    for s in sizes:
+        counts[s] += 1
+    capped = [0] + [min(counts[s], need // s) for s in range(1, team_size + 1)]
+    for s in range(1, team_size + 1):
+        if counts[s] and find_composition(capped, s, team_size, teams) is not None:
+            reasons[s] = "mmr"
+    return reasons
 
 
 def propose_matches(tickets: Sequence[QueuedTicket], rules: MatchRules, now: float,

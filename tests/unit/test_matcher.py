@@ -266,6 +266,45 @@ def test_sizes_that_can_never_fill_a_match_produce_nothing():
     assert propose_matches(tickets, rules, now=0) == []
 
 
+def test_a_plain_mode_names_players_when_the_party_sizes_cannot_fill_the_teams():
+    # 3v3, four parties of 2 at one MMR: 8 players, but no mix of 2s fills a team of 3. The
+    # MMR window is not what keeps them waiting.
+    rules = MatchRules(team_size=3, teams=2, mmr_window=1000, mmr_window_growth_per_s=0, mmr_window_max=1000)
+    pairs = [ticket(f"p{i}", 1500, size=2) for i in range(4)]
+    matching = match_queue(pairs, rules, now=10)
+    assert matching.proposals == []
+    assert matching.blocked == {f"p{i}": "players" for i in range(4)}
+    # Two solos far off in MMR: the sizes now fit (2 + 1 a team), the window does not.
+    far = [ticket("s0", 3000), ticket("s1", 3000)]
+    matching = match_queue(pairs + far, rules, now=10)
+    assert matching.proposals == []
+    assert set(matching.blocked.values()) == {"mmr"}
+    # Parties of 3 fill a team each; the parties of 2 have no partner of size 1 for theirs.
+    rules = MatchRules(team_size=3, teams=2, mmr_window=10, mmr_window_growth_per_s=0, mmr_window_max=10)
+    triples = [ticket("a", 1000, size=3), ticket("b", 2000, size=3)]
+    matching = match_queue(triples + pairs, rules, now=10)
+    assert matching.blocked == {"a": "mmr", "b": "mmr", **{f"p{i}": "players" for i in range(4)}}
+
+
+@FAST
+@given(queues(max_tickets=8))
+def test_a_plain_mode_names_mmr_only_when_the_waiting_sizes_make_a_match(case):
+    """Brute force over the unmatched tickets, MMRs ignored: "mmr" exactly when some of them
+    with the ticket fill every team; otherwise "players"."""
+    rules, tickets = case
+    matching = match_queue(tickets, rules, NOW - 960)
+    matched = {x for p in matching.proposals for team in p.teams for x in team}
+    waiting = [t for t in tickets if t.ticket_id not in matched]
+    assert set(matching.blocked) == {t.ticket_id for t in waiting}
+    need = rules.team_size * rules.teams
+    for t in waiting:
+        others = [u.size for u in waiting if u is not t]
+        fits = any(packs([t.size, *group], rules.team_size, rules.teams)
+                   for count in range(need) for group in itertools.combinations(others, count)
+                   if t.size + sum(group) == need)
+        assert matching.blocked[t.ticket_id] == ("mmr" if fits else "players")
+
+
 def test_a_ticket_larger_than_a_team_is_left_out():
     tickets = [ticket("big", 1000, size=2), ticket("a", 1000), ticket("b", 1001)]
     assert [p.teams for p in propose_matches(tickets, DUEL, now=0)] == [(("a",), ("b",))]
