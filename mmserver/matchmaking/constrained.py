@@ -39,16 +39,24 @@ order as a linked list (as pool.Pool, with sentinels between partitions), so an 
 nearest unmatched neighbours within its MMR window. Each neighbour is filtered pairwise against
 the anchor (a shared region, a shared value of each `overlap` list, each `distance` within the
 limit of the anchor's value); the walk stops after `_walk_limit` neighbours or `_pass_limit`
-that pass. The match is then picked from those by a greedy nearest-first selection (every
-collective condition kept: common region and values, spreads, roles and team sizes still
-fillable), which runs along the walk and ends it as soon as its match is full (it would pick
+that pass and count. A neighbour that passes counts only while the walk has met fewer of its
+lineup key (size and role offers) than one match can hold besides the anchor (Lineup.most:
+the players of a match over its size, and the slots of the roles it offers): a crowd of one
+kind (tank-only solos where a match takes two tanks, parties of 4 where a 5v5 takes two) can
+then not end the walk before the kinds the match lacks. Those beyond what a match holds are
+candidates while there are fewer than `_pass_limit`, and past that only their sizes are kept
+(they name "roles" or "players"); the line-up checks count every key up to what a match
+holds, and no further. The match is then picked from the candidates by a greedy
+nearest-first selection (every collective condition kept: common region and values, spreads,
+roles and team sizes still fillable), which runs along the walk and ends it as soon as its match is full (it would pick
 the same among more candidates). When that fails, the same pick runs within each window of
 each `distance` rule (the candidates whose values lie within its limit of one another:
 _window_pick), and the full match of least MMR spread is taken. When none fills, an
 exhaustive depth-first search over the candidates decides (it also finds the largest match of
 a lobby that may start short), bounded by `_NODE_BUDGET` nodes (both are skipped when the
 regions and distance rules alone rule every match out). Below these limits the search is
-exhaustive: an anchor is matched whenever it can be. With roles, placing parties is also
+exhaustive: an anchor is matched whenever it can be (past `_pass_limit` candidates, those of
+a key beyond what a match holds are not searched). With roles, placing parties is also
 bounded, in steps per anchor and per tick (_FIRST_PASS_STEPS and below): an anchor out of
 steps is undecided, waits as "players", and may be tried again in a second pass.
 
@@ -525,6 +533,12 @@ class _Constrained:
         # the keys in the multiset (at most a match's tickets), not with the keys in the queue.
         key_units: dict = {}
         key_codes = []
+        # Per lineup key (and by its code), the most tickets of it one match can hold: the
+        # walk counts no more of a key than that toward its cap of candidates (_anchor).
+        self.key_most = key_most = {}
+        self.most_by_code = most_by_code = {}
+        self.key_of_code = key_of_code = {}
+        self.key_units = key_units
         for t in el:
             offer = (t.size, t.roles)
             try:
@@ -539,6 +553,8 @@ class _Constrained:
                     code = key_units.get(key)
                     if code is None:
                         code = key_units[key] = _prime(len(key_units))
+                        key_most[key] = most_by_code[code] = lineup.most(key)
+                        key_of_code[code] = key
                 found = (masks, key, code)
                 if offer is not None:
                     by_offer[offer] = found
@@ -639,6 +655,26 @@ class _Constrained:
         # positions and common masks (_match's form), and most candidates are refused by the
         # greedy pick or belong to an anchor that fails.
         picks: list[tuple] = []
+        # Per key code, how many more candidates of that key one match could still use (the
+        # anchor's own key one fewer); below zero, how many the walk met beyond that. Only
+        # candidates of a key with room count toward pass_cap (`useful`); the others are
+        # candidates while there are fewer than pass_cap, else only their keys are kept
+        # (`over_keys`: the sizes name "players" or "roles"). `run_key`, `run`: the key of the
+        # last candidates that counted, and how many in a row, with no other passing
+        # neighbour between them; `last_key`: the key of the last that counted (memo.py).
+        room: dict = {}
+        most_by_code = self.most_by_code
+        a_code = self.p_key_codes[p]
+        useful = 0
+        over_keys: list = []
+        run_key = last_key = None
+        run = 0
+        # The last visits in a row that change no answer of the line-up check by sizes and
+        # roles (a filter turned them away, or they are of a key and, with roles, a size the
+        # walk met enough of before them: _tail_of); `solos`: the solo candidates met so far.
+        free = solos = 0
+        roles_on = bool(lineup.k)
+        solos_full = need - (anchor.size == 1)
         m = mmr[p]
         lp, rp = left[p], right[p]
         dl, dr = m - mmr[lp], mmr[rp] - m
@@ -690,6 +726,7 @@ class _Constrained:
             rmask = rmasks[q] & amask
             if not rmask:
                 latency_failed += s
+                free += 1
                 continue
             omasks = ()
             if overlaps:
@@ -708,11 +745,13 @@ class _Constrained:
                     f += 1
                 if f < first_dist:
                     players_by_fail[f] += s
+                    free += 1
                     continue
                 omasks = tuple(found_masks)
             if dist_checks:
                 if not abs(dcol0[q] - av0) <= dlim0:  # NaN: a value missing on either side
                     players_by_fail[first_dist] += s
+                    free += 1
                     continue
                 if more_dists:
                     f = first_dist + 1
@@ -722,17 +761,47 @@ class _Constrained:
                         f += 1
                     if f < nfilters:
                         players_by_fail[f] += s
+                        free += 1
                         continue
             key = role_keys[q]
             if key is None:
+                free += 1
                 continue  # can take no role: never in a match
+            kc = key_codes[q]
+            r = room.get(kc)
+            if r is None:
+                r = most_by_code[kc] - (kc == a_code)
+            room[kc] = r - 1
+            if r > 0:
+                # A key the match can still use: the candidate counts toward the cap.
+                free = 0
+                useful += 1
+                if s == 1:
+                    solos += 1
+                last_key = key
+                if key == run_key:
+                    run += 1
+                else:
+                    run_key, run = key, 1
+                walk_ended = useful >= pass_cap
+            else:
+                # More of this key than one match can hold (a third tank-only solo where two
+                # teams take a tank each): kept as a candidate while the candidates are fewer
+                # than the cap, never counted toward it, so crowds of one kind cannot end the
+                # walk before the kinds the match lacks.
+                run_key = None
+                free = free + 1 if not roles_on or (s == 1 and solos >= solos_full) else 0
+                if s == 1:
+                    solos += 1
+                if len(picks) >= pass_cap:
+                    over_keys.append(key)
+                    continue
+                walk_ended = False
             pick = (q, rmask, omasks)
             picks.append(pick)
-            walk_ended = len(picks) >= pass_cap
             # One step of the greedy pick (_greedy_pick, not relaxed). A key the lineup refused
             # once stays refused: the greedy's keys only grow, and what does not fit with some
             # keys does not fit with more.
-            kc = key_codes[q]
             if greedy and g_players + s <= need and g_rm & rmask and (
                     not overlaps or all(x & y for x, y in zip(g_om, omasks))) and kc not in g_refused:
                 for d in range(ndim):
@@ -801,7 +870,7 @@ class _Constrained:
                                 or (anchor.size == 1 and all(p_size[q] == 1 for q, _, _ in picks)))
         if latency_on:
             players_by_fail[0] += latency_failed
-        capped = walk_capped or len(picks) >= pass_cap
+        capped = walk_capped or useful >= pass_cap
         if not capped and window_players < smallest:
             self._counted = -1  # any arrival in the window counts
             return None, MMR_RULE
@@ -820,15 +889,11 @@ class _Constrained:
         if lineup.undecided != undecided:
             return None, "players"  # out of search steps (_ANCHOR_STEPS): undecided this tick
         if not composable:
-            if len(picks) >= pass_cap:
-                # Ended by its cap of candidates: the key of the last ones, and how many in a
-                # row (memo.py: arrivals of that key take their places, the answer stays).
-                last = keys[-1]
-                run = 1
-                while run < len(keys) and keys[-1 - run] == last:
-                    run += 1
-                self._tail = (last, run)
-            if self.rules.roles and self._composable(a, keys, lo, smallest, self.sizes_only):
+            if self.memo is not None:
+                # Ended by its cap of visits: arrivals push out as many last visits.
+                spare = min(free, (remaining - smallest) // self.rules.team_size) if walk_capped else None
+                self._tail = self._tail_of(a, room, useful >= pass_cap, run_key, run, last_key, spare)
+            if self.rules.roles and self._composable(a, keys + over_keys, lo, smallest, self.sizes_only):
                 return None, "roles"
             return None, "players"
         self._any_window = False  # the search below checks the MMR spread against w
@@ -844,15 +909,57 @@ class _Constrained:
             return None, "players"
         return None, self._why(a, cands, lims, lo, smallest)
 
+    def _tail_of(self, a: _Cand, room: dict, by_cap: bool, run_key, run: int, last_key,
+                 spare: int | None) -> tuple:
+        """For an answer of the line-up check by sizes and roles alone (memo.py), the arrivals
+        that pass every filter and leave it, as (run key, run, full keys, last key, spare):
+
+        - when the cap of candidates ended the walk: the key of the last candidates that
+          counted toward it, and how many of them in a row (no other passing neighbour between
+          them), no more than the match has room for; else (None, 0);
+        - the keys the walk met at least as many candidates of as one match can hold besides
+          the anchor (with roles: solo keys only, once the solos met fill the match);
+        - the key of the last candidate that counted, when the cap of candidates ended the
+          walk, else None;
+        - when the cap of visits ended the walk: how many of its last visits in a row change
+          no such answer (turned away by a filter, or of a full key) with players enough past
+          the filters without them; else None.
+
+        An arrival of a full key changes no count of keys or sizes capped at what a match
+        holds: where it takes the place of a candidate that counted, one of its key met beyond
+        what the match holds counts instead. So no more candidates count than before, and the
+        walk ends where it did: at the window's edge; after the last candidate that counted,
+        when that one is of another key; or at its cap of visits, one visit earlier, which
+        drops a last visit that changes nothing either (`spare` of them). An arrival of the
+        run's key, with room for it, counts, and the walk ends one candidate earlier: it drops
+        the last that counted, of the same key, so the counts are the same."""
+        most_by_code = self.most_by_code
+        key_of_code = self.key_of_code
+        a_code = a.code
+        roles = bool(self.lineup.k)
+        solos_full = False
+        if roles:
+            solos = sum(most_by_code[code] - (code == a_code) - r
+                        for code, r in room.items() if key_of_code[code][0] == 1)
+            solos_full = solos >= self.max_players - (a.size == 1)
+        full = frozenset(key_of_code[code] for code, r in room.items()
+                         if r <= 0 and (not roles or (solos_full and key_of_code[code][0] == 1)))
+        if not by_cap or run_key is None:
+            return (None, 0, full, last_key if by_cap else None, spare)
+        return (run_key, min(run, room[self.key_units[run_key]]), full, last_key, spare)
+
     def _arrivals_leave_answer(self, i: int, lat_limit: float, dist_limits: Sequence[float],
                                arrivals: list[int], counted: int, visited: int, tail: tuple | None) -> int:
         """Would the walk of anchor `i` (under these limits) turn away each
         of these tickets (indices) at a filter no later than `counted`, or take it as a
-        candidate of the key `tail` names in place of one of its last candidates, with room in
-        its cap of visits for them all? Then its remembered answer holds with them (memo.py):
-        the number of arrivals taken as candidates; else -1. The filters are the walk's own,
-        for one neighbour."""
-        if visited + len(arrivals) >= _walk_limit(self.max_players):
+        candidate of a key `tail` names (_tail_of: the key of its last candidates, in place of
+        one of them; or a key it met as many of as a match holds), with room in its cap of
+        visits for them all? Then its remembered answer holds with them (memo.py): the number
+        of arrivals that took the places of last candidates; else -1. The filters are the
+        walk's own, for one neighbour."""
+        spare = tail[4] if tail is not None else None
+        if (len(arrivals) > spare if spare is not None
+                else visited + len(arrivals) >= _walk_limit(self.max_players)):
             return -1
         if self.p_size is None:
             self._columns()
@@ -869,7 +976,7 @@ class _Constrained:
         adist = [_NAN if (v := col[i]) is None else v for col in self.dist_cols]
         pos_of = self.pos_of
         nfilters = len(self.filter_names)
-        candidates = 0
+        candidates = full = 0
         for x in arrivals:
             q = pos_of[x]
             f = 0  # the first filter it fails (nfilters: none)
@@ -886,11 +993,19 @@ class _Constrained:
                             break
                         f += 1
             if f == nfilters:  # passed every filter: a candidate
-                if tail is None or self.p_role_keys[q] != tail[0]:
+                if tail is None:
                     return -1
-                candidates += 1
+                key = self.p_role_keys[q]
+                if key in tail[2] and key != tail[3]:
+                    full += 1  # of a key the walk met enough of: changes nothing (_tail_of)
+                elif key == tail[0]:
+                    candidates += 1
+                else:
+                    return -1
             elif f > counted:  # failed too late
                 return -1
+        if full and candidates:
+            return -1  # both kinds at once: not worked out, the walk is done again
         return candidates if candidates <= (tail[1] if tail is not None else 0) else -1
 
     def _match(self, chosen: list[_Cand]):
@@ -986,12 +1101,20 @@ class _Constrained:
         # size; the sizes-only lineup of a mode with roles counts their sizes.
         counts = Counter(keys) if keyed else Counter(map(itemgetter(0), keys))
         if keyed and lineup.k and a.size == 1 and all(key[0] == 1 for key in counts):
-            return lineup.solos_fill(a.masks[0], [(mask, n) for (_, (mask,)), n in counts.items()])
+            # Exact; players beyond the slots of their offers (most) change no answer.
+            most = self.key_most
+            a_key = a.key
+            return lineup.solos_fill(a.masks[0], [(mask, max(0, min(n, most[key] - (key == a_key))))
+                                                  for key, n in counts.items() for (mask,) in (key[1],)])
         maxp = self.max_players
         a_key = a.key if keyed else a.size
         size_of = (lambda key: key[0]) if keyed and lineup.k else (lambda key: key)
-        types = sorted(((key, min(n, maxp // size_of(key))) for key, n in counts.items()),
+        # Counts capped at what one match can hold besides the anchor: more of a key change
+        # no answer (so the answer is a function of the capped counts: memo.py relies on it).
+        most = self.key_most.get if keyed else (lambda size: maxp // size)
+        types = sorted(((key, min(n, most(key) - (key == a_key))) for key, n in counts.items()),
                        key=lambda kn: (-size_of(kn[0]), kn[0]))
+        types = [(key, n) for key, n in types if n > 0]
         signature = (id(lineup), a_key, lo, smallest, tuple(types))
         found = self._composable_memo.get(signature)
         if found is not None:

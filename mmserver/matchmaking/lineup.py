@@ -99,6 +99,23 @@ class Lineup:
     def key(self, size: int, masks: tuple[int, ...]):
         return (size, tuple(sorted(masks))) if self.k else size
 
+    def most(self, key) -> int:
+        """The most tickets of this key one match can hold (an upper bound, exact for solos):
+        the match's players over the size and, with roles, for each set R of roles among the
+        key's offers and their union, the slots of R over all teams over the key's players
+        whose offers lie within R (each of them takes a role of R)."""
+        if not self.k:
+            return self.team_size * self.teams // key
+        size, masks = key
+        most = self.team_size * self.teams // size
+        union = 0
+        for mask in masks:
+            union |= mask
+        for within in {*masks, union}:
+            inside = sum(1 for mask in masks if not mask & ~within)
+            most = min(most, sum(self._slots[b] for b in self._bits[within]) // inside)
+        return most
+
     # --- feasibility -------------------------------------------------------------------------
 
     def fits(self, keys: tuple, lo: int = 0) -> bool | None:

@@ -40,13 +40,18 @@ answer (`counted`: the filter whose count gave it, every filter for an answer fo
 counts, none for "mmr") and the walk has room for them all.
 
 An arrival that passes every filter becomes a candidate. When the answer came from the line-up
-check by sizes and roles alone (no line-up exists among the candidates: `roles`, `players`) and
-the walk was ended by its cap of candidates, the arrival takes the place of the last candidate,
-which the walk no longer reaches. If both have the same line-up key (the same size and role
-offer: the usual case, a dps among dps), the candidates' keys are the same multiset, and so is
-the answer; no greedy pick can complete a match that the check says does not exist. The answer
-keeps `tail`, the key of its last candidates and how many of them in a row carry it; passing
-arrivals of that key, no more than that many, then leave it in force.
+check by sizes and roles alone (no line-up exists among the candidates: `roles`, `players`),
+the check reads the candidates' line-up keys (size and role offer) and sizes only as counts
+capped at what one match holds. So an arrival of a key the walk met at least that many of (a
+dps among more dps than a match takes) changes nothing the check reads, and the walk ends
+where it did, or, ended by its cap of visits, one visit earlier, dropping a last visit that
+changes nothing either. And when the walk was ended by its cap of candidates, an arrival of the
+key of the last candidates that counted takes the place of the last one, which the walk no
+longer reaches: the keys are the same multiset, and so is the answer. No greedy pick can
+complete a match that the check says does not exist. The answer keeps `tail`
+(constrained._Constrained._tail_of): the keys met in full, the key of the last candidates and
+how many of them in a row carry it, and how many last visits change nothing; passing arrivals
+of those keys, no more than those counts allow, then leave it in force.
 
 Only answers that spent no steps of the lineup search (_FIRST_PASS_STEPS and the rest) and
 came from walks among solo tickets or modes without roles are recorded: there no search step
@@ -165,7 +170,7 @@ class _Answer:
         self.coarse = coarse
         self.counted = counted  # the last filter an unseen arrival may fail without changing it
         self.visited = visited  # the tickets its walk visited
-        self.tail = tail  # (the line-up key of its last candidates, how many in a row) or None
+        self.tail = tail  # constrained._Constrained._tail_of's, or None
         # When its limits or window next change: inf, never; -inf, at once (not in force).
         self.holds_until = holds_until
 
@@ -443,15 +448,22 @@ class FailureMemo:
 
     def confirm(self, ticket_id: str, candidates: int = 0) -> str:
         """The answer recall() returned UNSEEN for holds: the matcher found that each of the
-        unseen arrivals fails a filter no later than `counted`, or is one of `candidates`
-        arrivals of the tail's key that take the places of as many last candidates, and that
-        the walk had room for them all. They are now among the tickets it visited (counted
-        so, though the candidates shortened it)."""
+        unseen arrivals fails a filter no later than `counted`, or is of a key the tail holds
+        (one of `candidates` arrivals of its run's key that take the places of as many last
+        candidates, or of a key met in full), and that the walk had room for them all. They
+        are now among the tickets it visited (counted so, though the candidates shortened it)."""
         assert ticket_id == self._unseen_id and self.unseen is not None
         entry = self._answers[ticket_id]
-        if candidates:
-            key, run = entry.tail
-            entry.tail = (key, run - candidates) if run > candidates else None
+        if entry.tail is not None:
+            # (constrained._Constrained._tail_of.) The walk now ends `candidates` earlier:
+            # once no last candidate of the run's key is left, which one is last is not known
+            # (nor, so, which keys leave the answer). A walk its cap of visits ended has
+            # pushed out as many last visits as arrived.
+            key, run, full, last, spare = entry.tail
+            if spare is not None:
+                spare -= len(self.unseen[0])
+            kept = run > candidates or not candidates
+            entry.tail = (key, run - candidates, full, last, spare) if kept else None
         entry.visited += len(self.unseen[0])
         entry.given = self._tick
         entry.holds_until = self._unseen_holds_until
@@ -468,8 +480,8 @@ class FailureMemo:
         [low, high] and nothing else but its own limits, `stamp` and its MMR `window`; with
         `least_window`, it holds for every window at least that wide too. `counted`: the last
         filter (by index) an arrival may fail without changing it (-1: none); `visited`: the
-        tickets its walk visited; `tail`: (the line-up key of its last candidates, how many in
-        a row), for an answer of the line-up check from a walk its cap of candidates ended;
+        tickets its walk visited; `tail`: which passing arrivals leave an answer of the line-up
+        check (constrained._Constrained._tail_of), None for other answers;
         `enqueued_at`, `next_step`: the anchor's enqueue time, and the wait at which its limits
         next change (inf: never); `window_fixed`: its MMR window no longer changes (capped, or
         not growing). It holds without a recall until that wait if its window is fixed or it

@@ -1,11 +1,12 @@
 """The matcher of modes with rules, checked against brute force on small queues."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections import Counter
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mmserver.matchmaking import MatchRules, QueuedTicket, match_queue, window
@@ -345,6 +346,93 @@ def test_a_mode_with_sixteen_roles_matches_its_queue():
     matching = propose_constrained(tickets, rules, NOW)
     assert len(matching.proposals) >= 5
     check_matching(matching, tickets, rules, NOW)
+
+
+# --- crowds of one kind of ticket -------------------------------------------------------------
+
+def most_usable(t: QueuedTicket, rules: MatchRules) -> int:
+    """At least as many tickets like `t` as one match can hold: its players over the match's,
+    and with roles, the slots of the roles its players offer over all teams."""
+    most = rules.teams * rules.team_size // t.size
+    if rules.roles:
+        counts = dict(rules.roles)
+        offered = {r for offer in t.roles for r in offer} if t.roles else set(counts)
+        most = min(most, sum(counts.get(r, 0) for r in offered) * rules.teams // t.size)
+    return most
+
+
+@st.composite
+def crowded_cases(draw):
+    """A small queue at one MMR, and a crowd of identical tickets (one drawn ticket copied),
+    more of them than the walk's cap of candidates, at that MMR just before the oldest ticket
+    (equal MMRs are walked in ticket id order, and the lower side first): its walk meets the
+    whole crowd before any other ticket."""
+    rules = draw(modes())
+    tickets = [dataclasses.replace(t, mmr=1000.0) for t in draw(queues(rules))]
+    assume(tickets)
+    [template] = draw(queues(rules).filter(len))[:1]
+    usable = most_usable(template, rules)
+    assume(usable <= 4)  # the brute force takes that many copies
+    first = int(oldest(tickets).ticket_id[1:])
+    prefix = f"t{first - 1}z" if first else "s"
+    count = constrained._pass_limit(rules.teams * rules.team_size) + 8
+    crowd = [dataclasses.replace(template, ticket_id=f"{prefix}{k:03d}", mmr=1000.0, enqueued_at=NOW)
+             for k in range(count)]
+    return rules, tickets, crowd, usable
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(crowded_cases())
+def test_a_crowd_beyond_what_a_match_can_hold_does_not_hide_a_match(case):
+    """The copies are interchangeable, so a match exists in the whole queue exactly when one
+    exists with no more copies than a match can hold."""
+    rules, tickets, crowd, usable = case
+    queue = tickets + crowd
+    matching = propose_constrained(queue, rules, NOW)
+    check_matching(matching, queue, rules, NOW)
+    if valid_match_exists(tickets + crowd[:usable], rules, NOW):
+        assert matching.proposals
+    else:
+        assert not matching.proposals
+
+
+ROLES_5V5 = MatchRules(5, 2, 400.0, 0.0, 400.0, roles=(("tank", 1), ("healer", 1), ("dps", 3)))
+
+
+def test_a_crowd_of_tanks_nearer_than_the_rest_does_not_keep_a_valid_match_waiting():
+    # Ten tickets (2 tanks, 2 healers, 6 dps) spread over MMR 1300-1660 make a match under
+    # the window of 400, and 100 tank-only solos sit in 1480-1520, nearer every one of them
+    # than most of the others. Once a match holds its tanks, more tanks are walked past: they
+    # no longer count toward the cap of candidates, and the match forms.
+    roles = ["dps", "tank", "dps", "healer", "dps", "tank", "dps", "healer", "dps", "dps"]
+    valid = [solo(f"v{k}", 1300.0 + 40 * k, waited=5, roles=((role,),)) for k, role in enumerate(roles)]
+    crowd = [solo(f"k{j:03d}", 1480.0 + 0.4 * j, waited=10, roles=(("tank",),)) for j in range(100)]
+    queue = crowd + valid
+    matching = propose_constrained(queue, ROLES_5V5, NOW)
+    check_matching(matching, queue, ROLES_5V5, NOW)
+    assert len(matching.proposals) == 1
+    taken = set(sum(matching.proposals[0].teams, ()))
+    assert {t.ticket_id for t in valid if t.roles[0][0] != "tank"} <= taken
+    assert set(matching.blocked.values()) == {"roles"}  # the tanks left
+
+
+def test_a_crowd_of_parties_that_cannot_fill_the_teams_does_not_hide_the_solos_they_need():
+    # 5v5, 200 parties of 4 and two solos at one MMR: the solos lie 71 places apart in the walk
+    # (equal MMRs in ticket id order), so every walk meets more than its cap of candidates,
+    # parties of 4, before it meets both solos. A match holds two parties of 4; the rest are
+    # walked past, with a distance rule as without it (the plain search, 96 tickets, finds it).
+    level = Rule("level-gap", "distance", "level", 100.0)
+    rules = MatchRules(5, 2, 200.0, 0.0, 200.0, rules=(level,))
+    parties = [solo(f"p{j:04d}", size=4, waited=10, attributes={"level": 1.0}) for j in range(200)]
+    solos = [solo(name, waited=5, attributes={"level": 1.0}) for name in ("p0060x", "p0130x")]
+    queue = parties + solos
+    plain = match_queue(queue, MatchRules(5, 2, 200.0, 0.0, 200.0), NOW)
+    assert len(plain.proposals) == 1
+    matching = propose_constrained(queue, rules, NOW)
+    check_matching(matching, queue, rules, NOW)
+    assert len(matching.proposals) == 1
+    assert {"tp0060x", "tp0130x"} <= set(sum(matching.proposals[0].teams, ()))
+    assert set(matching.blocked.values()) == {"players"}
 
 
 # --- examples -----------------------------------------------------------------------------------

@@ -7,10 +7,11 @@ claimed, or come back after a claim that failed, and the clock moves.
 import random
 from math import floor, nextafter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmserver.matchmaking import MatchRules, QueuedTicket, match_queue
+from mmserver.matchmaking import MatchRules, QueuedTicket, constrained, match_queue
 from mmserver.matchmaking.memo import FailureMemo
 from mmserver.matchmaking.rules import Latency, Rule, Step
 from tests.unit.test_constrained import modes, queues
@@ -352,10 +353,10 @@ def newcomer(name: str, mmr: float, role: str) -> QueuedTicket:
 
 
 def test_an_arrival_of_the_same_key_as_the_last_candidates_leaves_the_answers_in_force():
-    # 2v2, one tank and one healer a team, no filters. Each tank's walk ends at its cap of
-    # candidates (32) among tanks: "roles". Another tank arrives among them: it takes the
-    # place of a last candidate, a tank too, and no tank is walked again. Two healers then
-    # arrive: their key is not the last candidates', and the oldest tank's match forms.
+    # 2v2, one tank and one healer a team, no filters. Each tank's walk meets more tanks than
+    # a match holds and ends at its window's edge: "roles". Another tank arrives among them:
+    # a key the walks met enough of, and no tank is walked again. Two healers then arrive: a
+    # key they lack, and the oldest tank's match forms.
     rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)))
     queue = tank_row(40)
     memo = FailureMemo()
@@ -370,20 +371,58 @@ def test_an_arrival_of_the_same_key_as_the_last_candidates_leaves_the_answers_in
     assert [sorted(sum(p.teams, ())) for p in third.proposals] == [["h1", "h2", "t0", "t1"]]
 
 
-def test_no_more_arrivals_of_the_last_candidates_key_than_in_a_row_leave_an_answer():
-    # The first tanks' last candidate is the healer H (1532), the only one of its key at the
-    # tail: "roles" (one healer). One healer arriving takes H's place: still one healer for
-    # t0 (H's own walk, among tanks, finds the match). Two take H's place and a tank's: two
-    # healers, and t0's match forms.
-    rules = MatchRules(2, 2, 100.0, 0.0, 100.0, roles=(("tank", 1), ("healer", 1)))
-    for arrivals, matched in ((["h1"], [["H", "h1", "t16", "t17"]]), (["h1", "h2"], [["h1", "h2", "t0", "t1"]])):
-        queue = tank_row(32, healer_at=1532.0)
-        memo = FailureMemo()
-        assert match_queue(queue, rules, NOW, memo=memo).blocked["t0"] == "roles"
-        queue += [newcomer(name, 1510.0 + k / 10, "healer") for k, name in enumerate(arrivals)]
-        later = match_queue(queue, rules, NOW + 1, memo=memo)
-        assert later == match_queue(queue, rules, NOW + 1)
-        assert [sorted(sum(p.teams, ())) for p in later.proposals] == matched
+FIVE_ROLES = MatchRules(5, 2, 1000.0, 0.0, 1000.0, roles=tuple((r, 1) for r in "abcde"))
+
+
+def offers_row() -> list[QueuedTicket]:
+    """Anchor "a0" (offers a) and 56 solos 1 MMR apart from 1501 offering subsets of "abcd":
+    each key no more often than a 5v5 of one slot per role holds (twice its roles), so every
+    one counts toward the walk's cap of candidates (56) and the cap ends a0's walk. Nobody
+    offers e: no line-up ("roles"). The last two offer b and c (room for two more)."""
+    keys = (["a", "b", "c", "d"] + ["ab", "ac", "ad", "bd", "cd"] + ["abc", "abd", "acd", "bcd"])
+    offers = []
+    for key in keys:
+        offers += [key] * (2 * len(key) - (key == "a"))
+    offers += ["abcd"] * (54 - len(offers)) + ["bc", "bc"]
+    row = [QueuedTicket("a0", 1500.0, 1, NOW - 100, roles=(("a",),), players=("a0",))]
+    row += [QueuedTicket(f"s{n:02d}", 1501.0 + n, 1, NOW - 50, roles=(tuple(offer),), players=(f"s{n:02d}",))
+            for n, offer in enumerate(offers)]
+    return row
+
+
+def walked_in(queue, now, memo, monkeypatch) -> tuple[set, object]:
+    walked: set = set()
+    anchor = constrained._Constrained._anchor
+
+    def recorded(self, i, *args):
+        walked.add(self.ids[i])
+        return anchor(self, i, *args)
+
+    monkeypatch.setattr(constrained._Constrained, "_anchor", recorded)
+    try:
+        matching = match_queue(queue, FIVE_ROLES, now, memo=memo)
+    finally:
+        monkeypatch.setattr(constrained._Constrained, "_anchor", anchor)
+    return walked, matching
+
+
+@pytest.mark.parametrize("offers, kept", [
+    (["bc"], True), (["bc", "bc"], True),  # the last candidates' key, no more than in a row
+    (["bc", "bc", "bc"], False),  # one more: the third bc would take the place of an abcd
+    (["ab"], True), (["ab", "ab"], True),  # a key the walk met as many of as a match holds
+    (["ab", "bc"], False),  # both kinds at once: walked again
+    (["e"], False), (["bd", "e", "e"], False),  # e: a key it lacked (two of them make the match)
+])
+def test_which_arrivals_that_pass_the_filters_leave_an_answer_of_the_line_up_check(offers, kept, monkeypatch):
+    queue = offers_row()
+    memo = FailureMemo()
+    first = match_queue(queue, FIVE_ROLES, NOW, memo=memo)
+    assert first.blocked["a0"] == "roles" and not first.proposals
+    queue += [QueuedTicket(f"x{k}", 1500.5 + k / 10, 1, NOW + 0.5, roles=(tuple(offer),), players=(f"x{k}",))
+              for k, offer in enumerate(offers)]
+    walked, later = walked_in(queue, NOW + 1, memo, monkeypatch)
+    assert later == match_queue(queue, FIVE_ROLES, NOW + 1)
+    assert ("a0" not in walked) == kept
 
 
 def test_the_arrivals_that_took_the_last_candidates_places_are_counted_over_ticks():
