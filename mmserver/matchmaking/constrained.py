@@ -672,7 +672,8 @@ class _Constrained:
         # The last visits in a row that change no answer of the line-up check by sizes and
         # roles (a filter turned them away, or they are of a key and, with roles, a size the
         # walk met enough of before them: _tail_of); `solos`: the solo candidates met so far.
-        free = solos = 0
+        free = solos = passing = 0
+        skipping = False
         roles_on = bool(lineup.k)
         solos_full = need - (anchor.size == 1)
         m = mmr[p]
@@ -723,6 +724,14 @@ class _Constrained:
                 dr = mmr[rp] - m
             s = p_size[q]
             window_players += s
+            if skipping:
+                # Past pass_cap candidates and players enough past the filters (no count can
+                # name a filter), a neighbour of a key met in full (and, with roles, a solo
+                # once the solos fill a match) changes nothing, whether it passes or not.
+                r = room.get(key_codes[q])
+                if r is not None and r <= 0 and (not roles_on or (s == 1 and solos >= solos_full)):
+                    free += 1
+                    continue
             rmask = rmasks[q] & amask
             if not rmask:
                 latency_failed += s
@@ -772,6 +781,7 @@ class _Constrained:
             if r is None:
                 r = most_by_code[kc] - (kc == a_code)
             room[kc] = r - 1
+            passing += s
             if r > 0:
                 # A key the match can still use: the candidate counts toward the cap.
                 free = 0
@@ -795,6 +805,7 @@ class _Constrained:
                     solos += 1
                 if len(picks) >= pass_cap:
                     over_keys.append(key)
+                    skipping = passing >= smallest
                     continue
                 walk_ended = False
             pick = (q, rmask, omasks)
@@ -891,7 +902,8 @@ class _Constrained:
         if not composable:
             if self.memo is not None:
                 # Ended by its cap of visits: arrivals push out as many last visits.
-                spare = min(free, (remaining - smallest) // self.rules.team_size) if walk_capped else None
+                # (Players past the filters: at least the candidates that passed them.)
+                spare = min(free, (passing - smallest) // self.rules.team_size) if walk_capped else None
                 self._tail = self._tail_of(a, room, useful >= pass_cap, run_key, run, last_key, spare)
             if self.rules.roles and self._composable(a, keys + over_keys, lo, smallest, self.sizes_only):
                 return None, "roles"
