@@ -67,6 +67,13 @@ def start_with_a_server_pool(directory: Path, redis_url: str) -> MMServer:
     return MMServer(directory, redis_url=redis_url, env={"MMSERVER_CONFIG": str(config)}).start()
 
 
+def view_when(server: MMServer, ticket: dict, status: str) -> dict:
+    """The ticket's view once its status is `status` (waited for, 15 s at most)."""
+    return wait_until(lambda: (lambda view: view if view["status"] == status else None)(
+        server.get(f"/v1/tickets/{ticket['ticket_id']}", token=ticket["token"]).json()),
+        timeout=15, what=f"{ticket['ticket_id']} {status}")
+
+
 def test_an_operator_looks_up_and_finishes_a_match_and_releases_a_player(tmp_path: Path, redis_server):
     redis_server.client().flushall()
     server = start_with_a_server_pool(tmp_path, redis_server.url)
@@ -75,9 +82,7 @@ def test_an_operator_looks_up_and_finishes_a_match_and_releases_a_player(tmp_pat
         alice = server.post("/v1/tickets", {"player_id": "alice", "mode": "duel", "mmr": 1500}).json()
         server.post("/v1/tickets", {"player_id": "bob", "mode": "duel", "mmr": 1510})
         carol = server.post("/v1/tickets", {"player_id": "carol", "mode": "duel", "mmr": 4000}).json()
-        assigned = wait_until(lambda: (lambda view: view if view["status"] == "assigned" else None)(
-            server.get(f"/v1/tickets/{alice['ticket_id']}", token=alice["token"]).json()),
-            timeout=15, what="alice assigned")
+        assigned = view_when(server, alice, "assigned")
         match_id = assigned["assignment"]["match_id"]
 
         looked_up = mmadmin(server, "match", match_id, "--json")
@@ -138,9 +143,7 @@ def test_a_match_still_in_its_ready_check_is_not_finished_but_its_players_can_be
         server.wait_ready()
         dana = server.post("/v1/tickets", {"player_id": "dana", "mode": "ranked", "mmr": 1500}).json()
         server.post("/v1/tickets", {"player_id": "eve", "mode": "ranked", "mmr": 1510})
-        matched = wait_until(lambda: (lambda view: view if view["status"] == "matched" else None)(
-            server.get(f"/v1/tickets/{dana['ticket_id']}", token=dana["token"]).json()),
-            timeout=15, what="dana matched")
+        matched = view_when(server, dana, "matched")
         match_id = matched["session"]["session_id"]
         assert server.admin(f"/admin/matches/{match_id}").json()["state"] == "accepting"
 
