@@ -213,7 +213,9 @@ async function refreshNow() {
   } catch (e) {
     if (e instanceof Unauthorized) { logout("The token was refused."); return; }
     $("error").hidden = false;
-    $("error").textContent = "Cannot reach the control plane: " + e.message;
+    // An answer with a status came from the control plane (a 503 while Redis is away): say
+    // so, rather than that the control plane is out of reach.
+    $("error").textContent = (e.status ? "The control plane answered " : "Cannot reach the control plane: ") + e.message;
   }
 }
 
