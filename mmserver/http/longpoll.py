@@ -114,6 +114,15 @@ def abandon(env: MutableMapping[str, Any]) -> None:
         _finish(env, state)
 
 
+def end_wait(env: MutableMapping[str, Any]) -> None:
+    """The client stopped sending (it half-closed its connection) while parked: it may still
+    read, so it gets its answer, now, with what is current, instead of waiting on. The server
+    then resumes the request (a parked request's state is touched by no worker)."""
+    state = env.get(_STATE)
+    if state is not None:
+        state.deadline = time.monotonic()
+
+
 def _loop(env: MutableMapping[str, Any], state: _State, result: Any) -> Answer:
     waiter = state.waiter
     try:

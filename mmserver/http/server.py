@@ -67,8 +67,11 @@ thread while a long-poll waits, so none is held (longpoll.py for the app's side)
 - a client that goes away while parked (closes or resets its connection) would keep its place
   under the cap until its wait ends, since waitress reads nothing on a channel with a request
   in progress: every `_HANGUP_CHECK_S` the loop thread polls the parked sockets for a hang-up
-  alone (POLLRDHUP, POLLHUP, POLLERR; never POLLIN, which a pipelined request would raise),
-  closes each one found and wakes its waiter, so its worker releases it at once.
+  alone (POLLRDHUP, POLLHUP, POLLERR; never POLLIN, which a pipelined request would raise).
+  A reset or an error (POLLHUP, POLLERR) closes the channel; the client's end of sending alone
+  (POLLRDHUP: a close, or a half-close by a client that still reads) ends its wait
+  (`longpoll.end_wait`), so it is answered at once with what is current. Either way its waiter
+  is woken and its place released.
 
 Everything that touches waitress internals lives in this module; it is written against
 waitress 3.0 (setup.py pins `waitress==3.0.*`) and tests/process/test_http_drain.py fails if an
@@ -404,14 +407,15 @@ class HttpServer:
             self._hangups.unregister(fd)
 
     def _close_hung_up(self) -> None:
-        """Close the parked channels whose client went away and wake their waiters: each is
-        resumed on a worker, which finds it closed and releases its place (longpoll.abandon)."""
+        """The parked channels whose client reset or stopped sending: close the first, end the
+        wait of the others, and wake their waiters: each is resumed on a worker, which releases
+        a closed one's place (longpoll.abandon) and answers the others."""
         self._next_hangup_check = time.monotonic() + _HANGUP_CHECK_S
         try:
             events = self._hangups.poll(0)
         except OSError:
             return
-        for fd, _event in events:
+        for fd, event in events:
             channel = self._parked.pop(fd, None)
             self._hangups.unregister(fd)
             if channel is None:
@@ -419,7 +423,13 @@ class HttpServer:
             channel.watched_fd = None
             if not channel.parked or channel._fileno != fd:
                 continue
-            channel.handle_close()
+            if event & (select.POLLHUP | select.POLLERR):
+                channel.handle_close()  # reset or failed: nobody reads an answer
+            else:
+                # It stopped sending, and may still read (a half-close): answer it now.
+                environ = getattr(channel.requests[0], "mmserver_environ", None) if channel.requests else None
+                if environ is not None:
+                    longpoll.end_wait(environ)
             waiter = channel.parked_waiter
             if waiter is not None:
                 waiter.wake()

@@ -192,6 +192,32 @@ def test_a_client_gone_while_parked_releases_its_place_long_before_its_timeout(g
         assert server.drain(time.monotonic() + 5)
 
 
+def test_a_client_that_half_closes_while_parked_is_answered_at_once():
+    # Done sending, still reading (shutdown(SHUT_WR): a legal HTTP client, or a proxy passing
+    # its client's FIN on): it gets its answer, with what is current, not a closed connection,
+    # and well before its wait would end.
+    waiters, versions = Waiters(max_waiting=10), {"half": 7}
+    server = start_server(make_app(waiters, versions))
+    address = server.addresses[0]
+    try:
+        sock = socket.create_connection((address.host, address.port))
+        sock.sendall(b"GET /half?wait=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_until(lambda: waiters.waiting == 1, PROMPTLY_S)
+        started = time.monotonic()
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(PROMPTLY_S)
+        received = b""
+        while not received.endswith(b"\r\n\r\n7"):
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and time.monotonic() - started < 3
+        assert wait_until(lambda: waiters.waiting == 0, PROMPTLY_S)
+        sock.close()
+    finally:
+        assert server.drain(time.monotonic() + 5)
+
+
 def test_a_drain_cut_releases_parked_waiters():
     waiters = Waiters(max_waiting=10)
     server = start_server(make_app(waiters, {}))
