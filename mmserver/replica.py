@@ -22,6 +22,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Mapping
 
+import redis
+
 from mmserver import __version__, admin_token
 from mmserver.backoff import Backoff
 from mmserver.bounded_read import BoundedRead
@@ -75,6 +77,9 @@ STATUS_READ_WAIT_S = 0.5
 # leave (http/server.py): this many connections besides them (every other client, keep-alive or
 # not; past it the oldest idle keep-alive connections are closed for new clients).
 OTHER_CONNECTIONS = 1000
+# Redis's answers that refuse a write (READONLY, OOM, MASTERDOWN, ... and LOADING, which
+# redis-py raises as a connection error): the replica is not ready while the heartbeat gets one.
+WRITE_REFUSED = (redis.exceptions.ResponseError, redis.exceptions.BusyLoadingError)
 # Requests in flight may use the stop deadline but for this reserve, so that a drain cut at its
 # deadline still leaves the later steps (scheduler, subscriber, replica record, Sentry) their turn.
 HTTP_DRAIN_RESERVE_S = 2.0
@@ -378,11 +383,15 @@ class Replica:
         self.waiters.wake_all()
 
     def _record_replica(self) -> None:
-        # Also how this replica learns that Redis answers but refuses writes (readiness.py).
+        # Also how this replica learns that Redis answers but refuses writes (readiness.py). Only
+        # an answer refusing the write counts: a timeout or a connection error (one slow call, a
+        # pool exhausted under load) says nothing of the kind, and whether Redis is reachable
+        # is the subscriber's to say.
         try:
             self.store.record_replica(self.info(), REPLICA_TTL_S)
-        except RedisUnavailable:
-            self.readiness.set_redis_writes(False)
+        except RedisUnavailable as error:
+            if isinstance(error.__cause__, WRITE_REFUSED):
+                self.readiness.set_redis_writes(False)
             raise
         self.readiness.set_redis_writes(True)
 
