@@ -66,17 +66,30 @@ def _traceback_text(record: logging.LogRecord) -> str | None:
     return "\n".join(parts) if parts else None
 
 
-# One record, one line: control characters in a message (a path or value a client sent, quoted
-# in a warning) are written as escapes, so that no input can forge a log line of its own or
-# send a terminal escape sequence to whoever reads the log. Tracebacks keep their lines.
+# One record, one line: characters of a message that are not printable (a path or value a
+# client sent, quoted in a warning) are written as escapes, so that no input can forge a log
+# line of its own, send a terminal escape sequence to whoever reads the log, or make a line read
+# otherwise than it is. Tracebacks keep their lines.
 _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROL_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
                          0x2028: "\\u2028", 0x2029: "\\u2029"})  # line and paragraph separators
 
 
 def _one_line(text: str) -> str:
-    """`text` with every control character escaped (\\n, \\x1b, ...)."""
-    return text.translate(_CONTROL_ESCAPES) if not text.isprintable() else text
+    """`text` with every character that is not printable escaped (\\n, \\x1b, \\u202e, ...):
+    controls, and the format characters (bidirectional overrides, zero-width) that make a line
+    read otherwise than it is. Spaces stay."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    escaped = _CONTROL_ESCAPES.get(ord(ch))
+    if escaped is not None:
+        return escaped
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class TextFormatter(logging.Formatter):

@@ -215,14 +215,15 @@ def test_a_text_line_cannot_be_forged_or_split_by_what_it_quotes(start_pipeline)
     # A client-chosen path quoted in a warning, carrying a line of its own, a NUL, a terminal
     # escape and a Unicode line separator: one line comes out, every control escaped.
     pipeline, stream = start_pipeline("text")
-    forged = "/admin/x\n2026-12-08T00:41:26.000Z WARNING mmserver.lifecycle: stopping\r\x00\x1b[2J\u2028"
+    forged = ("/admin/x\n2026-12-08T00:41:26.000Z WARNING mmserver.lifecycle: stopping\r\x00\x1b[2J\u2028"
+              "\u202egnp.exe\u200b")  # and a right-to-left override, a zero-width space
     logging.getLogger("mmserver_admin.auth").warning("refused (GET %s)", forged, extra={"path": forged})
     pipeline.stop()
 
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1, lines
     assert "refused (GET /admin/x\\n2026-12-08T00:41:26.000Z WARNING mmserver.lifecycle: stopping" \
-           "\\r\\x00\\x1b[2J\\u2028)" in lines[0]
+           "\\r\\x00\\x1b[2J\\u2028\\u202egnp.exe\\u200b)" in lines[0]
     assert all(ch.isprintable() for ch in lines[0])
     assert ' path="/admin/x\\n' in lines[0]
 
