@@ -612,6 +612,7 @@ class _Channel(HTTPChannel):
     task_class = _Task
     parked = False  # set by a worker when it parks the request, cleared in the loop thread
     parked_waiter: Any = None  # the waiter of the parked request (a hang-up wakes it)
+    parks = 0  # how many times a request of this channel parked (_unmap: which park asks)
     watched_fd: int | None = None  # its descriptor while HttpServer watches it for a hang-up
 
     def service(self) -> None:
@@ -629,19 +630,25 @@ class _Channel(HTTPChannel):
             # was recorded on the waiter and makes park() refuse: run the request again at once.
             self.parked = True
             self.parked_waiter = parked.waiter
+            self.parks += 1
+            park = self.parks
             if parked.waiter.park(self._resume, parked.timeout):
-                self.server.trigger.pull_trigger(self._unmap)
+                self.server.trigger.pull_trigger(lambda: self._unmap(park))
             else:
                 self.parked = False
                 self.server.add_task(self)
 
-    def _unmap(self) -> None:
+    def _unmap(self, park: int) -> None:
         """Loop thread: take a parked channel out of the socket map. waitress's loop visits
         every channel of the map on every pass (wasyncore.poll2 asks each one readable() and
         writable() to build the poll set): thousands of parked channels there would cost every
         other request milliseconds per pass. Out of the map it is still in the server's
-        active_channels, which the drain, the connection-limit reclaim and in_flight() read."""
-        if self.parked and self.connected:
+        active_channels, which the drain, the connection-limit reclaim and in_flight() read.
+        `park`: which park asked. A wake can resume that park before this runs, and a worker
+        can be parking the request again meanwhile (`parked` set, the park not yet made or
+        refused): an older park's unmap must not take that channel out of the map, where its
+        answer would never be written."""
+        if self.parked and self.parks == park and self.connected:
             self._map.pop(self._fileno, None)
             if self.server.http_server is not None:
                 self.server.http_server.watch_parked(self)
